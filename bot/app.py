@@ -1,0 +1,225 @@
+"""Wiring and supervision: build(settings) -> App; App.run() owns every long-lived task.
+
+Supervision policy: each service handles its own transient failures (reconnects, retries).
+An exception that escapes a service is fatal: the TaskGroup cancels the others, the daemon
+logs one `daemon_failed` line, runs the shutdown actions and exits 1, and the container's
+restart policy starts it again with safety state (kill latch, risk mode) read from the store.
+SIGTERM/SIGINT stop it cleanly within `shutdown_budget_secs`; a second signal forces exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import structlog
+
+from bot.book import OrderBook
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.control.api import ControlServer, ensure_token
+from bot.control.commands import Controller
+from bot.domain import MarketEvent, OrderStatus
+from bot.engine import Engine
+from bot.errors import ConfigError
+from bot.execution.orders import OrderManager
+from bot.store import Store
+from bot.store.reconcile import reconcile_open_orders
+from bot.telemetry import Metrics, Redactor, configure_logging
+from bot.venues.paper.adapter import PaperVenue
+from bot.venues.paper.fills import FeeSchedule
+from bot.venues.sim.feed import SimFeed
+
+log = structlog.get_logger("app")
+
+
+class Service(Protocol):
+    name: str
+
+    async def run(self) -> None: ...
+
+
+class _Shutdown(Exception):
+    """Raised inside the TaskGroup to unwind it on a stop signal."""
+
+
+class StatusLog:
+    """Logs one status line per interval: equity, positions, funding, tripped flags."""
+
+    name = "status_log"
+
+    def __init__(self, controller: Controller, interval_secs: float, clock: Clock) -> None:
+        self._controller = controller
+        self._interval = interval_secs
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            await self._clock.sleep(self._interval)
+            s = self._controller.status()
+            markets = {
+                t: f"{m['position']}@{m['oracle_price']} "
+                   f"flags={','.join(n for n, f in m['flags'].items() if f['tripped']) or '-'}"
+                for t, m in s["markets"].items()
+            }
+            log.info("status", risk_mode=s["risk_mode"], equity=s["equity"],
+                     funding_realised=s["funding"]["realised"],
+                     funding_expected=s["funding"]["expected"], open_orders=s["open_orders"],
+                     **markets)
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: Store
+    engine: Engine
+    orders: OrderManager
+    controller: Controller
+    control: ControlServer
+    services: list[Service]
+    clock: Clock
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(cls, settings: Settings, redactor: Redactor | None = None,
+              clock: Clock | None = None) -> App:
+        """Wire the daemon from settings; nothing runs until `run()`."""
+        if settings.network != "sim":
+            raise ConfigError("network", f"{settings.network!r} needs the dYdX adapter, "
+                                         "not in this build yet; use 'sim'")
+        clock = clock or SystemClock()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        token = ensure_token(
+            settings.control_token.get_secret_value() if settings.control_token else None,
+            settings.token_path,
+        )
+        if redactor is not None:
+            redactor.add(token)
+        metrics = Metrics()
+        store = Store.open(settings.db_path)
+        feed = SimFeed.build(settings.markets, settings.sim.seed, clock,
+                             settings.sim.step_interval_secs, settings.sim.block_interval_secs)
+        specs = feed.specs()
+        fees = FeeSchedule(settings.paper.maker_fee_rate, settings.paper.taker_fee_rate)
+        # One book per market, kept by the engine and read by the paper venue to fill against.
+        books = {t: OrderBook(t) for t in specs}
+        venue = PaperVenue(books, fees, clock, settings.sim.funding_interval_secs)
+        orders = OrderManager(venue, store, metrics, clock, settings.execution)
+        engine = Engine(settings, specs, store, orders, metrics, clock, books)
+        venue.restore_positions({t: s.position.size for t, s in engine.markets.items()})
+        venue.set_account_sink(engine.on_account_event)
+        controller = Controller(settings, engine, orders, store, clock,
+                                {"sim": {"mode": "embedded", "seed": settings.sim.seed}})
+        control = ControlServer(controller, metrics, token, settings.control.host,
+                                settings.control.port, settings.state_dir / "daemon.json")
+
+        def on_market_event(event: MarketEvent) -> None:
+            engine.on_market_event(event)
+            venue.on_market_event(event)
+
+        services: list[Service] = [
+            _FeedService(feed, on_market_event), engine, control,
+            StatusLog(controller, settings.telemetry.status_interval_secs, clock),
+        ]
+        return cls(settings, store, engine, orders, controller, control, services, clock)
+
+    async def reconcile(self) -> None:
+        """Close store orders the venue does not hold; cancel venue orders we do not know."""
+        venue = self.orders.venue
+        stored = [o.client_id for o in self.store.open_orders(venue.name)]
+        fixes = reconcile_open_orders(stored, await venue.open_orders())
+        for client_id in fixes.close_in_store:
+            order = self.store.get_order(client_id)
+            filled = order.filled_size if order else Decimal(0)
+            self.store.update_order(client_id, OrderStatus.CANCELLED, filled, self.clock.now_ns(),
+                                    "not open at venue on start")
+        for client_id in fixes.cancel_at_venue:
+            await venue.cancel(client_id)
+        log.info("reconciled", venue=venue.name, closed_in_store=len(fixes.close_in_store),
+                 cancelled_at_venue=len(fixes.cancel_at_venue))
+
+    async def run(self) -> int:
+        """Run until a stop signal or a fatal error; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        s = self.settings
+        log.info("daemon_starting", network=s.network, trading=s.trading, markets=list(s.markets),
+                 state_dir=str(s.state_dir), risk_mode=self.engine.risk_mode.value,
+                 kill_latched=self.store.kill_latch() is not None)
+        code = 0
+        try:
+            await self.reconcile()
+            async with asyncio.TaskGroup() as tg:
+                for service in self.services:
+                    tg.create_task(service.run(), name=service.name)
+                tg.create_task(self._wait_for_stop(), name="stop")
+        except* _Shutdown:
+            log.info("daemon_stopping")
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("daemon_failed", error=repr(exc), exc_info=exc)
+            code = 1
+        finally:
+            await self._shutdown()
+            self._restore_signals(loop)
+        log.info("daemon_stopped", exit_code=code)
+        return code
+
+    async def _wait_for_stop(self) -> None:
+        await self.stop.wait()
+        raise _Shutdown
+
+    async def _shutdown(self) -> None:
+        """Cancel resting orders and close the store within the shutdown budget."""
+        try:
+            async with asyncio.timeout(self.settings.shutdown_budget_secs):
+                # Resting orders must not outlive the process that manages them.
+                cancelled = await self.orders.cancel_all()
+                if cancelled:
+                    log.info("orders_cancelled_on_exit", count=len(cancelled))
+        except TimeoutError:
+            log.error("shutdown_budget_exceeded", budget_secs=self.settings.shutdown_budget_secs)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                (self.settings.state_dir / "daemon.json").unlink()
+            self.store.close()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        def on_signal(signum: int) -> None:
+            if self.stop.is_set():
+                log.error("forced_exit", signal=signal.Signals(signum).name)
+                os._exit(1)
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+    def _restore_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class _FeedService:
+    """Runs a MarketData source into a sink as a supervised service."""
+
+    def __init__(self, feed: Any, sink: Any) -> None:
+        self.name = getattr(feed, "name", "feed")
+        self._feed = feed
+        self._sink = sink
+
+    async def run(self) -> None:
+        await self._feed.run(self._sink)
+
+
+def run_daemon(settings: Settings) -> int:
+    """Configure logging, build the app and run it to completion; returns the exit code."""
+    redactor = configure_logging(settings.telemetry.log_level, settings.telemetry.log_format,
+                                 Redactor(settings.secret_values()))
+    app = App.build(settings, redactor)
+    return asyncio.run(app.run())

@@ -1,0 +1,243 @@
+"""Typed settings: defaults < TOML file < `.env` < `PERPBOT_*` environment variables.
+
+Secrets (control token, dYdX mnemonic, Binance keys) are read from the environment (or `.env`)
+only; a secret in the TOML file is a config error, so it can never end up in a repo.
+Nested keys map to env vars with `__`: `[control] port` is `PERPBOT_CONTROL__PORT`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+PosDecimal = Annotated[Decimal, Field(gt=0)]
+NonNegDecimal = Annotated[Decimal, Field(ge=0)]
+Fraction = Annotated[Decimal, Field(gt=0, le=1)]
+
+SECRET_FIELDS = ("control_token", "dydx_mnemonic", "binance_api_key", "binance_api_secret")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ControlSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    request_timeout_secs: PositiveFloat = 5.0
+
+
+class TelemetrySettings(_Section):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    status_interval_secs: PositiveFloat = 5.0
+
+
+class SimSettings(_Section):
+    seed: int = 42
+    step_interval_secs: PositiveFloat = 0.1
+    block_interval_secs: PositiveFloat = 0.65
+    # dYdX settles funding hourly; tests shorten this to see accruals in seconds.
+    funding_interval_secs: PositiveFloat = 3600.0
+
+
+class PaperSettings(_Section):
+    initial_equity_usd: PosDecimal = Decimal(10_000)
+    maker_fee_rate: Decimal = Decimal("0.0001")
+    taker_fee_rate: Decimal = Decimal("0.0005")
+
+
+class RuleSettings(_Section):
+    min_flags: int = Field(default=2, ge=1, le=4)
+    audit_interval_secs: PositiveFloat = 3600.0
+    audit_on_start: bool = True
+    debounce_secs: NonNegDecimal = Decimal(1)
+    drift_tolerance: Fraction = Decimal("0.1")
+    funding_harvest_rate_1h: PosDecimal = Decimal("0.0001")
+    funding_budget_usd: PosDecimal = Decimal(50)
+    funding_horizon_hours: PositiveInt = 8
+    liquidity_depth_bps: PosDecimal = Decimal(25)
+    liquidity_min_depth_multiple: PosDecimal = Decimal(3)
+    liquidity_max_spread_bps: PosDecimal = Decimal(15)
+    liquidity_depth_drop: Fraction = Decimal("0.5")
+    vol_max_annual: PosDecimal = Decimal("1.2")
+    vol_regime_ratio: PosDecimal = Decimal(2)
+    news_ttl_default_secs: PositiveFloat = 7200.0
+
+
+class StrategySettings(_Section):
+    # Directional targets in base units per market, e.g. {"BTC-USD" = "0.05"}.
+    targets: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC-USD": Decimal("0.05"), "ETH-USD": Decimal("-0.5")}
+    )
+    target_vol_annual: PosDecimal = Decimal("0.5")
+    max_leverage: PosDecimal = Decimal(3)
+    max_notional_usd: PosDecimal = Decimal(25_000)
+    adverse_funding_cap_factor: Fraction = Decimal("0.5")
+    drawdown_stop: Fraction = Decimal("0.2")
+
+
+class ExecutionSettings(_Section):
+    twap_duration_secs: PositiveFloat = 60.0
+    twap_slices: PositiveInt = 6
+    max_depth_share: Fraction = Decimal("0.25")
+    slippage_cap_bps: PosDecimal = Decimal(10)
+    min_notional_usd: PosDecimal = Decimal(10)
+
+
+class StoreSettings(_Section):
+    path: Path | None = None  # default: <state_dir>/perpbot.sqlite
+
+
+class Settings(BaseSettings):
+    """Everything the daemon and the CLI need, validated at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERPBOT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    network: Literal["sim", "testnet", "mainnet"] = "sim"
+    trading: Literal["paper", "live"] = "paper"
+    markets: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    state_dir: Path = Path("state")
+    shutdown_budget_secs: PositiveFloat = 10.0
+    live_confirm: str = ""
+
+    control: ControlSettings = ControlSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    sim: SimSettings = SimSettings()
+    paper: PaperSettings = PaperSettings()
+    rules: RuleSettings = RuleSettings()
+    strategy: StrategySettings = StrategySettings()
+    execution: ExecutionSettings = ExecutionSettings()
+    store: StoreSettings = StoreSettings()
+
+    control_token: SecretStr | None = None
+    dydx_mnemonic: SecretStr | None = None
+    binance_api_key: SecretStr | None = None
+    binance_api_secret: SecretStr | None = None
+
+    @field_validator("markets")
+    @classmethod
+    def _markets_look_like_tickers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one market is required")
+        for ticker in value:
+            if "-" not in ticker or ticker != ticker.upper():
+                raise ValueError(f"{ticker!r} is not a ticker like 'BTC-USD'")
+        if len(set(value)) != len(value):
+            raise ValueError("markets are listed twice")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; put it below the environment.
+        return (env_settings, dotenv_settings, init_settings)
+
+    @property
+    def db_path(self) -> Path:
+        return self.store.path or self.state_dir / "perpbot.sqlite"
+
+    @property
+    def token_path(self) -> Path:
+        return self.state_dir / "control.token"
+
+    def secret_values(self) -> list[str]:
+        """Return every configured secret in clear, for the log redactor."""
+        values = []
+        for name in SECRET_FIELDS:
+            secret = getattr(self, name)
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        return values
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the effective config as JSON-ready data with secrets masked."""
+        data = self.model_dump(mode="json")
+        for name in SECRET_FIELDS:
+            data[name] = "**********" if getattr(self, name) is not None else None
+        return data
+
+
+def load(
+    path: Path | None = None, env_file: Path | None = Path(".env"), **overrides: Any
+) -> Settings:
+    """Build Settings from a TOML file, `.env` and the environment, or raise ConfigError(key)."""
+    file_data = _read_toml(path) if path is not None else {}
+    for name in SECRET_FIELDS:
+        if name in file_data:
+            raise ConfigError(name, f"secrets come from the environment only (PERPBOT_{name.upper()})")
+    file_data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(_env_file=env_file, **file_data)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    _check_combinations(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"invalid TOML in {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "config"
+    reason = error["msg"]
+    if error["type"] == "extra_forbidden":
+        reason = "unknown key"
+    elif "input" in error and key.split(".")[0] not in SECRET_FIELDS:
+        reason = f"{reason} (got {error['input']!r})"
+    return ConfigError(key, reason)
+
+
+def _check_combinations(settings: Settings) -> None:
+    if settings.trading == "live" and settings.network == "mainnet" and settings.live_confirm != "yes":
+        raise ConfigError("trading", "live trading on mainnet needs PERPBOT_LIVE_CONFIRM=yes")
+    if settings.trading == "live" and settings.dydx_mnemonic is None:
+        raise ConfigError("dydx_mnemonic", "live trading needs PERPBOT_DYDX_MNEMONIC")
+    if settings.control.host not in LOOPBACK_HOSTS and settings.control_token is None:
+        raise ConfigError(
+            "control.host", "a non-loopback control address needs PERPBOT_CONTROL_TOKEN"
+        )
+    unknown = set(settings.strategy.targets) - set(settings.markets)
+    if unknown:
+        key = f"strategy.targets.{sorted(unknown)[0]}"
+        raise ConfigError(key, "target for a market that is not in `markets`")

@@ -1,0 +1,154 @@
+"""HTTP control API over the control core: loopback by default, bearer token on every route
+except `/healthz` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.control.commands import Controller
+from bot.telemetry import Metrics
+
+log = structlog.get_logger("control_api")
+MAX_BODY_BYTES = 16 * 1024
+
+
+def ensure_token(env_token: str | None, token_path: Path) -> str:
+    """Use the configured token, else the one stored for this state dir, else make one (0600)."""
+    if env_token:
+        return env_token
+    try:
+        stored = token_path.read_text().strip()
+        if stored:
+            return stored
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    token_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class ControlServer:
+    """Serves the control API until cancelled."""
+
+    name = "control_api"
+
+    def __init__(self, controller: Controller, metrics: Metrics, token: str, host: str,
+                 port: int, endpoint_file: Path | None = None) -> None:
+        self._controller = controller
+        self._metrics = metrics
+        self._token = token.encode()
+        self._host = host
+        self._port = port
+        self._endpoint_file = endpoint_file
+        self.url: str | None = None
+        self.ready = asyncio.Event()
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY_BYTES)
+        app.add_routes([
+            web.get("/healthz", self._healthz),
+            web.get("/metrics", self._metrics_page),
+            web.get("/v1/status", self._status),
+            web.post("/v1/kill", self._kill),
+            web.post("/v1/pause", self._pause),
+            web.post("/v1/resume", self._resume),
+            web.post("/v1/news", self._news_set),
+            web.delete("/v1/news", self._news_clear),
+        ])
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in ("/healthz", "/metrics"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+            log.warning("control_unauthorised", path=request.path, remote=request.remote)
+            return web.json_response({"error": "unauthorised"}, status=401)
+        return await handler(request)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status = self._controller.status()
+        return web.json_response({"ok": True, "risk_mode": status["risk_mode"]})
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self._controller.status())
+
+    async def _kill(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        reason = body.get("reason", "operator")
+        flatten = body.get("flatten", False)
+        if not isinstance(reason, str) or not isinstance(flatten, bool):
+            raise _bad_request("reason must be a string and flatten a boolean")
+        return web.json_response(await self._controller.kill(reason[:200], flatten))
+
+    async def _pause(self, request: web.Request) -> web.Response:
+        return web.json_response(self._controller.pause())
+
+    async def _resume(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._controller.resume())
+
+    async def _news_set(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        item, ttl = body.get("item"), body.get("ttl_secs")
+        if not isinstance(item, str) or not item or not isinstance(ttl, int | float) or ttl <= 0:
+            raise _bad_request("item must be a non-empty string and ttl_secs a positive number")
+        return web.json_response(self._controller.news_set(item[:100], float(ttl)))
+
+    async def _news_clear(self, request: web.Request) -> web.Response:
+        item = request.query.get("item")
+        return web.json_response(self._controller.news_clear(item))
+
+    async def run(self) -> None:
+        """Serve until cancelled; write the bound URL to the endpoint file for the CLI."""
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+            sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+            port = sockets[0].getsockname()[1] if sockets else self._port
+            host = f"[{self._host}]" if ":" in self._host else self._host
+            self.url = f"http://{host}:{port}"
+            if self._endpoint_file is not None:
+                self._endpoint_file.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+            log.info("control_api_listening", url=self.url)
+            self.ready.set()
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _bad_request(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _bad_request("body must be a JSON object")
+    return body
+
+
+def _bad_request(reason: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": reason}), content_type="application/json")

@@ -1,0 +1,1 @@
+"""Planners (pure) and the order manager (the only module that calls a venue)."""

@@ -1,0 +1,1 @@
+"""Rule engine: estimators, the four flags and the gate (pure)."""

@@ -1,0 +1,133 @@
+"""The four warning flags: funding, liquidity, volatility, news (pure, with hysteresis).
+
+A tripped flag clears only once its measure is back inside `CLEAR_RATIO` of the threshold,
+so a reading that hovers at the threshold does not flap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bot.config import RuleSettings
+
+CLEAR_RATIO = Decimal("0.8")
+FLAG_NAMES = ("funding", "liquidity", "volatility", "news")
+
+
+@dataclass(frozen=True, slots=True)
+class FlagInputs:
+    """What the flags look at for one market, gathered by the engine from state."""
+
+    market: str
+    position_size: Decimal
+    mark_price: Decimal
+    funding_rate_1h: Decimal
+    intended_size: Decimal
+    depth_size: Decimal
+    depth_median: Decimal | None
+    spread_bps: Decimal | None
+    vol_short: float | None
+    vol_long: float | None
+    news: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    name: str
+    tripped: bool
+    why: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tripped": self.tripped, "why": self.why, **{k: str(v) for k, v in self.values.items()}}
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    funding: Flag
+    liquidity: Flag
+    volatility: Flag
+    news: Flag
+
+    def all(self) -> tuple[Flag, ...]:
+        return (self.funding, self.liquidity, self.volatility, self.news)
+
+    @property
+    def tripped(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.all() if f.tripped)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: f.as_dict() for f in self.all()}
+
+
+def _over(value: Decimal, threshold: Decimal, was_tripped: bool) -> bool:
+    return value > (threshold * CLEAR_RATIO if was_tripped else threshold)
+
+
+def _under(value: Decimal, threshold: Decimal, was_tripped: bool) -> bool:
+    return value < (threshold / CLEAR_RATIO if was_tripped else threshold)
+
+
+def funding_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
+    """Trip when the forecast funding cost over the horizon beats its budget, or carry is rich."""
+    cost_usd = inp.position_size * inp.mark_price * inp.funding_rate_1h * p.funding_horizon_hours
+    values = {"rate_1h": inp.funding_rate_1h, "expected_cost_usd": cost_usd.quantize(Decimal("0.01"))}
+    if _over(cost_usd, p.funding_budget_usd, was):
+        return Flag("funding", True, "cost_over_budget", values)
+    if _over(abs(inp.funding_rate_1h), p.funding_harvest_rate_1h, was):
+        return Flag("funding", True, "harvest_threshold", values)
+    return Flag("funding", False, "", values)
+
+
+def liquidity_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
+    """Trip on thin depth near mid, a wide spread, or depth far below its rolling median."""
+    values: dict[str, Any] = {"depth": inp.depth_size, "spread_bps": inp.spread_bps}
+    if inp.spread_bps is None:
+        return Flag("liquidity", True, "no_book", values)
+    needed = inp.intended_size * p.liquidity_min_depth_multiple
+    if needed > 0 and _under(inp.depth_size, needed, was):
+        return Flag("liquidity", True, "depth_below_order_multiple", values)
+    if _over(inp.spread_bps, p.liquidity_max_spread_bps, was):
+        return Flag("liquidity", True, "spread_wide", values)
+    if inp.depth_median:
+        floor = inp.depth_median * (1 - p.liquidity_depth_drop)
+        values["depth_median"] = inp.depth_median
+        if _under(inp.depth_size, floor, was):
+            return Flag("liquidity", True, "depth_drop", values)
+    return Flag("liquidity", False, "", values)
+
+
+def volatility_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
+    """Trip when short-window vol is above its level or far above long-window vol."""
+    if inp.vol_short is None:
+        return Flag("volatility", False, "warming_up")
+    short = Decimal(repr(round(inp.vol_short, 6)))
+    values: dict[str, Any] = {"vol_short": short}
+    if _over(short, p.vol_max_annual, was):
+        return Flag("volatility", True, "vol_above_level", values)
+    if inp.vol_long:
+        ratio = short / Decimal(repr(round(inp.vol_long, 6)))
+        values["ratio"] = ratio.quantize(Decimal("0.01"))
+        if _over(ratio, p.vol_regime_ratio, was):
+            return Flag("volatility", True, "regime_shift", values)
+    return Flag("volatility", False, "", values)
+
+
+def news_flag(inp: FlagInputs) -> Flag:
+    """Trip while any news item (calendar window, feed hit, operator flag) is active."""
+    if inp.news:
+        return Flag("news", True, "active", {"items": ",".join(inp.news)})
+    return Flag("news", False)
+
+
+def evaluate_flags(inp: FlagInputs, p: RuleSettings, previous: Flags | None = None) -> Flags:
+    """Evaluate all four flags, using the previous result for hysteresis."""
+    prev = previous.tripped if previous else ()
+    return Flags(
+        funding=funding_flag(inp, p, "funding" in prev),
+        liquidity=liquidity_flag(inp, p, "liquidity" in prev),
+        volatility=volatility_flag(inp, p, "volatility" in prev),
+        news=news_flag(inp),
+    )

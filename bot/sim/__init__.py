@@ -1,0 +1,1 @@
+"""Simulated markets: seeded price, book, flow, oracle, funding and block models."""

@@ -1,0 +1,109 @@
+"""SQLite connection setup and the numbered-migration runner."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+BUSY_TIMEOUT_MS = 5_000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database at `path` in WAL mode with explicit transaction control."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # check_same_thread=False lets callers use asyncio.to_thread; repo.Store serialises access.
+    conn = sqlite3.connect(
+        path,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except Exception:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block in one BEGIN IMMEDIATE transaction: commit on success, else roll back."""
+    conn.execute("BEGIN IMMEDIATE")
+    committed = False
+    try:
+        yield conn
+        conn.execute("COMMIT")
+        committed = True
+    finally:
+        if not committed and conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """Return the packaged migrations as (version, file name, SQL), sorted by version."""
+    found: dict[int, tuple[int, str, str]] = {}
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise RuntimeError(f"duplicate migration number {version}: {entry.name}")
+        found[version] = (version, entry.name, entry.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """Return the schema version recorded in the database header."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database's user_version; return the new version."""
+    pending = migrations()
+    latest = pending[-1][0] if pending else 0
+    current = user_version(conn)
+    if current > latest:
+        raise ConfigError(
+            "store.path",
+            f"database schema version {current} is newer than this build supports ({latest})",
+        )
+    for version, _name, sql in pending:
+        if version <= current:
+            continue
+        with transaction(conn):
+            # Another process may have migrated between our read and taking the write lock.
+            if user_version(conn) < version:
+                for statement in split_statements(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+    return user_version(conn)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a SQL script into complete statements (triggers included), dropping blank tails."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if _strip_comments(buffer):
+        raise ValueError(f"incomplete SQL statement at end of migration: {buffer.strip()!r}")
+    return statements
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines()).strip()

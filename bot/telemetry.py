@@ -1,0 +1,150 @@
+"""Logging (structlog: JSON off a TTY, console on one), secret redaction, Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REDACTED = "**********"
+_SECRET_KEY_PARTS = ("token", "mnemonic", "secret", "api_key", "password")
+
+
+class Redactor:
+    """A structlog processor that masks known secret values anywhere in an event."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        """Register more secret values (e.g. a control token generated at start)."""
+        for secret in secrets:
+            # Very short values would mask ordinary words; real secrets are long.
+            if secret and len(secret) >= 6 and secret not in self._secrets:
+                self._secrets.append(secret)
+        self._secrets.sort(key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        """Return `value` with every secret replaced, recursing into containers."""
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._scrub_item(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub(v) for v in value)
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self.scrub(str(value))
+
+    def _scrub_item(self, key: Any, value: Any) -> Any:
+        if isinstance(key, str) and any(p in key.lower() for p in _SECRET_KEY_PARTS):
+            return REDACTED if value else value
+        return self.scrub(value)
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event_dict):
+            event_dict[key] = self._scrub_item(key, event_dict[key])
+        return event_dict
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: str = "auto",
+    redactor: Redactor | None = None,
+    stream: TextIO | None = None,
+) -> Redactor:
+    """Configure structlog once for the process; returns the redactor so secrets can be added."""
+    redactor = redactor or Redactor()
+    stream = stream or sys.stdout
+    use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=True)
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redactor,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Third-party libraries log through stdlib logging; keep them quiet and redacted too.
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_StdlibRedactFilter(redactor))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    return redactor
+
+
+class _StdlibRedactFilter(logging.Filter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redactor.scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+class Metrics:
+    """The daemon's Prometheus metrics, on a registry of its own (tests get a fresh one each)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.market_events = Counter(
+            "perpbot_market_events", "Market events received", ["market", "kind"], registry=r
+        )
+        self.malformed_messages = Counter(
+            "perpbot_malformed_messages", "Venue messages that did not parse", ["venue"], registry=r
+        )
+        self.book_resyncs = Counter(
+            "perpbot_book_resyncs", "Order book resyncs", ["market"], registry=r
+        )
+        self.flag_tripped = Gauge(
+            "perpbot_flag_tripped", "1 when a flag is tripped", ["market", "flag"], registry=r
+        )
+        self.decisions = Counter(
+            "perpbot_decisions", "Gate decisions that rebalanced", ["market", "reason"], registry=r
+        )
+        self.orders = Counter(
+            "perpbot_orders", "Order transitions", ["venue", "status"], registry=r
+        )
+        self.fills = Counter("perpbot_fills", "Fills", ["venue", "market"], registry=r)
+        self.position = Gauge("perpbot_position", "Signed position", ["market"], registry=r)
+        self.equity_usd = Gauge("perpbot_equity_usd", "Account equity", registry=r)
+        self.funding_realised_usd = Gauge(
+            "perpbot_funding_realised_usd", "Funding received (+) or paid (-)", registry=r
+        )
+        self.funding_expected_usd = Gauge(
+            "perpbot_funding_expected_usd", "Expected funding over the horizon", registry=r
+        )
+        self.risk_mode = Gauge(
+            "perpbot_risk_mode", "0 NORMAL, 1 REDUCE_ONLY, 2 HALTED", registry=r
+        )
+        self.decision_latency = Histogram(
+            "perpbot_decision_seconds",
+            "Time from market event to plan",
+            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1),
+            registry=r,
+        )

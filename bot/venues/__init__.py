@@ -1,0 +1,1 @@
+"""Venue adapters: each translates one venue to domain types behind the ports."""

@@ -1,0 +1,1 @@
+"""Paper trading venue: fills orders against a real or simulated book and trade stream."""

@@ -1,0 +1,177 @@
+"""The paper venue: an ExecutionVenue that fills against any market-data books, never a real one.
+
+It reads the same OrderBook objects the engine keeps (fed by whatever MarketData runs: the
+simulator, a replay or a live venue) and must see every market event after the engine has
+applied it (`on_market_event`). Fills, order updates and hourly funding go to the account sink
+exactly as a real venue's stream would.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import structlog
+
+from bot.book import OrderBook
+from bot.clock import Clock
+from bot.domain import (
+    ZERO,
+    AccountEvent,
+    BookDelta,
+    BookSnapshot,
+    Fill,
+    MarketEvent,
+    OracleUpdate,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    TimeInForce,
+    Trade,
+)
+from bot.errors import OrderRejected, PostOnlyWouldCross
+from bot.venues.paper.fills import (
+    ConsumedLiquidity,
+    FeeSchedule,
+    RestingOrder,
+    fill_taker,
+    funding_payment,
+    join_queue,
+    on_book_update,
+    on_trade,
+    post_only_would_cross,
+)
+from bot.venues.ports import AccountSink
+
+log = structlog.get_logger("paper")
+NS_PER_SEC = 1_000_000_000
+
+
+class PaperVenue:
+    """Simulated execution with queue-aware maker fills, book-walking taker fills and funding."""
+
+    name = "paper"
+
+    def __init__(
+        self,
+        books: dict[str, OrderBook],
+        fees: FeeSchedule,
+        clock: Clock,
+        funding_interval_secs: float = 3600.0,
+    ) -> None:
+        self._books = books
+        self._fees = fees
+        self._clock = clock
+        self._funding_interval_ns = int(funding_interval_secs * NS_PER_SEC)
+        self._positions: dict[str, Decimal] = {m: ZERO for m in books}
+        self._consumed = {m: ConsumedLiquidity() for m in books}
+        self._resting: dict[int, RestingOrder] = {}
+        self._oracle: dict[str, tuple[Decimal, Decimal]] = {}
+        self._funding_epoch: int | None = None
+        self._sink: AccountSink = lambda event: None
+        self._fill_seq = 0
+
+    def restore_positions(self, positions: dict[str, Decimal]) -> None:
+        """Start from positions rebuilt from the store (paper state persists like live state)."""
+        self._positions.update(positions)
+
+    def set_account_sink(self, sink: AccountSink) -> None:
+        self._sink = sink
+
+    def _emit(self, event: AccountEvent) -> None:
+        if isinstance(event, Fill):
+            self._positions[event.market] += event.size * event.side.sign
+        self._sink(event)
+
+    def _prefix(self, client_id: int) -> str:
+        self._fill_seq += 1
+        return f"paper-{client_id}-{self._fill_seq}"
+
+    async def place(self, order: OrderRequest) -> None:
+        """Accept, fill or rest an order; raises OrderRejected like a venue would."""
+        book = self._books.get(order.market)
+        if book is None:
+            raise OrderRejected(self.name, "place", f"unknown market {order.market}")
+        if order.reduce_only:
+            self._check_reduce_only(order)
+        now = self._clock.now_ns()
+        if order.tif is TimeInForce.POST_ONLY:
+            if post_only_would_cross(order, book):
+                raise PostOnlyWouldCross(self.name, "place", "post-only order would cross")
+            self._resting[order.client_id] = join_queue(order, book, self._prefix(order.client_id))
+            self._emit(OrderUpdate(order.client_id, order.market, OrderStatus.ACKED, ZERO, now))
+            return
+        fills = fill_taker(order, book, self._fees, self._prefix(order.client_id), now,
+                           self._consumed[order.market])
+        filled = sum((f.size for f in fills), ZERO)
+        for fill in fills:
+            self._emit(fill)
+        if filled >= order.size:
+            self._emit(OrderUpdate(order.client_id, order.market, OrderStatus.FILLED, filled, now))
+        elif order.tif is TimeInForce.IOC:
+            self._emit(OrderUpdate(order.client_id, order.market, OrderStatus.CANCELLED, filled,
+                                   now, "ioc_remainder"))
+        else:
+            rest = RestingOrder(order, book.size_at(order.side, order.price),
+                                self._prefix(order.client_id), filled_size=filled)
+            self._resting[order.client_id] = rest
+            status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.ACKED
+            self._emit(OrderUpdate(order.client_id, order.market, status, filled, now))
+
+    def _check_reduce_only(self, order: OrderRequest) -> None:
+        position = self._positions.get(order.market, ZERO)
+        if order.tif is not TimeInForce.IOC:
+            raise OrderRejected(self.name, "place", "reduce-only is accepted only on IOC orders")
+        if position == 0 or (position > 0) == (order.side.sign > 0) or order.size > abs(position):
+            raise OrderRejected(self.name, "place", "reduce-only order would increase the position")
+
+    async def cancel(self, client_id: int) -> None:
+        """Cancel a resting order; cancelling an unknown or finished order is a no-op report."""
+        resting = self._resting.pop(client_id, None)
+        market = resting.order.market if resting else ""
+        filled = resting.filled_size if resting else ZERO
+        self._emit(OrderUpdate(client_id, market, OrderStatus.CANCELLED, filled,
+                               self._clock.now_ns(), "cancelled"))
+
+    async def open_orders(self) -> list[int]:
+        return list(self._resting)
+
+    async def positions(self) -> dict[str, Decimal]:
+        return dict(self._positions)
+
+    def on_market_event(self, event: MarketEvent) -> None:
+        """Advance resting orders and funding from a market event the engine already applied."""
+        if isinstance(event, Trade):
+            self._on_trade(event)
+        elif isinstance(event, BookDelta | BookSnapshot):
+            for resting in self._resting.values():
+                if resting.order.market == event.market:
+                    on_book_update(resting, self._books[event.market])
+        elif isinstance(event, OracleUpdate):
+            self._oracle[event.market] = (event.oracle_price, event.next_funding_rate)
+            self._maybe_settle_funding(event.ts_recv)
+
+    def _on_trade(self, trade: Trade) -> None:
+        for client_id, resting in list(self._resting.items()):
+            fill = on_trade(resting, trade, self._fees, trade.ts_recv)
+            if fill is None:
+                continue
+            self._emit(fill)
+            status = OrderStatus.FILLED if resting.is_filled else OrderStatus.PARTIALLY_FILLED
+            if resting.is_filled:
+                del self._resting[client_id]
+            self._emit(OrderUpdate(client_id, fill.market, status, resting.filled_size,
+                                   trade.ts_recv))
+
+    def _maybe_settle_funding(self, now_ns: int) -> None:
+        epoch = now_ns // self._funding_interval_ns
+        if self._funding_epoch is None:
+            self._funding_epoch = epoch
+            return
+        if epoch == self._funding_epoch:
+            return
+        self._funding_epoch = epoch
+        ts = epoch * self._funding_interval_ns
+        for market, size in self._positions.items():
+            if size and market in self._oracle:
+                oracle, rate = self._oracle[market]
+                self._emit(funding_payment(market, size, oracle, rate, ts))

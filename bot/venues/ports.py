@@ -1,0 +1,42 @@
+"""Venue ports: small role-based protocols the core talks to. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
+
+from bot.domain import AccountEvent, MarketEvent, MarketSpec, OrderRequest
+
+MarketSink = Callable[[MarketEvent], None]
+AccountSink = Callable[[AccountEvent], None]
+
+
+class MarketData(Protocol):
+    """Streams market events for a set of markets until cancelled."""
+
+    name: str
+
+    def specs(self) -> dict[str, MarketSpec]: ...
+
+    async def run(self, sink: MarketSink) -> None: ...
+
+
+class ExecutionVenue(Protocol):
+    """Places and cancels our orders; reports order updates, fills and funding to a sink.
+
+    `place` raises OrderRejected (no retry), TransientVenueError (nothing was sent) or
+    OrderStateUnknown (it may have been sent: reconcile by client id before anything else).
+    """
+
+    name: str
+
+    def set_account_sink(self, sink: AccountSink) -> None: ...
+
+    async def place(self, order: OrderRequest) -> None: ...
+
+    async def cancel(self, client_id: int) -> None: ...
+
+    async def open_orders(self) -> list[int]: ...
+
+    async def positions(self) -> dict[str, Decimal]: ...

@@ -1,0 +1,1 @@
+"""The in-process simulated venue (market data from bot.sim)."""

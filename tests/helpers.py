@@ -1,0 +1,94 @@
+"""Test helpers: a daemon started as a real subprocess, the CLI, and `eventually`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def eventually(cond: Callable[[], Any], timeout_secs: float = 10.0, interval_secs: float = 0.05) -> Any:
+    """Poll `cond` until it returns something truthy; fail after the timeout."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_secs}s")
+        time.sleep(interval_secs)
+
+
+def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    """An environment with no PERPBOT_* leaking in from the developer's shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERPBOT_")}
+    env.update({
+        "PERPBOT_STATE_DIR": str(state_dir),
+        "PERPBOT_CONTROL__PORT": "0",
+        "PERPBOT_TELEMETRY__STATUS_INTERVAL_SECS": "1",
+        "PERPBOT_TELEMETRY__LOG_FORMAT": "json",
+        "PERPBOT_EXECUTION__TWAP_DURATION_SECS": "3",
+    })
+    env.update(extra)
+    return env
+
+
+class Daemon:
+    """`perpbot run` as a subprocess with its own state directory."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.state_dir = Path(env["PERPBOT_STATE_DIR"])
+        self.log_path = workdir / f"daemon-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        endpoint = self.state_dir / "daemon.json"
+        endpoint.unlink(missing_ok=True)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [str(BIN / "perpbot"), "run"], cwd=self.workdir, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        eventually(lambda: endpoint.exists() or self.proc.poll() is not None, 20)  # type: ignore[union-attr]
+        assert self.proc.poll() is None, self.log()
+        return self
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "perpbot"), *args], cwd=self.workdir, env=self.env,
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
