@@ -101,7 +101,7 @@ class OrderBook:
         return (self._ask_prices[0] - self._bid_prices[-1]) / mid * _BPS
 
     def depth_within_bps(self, bps: Decimal, side: Side | None = None) -> Decimal:
-        """Return base size resting within `bps` of mid (bids for BUY, asks for SELL, None: both)."""
+        """Return base size within `bps` of mid: bids for BUY, asks for SELL, both for None."""
         mid = self.mid()
         if mid is None:
             return ZERO

@@ -97,7 +97,6 @@ class SimMarket:
         self._start_ns = self._now_ns = start_ns
         self._tick = float(p.tick_size)
         self._tick_size, self._step_size = p.tick_size, p.step_size
-        self._step = float(p.step_size)
         self._min_steps = max(1, math.ceil(p.min_order_size / p.step_size))
         self._base_steps = float(p.base_level_size / p.step_size)
         self._trade_steps = float(p.mean_trade_size / p.step_size)
@@ -177,7 +176,8 @@ class SimMarket:
             self._oracle = self._price(self._ticks(math.exp(self._oracle_log) * (1 + noise)))
             events.append(OracleUpdate(self.params.ticker, self._oracle, self.funding_rate_1h(),
                                        now_ns, now_ns))
-        height = self.params.initial_height + (now_ns - self._start_ns) // self.params.block_interval_ns
+        blocks = (now_ns - self._start_ns) // self.params.block_interval_ns
+        height = self.params.initial_height + blocks
         # One event per step with the latest height: a long gap does not flood the caller.
         if self._last_height is None or height > self._last_height:
             self._last_height = height
@@ -193,7 +193,8 @@ class SimMarket:
             self._high_vol = not self._high_vol
             self._rescale_depth()
         sigma = self._sigma_sec * (p.high_vol_multiplier if self._high_vol else 1.0)
-        self._log_mid += -0.5 * sigma * sigma * dt_secs + sigma * math.sqrt(dt_secs) * rng.gauss(0, 1)
+        drift = -0.5 * sigma * sigma * dt_secs
+        self._log_mid += drift + sigma * math.sqrt(dt_secs) * rng.gauss(0.0, 1.0)
         if rng.random() < -math.expm1(-p.jump_per_sec * dt_secs):
             self._log_mid += rng.gauss(0.0, p.jump_size)
         weight = 1.0 if p.oracle_lag_secs <= 0 else -math.expm1(-dt_secs / p.oracle_lag_secs)
@@ -316,7 +317,8 @@ class SimMarket:
         self._dirty_asks.clear()
         bids = tuple(BookLevel(self._price(i), self._size(self._bids[i]))
                      for i in sorted(self._bids, reverse=True))
-        asks = tuple(BookLevel(self._price(i), self._size(self._asks[i])) for i in sorted(self._asks))
+        asks = tuple(BookLevel(self._price(i), self._size(self._asks[i]))
+                     for i in sorted(self._asks))
         return BookSnapshot(self.params.ticker, bids, asks, now_ns, now_ns)
 
     def _emit_delta(self, events: list[MarketEvent], now_ns: int) -> None:

@@ -44,7 +44,7 @@ class ConsumedLiquidity:
         self._asks: dict[Decimal, tuple[Decimal, Decimal]] = {}
 
     def taken(self, taker_side: Side, book: OrderBook) -> dict[Decimal, Decimal]:
-        """Return size already taken per price on the side `taker_side` takes; forget stale levels."""
+        """Return size already taken per price on the side `taker_side` takes; drop stale levels."""
         entries = self._asks if taker_side is Side.BUY else self._bids
         book_side = taker_side.opposite()
         out: dict[Decimal, Decimal] = {}
