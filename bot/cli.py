@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -185,6 +186,36 @@ def news_clear(config_path: Path | None, item: str | None) -> None:
     """Clear one news flag, or all of them."""
     params = {"item": item} if item else None
     click.echo(json.dumps(_daemon(config_path).call("DELETE", "/v1/news", params=params)))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})  # lets SIZE be negative
+@config_option
+@click.argument("market")
+@click.argument("size")
+def target(config_path: Path | None, market: str, size: str) -> None:
+    """Set the directional target for MARKET to SIZE (signed, base units), e.g. `target BTC-USD -0.1`."""
+    try:
+        Decimal(size)
+    except InvalidOperation:
+        raise click.BadParameter(f"{size!r} is not a number", param_hint="SIZE") from None
+    click.echo(json.dumps(_daemon(config_path).call("POST", "/v1/target",
+                                                    {"market": market, "size": size})))
+
+
+@cli.command()
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--scenario", "scenario_path", type=click.Path(path_type=Path), default=None,
+              help="Scenario file to schedule (JSON or TOML).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def sim(seed: int, scenario_path: Path | None, host: str) -> None:
+    """Run the exchange simulator standalone; the first stdout line is its endpoints as JSON."""
+    from bot.sim.runner import run_standalone
+
+    try:
+        code = run_standalone(seed=seed, scenario_path=scenario_path, host=host)
+    except ConfigError as exc:
+        _fail(EXIT_BAD_INPUT, f"{exc.key}: {exc.reason}")
+    sys.exit(code)
 
 
 @cli.command()

@@ -103,6 +103,7 @@ class Engine:
         if store.kill_latch() is not None:
             self.risk_mode = RiskMode.HALTED
         self.paused = False
+        self.directional = dict(settings.strategy.targets)
         self._seed = settings.sim.seed
         self._restore_portfolio()
 
@@ -184,7 +185,7 @@ class Engine:
         if mark is None:
             return None
         p = self._settings
-        desired = p.strategy.targets.get(state.spec.ticker, Decimal(0))
+        desired = self.directional.get(state.spec.ticker, Decimal(0))
         move = abs(desired - state.position.size) or abs(desired) or state.spec.min_order_size
         return FlagInputs(
             market=state.spec.ticker,
@@ -225,7 +226,7 @@ class Engine:
             self.decide(state, gate.reason, inputs, target.size, target.as_dict(), now_ns)
 
     def compute_target(self, state: MarketState, inputs: FlagInputs):  # type: ignore[no-untyped-def]
-        desired = self._settings.strategy.targets.get(state.spec.ticker, Decimal(0))
+        desired = self.directional.get(state.spec.ticker, Decimal(0))
         if self.risk_mode is RiskMode.REDUCE_ONLY and abs(desired) > abs(state.position.size):
             desired = state.position.size
         return size_target(
@@ -270,6 +271,13 @@ class Engine:
                  target=str(target), plan=plan_dict)
         if plan is not None:
             self._orders.start_parent(plan, decision_id)
+
+    def set_directional_target(self, market: str, size: Decimal) -> None:
+        """Change an operator target; the next evaluation sees the drift and rebalances."""
+        self.directional[market] = size
+        state = self.markets[market]
+        # An ancient last audit makes one due now, whatever audit_on_start says.
+        state.gate = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, 1)
 
     # ---- portfolio -------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class ControlServer:
             web.post("/v1/resume", self._resume),
             web.post("/v1/news", self._news_set),
             web.delete("/v1/news", self._news_clear),
+            web.post("/v1/target", self._target),
         ])
         return app
 
@@ -117,6 +118,16 @@ class ControlServer:
     async def _news_clear(self, request: web.Request) -> web.Response:
         item = request.query.get("item")
         return web.json_response(self._controller.news_clear(item))
+
+    async def _target(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        market, size = body.get("market"), body.get("size")
+        if not isinstance(market, str) or not isinstance(size, str):
+            raise _bad_request("market and size must be strings")
+        try:
+            return web.json_response(self._controller.set_target(market, size))
+        except ValueError as exc:
+            raise _bad_request(str(exc)) from None
 
     async def run(self) -> None:
         """Serve until cancelled; write the bound URL to the endpoint file for the CLI."""

@@ -166,6 +166,20 @@ class Controller:
             sent.append(order.client_id)
         return sent
 
+    def set_target(self, market: str, size: str) -> dict[str, Any]:
+        """Set the directional sleeve's target for a market; raises ValueError on bad input."""
+        if market not in self._engine.markets:
+            raise ValueError(f"unknown market {market!r}; trading {sorted(self._engine.markets)}")
+        try:
+            value = Decimal(size)
+        except ArithmeticError:
+            raise ValueError(f"size {size!r} is not a number") from None
+        if not value.is_finite():
+            raise ValueError(f"size {size!r} is not a finite number")
+        self._engine.set_directional_target(market, value)
+        log.warning("target_set", market=market, size=str(value))
+        return {"market": market, "target": str(value)}
+
     def news_set(self, item: str, ttl_secs: float) -> dict[str, Any]:
         """Raise an operator news flag for all markets until the TTL runs out."""
         expiry = self._clock.now_ns() + int(ttl_secs * NS_PER_SEC)

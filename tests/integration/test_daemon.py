@@ -138,3 +138,14 @@ def test_cli_exit_codes(daemon_factory, tmp_path) -> None:  # type: ignore[no-un
     result = daemon.cli("run", "--config", str(unknown))
     assert result.returncode == 2 and "rules.min_flgs" in result.stderr
     assert daemon.cli("news", "set", "FOMC", "--ttl", "soon").returncode == 2
+
+
+def test_operator_target_rebalances_and_bad_target_exits_2(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    daemon = daemon_factory().start()
+    eventually(lambda: daemon.status()["markets"]["BTC-USD"]["position"] != "0")
+    result = daemon.cli("target", "BTC-USD", "-0.02")
+    assert result.returncode == 0, result.stderr
+    eventually(lambda: daemon.status()["markets"]["BTC-USD"]["position"] == "-0.0200", timeout_secs=15)
+    assert daemon.cli("target", "DOGE-USD", "1").returncode == 2
+    assert daemon.cli("target", "BTC-USD", "lots").returncode == 2
+    assert daemon.stop() == 0
