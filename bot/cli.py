@@ -219,6 +219,25 @@ def sim(seed: int, scenario_path: Path | None, host: str) -> None:
 
 
 @cli.command()
+@click.option("--venue", type=click.Choice(["dydx", "binance"]), required=True)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def decode(venue: str, path: Path) -> None:
+    """Print the domain events recorded venue messages become, one JSON object per line."""
+    from bot.decode import decode_file
+
+    try:
+        events, errors = decode_file(path, venue)
+    except ValueError as exc:
+        _fail(EXIT_BAD_INPUT, str(exc))
+    for event in events:
+        click.echo(json.dumps(event, sort_keys=True))
+    for error in errors:
+        click.echo(f"perpbot: {error}", err=True)
+    if errors:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
 @config_option
 def health(config_path: Path | None) -> None:
     """Exit 0 when the daemon answers /healthz (used by the container HEALTHCHECK)."""

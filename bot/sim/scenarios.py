@@ -1,0 +1,182 @@
+"""Named fault scenarios for the simulator and a scheduler that starts and ends them (pure).
+
+A scenario flips switches in `ScenarioState` (read by the exchange core and the protocol
+front-ends) for `duration_s`, then restores them. One-shot scenarios (a WS drop, a gapped
+book message) fire once and have no duration. Scenario files (JSON or TOML) look like:
+
+    [[scenarios]]
+    name = "chain_halt"
+    at_s = 30          # seconds after the simulator starts
+    duration_s = 60
+
+Scenarios are also triggered at run time: `POST {admin}/scenario {"name": ..., "duration_s": N}`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+from bot.sim.exchange import ScenarioState
+
+NS_PER_SEC = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    name: str
+    at_s: float = 0.0
+    duration_s: float = 60.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    description: str
+    start: Callable[[ScenarioState, dict[str, Any]], None]
+    end: Callable[[ScenarioState, dict[str, Any]], None] | None  # None: one-shot
+
+
+def _set(attr: str, value: Callable[[dict[str, Any]], Any], reset: Any) -> Scenario:
+    def start(state: ScenarioState, params: dict[str, Any]) -> None:
+        setattr(state, attr, value(params))
+
+    def end(state: ScenarioState, params: dict[str, Any]) -> None:
+        setattr(state, attr, reset)
+
+    return Scenario(f"sets {attr}", start, end)
+
+
+def _extra(key: str, value: Callable[[dict[str, Any]], Any], one_shot: bool = False) -> Scenario:
+    def start(state: ScenarioState, params: dict[str, Any]) -> None:
+        state.extra[key] = value(params)
+
+    def end(state: ScenarioState, params: dict[str, Any]) -> None:
+        state.extra.pop(key, None)
+
+    return Scenario(f"sets extra[{key!r}]", start, None if one_shot else end)
+
+
+def _http_error(status: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def build(params: dict[str, Any]) -> dict[str, Any]:
+        return {"status": int(params.get("status", status)), "count": int(params.get("count", 5)),
+                "retry_after_secs": float(params.get("retry_after_secs", 1))}
+
+    return build
+
+
+def _decimal(params: dict[str, Any], key: str, default: str) -> Decimal:
+    try:
+        return Decimal(str(params.get(key, default)))
+    except InvalidOperation:
+        raise ValueError(f"{key} must be a number") from None
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "chain_halt": _set("chain_halted", lambda p: True, False),
+    "indexer_lag": _set("indexer_lag_blocks", lambda p: int(p.get("blocks", 30)), 0),
+    "withdrawal_gating": _set("withdrawals_gated", lambda p: True, False),
+    "liquidity_drought": _set("liquidity_factor", lambda p: float(p.get("factor", 0.2)), 1.0),
+    "funding_spike": _set("funding_spike_1h", lambda p: _decimal(p, "rate_1h", "0.001"), None),
+    "ws_drop": _extra("ws_drop", lambda p: True, one_shot=True),
+    "ws_stall": _extra("ws_stall", lambda p: True),
+    "book_gap": _extra("book_fault", lambda p: "gap", one_shot=True),
+    "book_crossed": _extra("book_fault", lambda p: "crossed", one_shot=True),
+    "http_429": _extra("http_error", _http_error(429), one_shot=True),
+    "http_5xx": _extra("http_error", _http_error(503), one_shot=True),
+    "grpc_unavailable": _extra("grpc_unavailable", lambda p: True),
+    "price_gap": _extra("price_gap", lambda p: {"market": p.get("market", "BTC-USD"),
+                                                "pct": float(p.get("pct", -5))}, one_shot=True),
+    "binance_http_error": _extra("binance_http_error", _http_error(503), one_shot=True),
+}
+
+
+def parse_spec(data: Any, where: str = "scenario") -> ScenarioSpec:
+    """Validate one scenario entry; raise ConfigError naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(where, "must be an object")
+    name = data.get("name")
+    if name not in SCENARIOS:
+        raise ConfigError(f"{where}.name", f"unknown scenario {name!r}; known: {sorted(SCENARIOS)}")
+    params = {k: v for k, v in data.items() if k not in ("name", "at_s", "duration_s")}
+    try:
+        at_s = float(data.get("at_s", 0))
+        duration_s = float(data.get("duration_s", 60))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.duration_s", "at_s and duration_s must be numbers") from None
+    if at_s < 0 or duration_s <= 0:
+        raise ConfigError(f"{where}.duration_s", "at_s must be >= 0 and duration_s > 0")
+    try:
+        SCENARIOS[name].start(ScenarioState(), params)  # validate params on a scratch state
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.params", str(exc)) from None
+    return ScenarioSpec(name, at_s, duration_s, params)
+
+
+def load_scenario_file(path: Path) -> list[ScenarioSpec]:
+    """Read a JSON or TOML scenario file."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("scenario", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError("scenario", f"{path} does not parse: {exc}") from None
+    entries = data.get("scenarios") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ConfigError("scenario.scenarios", "expected a list of scenarios")
+    return [parse_spec(entry, f"scenarios[{i}]") for i, entry in enumerate(entries)]
+
+
+@dataclass(slots=True)
+class _Running:
+    spec: ScenarioSpec
+    end_ns: int
+
+
+class ScenarioScheduler:
+    """Start scheduled or triggered scenarios on time and end them after their duration."""
+
+    def __init__(self, state: ScenarioState, start_ns: int) -> None:
+        self.state = state
+        self._start_ns = start_ns
+        self._pending: list[ScenarioSpec] = []
+        self._running: list[_Running] = []
+        self.log: list[tuple[int, str, str]] = []  # (ns, "start"|"end", name)
+
+    def schedule(self, specs: list[ScenarioSpec]) -> None:
+        self._pending.extend(specs)
+        self._pending.sort(key=lambda s: s.at_s)
+
+    def trigger(self, spec: ScenarioSpec, now_ns: int) -> None:
+        """Start a scenario now (the admin endpoint)."""
+        self._start(spec, now_ns)
+
+    def active(self) -> list[str]:
+        return [r.spec.name for r in self._running]
+
+    def tick(self, now_ns: int) -> None:
+        """Start due scenarios and end expired ones."""
+        elapsed_ns = now_ns - self._start_ns
+        while self._pending and self._pending[0].at_s * NS_PER_SEC <= elapsed_ns:
+            self._start(self._pending.pop(0), now_ns)
+        for running in [r for r in self._running if r.end_ns <= now_ns]:
+            self._running.remove(running)
+            end = SCENARIOS[running.spec.name].end
+            if end is not None:
+                end(self.state, running.spec.params)
+            self.log.append((now_ns, "end", running.spec.name))
+
+    def _start(self, spec: ScenarioSpec, now_ns: int) -> None:
+        scenario = SCENARIOS[spec.name]
+        scenario.start(self.state, spec.params)
+        self.log.append((now_ns, "start", spec.name))
+        if scenario.end is not None:
+            self._running.append(_Running(spec, now_ns + int(spec.duration_s * NS_PER_SEC)))

@@ -1,0 +1,258 @@
+"""dYdX v4 indexer frames -> domain events (pure; the only place that reads wire structs).
+
+`FeedParser` keeps the little state the venue's stream needs to be understood: the last oracle
+price and predicted funding per market (the two arrive in different messages) and the map
+from the indexer's order UUID to our client id (fills carry only the UUID).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+
+from bot.domain import (
+    BlockHeight,
+    BookDelta,
+    BookLevel,
+    BookSnapshot,
+    Fill,
+    Liquidity,
+    OracleUpdate,
+    OrderStatus,
+    OrderUpdate,
+    Side,
+    Trade,
+)
+from bot.errors import MalformedMessage
+from bot.venues.dydx import wire
+
+DomainEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | OrderUpdate | Fill
+ZERO = Decimal(0)
+_EXPIRED = "ORDER_REMOVAL_REASON_EXPIRED"
+_STATUS = {
+    "BEST_EFFORT_OPENED": OrderStatus.ACKED,
+    "OPEN": OrderStatus.ACKED,
+    "UNTRIGGERED": OrderStatus.ACKED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELLED,
+    "BEST_EFFORT_CANCELED": OrderStatus.CANCELLED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFrame:
+    """One frame: its envelope facts and the domain events it carries."""
+
+    type: str
+    channel: str
+    id: str
+    message_id: int
+    events: list[DomainEvent]
+    error: str = ""
+
+
+def iso_to_ns(text: str) -> int:
+    """Convert the indexer's ISO-8601 UTC time ('2024-07-24T19:12:35.705Z') to integer ns."""
+    dt = datetime.fromisoformat(text)
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def _dec(text: str, what: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError):
+        raise MalformedMessage(f"{what} is not a decimal: {text!r}") from None
+    if not value.is_finite():
+        raise MalformedMessage(f"{what} is not finite: {text!r}")
+    return value
+
+
+def _side(text: str) -> Side:
+    if text == "BUY":
+        return Side.BUY
+    if text == "SELL":
+        return Side.SELL
+    raise MalformedMessage(f"unknown side {text!r}")
+
+
+def _levels(raw: list[tuple[str, str]] | list[wire.PriceLevel]) -> tuple[BookLevel, ...]:
+    out = []
+    for level in raw:
+        price, size = (level.price, level.size) if isinstance(level, wire.PriceLevel) else level
+        p, s = _dec(price, "price"), _dec(size, "size")
+        if p <= 0 or s < 0:
+            raise MalformedMessage(f"bad level {price!r}@{size!r}")
+        out.append(BookLevel(p, s))
+    return tuple(out)
+
+
+@dataclass
+class FeedParser:
+    """Turn raw indexer frames into domain events."""
+
+    market_state: dict[str, tuple[Decimal | None, Decimal]] = field(default_factory=dict)
+    client_ids: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._handlers: dict[tuple[str, str], Callable[[wire.Frame, int], list[DomainEvent]]] = {
+            ("v4_orderbook", "subscribed"): self._book_snapshot,
+            ("v4_orderbook", "channel_data"): self._book_update,
+            ("v4_orderbook", "channel_batch_data"): self._book_batch,
+            ("v4_trades", "subscribed"): self._trades,
+            ("v4_trades", "channel_data"): self._trades,
+            ("v4_trades", "channel_batch_data"): self._trades_batch,
+            ("v4_markets", "subscribed"): self._markets,
+            ("v4_markets", "channel_data"): self._markets,
+            ("v4_markets", "channel_batch_data"): self._markets_batch,
+            ("v4_block_height", "subscribed"): self._block_height,
+            ("v4_block_height", "channel_data"): self._block_height,
+            ("v4_block_height", "channel_batch_data"): self._block_height_batch,
+            ("v4_subaccounts", "subscribed"): self._subaccount,
+            ("v4_subaccounts", "channel_data"): self._subaccount,
+            ("v4_subaccounts", "channel_batch_data"): self._subaccount_batch,
+        }
+
+    def parse(self, raw: bytes | str, ts_recv: int) -> ParsedFrame:
+        """Decode one frame; raise MalformedMessage with the reason when it does not parse."""
+        try:
+            frame = wire.FRAME.decode(raw)
+            handler = self._handlers.get((frame.channel, frame.type))
+            events = handler(frame, ts_recv) if handler is not None else []
+        except msgspec.MsgspecError as exc:
+            raise MalformedMessage(str(exc)) from None
+        return ParsedFrame(frame.type, frame.channel, frame.id, frame.message_id, events,
+                           frame.message if frame.type == "error" else "")
+
+    def has_handler(self, channel: str, frame_type: str) -> bool:
+        return (channel, frame_type) in self._handlers
+
+    # ---- order book ----------------------------------------------------------------------------
+
+    def _book_snapshot(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        snap = wire.ORDERBOOK_SNAPSHOT.decode(frame.contents)
+        return [BookSnapshot(frame.id, _levels(snap.bids), _levels(snap.asks), ts, ts)]
+
+    def _book_update(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        update = wire.ORDERBOOK_UPDATE.decode(frame.contents)
+        return [BookDelta(frame.id, _levels(update.bids), _levels(update.asks), ts, ts)]
+
+    def _book_batch(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        return [BookDelta(frame.id, _levels(u.bids), _levels(u.asks), ts, ts)
+                for u in wire.ORDERBOOK_BATCH.decode(frame.contents)]
+
+    # ---- trades --------------------------------------------------------------------------------
+
+    def _trade_events(self, ticker: str, trades: wire.Trades, ts: int) -> list[DomainEvent]:
+        return [
+            Trade(ticker, _dec(t.price, "price"), _dec(t.size, "size"), _side(t.side),
+                  iso_to_ns(t.createdAt), ts)
+            for t in trades.trades
+        ]
+
+    def _trades(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        return self._trade_events(frame.id, wire.TRADES.decode(frame.contents), ts)
+
+    def _trades_batch(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
+        for trades in wire.TRADES_BATCH.decode(frame.contents):
+            out.extend(self._trade_events(frame.id, trades, ts))
+        return out
+
+    # ---- markets -------------------------------------------------------------------------------
+
+    def _market_events(self, markets: wire.Markets, ts: int) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
+        for table in (markets.markets, markets.trading):
+            for ticker, m in (table or {}).items():
+                oracle, rate = self.market_state.get(ticker, (None, ZERO))
+                if m.oraclePrice is not None:
+                    oracle = _dec(m.oraclePrice, "oraclePrice")
+                if m.nextFundingRate is not None:
+                    rate = _dec(m.nextFundingRate, "nextFundingRate")
+                self.market_state[ticker] = (oracle, rate)
+                if oracle is not None and (m.oraclePrice is not None or m.nextFundingRate is not None):
+                    out.append(OracleUpdate(ticker, oracle, rate, ts, ts))
+        for ticker, p in (markets.oraclePrices or {}).items():
+            oracle = _dec(p.oraclePrice, "oraclePrice")
+            rate = self.market_state.get(ticker, (None, ZERO))[1]
+            self.market_state[ticker] = (oracle, rate)
+            ts_event = iso_to_ns(p.effectiveAt) if p.effectiveAt else ts
+            out.append(OracleUpdate(ticker, oracle, rate, ts_event, ts))
+        return out
+
+    def _markets(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        return self._market_events(wire.MARKETS.decode(frame.contents), ts)
+
+    def _markets_batch(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
+        for markets in wire.MARKETS_BATCH.decode(frame.contents):
+            out.extend(self._market_events(markets, ts))
+        return out
+
+    # ---- block height --------------------------------------------------------------------------
+
+    def _height_event(self, h: wire.BlockHeight, ts: int) -> BlockHeight:
+        # The snapshot says `height`, updates say `blockHeight`.
+        text = h.blockHeight if h.blockHeight is not None else h.height
+        if text is None or not text.isdigit():
+            raise MalformedMessage(f"block height missing or not an integer: {text!r}")
+        return BlockHeight(int(text), iso_to_ns(h.time) if h.time else ts, ts)
+
+    def _block_height(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        return [self._height_event(wire.BLOCK_HEIGHT.decode(frame.contents), ts)]
+
+    def _block_height_batch(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        return [self._height_event(h, ts) for h in wire.BLOCK_HEIGHT_BATCH.decode(frame.contents)]
+
+    # ---- subaccount ----------------------------------------------------------------------------
+
+    def _account_events(self, update: wire.SubaccountUpdate, ts: int) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
+        for order in update.orders:
+            if order.clientId:
+                if not order.clientId.isdigit():
+                    raise MalformedMessage(f"clientId is not an integer: {order.clientId!r}")
+                self.client_ids[order.id] = int(order.clientId)
+            out.append(self._order_update(order, ts))
+        for fill in update.fills:
+            out.append(Fill(
+                fill_id=fill.id,
+                client_id=self.client_ids.get(fill.orderId or "", 0),
+                market=fill.ticker or fill.market,
+                side=_side(fill.side),
+                price=_dec(fill.price, "price"),
+                size=_dec(fill.size, "size"),
+                fee=_dec(fill.fee, "fee"),
+                liquidity=Liquidity.MAKER if fill.liquidity == "MAKER" else Liquidity.TAKER,
+                ts_event=iso_to_ns(fill.createdAt),
+            ))
+        return out
+
+    def _order_update(self, order: wire.OrderWire, ts: int) -> OrderUpdate:
+        status = _STATUS.get(order.status)
+        if status is None:
+            raise MalformedMessage(f"unknown order status {order.status!r}")
+        filled = _dec(order.totalFilled, "totalFilled") if order.totalFilled else ZERO
+        reason = order.removalReason or ""
+        if status is OrderStatus.CANCELLED and reason == _EXPIRED:
+            status = OrderStatus.EXPIRED
+        elif status is OrderStatus.ACKED and filled > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+        if order.status == "BEST_EFFORT_CANCELED":
+            reason = reason or "best_effort_canceled"
+        ts_event = iso_to_ns(order.updatedAt) if order.updatedAt else ts
+        return OrderUpdate(self.client_ids.get(order.id, 0), order.ticker, status, filled, ts_event,
+                           reason)
+
+    def _subaccount(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        return self._account_events(wire.SUBACCOUNT.decode(frame.contents), ts)
+
+    def _subaccount_batch(self, frame: wire.Frame, ts: int) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
+        for update in wire.SUBACCOUNT_BATCH.decode(frame.contents):
+            out.extend(self._account_events(update, ts))
+        return out
