@@ -1,0 +1,161 @@
+"""The dYdX indexer REST client: one shared httpx client, typed decoding, bounded retries.
+
+Retries are for reads only (every indexer call is a GET): transient errors back off
+exponentially with jitter; 429 waits at least what Retry-After says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from bot.errors import RateLimited, TransientVenueError
+from bot.venues.dydx import wire
+from bot.venues.dydx.errors import classify
+
+T = TypeVar("T")
+
+
+class Height(msgspec.Struct, frozen=True):
+    height: str
+    time: str
+
+
+class MarketsResponse(msgspec.Struct, frozen=True):
+    markets: dict[str, wire.PerpetualMarket]
+
+
+class HistoricalFundingPoint(msgspec.Struct, frozen=True):
+    ticker: str
+    rate: str
+    price: str
+    effectiveAt: str
+    effectiveAtHeight: str = ""
+
+
+class HistoricalFundingResponse(msgspec.Struct, frozen=True):
+    historicalFunding: list[HistoricalFundingPoint]
+
+
+class FillsResponse(msgspec.Struct, frozen=True):
+    fills: list[wire.FillWire]
+
+
+class PositionsResponse(msgspec.Struct, frozen=True):
+    positions: list[wire.PerpetualPosition]
+
+
+class SubaccountResponse(msgspec.Struct, frozen=True):
+    subaccount: dict[str, Any]
+
+
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    if kind not in _DECODERS:
+        _DECODERS[kind] = msgspec.json.Decoder(kind)
+    return _DECODERS[kind]
+
+
+class IndexerRest:
+    """Typed GETs against one indexer base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_secs: float = 5.0,
+        max_attempts: int = 5,
+        max_delay_secs: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 3.0)),
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+        self._max_attempts = max_attempts
+        self._max_delay_secs = max_delay_secs
+        self._sleep = sleep
+        self.attempts = 0
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    _backoff = wait_exponential_jitter(multiplier=0.2, max=5.0)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited):
+            return max(backoff, exc.retry_after_secs)
+        return backoff
+
+    async def get(self, path: str, kind: type[T], params: dict[str, Any] | None = None) -> T:
+        """GET `path` and decode it as `kind`; transient failures are retried, others raised."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts) | stop_after_delay(self._max_delay_secs),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientVenueError),
+            reraise=True,
+            **({"sleep": self._sleep} if self._sleep else {}),
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._get_once(path, kind, params)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_once(self, path: str, kind: type[T], params: dict[str, Any] | None) -> T:
+        self.attempts += 1
+        try:
+            response = await self._client.get(path, params=params)
+            response.raise_for_status()
+            return _decoder(kind).decode(response.content)
+        except Exception as exc:
+            raise classify(exc, f"GET {path}") from exc
+
+    # ---- endpoints ------------------------------------------------------------------------------
+
+    async def height(self) -> Height:
+        return await self.get("/v4/height", Height)
+
+    async def perpetual_markets(self) -> dict[str, wire.PerpetualMarket]:
+        return (await self.get("/v4/perpetualMarkets", MarketsResponse)).markets
+
+    async def orderbook(self, ticker: str) -> wire.OrderbookSnapshot:
+        return await self.get(f"/v4/orderbooks/perpetualMarket/{ticker}", wire.OrderbookSnapshot)
+
+    async def historical_funding(self, ticker: str, limit: int = 100) -> list[HistoricalFundingPoint]:
+        path = f"/v4/historicalFunding/{ticker}"
+        return (await self.get(path, HistoricalFundingResponse, {"limit": limit})).historicalFunding
+
+    async def orders(self, address: str, subaccount: int, **filters: Any) -> list[wire.OrderWire]:
+        params = {"address": address, "subaccountNumber": subaccount, **filters}
+        return await self.get("/v4/orders", list[wire.OrderWire], params)
+
+    async def fills(self, address: str, subaccount: int, limit: int = 100) -> list[wire.FillWire]:
+        params = {"address": address, "subaccountNumber": subaccount, "limit": limit}
+        return (await self.get("/v4/fills", FillsResponse, params)).fills
+
+    async def positions(self, address: str, subaccount: int) -> list[wire.PerpetualPosition]:
+        params = {"address": address, "subaccountNumber": subaccount, "status": "OPEN"}
+        return (await self.get("/v4/perpetualPositions", PositionsResponse, params)).positions
+
+    async def subaccount(self, address: str, subaccount: int) -> dict[str, Any]:
+        path = f"/v4/addresses/{address}/subaccountNumber/{subaccount}"
+        return (await self.get(path, SubaccountResponse)).subaccount
