@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -120,6 +121,17 @@ class SimMarket:
         self._dirty_asks: set[int] = set()
         self._best_bid = self._best_ask = 0
         self._started = False
+        # Extensions for the exchange core (bot.sim.exchange): size resting on top of the model's
+        # levels (account orders), shown in every snapshot/delta; a depth factor (scenarios);
+        # a funding rate override; hooks into the step; and whether `step` emits BlockHeight.
+        self._over_bids: dict[int, int] = {}
+        self._over_asks: dict[int, int] = {}
+        self._depth_factor = 1.0
+        self._rate_override: Decimal | None = None
+        self._taker_hook: TakerHook | None = None
+        self._pre_emit_hook: PreEmitHook | None = None
+        self._emit_heights = True
+        self._price_cache: dict[int, Decimal] = {}  # ticks -> Decimal price (levels repeat a lot)
         self._rebuild(force=True)
 
     # ---- public --------------------------------------------------------------------------
@@ -135,6 +147,8 @@ class SimMarket:
 
     def funding_rate_1h(self) -> Decimal:
         """Return the rate that settles at the next hour: this hour's average premium so far."""
+        if self._rate_override is not None:
+            return self._rate_override
         if self._hour_ns > 0:
             return _rate(self._hour_weight / self._hour_ns)
         return _rate(self._clamped_premium())
@@ -153,6 +167,124 @@ class SimMarket:
             self._high_vol = high_vol
             self._rescale_depth()
 
+    # ---- extensions used by the exchange core --------------------------------------------
+
+    @property
+    def now_ns(self) -> int:
+        """Return the time of the last step (the start time before the first)."""
+        return self._now_ns
+
+    @property
+    def is_started(self) -> bool:
+        """Return True once the first step emitted the snapshot."""
+        return self._started
+
+    @property
+    def min_steps(self) -> int:
+        """Return the minimum order size in steps."""
+        return self._min_steps
+
+    def model_touch(self) -> tuple[int, int]:
+        """Return the model's target (best bid, best ask) in ticks: real levels are at or behind them."""
+        return self._best_bid, self._best_ask
+
+    def background(self, side: Side) -> dict[int, int]:
+        """Return the model's own levels (ticks -> steps): bids for BUY, asks for SELL. Read only."""
+        return self._bids if side is Side.BUY else self._asks
+
+    def overlay(self, side: Side) -> dict[int, int]:
+        """Return the size resting on top of the model's levels: bids for BUY. Read only."""
+        return self._over_bids if side is Side.BUY else self._over_asks
+
+    def shown(self, side: Side) -> dict[int, int]:
+        """Return the book as last emitted (model + overlay): bids for BUY, asks for SELL.
+
+        Before the first step (no snapshot yet) this is the model's book plus the overlay.
+        """
+        if not self._started:
+            return (_merged(self._bids, self._over_bids) if side is Side.BUY
+                    else _merged(self._asks, self._over_asks))
+        return self._shown_bids if side is Side.BUY else self._shown_asks
+
+    def set_overlay(self, side: Side, ticks: int, steps: int) -> None:
+        """Set the extra size resting at `ticks` on the bids (BUY) or asks (SELL); 0 removes it."""
+        over, dirty = ((self._over_bids, self._dirty_bids) if side is Side.BUY
+                       else (self._over_asks, self._dirty_asks))
+        if steps > 0:
+            over[ticks] = steps
+        else:
+            over.pop(ticks, None)
+        dirty.add(ticks)
+
+    def take(self, side: Side, size_steps: int, limit_ticks: int) -> list[tuple[int, int]]:
+        """Consume model liquidity for a taker of `side` (BUY eats asks <= limit), best first.
+
+        Returns (ticks, steps) per level taken. The change is emitted by the next `flush` or
+        `step` as a BookDelta; the overlay is not touched.
+        """
+        buy = side is Side.BUY
+        book, dirty = (self._asks, self._dirty_asks) if buy else (self._bids, self._dirty_bids)
+        out: list[tuple[int, int]] = []
+        remaining = size_steps
+        if remaining <= 0 or not book:
+            return out
+        for idx in sorted(book, reverse=not buy):
+            if remaining <= 0 or (idx > limit_ticks if buy else idx < limit_ticks):
+                break
+            size = min(book[idx], remaining)
+            if size == book[idx]:
+                del book[idx]
+            else:
+                book[idx] -= size
+            dirty.add(idx)
+            remaining -= size
+            out.append((idx, size))
+        return out
+
+    def reduce_level(self, side: Side, ticks: int, steps: int) -> None:
+        """Remove `steps` from the model's level at `ticks` (bids for BUY), at most all of it."""
+        book, dirty = (self._bids, self._dirty_bids) if side is Side.BUY else (self._asks, self._dirty_asks)
+        left = book.get(ticks, 0) - steps
+        if left > 0:
+            book[ticks] = left
+        else:
+            book.pop(ticks, None)
+        dirty.add(ticks)
+
+    def flush(self, now_ns: int) -> list[MarketEvent]:
+        """Return the BookDelta of changes made since the last emission (none before the snapshot)."""
+        events: list[MarketEvent] = []
+        if self._started:
+            self._emit_delta(events, now_ns)
+        return events
+
+    def set_depth_factor(self, factor: float) -> None:
+        """Scale the model's depth by `factor` (1 = normal, < 1 thinner), live levels included."""
+        factor = max(factor, 1e-6)
+        if factor == self._depth_factor:
+            return
+        ratio = factor / self._depth_factor
+        self._depth_factor = factor
+        for book, dirty in ((self._bids, self._dirty_bids), (self._asks, self._dirty_asks)):
+            for idx, steps in book.items():
+                book[idx] = max(self._min_steps, round(steps * ratio))
+                dirty.add(idx)
+
+    def set_funding_override(self, rate_1h: Decimal | None) -> None:
+        """Report `rate_1h` as the funding rate while set (None restores the model's rate)."""
+        self._rate_override = rate_1h
+
+    def shift_price(self, pct: float) -> None:
+        """Gap the mid by `pct` percent (scenarios); the oracle follows with its usual lag."""
+        self._log_mid += math.log1p(pct / 100)
+
+    def set_hooks(self, taker: TakerHook | None = None, pre_emit: PreEmitHook | None = None,
+                  emit_heights: bool = True) -> None:
+        """Install the exchange core's hooks (see TakerHook / PreEmitHook); heights off if it makes blocks."""
+        self._taker_hook = taker
+        self._pre_emit_hook = pre_emit
+        self._emit_heights = emit_heights
+
     def step(self, now_ns: int) -> list[MarketEvent]:
         """Advance the model to `now_ns` and return the events produced, in order."""
         if now_ns < self._now_ns:
@@ -164,6 +296,8 @@ class SimMarket:
         self._rebuild(force=False)
         self._refresh_levels(dt_ns / NS_PER_SEC)
         events: list[MarketEvent] = []
+        if self._pre_emit_hook is not None:
+            self._pre_emit_hook(now_ns, events)
         if not self._started:
             self._started = True
             events.append(self._snapshot(now_ns))
@@ -176,6 +310,8 @@ class SimMarket:
             self._oracle = self._price(self._ticks(math.exp(self._oracle_log) * (1 + noise)))
             events.append(OracleUpdate(self.params.ticker, self._oracle, self.funding_rate_1h(),
                                        now_ns, now_ns))
+        if not self._emit_heights:
+            return events
         blocks = (now_ns - self._start_ns) // self.params.block_interval_ns
         height = self.params.initial_height + blocks
         # One event per step with the latest height: a long gap does not flood the caller.
@@ -229,7 +365,7 @@ class SimMarket:
 
     def _draw_steps(self, level: int) -> int:
         p = self.params
-        mean = self._base_steps * (1 + p.level_size_growth * level)
+        mean = self._base_steps * (1 + p.level_size_growth * level) * self._depth_factor
         if self._high_vol:
             mean *= p.high_vol_depth_factor
         noise = math.exp(self._rng.gauss(0.0, p.level_size_dispersion))
@@ -291,6 +427,8 @@ class SimMarket:
         for _ in range(_poisson(rng, p.taker_trades_per_sec * dt_secs, p.max_trades_per_step)):
             buy = rng.random() < 0.5
             want = max(self._min_steps, round(rng.expovariate(1.0) * self._trade_steps))
+            if self._taker_hook is not None and self._taker_hook(buy, want, now_ns, events):
+                continue
             book, dirty = (self._asks, self._dirty_asks) if buy else (self._bids, self._dirty_bids)
             if not book:
                 continue
@@ -311,38 +449,45 @@ class SimMarket:
     # ---- emission ------------------------------------------------------------------------
 
     def _snapshot(self, now_ns: int) -> BookSnapshot:
-        self._shown_bids = dict(self._bids)
-        self._shown_asks = dict(self._asks)
+        self._shown_bids = _merged(self._bids, self._over_bids)
+        self._shown_asks = _merged(self._asks, self._over_asks)
         self._dirty_bids.clear()
         self._dirty_asks.clear()
-        bids = tuple(BookLevel(self._price(i), self._size(self._bids[i]))
-                     for i in sorted(self._bids, reverse=True))
-        asks = tuple(BookLevel(self._price(i), self._size(self._asks[i]))
-                     for i in sorted(self._asks))
+        bids = tuple(BookLevel(self._price(i), self._size(self._shown_bids[i]))
+                     for i in sorted(self._shown_bids, reverse=True))
+        asks = tuple(BookLevel(self._price(i), self._size(self._shown_asks[i]))
+                     for i in sorted(self._shown_asks))
         return BookSnapshot(self.params.ticker, bids, asks, now_ns, now_ns)
 
     def _emit_delta(self, events: list[MarketEvent], now_ns: int) -> None:
-        bids = self._diff(self._bids, self._shown_bids, self._dirty_bids, best_high=True)
-        asks = self._diff(self._asks, self._shown_asks, self._dirty_asks, best_high=False)
+        bids = self._diff(self._bids, self._over_bids, self._shown_bids, self._dirty_bids, True)
+        asks = self._diff(self._asks, self._over_asks, self._shown_asks, self._dirty_asks, False)
         if bids or asks:
             events.append(BookDelta(self.params.ticker, bids, asks, now_ns, now_ns))
 
-    def _diff(self, book: dict[int, int], shown: dict[int, int], dirty: set[int],
-              best_high: bool) -> tuple[BookLevel, ...]:
+    def _diff(self, book: dict[int, int], over: dict[int, int], shown: dict[int, int],
+              dirty: set[int], best_high: bool) -> tuple[BookLevel, ...]:
         if not dirty:
             return ()
-        tick, step = self._tick_size, self._step_size
+        step, prices = self._step_size, self._price_cache
         out = []
         for idx in sorted(dirty, reverse=best_high):
             steps = book.get(idx, 0)
+            if over:
+                steps += over.get(idx, 0)
             if shown.get(idx, 0) == steps:
                 continue
+            price = prices.get(idx)
+            if price is None:
+                if len(prices) > 100_000:
+                    prices.clear()
+                price = prices[idx] = self._tick_size * idx
             if steps:
                 shown[idx] = steps
-                out.append(BookLevel(tick * idx, step * steps))
+                out.append(BookLevel(price, step * steps))
             else:
                 del shown[idx]
-                out.append(BookLevel(tick * idx, ZERO))
+                out.append(BookLevel(price, ZERO))
         dirty.clear()
         return tuple(out)
 
@@ -354,6 +499,19 @@ class SimMarket:
 
     def _size(self, steps: int) -> Decimal:
         return self._step_size * steps
+
+
+TakerHook = Callable[[bool, int, int, list[MarketEvent]], bool]
+"""(is_buy, size_steps, now_ns, events) -> handled: lets the exchange route one Poisson taker."""
+PreEmitHook = Callable[[int, list[MarketEvent]], None]
+"""(now_ns, events): runs after the model moved its levels and before the step's book events."""
+
+
+def _merged(book: dict[int, int], over: dict[int, int]) -> dict[int, int]:
+    out = dict(book)
+    for idx, steps in over.items():
+        out[idx] = out.get(idx, 0) + steps
+    return out
 
 
 def _poisson(rng: random.Random, lam: float, cap: int) -> int:
