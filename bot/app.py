@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -24,16 +24,21 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.control.api import ControlServer, ensure_token
 from bot.control.commands import Controller
-from bot.domain import MarketEvent, OrderStatus
+from bot.domain import MarketEvent, OracleUpdate, OrderStatus
 from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.execution.orders import OrderManager
+from bot.news.board import NewsBoard
+from bot.news.calendar import load_calendar
+from bot.news.feeds import FeedPoller
+from bot.news.state import load_operator_items
+from bot.sim.market import SimMarket
 from bot.store import Store
 from bot.store.reconcile import reconcile_open_orders
 from bot.telemetry import Metrics, Redactor, configure_logging
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
-from bot.venues.sim.feed import SimFeed
+from bot.venues.sim.feed import SimFeed, default_params
 
 log = structlog.get_logger("app")
 
@@ -102,23 +107,52 @@ class App:
             redactor.add(token)
         metrics = Metrics()
         store = Store.open(settings.db_path)
-        feed = SimFeed.build(settings.markets, settings.sim.seed, clock,
-                             settings.sim.step_interval_secs, settings.sim.block_interval_secs)
-        specs = feed.specs()
+        start_ns = clock.now_ns()
+        perps = {t: SimMarket(default_params(t, settings.sim.block_interval_secs), settings.sim.seed + i,
+                              start_ns) for i, t in enumerate(settings.markets)}
+        # The spot hedge books (paper spot venue): one in-process spot market per perp with a
+        # spot ticker. Same params and seed as its perp, stepped by the same feed at the same
+        # times, so it follows the perp's price path exactly (zero basis). Spot has no funding.
+        carry = settings.strategy.carry
+        spots = {carry.spot_markets[t]: SimMarket(replace(perps[t].params, ticker=carry.spot_markets[t]),
+                                                  settings.sim.seed + i, start_ns)
+                 for i, t in enumerate(settings.markets)
+                 if carry.enabled and t in carry.spot_markets}
+        feed = SimFeed({**perps, **spots}, clock, settings.sim.step_interval_secs)
+        specs = {t: m.spec() for t, m in perps.items()}
+        spot_specs = {t: m.spec() for t, m in spots.items()}
         fees = FeeSchedule(settings.paper.maker_fee_rate, settings.paper.taker_fee_rate)
         # One book per market, kept by the engine and read by the paper venue to fill against.
         books = {t: OrderBook(t) for t in specs}
         venue = PaperVenue(books, fees, clock, settings.sim.funding_interval_secs)
         orders = OrderManager(venue, store, metrics, clock, settings.execution)
-        engine = Engine(settings, specs, store, orders, metrics, clock, books)
+        spot_books = {t: OrderBook(t) for t in spot_specs}
+        spot_venue = PaperVenue(spot_books, FeeSchedule(carry.spot_maker_fee_rate, carry.spot_taker_fee_rate),
+                                clock, settings.sim.funding_interval_secs)
+        spot_venue.name = "paper_spot"
+        spot_orders = OrderManager(spot_venue, store, metrics, clock, settings.execution)
+        news = NewsBoard(load_calendar(settings.news.calendar_path) if settings.news.calendar_path else [],
+                         float(settings.news.calendar_before_secs), float(settings.news.calendar_after_secs))
+        news.operator.update(load_operator_items(settings.news_state_path, clock.now_ns()))
+        engine = Engine(settings, specs, store, orders, metrics, clock, books,
+                        spot_orders=spot_orders if spot_specs else None, spot_specs=spot_specs,
+                        spot_books=spot_books, news=news)
         venue.restore_positions({t: s.position.size for t, s in engine.markets.items()})
+        spot_venue.restore_positions({s.spot.ticker: s.spot.position.size
+                                      for s in engine.markets.values() if s.spot is not None})
         venue.set_account_sink(engine.on_account_event)
+        spot_venue.set_account_sink(engine.on_spot_account_event)
         controller = Controller(settings, engine, orders, store, clock,
                                 {"sim": {"mode": "embedded", "seed": settings.sim.seed}})
         control = ControlServer(controller, metrics, token, settings.control.host,
                                 settings.control.port, settings.state_dir / "daemon.json")
 
         def on_market_event(event: MarketEvent) -> None:
+            if getattr(event, "market", None) in spot_books:
+                if not isinstance(event, OracleUpdate):  # spot has no oracle and no funding
+                    engine.on_spot_event(event)
+                    spot_venue.on_market_event(event)
+                return
             engine.on_market_event(event)
             venue.on_market_event(event)
 
@@ -126,22 +160,26 @@ class App:
             _FeedService(feed, on_market_event), engine, control,
             StatusLog(controller, settings.telemetry.status_interval_secs, clock),
         ]
+        if settings.news.feeds:
+            services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
+                                       settings.news.request_timeout_secs, settings.news.max_attempts))
         return cls(settings, store, engine, orders, controller, control, services, clock)
 
     async def reconcile(self) -> None:
-        """Close store orders the venue does not hold; cancel venue orders we do not know."""
-        venue = self.orders.venue
-        stored = [o.client_id for o in self.store.open_orders(venue.name)]
-        fixes = reconcile_open_orders(stored, await venue.open_orders())
-        for client_id in fixes.close_in_store:
-            order = self.store.get_order(client_id)
-            filled = order.filled_size if order else Decimal(0)
-            self.store.update_order(client_id, OrderStatus.CANCELLED, filled, self.clock.now_ns(),
-                                    "not open at venue on start")
-        for client_id in fixes.cancel_at_venue:
-            await venue.cancel(client_id)
-        log.info("reconciled", venue=venue.name, closed_in_store=len(fixes.close_in_store),
-                 cancelled_at_venue=len(fixes.cancel_at_venue))
+        """Close store orders the venues do not hold; cancel venue orders we do not know."""
+        for manager in self.engine.order_managers:
+            venue = manager.venue
+            stored = [o.client_id for o in self.store.open_orders(venue.name)]
+            fixes = reconcile_open_orders(stored, await venue.open_orders())
+            for client_id in fixes.close_in_store:
+                order = self.store.get_order(client_id)
+                filled = order.filled_size if order else Decimal(0)
+                self.store.update_order(client_id, OrderStatus.CANCELLED, filled, self.clock.now_ns(),
+                                        "not open at venue on start")
+            for client_id in fixes.cancel_at_venue:
+                await venue.cancel(client_id)
+            log.info("reconciled", venue=venue.name, closed_in_store=len(fixes.close_in_store),
+                     cancelled_at_venue=len(fixes.cancel_at_venue))
 
     async def run(self) -> int:
         """Run until a stop signal or a fatal error; return the process exit code."""
@@ -179,9 +217,11 @@ class App:
         try:
             async with asyncio.timeout(self.settings.shutdown_budget_secs):
                 # Resting orders must not outlive the process that manages them.
-                cancelled = await self.orders.cancel_all()
-                if cancelled:
-                    log.info("orders_cancelled_on_exit", count=len(cancelled))
+                for manager in self.engine.order_managers:
+                    cancelled = await manager.cancel_all()
+                    if cancelled:
+                        log.info("orders_cancelled_on_exit", venue=manager.venue.name,
+                                 count=len(cancelled))
         except TimeoutError:
             log.error("shutdown_budget_exceeded", budget_secs=self.settings.shutdown_budget_secs)
         finally:

@@ -21,6 +21,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -77,9 +78,36 @@ class RuleSettings(_Section):
     liquidity_min_depth_multiple: PosDecimal = Decimal(3)
     liquidity_max_spread_bps: PosDecimal = Decimal(15)
     liquidity_depth_drop: Fraction = Decimal("0.5")
+    # Depth near mid is sampled once a second; its rolling median over this window is the
+    # baseline the depth-drop leg compares against (long enough to outlast a liquidity drought).
+    liquidity_median_window_secs: PositiveInt = 1800
     vol_max_annual: PosDecimal = Decimal("1.2")
     vol_regime_ratio: PosDecimal = Decimal(2)
     news_ttl_default_secs: PositiveFloat = 7200.0
+    # Evaluations per market are throttled to one per this interval (events in between only
+    # update the estimators).
+    eval_interval_secs: PositiveFloat = 0.25
+
+
+class CarrySettings(_Section):
+    """Funding-capture sleeve: perp leg against a spot hedge when net carry pays."""
+
+    enabled: bool = True
+    # Perp ticker -> spot ticker on the hedge venue (in sim/paper: an in-process spot book).
+    spot_markets: dict[str, str] = Field(
+        default_factory=lambda: {"BTC-USD": "BTC-USDT", "ETH-USD": "ETH-USDT"}
+    )
+    horizon_hours: PositiveInt = 72
+    entry_threshold_bps: NonNegDecimal = Decimal(20)
+    exit_threshold_bps: Decimal = Decimal(5)
+    min_persistence_hours: int = Field(default=2, ge=0)
+    expected_slippage_bps: NonNegDecimal = Decimal(3)  # per leg, per trade
+    spot_maker_fee_rate: Decimal = Decimal("0.001")
+    spot_taker_fee_rate: Decimal = Decimal("0.001")
+    # A short spot hedge (for negative funding) needs a borrow; off by default.
+    allow_spot_short: bool = False
+    borrow_rate_annual: NonNegDecimal = Decimal("0.10")
+    max_leverage: PosDecimal = Decimal(1)
 
 
 class StrategySettings(_Section):
@@ -92,6 +120,19 @@ class StrategySettings(_Section):
     max_notional_usd: PosDecimal = Decimal(25_000)
     adverse_funding_cap_factor: Fraction = Decimal("0.5")
     drawdown_stop: Fraction = Decimal("0.2")
+    # An adverse move of at least this fraction of price must not reach maintenance margin.
+    min_liquidation_distance: Fraction = Decimal("0.2")
+    # Risk budget per sleeve, as shares of equity per market (their sum is at most 1).
+    directional_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.6")
+    carry_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.4")
+    vol_provision_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal(0)
+    carry: CarrySettings = CarrySettings()
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> StrategySettings:
+        if self.directional_budget + self.carry_budget + self.vol_provision_budget > 1:
+            raise ValueError("directional_budget + carry_budget + vol_provision_budget exceeds 1")
+        return self
 
 
 class ExecutionSettings(_Section):
@@ -100,6 +141,26 @@ class ExecutionSettings(_Section):
     max_depth_share: Fraction = Decimal("0.25")
     slippage_cap_bps: PosDecimal = Decimal(10)
     min_notional_usd: PosDecimal = Decimal(10)
+
+
+class FeedSettings(_Section):
+    """One RSS/Atom feed: a keyword in a new entry raises the news flag for `window_secs`."""
+
+    url: str
+    keywords: tuple[str, ...]
+    window_secs: PositiveFloat = 3600.0
+    markets: tuple[str, ...] = ()  # empty: every market
+
+
+class NewsSettings(_Section):
+    # ICS (.ics) or TOML ([[events]] name, start, optional end) calendar of scheduled events.
+    calendar_path: Path | None = None
+    calendar_before_secs: NonNegDecimal = Decimal(1800)
+    calendar_after_secs: NonNegDecimal = Decimal(3600)
+    feeds: tuple[FeedSettings, ...] = ()
+    poll_interval_secs: PositiveFloat = 300.0
+    request_timeout_secs: PositiveFloat = 10.0
+    max_attempts: PositiveInt = 3
 
 
 class StoreSettings(_Section):
@@ -132,6 +193,7 @@ class Settings(BaseSettings):
     rules: RuleSettings = RuleSettings()
     strategy: StrategySettings = StrategySettings()
     execution: ExecutionSettings = ExecutionSettings()
+    news: NewsSettings = NewsSettings()
     store: StoreSettings = StoreSettings()
 
     control_token: SecretStr | None = None
@@ -170,6 +232,10 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path:
         return self.state_dir / "control.token"
+
+    @property
+    def news_state_path(self) -> Path:
+        return self.state_dir / "news.json"
 
     def secret_values(self) -> list[str]:
         """Return every configured secret in clear, for the log redactor."""

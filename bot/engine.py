@@ -1,8 +1,11 @@
-"""The engine: market state, the rule gate, targets and plans, wired to the order manager.
+"""The engine: market state, the rule gate, sleeves, targets and plans, wired to the order managers.
 
-Market and account events arrive through `on_market_event` / `on_account_event` (called by
-the feeds and the venue); the decision path itself is the pure core in `rules`, `strategy`
-and `execution.twap`. `run()` drives time: due TWAP children and scheduled audits.
+Market and account events arrive through `on_market_event` / `on_account_event` (perp venue) and
+`on_spot_event` / `on_spot_account_event` (the spot hedge venue); the decision path itself is the
+pure core in `rules`, `strategy` and `execution.twap`. `run()` drives time: due TWAP children.
+
+Per market event the engine only updates state (book, estimators: O(1)); the flags, sleeves,
+sizing and gate run at most once per `rules.eval_interval_secs` per market.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from bot.book import OrderBook
 from bot.clock import Clock
 from bot.config import Settings
 from bot.domain import (
+    ZERO,
     AccountEvent,
     BlockHeight,
     BookDelta,
@@ -31,19 +35,40 @@ from bot.domain import (
     Trade,
 )
 from bot.execution.orders import OrderManager
-from bot.execution.twap import plan_twap
+from bot.execution.twap import TwapPlan, plan_twap
+from bot.ledger import NO_PNL, FundingLedger, PnlAttribution, attribute_pnl, expected_funding_usd
+from bot.news.board import NewsBoard
 from bot.rules.estimators import EwmaVol, FundingForecast, RollingMedian
 from bot.rules.flags import FLAG_NAMES, FlagInputs, Flags, evaluate_flags
 from bot.rules.gate import GateState, evaluate_gate, in_band
 from bot.store import Store
-from bot.strategy.sizing import SizingInputs, size_target
+from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target, vol_target_leverage
+from bot.strategy.sleeves import SleeveBook, SleeveInputs, plan_sleeves
 from bot.telemetry import Metrics
 
 log = structlog.get_logger("engine")
 NS_PER_SEC = 1_000_000_000
-EVAL_INTERVAL_NS = 250_000_000
-DEPTH_SAMPLE_NS = NS_PER_SEC
-TICK_SECS = 0.1
+DEPTH_SAMPLE_NS = NS_PER_SEC  # depth near mid is sampled at most once a second per market
+TARGET_REFRESH_NS = NS_PER_SEC  # sleeves + limits are recomputed at most once a second, and always
+TICK_SECS = 0.1  # right before an audit or a decision
+# Vol estimates are reported to the flags only once warm (samples are 1 s returns): a short
+# window on a handful of returns would trip the regime-shift ratio on noise at start-up.
+VOL_SHORT_MIN_SAMPLES = 30
+VOL_LONG_MIN_SAMPLES = 300
+
+
+@dataclass(slots=True)
+class SpotLeg:
+    """The spot hedge of one perp market on the hedge venue."""
+
+    spec: MarketSpec
+    book: OrderBook
+    position: Position
+    target: Decimal = ZERO
+
+    @property
+    def ticker(self) -> str:
+        return self.spec.ticker
 
 
 @dataclass(slots=True)
@@ -56,11 +81,19 @@ class MarketState:
     vol_short: EwmaVol = field(default_factory=lambda: EwmaVol(half_life_secs=60))
     vol_long: EwmaVol = field(default_factory=lambda: EwmaVol(half_life_secs=900))
     depth_median: RollingMedian = field(default_factory=lambda: RollingMedian(300))
+    ledger: FundingLedger = field(default_factory=FundingLedger)
+    spot: SpotLeg | None = None
     flags: Flags | None = None
     gate: GateState = field(default_factory=GateState)
-    target: Decimal = Decimal(0)
+    target: Decimal = ZERO
+    carry_side: int = 0  # the carry sleeve's committed state: 0 closed, -1 short perp, +1 long
+    sleeves: SleeveBook | None = None
+    sizing: Target | None = None
+    pending_spot_target: Decimal = ZERO
     last_decision: dict[str, Any] | None = None
     last_eval_ns: int = 0
+    last_target_ns: int = 0
+    depth: Decimal = ZERO  # size within `rules.liquidity_depth_bps` of mid at the last sample
     last_depth_sample_ns: int = 0
     last_event_ns: int = 0
 
@@ -83,29 +116,57 @@ class Engine:
         metrics: Metrics,
         clock: Clock,
         books: dict[str, OrderBook] | None = None,
+        *,
+        spot_orders: OrderManager | None = None,
+        spot_specs: dict[str, MarketSpec] | None = None,
+        spot_books: dict[str, OrderBook] | None = None,
+        news: NewsBoard | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._orders = orders
+        self._spot_orders = spot_orders
         self._metrics = metrics
         self._clock = clock
         self.specs = specs
         books = books or {}
+        window = settings.rules.liquidity_median_window_secs
         self.markets = {
-            t: MarketState(spec, books.get(t) or OrderBook(t), Position(t))
+            t: MarketState(spec, books.get(t) or OrderBook(t), Position(t),
+                           depth_median=RollingMedian(window))
             for t, spec in specs.items()
         }
+        self.spot_specs = spot_specs or {}
+        self._spot_state: dict[str, MarketState] = {}  # spot ticker -> its perp market
+        if spot_orders is not None:
+            spot_books = spot_books or {}
+            for ticker, state in self.markets.items():
+                spot_ticker = settings.strategy.carry.spot_markets.get(ticker)
+                if spot_ticker in self.spot_specs:
+                    state.spot = SpotLeg(self.spot_specs[spot_ticker],
+                                         spot_books.get(spot_ticker) or OrderBook(spot_ticker),
+                                         Position(spot_ticker))
+                    self._spot_state[spot_ticker] = state
         self.initial_equity = settings.paper.initial_equity_usd
         self.peak_equity = self.initial_equity
         self.block_height = 0
-        self.news: dict[str, int] = {}  # operator news item -> expiry ns
+        self.news = news or NewsBoard()
         self.risk_mode, self.risk_reason = store.risk_mode()
         if store.kill_latch() is not None:
             self.risk_mode = RiskMode.HALTED
         self.paused = False
         self.directional = dict(settings.strategy.targets)
         self._seed = settings.sim.seed
+        self._eval_interval_ns = int(settings.rules.eval_interval_secs * NS_PER_SEC)
+        self._audit_ns = int(settings.rules.audit_interval_secs * NS_PER_SEC)
+        self._depth_bps = settings.rules.liquidity_depth_bps
+        self._event_counters: dict[tuple[str, str], Any] = {}
         self._restore_portfolio()
+
+    @property
+    def order_managers(self) -> list[OrderManager]:
+        """Every order manager: the perp venue's first, then the spot hedge venue's."""
+        return [self._orders] + ([self._spot_orders] if self._spot_orders is not None else [])
 
     # ---- state from the store --------------------------------------------------------------
 
@@ -114,10 +175,19 @@ class Engine:
             state = self.markets.get(fill.market)
             if state is not None:
                 state.position.apply_fill(fill)
+                continue
+            spot_state = self._spot_state.get(fill.market)
+            if spot_state is not None and spot_state.spot is not None:
+                spot_state.spot.position.apply_fill(fill)
         for payment in self._store.funding_payments():
             state = self.markets.get(payment.market)
-            if state is not None:
+            if state is not None and state.ledger.record(payment):
                 state.position.funding_pnl += payment.amount
+        for state in self.markets.values():
+            # A spot hedge on the book means the carry sleeve was open (long spot: short perp).
+            if state.spot is not None and state.spot.position.size:
+                state.carry_side = -1 if state.spot.position.size > 0 else 1
+                state.spot.target = state.spot.position.size
         for market, record in self._store.last_decisions().items():
             if market in self.markets:
                 self.markets[market].last_decision = _decision_summary(record)
@@ -125,46 +195,60 @@ class Engine:
     # ---- events ----------------------------------------------------------------------------
 
     def on_market_event(self, event: MarketEvent) -> None:
-        """Update state from one market event and evaluate the rules when due."""
+        """Update state from one perp market event and evaluate the rules when due."""
         if isinstance(event, BlockHeight):
             self.block_height = event.height
             return
         state = self.markets.get(event.market)
         if state is None:
             return
-        self._metrics.market_events.labels(event.market, type(event).__name__).inc()
-        state.last_event_ns = event.ts_recv
-        if isinstance(event, BookSnapshot):
-            state.book.apply_snapshot(event)
-        elif isinstance(event, BookDelta):
+        key = (event.market, type(event).__name__)
+        counter = self._event_counters.get(key)
+        if counter is None:
+            counter = self._event_counters[key] = self._metrics.market_events.labels(*key)
+        counter.inc()
+        now = state.last_event_ns = event.ts_recv
+        if isinstance(event, BookDelta):
             if not state.book.apply_delta(event):
                 self._metrics.book_resyncs.labels(event.market).inc()
                 log.warning("book_crossed", market=event.market)
         elif isinstance(event, OracleUpdate):
             state.oracle_price = event.oracle_price
-            state.funding.on_predicted(event.next_funding_rate)
-            state.vol_short.update(event.oracle_price, event.ts_recv)
-            state.vol_long.update(event.oracle_price, event.ts_recv)
+            state.funding.on_predicted(event.next_funding_rate, event.ts_event)
+            state.vol_short.update(event.oracle_price, now)
+            state.vol_long.update(event.oracle_price, now)
+        elif isinstance(event, BookSnapshot):
+            state.book.apply_snapshot(event)
         elif isinstance(event, Trade):
             return
-        now = event.ts_recv
         if now - state.last_depth_sample_ns >= DEPTH_SAMPLE_NS and state.book.mid() is not None:
-            state.depth_median.add(state.book.depth_within_bps(self._settings.rules.liquidity_depth_bps))
+            state.depth = state.book.depth_within_bps(self._depth_bps)
+            state.depth_median.add(state.depth)
             state.last_depth_sample_ns = now
-        if now - state.last_eval_ns >= EVAL_INTERVAL_NS:
+        if now - state.last_eval_ns >= self._eval_interval_ns:
             state.last_eval_ns = now
             self.evaluate(state, now)
 
+    def on_spot_event(self, event: MarketEvent) -> None:
+        """Keep the spot hedge books current (spot has no oracle and no funding)."""
+        if isinstance(event, BookDelta | BookSnapshot):
+            state = self._spot_state.get(event.market)
+            if state is None or state.spot is None:
+                return
+            if isinstance(event, BookSnapshot):
+                state.spot.book.apply_snapshot(event)
+            elif not state.spot.book.apply_delta(event):
+                self._metrics.book_resyncs.labels(event.market).inc()
+
     def on_account_event(self, event: AccountEvent) -> None:
-        """Fold a venue account event into orders, positions and the funding ledger."""
+        """Fold a perp venue account event into orders, positions and the funding ledger."""
         if isinstance(event, FundingPayment):
-            if self._store.record_funding(self._orders.venue.name, event):
-                state = self.markets.get(event.market)
-                if state is not None:
+            state = self.markets.get(event.market)
+            if self._store.record_funding(self._orders.venue.name, event) and state is not None:
+                if state.ledger.record(event):
                     state.position.funding_pnl += event.amount
-                    state.funding.on_realised(event.rate)
                 log.info("funding_settled", market=event.market, rate=str(event.rate),
-                         amount=str(event.amount))
+                         position=str(event.position_size), amount=str(event.amount))
             return
         self._orders.on_account_event(event)
         if isinstance(event, Fill):
@@ -175,44 +259,65 @@ class Engine:
                          side=event.side.value, size=str(event.size), price=str(event.price),
                          fee=str(event.fee), position=str(state.position.size))
 
+    def on_spot_account_event(self, event: AccountEvent) -> None:
+        """Fold a spot hedge venue account event into its orders and positions."""
+        if self._spot_orders is None or isinstance(event, FundingPayment):
+            return  # spot does not pay funding
+        self._spot_orders.on_account_event(event)
+        if isinstance(event, Fill):
+            state = self._spot_state.get(event.market)
+            if state is not None and state.spot is not None and state.spot.position.apply_fill(event):
+                log.info("fill", client_order_id=event.client_id, market=event.market,
+                         venue=self._spot_orders.venue.name, side=event.side.value, size=str(event.size),
+                         price=str(event.price), fee=str(event.fee), position=str(state.spot.position.size))
+
     # ---- the decision path -----------------------------------------------------------------
 
-    def active_news(self, now_ns: int) -> tuple[str, ...]:
-        return tuple(sorted(k for k, exp in self.news.items() if exp > now_ns))
+    def active_news(self, now_ns: int, market: str | None = None) -> tuple[str, ...]:
+        return self.news.active(now_ns, market)
 
-    def flag_inputs(self, state: MarketState, now_ns: int) -> FlagInputs | None:
+    def evaluate(self, state: MarketState, now_ns: int) -> None:
+        """Evaluate sleeves, limits, flags and the gate for one market; decide when it opens."""
         mark = state.mark
         if mark is None:
-            return None
+            return
         p = self._settings
-        desired = self.directional.get(state.spec.ticker, Decimal(0))
-        move = abs(desired - state.position.size) or abs(desired) or state.spec.min_order_size
-        return FlagInputs(
+        rules = p.rules
+        audit_due = now_ns - state.gate.last_audit_ns >= self._audit_ns
+        if state.sizing is None or audit_due or now_ns - state.last_target_ns >= TARGET_REFRESH_NS:
+            self.refresh_targets(state, mark, now_ns)
+        target = state.sizing
+        assert target is not None
+        spot_target = state.pending_spot_target
+        move = abs(target.size - state.position.size) or abs(target.size) or state.spec.min_order_size
+        inputs = FlagInputs(
             market=state.spec.ticker,
             position_size=state.position.size,
             mark_price=mark,
             funding_rate_1h=state.funding.rate_1h,
             intended_size=move / p.execution.twap_slices,
-            depth_size=state.book.depth_within_bps(p.rules.liquidity_depth_bps),
+            depth_size=state.depth,
             depth_median=state.depth_median.median if len(state.depth_median) >= 10 else None,
             spread_bps=state.book.spread_bps(),
-            vol_short=state.vol_short.annualised,
-            vol_long=state.vol_long.annualised,
-            news=self.active_news(now_ns),
+            vol_short=_warm(state.vol_short, VOL_SHORT_MIN_SAMPLES),
+            vol_long=_warm(state.vol_long, VOL_LONG_MIN_SAMPLES),
+            news=self.news.active(now_ns, state.spec.ticker),
+            target_size=target.size,
+            persistence_hours=state.funding.persistence_hours,
         )
-
-    def evaluate(self, state: MarketState, now_ns: int) -> None:
-        """Evaluate the flags and the gate for one market; decide when the gate opens."""
-        inputs = self.flag_inputs(state, now_ns)
-        if inputs is None:
-            return
-        rules = self._settings.rules
+        previous = state.flags.tripped if state.flags is not None else ()
         state.flags = evaluate_flags(inputs, rules, state.flags)
-        for flag in state.flags.all():
-            self._metrics.flag_tripped.labels(state.spec.ticker, flag.name).set(int(flag.tripped))
-        target = self.compute_target(state, inputs)
+        if state.flags.tripped != previous:
+            log.info("flags_changed", market=state.spec.ticker, tripped=list(state.flags.tripped),
+                     previous=list(previous))
+            for flag in state.flags.all():
+                self._metrics.flag_tripped.labels(state.spec.ticker, flag.name).set(int(flag.tripped))
         drifted = not in_band(state.position.size, target.size, rules.drift_tolerance,
                               state.spec.min_order_size)
+        spot = state.spot
+        if spot is not None and not drifted:
+            drifted = not in_band(spot.position.size, spot_target, rules.drift_tolerance,
+                                  spot.spec.min_order_size)
         if state.gate.last_audit_ns == 0 and not rules.audit_on_start:
             # A zero last-audit time makes the first audit due at once; skip it when asked.
             state.gate = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, now_ns)
@@ -223,54 +328,108 @@ class Engine:
         )
         state.gate = gate.state
         if gate.act and not self.paused and self.risk_mode is not RiskMode.HALTED:
-            self.decide(state, gate.reason, inputs, target.size, target.as_dict(), now_ns)
+            if state.last_target_ns != now_ns:
+                self.refresh_targets(state, mark, now_ns)
+            self.decide(state, gate.reason, inputs, now_ns)
 
-    def compute_target(self, state: MarketState, inputs: FlagInputs):  # type: ignore[no-untyped-def]
-        desired = self.directional.get(state.spec.ticker, Decimal(0))
-        if self.risk_mode is RiskMode.REDUCE_ONLY and abs(desired) > abs(state.position.size):
-            desired = state.position.size
-        return size_target(
+    def refresh_targets(self, state: MarketState, mark: Decimal, now_ns: int) -> None:
+        """Recompute the sleeves and the hard-limited targets for one market."""
+        state.sleeves, state.sizing, state.pending_spot_target = self.compute_targets(state, mark)
+        state.last_target_ns = now_ns
+
+    def compute_targets(self, state: MarketState, mark: Decimal) -> tuple[SleeveBook, Target, Decimal]:
+        """Sum the sleeves, apply the hard limits; return (sleeves, perp target, spot target)."""
+        p = self._settings.strategy
+        equity = self.equity()
+        spot = state.spot
+        spot_mid = spot.book.mid() if spot is not None else None
+        sleeves = plan_sleeves(
+            SleeveInputs(
+                market=state.spec.ticker,
+                price=mark,
+                spot_price=spot_mid,
+                equity_usd=equity,
+                market_count=len(self.markets),
+                leverage=vol_target_leverage(p.target_vol_annual, state.vol_short.annualised,
+                                             p.max_leverage),
+                funding_rate_1h=state.funding.rate_1h,
+                persistence_hours=state.funding.persistence_hours,
+                step_size=state.spec.step_size,
+                spot_step_size=spot.spec.step_size if spot is not None else None,
+                perp_fee_rate=self._settings.paper.taker_fee_rate,
+                operator_target=self.directional.get(state.spec.ticker, ZERO),
+            ),
+            p,
+            state.carry_side,
+        )
+        desired, spot_desired = sleeves.perp, sleeves.spot
+        if self.risk_mode is RiskMode.REDUCE_ONLY:
+            desired = _no_growth(desired, state.position.size)
+            if spot is not None:
+                spot_desired = _no_growth(spot_desired, spot.position.size)
+        target = size_target(
             SizingInputs(
                 market=state.spec.ticker,
                 desired_size=desired,
-                price=inputs.mark_price,
-                equity_usd=self.equity(),
+                price=mark,
+                equity_usd=equity,
                 peak_equity_usd=self.peak_equity,
-                realised_vol=inputs.vol_short,
-                funding_rate_1h=inputs.funding_rate_1h,
+                realised_vol=state.vol_short.annualised,
+                funding_rate_1h=state.funding.rate_1h,
                 step_size=state.spec.step_size,
                 market_count=len(self.markets),
+                maintenance_margin_fraction=state.spec.maintenance_margin_fraction,
             ),
-            self._settings.strategy,
+            p,
         )
+        spot_target = ZERO
+        if spot is not None:
+            spot_target = scale_hedge(spot_desired, desired, target.size, spot.spec.step_size)
+        return sleeves, target, spot_target
 
-    def decide(self, state: MarketState, reason: str, inputs: FlagInputs, target: Decimal,
-               sizing: dict[str, str], now_ns: int) -> None:
-        """Record a decision and start the plan that moves the position to the target."""
-        assert state.flags is not None
+    def decide(self, state: MarketState, reason: str, inputs: FlagInputs, now_ns: int) -> None:
+        """Record a decision and start the plans that move the perp (and spot hedge) to target."""
+        assert state.flags is not None and state.sizing is not None and state.sleeves is not None
+        target, spot_target, sleeves = state.sizing.size, state.pending_spot_target, state.sleeves
+        ex = self._settings.execution
         self._seed += 1
-        plan = plan_twap(state.spec, state.position.size, target, self._settings.execution,
-                         now_ns, self._seed)
-        plan_dict = plan.as_dict() if plan else {"action": "none"}
-        flags = state.flags.as_dict()
-        decision_id = self._store.record_decision(
-            now_ns, state.spec.ticker, reason,
-            flags,
-            {"target_before": str(state.target), "target_after": str(target),
-             "position": str(state.position.size), "sizing": sizing, "plan": plan_dict,
-             "mark": str(inputs.mark_price)},
-        )
-        state.target = target
-        state.last_decision = {
-            "ts_ns": now_ns, "reason": reason, "tripped": list(state.flags.tripped),
-            "target": str(target), "plan": plan_dict,
+        plan = plan_twap(state.spec, state.position.size, target, ex, now_ns, self._seed)
+        spot = state.spot
+        spot_plan = None
+        if spot is not None:
+            spot_plan = plan_twap(spot.spec, spot.position.size, spot_target, ex, now_ns, self._seed)
+        summary = summarize_decision(reason, state.flags.tripped, state.target, target, plan,
+                                     state.sizing.limited_by, sleeves,
+                                     (spot.target, spot_target, spot_plan) if spot is not None else None)
+        record: dict[str, Any] = {
+            "gate": reason, "summary": summary,
+            "target_before": str(state.target), "target_after": str(target),
+            "position": str(state.position.size), "mark": str(inputs.mark_price),
+            "sizing": state.sizing.as_dict(), "sleeves": sleeves.as_dict(),
+            "plan": plan.as_dict() if plan else {"action": "none"},
+            "inputs": inputs.as_dict(),
         }
+        if spot is not None:
+            record["spot"] = {
+                "market": spot.ticker, "target_before": str(spot.target),
+                "target_after": str(spot_target), "position": str(spot.position.size),
+                "plan": spot_plan.as_dict() if spot_plan else {"action": "none"},
+            }
+        decision_id = self._store.record_decision(now_ns, state.spec.ticker, reason,
+                                                  state.flags.as_dict(), record)
+        state.target = target
+        state.carry_side = sleeves.carry_side
+        if spot is not None:
+            spot.target = spot_target
+        state.last_decision = _decision_summary_from(now_ns, reason, state.flags.tripped, record)
         self._metrics.decisions.labels(state.spec.ticker, reason).inc()
-        log.info("decision", market=state.spec.ticker, reason=reason,
+        log.info("decision", market=state.spec.ticker, reason=reason, summary=summary,
                  tripped=list(state.flags.tripped), position=str(state.position.size),
-                 target=str(target), plan=plan_dict)
+                 target=str(target), plan=record["plan"], spot=record.get("spot"))
         if plan is not None:
             self._orders.start_parent(plan, decision_id)
+        if spot_plan is not None and self._spot_orders is not None:
+            self._spot_orders.start_parent(spot_plan, decision_id)
 
     def set_directional_target(self, market: str, size: Decimal) -> None:
         """Change an operator target; the next evaluation sees the drift and rebalances."""
@@ -282,23 +441,41 @@ class Engine:
     # ---- portfolio -------------------------------------------------------------------------
 
     def equity(self) -> Decimal:
+        """Initial equity plus every leg's realised and unrealised PnL, fees and funding."""
         total = self.initial_equity
         for state in self.markets.values():
-            pos = state.position
-            total += pos.realised_pnl - pos.fees_paid + pos.funding_pnl
-            mark = state.mark
-            if mark is not None and pos.size:
-                total += pos.unrealised_pnl(mark)
+            total += _leg_value(state.position, state.mark)
+            if state.spot is not None:
+                total += _leg_value(state.spot.position, state.spot.book.mid())
         return total
+
+    def expected_funding_market(self, state: MarketState) -> Decimal:
+        """Expected funding over the horizon for a market's position (negative: we pay)."""
+        mark = state.mark
+        if mark is None or not state.position.size:
+            return ZERO
+        return expected_funding_usd(state.position.size, mark, state.funding.rate_1h,
+                                    self._settings.rules.funding_horizon_hours)
 
     def expected_funding(self) -> Decimal:
         """Expected funding over the horizon for current positions (negative: we pay)."""
-        hours = self._settings.rules.funding_horizon_hours
-        total = Decimal(0)
+        return sum((self.expected_funding_market(s) for s in self.markets.values()), ZERO)
+
+    def pnl(self, state: MarketState) -> PnlAttribution:
+        """PnL attribution for one market, both legs: price, slippage, fees, funding."""
+        perp = attribute_pnl(state.position, state.mark,
+                             self._orders.slippage_usd.get(state.spec.ticker, ZERO),
+                             state.ledger.realised_usd)
+        spot = state.spot
+        if spot is None or self._spot_orders is None:
+            return perp
+        return perp + attribute_pnl(spot.position, spot.book.mid(),
+                                    self._spot_orders.slippage_usd.get(spot.ticker, ZERO), ZERO)
+
+    def total_pnl(self) -> PnlAttribution:
+        total = NO_PNL
         for state in self.markets.values():
-            mark = state.mark
-            if mark is not None:
-                total -= state.position.size * mark * state.funding.rate_1h * hours
+            total = total + self.pnl(state)
         return total
 
     def set_risk_mode(self, mode: RiskMode, reason: str) -> None:
@@ -311,24 +488,95 @@ class Engine:
 
     # ---- time ------------------------------------------------------------------------------
 
+    async def tick(self) -> None:
+        """Send due TWAP children on every venue and refresh the gauges (one engine step)."""
+        await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
+                                self.risk_mode)
+        if self._spot_orders is not None:
+            await self._spot_orders.tick(
+                {s.spot.ticker: s.spot.book for s in self.markets.values() if s.spot is not None},
+                self.spot_specs, self.risk_mode)
+        equity = self.equity()
+        self.peak_equity = max(self.peak_equity, equity)
+        self._metrics.equity_usd.set(float(equity))
+        self._metrics.funding_realised_usd.set(
+            float(sum((s.ledger.realised_usd for s in self.markets.values()), ZERO)))
+        self._metrics.funding_expected_usd.set(float(self.expected_funding()))
+
     async def run(self) -> None:
         """Send due TWAP children and refresh gauges until cancelled."""
         while True:
-            await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
-                                    self.risk_mode)
-            equity = self.equity()
-            self.peak_equity = max(self.peak_equity, equity)
-            self._metrics.equity_usd.set(float(equity))
+            await self.tick()
             await self._clock.sleep(TICK_SECS)
+
+
+def _warm(vol: EwmaVol, min_samples: int) -> float | None:
+    return vol.annualised if vol.samples >= min_samples else None
+
+
+def _no_growth(desired: Decimal, current: Decimal) -> Decimal:
+    """REDUCE_ONLY: never more exposure than now, never a flip through zero."""
+    if current == 0 or (desired != 0 and (desired > 0) != (current > 0)):
+        return ZERO
+    return desired if abs(desired) <= abs(current) else current
+
+
+def _leg_value(position: Position, mark: Decimal | None) -> Decimal:
+    value = position.realised_pnl - position.fees_paid + position.funding_pnl
+    if mark is not None and position.size:
+        value += position.unrealised_pnl(mark)
+    return value
+
+
+def _plan_text(plan: TwapPlan | None) -> str:
+    if plan is None:
+        return "no order"
+    return f"{plan.side.value} {plan.total} in {len(plan.slice_sizes)}"
+
+
+def summarize_decision(
+    reason: str,
+    tripped: tuple[str, ...],
+    before: Decimal,
+    after: Decimal,
+    plan: TwapPlan | None,
+    limited_by: str,
+    sleeves: SleeveBook,
+    spot: tuple[Decimal, Decimal, TwapPlan | None] | None,
+) -> str:
+    """One line for the operator: why it traded and what it does."""
+    why = f"{reason}[{','.join(tripped)}]" if reason == "flags" else reason
+    parts = [why, f"perp {before}->{after} ({_plan_text(plan)})"]
+    if spot is not None and (spot[0] or spot[1] or spot[2] is not None):
+        parts.append(f"spot {spot[0]}->{spot[1]} ({_plan_text(spot[2])})")
+    if limited_by:
+        parts.append(f"limited_by={limited_by}")
+    for target in sleeves.targets:
+        if target.perp or target.spot or target.sleeve == "carry":
+            extra = ""
+            if target.sleeve == "carry" and "net_open_bps" in target.values:
+                extra = f" net_open={target.values['net_open_bps']}bps"
+            parts.append(f"{target.sleeve}={target.perp}:{target.why}{extra}")
+    return " ".join(parts)
+
+
+def _decision_summary_from(ts_ns: int, reason: str, tripped: tuple[str, ...],
+                           record: dict[str, Any]) -> dict[str, Any]:
+    spot = record.get("spot") or {}
+    return {
+        "ts_ns": ts_ns,
+        "reason": reason,
+        "tripped": list(tripped),
+        "target": record.get("target_after"),
+        "plan": record.get("plan"),
+        "spot_target": spot.get("target_after"),
+        "spot_plan": spot.get("plan"),
+        "summary": record.get("summary"),
+    }
 
 
 def _decision_summary(record: Any) -> dict[str, Any]:
     plan = record.plan if isinstance(record.plan, dict) else {}
     flags = record.flags if isinstance(record.flags, dict) else {}
-    return {
-        "ts_ns": record.ts_ns,
-        "reason": record.reason,
-        "tripped": [n for n in FLAG_NAMES if flags.get(n, {}).get("tripped")],
-        "target": plan.get("target_after"),
-        "plan": plan.get("plan"),
-    }
+    tripped = tuple(n for n in FLAG_NAMES if flags.get(n, {}).get("tripped"))
+    return _decision_summary_from(record.ts_ns, record.reason, tripped, plan)

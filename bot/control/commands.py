@@ -14,6 +14,7 @@ from bot.domain import OrderRequest, RiskMode, Side, TimeInForce
 from bot.engine import Engine
 from bot.errors import BotError
 from bot.execution.orders import OrderManager
+from bot.news.state import save_operator_items
 from bot.store import Store
 
 log = structlog.get_logger("control")
@@ -56,8 +57,10 @@ class Controller:
         by_venue: dict[str, int] = {}
         for order in open_orders:
             by_venue[order.venue] = by_venue.get(order.venue, 0) + 1
-        realised = sum((s.position.funding_pnl for s in engine.markets.values()), Decimal(0))
-        fees = sum((s.position.fees_paid for s in engine.markets.values()), Decimal(0))
+        realised = sum((s.ledger.realised_usd for s in engine.markets.values()), Decimal(0))
+        fees = sum((s.position.fees_paid + (s.spot.position.fees_paid if s.spot else 0)
+                    for s in engine.markets.values()), Decimal(0))
+        now = self._clock.now_ns()
         binance_key = self._settings.binance_api_key
         out: dict[str, Any] = {
             "risk_mode": engine.risk_mode.value,
@@ -73,8 +76,11 @@ class Controller:
             },
             "equity": _money(engine.equity()),
             "fees_paid": _money(fees),
-            "open_orders": {self._orders.venue.name: 0, **by_venue},
-            "funding": {"realised": _money(realised), "expected": _money(engine.expected_funding())},
+            "open_orders": {**{m.venue.name: 0 for m in engine.order_managers}, **by_venue},
+            "funding": {"realised": _money(realised), "expected": _money(engine.expected_funding()),
+                        "horizon_hours": self._settings.rules.funding_horizon_hours},
+            "pnl": engine.total_pnl().as_dict(),
+            "news": engine.news.describe(now),
             "block_height": engine.block_height,
             "uptime_secs": round(time.monotonic() - self._started, 1),
             "markets": {t: self._market_status(t) for t in engine.markets},
@@ -84,25 +90,42 @@ class Controller:
         return out
 
     def _market_status(self, ticker: str) -> dict[str, Any]:
-        state = self._engine.markets[ticker]
+        engine = self._engine
+        state = engine.markets[ticker]
         pos = state.position
         flags = state.flags.as_dict() if state.flags else {
             name: {"tripped": False, "why": "warming_up"}
             for name in ("funding", "liquidity", "volatility", "news")
         }
         mid = state.book.mid()
-        return {
+        spot = state.spot
+        out: dict[str, Any] = {
             "position": _size(pos.size),
             "avg_entry": _money(pos.avg_entry),
             "target": _size(state.target),
             "oracle_price": str(state.oracle_price) if state.oracle_price is not None else None,
             "mid": str(mid) if mid is not None else None,
             "funding_rate_1h": str(state.funding.rate_1h),
+            "funding_persistence_hours": state.funding.persistence_hours,
             "realised_pnl": _money(pos.realised_pnl),
             "funding_pnl": _money(pos.funding_pnl),
+            "funding_ledger": state.ledger.as_dict(engine.expected_funding_market(state)),
+            "pnl": engine.pnl(state).as_dict(),
             "flags": flags,
+            "sleeves": state.sleeves.as_dict() if state.sleeves else {},
+            "sizing": state.sizing.as_dict() if state.sizing else None,
             "last_decision": state.last_decision,
         }
+        if spot is not None:
+            spot_mid = spot.book.mid()
+            out["spot"] = {
+                "market": spot.ticker,
+                "position": _size(spot.position.size),
+                "target": _size(spot.target),
+                "mid": str(spot_mid) if spot_mid is not None else None,
+            }
+            out["net_delta"] = _size(pos.size + spot.position.size)
+        return out
 
     def pause(self) -> dict[str, Any]:
         """Stop making new decisions; running orders finish."""
@@ -125,14 +148,18 @@ class Controller:
         self._engine.set_risk_mode(RiskMode.HALTED, f"kill: {reason}")
         log.warning("kill_latched", reason=reason, flatten=flatten)
         errors: list[str] = []
-        try:
-            cancelled = await self._orders.cancel_all()
-        except BotError as exc:
-            cancelled, errors = [], [str(exc)]
+        cancelled: list[int] = []
+        for manager in self._engine.order_managers:
+            try:
+                cancelled += await manager.cancel_all()
+            except BotError as exc:
+                errors.append(f"{manager.venue.name}: {exc}")
         flattened = await self._flatten() if flatten else []
         remaining = self._store.open_orders()
         positions = {t: _size(s.position.size) for t, s in self._engine.markets.items()
                      if s.position.size}
+        positions.update({s.spot.ticker: _size(s.spot.position.size)
+                          for s in self._engine.markets.values() if s.spot and s.spot.position.size})
         report = {
             "kill_latched": True,
             "reason": reason,
@@ -148,22 +175,18 @@ class Controller:
 
     async def _flatten(self) -> list[int]:
         sent = []
-        cap = self._settings.execution.slippage_cap_bps * BPS
-        for ticker, state in self._engine.markets.items():
-            size = state.position.size
-            if not size:
-                continue
-            side = Side.SELL if size > 0 else Side.BUY
-            touch = state.book.best_bid() if side is Side.SELL else state.book.best_ask()
-            if touch is None:
-                continue
-            tick = state.spec.tick_size
-            raw = touch.price * (1 - cap if side is Side.SELL else 1 + cap)
-            price = (raw / tick).quantize(Decimal(1)) * tick
-            order = OrderRequest(self._store.next_client_id(), ticker, side, abs(size), price,
-                                 TimeInForce.IOC, reduce_only=True)
-            await self._orders.submit(order)
-            sent.append(order.client_id)
+        legs = []
+        for state in self._engine.markets.values():
+            legs.append((self._engine.order_managers[0], state.spec, state.book, state.position.size))
+            if state.spot is not None and len(self._engine.order_managers) > 1:
+                legs.append((self._engine.order_managers[1], state.spot.spec, state.spot.book,
+                             state.spot.position.size))
+        for manager, spec, book, size in legs:
+            order = _flatten_order(self._store.next_client_id, spec, book, size,
+                                   self._settings.execution.slippage_cap_bps * BPS)
+            if order is not None:
+                await manager.submit(order, book.mid())
+                sent.append(order.client_id)
         return sent
 
     def set_target(self, market: str, size: str) -> dict[str, Any]:
@@ -181,20 +204,42 @@ class Controller:
         return {"market": market, "target": str(value)}
 
     def news_set(self, item: str, ttl_secs: float) -> dict[str, Any]:
-        """Raise an operator news flag for all markets until the TTL runs out."""
-        expiry = self._clock.now_ns() + int(ttl_secs * NS_PER_SEC)
-        self._engine.news[item] = expiry
+        """Raise an operator news flag for all markets until the TTL runs out (survives restarts)."""
+        now = self._clock.now_ns()
+        self._engine.news.set_operator(item, now + int(ttl_secs * NS_PER_SEC))
+        self._save_news(now)
         log.warning("news_set", item=item, ttl_secs=ttl_secs)
-        return {"news": self._engine.active_news(self._clock.now_ns())}
+        return {"news": list(self._engine.active_news(now))}
 
     def news_clear(self, item: str | None = None) -> dict[str, Any]:
         """Clear one operator news flag, or all of them."""
-        if item is None:
-            self._engine.news.clear()
-        else:
-            self._engine.news.pop(item, None)
+        now = self._clock.now_ns()
+        self._engine.news.clear_operator(item)
+        self._save_news(now)
         log.warning("news_cleared", item=item)
-        return {"news": self._engine.active_news(self._clock.now_ns())}
+        return {"news": list(self._engine.active_news(now))}
+
+    def _save_news(self, now_ns: int) -> None:
+        board = self._engine.news
+        board.prune(now_ns)
+        try:
+            save_operator_items(self._settings.news_state_path, dict(board.operator))
+        except OSError as exc:  # the flag still holds in memory; only the restart copy is lost
+            log.error("news_state_not_saved", error=str(exc))
+
+
+def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal, cap: Decimal) -> OrderRequest | None:
+    """A reduce-only IOC that closes `size`, priced at the touch plus the slippage cap."""
+    if not size:
+        return None
+    side = Side.SELL if size > 0 else Side.BUY
+    touch = book.best_bid() if side is Side.SELL else book.best_ask()
+    if touch is None:
+        return None
+    tick = spec.tick_size
+    raw = touch.price * (1 - cap if side is Side.SELL else 1 + cap)
+    price = (raw / tick).quantize(Decimal(1)) * tick
+    return OrderRequest(next_id(), spec.ticker, side, abs(size), price, TimeInForce.IOC, reduce_only=True)
 
 
 def _money(value: Decimal) -> str:

@@ -27,6 +27,7 @@ from bot.domain import (
 )
 from bot.errors import OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.execution.twap import TwapPlan, size_child
+from bot.ledger import slippage_cost_usd
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.ports import ExecutionVenue
@@ -61,6 +62,9 @@ class OrderManager:
         self._settings = settings
         self.parents: dict[str, ActiveParent] = {}
         self._child_parent: dict[int, ActiveParent] = {}
+        # Mid when each open order was sent; fills are charged slippage against it.
+        self._arrival_mid: dict[int, Decimal] = {}
+        self.slippage_usd: dict[str, Decimal] = {}  # per market, since start (> 0: a cost)
 
     def start_parent(self, plan: TwapPlan, decision_id: int) -> None:
         """Replace any running parent for the market with a new plan."""
@@ -99,16 +103,21 @@ class OrderManager:
             parent.sent += child.size
             parent.child_ids.add(order.client_id)
             self._child_parent[order.client_id] = parent
-            await self.submit(order)
+            await self.submit(order, book.mid())
 
     def _finish(self, market: str, parent: ActiveParent, now_ns: int) -> None:
         del self.parents[market]
         log.info("parent_done", market=market, total=str(parent.plan.total),
                  filled=str(parent.filled), complete=parent.filled >= parent.plan.total)
 
-    async def submit(self, order: OrderRequest) -> None:
-        """Persist the intent, then send it; never resend blindly after an ambiguous failure."""
+    async def submit(self, order: OrderRequest, arrival_mid: Decimal | None = None) -> None:
+        """Persist the intent, then send it; never resend blindly after an ambiguous failure.
+
+        `arrival_mid` is the book's mid when the order was decided, for slippage attribution.
+        """
         self._store.record_order(self.venue.name, order, self._clock.now_ns())
+        if arrival_mid is not None:
+            self._arrival_mid[order.client_id] = arrival_mid
         self._metrics.orders.labels(self.venue.name, OrderStatus.NEW.value).inc()
         log.info("order_submitted", client_order_id=order.client_id, market=order.market,
                  side=order.side.value, size=str(order.size), price=str(order.price),
@@ -131,6 +140,10 @@ class OrderManager:
             if not self._store.record_fill(self.venue.name, event):
                 return
             self._metrics.fills.labels(self.venue.name, event.market).inc()
+            mid = self._arrival_mid.get(event.client_id)
+            if mid is not None:
+                cost = slippage_cost_usd(event.side, event.price, event.size, mid)
+                self.slippage_usd[event.market] = self.slippage_usd.get(event.market, Decimal(0)) + cost
             parent = self._child_parent.get(event.client_id)
             if parent is not None:
                 parent.filled += event.size
@@ -141,6 +154,7 @@ class OrderManager:
             log.info("order_" + status.value.lower(), client_order_id=client_id,
                      filled=str(filled), reason=reason or None)
         if not status.is_open:
+            self._arrival_mid.pop(client_id, None)
             parent = self._child_parent.pop(client_id, None)
             if parent is not None and status is not OrderStatus.FILLED:
                 # Unfilled remainder goes back to the parent's schedule.

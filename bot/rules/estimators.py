@@ -1,4 +1,5 @@
-"""Incremental estimators over market state; O(1) per update (depth median O(log n))."""
+"""Incremental estimators over market state: O(1) per update (the depth median, sampled once a
+second, is O(window) on insert and O(1) to read)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ from decimal import Decimal
 
 SECS_PER_YEAR = 365 * 24 * 3600
 NS_PER_SEC = 1_000_000_000
+NS_PER_HOUR = 3600 * NS_PER_SEC
 
 
 class EwmaVol:
-    """Annualised realised volatility from an EWMA of log returns sampled every `sample_secs`."""
+    """Annualised realised volatility from an EWMA of log returns sampled every `sample_secs`.
+
+    The EWMA starts at zero and is bias-corrected (divided by 1 - (1 - alpha)^n, as Adam does),
+    so during warm-up it is the plain mean of the returns seen so far rather than a value
+    dragged toward its first sample; a long window is then comparable with a short one early.
+    """
 
     def __init__(self, half_life_secs: float, sample_secs: float = 1.0) -> None:
         self._alpha = 1 - 0.5 ** (sample_secs / half_life_secs)
         self._sample_ns = int(sample_secs * NS_PER_SEC)
         self._annualiser = math.sqrt(SECS_PER_YEAR / sample_secs)
-        self._variance: float | None = None
+        self._ewma = 0.0
+        self._decay = 1.0  # (1 - alpha)^samples
         self._last_price: float | None = None
         self._last_ns = 0
         self.samples = 0
@@ -34,18 +42,16 @@ class EwmaVol:
         ret = math.log(p / self._last_price)
         # Scale a longer gap back to one sample interval so gaps do not inflate vol.
         intervals = (now_ns - self._last_ns) / self._sample_ns
-        sq = ret * ret / intervals
-        self._variance = sq if self._variance is None else (
-            self._variance + self._alpha * (sq - self._variance)
-        )
+        self._ewma += self._alpha * (ret * ret / intervals - self._ewma)
+        self._decay *= 1 - self._alpha
         self._last_price, self._last_ns = p, now_ns
         self.samples += 1
 
     @property
     def annualised(self) -> float | None:
-        if self._variance is None:
+        if self.samples == 0:
             return None
-        return math.sqrt(self._variance) * self._annualiser
+        return math.sqrt(self._ewma / (1 - self._decay)) * self._annualiser
 
 
 class RollingMedian:
@@ -74,27 +80,53 @@ class RollingMedian:
 
 
 class FundingForecast:
-    """Blend the venue's predicted next hourly rate with an EWMA of realised hourly rates."""
+    """Blend the venue's predicted next hourly rate with an EWMA of realised hourly rates.
 
-    def __init__(self, realised_weight: Decimal = Decimal("0.5"), alpha: Decimal = Decimal("0.2")):
+    Realised rates come from the predictions themselves: the last prediction seen before an
+    hour boundary is that hour's settled rate (dYdX's `nextFundingRate` is the running mean of
+    the hour's premium samples), so the forecast learns from the market whether or not we hold
+    a position. `on_realised` takes a settled rate directly (e.g. from a historical-funding feed)
+    for an hour not yet folded in. All updates are O(1).
+    """
+
+    def __init__(self, realised_weight: Decimal = Decimal("0.5"), alpha: Decimal = Decimal("0.2"),
+                 interval_ns: int = NS_PER_HOUR) -> None:
         self._weight = realised_weight
         self._alpha = alpha
+        self._interval_ns = interval_ns
+        self._hour: int | None = None
+        self._last_folded_hour: int | None = None
         self.realised_ewma: Decimal | None = None
+        self.last_realised: Decimal | None = None
         self.predicted: Decimal | None = None
         self.same_sign_streak = 0
+        self.hours_seen = 0
 
-    def on_predicted(self, rate_1h: Decimal) -> None:
+    def on_predicted(self, rate_1h: Decimal, ts_ns: int | None = None) -> None:
+        """Take the venue's prediction; crossing an hour boundary settles the previous hour."""
+        if ts_ns is not None:
+            hour = ts_ns // self._interval_ns
+            if self._hour is not None and hour > self._hour and self.predicted is not None:
+                self.on_realised(self.predicted, self._hour)
+            self._hour = hour
         self.predicted = rate_1h
 
-    def on_realised(self, rate_1h: Decimal) -> None:
-        """Fold in a settled hourly rate and track how long its sign has persisted."""
+    def on_realised(self, rate_1h: Decimal, hour: int | None = None) -> None:
+        """Fold in a settled hourly rate (once per hour) and track how long its sign persisted."""
+        if hour is not None:
+            if self._last_folded_hour is not None and hour <= self._last_folded_hour:
+                return
+            self._last_folded_hour = hour
+        self.hours_seen += 1
+        if self.last_realised is not None and rate_1h != 0 and (rate_1h > 0) == (self.last_realised > 0):
+            self.same_sign_streak += 1
+        else:
+            self.same_sign_streak = 1 if rate_1h != 0 else 0
+        self.last_realised = rate_1h
         if self.realised_ewma is None:
             self.realised_ewma = rate_1h
-            self.same_sign_streak = 1
-            return
-        same = (rate_1h > 0) == (self.realised_ewma > 0)
-        self.same_sign_streak = self.same_sign_streak + 1 if same else 1
-        self.realised_ewma += self._alpha * (rate_1h - self.realised_ewma)
+        else:
+            self.realised_ewma += self._alpha * (rate_1h - self.realised_ewma)
 
     @property
     def rate_1h(self) -> Decimal:
@@ -104,3 +136,11 @@ class FundingForecast:
         if self.realised_ewma is None:
             return self.predicted
         return self._weight * self.realised_ewma + (1 - self._weight) * self.predicted
+
+    @property
+    def persistence_hours(self) -> int:
+        """Settled hours in a row whose sign matches the forecast's sign (0 when they disagree)."""
+        rate, last = self.rate_1h, self.last_realised
+        if last is None or rate == 0 or last == 0 or (rate > 0) != (last > 0):
+            return 0
+        return self.same_sign_streak

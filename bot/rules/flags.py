@@ -13,6 +13,7 @@ from typing import Any
 from bot.config import RuleSettings
 
 CLEAR_RATIO = Decimal("0.8")
+_BP = Decimal("0.01")
 FLAG_NAMES = ("funding", "liquidity", "volatility", "news")
 
 
@@ -31,6 +32,21 @@ class FlagInputs:
     vol_short: float | None
     vol_long: float | None
     news: tuple[str, ...] = ()
+    target_size: Decimal | None = None  # the position the strategy wants (None: unknown)
+    persistence_hours: int = 0  # settled hours in a row with the forecast's sign
+
+    def as_dict(self) -> dict[str, Any]:
+        """The inputs as JSON-ready data for the decision record (numbers as strings)."""
+        return {
+            "position_size": str(self.position_size), "target_size": str(self.target_size),
+            "mark_price": str(self.mark_price), "funding_rate_1h": str(self.funding_rate_1h),
+            "persistence_hours": self.persistence_hours, "intended_size": str(self.intended_size),
+            "depth_size": str(self.depth_size), "depth_median": str(self.depth_median),
+            "spread_bps": None if self.spread_bps is None else str(self.spread_bps.quantize(_BP)),
+            "vol_short": None if self.vol_short is None else round(self.vol_short, 4),
+            "vol_long": None if self.vol_long is None else round(self.vol_long, 4),
+            "news": list(self.news),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +72,8 @@ class Flags:
 
     @property
     def tripped(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.all() if f.tripped)
+        return tuple(f.name for f in (self.funding, self.liquidity, self.volatility, self.news)
+                     if f.tripped)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: f.as_dict() for f in self.all()}
@@ -71,9 +88,17 @@ def _under(value: Decimal, threshold: Decimal, was_tripped: bool) -> bool:
 
 
 def funding_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
-    """Trip when the forecast funding cost over the horizon beats its budget, or carry is rich."""
-    cost_usd = inp.position_size * inp.mark_price * inp.funding_rate_1h * p.funding_horizon_hours
-    values = {"rate_1h": inp.funding_rate_1h, "expected_cost_usd": cost_usd.quantize(Decimal("0.01"))}
+    """Trip when the forecast funding cost over the horizon beats its budget, or carry is rich.
+
+    The cost is that of the current or the target position, whichever pays more (positive rate:
+    longs pay); the harvest leg trips on a rich rate in either direction.
+    """
+    per_unit = inp.mark_price * inp.funding_rate_1h * p.funding_horizon_hours
+    cost_usd = inp.position_size * per_unit
+    if inp.target_size is not None:
+        cost_usd = max(cost_usd, inp.target_size * per_unit)
+    values = {"rate_1h": inp.funding_rate_1h, "expected_cost_usd": cost_usd.quantize(_BP),
+              "persistence_hours": inp.persistence_hours}
     if _over(cost_usd, p.funding_budget_usd, was):
         return Flag("funding", True, "cost_over_budget", values)
     if _over(abs(inp.funding_rate_1h), p.funding_harvest_rate_1h, was):
@@ -83,7 +108,8 @@ def funding_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
 
 def liquidity_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     """Trip on thin depth near mid, a wide spread, or depth far below its rolling median."""
-    values: dict[str, Any] = {"depth": inp.depth_size, "spread_bps": inp.spread_bps}
+    spread = None if inp.spread_bps is None else inp.spread_bps.quantize(_BP)
+    values: dict[str, Any] = {"depth": inp.depth_size, "spread_bps": spread}
     if inp.spread_bps is None:
         return Flag("liquidity", True, "no_book", values)
     needed = inp.intended_size * p.liquidity_min_depth_multiple

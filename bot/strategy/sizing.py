@@ -1,7 +1,12 @@
 """Volatility-targeted, capped position targets (pure).
 
 Hard limits are applied here and never depend on flags: leverage cap, notional cap (tighter
-when funding runs against the position), drawdown stop.
+when funding runs against the position), liquidation-distance floor, drawdown stop. They apply to
+the sum of the sleeves' perp targets; `scale_hedge` shrinks a spot hedge with its perp leg.
+
+Liquidation distance: with equity E allotted to a market and a perp notional N, an adverse move
+of d costs N x d, and the position is liquidated when what is left reaches maintenance margin
+(MMF x N). Keeping d >= D means N <= E / (D + MMF).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class SizingInputs:
     funding_rate_1h: Decimal
     step_size: Decimal
     market_count: int
+    maintenance_margin_fraction: Decimal = Decimal("0.03")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +39,7 @@ class Target:
     size: Decimal
     leverage: Decimal
     cap_usd: Decimal
-    limited_by: str  # "", "leverage", "notional", "adverse_funding", "drawdown"
+    limited_by: str  # "", "leverage", "notional", "liquidation", "adverse_funding", "drawdown"
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -69,6 +75,9 @@ def size_target(inp: SizingInputs, p: StrategySettings) -> Target:
     limited_by = "leverage"
     if p.max_notional_usd < cap:
         cap, limited_by = p.max_notional_usd, "notional"
+    liquidation_cap = budget_usd / (p.min_liquidation_distance + inp.maintenance_margin_fraction)
+    if liquidation_cap < cap:
+        cap, limited_by = liquidation_cap, "liquidation"
     # Positive funding: longs pay. A position that pays funding gets a tighter cap.
     if inp.desired_size * inp.funding_rate_1h > 0:
         cap, limited_by = cap * p.adverse_funding_cap_factor, "adverse_funding"
@@ -79,3 +88,20 @@ def size_target(inp: SizingInputs, p: StrategySettings) -> Target:
         size = (cap / inp.price).copy_sign(inp.desired_size)
     return Target(inp.market, round_to_step(size, inp.step_size), lev, cap.quantize(Decimal("0.01")),
                   limited_by)
+
+
+def liquidation_distance(equity_usd: Decimal, notional_usd: Decimal, mmf: Decimal) -> Decimal | None:
+    """Return the adverse price move (fraction) that would liquidate; None for no position."""
+    if notional_usd <= 0:
+        return None
+    return equity_usd / notional_usd - mmf
+
+
+def scale_hedge(spot: Decimal, desired_perp: Decimal, final_perp: Decimal, step: Decimal) -> Decimal:
+    """Shrink a spot hedge in proportion to how far the hard limits cut the perp target."""
+    if spot == 0 or desired_perp == final_perp:
+        return spot
+    if desired_perp == 0 or final_perp == 0 or (final_perp > 0) != (desired_perp > 0):
+        return ZERO
+    ratio = min(Decimal(1), final_perp / desired_perp)
+    return round_to_step(spot * ratio, step)

@@ -160,3 +160,100 @@ def test_funding_forecast_blends_and_counts_persistence() -> None:
         fc.on_realised(Decimal("0.0001"))
     assert fc.same_sign_streak == 3
     assert fc.rate_1h == Decimal("0.00015")
+
+
+# ---- hysteresis edges, table-driven: (inputs change, was tripped, expected) -----------------
+# Thresholds with defaults: vol 1.2 (clears below 0.96), spread 15 bps (clears below 12),
+# harvest 0.0001/h (clears below 0.00008).
+EDGES = [
+    ("volatility", {"vol_short": 1.2}, False, False),  # at the level: not over it
+    ("volatility", {"vol_short": 1.21}, False, True),
+    ("volatility", {"vol_short": 1.0}, True, True),  # back under the level, above the clear line
+    ("volatility", {"vol_short": 0.95}, True, False),
+    ("liquidity", {"spread_bps": Decimal(15)}, False, False),
+    ("liquidity", {"spread_bps": Decimal("15.1")}, False, True),
+    ("liquidity", {"spread_bps": Decimal(13)}, True, True),
+    ("liquidity", {"spread_bps": Decimal(11)}, True, False),
+    ("funding", {"funding_rate_1h": Decimal("0.0001")}, False, False),
+    ("funding", {"funding_rate_1h": Decimal("-0.00011")}, False, True),
+    ("funding", {"funding_rate_1h": Decimal("0.00009")}, True, True),
+    ("funding", {"funding_rate_1h": Decimal("0.00007")}, True, False),
+    ("news", {"news": ("FOMC",)}, False, True),
+    ("news", {"news": ()}, True, False),  # news has no hysteresis: its items carry their windows
+]
+
+
+@pytest.mark.parametrize(("name", "change", "was", "expected"), EDGES)
+def test_hysteresis_edges(name: str, change: dict, was: bool, expected: bool) -> None:  # type: ignore[type-arg]
+    base = replace(CALM, vol_long=1.0, position_size=Decimal(0))
+    previous = evaluate_flags(replace(base, **TRIPS[name]), P) if was else None
+    assert previous is None or name in previous.tripped
+    flags = evaluate_flags(replace(base, **change), P, previous)
+    assert (name in flags.tripped) is expected
+    assert getattr(flags, name).as_dict()["tripped"] is expected
+
+
+def test_funding_flag_counts_the_target_position_too() -> None:
+    # flat now, but the target is a 10 BTC long paying 0.00009/h: 432 USD over 8h > 50 USD
+    inp = replace(CALM, position_size=Decimal(0), target_size=Decimal(10),
+                  funding_rate_1h=Decimal("0.00009"))
+    flag = evaluate_flags(inp, P).funding
+    assert flag.tripped and flag.why == "cost_over_budget"
+    assert flag.values["expected_cost_usd"] == Decimal("432.00")
+    # a short target receives: no cost
+    assert not evaluate_flags(replace(inp, target_size=Decimal(-10)), P).funding.tripped
+
+
+def test_flags_report_the_numbers_behind_them() -> None:
+    flags = evaluate_flags(replace(CALM, vol_short=0.9, vol_long=0.3), P).as_dict()
+    assert flags["volatility"]["vol_short"] == "0.9" and flags["volatility"]["ratio"] == "3.00"
+    assert flags["liquidity"]["depth"] == "10" and "spread_bps" in flags["liquidity"]
+    assert flags["funding"]["rate_1h"] == "0.00001"
+
+
+@pytest.mark.parametrize(("n", "acts"), [(0, False), (1, False), (2, True), (3, True), (4, True)])
+def test_gate_with_min_flags_three(n: int, acts: bool) -> None:
+    decision = evaluate_gate(_flags(n), GateState(last_audit_ns=100 * SEC), 101 * SEC,
+                             **{**GATE, "min_flags": 3})
+    assert decision.act is (n >= 3)
+
+
+def test_one_burst_of_many_events_gives_one_decision() -> None:
+    state = GateState(last_audit_ns=100 * SEC)
+    acted = 0
+    for i in range(200):  # 200 evaluations, flags flapping between 2 and 4 tripped
+        d = evaluate_gate(_flags(2 + i % 3), state, 101 * SEC + i * 1_000_000, **GATE)
+        acted += d.act
+        state = d.state
+    assert acted == 1
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5 * SEC), st.booleans()), max_size=40))
+def test_same_inputs_same_gate_decisions_property(steps: list[tuple[int, int, bool]]) -> None:
+    def run() -> list[tuple[bool, str]]:
+        state, now, out = GateState(), 0, []
+        for n, dt, drifted in steps:
+            now += dt
+            d = evaluate_gate(_flags(n), state, now, drifted=drifted, **GATE)
+            state = d.state
+            out.append((d.act, d.reason))
+        return out
+
+    assert run() == run()
+
+
+def test_funding_forecast_settles_hours_from_predictions() -> None:
+    hour = 3600 * SEC
+    fc = FundingForecast()
+    fc.on_predicted(Decimal("0.0001"), 10 * hour + 5)
+    fc.on_predicted(Decimal("0.0002"), 10 * hour + 1800 * SEC)  # still the same hour
+    assert fc.hours_seen == 0 and fc.rate_1h == Decimal("0.0002")
+    fc.on_predicted(Decimal("0.00005"), 11 * hour + 1)  # hour 10 settles at its last prediction
+    assert fc.hours_seen == 1 and fc.last_realised == Decimal("0.0002")
+    assert fc.rate_1h == Decimal("0.000125")  # 0.5 x 0.0002 + 0.5 x 0.00005
+    fc.on_realised(Decimal("0.0003"), 10)  # hour 10 again (e.g. a venue report): not counted twice
+    assert fc.hours_seen == 1
+    fc.on_predicted(Decimal("0.0001"), 12 * hour + 1)
+    assert fc.persistence_hours == 2
+    fc.on_predicted(Decimal("-0.0004"), 13 * hour + 1)  # a negative prediction
+    assert fc.persistence_hours == 0  # the forecast's sign no longer matches the settled hours

@@ -6,7 +6,13 @@ from hypothesis import strategies as st
 from bot.config import ExecutionSettings, StrategySettings
 from bot.domain import BookLevel, MarketSpec, Side
 from bot.execution.twap import plan_twap, size_child
-from bot.strategy.sizing import SizingInputs, size_target, vol_target_leverage
+from bot.strategy.sizing import (
+    SizingInputs,
+    liquidation_distance,
+    scale_hedge,
+    size_target,
+    vol_target_leverage,
+)
 
 S = StrategySettings()
 E = ExecutionSettings()
@@ -47,20 +53,58 @@ def test_drawdown_stop_flattens() -> None:
     assert t.size == 0 and t.limited_by == "drawdown"
 
 
+def test_liquidation_distance_floor_caps_notional() -> None:
+    # 5000 USD per market, floor 20% + MMF 3% -> at most 21739 USD; tighter than 3 x lev when
+    # the floor is raised to 50%: 5000 / 0.53 = 9434 USD
+    tight = StrategySettings(min_liquidation_distance=Decimal("0.5"), max_notional_usd=Decimal(10**6))
+    t = size_target(inputs(desired_size=Decimal(10), realised_vol=0.05), tight)
+    assert t.limited_by == "liquidation"
+    notional = t.size * Decimal(60000)
+    assert notional <= Decimal(5000) / Decimal("0.53")
+    distance = liquidation_distance(Decimal(5000), notional, Decimal("0.03"))
+    assert distance is not None and distance >= Decimal("0.5")
+
+
+def test_hard_limits_ignore_flags_and_apply_to_any_desire() -> None:
+    # sizing has no flag input at all: a drawdown flattens whatever the sleeves want
+    for desired in (Decimal(-3), Decimal("0.001"), Decimal(5)):
+        assert size_target(inputs(desired_size=desired, equity_usd=Decimal(7900)), S).size == 0
+
+
 @given(
     desired=st.decimals(-100, 100, places=4),
     price=st.decimals(1, 100000, places=2),
-    vol=st.floats(0.01, 5.0),
+    vol=st.one_of(st.none(), st.floats(0.01, 5.0)),
     rate=st.decimals(Decimal("-0.001"), Decimal("0.001"), places=6),
+    equity=st.decimals(100, 10**6, places=2),
+    peak_extra=st.decimals(0, 10**5, places=2),
+    liq=st.decimals(Decimal("0.01"), Decimal(1), places=2),
 )
-def test_targets_never_exceed_caps_property(desired, price, vol, rate) -> None:  # type: ignore[no-untyped-def]
-    t = size_target(inputs(desired_size=desired, price=price, realised_vol=vol, funding_rate_1h=rate), S)
+def test_targets_never_exceed_any_cap_property(desired, price, vol, rate, equity, peak_extra, liq) -> None:  # type: ignore[no-untyped-def]
+    p = StrategySettings(min_liquidation_distance=liq)
+    t = size_target(inputs(desired_size=desired, price=price, realised_vol=vol, funding_rate_1h=rate,
+                           equity_usd=equity, peak_equity_usd=equity + peak_extra), p)
+    budget = equity / 2
+    lev = vol_target_leverage(p.target_vol_annual, vol, p.max_leverage)
+    caps = [budget * lev, p.max_notional_usd, budget / (liq + Decimal("0.03"))]
+    if desired * rate > 0:
+        caps = [min(caps) * p.adverse_funding_cap_factor]
+    notional = abs(t.size) * price
+    assert notional <= min(caps) + Decimal("1e-12")
     assert abs(t.size) <= abs(desired)
-    assert abs(t.size) * price <= min(S.max_notional_usd, Decimal(5000) * S.max_leverage) + price * Decimal(
-        "0.0001"
-    )
-    assert t.leverage <= S.max_leverage
+    assert t.leverage <= p.max_leverage
     assert t.size == 0 or (t.size > 0) == (desired > 0)
+    if equity < (equity + peak_extra) * (1 - p.drawdown_stop):
+        assert t.size == 0 and t.limited_by == "drawdown"
+
+
+@given(st.decimals(-5, 5, places=4), st.decimals(-5, 5, places=4), st.decimals(-5, 5, places=4))
+def test_hedge_never_outgrows_its_perp_cut_property(spot, desired, final) -> None:  # type: ignore[no-untyped-def]
+    hedged = scale_hedge(spot, desired, final, Decimal("0.0001"))
+    assert abs(hedged) <= abs(spot)
+    assert hedged == 0 or (hedged > 0) == (spot > 0)
+    if desired == final:
+        assert hedged == spot
 
 
 @given(st.floats(0.05, 3.0), st.floats(0.05, 3.0))

@@ -1,0 +1,1 @@
+"""News flag sources: event calendar, RSS/Atom feeds, operator flags (pure board, IO at the edge)."""

@@ -1,0 +1,186 @@
+"""Strategy sleeves: each turns state into desired exposure within its risk budget (pure).
+
+Capital per market (equity / market count) is split by risk budget across sleeves:
+
+- directional: the operator's target (config or `perpbot target`), capped at its share of the
+  market's budget times the volatility-targeted leverage;
+- carry (funding capture): a delta-neutral perp + spot pair on the side that *receives* funding
+  (positive rate: short perp, long spot), opened when the forecast carry over the horizon, net of
+  open and close fees on both legs, expected slippage and (for a short spot leg) borrow, beats the
+  entry threshold and the rate's sign has persisted; held while the carry still left, net of the
+  close costs, beats the lower exit threshold (hysteresis);
+- vol provision: the hook for a later market-making sleeve; it asks for nothing today.
+
+The engine sums the sleeves (`plan_sleeves`) and `sizing.size_target` applies the hard limits to
+the total. Every target carries the numbers behind it, for the decision record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from bot.config import CarrySettings, StrategySettings
+
+ZERO = Decimal(0)
+BPS = Decimal(10_000)
+HOURS_PER_YEAR = Decimal(8760)
+_Q = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class SleeveInputs:
+    """What the sleeves look at for one market, gathered by the engine."""
+
+    market: str
+    price: Decimal  # perp mark (oracle, else mid)
+    spot_price: Decimal | None  # spot hedge mid; None: no hedge available now
+    equity_usd: Decimal
+    market_count: int
+    leverage: Decimal  # volatility-targeted leverage for directional risk
+    funding_rate_1h: Decimal  # forecast, positive: longs pay
+    persistence_hours: int
+    step_size: Decimal
+    spot_step_size: Decimal | None
+    perp_fee_rate: Decimal  # taker: carry legs go out as IOC children
+    operator_target: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class SleeveTarget:
+    """One sleeve's desired exposure in base units (perp signed; spot signed, long > 0)."""
+
+    sleeve: str
+    perp: Decimal
+    spot: Decimal = ZERO
+    why: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"perp": str(self.perp), "spot": str(self.spot), "why": self.why,
+                **{k: v if isinstance(v, bool | int) else str(v) for k, v in self.values.items()}}
+
+
+@dataclass(frozen=True, slots=True)
+class CarryEconomics:
+    """Carry over the horizon on one perp side, in bps of notional."""
+
+    side: int  # perp side that receives funding: -1 short, +1 long, 0 none
+    gross_bps: Decimal
+    open_cost_bps: Decimal
+    close_cost_bps: Decimal
+    borrow_bps: Decimal
+
+    @property
+    def net_open_bps(self) -> Decimal:
+        """What opening now and closing at the horizon is expected to earn."""
+        return self.gross_bps - self.open_cost_bps - self.close_cost_bps - self.borrow_bps
+
+    @property
+    def net_hold_bps(self) -> Decimal:
+        """What holding an open position to the horizon is expected to earn (opening is sunk)."""
+        return self.gross_bps - self.close_cost_bps - self.borrow_bps
+
+
+@dataclass(frozen=True, slots=True)
+class SleeveBook:
+    """All sleeves' targets for one market and their sum."""
+
+    targets: tuple[SleeveTarget, ...]
+    perp: Decimal
+    spot: Decimal
+    carry_side: int  # the carry sleeve's state after this evaluation (0: closed)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {t.sleeve: t.as_dict() for t in self.targets}
+
+
+def _floor(x: Decimal, step: Decimal) -> Decimal:
+    return (x / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def carry_economics(rate_1h: Decimal, side: int, p: CarrySettings, perp_fee_rate: Decimal) -> CarryEconomics:
+    """Price the carry of holding perp `side` (+1 long, -1 short) against a spot hedge."""
+    gross = -side * rate_1h * p.horizon_hours * BPS  # a short receives a positive rate
+    leg_bps = (perp_fee_rate + p.spot_taker_fee_rate) * BPS + 2 * p.expected_slippage_bps
+    borrow = ZERO
+    if side > 0:  # long perp is hedged by a short spot leg: borrow the asset
+        borrow = p.borrow_rate_annual * p.horizon_hours / HOURS_PER_YEAR * BPS
+    return CarryEconomics(side, gross, leg_bps, leg_bps, borrow)
+
+
+def directional_sleeve(inp: SleeveInputs, budget_share: Decimal) -> SleeveTarget:
+    """The operator's target, capped at the sleeve's share of the market's leveraged budget."""
+    desired = inp.operator_target
+    cap_usd = inp.equity_usd / max(inp.market_count, 1) * budget_share * inp.leverage
+    values: dict[str, Any] = {"operator_target": desired, "cap_usd": cap_usd.quantize(_Q)}
+    if inp.price <= 0 or cap_usd <= 0:
+        return SleeveTarget("directional", ZERO, ZERO, "no_budget", values)
+    if abs(desired) * inp.price <= cap_usd:
+        return SleeveTarget("directional", desired, ZERO, "operator_target", values)
+    size = _floor(cap_usd / inp.price, inp.step_size).copy_sign(desired)
+    return SleeveTarget("directional", size, ZERO, "budget_cap", values)
+
+
+def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
+                 open_side: int) -> SleeveTarget:
+    """Funding capture: open on rich, persistent, net-positive carry; exit once it decays.
+
+    `open_side` is the sleeve's state from the previous evaluation (0 closed, -1 short perp,
+    +1 long perp). The returned target's `values["side"]` is the new state.
+    """
+    rate = inp.funding_rate_1h
+    receive_side = -1 if rate > 0 else (1 if rate < 0 else 0)
+    side = open_side or receive_side
+    values: dict[str, Any] = {"rate_1h": rate, "persistence_hours": inp.persistence_hours}
+    if side == 0:
+        return SleeveTarget("carry", ZERO, ZERO, "no_funding", {**values, "side": 0})
+    econ = carry_economics(rate, side, p, inp.perp_fee_rate)
+    values.update(gross_bps=econ.gross_bps.quantize(_Q), net_open_bps=econ.net_open_bps.quantize(_Q),
+                  net_hold_bps=econ.net_hold_bps.quantize(_Q), borrow_bps=econ.borrow_bps.quantize(_Q))
+
+    def closed(why: str) -> SleeveTarget:
+        return SleeveTarget("carry", ZERO, ZERO, why, {**values, "side": 0})
+
+    if not p.enabled or budget_share <= 0:
+        return closed("disabled")
+    no_book = inp.spot_price is None or inp.spot_price <= 0
+    if inp.spot_step_size is None or (no_book and not open_side):
+        return closed("no_spot_book")
+    # An open carry whose hedge book is missing for now holds its size: never unwind blind.
+    if side > 0 and not p.allow_spot_short:
+        return closed("spot_short_not_allowed")
+    if open_side:
+        if econ.net_hold_bps < p.exit_threshold_bps:
+            return closed("carry_decayed")
+    elif econ.net_open_bps < p.entry_threshold_bps:
+        return closed("below_entry_threshold")
+    elif inp.persistence_hours < p.min_persistence_hours:
+        return closed("not_persistent")
+    notional = inp.equity_usd / max(inp.market_count, 1) * budget_share * p.max_leverage
+    ref_price = inp.price if no_book or inp.spot_price is None else max(inp.price, inp.spot_price)
+    size = _floor(_floor(notional / ref_price, inp.step_size), inp.spot_step_size)
+    values["notional_usd"] = (size * inp.price).quantize(_Q)
+    if size <= 0:
+        return closed("too_small")
+    why = "hold" if open_side else "open"
+    return SleeveTarget("carry", size * side, -size * side, why, {**values, "side": side})
+
+
+def vol_provision_sleeve(inp: SleeveInputs, budget_share: Decimal) -> SleeveTarget:
+    """Hook for a later volatility-provision (market-making) sleeve: no exposure yet."""
+    return SleeveTarget("vol_provision", ZERO, ZERO, "not_implemented" if budget_share else "no_budget")
+
+
+def plan_sleeves(inp: SleeveInputs, p: StrategySettings, carry_side: int) -> SleeveBook:
+    """Run every sleeve and sum their targets; `carry_side` is the carry sleeve's previous state."""
+    carry = carry_sleeve(inp, p.carry, p.carry_budget, carry_side)
+    targets = (
+        directional_sleeve(inp, p.directional_budget),
+        carry,
+        vol_provision_sleeve(inp, p.vol_provision_budget),
+    )
+    perp = sum((t.perp for t in targets), ZERO)
+    spot = sum((t.spot for t in targets), ZERO)
+    return SleeveBook(targets, perp, spot, int(carry.values.get("side", 0)))

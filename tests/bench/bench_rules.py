@@ -1,0 +1,167 @@
+"""Benchmark the rule engine on a replayed simulated stream; prints figures, one per line.
+
+    .venv/bin/python tests/bench/bench_rules.py [--minutes 30]
+
+What is measured, per market event of a recorded BTC-USD stream (book deltas, trades, oracle):
+- book_only_us_per_event: applying the event to an order book, which any consumer pays;
+- state_update_us_per_event: Engine.on_market_event with evaluation switched off (book +
+  estimators + counters);
+- engine_us_per_event: Engine.on_market_event as the daemon runs it (evaluation throttled to
+  one per `rules.eval_interval_secs` per market);
+- rule_engine_us_per_event: engine minus book-only, i.e. what the rule engine adds per event;
+- evaluate_us: one evaluation as throttled in the daemon (flags + gate; sleeves and limits are
+  refreshed at most once a second, so most evaluations reuse them);
+- evaluate_with_targets_us: one evaluation that also recomputes sleeves and hard limits;
+- decide_us: one decision (TWAP plans for both legs, store write of the decision record);
+- decisions_per_sec: full evaluations per second on one core (1 / evaluate_with_targets_us).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import structlog
+
+from bot.book import OrderBook
+from bot.config import load
+from bot.domain import BookDelta, BookSnapshot, MarketEvent
+from bot.engine import Engine
+from bot.execution.orders import OrderManager
+from bot.rules.gate import GateState
+from bot.sim.market import SimMarket
+from bot.store import Store
+from bot.telemetry import Metrics
+from bot.venues.paper.adapter import PaperVenue
+from bot.venues.paper.fills import FeeSchedule
+from bot.venues.sim.feed import default_params
+
+SEC = 1_000_000_000
+START = 1_700_000_000 * SEC
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def now_ns(self) -> int:
+        return self.now
+
+    async def sleep(self, secs: float) -> None:
+        self.now += int(secs * SEC)
+
+
+def record_stream(minutes: int) -> tuple[list[MarketEvent], list[MarketEvent], SimMarket, SimMarket]:
+    params = default_params("BTC-USD", 0.65)
+    perp = SimMarket(params, 3, START)
+    spot = SimMarket(replace(params, ticker="BTC-USDT"), 3, START)
+    events: list[MarketEvent] = []
+    spot_events: list[MarketEvent] = []
+    for i in range(1, minutes * 600 + 1):  # 100 ms steps, as the daemon's feed
+        now = START + i * SEC // 10
+        events.extend(e for e in perp.step(now) if getattr(e, "market", None))
+        spot_events.extend(e for e in spot.step(now) if isinstance(e, BookDelta | BookSnapshot))
+    return events, spot_events, perp, spot
+
+
+def build(tmp: Path, perp: SimMarket, spot: SimMarket, eval_interval_secs: float) -> Engine:
+    settings = load(None, env_file=None, state_dir=str(tmp), markets=["BTC-USD"],
+                    strategy={"targets": {"BTC-USD": "0.05"}},
+                    rules={"eval_interval_secs": eval_interval_secs, "audit_on_start": False})
+    clock = Clock()
+    store = Store.open(tmp / f"bench-{eval_interval_secs}.sqlite")
+    books = {"BTC-USD": OrderBook("BTC-USD")}
+    spot_books = {"BTC-USDT": OrderBook("BTC-USDT")}
+    venue = PaperVenue(books, FeeSchedule(), clock)
+    spot_venue = PaperVenue(spot_books, FeeSchedule(), clock)
+    spot_venue.name = "paper_spot"
+    metrics = Metrics()
+    return Engine(settings, {"BTC-USD": perp.spec()}, store,
+                  OrderManager(venue, store, metrics, clock, settings.execution), metrics, clock, books,
+                  spot_orders=OrderManager(spot_venue, store, metrics, clock, settings.execution),
+                  spot_specs={"BTC-USDT": spot.spec()}, spot_books=spot_books)
+
+
+def book_only(events: list[MarketEvent]) -> float:
+    book = OrderBook("BTC-USD")
+    t0 = time.perf_counter()
+    for e in events:
+        if isinstance(e, BookDelta):
+            book.apply_delta(e)
+        elif isinstance(e, BookSnapshot):
+            book.apply_snapshot(e)
+    return time.perf_counter() - t0
+
+
+def replay(engine: Engine, events: list[MarketEvent], spot_events: list[MarketEvent]) -> float:
+    for e in spot_events:
+        engine.on_spot_event(e)
+    on_event = engine.on_market_event
+    t0 = time.perf_counter()
+    for e in events:
+        on_event(e)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=int, default=30, help="length of the replayed stream")
+    parser.add_argument("--evaluations", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    events, spot_events, perp, spot = record_stream(args.minutes)
+    n = len(events)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        base = min(book_only(events) for _ in range(3))
+        upd = min(replay(build(tmp / f"u{i}", perp, spot, 1e9), events, spot_events) for i in range(3))
+        full_engines = [build(tmp / f"f{i}", perp, spot, 0.25) for i in range(3)]
+        full = min(replay(e, events, spot_events) for e in full_engines)
+        engine = full_engines[0]
+        state = engine.markets["BTC-USD"]
+        now = state.last_event_ns
+        far = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, now)
+        t0 = time.perf_counter()
+        for i in range(args.evaluations):  # flags + gate; targets refreshed once a second
+            state.gate = far
+            engine.evaluate(state, now + i)
+        eval_secs = (time.perf_counter() - t0) / args.evaluations
+        t0 = time.perf_counter()
+        for i in range(args.evaluations):  # the same with sleeves + limits recomputed every time
+            state.gate = far
+            state.last_target_ns = 0
+            engine.evaluate(state, now + i)
+        eval_full_secs = (time.perf_counter() - t0) / args.evaluations
+        assert state.flags is not None and state.sizing is not None
+        inputs_state = state
+        decide_n = 2000
+        engine.evaluate(inputs_state, now)
+        from bot.rules.flags import FlagInputs
+
+        dummy = FlagInputs("BTC-USD", Decimal(0), state.mark or Decimal(1), Decimal(0), Decimal(0),
+                           Decimal(0), None, None, None, None)
+        t0 = time.perf_counter()
+        for i in range(decide_n):
+            engine.decide(state, "flags", dummy, now + i)
+        decide_secs = (time.perf_counter() - t0) / decide_n
+    book_us = base / n * 1e6
+    print(f"events: {n} ({args.minutes} simulated minutes of BTC-USD, 100 ms steps)")
+    print(f"book_only_us_per_event: {book_us:.2f}")
+    print(f"state_update_us_per_event: {upd / n * 1e6:.2f}")
+    print(f"engine_us_per_event: {full / n * 1e6:.2f}")
+    print(f"rule_engine_us_per_event: {(full - base) / n * 1e6:.2f}")
+    print(f"evaluate_us: {eval_secs * 1e6:.1f}")
+    print(f"evaluate_with_targets_us: {eval_full_secs * 1e6:.1f}")
+    print(f"decide_us: {decide_secs * 1e6:.1f}")
+    print(f"decisions_per_sec: {1 / eval_full_secs:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

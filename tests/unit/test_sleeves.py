@@ -1,0 +1,118 @@
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.config import CarrySettings, StrategySettings
+from bot.strategy.sleeves import (
+    SleeveInputs,
+    carry_economics,
+    carry_sleeve,
+    directional_sleeve,
+    plan_sleeves,
+    vol_provision_sleeve,
+)
+
+C = CarrySettings()
+S = StrategySettings()
+TAKER = Decimal("0.0005")
+BASE = SleeveInputs(
+    market="BTC-USD", price=Decimal(60000), spot_price=Decimal(60010), equity_usd=Decimal(10000),
+    market_count=2, leverage=Decimal(1), funding_rate_1h=Decimal("0.0002"), persistence_hours=3,
+    step_size=Decimal("0.0001"), spot_step_size=Decimal("0.00001"), perp_fee_rate=TAKER,
+)
+
+
+def test_carry_economics_in_bps() -> None:
+    econ = carry_economics(Decimal("0.0002"), -1, C, TAKER)
+    assert econ.gross_bps == Decimal(144)  # 0.0002 x 72h
+    # per trade: perp 5 + spot 10 fees + 2 legs x 3 slippage = 21 bps; open and close
+    assert econ.open_cost_bps == econ.close_cost_bps == Decimal(21)
+    assert econ.net_open_bps == Decimal(102) and econ.net_hold_bps == Decimal(123)
+    assert carry_economics(Decimal("0.0002"), 1, C, TAKER).gross_bps == Decimal(-144)
+
+
+def test_positive_funding_opens_short_perp_long_spot() -> None:
+    t = carry_sleeve(BASE, C, Decimal("0.4"), 0)
+    # 10000 / 2 x 0.4 x 1 = 2000 USD at the higher of perp and spot price
+    assert t.why == "open" and t.values["side"] == -1
+    assert t.perp == Decimal("-0.0333") and t.spot == Decimal("0.0333")
+    assert t.perp + t.spot == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "open_side", "why"),
+    [
+        ({"funding_rate_1h": Decimal("0.00005")}, 0, "below_entry_threshold"),  # 36 - 42 < 20
+        ({"persistence_hours": 1}, 0, "not_persistent"),
+        ({"spot_price": None}, 0, "no_spot_book"),
+        ({"funding_rate_1h": Decimal("-0.0002")}, 0, "spot_short_not_allowed"),
+        ({"funding_rate_1h": Decimal(0)}, 0, "no_funding"),
+        # held: 0.00005 x 72 = 36 bps - 21 close = 15 >= 5 exit threshold (hysteresis)
+        ({"funding_rate_1h": Decimal("0.00005")}, -1, "hold"),
+        ({"funding_rate_1h": Decimal("0.00003")}, -1, "carry_decayed"),  # 21.6 - 21 < 5
+        ({"funding_rate_1h": Decimal("-0.0001")}, -1, "carry_decayed"),  # the sign flipped: we pay
+        ({"spot_price": None}, -1, "hold"),  # a missing hedge book never unwinds blind
+    ],
+)
+def test_carry_entry_exit_table(change: dict, open_side: int, why: str) -> None:  # type: ignore[type-arg]
+    t = carry_sleeve(replace(BASE, **change), C, Decimal("0.4"), open_side)
+    assert t.why == why
+    is_open = why in ("open", "hold")
+    assert (t.perp != 0) is is_open and (t.values["side"] != 0) is is_open
+
+
+def test_negative_funding_with_borrow_allowed_pays_borrow() -> None:
+    p = CarrySettings(allow_spot_short=True)
+    t = carry_sleeve(replace(BASE, funding_rate_1h=Decimal("-0.0002")), p, Decimal("0.4"), 0)
+    assert t.why == "open" and t.perp > 0 > t.spot
+    assert Decimal(t.values["borrow_bps"]) > 0
+
+
+def test_directional_sleeve_is_capped_by_its_budget() -> None:
+    inp = replace(BASE, operator_target=Decimal(1))
+    t = directional_sleeve(inp, Decimal("0.6"))  # 5000 x 0.6 x 1 = 3000 USD -> 0.05 BTC
+    assert t.perp == Decimal("0.05") and t.why == "budget_cap"
+    small = directional_sleeve(replace(inp, operator_target=Decimal("-0.01")), Decimal("0.6"))
+    assert small.perp == Decimal("-0.01") and small.why == "operator_target"
+
+
+def test_vol_provision_is_a_hook() -> None:
+    assert vol_provision_sleeve(BASE, Decimal("0.1")).perp == 0
+
+
+def test_plan_sleeves_sums_perp_and_spot() -> None:
+    book = plan_sleeves(replace(BASE, operator_target=Decimal("0.02")), S, 0)
+    assert book.perp == Decimal("0.02") + Decimal("-0.0333")
+    assert book.spot == Decimal("0.0333") and book.carry_side == -1
+    assert set(book.as_dict()) == {"directional", "carry", "vol_provision"}
+
+
+rates = st.decimals(Decimal("-0.002"), Decimal("0.002"), places=7)
+
+
+@given(rate=rates, persistence=st.integers(0, 10), entry=st.decimals(0, 300, places=1),
+       fee=st.decimals(0, Decimal("0.001"), places=5), slip=st.decimals(0, 20, places=1),
+       allow_short=st.booleans())
+def test_carry_never_opens_below_threshold_property(rate, persistence, entry, fee, slip, allow_short) -> None:  # type: ignore[no-untyped-def]
+    p = CarrySettings(entry_threshold_bps=entry, expected_slippage_bps=slip, spot_taker_fee_rate=fee,
+                      allow_spot_short=allow_short)
+    inp = replace(BASE, funding_rate_1h=rate, persistence_hours=persistence)
+    t = carry_sleeve(inp, p, Decimal("0.4"), 0)
+    side = -1 if rate > 0 else 1
+    econ = carry_economics(rate, side, p, TAKER)
+    if econ.net_open_bps < entry or persistence < p.min_persistence_hours:
+        assert t.perp == 0 and t.spot == 0 and t.values["side"] == 0
+    if t.perp:
+        assert t.perp == -t.spot  # always delta-neutral
+        assert (t.perp < 0) == (rate > 0)  # on the side that receives
+
+
+@given(rate=rates, persistence=st.integers(0, 10), open_side=st.sampled_from([-1, 0, 1]),
+       target=st.decimals(-2, 2, places=4), lev=st.decimals(Decimal("0.1"), 3, places=2))
+def test_same_inputs_same_sleeves_property(rate, persistence, open_side, target, lev) -> None:  # type: ignore[no-untyped-def]
+    inp = replace(BASE, funding_rate_1h=rate, persistence_hours=persistence, operator_target=target,
+                  leverage=lev)
+    assert plan_sleeves(inp, S, open_side) == plan_sleeves(inp, S, open_side)
