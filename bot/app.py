@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -26,19 +26,17 @@ from bot.control.api import ControlServer, ensure_token
 from bot.control.commands import Controller
 from bot.domain import MarketEvent, OracleUpdate, OrderStatus
 from bot.engine import Engine
-from bot.errors import ConfigError
 from bot.execution.orders import OrderManager
 from bot.news.board import NewsBoard
 from bot.news.calendar import load_calendar
 from bot.news.feeds import FeedPoller
 from bot.news.state import load_operator_items
-from bot.sim.market import SimMarket
 from bot.store import Store
 from bot.store.reconcile import reconcile_open_orders
 from bot.telemetry import Metrics, Redactor, configure_logging
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
-from bot.venues.sim.feed import SimFeed, default_params
+from bot.venues.setup import open_dydx, open_in_process
 
 log = structlog.get_logger("app")
 
@@ -89,14 +87,12 @@ class App:
     services: list[Service]
     clock: Clock
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    closers: list[Any] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings, redactor: Redactor | None = None,
-              clock: Clock | None = None) -> App:
-        """Wire the daemon from settings; nothing runs until `run()`."""
-        if settings.network != "sim":
-            raise ConfigError("network", f"{settings.network!r} needs the dYdX adapter, "
-                                         "not in this build yet; use 'sim'")
+    async def create(cls, settings: Settings, redactor: Redactor | None = None,
+                     clock: Clock | None = None) -> App:
+        """Wire the daemon from settings (opens venues, loads markets); nothing trades until `run()`."""
         clock = clock or SystemClock()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         token = ensure_token(
@@ -106,26 +102,14 @@ class App:
         if redactor is not None:
             redactor.add(token)
         metrics = Metrics()
+        if settings.network == "sim" and settings.sim.mode == "in_process":
+            perp = open_in_process(settings, clock)
+        else:
+            perp = await open_dydx(settings, metrics, clock)
         store = Store.open(settings.db_path)
-        start_ns = clock.now_ns()
-        perps = {t: SimMarket(default_params(t, settings.sim.block_interval_secs), settings.sim.seed + i,
-                              start_ns) for i, t in enumerate(settings.markets)}
-        # The spot hedge books (paper spot venue): one in-process spot market per perp with a
-        # spot ticker. Same params and seed as its perp, stepped by the same feed at the same
-        # times, so it follows the perp's price path exactly (zero basis). Spot has no funding.
+        orders = OrderManager(perp.execution, store, metrics, clock, settings.execution)
         carry = settings.strategy.carry
-        spots = {carry.spot_markets[t]: SimMarket(replace(perps[t].params, ticker=carry.spot_markets[t]),
-                                                  settings.sim.seed + i, start_ns)
-                 for i, t in enumerate(settings.markets)
-                 if carry.enabled and t in carry.spot_markets}
-        feed = SimFeed({**perps, **spots}, clock, settings.sim.step_interval_secs)
-        specs = {t: m.spec() for t, m in perps.items()}
-        spot_specs = {t: m.spec() for t, m in spots.items()}
-        fees = FeeSchedule(settings.paper.maker_fee_rate, settings.paper.taker_fee_rate)
-        # One book per market, kept by the engine and read by the paper venue to fill against.
-        books = {t: OrderBook(t) for t in specs}
-        venue = PaperVenue(books, fees, clock, settings.sim.funding_interval_secs)
-        orders = OrderManager(venue, store, metrics, clock, settings.execution)
+        spot_specs = {t: m.spec() for t, m in perp.spot_markets.items()}
         spot_books = {t: OrderBook(t) for t in spot_specs}
         spot_venue = PaperVenue(spot_books, FeeSchedule(carry.spot_maker_fee_rate, carry.spot_taker_fee_rate),
                                 clock, settings.sim.funding_interval_secs)
@@ -134,16 +118,17 @@ class App:
         news = NewsBoard(load_calendar(settings.news.calendar_path) if settings.news.calendar_path else [],
                          float(settings.news.calendar_before_secs), float(settings.news.calendar_after_secs))
         news.operator.update(load_operator_items(settings.news_state_path, clock.now_ns()))
-        engine = Engine(settings, specs, store, orders, metrics, clock, books,
+        engine = Engine(settings, perp.specs, store, orders, metrics, clock, perp.books,
                         spot_orders=spot_orders if spot_specs else None, spot_specs=spot_specs,
                         spot_books=spot_books, news=news)
-        venue.restore_positions({t: s.position.size for t, s in engine.markets.items()})
+        paper = perp.paper
+        if paper is not None:
+            paper.restore_positions({t: s.position.size for t, s in engine.markets.items()})
         spot_venue.restore_positions({s.spot.ticker: s.spot.position.size
                                       for s in engine.markets.values() if s.spot is not None})
-        venue.set_account_sink(engine.on_account_event)
+        perp.execution.set_account_sink(engine.on_account_event)
         spot_venue.set_account_sink(engine.on_spot_account_event)
-        controller = Controller(settings, engine, orders, store, clock,
-                                {"sim": {"mode": "embedded", "seed": settings.sim.seed}})
+        controller = Controller(settings, engine, orders, store, clock, perp.status)
         control = ControlServer(controller, metrics, token, settings.control.host,
                                 settings.control.port, settings.state_dir / "daemon.json")
 
@@ -154,16 +139,18 @@ class App:
                     spot_venue.on_market_event(event)
                 return
             engine.on_market_event(event)
-            venue.on_market_event(event)
+            if paper is not None:
+                paper.on_market_event(event)
 
         services: list[Service] = [
-            _FeedService(feed, on_market_event), engine, control,
+            *perp.services, _FeedService(perp.market_data, on_market_event), engine, control,
             StatusLog(controller, settings.telemetry.status_interval_secs, clock),
         ]
         if settings.news.feeds:
             services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
                                        settings.news.request_timeout_secs, settings.news.max_attempts))
-        return cls(settings, store, engine, orders, controller, control, services, clock)
+        return cls(settings, store, engine, orders, controller, control, services, clock,
+                   closers=perp.closers)
 
     async def reconcile(self) -> None:
         """Close store orders the venues do not hold; cancel venue orders we do not know."""
@@ -228,6 +215,9 @@ class App:
             with contextlib.suppress(FileNotFoundError):
                 (self.settings.state_dir / "daemon.json").unlink()
             self.store.close()
+            for close in self.closers:
+                with contextlib.suppress(Exception):
+                    await close()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         def on_signal(signum: int) -> None:
@@ -261,5 +251,9 @@ def run_daemon(settings: Settings) -> int:
     """Configure logging, build the app and run it to completion; returns the exit code."""
     redactor = configure_logging(settings.telemetry.log_level, settings.telemetry.log_format,
                                  Redactor(settings.secret_values()))
-    app = App.build(settings, redactor)
-    return asyncio.run(app.run())
+
+    async def main() -> int:
+        app = await App.create(settings, redactor)
+        return await app.run()
+
+    return asyncio.run(main())

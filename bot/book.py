@@ -1,35 +1,134 @@
 """L2 order book for one market (pure): absolute-size snapshots and deltas, crossed-book detection.
 
 Each side is a `price -> size` dict plus an ascending list of its prices kept sorted with
-`bisect`, so the touch is O(1) and a level update is a binary search plus a list insert/delete.
-A crossed (or locked) book after a delta means we missed something: the book sets
-`needs_resync` and the caller fetches a fresh snapshot.
+`bisect`, so the touch is O(1) and a level update is a dict store (size change) or a binary
+search plus a list insert/delete (new or removed price). A crossed (or locked) book after an
+update means we missed something: the book sets `needs_resync` and the caller fetches a fresh
+snapshot.
+
+Two ways in, one book:
+- `apply_snapshot` / `apply_delta` take domain `BookSnapshot` / `BookDelta` (Decimal levels);
+- `apply_snapshot_levels` / `apply_levels` take the venue's raw `(price, size)` decimal strings
+  and are the feed's hot path: no `BookLevel`/`BookDelta` objects are built. Strings become
+  Decimals through a `LevelCache` (prices and sizes repeat, so almost every lookup is one dict
+  hit); a string is validated once, when it enters the cache.
+Everything read out of the book is Decimal. `best_bid`/`best_ask` keep their `BookLevel` until
+the touch of that side changes, so reading the touch after every update allocates nothing.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
 
 from bot.domain import ZERO, BookDelta, BookLevel, BookSnapshot, Side
+from bot.errors import MalformedMessage
 
 _BPS = Decimal(10_000)
 _TWO = Decimal(2)
+_ZERO = Decimal(0)
+_INF = Decimal("Infinity")
+DEFAULT_CACHE_SIZE = 1 << 16  # distinct strings per kind (price, size) kept before a reset
+
+RawLevel = tuple[str, str]  # (price, size) as the venue sends them: decimal strings
+
+
+class LevelUpdate(Protocol):
+    """One raw update: absolute sizes per side (a venue wire struct fits as it is)."""
+
+    @property
+    def bids(self) -> Sequence[RawLevel]: ...
+
+    @property
+    def asks(self) -> Sequence[RawLevel]: ...
+
+
+class LevelCache:
+    """Map decimal strings to validated Decimals; each kind is bounded at `max_size` entries.
+
+    Prices must be finite and > 0, sizes finite and >= 0; anything else raises
+    MalformedMessage. When a kind is full it is emptied (not LRU): the cache only saves work,
+    and a reset costs one burst of misses, which keeps the hit path to one dict lookup.
+    """
+
+    __slots__ = ("_prices", "_sizes", "max_size", "price_get", "size_get")
+
+    def __init__(self, max_size: int = DEFAULT_CACHE_SIZE) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be positive")
+        self.max_size = max_size
+        self._prices: dict[str, Decimal] = {}
+        self._sizes: dict[str, Decimal] = {}
+        # Bound once: the hot path calls these directly (the dicts are cleared, never replaced).
+        self.price_get = self._prices.get
+        self.size_get = self._sizes.get
+
+    def __len__(self) -> int:
+        return len(self._prices) + len(self._sizes)
+
+    def price(self, text: str) -> Decimal:
+        """Return the Decimal for a price string (> 0, finite)."""
+        value = self._prices.get(text)
+        if value is None:
+            try:
+                value = Decimal(text)
+                is_valid = _ZERO < value < _INF  # NaN raises here: InvalidOperation is trapped
+            except (InvalidOperation, TypeError, ValueError):
+                is_valid = False
+            if not is_valid:
+                raise _invalid(text, "price", "a positive finite decimal")
+            prices = self._prices
+            if len(prices) >= self.max_size:
+                prices.clear()
+            prices[text] = value
+        return value
+
+    def size(self, text: str) -> Decimal:
+        """Return the Decimal for a size string (>= 0, finite)."""
+        value = self._sizes.get(text)
+        if value is None:
+            try:
+                value = Decimal(text)
+                is_valid = _ZERO <= value < _INF
+            except (InvalidOperation, TypeError, ValueError):
+                is_valid = False
+            if not is_valid:
+                raise _invalid(text, "size", "a non-negative finite decimal")
+            sizes = self._sizes
+            if len(sizes) >= self.max_size:
+                sizes.clear()
+            sizes[text] = value
+        return value
+
+
+def _invalid(text: object, what: str, expected: str) -> MalformedMessage:
+    try:
+        Decimal(text)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        return MalformedMessage(f"{what} is not a decimal: {text!r}")
+    return MalformedMessage(f"{what} is not {expected}: {text!r}")
+
+
+DEFAULT_CACHE = LevelCache()  # shared by every book: a pure memo, invisible except for memory
 
 
 class OrderBook:
     """Keep the L2 book of one market, fed by snapshots and absolute-size deltas."""
 
-    __slots__ = ("_ask_prices", "_asks", "_bid_prices", "_bids", "market", "needs_resync",
-                 "ts_last_ns")
+    __slots__ = ("_ask_prices", "_asks", "_best_ask", "_best_bid", "_bid_prices", "_bids", "_cache",
+                 "market", "needs_resync", "ts_last_ns")
 
-    def __init__(self, market: str) -> None:
+    def __init__(self, market: str, *, cache: LevelCache | None = None) -> None:
         self.market = market
         self._bids: dict[Decimal, Decimal] = {}
         self._asks: dict[Decimal, Decimal] = {}
         self._bid_prices: list[Decimal] = []  # ascending: the best bid is last
         self._ask_prices: list[Decimal] = []  # ascending: the best ask is first
+        self._best_bid: BookLevel | None = None  # the touch as last read; None: read it again
+        self._best_ask: BookLevel | None = None
+        self._cache = cache or DEFAULT_CACHE
         self.ts_last_ns = 0  # ts_recv of the last snapshot or delta applied
         self.needs_resync = True  # no snapshot yet
 
@@ -41,17 +140,39 @@ class OrderBook:
         self._asks.clear()
         self._bid_prices.clear()
         self._ask_prices.clear()
+        self._best_bid = self._best_ask = None
         self.needs_resync = True
 
     def apply_snapshot(self, snap: BookSnapshot) -> None:
         """Replace the whole book; a crossed snapshot leaves `needs_resync` set."""
         if snap.market != self.market:
             raise ValueError(f"snapshot for {snap.market} applied to book {self.market}")
-        self._bids = {lvl.price: lvl.size for lvl in snap.bids if lvl.size > 0}
-        self._asks = {lvl.price: lvl.size for lvl in snap.asks if lvl.size > 0}
-        self._bid_prices = sorted(self._bids)
-        self._ask_prices = sorted(self._asks)
-        self.ts_last_ns = snap.ts_recv
+        self._replace({lvl.price: lvl.size for lvl in snap.bids if lvl.size > 0},
+                      {lvl.price: lvl.size for lvl in snap.asks if lvl.size > 0}, snap.ts_recv)
+
+    def apply_snapshot_levels(self, bids: Iterable[RawLevel], asks: Iterable[RawLevel],
+                              ts_recv: int) -> bool:
+        """Replace the whole book from raw (price, size) strings; return False if it is crossed.
+
+        Raises MalformedMessage (book left cleared) when a string is not a valid price/size.
+        """
+        price, size = self._cache.price, self._cache.size
+        try:
+            new_bids = {price(p): size(s) for p, s in bids}
+            new_asks = {price(p): size(s) for p, s in asks}
+        except MalformedMessage:
+            self.clear()
+            raise
+        self._replace({p: s for p, s in new_bids.items() if s},
+                      {p: s for p, s in new_asks.items() if s}, ts_recv)
+        return not self.needs_resync
+
+    def _replace(self, bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal], ts_recv: int) -> None:
+        self._bids, self._asks = bids, asks
+        self._bid_prices = sorted(bids)
+        self._ask_prices = sorted(asks)
+        self._best_bid = self._best_ask = None
+        self.ts_last_ns = ts_recv
         self.needs_resync = self.is_crossed()
 
     def apply_delta(self, delta: BookDelta) -> bool:
@@ -60,11 +181,100 @@ class OrderBook:
             raise ValueError(f"delta for {delta.market} applied to book {self.market}")
         ok = _apply_side(self._bids, self._bid_prices, delta.bids)
         ok = _apply_side(self._asks, self._ask_prices, delta.asks) and ok
+        self._best_bid = self._best_ask = None
         self.ts_last_ns = delta.ts_recv
         if not ok or self.is_crossed():
             self.needs_resync = True
             return False
         return True
+
+    def apply_levels(self, bids: Sequence[RawLevel], asks: Sequence[RawLevel], ts_recv: int) -> bool:
+        """Apply raw (price, size) strings as absolute sizes ("0" deletes); False if now crossed.
+
+        The same update as `apply_delta` without building domain objects. Raises
+        MalformedMessage (and sets `needs_resync`) on a string that is not a valid price/size;
+        levels before it are already applied, so the caller resyncs.
+        """
+        try:
+            if bids:
+                self._set_bids(bids)
+            if asks:
+                self._set_asks(asks)
+        except MalformedMessage:
+            self._best_bid = self._best_ask = None
+            self.needs_resync = True
+            raise
+        self.ts_last_ns = ts_recv
+        bid_prices, ask_prices = self._bid_prices, self._ask_prices
+        if bid_prices and ask_prices and bid_prices[-1] >= ask_prices[0]:
+            self.needs_resync = True
+            return False
+        return True
+
+    def apply_level_updates(self, updates: Iterable[LevelUpdate], ts_recv: int) -> bool:
+        """Apply several raw updates in order, then check the book once; False if now crossed.
+
+        For a venue message that batches updates (dYdX `channel_batch_data`): the message is
+        the unit, so a level that is crossed only in between two of its updates is no fault.
+        """
+        try:
+            for update in updates:
+                bids, asks = update.bids, update.asks
+                if bids:
+                    self._set_bids(bids)
+                if asks:
+                    self._set_asks(asks)
+        except MalformedMessage:
+            self._best_bid = self._best_ask = None
+            self.needs_resync = True
+            raise
+        self.ts_last_ns = ts_recv
+        bid_prices, ask_prices = self._bid_prices, self._ask_prices
+        if bid_prices and ask_prices and bid_prices[-1] >= ask_prices[0]:
+            self.needs_resync = True
+            return False
+        return True
+
+    # The two side loops differ only in where the touch is; kept apart because this is the
+    # hottest code in the process (no per-level branching on the side).
+
+    def _set_bids(self, levels: Iterable[RawLevel]) -> None:
+        cache = self._cache
+        price_get, size_get = cache.price_get, cache.size_get
+        book, prices = self._bids, self._bid_prices
+        best = prices[-1] if prices else None  # the touch moves only via a level at or above it
+        for p_text, s_text in levels:
+            price = price_get(p_text) or cache.price(p_text)
+            size = size_get(s_text)
+            if size is None:
+                size = cache.size(s_text)
+            if best is None or price >= best:
+                self._best_bid = best = None
+            if size:
+                if book.get(price) is None:
+                    insort(prices, price)
+                book[price] = size
+            elif book.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
+
+    def _set_asks(self, levels: Iterable[RawLevel]) -> None:
+        cache = self._cache
+        price_get, size_get = cache.price_get, cache.size_get
+        book, prices = self._asks, self._ask_prices
+        best = prices[0] if prices else None  # the touch moves only via a level at or below it
+        for p_text, s_text in levels:
+            price = price_get(p_text) or cache.price(p_text)
+            size = size_get(s_text)
+            if size is None:
+                size = cache.size(s_text)
+            if best is None or price <= best:
+                self._best_ask = best = None
+            if size:
+                if book.get(price) is None:
+                    insort(prices, price)
+                book[price] = size
+            elif book.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -75,17 +285,23 @@ class OrderBook:
 
     def best_bid(self) -> BookLevel | None:
         """Return the highest bid, if any."""
-        if not self._bid_prices:
-            return None
-        price = self._bid_prices[-1]
-        return BookLevel(price, self._bids[price])
+        level = self._best_bid
+        if level is None:
+            if not self._bid_prices:
+                return None
+            price = self._bid_prices[-1]
+            level = self._best_bid = _new_level(price, self._bids[price])
+        return level
 
     def best_ask(self) -> BookLevel | None:
         """Return the lowest ask, if any."""
-        if not self._ask_prices:
-            return None
-        price = self._ask_prices[0]
-        return BookLevel(price, self._asks[price])
+        level = self._best_ask
+        if level is None:
+            if not self._ask_prices:
+                return None
+            price = self._ask_prices[0]
+            level = self._best_ask = _new_level(price, self._asks[price])
+        return level
 
     def mid(self) -> Decimal | None:
         """Return (best bid + best ask) / 2, or None when a side is empty."""
@@ -165,6 +381,19 @@ class OrderBook:
             if remaining <= 0:
                 break
         return out
+
+
+_new_object = object.__new__
+_set_level_price = BookLevel.price.__set__  # type: ignore[attr-defined]
+_set_level_size = BookLevel.size.__set__  # type: ignore[attr-defined]
+
+
+def _new_level(price: Decimal, size: Decimal) -> BookLevel:
+    """Return BookLevel(price, size), built through its slots (half the cost of the frozen init)."""
+    level = _new_object(BookLevel)
+    _set_level_price(level, price)
+    _set_level_size(level, size)
+    return level
 
 
 def _apply_side(book: dict[Decimal, Decimal], prices: list[Decimal],

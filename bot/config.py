@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.venues.dydx.config import DydxSettings
 
 PosDecimal = Annotated[Decimal, Field(gt=0)]
 NonNegDecimal = Annotated[Decimal, Field(ge=0)]
@@ -52,6 +53,10 @@ class TelemetrySettings(_Section):
 
 
 class SimSettings(_Section):
+    # in_process: the market model feeds the engine directly (fast; paper spot leg for carry).
+    # protocol: the simulator's dYdX servers run embedded and the real dYdX adapter trades them
+    # (or a running `perpbot sim`, when [dydx] endpoints are set).
+    mode: Literal["in_process", "protocol"] = "in_process"
     seed: int = 42
     step_interval_secs: PositiveFloat = 0.1
     block_interval_secs: PositiveFloat = 0.65
@@ -195,6 +200,7 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = ExecutionSettings()
     news: NewsSettings = NewsSettings()
     store: StoreSettings = StoreSettings()
+    dydx: DydxSettings = DydxSettings()
 
     control_token: SecretStr | None = None
     dydx_mnemonic: SecretStr | None = None
@@ -297,8 +303,11 @@ def _first_error(exc: ValidationError) -> ConfigError:
 def _check_combinations(settings: Settings) -> None:
     if settings.trading == "live" and settings.network == "mainnet" and settings.live_confirm != "yes":
         raise ConfigError("trading", "live trading on mainnet needs PERPBOT_LIVE_CONFIRM=yes")
-    if settings.trading == "live" and settings.dydx_mnemonic is None:
+    if settings.trading == "live" and settings.dydx_mnemonic is None and settings.network != "sim":
+        # On the simulator the embedded test account signs unless a mnemonic is given.
         raise ConfigError("dydx_mnemonic", "live trading needs PERPBOT_DYDX_MNEMONIC")
+    if settings.trading == "live" and settings.network == "sim" and settings.sim.mode != "protocol":
+        raise ConfigError("sim.mode", "live trading on the simulator needs sim.mode = 'protocol'")
     if settings.control.host not in LOOPBACK_HOSTS and settings.control_token is None:
         raise ConfigError(
             "control.host", "a non-loopback control address needs PERPBOT_CONTROL_TOKEN"

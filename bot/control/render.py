@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +34,8 @@ def _decision_cell(decision: dict[str, Any] | None) -> str:
 
 def render_status(data: dict[str, Any], console: Console | None = None) -> None:
     """Print the header line and one row per market."""
-    console = console or Console()
+    # Off a terminal rich assumes 80 columns and would wrap every cell; give the table room.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     mode = data["risk_mode"]
     colour = {"NORMAL": "green", "REDUCE_ONLY": "yellow", "HALTED": "red"}.get(mode, "white")
     latch = " (kill latched)" if data.get("kill_latched") else ""

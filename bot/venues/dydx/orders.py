@@ -39,12 +39,18 @@ class MarketParams:
 
     @property
     def step_size(self) -> Decimal:
-        return Decimal(self.step_base_quantums).scaleb(self.atomic_resolution)
+        return _plain(Decimal(self.step_base_quantums).scaleb(self.atomic_resolution))
 
     @property
     def tick_size(self) -> Decimal:
         exponent = self.quantum_conversion_exponent - self.atomic_resolution + QUOTE_ATOMIC_RESOLUTION
-        return Decimal(self.subticks_per_tick).scaleb(exponent)
+        return _plain(Decimal(self.subticks_per_tick).scaleb(exponent))
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent notation (1E+1 -> 10)."""
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,12 @@
 `FeedParser` keeps the little state the venue's stream needs to be understood: the last oracle
 price and predicted funding per market (the two arrive in different messages) and the map
 from the indexer's order UUID to our client id (fills carry only the UUID).
+
+Order book frames have a hot path: `parse_book` decodes envelope and levels in one msgspec
+pass (anything it rejects, any other channel or a malformed book frame, is left to `parse`,
+which says what is wrong), and `apply_book_frame`
+hands the raw (price, size) strings to `OrderBook.apply_levels`, so no domain level objects
+are built. `book_events` builds the domain events of such a frame only for whoever asks.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 
 import msgspec
 
+from bot.book import DEFAULT_CACHE, OrderBook
 from bot.domain import (
     BlockHeight,
     BookDelta,
@@ -31,6 +38,12 @@ from bot.errors import MalformedMessage
 from bot.venues.dydx import wire
 
 DomainEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | OrderUpdate | Fill
+BookFrame = wire.OrderbookFrame
+_BOOK_FRAME_TYPE = {
+    wire.OrderbookData: "channel_data",
+    wire.OrderbookBatch: "channel_batch_data",
+    wire.OrderbookSubscribed: "subscribed",
+}
 ZERO = Decimal(0)
 _EXPIRED = "ORDER_REMOVAL_REASON_EXPIRED"
 _STATUS = {
@@ -80,14 +93,46 @@ def _side(text: str) -> Side:
 
 
 def _levels(raw: list[tuple[str, str]] | list[wire.PriceLevel]) -> tuple[BookLevel, ...]:
-    out = []
-    for level in raw:
-        price, size = (level.price, level.size) if isinstance(level, wire.PriceLevel) else level
-        p, s = _dec(price, "price"), _dec(size, "size")
-        if p <= 0 or s < 0:
-            raise MalformedMessage(f"bad level {price!r}@{size!r}")
-        out.append(BookLevel(p, s))
-    return tuple(out)
+    # Validated by the shared level cache: price finite and > 0, size finite and >= 0.
+    price, size = DEFAULT_CACHE.price, DEFAULT_CACHE.size
+    if raw and isinstance(raw[0], wire.PriceLevel):
+        return tuple([BookLevel(price(lv.price), size(lv.size)) for lv in raw])  # type: ignore[union-attr]
+    return tuple([BookLevel(price(p), size(s)) for p, s in raw])  # type: ignore[misc]
+
+
+def apply_book_frame(frame: BookFrame, book: OrderBook, ts_recv: int) -> bool:
+    """Apply an order book frame to its book; return False when the book must be resynced.
+
+    Batch entries are applied in list order and the book is checked once, after the frame
+    (a level crossed only between two entries of one frame is no fault). Raises
+    MalformedMessage on a bad level.
+    """
+    if type(frame) is wire.OrderbookData:
+        contents = frame.contents
+        return book.apply_levels(contents.bids, contents.asks, ts_recv)
+    if type(frame) is wire.OrderbookBatch:
+        return book.apply_level_updates(frame.contents, ts_recv)
+    snap = frame.contents
+    return book.apply_snapshot_levels([(lv.price, lv.size) for lv in snap.bids],  # type: ignore[union-attr]
+                                      [(lv.price, lv.size) for lv in snap.asks],  # type: ignore[union-attr]
+                                      ts_recv)
+
+
+def book_frame_type(frame: BookFrame) -> str:
+    """Return the frame's `type` ('subscribed', 'channel_data' or 'channel_batch_data')."""
+    return _BOOK_FRAME_TYPE[type(frame)]
+
+
+def book_events(frame: BookFrame, ts_recv: int) -> list[DomainEvent]:
+    """Return the domain events of an order book frame (one BookDelta per update entry)."""
+    if type(frame) is wire.OrderbookData:
+        c = frame.contents
+        return [BookDelta(frame.id, _levels(c.bids), _levels(c.asks), ts_recv, ts_recv)]
+    if type(frame) is wire.OrderbookBatch:
+        return [BookDelta(frame.id, _levels(c.bids), _levels(c.asks), ts_recv, ts_recv)
+                for c in frame.contents]
+    s = frame.contents
+    return [BookSnapshot(frame.id, _levels(s.bids), _levels(s.asks), ts_recv, ts_recv)]  # type: ignore[union-attr]
 
 
 @dataclass
@@ -118,6 +163,10 @@ class FeedParser:
 
     def parse(self, raw: bytes | str, ts_recv: int) -> ParsedFrame:
         """Decode one frame; raise MalformedMessage with the reason when it does not parse."""
+        book_frame = self.parse_book(raw)
+        if book_frame is not None:
+            return ParsedFrame(book_frame_type(book_frame), book_frame.channel, book_frame.id,
+                               book_frame.message_id, book_events(book_frame, ts_recv))
         try:
             frame = wire.FRAME.decode(raw)
             handler = self._handlers.get((frame.channel, frame.type))
@@ -126,6 +175,20 @@ class FeedParser:
             raise MalformedMessage(str(exc)) from None
         return ParsedFrame(frame.type, frame.channel, frame.id, frame.message_id, events,
                            frame.message if frame.type == "error" else "")
+
+    @staticmethod
+    def parse_book(raw: bytes | str) -> BookFrame | None:
+        """Decode an order book snapshot or update frame in one pass; None for anything else.
+
+        None also for a book frame that does not fit the structs (malformed, or a shape we do
+        not know): `parse` then decodes it generically and raises with the reason.
+        """
+        # No pre-check on the raw bytes: book frames are most of the stream, and any other frame
+        # fails fast here, at `type` or `channel` (a Literal), before its contents are read.
+        try:
+            return wire.ORDERBOOK_FRAME.decode(raw)
+        except msgspec.MsgspecError:
+            return None
 
     def has_handler(self, channel: str, frame_type: str) -> bool:
         return (channel, frame_type) in self._handlers

@@ -2,9 +2,17 @@
 
 Decoders are built once at import. Numbers arrive as decimal strings and stay strings here;
 `parse.py` turns them into domain types.
+
+Order book frames, the bulk of the stream, also have whole-frame structs (`OrderbookData`,
+`OrderbookBatch`, `OrderbookSubscribed`, tagged by `type`) so that `ORDERBOOK_FRAME` decodes
+envelope and levels in one pass, skipping the envelope fields we do not read
+(`connection_id`, `version`); `channel` is a Literal, so a frame of another channel is
+rejected as soon as that field is read. Any frame it rejects goes through `FRAME` as before.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import msgspec
 
@@ -37,6 +45,36 @@ class OrderbookSnapshot(msgspec.Struct, frozen=True):
 class OrderbookUpdate(msgspec.Struct, frozen=True):
     bids: list[Level] = []
     asks: list[Level] = []
+
+
+class OrderbookData(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="channel_data"):
+    """A whole `v4_orderbook` `channel_data` frame."""
+
+    channel: Literal["v4_orderbook"]
+    id: str = ""
+    message_id: int = -1
+    contents: OrderbookUpdate = OrderbookUpdate()
+
+
+class OrderbookBatch(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="channel_batch_data"):
+    """A whole `v4_orderbook` `channel_batch_data` frame: updates to apply in list order."""
+
+    channel: Literal["v4_orderbook"]
+    id: str = ""
+    message_id: int = -1
+    contents: list[OrderbookUpdate] = []
+
+
+class OrderbookSubscribed(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="subscribed"):
+    """A whole `v4_orderbook` `subscribed` frame: the snapshot."""
+
+    channel: Literal["v4_orderbook"]
+    id: str = ""
+    message_id: int = -1
+    contents: OrderbookSnapshot = OrderbookSnapshot()
+
+
+OrderbookFrame = OrderbookData | OrderbookBatch | OrderbookSubscribed
 
 
 class TradeWire(msgspec.Struct, frozen=True):
@@ -156,6 +194,7 @@ FRAME = msgspec.json.Decoder(Frame)
 ORDERBOOK_SNAPSHOT = msgspec.json.Decoder(OrderbookSnapshot)
 ORDERBOOK_UPDATE = msgspec.json.Decoder(OrderbookUpdate)
 ORDERBOOK_BATCH = msgspec.json.Decoder(list[OrderbookUpdate])
+ORDERBOOK_FRAME = msgspec.json.Decoder(OrderbookFrame)
 TRADES = msgspec.json.Decoder(Trades)
 TRADES_BATCH = msgspec.json.Decoder(list[Trades])
 MARKETS = msgspec.json.Decoder(Markets)

@@ -1,0 +1,44 @@
+"""The daemon on the embedded protocol simulator through the real dYdX adapter (paper and live)."""
+
+from __future__ import annotations
+
+import httpx
+from helpers import eventually
+
+
+def venue_open_orders(status: dict) -> list[dict]:  # type: ignore[type-arg]
+    sim = status["sim"]
+    address = status["account"]["dydx"]
+    params = {"address": address, "subaccountNumber": 0, "status": ["OPEN", "BEST_EFFORT_OPENED"]}
+    return httpx.get(sim["indexer_rest"] + "/v4/orders", params=params).json()
+
+
+def test_live_on_the_simulator_trades_through_the_chain_and_kill_leaves_nothing_open(  # type: ignore[no-untyped-def]
+    daemon_factory,
+) -> None:
+    daemon = daemon_factory(PERPBOT_SIM__MODE="protocol", PERPBOT_TRADING="live").start()
+    status = eventually(lambda: (s := daemon.status())["markets"]["ETH-USD"]["position"] != "0" and s,
+                        timeout_secs=20)
+    assert status["trading"] == "live" and status["sim"]["mode"] == "embedded"
+    assert status["account"]["dydx"].startswith("dydx1")
+    sim = status["sim"]
+    positions = httpx.get(sim["indexer_rest"] + "/v4/perpetualPositions",
+                          params={"address": status["account"]["dydx"], "subaccountNumber": 0}).json()
+    venue_eth = [p for p in positions["positions"] if p["market"] == "ETH-USD"]
+    assert venue_eth and venue_eth[0]["size"].startswith("-")  # the venue holds the short too
+
+    result = daemon.cli("kill", "--reason", "protocol test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert daemon.status()["risk_mode"] == "HALTED"
+    assert venue_open_orders(daemon.status()) == []
+    assert daemon.stop() == 0
+
+
+def test_paper_on_the_protocol_simulator_needs_no_keys(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    daemon = daemon_factory(PERPBOT_SIM__MODE="protocol").start()
+    status = eventually(lambda: (s := daemon.status())["markets"]["BTC-USD"]["position"] != "0" and s,
+                        timeout_secs=20)
+    assert status["trading"] == "paper" and status["account"]["dydx"] is None
+    assert set(status["open_orders"]) == {"paper"}
+    assert status["block_height"] > 0
+    assert daemon.stop() == 0

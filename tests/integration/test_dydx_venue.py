@@ -1,0 +1,125 @@
+"""The dYdX venue end to end on the simulator: real websockets, httpx and dydx-v4-client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from bot.book import OrderBook
+from bot.domain import Fill, OrderRequest, OrderStatus, OrderUpdate, Side, TimeInForce
+from bot.errors import OrderRejected
+from bot.sim.accounts import sim_accounts
+from bot.sim.exchange import SimExchange
+from bot.sim.server.indexer import IndexerServer
+from bot.sim.server.node import NodeServer
+from bot.telemetry import Metrics
+from bot.venues.dydx.adapter import DydxVenue
+from bot.venues.dydx.indexer_rest import IndexerRest
+from bot.venues.dydx.node import NodeGateway
+from bot.venues.sim.feed import default_params
+
+ACCOUNT = sim_accounts()["dydx"]
+MARKETS = ("BTC-USD", "ETH-USD")
+
+
+async def eventually(cond, timeout_secs: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_secs
+    while not (value := cond()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return value
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[tuple[DydxVenue, SimExchange, list[object]]]:
+    exchange = SimExchange([default_params(t, 0.65) for t in MARKETS], 11, time.time_ns())
+    exchange.create_account(ACCOUNT["address"], Decimal(100_000))
+    indexer = IndexerServer(exchange)
+    node = NodeServer(exchange, time.time_ns)
+    await indexer.start()
+    await node.start()
+    gateway = NodeGateway(node.target, node.chain_id, ACCOUNT["mnemonic"], secure=False,
+                          broadcasts_per_sec=50)
+    venue = DydxVenue(IndexerRest(indexer.rest_url), indexer.ws_url, MARKETS, Metrics(), gateway=gateway,
+                      account=(ACCOUNT["address"], 0))
+    await venue.load_markets()
+    venue.use_books({t: OrderBook(t) for t in MARKETS})
+    account_events: list[object] = []
+    venue.set_account_sink(account_events.append)
+
+    async def step() -> None:
+        while True:
+            indexer.publish(exchange.advance(time.time_ns()))
+            await asyncio.sleep(0.02)
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(step()), tg.create_task(venue.run(lambda e: None))]
+        try:
+            await eventually(lambda: all(b.best_bid() for b in venue.books.values()))
+            await eventually(lambda: venue.feed
+                             and all(s.confirmed for s in venue.feed.subscriptions.values()))
+            yield venue, exchange, account_events
+        finally:
+            for task in tasks:
+                task.cancel()
+            await venue.close()
+    await node.stop()
+    await indexer.stop()
+
+
+def updates(events: list[object], client_id: int) -> list[OrderUpdate]:
+    return [e for e in events if isinstance(e, OrderUpdate) and e.client_id == client_id]
+
+
+async def test_place_fill_cancel_round_trip(venue) -> None:  # type: ignore[no-untyped-def]
+    dydx, _, events = venue
+    book = dydx.books["BTC-USD"]
+    best_bid, best_ask = book.best_bid(), book.best_ask()
+    assert best_bid and best_ask
+    resting = OrderRequest(1, "BTC-USD", Side.BUY, Decimal("0.01"), best_bid.price - 50,
+                           TimeInForce.POST_ONLY)
+    await dydx.place(resting)
+    await eventually(lambda: updates(events, 1))
+    assert updates(events, 1)[0].status is OrderStatus.ACKED
+    assert 1 in await dydx.open_orders()
+
+    taker = OrderRequest(2, "BTC-USD", Side.BUY, Decimal("0.02"), best_ask.price + 20, TimeInForce.IOC)
+    await dydx.place(taker)
+    fills = await eventually(lambda: [e for e in events if isinstance(e, Fill) and e.client_id == 2])
+    assert sum(f.size for f in fills) > 0 and all(f.fee > 0 for f in fills)
+    await eventually(lambda: any(u.status in (OrderStatus.FILLED, OrderStatus.CANCELLED)
+                                 for u in updates(events, 2)))
+    positions = await dydx.positions()
+    assert positions.get("BTC-USD") == sum(f.size for f in fills)
+
+    await dydx.cancel(1)
+    await eventually(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 1)))
+    assert 1 not in await dydx.open_orders()
+
+
+async def test_long_term_order_and_stateful_cancel(venue) -> None:  # type: ignore[no-untyped-def]
+    dydx, _, events = venue
+    bid = dydx.books["ETH-USD"].best_bid()
+    assert bid
+    order = OrderRequest(10, "ETH-USD", Side.BUY, Decimal("0.1"), bid.price - 20, TimeInForce.GTT)
+    await dydx.place(order)
+    await eventually(lambda: updates(events, 10))
+    await dydx.cancel(10)
+    await eventually(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 10)))
+
+
+async def test_bad_orders_are_refused_before_signing(venue) -> None:  # type: ignore[no-untyped-def]
+    dydx, _, _ = venue
+    with pytest.raises(OrderRejected):
+        await dydx.place(OrderRequest(20, "BTC-USD", Side.BUY, Decimal("0.00001"), Decimal(100),
+                                      TimeInForce.IOC))
+    with pytest.raises(OrderRejected):
+        await dydx.place(OrderRequest(21, "BTC-USD", Side.SELL, Decimal("0.01"), Decimal(100),
+                                      TimeInForce.POST_ONLY, reduce_only=True))
+    with pytest.raises(OrderRejected):
+        await dydx.place(OrderRequest(22, "SOL-USD", Side.SELL, Decimal("1"), Decimal(100), TimeInForce.IOC))
