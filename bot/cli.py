@@ -140,13 +140,41 @@ def status(config_path: Path | None, as_json: bool) -> None:
 @config_option
 @click.option("--reason", default="operator", show_default=True)
 @click.option("--flatten", is_flag=True, help="Also close positions (reduce-only, bounded slippage).")
-def kill(config_path: Path | None, reason: str, flatten: bool) -> None:
-    """Latch HALTED, cancel every open order of the bot, optionally flatten."""
-    report = _daemon(config_path).call("POST", "/v1/kill", {"reason": reason, "flatten": flatten},
-                                       timeout=30.0)
+@click.option("--all", "all_orders", is_flag=True, help="Also cancel orders the bot did not place.")
+@click.option("--direct", is_flag=True,
+              help="Act on the venues from this process, without the daemon (when it hangs or is gone).")
+def kill(config_path: Path | None, reason: str, flatten: bool, all_orders: bool, direct: bool) -> None:
+    """Latch HALTED, cancel every open order of the bot, optionally flatten; exit 1 if anything remains."""
+    if direct:
+        import asyncio
+
+        from bot.control.direct import kill_direct
+
+        settings = _settings(config_path)
+        try:
+            report = asyncio.run(kill_direct(settings, reason=reason, flatten=flatten,
+                                             all_orders=all_orders))
+        except ConfigError as exc:
+            _fail(EXIT_BAD_INPUT, f"config error: {exc.key}: {exc.reason}")
+    else:
+        body = {"reason": reason, "flatten": flatten, "all": all_orders}
+        report = _daemon(config_path).call("POST", "/v1/kill", body, timeout=30.0)
     click.echo(json.dumps(report, indent=2, sort_keys=True))
     if report.get("remaining_open_orders") or (flatten and report.get("positions")):
         sys.exit(EXIT_RUNTIME)
+
+
+@cli.command()
+@config_option
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Render one frame and exit.")
+def watch(config_path: Path | None, interval: float, once: bool) -> None:
+    """A live terminal view of the running daemon."""
+    from bot.control.watch import run_watch
+
+    daemon = _daemon(config_path)
+    sys.exit(run_watch(daemon.url, daemon.token, interval_secs=interval, once=once))
 
 
 @cli.command()

@@ -34,6 +34,7 @@ from bot.domain import (
     RiskMode,
     Trade,
 )
+from bot.events import EventBus
 from bot.execution.orders import OrderManager
 from bot.execution.twap import TwapPlan, plan_twap
 from bot.ledger import NO_PNL, FundingLedger, PnlAttribution, attribute_pnl, expected_funding_usd
@@ -121,7 +122,9 @@ class Engine:
         spot_specs: dict[str, MarketSpec] | None = None,
         spot_books: dict[str, OrderBook] | None = None,
         news: NewsBoard | None = None,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events or EventBus()
         self._settings = settings
         self._store = store
         self._orders = orders
@@ -258,6 +261,10 @@ class Engine:
                 log.info("fill", client_order_id=event.client_id, market=event.market,
                          side=event.side.value, size=str(event.size), price=str(event.price),
                          fee=str(event.fee), position=str(state.position.size))
+                self.events.publish("fill", event.ts_event, venue=self._orders.venue.name,
+                                    market=event.market, side=event.side.value, size=str(event.size),
+                                    price=str(event.price), fee=str(event.fee),
+                                    position=str(state.position.size))
 
     def on_spot_account_event(self, event: AccountEvent) -> None:
         """Fold a spot hedge venue account event into its orders and positions."""
@@ -270,6 +277,10 @@ class Engine:
                 log.info("fill", client_order_id=event.client_id, market=event.market,
                          venue=self._spot_orders.venue.name, side=event.side.value, size=str(event.size),
                          price=str(event.price), fee=str(event.fee), position=str(state.spot.position.size))
+                self.events.publish("fill", event.ts_event, venue=self._spot_orders.venue.name,
+                                    market=event.market, side=event.side.value, size=str(event.size),
+                                    price=str(event.price), fee=str(event.fee),
+                                    position=str(state.spot.position.size))
 
     # ---- the decision path -----------------------------------------------------------------
 
@@ -426,6 +437,9 @@ class Engine:
         log.info("decision", market=state.spec.ticker, reason=reason, summary=summary,
                  tripped=list(state.flags.tripped), position=str(state.position.size),
                  target=str(target), plan=record["plan"], spot=record.get("spot"))
+        if plan is not None or spot_plan is not None:
+            self.events.publish("decision", now_ns, market=state.spec.ticker, reason=reason,
+                                summary=summary, tripped=list(state.flags.tripped))
         if plan is not None:
             self._orders.start_parent(plan, decision_id)
         if spot_plan is not None and self._spot_orders is not None:
@@ -482,6 +496,8 @@ class Engine:
         if mode is self.risk_mode and reason == self.risk_reason:
             return
         log.warning("risk_mode_changed", old=self.risk_mode.value, new=mode.value, reason=reason)
+        self.events.publish("risk_mode_changed", self._clock.now_ns(), old=self.risk_mode.value,
+                            new=mode.value, reason=reason)
         self.risk_mode, self.risk_reason = mode, reason
         self._store.set_risk_mode(mode, reason, self._clock.now_ns())
         self._metrics.risk_mode.set(list(RiskMode).index(mode))

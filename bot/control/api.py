@@ -98,9 +98,10 @@ class ControlServer:
         body = await _json_body(request)
         reason = body.get("reason", "operator")
         flatten = body.get("flatten", False)
-        if not isinstance(reason, str) or not isinstance(flatten, bool):
-            raise _bad_request("reason must be a string and flatten a boolean")
-        return web.json_response(await self._controller.kill(reason[:200], flatten))
+        all_orders = body.get("all", False)
+        if not isinstance(reason, str) or not isinstance(flatten, bool) or not isinstance(all_orders, bool):
+            raise _bad_request("reason must be a string, flatten and all booleans")
+        return web.json_response(await self._controller.kill(reason[:200], flatten, all_orders=all_orders))
 
     async def _pause(self, request: web.Request) -> web.Response:
         return web.json_response(self._controller.pause())

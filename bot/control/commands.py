@@ -141,12 +141,13 @@ class Controller:
         log.warning("resumed")
         return {"risk_mode": self._engine.risk_mode.value, "kill_latched": False}
 
-    async def kill(self, reason: str, flatten: bool = False) -> dict[str, Any]:
+    async def kill(self, reason: str, flatten: bool = False, *, all_orders: bool = False) -> dict[str, Any]:
         """Latch HALTED, cancel every open order of ours, optionally flatten; report what is left."""
         now = self._clock.now_ns()
         self._store.latch_kill(reason, now)
         self._engine.set_risk_mode(RiskMode.HALTED, f"kill: {reason}")
         log.warning("kill_latched", reason=reason, flatten=flatten)
+        self._engine.events.publish("kill", now, reason=reason, flatten=flatten)
         errors: list[str] = []
         cancelled: list[int] = []
         for manager in self._engine.order_managers:
