@@ -26,6 +26,7 @@ from bot.control.api import ControlServer, ensure_token
 from bot.control.commands import Controller
 from bot.domain import MarketEvent, OracleUpdate, OrderStatus
 from bot.engine import Engine
+from bot.errors import BotError, ConfigError
 from bot.execution.orders import OrderManager
 from bot.news.board import NewsBoard
 from bot.news.calendar import load_calendar
@@ -253,7 +254,15 @@ def run_daemon(settings: Settings) -> int:
                                  Redactor(settings.secret_values()))
 
     async def main() -> int:
-        app = await App.create(settings, redactor)
+        try:
+            app = await App.create(settings, redactor)
+        except ConfigError:
+            raise
+        except BotError as exc:
+            # e.g. the venue's markets could not be loaded: one line, exit 1, let the
+            # container's restart policy try again.
+            log.error("daemon_failed", stage="start", error=str(exc))
+            return 1
         return await app.run()
 
     return asyncio.run(main())
