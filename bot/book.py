@@ -158,13 +158,13 @@ class OrderBook:
         """
         price, size = self._cache.price, self._cache.size
         try:
-            new_bids = {price(p): size(s) for p, s in bids}
-            new_asks = {price(p): size(s) for p, s in asks}
+            # Zero sizes are skipped before the dict is built, as apply_snapshot does.
+            new_bids = {p: s for p, s in [(price(p), size(s)) for p, s in bids] if s}
+            new_asks = {p: s for p, s in [(price(p), size(s)) for p, s in asks] if s}
         except MalformedMessage:
             self.clear()
             raise
-        self._replace({p: s for p, s in new_bids.items() if s},
-                      {p: s for p, s in new_asks.items() if s}, ts_recv)
+        self._replace(new_bids, new_asks, ts_recv)
         return not self.needs_resync
 
     def _replace(self, bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal], ts_recv: int) -> None:
