@@ -365,6 +365,7 @@ _QUOTE_RESOLUTION = -6
 _NS_PER_SEC = 1_000_000_000
 _DAY_NS = 24 * 3600 * _NS_PER_SEC
 _TRADES_KEPT = 1000
+_UNPRICED_MAX = 4096  # trades recorded before their notional is folded into the 24h volume
 _FUNDING_KEPT = 5000
 _UUID_NS = uuid.UUID("0b5c53c0-5d0f-4c52-9d3e-7a0f4f3f5e11")
 
@@ -453,9 +454,11 @@ class _Market:
     status: str = "ACTIVE"
     # resting account orders: side -> price ticks -> orders in time priority
     book: dict[Side, dict[int, list[_Order]]] = field(default_factory=dict)
-    trades: deque[tuple[str, Trade, int]] = field(default_factory=lambda: deque(maxlen=_TRADES_KEPT))
+    # (index in its block, trade, height): the trade id is formatted when read (trades())
+    trades: deque[tuple[int, Trade, int]] = field(default_factory=lambda: deque(maxlen=_TRADES_KEPT))
     volume: deque[tuple[int, Decimal]] = field(default_factory=deque)
-    volume_24h: Decimal = ZERO
+    volume_24h: Decimal = ZERO  # up to date only after fold_volume()
+    unpriced: list[Trade] = field(default_factory=list)  # trades not yet folded into volume_24h
     funding: deque[HistoricalFunding] = field(default_factory=lambda: deque(maxlen=_FUNDING_KEPT))
     view: _LevelView | None = None
 
@@ -464,6 +467,18 @@ class _Market:
 
     def size(self, steps: int) -> Decimal:
         return self.step * steps
+
+    def fold_volume(self) -> None:
+        """Bring volume_24h up to date: the trades recorded since, in order, as if one by one."""
+        volume = self.volume
+        for trade in self.unpriced:
+            notional = trade.price * trade.size
+            volume.append((trade.ts_event, notional))
+            self.volume_24h += notional
+            cutoff = trade.ts_event - _DAY_NS
+            while volume and volume[0][0] <= cutoff:
+                self.volume_24h -= volume.popleft()[1]
+        self.unpriced.clear()
 
 
 @dataclass(slots=True, eq=False)
@@ -547,7 +562,7 @@ class SimExchange:
             market.book = {Side.BUY: {}, Side.SELL: {}}
             market.view = _LevelView(market)
             market.sim.set_hooks(taker=self._taker_hook(market), pre_emit=self._uncross_hook(market),
-                                 emit_heights=False)
+                                 emit_heights=False, taker_needs_overlay=True)
             self._markets.append(market)
             self._by_ticker[params.ticker] = market
         first = markets[0] if markets else None
@@ -633,7 +648,8 @@ class SimExchange:
     def trades(self, ticker: str, limit: int = 100) -> list[tuple[str, Trade, int]]:
         """Newest first: (trade id, trade, height)."""
         trades = self._by_ticker[ticker].trades
-        return [trades[-1 - k] for k in range(min(limit, len(trades)))]
+        return [(f"{height:08X}{0:08X}{index:08X}", trade, height)
+                for index, trade, height in (trades[-1 - k] for k in range(min(limit, len(trades))))]
 
     def historical_funding(self, ticker: str, limit: int = 100) -> list[HistoricalFunding]:
         """Newest first."""
@@ -1136,20 +1152,27 @@ class SimExchange:
 
     # ---- hooks called from inside SimMarket.step ---------------------------------------------
     def _taker_hook(self, m: _Market) -> TakerHook:
+        sim = m.sim
+        over_bids, over_asks = sim.overlay(Side.BUY), sim.overlay(Side.SELL)
+        best_level = sim.best_level
+
         def hook(is_buy: bool, want: int, now_ns: int, events: list[MarketEvent]) -> bool:
-            maker_side = Side.SELL if is_buy else Side.BUY
-            over = m.sim.overlay(maker_side)
-            if not over:
-                return False
-            bg = m.sim.background(maker_side)
             if is_buy:
-                price = min(over)
-                if bg and min(bg) < price:
+                if not over_asks:
                     return False
+                price = min(over_asks)
+                best = best_level(Side.SELL)
+                if best is not None and best < price:
+                    return False
+                maker_side = Side.SELL
             else:
-                price = max(over)
-                if bg and max(bg) > price:
+                if not over_bids:
                     return False
+                price = max(over_bids)
+                best = best_level(Side.BUY)
+                if best is not None and best > price:
+                    return False
+                maker_side = Side.BUY
             self._taker_at_account_level(m, maker_side, price, want, now_ns, events)
             return True
 
@@ -1196,6 +1219,8 @@ class SimExchange:
         over_bids, over_asks = sim.overlay(Side.BUY), sim.overlay(Side.SELL)
 
         def hook(now_ns: int, events: list[MarketEvent]) -> None:
+            if not over_bids and not over_asks:  # no account order rests in this market
+                return
             # Cheap test first: the model's real touch is at or behind its target touch.
             best_bid, best_ask = sim.model_touch()
             if over_bids and max(over_bids) >= best_ask:
@@ -1237,21 +1262,23 @@ class SimExchange:
             if now_ns == sim.now_ns and sim.is_started:
                 continue
             events = sim.step(now_ns)
+            index, height, record, unpriced = self._trade_index, self._height, m.trades.append, m.unpriced
             for event in events:
                 if event.__class__ is Trade:
-                    self._record_trade(m, event)  # type: ignore[arg-type]
+                    index += 1
+                    record((index, event, height))
+                    unpriced.append(event)
+            self._trade_index = index
+            if len(unpriced) >= _UNPRICED_MAX:
+                m.fold_volume()
             self._events.extend(events)
 
     def _record_trade(self, m: _Market, trade: Trade) -> None:
         self._trade_index += 1
-        trade_id = f"{self._height:08X}{0:08X}{self._trade_index:08X}"
-        m.trades.append((trade_id, trade, self._height))
-        notional = trade.price * trade.size
-        m.volume.append((trade.ts_event, notional))
-        m.volume_24h += notional
-        cutoff = trade.ts_event - _DAY_NS
-        while m.volume and m.volume[0][0] <= cutoff:
-            m.volume_24h -= m.volume.popleft()[1]
+        m.trades.append((self._trade_index, trade, self._height))
+        m.unpriced.append(trade)
+        if len(m.unpriced) >= _UNPRICED_MAX:
+            m.fold_volume()
 
     def _produce_block(self, block_ns: int) -> None:
         self._height += 1
@@ -1397,6 +1424,7 @@ class SimExchange:
         open_interest = sum((h.pos.size for s in self._subaccounts() for t, h in s.positions.items()
                              if t == m.ticker and h.pos.size > 0), ZERO)
         rate = self._scenario.funding_spike_1h
+        m.fold_volume()
         return MarketInfo(m.ticker, m.clob_pair_id, m.status, m.sim.oracle_price(),
                           rate if rate is not None else m.sim.funding_rate_1h(), m.imf, m.mmf, ar, qce,
                           sbq, spt, m.tick, m.step, open_interest, m.volume_24h)

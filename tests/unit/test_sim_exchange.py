@@ -533,3 +533,59 @@ def test_aggregated_book_never_crossed(seed, actions):
             pass
         bids, asks = ex.book("BTC-USD")
         assert not bids or not asks or bids[0][0] < asks[0][0]
+
+
+# ---- fast paths: same results as the plain ones ---------------------------------------------
+
+
+def test_trade_ids_and_24h_volume():
+    ex = SimExchange([replace(BTC, taker_trades_per_sec=30.0)], 2, START_NS)
+    trades = []
+    for k in range(1, 60):
+        for event in ex.advance(START_NS + k * 100_000_000):
+            if isinstance(event, Trade):
+                trades.append(event)
+    assert trades
+    listed = ex.trades("BTC-USD", limit=10_000)
+    assert [t for _, t, _ in listed] == trades[::-1]
+    for trade_id, _, height in listed:
+        assert len(trade_id) == 24 and int(trade_id[:8], 16) == height and int(trade_id[8:16], 16) == 0
+    # within one height, indexes count up from 1 in trade order
+    by_height: dict[int, list[int]] = {}
+    for trade_id, _, height in reversed(listed):
+        by_height.setdefault(height, []).append(int(trade_id[16:], 16))
+    assert all(ids == list(range(1, len(ids) + 1)) for ids in by_height.values())
+    assert ex.markets()["BTC-USD"].volume_24h == sum((t.price * t.size for t in trades), D(0))
+
+
+def test_gated_taker_hook_gives_the_same_stream():
+    """The model skips the exchange's taker hook only when the hook would decline the taker."""
+
+    def run(gated: bool) -> str:
+        lively = replace(BTC, taker_trades_per_sec=30.0, level_updates_per_sec=50.0)
+        ex = SimExchange([lively, replace(ETH, taker_trades_per_sec=30.0)], 4, START_NS)
+        for ticker in ("BTC-USD", "ETH-USD"):
+            sim = ex.sim_market(ticker)
+            sim.set_hooks(taker=sim._taker_hook, pre_emit=sim._pre_emit_hook, emit_heights=False,
+                          taker_needs_overlay=gated)
+        ex.create_account(ALICE, D(1_000_000))
+        events: list[object] = []
+        t = START_NS
+        for k in range(600):
+            t += 100_000_000
+            events.extend(ex.advance(t))
+            if k % 10 == 0:
+                bid, ask = touch(ex)
+                for n, price in enumerate((bid, bid - 1, ask, ask + 2)):
+                    side = Side.BUY if price <= bid else Side.SELL
+                    try:
+                        ex.place_order(short(ex, side, "0.02", str(price), client_id=k * 10 + n,
+                                             gtb=ex.height + 15), t)
+                    except ChainError:
+                        pass
+                events.extend(ex.drain())
+        fills = ex.fills(ALICE, limit=10_000)
+        assert fills  # the account orders did trade
+        return hashlib.sha256(repr((events, fills)).encode()).hexdigest()
+
+    assert run(gated=True) == run(gated=False)

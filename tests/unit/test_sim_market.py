@@ -235,3 +235,73 @@ def test_high_vol_moves_price_more():
         return statistics.pstdev(b / a - 1 for a, b in pairwise(prices))
 
     assert oracle_returns_stdev(True) > 2 * oracle_returns_stdev(False)
+
+
+# ---- the fast paths keep the contract --------------------------------------------------------
+
+
+def test_fast_event_constructors_build_the_domain_types():
+    from bot.domain import BookLevel
+    from bot.sim import market as sim_market
+
+    level, plain = sim_market._mk_level(D("3000.1"), D("0.5")), BookLevel(D("3000.1"), D("0.5"))
+    assert type(level) is BookLevel and level == plain
+    assert repr(level) == repr(plain) and hash(level) == hash(plain)
+    cases = [
+        (sim_market._mk_trade, Trade, ("ETH-USD", D(1), D(2), Side.SELL, 5, 6)),
+        (sim_market._mk_delta, BookDelta, ("ETH-USD", (level,), (), 5, 6)),
+        (sim_market._mk_snapshot, BookSnapshot, ("ETH-USD", (level,), (level,), 5, 6)),
+        (sim_market._mk_oracle, OracleUpdate, ("ETH-USD", D(3), D("0.00001"), 5, 6)),
+        (sim_market._mk_height, BlockHeight, (7, 5, 6)),
+    ]
+    for make, cls, args in cases:
+        fast, slow = make(*args), cls(*args)
+        assert type(fast) is cls and fast == slow and repr(fast) == repr(slow) and hash(fast) == hash(slow)
+        with pytest.raises(AttributeError):
+            fast.ts_event = 0  # still frozen
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 8), st.integers(1, 3), st.integers(1, 3),
+       st.lists(st.tuples(st.integers(0, 3 * NS_PER_SEC), st.sampled_from(["", "regime", "gap"])),
+                min_size=1, max_size=40))
+def test_book_is_recentred_exactly_on_the_touch(seed, depth, spacing, spread, moves):
+    """Incremental re-centring keeps each side exactly the wanted grid of levels from the touch."""
+    params = replace(PARAMS, depth_levels=depth, level_spacing_ticks=spacing, spread_ticks=spread,
+                     annual_vol=5.0, taker_trades_per_sec=0.0, jump_per_sec=0.5, jump_size=0.003)
+    market = SimMarket(params, seed, START_NS)
+    book = OrderBook(params.ticker)
+    now = START_NS
+    for gap, action in moves:
+        if action == "regime":
+            market.set_regime(not market.is_high_vol())
+        elif action == "gap":
+            market.shift_price(2.0 if gap % 2 else -2.0)
+        now += gap
+        for event in market.step(now):
+            if isinstance(event, BookSnapshot):
+                book.apply_snapshot(event)
+            elif isinstance(event, BookDelta):
+                assert book.apply_delta(event)
+        best_bid, best_ask = market.model_touch()
+        assert set(market.background(Side.BUY)) == {best_bid - k * spacing for k in range(depth)
+                                                     if best_bid - k * spacing > 0}
+        assert set(market.background(Side.SELL)) == {best_ask + k * spacing for k in range(depth)}
+        assert market.best_level(Side.BUY) == max(market.background(Side.BUY), default=None)
+        assert market.best_level(Side.SELL) == min(market.background(Side.SELL))
+        # the emitted book is the model's book
+        shown = {lvl.price: lvl.size for lvl in book.levels(Side.BUY, 100)}
+        assert shown == {params.tick_size * t: params.step_size * s
+                         for t, s in market.background(Side.BUY).items()}
+
+
+def test_events_do_not_depend_on_the_consts_cache():
+    """Alternating step lengths (cache misses) and even steps (hits) give the same stream."""
+    uneven = times(2000)
+    assert digest(run(8, uneven)) == digest(run(8, list(uneven)))
+    even = [START_NS + k * 100_000_000 for k in range(2000)]
+    market = SimMarket(PARAMS, 8, START_NS)
+    first = [e for now in even for e in market.step(now)]
+    market = SimMarket(PARAMS, 8, START_NS)
+    market._make_consts(123)  # a stale cache entry for another gap must not leak in
+    assert [e for now in even for e in market.step(now)] == first
