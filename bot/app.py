@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Protocol
 
 import structlog
@@ -24,7 +23,8 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.control.api import ControlServer, ensure_token
 from bot.control.commands import Controller
-from bot.domain import MarketEvent, OracleUpdate, OrderStatus
+from bot.control.dashboard import StatusHistory
+from bot.domain import MarketEvent, OracleUpdate
 from bot.engine import Engine
 from bot.errors import BotError, ConfigError
 from bot.execution.orders import OrderManager
@@ -32,12 +32,14 @@ from bot.news.board import NewsBoard
 from bot.news.calendar import load_calendar
 from bot.news.feeds import FeedPoller
 from bot.news.state import load_operator_items
+from bot.notify import build_notifier
+from bot.recovery import reconcile_venue
 from bot.store import Store
-from bot.store.reconcile import reconcile_open_orders
 from bot.telemetry import Metrics, Redactor, configure_logging
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
 from bot.venues.setup import open_dydx, open_in_process
+from bot.watchdog.probes import build_watchdog
 
 log = structlog.get_logger("app")
 
@@ -130,8 +132,11 @@ class App:
         perp.execution.set_account_sink(engine.on_account_event)
         spot_venue.set_account_sink(engine.on_spot_account_event)
         controller = Controller(settings, engine, orders, store, clock, perp.status)
+        history = StatusHistory(controller.status, clock)  # the dashboard's 24 h charts
         control = ControlServer(controller, metrics, token, settings.control.host,
-                                settings.control.port, settings.state_dir / "daemon.json")
+                                settings.control.port, settings.state_dir / "daemon.json",
+                                history=history, clock=clock)
+        notifier = build_notifier(settings, engine.events, clock, controller.status)
 
         def on_market_event(event: MarketEvent) -> None:
             if getattr(event, "market", None) in spot_books:
@@ -143,31 +148,37 @@ class App:
             if paper is not None:
                 paper.on_market_event(event)
 
+        if hasattr(perp.market_data, "on_book_changed"):
+            def on_book_changed(market: str, ts_recv: int) -> None:
+                engine.on_book_changed(market, ts_recv)
+                if paper is not None:
+                    paper.on_book_changed(market, ts_recv)
+
+            perp.market_data.on_book_changed = on_book_changed
+
         services: list[Service] = [
             *perp.services, _FeedService(perp.market_data, on_market_event), engine, control,
-            StatusLog(controller, settings.telemetry.status_interval_secs, clock),
+            StatusLog(controller, settings.telemetry.status_interval_secs, clock), history,
+            *([notifier] if notifier is not None else []),
         ]
         if settings.news.feeds:
             services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
                                        settings.news.request_timeout_secs, settings.news.max_attempts))
+        if settings.watchdog.enabled:
+            services.append(build_watchdog(settings, perp, engine, store, metrics, clock, controller.flatten))
         return cls(settings, store, engine, orders, controller, control, services, clock,
                    closers=perp.closers)
 
     async def reconcile(self) -> None:
-        """Close store orders the venues do not hold; cancel venue orders we do not know."""
-        for manager in self.engine.order_managers:
-            venue = manager.venue
-            stored = [o.client_id for o in self.store.open_orders(venue.name)]
-            fixes = reconcile_open_orders(stored, await venue.open_orders())
-            for client_id in fixes.close_in_store:
-                order = self.store.get_order(client_id)
-                filled = order.filled_size if order else Decimal(0)
-                self.store.update_order(client_id, OrderStatus.CANCELLED, filled, self.clock.now_ns(),
-                                        "not open at venue on start")
-            for client_id in fixes.cancel_at_venue:
-                await venue.cancel(client_id)
-            log.info("reconciled", venue=venue.name, closed_in_store=len(fixes.close_in_store),
-                     cancelled_at_venue=len(fixes.cancel_at_venue))
+        """Line the store and the engine up with every venue before trading (bot.recovery)."""
+        engine = self.engine
+        for manager in engine.order_managers:
+            if manager is engine.orders:
+                apply, positions = engine.on_account_event, engine.perp_positions
+            else:
+                apply, positions = engine.on_spot_account_event, engine.spot_positions
+            await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
+                                  cancel_foreign=self.settings.trading == "paper")
 
     async def run(self) -> int:
         """Run until a stop signal or a fatal error; return the process exit code."""

@@ -26,13 +26,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.events import KINDS as EVENT_KINDS
+from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.config import DydxSettings
 
 PosDecimal = Annotated[Decimal, Field(gt=0)]
 NonNegDecimal = Annotated[Decimal, Field(ge=0)]
 Fraction = Annotated[Decimal, Field(gt=0, le=1)]
 
-SECRET_FIELDS = ("control_token", "dydx_mnemonic", "binance_api_key", "binance_api_secret")
+SECRET_FIELDS = ("control_token", "dydx_mnemonic", "binance_api_key", "binance_api_secret",
+                 "telegram_bot_token", "notify_webhook_url")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -90,8 +93,9 @@ class RuleSettings(_Section):
     vol_regime_ratio: PosDecimal = Decimal(2)
     news_ttl_default_secs: PositiveFloat = 7200.0
     # Evaluations per market are throttled to one per this interval (events in between only
-    # update the estimators).
-    eval_interval_secs: PositiveFloat = 0.25
+    # update the estimators). Flags move on hourly funding, 1 s oracle samples and depth: once a
+    # second is plenty.
+    eval_interval_secs: PositiveFloat = 1.0
 
 
 class CarrySettings(_Section):
@@ -168,6 +172,100 @@ class NewsSettings(_Section):
     max_attempts: PositiveInt = 3
 
 
+class NotifySettings(_Section):
+    """Operator notifications (Telegram, Slack/Discord-style webhook); the secrets come from env."""
+
+    telegram_chat_id: str | None = None
+    # Tests point this at a local fake; the bot token goes into the path, never into logs.
+    telegram_api_url: str = "https://api.telegram.org"
+    kinds: tuple[str, ...] = EVENT_KINDS
+    # Fills below this notional are not worth a message (TWAP children are small).
+    min_fill_notional_usd: NonNegDecimal = Decimal(1000)
+    # The same kind+key within this window is sent once.
+    dedupe_window_secs: NonNegDecimal = Decimal(300)
+    # Token bucket per channel: sustained rate and burst; beyond the queue, new messages drop.
+    max_messages_per_min: PositiveInt = 20
+    burst: PositiveInt = 5
+    queue_size: PositiveInt = 200
+    request_timeout_secs: PositiveFloat = 5.0
+    max_attempts: PositiveInt = 4
+    max_retry_secs: PositiveFloat = 60.0
+    retry_initial_secs: PositiveFloat = 1.0
+    # "HH:MM" in UTC for the daily PnL summary; "off" (or "") disables it.
+    daily_summary_utc: str | None = "00:00"
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(EVENT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown event kind {unknown[0]!r}; known: {', '.join(EVENT_KINDS)}")
+        return value
+
+    @field_validator("daily_summary_utc")
+    @classmethod
+    def _hh_mm(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off", "none"):
+            return None
+        hours, sep, minutes = value.partition(":")
+        if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError("expected HH:MM (UTC)")
+        return f"{int(hours):02d}:{int(minutes):02d}"
+
+
+class WatchdogSettings(_Section):
+    """Chain, indexer, feed and bridge health -> risk mode (DESIGN.md §3 "Watchdog and risk modes").
+
+    Each input is OK, DEGRADED (-> REDUCE_ONLY) or CRITICAL (-> HALTED); the worst input wins.
+    Degradation is immediate; recovery needs the condition clear for `hold_off_secs`.
+    """
+
+    enabled: bool = True
+    sample_interval_secs: PositiveFloat = 1.0
+    # Withdrawal gating and capacity change slowly; polled every this many seconds.
+    bridge_poll_secs: PositiveFloat = 2.0
+    probe_timeout_secs: PositiveFloat = 2.0
+    hold_off_secs: Annotated[float, Field(ge=0)] = 60.0
+    # Read-only node queries (head height, gating, capacity) also in paper trading.
+    node_queries: bool = True
+    # Chain head: seconds without a new block (DYDX_V4.md §5.5: alert at 10 s).
+    head_stall_degraded_secs: PositiveFloat = 5.0
+    head_stall_critical_secs: PositiveFloat = 15.0
+    # Mean block interval over the window (blocks are ~0.65 s; alert near 3x).
+    block_interval_degraded_secs: PositiveFloat = 2.0
+    block_interval_window_secs: PositiveFloat = 10.0
+    # Node head minus indexer /v4/height, in blocks (normally 0-2).
+    indexer_lag_degraded_blocks: PositiveInt = 10
+    indexer_lag_critical_blocks: PositiveInt = 300
+    # Market-data silence per subscription of these channels.
+    feed_channels: tuple[str, ...] = ("v4_orderbook", "v4_block_height")
+    feed_stale_degraded_secs: PositiveFloat = 15.0
+    feed_stale_critical_secs: PositiveFloat = 60.0
+    # Failed share of the watchdog's own REST/gRPC probes over the window.
+    error_window_secs: PositiveFloat = 30.0
+    error_min_samples: PositiveInt = 5
+    error_rate_degraded: Annotated[float, Field(gt=0, le=1)] = 0.25
+    error_rate_critical: Annotated[float, Field(gt=0, le=1)] = 0.9
+    # Exits frozen on chain (x/subaccounts gating): what the bot does about it.
+    withdrawal_gating_action: Literal["ignore", "reduce_only", "halt"] = "reduce_only"
+    # USDC withdrawal capacity (x/ratelimit, smallest limiter) below this -> DEGRADED; 0: off.
+    min_withdrawal_capacity_usd: NonNegDecimal = Decimal(0)
+    # HALTED: cancel every open order (retried while any is left); flatten only when set.
+    halt_flatten: bool = False
+    halt_cancel_retry_secs: PositiveFloat = 5.0
+
+    @model_validator(mode="after")
+    def _degraded_below_critical(self) -> WatchdogSettings:
+        pairs = (("head_stall", self.head_stall_degraded_secs, self.head_stall_critical_secs),
+                 ("indexer_lag", self.indexer_lag_degraded_blocks, self.indexer_lag_critical_blocks),
+                 ("feed_stale", self.feed_stale_degraded_secs, self.feed_stale_critical_secs),
+                 ("error_rate", self.error_rate_degraded, self.error_rate_critical))
+        for name, degraded, critical in pairs:
+            if degraded > critical:
+                raise ValueError(f"{name}: the degraded threshold is above the critical one")
+        return self
+
+
 class StoreSettings(_Section):
     path: Path | None = None  # default: <state_dir>/perpbot.sqlite
 
@@ -201,11 +299,16 @@ class Settings(BaseSettings):
     news: NewsSettings = NewsSettings()
     store: StoreSettings = StoreSettings()
     dydx: DydxSettings = DydxSettings()
+    binance: BinanceSettings = BinanceSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
+    notify: NotifySettings = NotifySettings()
 
     control_token: SecretStr | None = None
     dydx_mnemonic: SecretStr | None = None
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    notify_webhook_url: SecretStr | None = None
 
     @field_validator("markets")
     @classmethod

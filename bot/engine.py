@@ -171,6 +171,18 @@ class Engine:
         """Every order manager: the perp venue's first, then the spot hedge venue's."""
         return [self._orders] + ([self._spot_orders] if self._spot_orders is not None else [])
 
+    @property
+    def orders(self) -> OrderManager:
+        """The perp venue's order manager."""
+        return self._orders
+
+    def perp_positions(self) -> dict[str, Decimal]:
+        return {t: s.position.size for t, s in self.markets.items() if s.position.size}
+
+    def spot_positions(self) -> dict[str, Decimal]:
+        return {s.spot.ticker: s.spot.position.size for s in self.markets.values()
+                if s.spot is not None and s.spot.position.size}
+
     # ---- state from the store --------------------------------------------------------------
 
     def _restore_portfolio(self) -> None:
@@ -224,6 +236,16 @@ class Engine:
             state.book.apply_snapshot(event)
         elif isinstance(event, Trade):
             return
+        self._after_update(state, now)
+
+    def on_book_changed(self, market: str, ts_recv: int) -> None:
+        """A feed that keeps the shared book itself applied an update: sample and evaluate only."""
+        state = self.markets.get(market)
+        if state is not None:
+            state.last_event_ns = ts_recv
+            self._after_update(state, ts_recv)
+
+    def _after_update(self, state: MarketState, now: int) -> None:
         if now - state.last_depth_sample_ns >= DEPTH_SAMPLE_NS and state.book.mid() is not None:
             state.depth = state.book.depth_within_bps(self._depth_bps)
             state.depth_median.add(state.depth)

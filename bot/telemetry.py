@@ -142,6 +142,25 @@ class Metrics:
         self.risk_mode = Gauge(
             "perpbot_risk_mode", "0 NORMAL, 1 REDUCE_ONLY, 2 HALTED", registry=r
         )
+        self.watchdog_input_state = Gauge(
+            "perpbot_watchdog_input_state", "Watchdog input: 0 OK, 1 DEGRADED, 2 CRITICAL", ["input"],
+            registry=r,
+        )
+        self.watchdog_input_value = Gauge(
+            "perpbot_watchdog_input_value",
+            "The number behind a watchdog input (secs, blocks, share, USDC)", ["input"], registry=r,
+        )
+        self.chain_height = Gauge(
+            "perpbot_chain_height", "Latest height seen, by source (node, indexer, feed)", ["source"],
+            registry=r,
+        )
+        self.watchdog_probe_errors = Counter(
+            "perpbot_watchdog_probe_errors", "Failed watchdog probes", ["probe"], registry=r
+        )
+        self.watchdog_probe_seconds = Histogram(
+            "perpbot_watchdog_probe_seconds", "Watchdog probe latency", ["probe"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
         self.decision_latency = Histogram(
             "perpbot_decision_seconds",
             "Time from market event to plan",

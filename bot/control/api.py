@@ -1,5 +1,10 @@
 """HTTP control API over the control core: loopback by default, bearer token on every route
 except `/healthz` and `/metrics`.
+
+The dashboard (`/`, `/v1/dashboard`, `/static/*`) also accepts a session cookie, obtained by
+presenting the token once (`/?token=...` redirects to `/`, as Jupyter does, or a bearer header on
+`/`). A cookie session may read the dashboard routes and call `/v1/kill`, and only with the
+session's CSRF token in the `X-CSRF-Token` header; every other route needs the bearer token.
 """
 
 from __future__ import annotations
@@ -16,11 +21,24 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot.clock import Clock, SystemClock
 from bot.control.commands import Controller
+from bot.control.dashboard import (
+    CSRF_HEADER,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    Dashboard,
+    Session,
+    Sessions,
+    StatusHistory,
+)
 from bot.telemetry import Metrics
 
 log = structlog.get_logger("control_api")
 MAX_BODY_BYTES = 16 * 1024
+PUBLIC_PATHS = ("/healthz", "/metrics")
+# Routes a dashboard session cookie may use; writes among them also need the CSRF header.
+COOKIE_PATHS = ("/", "/v1/dashboard", "/v1/kill", "/static/dashboard.js", "/static/dashboard.css")
 
 
 def ensure_token(env_token: str | None, token_path: Path) -> str:
@@ -47,8 +65,12 @@ class ControlServer:
     name = "control_api"
 
     def __init__(self, controller: Controller, metrics: Metrics, token: str, host: str,
-                 port: int, endpoint_file: Path | None = None) -> None:
+                 port: int, endpoint_file: Path | None = None, history: StatusHistory | None = None,
+                 clock: Clock | None = None) -> None:
         self._controller = controller
+        self._dashboard = Dashboard(controller.status, clock or SystemClock(), history)
+        self._history = history
+        self._sessions = Sessions()
         self._metrics = metrics
         self._token = token.encode()
         self._host = host
@@ -60,6 +82,10 @@ class ControlServer:
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth], client_max_size=MAX_BODY_BYTES)
         app.add_routes([
+            web.get("/", self._dashboard_page),
+            web.get("/v1/dashboard", self._dashboard_data),
+            web.get("/v1/history", self._history_data),
+            web.get("/static/{name}", self._static),
             web.get("/healthz", self._healthz),
             web.get("/metrics", self._metrics_page),
             web.get("/v1/status", self._status),
@@ -74,14 +100,63 @@ class ControlServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in ("/healthz", "/metrics"):
+        if request.path in PUBLIC_PATHS:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
-            log.warning("control_unauthorised", path=request.path, remote=request.remote)
-            return web.json_response({"error": "unauthorised"}, status=401)
-        return await handler(request)
+        if scheme.lower() == "bearer" and self._is_token(given.strip()):
+            return await handler(request)
+        if request.path == "/" and "token" in request.query:
+            return self._exchange_token(request)
+        session = self._sessions.get(request.cookies.get(SESSION_COOKIE))
+        if session is not None and request.path in COOKIE_PATHS:
+            if request.method not in ("GET", "HEAD") and not _csrf_ok(request, session):
+                log.warning("control_csrf_refused", path=request.path, remote=request.remote)
+                return web.json_response({"error": "missing or wrong CSRF token"}, status=403)
+            request["session"] = session
+            return await handler(request)
+        return _unauthorised(request)
+
+    def _is_token(self, given: str) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), self._token)
+
+    def _exchange_token(self, request: web.Request) -> web.StreamResponse:
+        """`/?token=...`: trade the token once for a session cookie, and drop it from the URL."""
+        if not self._is_token(request.query.get("token", "")):
+            return _unauthorised(request)
+        response = web.HTTPSeeOther("/", headers=SECURITY_HEADERS)
+        self._start_session(response)
+        log.info("dashboard_session_started", remote=request.remote)
+        return response
+
+    def _start_session(self, response: web.StreamResponse) -> Session:
+        session = self._sessions.create()
+        response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="Strict", path="/",
+                            max_age=int(self._sessions.ttl_secs))
+        return session
+
+    async def _dashboard_page(self, request: web.Request) -> web.Response:
+        session: Session | None = request.get("session")
+        response = web.Response(content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS)
+        if session is None:  # came with the bearer header: the page's polling needs a cookie
+            session = self._start_session(response)
+        response.text = self._dashboard.page(session.csrf)
+        return response
+
+    async def _dashboard_data(self, request: web.Request) -> web.Response:
+        return web.json_response(self._dashboard.payload(), headers={"Cache-Control": "no-store"})
+
+    async def _history_data(self, request: web.Request) -> web.Response:
+        if self._history is None:
+            raise web.HTTPNotFound()
+        return web.json_response(self._history.as_json())
+
+    async def _static(self, request: web.Request) -> web.Response:
+        asset = self._dashboard.asset(request.match_info["name"])
+        if asset is None:
+            raise web.HTTPNotFound()
+        body, content_type = asset
+        return web.Response(body=body, content_type=content_type, headers=SECURITY_HEADERS)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         status = self._controller.status()
@@ -101,6 +176,8 @@ class ControlServer:
         all_orders = body.get("all", False)
         if not isinstance(reason, str) or not isinstance(flatten, bool) or not isinstance(all_orders, bool):
             raise _bad_request("reason must be a string, flatten and all booleans")
+        log.warning("kill_requested", via="dashboard" if "session" in request else "api",
+                    remote=request.remote)
         return web.json_response(await self._controller.kill(reason[:200], flatten, all_orders=all_orders))
 
     async def _pause(self, request: web.Request) -> web.Response:
@@ -160,6 +237,24 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _bad_request("body must be a JSON object")
     return body
+
+
+def _unauthorised(request: web.Request) -> web.Response:
+    log.warning("control_unauthorised", path=request.path, remote=request.remote)
+    if request.path == "/":  # a person with a browser: say how to get in
+        return web.Response(status=401, content_type="text/plain", headers=SECURITY_HEADERS,
+                            text="401 unauthorised: open /?token=<control token> once "
+                                 "(PERPBOT_CONTROL_TOKEN, or <state_dir>/control.token)\n")
+    return web.json_response({"error": "unauthorised"}, status=401)
+
+
+def _csrf_ok(request: web.Request, session: Session) -> bool:
+    """The page's header must carry the session's CSRF token; a foreign Origin is refused too."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return False
+    given = request.headers.get(CSRF_HEADER, "")
+    return bool(given) and hmac.compare_digest(given.encode(), session.csrf.encode())
 
 
 def _bad_request(reason: str) -> web.HTTPBadRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,9 @@ from bot.store import Store
 log = structlog.get_logger("control")
 NS_PER_SEC = 1_000_000_000
 BPS = Decimal("0.0001")
+# A kill waits this long for the venues to confirm its cancels before it reports what is left.
+KILL_CONFIRM_SECS = 3.0
+CONFIRM_POLL_SECS = 0.05
 
 
 def mask_key(value: str | None) -> str | None:
@@ -152,9 +156,13 @@ class Controller:
         cancelled: list[int] = []
         for manager in self._engine.order_managers:
             try:
-                cancelled += await manager.cancel_all()
+                sent, failed = await cancel_orders(manager, self._store, all_orders=all_orders)
             except BotError as exc:
                 errors.append(f"{manager.venue.name}: {exc}")
+                continue
+            cancelled += sent
+            errors += [f"{manager.venue.name}: {e}" for e in failed]
+        await self._await_closed(KILL_CONFIRM_SECS)
         flattened = await self._flatten() if flatten else []
         remaining = self._store.open_orders()
         positions = {t: _size(s.position.size) for t, s in self._engine.markets.items()
@@ -173,6 +181,17 @@ class Controller:
         log.warning("kill_done", cancelled=len(cancelled), remaining=len(remaining),
                     positions=positions)
         return report
+
+    async def _await_closed(self, timeout_secs: float) -> None:
+        """Give venue confirmations (cancel updates over the account stream) a moment to land."""
+        for _ in range(int(timeout_secs / CONFIRM_POLL_SECS)):
+            if not self._store.open_orders():
+                return
+            await asyncio.sleep(CONFIRM_POLL_SECS)
+
+    async def flatten(self) -> list[int]:
+        """Send reduce-only IOC orders that close every position, bounded by the slippage cap."""
+        return await self._flatten()
 
     async def _flatten(self) -> list[int]:
         sent = []
@@ -227,6 +246,36 @@ class Controller:
             save_operator_items(self._settings.news_state_path, dict(board.operator))
         except OSError as exc:  # the flag still holds in memory; only the restart copy is lost
             log.error("news_state_not_saved", error=str(exc))
+
+
+async def cancel_orders(
+    manager: OrderManager, store: Store, *, all_orders: bool
+) -> tuple[list[int], list[str]]:
+    """Stop a manager's plans and cancel its open orders; with `all_orders` also orders it did not place.
+
+    Venues that can cancel in bulk (dYdX: MsgBatchCancel for short-term orders) get one call;
+    others are cancelled one by one. Returns (cancelled client ids, errors).
+    """
+    manager.parents.clear()
+    venue = manager.venue
+    ours = [o.client_id for o in store.open_orders(venue.name)]
+    cancel_many = getattr(venue, "cancel_many", None)
+    if cancel_many is not None:
+        result: tuple[list[int], list[str]] = await cancel_many(ours, all_open=all_orders)
+        return result
+    targets = list(ours)
+    if all_orders:
+        targets += [cid for cid in await venue.open_orders() if cid not in set(ours)]
+    cancelled: list[int] = []
+    errors: list[str] = []
+    for client_id in targets:
+        try:
+            await venue.cancel(client_id)
+        except BotError as exc:
+            errors.append(f"cancel {client_id}: {exc}")
+            continue
+        cancelled.append(client_id)
+    return cancelled, errors
 
 
 def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal, cap: Decimal) -> OrderRequest | None:

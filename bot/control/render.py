@@ -1,22 +1,75 @@
-"""Readable terminal rendering of a status object (rich)."""
+"""Readable terminal rendering of a status object (rich): `perpbot status` and `perpbot watch`.
+
+`status_view(data)` is the compact view (header, one row per market with its four flags, the
+last decision per market); `detail=True` adds what `watch` has room for: the numbers behind
+each flag, the funding ledger, hedge legs, watchdog inputs and 24 h sparklines.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
+
+FLAGS = ("funding", "liquidity", "volatility", "news")
+MODE_STYLE = {"NORMAL": "bold black on green", "REDUCE_ONLY": "bold black on yellow",
+              "HALTED": "bold white on red"}
+SPARK = "▁▂▃▄▅▆▇█"
 
 
-def _flags_cell(flags: dict[str, Any]) -> str:
-    tripped = [name for name in ("funding", "liquidity", "volatility", "news")
-               if flags.get(name, {}).get("tripped")]
-    return f"[red]{','.join(tripped)}[/red]" if tripped else "-"
+def _num(value: Any, places: int = 2) -> str:
+    if value is None or value == "":
+        return "-"
+    try:
+        return f"{Decimal(str(value)):,.{places}f}"
+    except (InvalidOperation, ValueError):
+        return str(value)
 
 
-def _decision_cell(decision: dict[str, Any] | None) -> str:
+def _signed(value: Any) -> Text:
+    text = _num(value)
+    style = "red" if text.startswith("-") and text.strip("-0.,") else ""
+    return Text(text, style=style)
+
+
+def _notional(m: dict[str, Any]) -> Decimal | None:
+    price = m.get("oracle_price") or m.get("mid")
+    try:
+        return Decimal(str(m.get("position"))) * Decimal(str(price))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _flag_numbers(flag: dict[str, Any]) -> str:
+    parts = []
+    for key, value in flag.items():
+        if key in ("tripped", "why") or value in (None, "", []):
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        parts.append(f"{key.replace('_usd', '$').replace('_', ' ')} {shown}")
+    return " ".join(parts)
+
+
+def _flag_cell(flag: dict[str, Any], detail: bool) -> Text:
+    tripped = bool(flag.get("tripped"))
+    text = Text("TRIP" if tripped else "ok", style="bold red" if tripped else "green")
+    why = flag.get("why")
+    if why and (tripped or detail):
+        text.append(f" {why}", style="yellow")
+    if detail:
+        numbers = _flag_numbers(flag)
+        if numbers:
+            text.append("\n" + numbers, style="dim")
+    return text
+
+
+def _decision_line(decision: dict[str, Any] | None) -> str:
     """The last decision in one line: when, why (gate reason and flags) and what it does."""
     if not decision:
         return "-"
@@ -32,38 +85,170 @@ def _decision_cell(decision: dict[str, Any] | None) -> str:
     return f"{when}{why}[{tripped}] -> {decision.get('target')} ({action.strip()})"
 
 
-def render_status(data: dict[str, Any], console: Console | None = None) -> None:
-    """Print the header line and one row per market."""
-    # Off a terminal rich assumes 80 columns and would wrap every cell; give the table room.
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
-    mode = data["risk_mode"]
-    colour = {"NORMAL": "green", "REDUCE_ONLY": "yellow", "HALTED": "red"}.get(mode, "white")
-    latch = " (kill latched)" if data.get("kill_latched") else ""
+def header(data: dict[str, Any]) -> Text:
+    """Risk mode banner, account facts, PnL attribution and funding in two lines."""
+    mode = str(data.get("risk_mode"))
+    text = Text(f" {mode} ", style=MODE_STYLE.get(mode, "bold"))
+    if data.get("kill_latched"):
+        text.append(f"  kill latched: {data.get('kill_reason')}", style="bold red")
+    elif data.get("risk_reason"):
+        text.append(f"  {data['risk_reason']}", style="yellow")
+    if data.get("paused"):
+        text.append("  paused", style="bold yellow")
+    text.append(f"  {data.get('network')}/{data.get('trading')}  equity ")
+    text.append(_num(data.get("equity")), style="bold")
+    uptime = data.get("uptime_secs")
+    if uptime is not None:
+        text.append(f"  up {int(uptime) // 3600}h{int(uptime) % 3600 // 60:02d}m", style="dim")
     pnl = data.get("pnl") or {}
-    pnl_text = (f"  pnl {pnl.get('total')} (price {pnl.get('price')} funding {pnl.get('funding')} "
-                f"fees {pnl.get('fees')} slippage {pnl.get('slippage')})" if pnl else "")
-    console.print(
-        f"[{colour}]{mode}[/{colour}]{latch}  {data['network']}/{data['trading']}  "
-        f"equity {data['equity']}  funding realised {data['funding']['realised']} "
-        f"expected {data['funding']['expected']}{pnl_text}  open orders {data['open_orders']}"
-    )
+    funding = data.get("funding") or {}
+    text.append("\npnl ")
+    text.append_text(_signed(pnl.get("total")))
+    text.append(f" = price {_num(pnl.get('price'))} funding {_num(pnl.get('funding'))} "
+                f"fees {_num(pnl.get('fees'))} slippage {_num(pnl.get('slippage'))}", style="dim")
+    text.append(f"   funding realised {_num(funding.get('realised'))} expected "
+                f"{_num(funding.get('expected'))} ({funding.get('horizon_hours', '?')}h)")
+    orders = data.get("open_orders") or {}
+    text.append("\nopen orders " + (" ".join(f"{v}={n}" for v, n in orders.items()) or "-"))
+    if data.get("block_height"):
+        text.append(f"   block {data['block_height']}")
     news = data.get("news") or []
     if news:
-        console.print("news: " + ", ".join(n["item"] for n in news))
-    table = Table(show_edge=False)
-    for column in ("market", "position", "target", "spot pos/target", "oracle", "funding 1h",
-                   "funding real/exp", "pnl", "tripped flags"):
-        table.add_column(column)
-    for ticker, m in data["markets"].items():
+        text.append("   news: ", style="bold")
+        text.append(", ".join(str(n.get("item")) for n in news), style="bold magenta")
+    return text
+
+
+def markets_table(data: dict[str, Any], detail: bool = False) -> Table:
+    """One row per market: position, notional, leverage, the four flags, funding, PnL, hedge."""
+    equity = Decimal(str(data.get("equity") or 0))
+    table = Table(show_edge=False, pad_edge=False, header_style="bold dim", expand=False)
+    for column, justify in (("market", "left"), ("pos / target", "right"), ("notional", "right"),
+                            ("lev", "right"), ("funding", "left"), ("liquidity", "left"),
+                            ("volatility", "left"), ("news", "left"), ("fund 1h", "right"),
+                            ("pnl", "right"), ("hedge spot / net Δ", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for ticker, m in (data.get("markets") or {}).items():
+        notional = _notional(m)
+        leverage = f"{abs(notional) / equity:.2f}x" if notional is not None and equity else "-"
+        flags = m.get("flags") or {}
         spot = m.get("spot")
-        spot_cell = f"{spot['position']}/{spot['target']}" if spot else "-"
+        hedge = f"{spot['position']}/{spot['target']} Δ {m.get('net_delta', '-')}" if spot else "-"
+        if "hedge_mismatch" in m:
+            hedge += f" mismatch {m['hedge_mismatch']}"
+        try:
+            rate = f"{Decimal(str(m.get('funding_rate_1h'))) * 100:.4f}%"
+        except (InvalidOperation, ValueError):
+            rate = "-"
+        table.add_row(
+            Text(ticker, style="bold"), f"{m.get('position')} / {m.get('target')}", _num(notional), leverage,
+            *(_flag_cell(flags.get(name) or {}, detail) for name in FLAGS),
+            rate, _signed((m.get("pnl") or {}).get("total")), hedge,
+        )
+    return table
+
+
+def funding_table(data: dict[str, Any]) -> Table:
+    table = Table(title="funding ledger (USD)", title_justify="left", show_edge=False,
+                  header_style="bold dim", title_style="bold")
+    for column in ("market", "realised", "expected", "paid", "received", "payments"):
+        table.add_column(column, justify="left" if column == "market" else "right")
+    for ticker, m in (data.get("markets") or {}).items():
         ledger = m.get("funding_ledger") or {}
-        funding_cell = f"{ledger.get('realised', '-')}/{ledger.get('expected', '-')}"
-        table.add_row(ticker, m["position"], m["target"], spot_cell, str(m["oracle_price"]),
-                      m["funding_rate_1h"], funding_cell, (m.get("pnl") or {}).get("total", "-"),
-                      _flags_cell(m["flags"]))
-    console.print(table)
-    # "Why did it trade?": the last decision per market, one line each, never wrapped in a cell.
-    for ticker, m in data["markets"].items():
-        console.print(f"{ticker} last decision: {_decision_cell(m.get('last_decision'))}",
-                      soft_wrap=True, highlight=False, markup=False)
+        table.add_row(ticker, _num(ledger.get("realised")), _num(ledger.get("expected")),
+                      _num(ledger.get("paid")), _num(ledger.get("received")),
+                      str(ledger.get("payments", "-")))
+    return table
+
+
+def watchdog_table(data: dict[str, Any]) -> Table | None:
+    rows: list[tuple[str, str]] = []
+    for section in ("watchdog", "sim"):
+        value = data.get(section)
+        if isinstance(value, dict):
+            rows += [(f"{section}.{k}", str(v)) for k, v in _flatten(value)]
+    if not rows:
+        return None
+    table = Table(title="watchdog inputs", title_justify="left", show_edge=False, show_header=False,
+                  title_style="bold")
+    table.add_column("input", style="dim")
+    table.add_column("value")
+    for row in rows[:20]:
+        table.add_row(*row)
+    return table
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows += _flatten(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def sparkline(values: Sequence[float], width: int = 48) -> str:
+    """Values as one line of block characters, thinned to `width`."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        return SPARK[0] * len(values)
+    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
+
+
+def history_lines(history: dict[str, Any] | None) -> Text | None:
+    """24 h sparklines of equity, exposure and funding from the daemon's `/v1/history`."""
+    if not history or not history.get("rows"):
+        return None
+    columns = history["columns"]
+    rows = history["rows"]
+    text = Text("last 24h", style="bold")
+    for label, column in (("equity", "equity_usd"), ("gross exposure", "gross_exposure_usd"),
+                          ("funding realised", "funding_realised_usd")):
+        index = columns.index(column)
+        values = [float(r[index]) for r in rows]
+        text.append(f"\n{label:>16} ")
+        text.append(sparkline(values), style="cyan")
+        text.append(f" {values[-1]:,.2f} (min {min(values):,.2f} max {max(values):,.2f})", style="dim")
+    return text
+
+
+def decision_lines(data: dict[str, Any]) -> Text:
+    """"Why did it trade?": the last decision per market, one line each."""
+    text = Text()
+    for ticker, m in (data.get("markets") or {}).items():
+        if text:
+            text.append("\n")
+        text.append(ticker, style="bold")
+        text.append(f" last decision: {_decision_line(m.get('last_decision'))}")
+    return text
+
+
+def status_view(data: dict[str, Any], *, detail: bool = False,
+                history: dict[str, Any] | None = None) -> Group:
+    """The status as one rich renderable (compact, or detailed for `watch`)."""
+    parts: list[RenderableType] = [header(data), Text(), markets_table(data, detail), Text(),
+                                   decision_lines(data)]
+    if detail:
+        parts += [Text(), funding_table(data)]
+        watchdog = watchdog_table(data)
+        if watchdog is not None:
+            parts += [Text(), watchdog]
+        lines = history_lines(history)
+        if lines is not None:
+            parts += [Text(), lines]
+    return Group(*parts)
+
+
+def render_status(data: dict[str, Any], console: Console | None = None) -> None:
+    """Print the compact status view."""
+    # Off a terminal rich assumes 80 columns and would wrap every cell; give the table room.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    console.print(Group(header(data), Text(), markets_table(data), Text()), highlight=False)
+    # Decisions are long: never wrapped, so each stays one greppable line.
+    console.print(decision_lines(data), soft_wrap=True, highlight=False)

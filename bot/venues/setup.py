@@ -19,6 +19,7 @@ from bot.book import OrderBook
 from bot.clock import Clock
 from bot.config import Settings
 from bot.domain import MarketSpec
+from bot.errors import ConfigError
 from bot.sim.market import SimMarket
 from bot.telemetry import Metrics
 from bot.venues.dydx.adapter import DydxVenue
@@ -93,13 +94,12 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
         status["sim"] = {"mode": "external", **endpoints}
     missing = [k for k, v in endpoints.items() if not v]
     if missing:
-        from bot.errors import ConfigError
-
         raise ConfigError(f"dydx.{missing[0]}", f"no endpoint for network {settings.network!r}")
     gateway = None
     account = None
     if settings.trading == "live":
-        assert mnemonic is not None  # config refuses live without one outside the simulator
+        if mnemonic is None:
+            raise ConfigError("dydx_mnemonic", "live trading needs PERPBOT_DYDX_MNEMONIC")
         gateway = NodeGateway(
             str(endpoints["node_grpc"]), str(endpoints["chain_id"]), mnemonic,
             subaccount_number=settings.dydx.subaccount_number, owner_address=settings.dydx.address,

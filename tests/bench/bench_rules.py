@@ -30,7 +30,7 @@ from pathlib import Path
 import structlog
 
 from bot.book import OrderBook
-from bot.config import load
+from bot.config import RuleSettings, load
 from bot.domain import BookDelta, BookSnapshot, MarketEvent
 from bot.engine import Engine
 from bot.execution.orders import OrderManager
@@ -43,6 +43,7 @@ from bot.venues.paper.fills import FeeSchedule
 from bot.venues.sim.feed import default_params
 
 SEC = 1_000_000_000
+DEFAULT_EVAL_SECS = RuleSettings().eval_interval_secs  # what the daemon runs with
 START = 1_700_000_000 * SEC
 
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         base = min(book_only(events) for _ in range(3))
         upd = min(replay(build(tmp / f"u{i}", perp, spot, 1e9), events, spot_events) for i in range(3))
-        full_engines = [build(tmp / f"f{i}", perp, spot, 0.25) for i in range(3)]
+        full_engines = [build(tmp / f"f{i}", perp, spot, DEFAULT_EVAL_SECS) for i in range(3)]
         full = min(replay(e, events, spot_events) for e in full_engines)
         engine = full_engines[0]
         state = engine.markets["BTC-USD"]

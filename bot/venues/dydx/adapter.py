@@ -7,15 +7,19 @@ execution needs a `NodeGateway`.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import structlog
 
 from bot.book import OrderBook
-from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate
-from bot.errors import OrderRejected
+from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side
+from bot.errors import BotError, OrderRejected
+from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
+from bot.venues.dydx.account import client_ids_by_uid, fill_from_rest, funding_from_rest, order_state
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscriptions
 from bot.venues.dydx.node import NodeGateway
@@ -26,6 +30,12 @@ from bot.venues.ports import AccountSink, MarketSink
 log = structlog.get_logger("dydx")
 VENUE = "dydx"
 HEIGHT_FRESH_SECS = 2.0
+MAX_BATCH_CANCEL = 100  # MsgBatchCancel: at most 100 short-term cancels in total
+
+
+def cancel_target(client_id: int, clob_pair_id: int, order_flags: int) -> VenueOrder:
+    """A VenueOrder carrying just the order id fields a cancel needs (for orders seen on the indexer)."""
+    return VenueOrder(client_id, clob_pair_id, order_flags, Side.BUY, 0, 0, 0, False)
 
 
 def market_params(ticker: str, wire_market: object) -> MarketParams:
@@ -72,6 +82,10 @@ class DydxVenue:
         self._account_sink: AccountSink = lambda event: None
         self._height = (0, 0.0)  # (height, monotonic secs when seen)
         self.feed: IndexerFeed | None = None
+        # When set, the feed updates the shared books itself and only says which one changed
+        # (no BookSnapshot/BookDelta objects on the hot path).
+        self.on_book_changed: Callable[[str, int], None] | None = None
+        self.funding_poll_secs = 60.0
 
     # ---- set-up ----------------------------------------------------------------------------------
 
@@ -106,9 +120,28 @@ class DydxVenue:
                 self._height = (event.height, time.monotonic())
             sink(event)
 
+        options = dict(self._feed_options)
+        if self.on_book_changed is not None:
+            options["on_book_changed"] = self.on_book_changed
         self.feed = IndexerFeed(self._ws_url, subs, self.books, route, self._metrics,
-                                **self._feed_options)  # type: ignore[arg-type]
-        await self.feed.run()
+                                **options)  # type: ignore[arg-type]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.feed.run(), name="dydx_indexer_ws")
+            if self.account is not None:
+                tg.create_task(self._poll_funding(), name="dydx_funding_poll")
+
+    async def _poll_funding(self) -> None:
+        """Funding settles hourly and is not on the account stream: read it over REST."""
+        assert self.account is not None
+        while True:
+            try:
+                rows = await self.rest.funding_payments(*self.account)
+                for row in rows:
+                    if row.ticker in self.params:
+                        self._account_sink(funding_from_rest(row))
+            except BotError as exc:
+                log.warning("funding_poll_failed", error=str(exc))
+            await asyncio.sleep(self.funding_poll_secs)
 
     # ---- ExecutionVenue --------------------------------------------------------------------------
 
@@ -150,6 +183,70 @@ class DydxVenue:
         else:
             await gateway.cancel(venue_order, good_til_block=await self.fresh_height() + self._gtb_offset)
 
+    async def cancel_many(
+        self, client_ids: list[int], *, all_open: bool = False
+    ) -> tuple[list[int], list[str]]:
+        """Cancel these orders (and, with `all_open`, every open order of the subaccount) at once.
+
+        Short-term orders go out in MsgBatchCancel messages of at most 100 (one broadcast for a
+        typical kill); stateful ones need their own cancel each (DYDX_V4.md §4.3). Orders this
+        process did not place are found through the indexer, which carries their full order id.
+        Returns (client ids a cancel was accepted for, errors); it keeps going after a failure.
+        """
+        gateway = self._require_gateway()
+        wanted = set(client_ids)
+        targets = {cid: self._orders[cid] for cid in wanted if cid in self._orders}
+        errors: list[str] = []
+        if self.account is not None:
+            try:
+                rows = await self.rest.orders(self.account[0], self.account[1],
+                                              status=["OPEN", "BEST_EFFORT_OPENED", "UNTRIGGERED"])
+            except BotError as exc:
+                rows = []
+                errors.append(f"open orders: {exc}")
+            for row in rows:
+                if row.clientId.isdigit() and row.clobPairId.isdigit() and row.orderFlags.isdigit():
+                    cid = int(row.clientId)
+                    if cid not in targets and (all_open or cid in wanted):
+                        targets[cid] = cancel_target(cid, int(row.clobPairId), int(row.orderFlags))
+        cancelled: list[int] = []
+        short = sorted((o.clob_pair_id, cid) for cid, o in targets.items() if not o.is_stateful)
+        if short:
+            try:
+                gtb = await self.fresh_height() + self._gtb_offset
+            except BotError as exc:
+                errors.append(f"height for batch cancel: {exc}")
+                short = []
+            for start in range(0, len(short), MAX_BATCH_CANCEL):
+                chunk = short[start:start + MAX_BATCH_CANCEL]
+                by_pair: dict[int, list[int]] = {}
+                for pair, cid in chunk:
+                    by_pair.setdefault(pair, []).append(cid)
+                try:
+                    await gateway.batch_cancel(by_pair, gtb)
+                except BotError as exc:
+                    errors.append(f"batch cancel of {len(chunk)}: {exc}")
+                    continue
+                cancelled += [cid for _, cid in chunk]
+        for cid, order in sorted(targets.items()):
+            if not order.is_stateful:
+                continue
+            try:
+                await gateway.cancel(order, good_til_block_time=int(time.time()) + 120)
+            except BotError as exc:
+                errors.append(f"cancel {cid}: {exc}")
+                continue
+            cancelled.append(cid)
+        log.info("orders_cancel_sent", count=len(cancelled), errors=len(errors), all_open=all_open)
+        return cancelled, errors
+
+    async def touch(self, ticker: str) -> tuple[Decimal | None, Decimal | None]:
+        """Best bid and ask from a fresh REST snapshot (for a flatten without a running feed)."""
+        snapshot = await self.rest.orderbook(ticker)
+        bids = [Decimal(level.price) for level in snapshot.bids]
+        asks = [Decimal(level.price) for level in snapshot.asks]
+        return (max(bids) if bids else None), (min(asks) if asks else None)
+
     async def open_orders(self) -> list[int]:
         if self.account is None:
             return []
@@ -162,6 +259,19 @@ class DydxVenue:
             return {}
         rows = await self.rest.positions(self.account[0], self.account[1])
         return {r.market: Decimal(r.size) for r in rows if r.status in ("", "OPEN")}
+
+    async def account_snapshot(self) -> VenueAccount:
+        """Orders (any status), recent fills and open positions, for start-up reconciliation."""
+        if self.account is None:
+            return VenueAccount(set(), positions={})
+        address, number = self.account
+        orders = await self.rest.orders(address, number, limit=1000)
+        by_uid = client_ids_by_uid(orders)
+        states = {int(o.clientId): order_state(o) for o in orders if o.clientId.isdigit()}
+        open_ids = {cid for cid, (status, _) in states.items() if status.is_open}
+        fills = [fill_from_rest(f, by_uid.get(f.orderId or "", 0))
+                 for f in await self.rest.fills(address, number, limit=1000)]
+        return VenueAccount(open_ids, states, fills, await self.positions())
 
     async def close(self) -> None:
         await self.rest.aclose()

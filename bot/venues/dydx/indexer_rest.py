@@ -56,6 +56,20 @@ class PositionsResponse(msgspec.Struct, frozen=True):
     positions: list[wire.PerpetualPosition]
 
 
+class FundingPaymentWire(msgspec.Struct, frozen=True):
+    ticker: str
+    createdAt: str
+    oraclePrice: str
+    size: str
+    side: str
+    rate: str
+    payment: str
+
+
+class FundingPaymentsResponse(msgspec.Struct, frozen=True):
+    fundingPayments: list[FundingPaymentWire]
+
+
 class SubaccountResponse(msgspec.Struct, frozen=True):
     subaccount: dict[str, Any]
 
@@ -155,6 +169,11 @@ class IndexerRest:
     async def positions(self, address: str, subaccount: int) -> list[wire.PerpetualPosition]:
         params = {"address": address, "subaccountNumber": subaccount, "status": "OPEN"}
         return (await self.get("/v4/perpetualPositions", PositionsResponse, params)).positions
+
+    async def funding_payments(self, address: str, subaccount: int, limit: int = 100
+                               ) -> list[FundingPaymentWire]:
+        params = {"address": address, "subaccountNumber": subaccount, "limit": limit}
+        return (await self.get("/v4/fundingPayments", FundingPaymentsResponse, params)).fundingPayments
 
     async def subaccount(self, address: str, subaccount: int) -> dict[str, Any]:
         path = f"/v4/addresses/{address}/subaccountNumber/{subaccount}"

@@ -46,6 +46,7 @@ from bot.errors import (
     TransientVenueError,
     VenueError,
 )
+from bot.venues.dydx.chain import ChainQueries
 from bot.venues.dydx.orders import VenueOrder, order_id_proto, to_proto
 
 T = TypeVar("T")
@@ -141,6 +142,10 @@ class NodeGateway:
             return int(block.block.header.height)
 
         return await self._query(query, "latest_block")
+
+    def chain_queries(self, timeout_secs: float | None = None) -> ChainQueries:
+        """Read-only watchdog queries over this gateway's channel (closed with the gateway)."""
+        return ChainQueries(self._channel, timeout_secs or self._timeout)
 
     async def _query(self, fn: Callable[[], T], op: str) -> T:
         try:

@@ -143,12 +143,16 @@ class PaperVenue:
         if isinstance(event, Trade):
             self._on_trade(event)
         elif isinstance(event, BookDelta | BookSnapshot):
-            for resting in self._resting.values():
-                if resting.order.market == event.market:
-                    on_book_update(resting, self._books[event.market])
+            self.on_book_changed(event.market)
         elif isinstance(event, OracleUpdate):
             self._oracle[event.market] = (event.oracle_price, event.next_funding_rate)
             self._maybe_settle_funding(event.ts_recv)
+
+    def on_book_changed(self, market: str, ts_recv: int = 0) -> None:
+        """The shared book of `market` changed: queues ahead of our resting orders may shrink."""
+        for resting in self._resting.values():
+            if resting.order.market == market:
+                on_book_update(resting, self._books[market])
 
     def _on_trade(self, trade: Trade) -> None:
         for client_id, resting in list(self._resting.items()):

@@ -1,0 +1,220 @@
+"""`perpbot kill --direct`: the kill switch without the daemon (stopped, crashed or hung).
+
+It does what `Controller.kill` does, straight against the venues with the configured credentials:
+
+1. latch HALTED in the store first: the latch holds whatever happens next, a restarted daemon
+   starts HALTED, and a hung daemon's watchdog picks it up on its next sample;
+2. cancel every open order of the bot on the perp venue: live dYdX orders (client ids known
+   to the store; every open order of the subaccount with `all_orders`) in MsgBatchCancel
+   messages for short-term orders and one cancel each for stateful ones, then wait until the
+   indexer no longer lists them. Paper orders only ever lived in the daemon, so they are
+   marked cancelled in the store;
+3. with `flatten`, close every position with reduce-only IOC orders priced at the touch plus the
+   slippage cap (recorded in the store before they are sent, so client ids are never reused);
+4. return a report: {cancelled, filled, remaining_open_orders, positions, errors, elapsed_secs}.
+
+With `--network sim` and the default embedded simulator, the venue died with the daemon (or is
+reachable only through it, when it hangs): point the `[dydx]` endpoints at a running
+`perpbot sim` to kill there. Store order rows of a live venue are left to the daemon's
+start-up reconciliation (the venue is the truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from bot.clock import SystemClock
+from bot.config import Settings
+from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.errors import BotError, ConfigError
+from bot.store import Store
+from bot.telemetry import Metrics, Redactor, configure_logging
+from bot.venues.dydx.adapter import DydxVenue
+from bot.venues.dydx.indexer_rest import IndexerRest
+from bot.venues.dydx.node import NodeGateway
+
+log = structlog.get_logger("kill_direct")
+BPS = Decimal("0.0001")
+CONFIRM_TIMEOUT_SECS = 10.0
+CONFIRM_POLL_SECS = 0.1
+FLATTEN_SETTLE_SECS = 5.0
+PAPER_VENUES = ("paper", "paper_spot")
+
+
+async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_orders: bool) -> dict[str, Any]:
+    """Latch HALTED in the store, cancel the bot's open orders on the venue, optionally flatten."""
+    # stdout carries the report; the audit log lines go to stderr, secrets redacted.
+    configure_logging(settings.telemetry.log_level, settings.telemetry.log_format,
+                      Redactor(settings.secret_values()), stream=sys.stderr)
+    started = time.monotonic()
+    clock = SystemClock()
+    live = settings.trading == "live"
+    embedded_sim = settings.network == "sim" and not settings.dydx.indexer_rest
+    if live and not embedded_sim and settings.dydx_mnemonic is None:
+        raise ConfigError("dydx_mnemonic", "a direct kill on a live venue needs PERPBOT_DYDX_MNEMONIC")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open(settings.db_path)
+    try:
+        now = clock.now_ns()
+        store.latch_kill(reason, now)
+        store.set_risk_mode(RiskMode.HALTED, f"kill --direct: {reason}", now)
+        log.warning("kill_latched", reason=reason, direct=True, flatten=flatten, all_orders=all_orders)
+        if not live:
+            report = _kill_paper(store, clock.now_ns(), flatten)
+        elif embedded_sim:
+            report = _embedded_sim_gone(store)
+        else:
+            report = await _kill_dydx(settings, store, flatten=flatten, all_orders=all_orders)
+    finally:
+        store.close()
+    log.warning("kill_done", direct=True, cancelled=len(report["cancelled"]),
+                remaining=len(report["remaining_open_orders"]), errors=len(report["errors"]))
+    return {"kill_latched": True, "reason": reason, "direct": True, **report,
+            "elapsed_secs": round(time.monotonic() - started, 3)}
+
+
+def _kill_paper(store: Store, now_ns: int, flatten: bool) -> dict[str, Any]:
+    """Paper orders lived only in the daemon's memory: with it gone, they are gone."""
+    cancelled = []
+    for order in store.open_orders():
+        if order.venue in PAPER_VENUES:
+            store.update_order(order.client_id, OrderStatus.CANCELLED, order.filled_size, now_ns,
+                               "kill --direct: the paper venue lives in the daemon")
+            cancelled.append(order.client_id)
+    errors = []
+    if flatten:
+        errors.append("paper positions close only through the running daemon (perpbot kill --flatten)")
+    return {"cancelled": cancelled, "filled": {}, "flatten_orders": [],
+            "remaining_open_orders": [o.client_id for o in store.open_orders()],
+            "positions": _store_positions(store), "errors": errors}
+
+
+def _embedded_sim_gone(store: Store) -> dict[str, Any]:
+    remaining = [o.client_id for o in store.open_orders()]
+    errors = []
+    if remaining:
+        errors.append("the embedded simulator is reachable only through the daemon; "
+                      "set the [dydx] endpoints to a running `perpbot sim` to kill there")
+    return {"cancelled": [], "filled": {}, "flatten_orders": [], "remaining_open_orders": remaining,
+            "positions": _store_positions(store), "errors": errors}
+
+
+def _store_positions(store: Store) -> dict[str, str]:
+    sizes: dict[str, Decimal] = {}
+    for fill in store.fills():
+        sizes[fill.market] = sizes.get(fill.market, Decimal(0)) + fill.side.sign * fill.size
+    return {market: str(size) for market, size in sorted(sizes.items()) if size}
+
+
+async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
+    endpoints = settings.dydx.endpoints(settings.network)
+    missing = [key for key, value in endpoints.items() if not value]
+    if missing:
+        raise ConfigError(f"dydx.{missing[0]}", f"no endpoint for network {settings.network!r}")
+    assert settings.dydx_mnemonic is not None  # checked before the latch
+    d = settings.dydx
+    gateway = NodeGateway(
+        str(endpoints["node_grpc"]), str(endpoints["chain_id"]), settings.dydx_mnemonic.get_secret_value(),
+        subaccount_number=d.subaccount_number, owner_address=d.address,
+        authenticator_ids=list(d.authenticator_ids) or None, secure=settings.network != "sim",
+        timeout_secs=d.node_timeout_secs, broadcasts_per_sec=d.broadcasts_per_sec,
+    )
+    venue = DydxVenue(IndexerRest(str(endpoints["indexer_rest"])), str(endpoints["indexer_ws"]),
+                      settings.markets, Metrics(), gateway=gateway,
+                      account=(gateway.owner, d.subaccount_number),
+                      gtb_offset_blocks=d.gtb_offset_blocks, long_term_secs=d.long_term_secs)
+    errors: list[str] = []
+    try:
+        ours = {o.client_id for o in store.open_orders("dydx")}
+        try:
+            ours |= {cid for cid in await venue.open_orders() if store.get_order(cid) is not None}
+        except BotError as exc:
+            errors.append(f"open orders: {exc}")
+        cancelled, failed = await venue.cancel_many(sorted(ours), all_open=all_orders)
+        errors += failed
+        remaining = await _confirm_cancelled(venue, None if all_orders else ours, errors)
+        filled: dict[str, str] = {}
+        flatten_orders: list[int] = []
+        if flatten:
+            filled, flatten_orders = await _flatten(settings, store, venue, errors)
+        try:
+            positions = {m: str(s) for m, s in sorted((await venue.positions()).items()) if s}
+        except BotError as exc:
+            errors.append(f"positions: {exc}")
+            positions = _store_positions(store)
+    finally:
+        await venue.close()
+    return {"cancelled": cancelled, "filled": filled, "flatten_orders": flatten_orders,
+            "remaining_open_orders": remaining, "positions": positions, "errors": errors}
+
+
+async def _confirm_cancelled(venue: Any, ours: set[int] | None, errors: list[str]) -> list[int]:
+    """Poll the venue until none of the targeted orders is open (None: none at all), or time out."""
+    deadline = time.monotonic() + CONFIRM_TIMEOUT_SECS
+    remaining: list[int] = []
+    while True:
+        try:
+            open_ids = await venue.open_orders()
+        except BotError as exc:
+            errors.append(f"confirm: {exc}")
+            return sorted(ours) if ours is not None else []
+        remaining = sorted(cid for cid in open_ids if ours is None or cid in ours)
+        if not remaining or time.monotonic() > deadline:
+            return remaining
+        await asyncio.sleep(CONFIRM_POLL_SECS)
+
+
+async def _flatten(
+    settings: Settings, store: Store, venue: Any, errors: list[str]
+) -> tuple[dict[str, str], list[int]]:
+    """Reduce-only IOC per position at the touch plus the slippage cap; report what filled."""
+    try:
+        specs = await venue.load_markets()
+        before: dict[str, Decimal] = await venue.positions()
+    except BotError as exc:
+        errors.append(f"flatten: {exc}")
+        return {}, []
+    cap = settings.execution.slippage_cap_bps * BPS
+    sent: list[int] = []
+    for market, size in sorted(before.items()):
+        spec = specs.get(market)
+        if not size or spec is None:
+            if size:
+                errors.append(f"flatten {market}: not a configured market")
+            continue
+        side = Side.SELL if size > 0 else Side.BUY
+        try:
+            bid, ask = await venue.touch(market)
+            touch = bid if side is Side.SELL else ask
+            if touch is None:
+                errors.append(f"flatten {market}: empty book")
+                continue
+            raw = touch * (1 - cap if side is Side.SELL else 1 + cap)
+            price = (raw / spec.tick_size).quantize(Decimal(1)) * spec.tick_size
+            order = OrderRequest(store.next_client_id(), market, side, abs(size), price, TimeInForce.IOC,
+                                 reduce_only=True)
+            store.record_order("dydx", order, time.time_ns())  # persisted before it is sent
+            await venue.place(order)
+        except BotError as exc:
+            errors.append(f"flatten {market}: {exc}")
+            continue
+        sent.append(order.client_id)
+    after = before
+    deadline = time.monotonic() + FLATTEN_SETTLE_SECS
+    while sent and time.monotonic() < deadline:
+        await asyncio.sleep(CONFIRM_POLL_SECS)
+        try:
+            after = await venue.positions()
+        except BotError:
+            continue
+        if all(not after.get(m) for m in before if m in specs):
+            break
+    filled = {m: str(abs(before[m] - after.get(m, Decimal(0)))) for m in before
+              if before[m] != after.get(m, Decimal(0))}
+    return filled, sent

@@ -1,0 +1,93 @@
+"""Start-up reconciliation against a venue: the venue's orders, fills and positions are the truth.
+
+1. Fills the venue reports that the store lacks are applied (the store and the position both
+   deduplicate by fill id, so replaying a known fill changes nothing).
+2. Orders open in the store but not at the venue take the venue's final state (filled,
+   cancelled, expired) or, if the venue does not know them, are closed as never placed.
+3. Orders open at the venue that the store knows as ours are cancelled; orders the bot did not
+   place (operator's manual orders) are left alone unless `cancel_foreign`.
+4. Positions that still differ after that are logged: they need an operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from bot.clock import Clock
+from bot.domain import AccountEvent, Fill, OrderStatus
+from bot.store import Store
+from bot.store.reconcile import reconcile_open_orders
+from bot.venues.ports import ExecutionVenue
+
+log = structlog.get_logger("reconcile")
+
+
+@dataclass
+class VenueAccount:
+    """What a venue says about our account right now."""
+
+    open_ids: set[int]
+    order_states: dict[int, tuple[OrderStatus, Decimal]] = field(default_factory=dict)
+    fills: list[Fill] = field(default_factory=list)
+    positions: dict[str, Decimal] | None = None
+
+
+async def account_of(venue: ExecutionVenue) -> VenueAccount:
+    """Ask the venue; venues that can report order states and fills do so (`account_snapshot`)."""
+    snapshot = getattr(venue, "account_snapshot", None)
+    if snapshot is not None:
+        account: VenueAccount = await snapshot()
+        return account
+    return VenueAccount(set(await venue.open_orders()), positions=await venue.positions())
+
+
+async def reconcile_venue(
+    store: Store,
+    venue: ExecutionVenue,
+    apply: Callable[[AccountEvent], None],
+    positions: Callable[[], dict[str, Decimal]],
+    clock: Clock,
+    *,
+    cancel_foreign: bool = False,
+) -> dict[str, Any]:
+    """Bring the store and the engine in line with the venue; return what was corrected."""
+    account = await account_of(venue)
+    known_fills = {f.fill_id for f in store.fills()}
+    new_fills = [f for f in account.fills if f.fill_id not in known_fills]
+    for fill in new_fills:
+        apply(fill)
+    stored_open = [o.client_id for o in store.open_orders(venue.name)]
+    fixes = reconcile_open_orders(stored_open, account.open_ids)
+    for client_id in fixes.close_in_store:
+        status, filled = account.order_states.get(client_id, (OrderStatus.CANCELLED, Decimal(0)))
+        order = store.get_order(client_id)
+        filled = max(filled, order.filled_size if order else Decimal(0))
+        reason = "venue state on start" if client_id in account.order_states else "not at venue on start"
+        store.update_order(client_id, status, filled, clock.now_ns(), reason)
+    cancelled, foreign = [], []
+    for client_id in fixes.cancel_at_venue:
+        if store.get_order(client_id) is not None or cancel_foreign:
+            await venue.cancel(client_id)
+            cancelled.append(client_id)
+        else:
+            foreign.append(client_id)
+    mismatches = {}
+    if account.positions is not None:
+        ours = positions()
+        for market in set(ours) | set(account.positions):
+            mine, theirs = ours.get(market, Decimal(0)), account.positions.get(market, Decimal(0))
+            if mine != theirs:
+                mismatches[market] = {"store": str(mine), "venue": str(theirs)}
+    report = {"venue": venue.name, "fills_applied": len(new_fills),
+              "closed_in_store": list(fixes.close_in_store), "cancelled_at_venue": cancelled,
+              "foreign_open_orders": foreign, "position_mismatches": mismatches}
+    if mismatches:
+        log.error("reconcile_position_mismatch", **report)
+    else:
+        log.info("reconciled", **report)
+    return report

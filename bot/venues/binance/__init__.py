@@ -1,0 +1,1 @@
+"""Binance spot: the hedge venue (market data over the diff-depth stream, HMAC-signed REST orders)."""

@@ -1,0 +1,287 @@
+"""The Binance spot venue: MarketData over the diff-depth/trade streams, ExecutionVenue over REST.
+
+Nothing outside `venues/binance/` sees a Binance field name: the streams emit domain events,
+orders go in as domain `OrderRequest`s (our integer client id travels as newClientOrderId
+"pb-<id>"). Market data alone needs no keys; execution and the user data stream need
+PERPBOT_BINANCE_API_KEY / PERPBOT_BINANCE_API_SECRET, which reach `BinanceRest` as SecretStr
+from `bot.config` and are never logged.
+
+Spot has no positions: `positions()` reports, per market, the base asset balance (free +
+locked in open orders). Two markets with the same base asset (BTC-USDT, BTC-USDC) would both
+report the same balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+
+import structlog
+from pydantic import SecretStr
+from structlog.contextvars import bound_contextvars
+
+from bot.book import OrderBook
+from bot.clock import Clock
+from bot.domain import MarketSpec, OrderRequest, OrderUpdate
+from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
+from bot.recovery import VenueAccount
+from bot.telemetry import Metrics
+from bot.venues.binance import wire
+from bot.venues.binance.config import BinanceSettings
+from bot.venues.binance.errors import VENUE, OrderNotFound
+from bot.venues.binance.market_stream import MarketStream
+from bot.venues.binance.orders import SpotSpec, client_id_of, client_order_id, to_spot_order
+from bot.venues.binance.parse import (
+    AssetBalance,
+    base_positions,
+    parse_account,
+    parse_account_position,
+    parse_execution_report,
+    parse_order_info,
+    parse_spec,
+)
+from bot.venues.binance.rest import BinanceRest
+from bot.venues.binance.user_stream import UserStream
+from bot.venues.ports import AccountSink, MarketSink
+
+log = structlog.get_logger("binance")
+
+
+class BinanceVenue:
+    """Market data for a set of spot markets and, with keys, execution on one account."""
+
+    name = VENUE
+
+    def __init__(
+        self,
+        rest: BinanceRest,
+        ws_url: str,
+        symbols: Mapping[str, str],
+        metrics: Metrics,
+        *,
+        depth_limit: int = 1000,
+        min_session_secs: float = 5.0,
+        keepalive_secs: float = 1800.0,
+        stream_options: dict[str, object] | None = None,
+    ) -> None:
+        """`symbols`: our market name -> Binance symbol (BTC-USDT -> BTCUSDT)."""
+        self.rest = rest
+        self._ws_url = ws_url
+        self.symbols = dict(symbols)
+        self._metrics = metrics
+        self._depth_limit = depth_limit
+        self._min_session_secs = min_session_secs
+        self._keepalive_secs = keepalive_secs
+        self._stream_options = stream_options or {}
+        self.spot_specs: dict[str, SpotSpec] = {}
+        self._by_symbol: dict[str, SpotSpec] = {}
+        self.books: dict[str, OrderBook] = {}
+        self.balances: dict[str, AssetBalance] = {}
+        self._market_of: dict[int, str] = {}  # client id -> market, for cancels and queries
+        self._open: set[int] = set()  # client ids we believe open (re-read after a stream gap)
+        self._account_sink: AccountSink = lambda event: None
+        # When set, the market stream updates the shared books and only says which one changed.
+        self.on_book_changed: Callable[[str, int], None] | None = None
+        self.market_stream: MarketStream | None = None
+        self.user_stream: UserStream | None = None
+
+    # ---- set-up -------------------------------------------------------------------------------
+
+    async def load_markets(self) -> dict[str, MarketSpec]:
+        """Read the symbols' filters from exchangeInfo; refuse symbols that are not trading."""
+        info = await self.rest.exchange_info(list(self.symbols.values()))
+        listed = {s.symbol: s for s in info.symbols}
+        for market, symbol in self.symbols.items():
+            entry = listed.get(symbol)
+            if entry is None or entry.status != "TRADING":
+                raise OrderRejected(VENUE, "markets", f"{symbol} is not trading on this venue")
+            spec = parse_spec(entry, market)
+            self.spot_specs[market] = spec
+            self._by_symbol[symbol] = spec
+        return self.specs()
+
+    def specs(self) -> dict[str, MarketSpec]:
+        return {m: s.market_spec() for m, s in self.spot_specs.items()}
+
+    def use_books(self, books: dict[str, OrderBook]) -> None:
+        """Keep these book objects whole (shared with the engine and any paper venue)."""
+        self.books = books
+
+    # ---- MarketData ---------------------------------------------------------------------------
+
+    async def run(self, sink: MarketSink) -> None:
+        """Stream market events to `sink` and, with keys, account events to the account sink."""
+        options: dict[str, object] = {"min_session_secs": self._min_session_secs,
+                                      "depth_limit": self._depth_limit, **self._stream_options}
+        if self.on_book_changed is not None:
+            options["on_book_changed"] = self.on_book_changed
+        self.market_stream = MarketStream(self._ws_url, self.rest, {s: m for m, s in self.symbols.items()},
+                                          self.books, sink, self._metrics, **options)  # type: ignore[arg-type]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.market_stream.run(), name=MarketStream.name)
+            if self.rest.has_keys:
+                self.user_stream = UserStream(
+                    self._ws_url, self.rest, self._on_user_event, self._metrics, on_connected=self._reconcile,
+                    keepalive_secs=self._keepalive_secs, min_session_secs=self._min_session_secs)
+                tg.create_task(self.user_stream.run(), name=UserStream.name)
+
+    def _on_user_event(self, event: wire.ExecutionReport | wire.OutboundAccountPosition) -> None:
+        try:
+            if isinstance(event, wire.OutboundAccountPosition):
+                self.balances.update(parse_account_position(event))
+                return
+            spec = self._by_symbol.get(event.s)
+            if spec is None:
+                return
+            update, fill = parse_execution_report(event, spec)
+        except MalformedMessage as exc:
+            self._metrics.malformed_messages.labels(VENUE).inc()
+            log.error("feed_malformed_message", venue=VENUE, stream="user", error=str(exc))
+            return
+        if update is None:
+            return  # not one of ours (a manual order, another bot)
+        self._track(update)
+        if fill is not None:
+            if event.N not in (None, spec.base_asset, spec.quote_asset):
+                log.warning("fill_fee_unconverted", client_order_id=fill.client_id, asset=event.N,
+                            commission=event.n)
+            self._account_sink(fill)  # before the update: a FILLED update closes the order's books
+        self._account_sink(update)
+
+    def _track(self, update: OrderUpdate) -> None:
+        self._market_of[update.client_id] = update.market
+        if update.status.is_open:
+            self._open.add(update.client_id)
+        else:
+            self._open.discard(update.client_id)
+
+    async def _reconcile(self) -> None:
+        """After a user stream (re)connect: re-read balances and the orders we believe open."""
+        self.balances = parse_account(await self.rest.account())
+        for client_id in sorted(self._open):
+            update = await self.query_order(client_id)
+            if update is not None:
+                self._track(update)
+                self._account_sink(update)
+
+    # ---- ExecutionVenue -----------------------------------------------------------------------
+
+    def set_account_sink(self, sink: AccountSink) -> None:
+        self._account_sink = sink
+
+    def _spec(self, market: str, op: str) -> SpotSpec:
+        spec = self.spot_specs.get(market)
+        if spec is None:
+            raise OrderRejected(VENUE, op, f"unknown market {market}")
+        return spec
+
+    async def place(self, order: OrderRequest) -> None:
+        """Place once. OrderStateUnknown after a timeout or 5xx: `query_order` before anything else."""
+        with bound_contextvars(venue=VENUE, market=order.market, client_order_id=order.client_id):
+            spot = to_spot_order(order, self._spec(order.market, "place"))
+            self._market_of[order.client_id] = order.market
+            self._open.add(order.client_id)
+            try:
+                await self.rest.new_order(spot.params())
+            except (OrderRejected, TransientVenueError):
+                self._open.discard(order.client_id)  # refused, or never sent
+                raise
+            except OrderStateUnknown:
+                log.warning("order_state_unknown", client_order_id=order.client_id)
+                raise
+
+    async def cancel(self, client_id: int) -> None:
+        """Cancel one of our orders; an order that is no longer open counts as cancelled."""
+        with bound_contextvars(venue=VENUE, client_order_id=client_id):
+            market = self._market_of.get(client_id) or await self._find_open(client_id)
+            if market is None:
+                log.warning("cancel_unknown_order", client_order_id=client_id)
+                return
+            spec = self._spec(market, "cancel")
+            try:
+                row = await self.rest.cancel_order(spec.symbol, client_order_id(client_id))
+            except OrderNotFound:
+                log.info("cancel_order_not_open", client_order_id=client_id)
+                update = await self.query_order(client_id)
+            else:
+                update = parse_order_info(row, spec)
+            if update is not None:
+                self._track(update)
+                self._account_sink(update)
+
+    async def _find_open(self, client_id: int) -> str | None:
+        wanted = client_order_id(client_id)
+        for market, spec in self.spot_specs.items():
+            if any(row.clientOrderId == wanted for row in await self.rest.open_orders(spec.symbol)):
+                return market
+        return None
+
+    async def query_order(self, client_id: int) -> OrderUpdate | None:
+        """The venue's state of one of our orders, by client id; None if the venue does not know it."""
+        market = self._market_of.get(client_id)
+        markets = [market] if market is not None else list(self.spot_specs)
+        for name in markets:
+            spec = self.spot_specs[name]
+            try:
+                row = await self.rest.query_order(spec.symbol, client_order_id(client_id))
+            except OrderNotFound:
+                continue
+            return parse_order_info(row, spec)
+        return None
+
+    async def open_orders(self) -> list[int]:
+        """Client ids of our open orders on every configured symbol."""
+        return sorted((await self._open_states()).keys())
+
+    async def _open_states(self) -> dict[int, OrderUpdate]:
+        states: dict[int, OrderUpdate] = {}
+        for spec in self.spot_specs.values():
+            for row in await self.rest.open_orders(spec.symbol):
+                update = parse_order_info(row, spec)
+                if update is not None:
+                    self._track(update)
+                    states[update.client_id] = update
+        return states
+
+    async def positions(self) -> dict[str, Decimal]:
+        """Base asset balance per market (free + locked), read from the account now."""
+        self.balances = parse_account(await self.rest.account())
+        return base_positions(self.balances, self.spot_specs)
+
+    def cached_positions(self) -> dict[str, Decimal]:
+        """Base asset balance per market as the user data stream last reported it (no IO)."""
+        return base_positions(self.balances, self.spot_specs)
+
+    async def account_snapshot(self) -> VenueAccount:
+        """Open orders and balances for start-up reconciliation (fills: the user stream reports them)."""
+        states = await self._open_states()
+        order_states = {cid: (u.status, u.filled_size) for cid, u in states.items()}
+        return VenueAccount(set(states), order_states, [], await self.positions())
+
+    def client_id_of(self, client_order_id: str) -> int | None:
+        """Our client id from a Binance client order id (None: not ours)."""
+        return client_id_of(client_order_id)
+
+    async def close(self) -> None:
+        """Close the listen key (best effort) and the HTTP client."""
+        if self.user_stream is not None and self.user_stream.listen_key is not None:
+            with contextlib.suppress(BotError):
+                await self.rest.close_listen_key(self.user_stream.listen_key)
+        await self.rest.aclose()
+
+
+def build_venue(settings: BinanceSettings, metrics: Metrics, *, api_key: SecretStr | None = None,
+                api_secret: SecretStr | None = None, clock: Clock | None = None) -> BinanceVenue:
+    """A BinanceVenue from settings; keys come from `bot.config` (environment only)."""
+    rest = BinanceRest(
+        settings.rest_url, api_key=api_key, api_secret=api_secret, clock=clock,
+        recv_window_ms=settings.recv_window_ms, weight_budget_1m=settings.weight_budget_1m,
+        weight_limit_1m=settings.weight_limit_1m, timeout_secs=settings.timeout_secs,
+        order_timeout_secs=settings.order_timeout_secs,
+        time_sync_interval_secs=settings.time_sync_interval_secs,
+    )
+    return BinanceVenue(rest, settings.ws_url, settings.symbols, metrics,
+                        depth_limit=settings.depth_snapshot_limit, min_session_secs=settings.min_session_secs,
+                        keepalive_secs=settings.listen_key_keepalive_secs)

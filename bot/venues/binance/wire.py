@@ -1,0 +1,206 @@
+"""Wire structs for Binance spot REST and streams, field names verbatim (tolerant of new fields).
+
+Binance's stream payloads use one-letter keys that differ only in case (`t` trade id, `T`
+trade time; `c` client order id, `C` original client order id): they are kept verbatim, with
+the meaning next to each. Amounts are decimal strings and stay strings here; `parse.py`
+turns them into domain types. Decoders are built once at import.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+Level = tuple[str, str]  # (price, quantity)
+
+
+# ---- REST -------------------------------------------------------------------------------------
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    code: int
+    msg: str = ""
+
+
+class ServerTime(msgspec.Struct, frozen=True):
+    serverTime: int
+
+
+class Filter(msgspec.Struct, frozen=True):
+    """Any symbol filter; only the fields of its `filterType` are set."""
+
+    filterType: str
+    minPrice: str = ""
+    maxPrice: str = ""
+    tickSize: str = ""
+    minQty: str = ""
+    maxQty: str = ""
+    stepSize: str = ""
+    minNotional: str = ""  # NOTIONAL and the older MIN_NOTIONAL
+    maxNotional: str = ""
+
+
+class SymbolInfo(msgspec.Struct, frozen=True):
+    symbol: str
+    status: str
+    baseAsset: str
+    quoteAsset: str
+    filters: list[Filter] = []
+    orderTypes: list[str] = []
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    rateLimitType: str
+    interval: str
+    intervalNum: int
+    limit: int
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True):
+    symbols: list[SymbolInfo]
+    rateLimits: list[RateLimit] = []
+    serverTime: int = 0
+
+
+class DepthSnapshot(msgspec.Struct, frozen=True):
+    lastUpdateId: int
+    bids: list[Level]
+    asks: list[Level]
+
+
+class OrderAck(msgspec.Struct, frozen=True):
+    symbol: str
+    orderId: int
+    clientOrderId: str
+    transactTime: int = 0
+
+
+class OrderInfo(msgspec.Struct, frozen=True):
+    """GET /api/v3/order and /api/v3/openOrders rows."""
+
+    symbol: str
+    orderId: int
+    clientOrderId: str
+    price: str
+    origQty: str
+    executedQty: str
+    status: str
+    timeInForce: str
+    type: str
+    side: str
+    cummulativeQuoteQty: str = "0"
+    time: int = 0
+    updateTime: int = 0
+
+
+class AccountBalance(msgspec.Struct, frozen=True):
+    asset: str
+    free: str
+    locked: str
+
+
+class Account(msgspec.Struct, frozen=True):
+    balances: list[AccountBalance]
+    updateTime: int = 0
+    canTrade: bool = True
+
+
+class ListenKey(msgspec.Struct, frozen=True):
+    listenKey: str
+
+
+class Empty(msgspec.Struct, frozen=True):
+    pass
+
+
+# ---- market streams ---------------------------------------------------------------------------
+
+
+class DepthUpdate(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="depthUpdate"):
+    E: int  # event time, ms
+    s: str  # symbol
+    U: int  # first update id in the event
+    u: int  # final update id in the event
+    b: list[Level]  # bids: absolute quantities, "0" removes
+    a: list[Level]  # asks
+
+
+class TradeEvent(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="trade"):
+    E: int  # event time, ms
+    s: str
+    t: int  # trade id
+    p: str  # price
+    q: str  # quantity
+    T: int  # trade time, ms
+    m: bool  # is the buyer the maker (then the aggressor sold)
+
+
+class Combined(msgspec.Struct, frozen=True, gc=False):
+    """A `/stream?streams=...` frame: the stream name and its payload, decoded in one pass."""
+
+    stream: str
+    data: DepthUpdate | TradeEvent
+
+
+class StreamReply(msgspec.Struct, frozen=True):
+    """A reply to a request on the stream connection, or an error frame."""
+
+    id: int | str | None = None
+    result: object = None
+    code: int | None = None
+    msg: str = ""
+
+
+# ---- user data stream -------------------------------------------------------------------------
+
+
+class ExecutionReport(msgspec.Struct, frozen=True, tag_field="e", tag="executionReport"):
+    E: int  # event time, ms
+    s: str  # symbol
+    c: str  # client order id (of the cancel request when x == CANCELED)
+    S: str  # side
+    o: str  # order type
+    f: str  # time in force
+    q: str  # order quantity
+    p: str  # order price
+    x: str  # execution type: NEW, CANCELED, REPLACED, REJECTED, TRADE, EXPIRED, TRADE_PREVENTION
+    X: str  # order status
+    i: int  # order id
+    l: str  # noqa: E741  last executed quantity
+    z: str  # cumulative filled quantity
+    L: str  # last executed price
+    n: str = "0"  # commission of this execution
+    N: str | None = None  # commission asset
+    T: int = 0  # transaction time, ms
+    t: int = -1  # trade id
+    m: bool = False  # was this execution the maker side
+    C: str = ""  # original client order id (set on cancels)
+    r: str = "NONE"  # reject reason
+
+
+class BalanceWire(msgspec.Struct, frozen=True):
+    a: str  # asset
+    f: str  # free
+    l: str  # noqa: E741  locked
+
+
+class OutboundAccountPosition(msgspec.Struct, frozen=True, tag_field="e", tag="outboundAccountPosition"):
+    E: int
+    B: list[BalanceWire]
+    u: int = 0  # time of last account update, ms
+
+
+class ListenKeyExpired(msgspec.Struct, frozen=True, tag_field="e", tag="listenKeyExpired"):
+    E: int
+    listenKey: str = ""
+
+
+class EventType(msgspec.Struct, frozen=True):
+    e: str = ""
+
+
+UserEvent = ExecutionReport | OutboundAccountPosition | ListenKeyExpired
+
+COMBINED = msgspec.json.Decoder(Combined)
+STREAM_REPLY = msgspec.json.Decoder(StreamReply)
+USER_EVENT = msgspec.json.Decoder(UserEvent)
+EVENT_TYPE = msgspec.json.Decoder(EventType)

@@ -1,0 +1,1 @@
+"""Watchdog: chain, indexer, feed and bridge health -> risk mode."""

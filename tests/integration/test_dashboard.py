@@ -1,0 +1,293 @@
+"""The dashboard on the control API: auth and CSRF over HTTP, and the page in real headless Chromium.
+
+The browser test drives `perpbot run` (default simulator) through the page: token exchange,
+both markets with four flags each, a news flag showing up within seconds of `perpbot news set`,
+and the kill button (behind its confirmation) halting the bot with no open orders left.
+Screenshots go to the test's tmp_path and, when PERPBOT_ARTIFACTS is set, there too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import Daemon, eventually
+
+from bot.control.dashboard import Dashboard, Sessions, StatusHistory, render_charts, sample_from_status
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage", "--window-size=1500,1900")
+
+
+def _endpoint(daemon: Daemon) -> tuple[str, str]:
+    url = json.loads((daemon.state_dir / "daemon.json").read_text())["url"]
+    return url, (daemon.state_dir / "control.token").read_text().strip()
+
+
+def _csrf(page_html: str) -> str:
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', page_html)
+    assert match, "the page carries its CSRF token in a meta tag"
+    return match.group(1)
+
+
+def test_dashboard_auth_cookie_and_csrf(daemon_factory: Any) -> None:
+    daemon = daemon_factory().start()
+    url, token = _endpoint(daemon)
+    bearer = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, timeout=10) as anon:
+        assert anon.get("/").status_code == 401
+        assert anon.get("/v1/dashboard").status_code == 401
+        assert anon.get("/static/dashboard.js").status_code == 401
+        wrong = anon.get("/", params={"token": "not-the-token"})
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+        assert anon.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
+        anon.cookies.set("perpbot_session", token)
+        assert anon.get("/v1/dashboard").status_code == 401, "the token is not a session id"
+        anon.cookies.clear()
+
+        history = anon.get("/v1/history", headers=bearer).json()
+        assert history["columns"][:2] == ["ts_ns", "equity_usd"] and history["rows"]
+
+        page = anon.get("/", headers=bearer)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "perpbot_session=" in page.headers["set-cookie"]
+
+    with httpx.Client(base_url=url, timeout=10) as browser:
+        exchange = browser.get("/", params={"token": token}, follow_redirects=False)
+        assert exchange.status_code == 303 and exchange.headers["location"] == "/"
+        cookie = exchange.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        session_id = browser.cookies["perpbot_session"]
+        assert len(session_id) >= 32 and token not in cookie
+
+        page = browser.get("/")
+        assert page.status_code == 200 and 'data-market="BTC-USD"' in page.text
+        csrf = _csrf(page.text)
+        data = browser.get("/v1/dashboard").json()
+        assert set(data["html"]) >= {"banner", "markets", "pnl", "funding", "hedge", "orders",
+                                     "watchdog", "charts"}
+        assert data["status"]["risk_mode"] == "NORMAL"
+        assert browser.get("/static/dashboard.js").status_code == 200
+        assert browser.get("/static/../api.py").status_code in (401, 404)
+
+        # A session cookie is for the dashboard only: the rest of the API wants the bearer token.
+        assert browser.get("/v1/status").status_code == 401
+        assert browser.post("/v1/pause", headers={"X-CSRF-Token": csrf}).status_code == 401
+        # Kill through the cookie needs the page's CSRF header, and a same-origin request.
+        assert browser.post("/v1/kill", json={"reason": "csrf"}).status_code == 403
+        assert browser.post("/v1/kill", json={"reason": "csrf"},
+                            headers={"X-CSRF-Token": "guess"}).status_code == 403
+        foreign = {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+        assert browser.post("/v1/kill", json={"reason": "csrf"}, headers=foreign).status_code == 403
+        assert daemon.status()["risk_mode"] == "NORMAL"
+
+        killed = browser.post("/v1/kill", json={"reason": "dashboard test"},
+                              headers={"X-CSRF-Token": csrf, "Origin": url})
+        assert killed.status_code == 200, killed.text
+        assert killed.json()["kill_latched"] is True
+    status = daemon.status()
+    assert status["risk_mode"] == "HALTED" and status["kill_reason"] == "dashboard test"
+    kill_requests = [e for e in daemon.log_events() if e.get("event") == "kill_requested"]
+    assert kill_requests and kill_requests[-1]["via"] == "dashboard"
+    assert token not in daemon.log()
+    assert daemon.stop() == 0
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver "
+                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (*CHROME_ARGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    artifacts = os.environ.get("PERPBOT_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(artifacts) / name)
+    return path
+
+
+def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    daemon = daemon_factory().start()
+    url, token = _endpoint(daemon)
+    by_css = By.CSS_SELECTOR
+
+    def flags(market: str) -> dict[str, str]:
+        # Read in one script: polling swaps the table, so element handles go stale quickly.
+        return browser.execute_script(
+            "const out = {};"
+            "for (const td of document.querySelectorAll(`tr[data-market='${arguments[0]}'] td.flag`))"
+            "  out[td.dataset.flag] = td.dataset.tripped;"
+            "return out;", market)
+
+    def attribute(selector: str, name: str) -> str | None:
+        return browser.execute_script(
+            "const el = document.querySelector(arguments[0]);"
+            "return el ? el.getAttribute(arguments[1]) : null;", selector, name)
+
+    # Without the token the page is refused and nothing of the bot is shown.
+    browser.get(url + "/")
+    assert "401 unauthorised" in browser.page_source
+    assert not browser.find_elements(by_css, "tr[data-market]")
+
+    browser.get(f"{url}/?token={token}")
+    assert browser.current_url == url + "/", "the token is dropped from the address bar"
+    cookie = browser.get_cookie("perpbot_session")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"] != token
+    assert browser.execute_script("return document.cookie") == "", "HttpOnly: not readable by JS"
+
+    markets = browser.execute_script(
+        "return [...document.querySelectorAll('tr[data-market]')].map(tr => tr.dataset.market);")
+    assert markets == ["BTC-USD", "ETH-USD"]
+    for market in ("BTC-USD", "ETH-USD"):
+        assert set(flags(market)) == {"funding", "liquidity", "volatility", "news"}
+        assert flags(market)["news"] == "false"
+    assert browser.find_elements(by_css, "#charts svg.chart")
+    eventually(lambda: int(attribute("body", "data-updates") or 0) >= 2, timeout_secs=10)
+    assert "live" in browser.find_element(by_css, "#conn").text
+
+    # The news flag trips on the page within a few seconds of the CLI raising it.
+    started = time.monotonic()
+    result = daemon.cli("news", "set", "FOMC", "--ttl", "1h")
+    assert result.returncode == 0, result.stderr
+    eventually(lambda: all(flags(m)["news"] == "true" for m in ("BTC-USD", "ETH-USD")), timeout_secs=6)
+    news_latency = time.monotonic() - started
+    assert news_latency < 6
+    eventually(lambda: "FOMC" in browser.execute_script("return document.getElementById('news').textContent"),
+               timeout_secs=4)
+    _screenshot(browser, tmp_path, "dashboard-news.png")
+
+    # Opening the dialog and cancelling does nothing.
+    dialog = browser.find_element(by_css, "#kill-dialog")
+    assert not dialog.is_displayed()
+    browser.find_element(by_css, "#kill-open").click()
+    assert dialog.is_displayed()
+    browser.find_element(by_css, "#kill-cancel").click()
+    assert not dialog.is_displayed()
+    assert daemon.status()["risk_mode"] == "NORMAL"
+
+    # Kill, confirmed.
+    browser.find_element(by_css, "#kill-open").click()
+    reason = browser.find_element(by_css, "#kill-reason")
+    reason.clear()
+    reason.send_keys("browser test kill")
+    browser.find_element(by_css, "#kill-confirm").click()
+    result_box = browser.find_element(by_css, "#kill-result")
+    eventually(result_box.is_displayed, timeout_secs=10)
+    assert result_box.get_attribute("data-ok") == "true", result_box.text
+    eventually(lambda: attribute("#banner .mode", "data-risk-mode") == "HALTED", timeout_secs=6)
+    status = daemon.status()
+    assert status["risk_mode"] == "HALTED" and status["kill_latched"] is True
+    assert status["kill_reason"] == "browser test kill"
+    assert sum(status["open_orders"].values()) == 0
+    eventually(lambda: attribute("#orders table", "data-open-orders") == "0", timeout_secs=6)
+    shot = _screenshot(browser, tmp_path, "dashboard-halted.png")
+    assert shot.stat().st_size > 10_000
+    assert token not in daemon.log()
+    assert daemon.stop() == 0
+
+
+# ---- the renderer and the small services behind the page (no daemon) -------------------------
+
+SEC = 1_000_000_000
+HOSTILE = '<script>alert("x")</script>'
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_780_000_000 * SEC
+
+    def now_ns(self) -> int:
+        return self.now
+
+    async def sleep(self, secs: float) -> None:
+        self.now += int(secs * SEC)
+
+
+def _status(**extra: Any) -> dict[str, Any]:
+    flag = {"tripped": False, "why": ""}
+    market = {
+        "position": "0.5", "target": "0.5", "oracle_price": "3000", "mid": "3000.5",
+        "funding_rate_1h": "0.0001", "funding_ledger": {"realised": "1", "expected": "-2"},
+        "pnl": {"total": "3"}, "flags": {"funding": flag, "liquidity": flag, "volatility": flag,
+                                         "news": {"tripped": True, "why": "active", "items": [HOSTILE]}},
+        "last_decision": {"ts_ns": 1, "reason": "flags", "summary": HOSTILE, "tripped": ["news"]},
+        "spot": {"market": "ETH-USDT", "position": "-0.5", "target": "-0.5", "mid": "3000"},
+        "net_delta": "0",
+    }
+    return {"risk_mode": "HALTED", "kill_latched": True, "kill_reason": HOSTILE, "equity": "10000",
+            "funding": {"realised": "1", "expected": "-2", "horizon_hours": 8}, "open_orders": {"paper": 0},
+            "news": [{"item": HOSTILE, "source": "operator", "remaining_secs": 60}],
+            "markets": {"ETH-USD": market}, "watchdog": {"head": {"height": 7, "note": HOSTILE}}, **extra}
+
+
+def test_every_value_on_the_page_is_escaped() -> None:
+    clock = _Clock()
+    dashboard = Dashboard(_status, clock, StatusHistory(_status, clock))
+    page = dashboard.page(csrf='"><script>')
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+    assert '<script src="/static/dashboard.js"></script>' in page
+    assert page.count("<script") == 1
+    sections = dashboard.payload()["html"]
+    assert all("<script" not in html for html in sections.values())
+    assert 'data-flag="news" data-tripped="true"' in sections["markets"]
+    assert "watchdog.head.height" in sections["watchdog"]
+
+
+def test_history_is_bounded_to_its_window_and_thinned_for_charts() -> None:
+    clock = _Clock()
+    history = StatusHistory(_status, clock, interval_secs=5, window_secs=3600)
+    for _ in range(2000):  # ~2.8 h of samples every 5 s
+        history.record(_status())
+        clock.now += 5 * SEC
+    assert len(history.samples) <= 3600 / 5 + 2
+    assert clock.now - history.samples[0].ts_ns <= 3600 * SEC + 5 * SEC
+    series = history.series(sample_from_status(_status(), clock.now), max_points=100)
+    assert len(series) == 100 and series[-1].ts_ns == clock.now
+    sample = series[-1]
+    assert sample.gross_exposure_usd == 0.5 * 3000 + 0.5 * 3000  # perp at the oracle, spot at its mid
+    assert sample.net_exposure_usd == 0
+    assert render_charts(series).count("<svg") == 3
+
+
+def test_sessions_are_random_bounded_and_expire() -> None:
+    now = [0.0]
+    sessions = Sessions(ttl_secs=10, max_sessions=3, monotonic=lambda: now[0])
+    made = [sessions.create() for _ in range(4)]
+    assert len({s.id for s in made}) == 4 and all(s.id != s.csrf for s in made)
+    assert sessions.get(made[0].id) is None, "the oldest is evicted beyond max_sessions"
+    assert sessions.get(made[3].id) == made[3]
+    assert sessions.get(None) is None and sessions.get("guess") is None
+    now[0] = 11
+    assert sessions.get(made[3].id) is None, "expired"

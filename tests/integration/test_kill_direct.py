@@ -1,0 +1,135 @@
+"""`perpbot kill --direct` against a running `perpbot sim` while the daemon is dead (SIGKILL).
+
+The daemon trades live on the standalone simulator and is killed hard, then resting orders are
+placed as the bot (recorded in its store) and by someone else on the same subaccount. The
+direct kill must cancel the bot's orders and leave the others, `--all` must leave nothing
+open, `--flatten` must close the position, all checked through the simulator's indexer REST;
+and the latch must hold when the daemon comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import BIN, eventually
+
+from bot.domain import OrderRequest, Side, TimeInForce
+from bot.store import Store
+from bot.telemetry import Metrics
+from bot.venues.dydx.adapter import DydxVenue
+from bot.venues.dydx.indexer_rest import IndexerRest
+from bot.venues.dydx.node import NodeGateway
+
+FOREIGN_IDS = (4_000_000_001, 4_000_000_002)
+
+
+@pytest.fixture
+def sim() -> Iterator[dict[str, Any]]:
+    proc = subprocess.Popen([str(BIN / "perpbot"), "sim", "--seed", "11"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def sim_env(sim: dict[str, Any]) -> dict[str, str]:
+    return {
+        "PERPBOT_SIM__MODE": "protocol",
+        "PERPBOT_TRADING": "live",
+        "PERPBOT_DYDX__INDEXER_REST": sim["indexer_rest"],
+        "PERPBOT_DYDX__INDEXER_WS": sim["indexer_ws"],
+        "PERPBOT_DYDX__NODE_GRPC": sim["node_grpc"],
+        "PERPBOT_DYDX__CHAIN_ID": sim["chain_id"],
+        "PERPBOT_DYDX_MNEMONIC": sim["accounts"]["dydx"]["mnemonic"],
+        "PERPBOT_DYDX__GTB_OFFSET_BLOCKS": "20",
+    }
+
+
+def venue_orders(sim: dict[str, Any]) -> set[int]:
+    params = {"address": sim["accounts"]["dydx"]["address"], "subaccountNumber": 0,
+              "status": ["OPEN", "BEST_EFFORT_OPENED", "UNTRIGGERED"]}
+    return {int(o["clientId"]) for o in httpx.get(sim["indexer_rest"] + "/v4/orders", params=params).json()}
+
+
+def venue_positions(sim: dict[str, Any]) -> dict[str, str]:
+    params = {"address": sim["accounts"]["dydx"]["address"], "subaccountNumber": 0, "status": "OPEN"}
+    rows = httpx.get(sim["indexer_rest"] + "/v4/perpetualPositions", params=params).json()["positions"]
+    return {p["market"]: p["size"] for p in rows if Decimal(p["size"])}
+
+
+async def place_resting(sim: dict[str, Any], db_path: Path) -> list[int]:
+    """Rest post-only (short-term) and GTT (long-term) bids far below the touch: 3 + 1 as the bot
+    (recorded in its store, as the order manager would) and 2 foreign ones; returns the bot's ids."""
+    gateway = NodeGateway(sim["node_grpc"], sim["chain_id"], sim["accounts"]["dydx"]["mnemonic"],
+                          secure=False, broadcasts_per_sec=50)
+    venue = DydxVenue(IndexerRest(sim["indexer_rest"]), sim["indexer_ws"], ("BTC-USD",), Metrics(),
+                      gateway=gateway, account=(gateway.owner, 0), gtb_offset_blocks=20)
+    ours = []
+    try:
+        await venue.load_markets()
+        bid, _ = await venue.touch("BTC-USD")
+        assert bid is not None
+        price = (bid * Decimal("0.9")).quantize(Decimal(1))
+        with Store.open(db_path) as store:
+            for tif in (TimeInForce.POST_ONLY,) * 3 + (TimeInForce.GTT,):
+                order = OrderRequest(store.next_client_id(), "BTC-USD", Side.BUY, Decimal("0.001"), price,
+                                     tif)
+                store.record_order("dydx", order, time.time_ns())
+                await venue.place(order)
+                ours.append(order.client_id)
+        for client_id in FOREIGN_IDS:
+            await venue.place(OrderRequest(client_id, "BTC-USD", Side.BUY, Decimal("0.001"), price,
+                                           TimeInForce.POST_ONLY))
+    finally:
+        await venue.close()
+    return ours
+
+
+async def test_kill_direct_with_the_daemon_dead_cancels_ours_then_all_and_flattens(
+    daemon_factory: Any, sim: dict[str, Any]
+) -> None:
+    daemon = daemon_factory(**sim_env(sim)).start()
+    eventually(lambda: venue_positions(sim), timeout_secs=20)
+    assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL  # crashed: nothing cleaned up
+
+    ours = await place_resting(sim, daemon.state_dir / "perpbot.sqlite")
+    eventually(lambda: set(ours) | set(FOREIGN_IDS) <= venue_orders(sim), timeout_secs=5)
+
+    started = time.monotonic()
+    result = daemon.cli("kill", "--direct", "--reason", "daemon dead")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert set(ours) <= set(report["cancelled"]) and report["remaining_open_orders"] == []
+    assert report["kill_latched"] is True and report["errors"] == []
+    assert venue_orders(sim) == set(FOREIGN_IDS), "orders the bot did not place survive without --all"
+    assert elapsed < 10, elapsed  # short-term orders rest 20 blocks (~13 s): these were cancelled
+
+    result = daemon.cli("kill", "--direct", "--all", "--flatten", "--reason", "everything")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert venue_orders(sim) == set()
+    assert venue_positions(sim) == {} and report["positions"] == {}
+    assert report["filled"] and report["flatten_orders"]
+
+    again = daemon_factory(**sim_env(sim)).start()
+    status = again.status()
+    assert status["risk_mode"] == "HALTED" and status["kill_latched"] is True
+    assert status["kill_reason"] == "daemon dead"  # the first latch holds until a resume
+    assert again.stop() == 0
