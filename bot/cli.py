@@ -1,4 +1,4 @@
-"""The `perpbot` command line: the daemon, and an httpx client of the control API.
+"""The `perpbot` command line: the daemon, and a client of the control API.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input or config (one line naming the key),
 3 daemon unreachable.
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import httpx
 
 from bot.config import Settings, load
-from bot.errors import ConfigError
+from bot.errors import BotError, ConfigError, DaemonUnreachable
 
 EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 1, 2, 3
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -102,20 +101,28 @@ class _Daemon:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None,
              params: dict[str, str] | None = None, timeout: float = 10.0) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        from bot.control.client import request
+
         try:
-            response = httpx.request(method, self.url + path, json=body, params=params,
-                                     headers=headers, timeout=timeout)
-        except httpx.TransportError as exc:
-            _fail(EXIT_UNREACHABLE, f"daemon unreachable at {self.url} ({type(exc).__name__})")
-        if response.status_code == 401:
+            status, raw = request(method, self.url + path, body=body, params=params, token=self.token,
+                                  timeout=timeout)
+        except DaemonUnreachable as exc:
+            _fail(EXIT_UNREACHABLE, f"daemon unreachable at {exc}")
+        if status == 401:
             _fail(EXIT_RUNTIME, "control API refused the token (set PERPBOT_CONTROL_TOKEN)")
-        if response.status_code == 400:
-            _fail(EXIT_BAD_INPUT, response.json().get("error", response.text))
-        if response.status_code >= 300:
-            _fail(EXIT_RUNTIME, f"control API answered {response.status_code}")
-        data: dict[str, Any] = response.json()
+        if status == 400:
+            _fail(EXIT_BAD_INPUT, _error_text(raw))
+        if status >= 300:
+            _fail(EXIT_RUNTIME, f"control API answered {status}")
+        data: dict[str, Any] = json.loads(raw)
         return data
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw).get("error", raw.decode(errors="replace")))
+    except (ValueError, AttributeError):
+        return raw.decode(errors="replace")[:200]
 
 
 def _daemon(config_path: Path | None) -> _Daemon:
@@ -269,14 +276,16 @@ def decode(venue: str, path: Path) -> None:
 @config_option
 def health(config_path: Path | None) -> None:
     """Exit 0 when the daemon answers /healthz (used by the container HEALTHCHECK)."""
+    from bot.control.client import request
+
     daemon = _daemon(config_path)
     try:
-        response = httpx.get(daemon.url + "/healthz", timeout=3.0)
-    except httpx.TransportError:
+        status, raw = request("GET", daemon.url + "/healthz", timeout=3.0)
+    except DaemonUnreachable:
         _fail(EXIT_UNREACHABLE, f"daemon unreachable at {daemon.url}")
-    if response.status_code != 200:
-        _fail(EXIT_RUNTIME, f"unhealthy: {response.status_code}")
-    click.echo(response.text)
+    if status != 200:
+        _fail(EXIT_RUNTIME, f"unhealthy: {status}")
+    click.echo(raw.decode())
 
 
 @cli.group()
@@ -290,6 +299,237 @@ def config_check(config_path: Path | None) -> None:
     """Validate the config and print the effective values with secrets redacted."""
     settings = _settings(config_path)
     click.echo(json.dumps(settings.redacted(), indent=2, sort_keys=True))
+
+
+# ---- backtests, recordings, reports ------------------------------------------------------------
+
+
+def _bad(option: str, reason: str) -> NoReturn:
+    _fail(EXIT_BAD_INPUT, f"{option}: {reason}")
+
+
+def _markets_option(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    markets = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not markets or any("-" not in m or m != m.upper() for m in markets):
+        _bad("--markets", f"{text!r} is not a list like BTC-USD,ETH-USD")
+    return markets
+
+
+@cli.command()
+@config_option
+@click.option("--sim", "sim_seed", type=str, default=None, help="Replay the seeded simulator (SEED).")
+@click.option("--hours", type=str, default="24", show_default=True, help="Simulated hours (with --sim).")
+@click.option("--step-secs", type=str, default=None, help="Simulator step (default: sim.step_interval_secs).")
+@click.option("--candles", "candle_paths", multiple=True, help="OHLCV CSV (Date,Open,High,Low,Close,Volume).")
+@click.option("--funding", "funding_paths", multiple=True, help="Funding CSV (Symbol,Date,Funding Rate).")
+@click.option("--funding-interval", default="8h", show_default=True, help="Funding CSV period: 1h or 8h.")
+@click.option("--funding-offset", default="auto", show_default=True,
+              help="Hours to add to funding times ('auto': -3 for Binance/Bybit files, UTC+3).")
+@click.option("--start", default=None, help="Replay candles from this UTC date/time.")
+@click.option("--end", default=None, help="Replay candles up to this UTC date/time.")
+@click.option("--data", "data_path", default=None, help="A recording made by `perpbot record`.")
+@click.option("--scenario", "scenario_names", multiple=True, help="Scenario NAME or FILE (repeatable).")
+@click.option("--markets", default=None, help="Markets for --sim, e.g. BTC-USD,ETH-USD.")
+@click.option("--market", default=None, help="Market for a single --candles file (default: from its name).")
+@click.option("--sample-secs", type=str, default=None, help="Equity sample interval (default: by span).")
+@click.option("--out", "out_dir", default="backtest-out", show_default=True, help="Run directory to write.")
+@click.option("--report/--no-report", "with_report", default=False, help="Also write report.html + charts.")
+def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_secs: str | None,
+             candle_paths: tuple[str, ...], funding_paths: tuple[str, ...], funding_interval: str,
+             funding_offset: str, start: str | None, end: str | None, data_path: str | None,
+             scenario_names: tuple[str, ...], markets: str | None, market: str | None,
+             sample_secs: str | None, out_dir: str, with_report: bool) -> None:
+    """Run the live engine over simulated, CSV or recorded data in simulated time; write DIR/summary.json."""
+    from bot.backtest import sources
+    from bot.backtest.report import write_run
+    from bot.backtest.runner import Backtest
+    from bot.backtest.scenarios import ScenarioError, load_scenario
+
+    chosen = [n for n, v in (("--sim", sim_seed), ("--candles", candle_paths), ("--data", data_path)) if v]
+    if len(chosen) != 1:
+        _bad("--sim", "give exactly one of --sim SEED, --candles FILE or --data FILE")
+    if funding_paths and not candle_paths:
+        _bad("--funding", "needs --candles")
+    if funding_interval not in ("1h", "8h"):
+        _bad("--funding-interval", f"must be 1h or 8h (got {funding_interval!r})")
+    if funding_offset != "auto":
+        try:
+            int(funding_offset)
+        except ValueError:
+            _bad("--funding-offset", f"must be 'auto' or whole hours (got {funding_offset!r})")
+
+    def number(option: str, text: str | None, cast: Any = float) -> Any:
+        if text is None:
+            return None
+        try:
+            value = cast(text)
+        except ValueError:
+            _bad(option, f"{text!r} is not a number")
+        if value <= 0:
+            _bad(option, "must be > 0")
+        return value
+
+    scenarios = []
+    for name in scenario_names:
+        try:
+            scenarios.append(load_scenario(name))
+        except ScenarioError as exc:
+            _bad("--scenario", str(exc))
+    settings = _settings(config_path)
+    if (m := _markets_option(markets)) is not None:  # the source decides the markets, not the config check
+        settings = settings.model_copy(update={"markets": m})
+    try:
+        if sim_seed is not None:
+            seed = number("--sim", sim_seed, int) if sim_seed != "0" else 0
+            source = sources.sim_source(settings, seed, number("--hours", hours),
+                                        step_secs=number("--step-secs", step_secs))
+        elif data_path is not None:
+            source = sources.recording_source(Path(data_path))
+        else:
+            start_ns = sources.parse_time(start, "--start") if start else None
+            end_ns = sources.parse_time(end, "--end") if end else None
+            candles: dict[str, list[sources.Bar]] = {}
+            for path in (*candle_paths, *funding_paths):
+                if not Path(path).is_file():
+                    _bad("--candles" if path in candle_paths else "--funding", f"file not found: {path}")
+            for path in candle_paths:
+                try:
+                    ticker = market if (market and len(candle_paths) == 1) else sources.market_from_name(path)
+                except ValueError as exc:
+                    _bad("--market", str(exc))
+                candles[ticker] = sources.load_candles(Path(path), start_ns, end_ns)
+            funding: dict[str, dict[int, Decimal]] = {}
+            for path in funding_paths:
+                loaded = sources.load_funding(Path(path), int(funding_interval[:-1]), funding_offset)
+                if market and len(candle_paths) == 1 and len(loaded) == 1:
+                    loaded = {market: next(iter(loaded.values()))}
+                for ticker, rates in loaded.items():
+                    funding.setdefault(ticker, {}).update(rates)
+            source = sources.candle_source(settings, candles, funding)
+    except sources.SourceError as exc:
+        _bad(exc.option, exc.reason)
+    progress = _progress_bar(source.end_ns - source.start_ns) if sys.stderr.isatty() else None
+    run = Backtest(settings, source, scenarios, sample_secs=number("--sample-secs", sample_secs, int),
+                   progress=progress.update if progress else None)
+    try:
+        result = run.run()
+    finally:
+        if progress is not None:
+            progress.stop()
+    out = Path(out_dir)
+    write_run(result, out)
+    if with_report:
+        from bot.backtest.report import build_report
+
+        build_report(out)
+    s = result.summary
+    click.echo(json.dumps({k: s[k] for k in ("total_return", "max_drawdown", "sharpe", "turnover", "fees",
+                                             "funding_pnl", "liquidations", "events")}
+                          | {"out": str(out), "events_per_sec": round(result.events / max(result.elapsed_secs,
+                                                                                         1e-9))}))
+
+
+class _ProgressBar:
+    """A rich progress bar over simulated time with events/s and ETA (only on a TTY)."""
+
+    def __init__(self, span_ns: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                                  TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn(),
+                                  transient=True)
+        self._task = self._progress.add_task("backtest", total=max(span_ns, 1), rate="-")
+        self._progress.start()
+        import time
+
+        self._time = time.perf_counter
+        self._t0 = self._time()
+
+    def update(self, events: int, done_ns: int) -> None:
+        rate = events / max(self._time() - self._t0, 1e-9)
+        self._progress.update(self._task, completed=done_ns, rate=f"{rate:,.0f}")
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _progress_bar(span_ns: int) -> _ProgressBar:
+    return _ProgressBar(span_ns)
+
+
+@cli.command()
+@config_option
+@click.option("--network", default="sim", show_default=True, help="sim, testnet or mainnet.")
+@click.option("--markets", default=None, help="e.g. BTC-USD,ETH-USD (default: the config's markets).")
+@click.option("--out", "out_path", default=None, help="Recording file (gzip JSON lines).")
+@click.option("--duration", default=None, help="e.g. 30s, 15m, 2h (default: until Ctrl-C).")
+@click.option("--rotate-mb", default="64", show_default=True, help="Rotate a segment past this size (MB).")
+@click.option("--rotate-mins", default="60", show_default=True, help="Rotate a segment after this long.")
+@click.option("--simulated", is_flag=True, help="In-process simulator only: simulated time, no waiting.")
+def record(config_path: Path | None, network: str, markets: str | None, out_path: str | None,
+           duration: str | None, rotate_mb: str, rotate_mins: str, simulated: bool) -> None:
+    """Record market events (books, trades, oracle/funding, block heights) for `backtest --data`."""
+    import asyncio
+
+    from bot.backtest.recording import record_sim, record_venue
+
+    if network not in ("sim", "testnet", "mainnet"):
+        _bad("--network", f"must be sim, testnet or mainnet (got {network!r})")
+    if not out_path:
+        _bad("--out", "a recording file is required")
+    secs = None
+    if duration is not None:
+        try:
+            secs = parse_duration(duration)
+        except click.BadParameter:
+            _bad("--duration", f"{duration!r} is not a duration like 30s or 2h")
+    rotation: dict[str, Any] = {}
+    for option, text, key, scale in (("--rotate-mb", rotate_mb, "rotate_bytes", 1 << 20),
+                                     ("--rotate-mins", rotate_mins, "rotate_secs", 60)):
+        try:
+            value = float(text)
+        except ValueError:
+            _bad(option, f"{text!r} is not a number")
+        if value <= 0:
+            _bad(option, "must be > 0")
+        rotation[key] = int(value * scale) if key == "rotate_bytes" else value * scale
+    overrides: dict[str, Any] = {"network": network}
+    if (m := _markets_option(markets)) is not None:
+        overrides["markets"] = list(m)
+    settings = _settings(config_path, **overrides)
+    in_process = network == "sim" and settings.sim.mode == "in_process"
+    if simulated and not in_process:
+        _bad("--simulated", "only the in-process simulator (sim.mode = 'in_process') runs in simulated time")
+    if simulated and secs is None:
+        _bad("--duration", "a simulated recording needs a duration")
+    try:
+        if in_process:
+            writer = asyncio.run(record_sim(settings, Path(out_path), secs or float("inf"),
+                                            simulated=simulated, **rotation))
+        else:
+            writer = asyncio.run(record_venue(settings, Path(out_path), secs, **rotation))
+    except KeyboardInterrupt:
+        sys.exit(0)
+    except ConfigError as exc:
+        _fail(EXIT_BAD_INPUT, f"config error: {exc.key}: {exc.reason}")
+    except BotError as exc:
+        _fail(EXIT_RUNTIME, f"recording failed: {exc}")
+    click.echo(json.dumps({"events": writer.events, "segments": [str(p) for p in writer.segments]}))
+
+
+@cli.command()
+@click.argument("run_dir", metavar="DIR")
+def report(run_dir: str) -> None:
+    """Write DIR/report.html, PNG charts and summary.json from a backtest run directory."""
+    from bot.backtest.report import ReportError, build_report
+
+    try:
+        path = build_report(Path(run_dir))
+    except ReportError as exc:
+        _bad("DIR", str(exc))
+    click.echo(str(path))
 
 
 def main(argv: list[str] | None = None) -> None:

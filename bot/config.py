@@ -150,6 +150,13 @@ class ExecutionSettings(_Section):
     max_depth_share: Fraction = Decimal("0.25")
     slippage_cap_bps: PosDecimal = Decimal(10)
     min_notional_usd: PosDecimal = Decimal(10)
+    # Passive children: post-only at the touch when funding favours the parent's direction.
+    passive_when_funding_favours: bool = True
+    repeg_ticks: PositiveInt = 2  # re-peg (cancel + new) when the touch moved more than this
+    max_chase_bps: PosDecimal = Decimal(20)  # never rest further than this from arrival price
+    passive_timeout_secs: PositiveFloat = 5.0  # then wait (low urgency) or cross as IOC (high)
+    urgency: Literal["low", "high"] = "high"
+    max_orders_per_sec: PosDecimal = Decimal(10)  # per venue: places and cancels from tick()
 
 
 class FeedSettings(_Section):

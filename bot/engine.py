@@ -10,7 +10,7 @@ sizing and gate run at most once per `rules.eval_interval_secs` per market.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from bot.domain import (
     OracleUpdate,
     Position,
     RiskMode,
+    Side,
     Trade,
 )
 from bot.events import EventBus
@@ -427,6 +428,9 @@ class Engine:
         ex = self._settings.execution
         self._seed += 1
         plan = plan_twap(state.spec, state.position.size, target, ex, now_ns, self._seed)
+        if plan is not None and ex.passive_when_funding_favours and _funding_favours(
+                plan.side, state.funding.rate_1h):
+            plan = replace(plan, passive=True)
         spot = state.spot
         spot_plan = None
         if spot is not None:
@@ -546,6 +550,13 @@ class Engine:
         while True:
             await self.tick()
             await self._clock.sleep(TICK_SECS)
+
+
+def _funding_favours(side: Side, rate_1h: Decimal) -> bool:
+    """Positive funding: longs pay, so selling is favoured; negative: shorts pay, buying is."""
+    if not rate_1h:
+        return False
+    return (rate_1h > 0) if side is Side.SELL else (rate_1h < 0)
 
 
 def _warm(vol: EwmaVol, min_samples: int) -> float | None:

@@ -3,12 +3,21 @@
 It is the only module that calls an ExecutionVenue. Client ids come from the store's
 allocator and the order is written to the store before it is sent, so a crash between the
 two leaves a NEW row that start-up reconciliation resolves against the venue.
+
+Venue events are folded through the state machine in `execution.state` (duplicates and stale
+reports change nothing), the new state is written to the store, and only then does the manager
+act on it (parent bookkeeping, metrics, the log line). Taker parents send marketable-limit IOC
+children (`twap.size_child`); passive parents keep one post-only child at the touch
+(`passive.plan_passive`), re-pegged by cancel/replace: the replacement is placed only once the
+venue confirmed the cancel, so a late fill on the old child never doubles the size working.
+Every place and cancel that `tick()` sends takes a token from the venue's rate-limit bucket;
+`cancel_all` (the kill path) is never throttled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import structlog
 
@@ -16,6 +25,7 @@ from bot.book import OrderBook
 from bot.clock import Clock
 from bot.config import ExecutionSettings
 from bot.domain import (
+    ZERO,
     AccountEvent,
     Fill,
     MarketSpec,
@@ -23,9 +33,12 @@ from bot.domain import (
     OrderStatus,
     OrderUpdate,
     RiskMode,
+    Side,
     TimeInForce,
 )
 from bot.errors import OrderRejected, OrderStateUnknown, TransientVenueError
+from bot.execution.passive import CancelChild, PassiveAction, RestingChild, plan_passive
+from bot.execution.state import OrderState, TokenBucket, apply_update
 from bot.execution.twap import TwapPlan, size_child
 from bot.ledger import slippage_cost_usd
 from bot.store import Store
@@ -33,19 +46,55 @@ from bot.telemetry import Metrics
 from bot.venues.ports import ExecutionVenue
 
 log = structlog.get_logger("orders")
+BOOK_LEVELS = 20
+
+
+@dataclass(slots=True)
+class Child:
+    """One child order of a parent, as far as the parent's schedule is concerned."""
+
+    client_id: int
+    size: Decimal
+    price: Decimal
+    tif: TimeInForce
+    filled: Decimal = ZERO  # max(cumulative size the venue reported, sum of fills seen)
+    fills_seen: Decimal = ZERO
+    is_open: bool = True
+    is_cancel_pending: bool = False
+
+    @property
+    def committed(self) -> Decimal:
+        """Size this child takes from the parent: all of it while open, what filled once done."""
+        return self.size if self.is_open else self.filled
 
 
 @dataclass(slots=True)
 class ActiveParent:
     plan: TwapPlan
     decision_id: int
-    sent: Decimal = Decimal(0)
-    filled: Decimal = Decimal(0)
-    child_ids: set[int] = field(default_factory=set)
+    filled: Decimal = ZERO
+    children: dict[int, Child] = field(default_factory=dict)
+    arrival_price: Decimal | None = None  # mid at the parent's first tick (passive chase anchor)
+    waiting_since_ns: int | None = None  # when the current passive wait began
+
+    @property
+    def sent(self) -> Decimal:
+        return sum((c.committed for c in self.children.values()), ZERO)
+
+    @property
+    def child_ids(self) -> set[int]:
+        return set(self.children)
+
+    def resting(self) -> Child | None:
+        """The open post-only child, if any (a passive parent works at most one)."""
+        for child in self.children.values():
+            if child.is_open and child.tif is TimeInForce.POST_ONLY:
+                return child
+        return None
 
 
 class OrderManager:
-    """Drives TWAP parents into IOC children on one venue and folds venue events into the store."""
+    """Drives TWAP parents into children on one venue and folds venue events into the store."""
 
     def __init__(
         self,
@@ -61,52 +110,145 @@ class OrderManager:
         self._clock = clock
         self._settings = settings
         self.parents: dict[str, ActiveParent] = {}
-        self._child_parent: dict[int, ActiveParent] = {}
+        self._child_parent: dict[int, tuple[ActiveParent, Child]] = {}
+        # Last known state of orders this process touched; others are read from the store.
+        self._states: dict[int, OrderState] = {}
         # Mid when each open order was sent; fills are charged slippage against it.
         self._arrival_mid: dict[int, Decimal] = {}
         self.slippage_usd: dict[str, Decimal] = {}  # per market, since start (> 0: a cost)
+        self._bucket = TokenBucket.full(settings.max_orders_per_sec, clock.now_ns())
+        self._orphans: list[int] = []  # open children of replaced parents, cancelled next tick
+        self.throttled = 0  # venue calls deferred by the rate limit
 
     def start_parent(self, plan: TwapPlan, decision_id: int) -> None:
         """Replace any running parent for the market with a new plan."""
         old = self.parents.pop(plan.market, None)
         if old is not None:
             log.info("parent_replaced", market=plan.market, filled=str(old.filled))
+            self._orphans += [c.client_id for c in old.children.values()
+                              if c.is_open and c.tif is not TimeInForce.IOC]
         self.parents[plan.market] = ActiveParent(plan, decision_id)
+
+    def _take_token(self, now_ns: int) -> bool:
+        self._bucket, ok = self._bucket.take(now_ns)
+        if not ok:
+            self.throttled += 1
+        return ok
 
     async def tick(self, books: dict[str, OrderBook], specs: dict[str, MarketSpec],
                    risk_mode: RiskMode) -> None:
-        """Send the children that are due now."""
+        """Send the children that are due now; keep passive children pegged."""
         now = self._clock.now_ns()
+        while self._orphans and self._take_token(now):
+            await self._cancel(self._orphans.pop())
         for market, parent in list(self.parents.items()):
             if now > parent.plan.end_ns or parent.filled >= parent.plan.total:
-                self._finish(market, parent, now)
+                await self._finish(market, parent)
                 continue
-            if risk_mode is RiskMode.HALTED or (
+            blocked = risk_mode is RiskMode.HALTED or (
                 risk_mode is RiskMode.REDUCE_ONLY and not parent.plan.reduce_only
-            ):
+            )
+            book = books[market]
+            if parent.arrival_price is None:
+                parent.arrival_price = book.mid()
+            if parent.plan.passive:
+                await self._tick_passive(parent, book, specs[market], now, blocked)
+                continue
+            if blocked:
                 continue
             wanted = parent.plan.due_by(now) - parent.sent
-            book = books[market]
-            levels = book.levels(parent.plan.side.opposite(), 20)
+            levels = book.levels(parent.plan.side.opposite(), BOOK_LEVELS)
             child = size_child(parent.plan.side, wanted, levels, specs[market], self._settings)
-            if child is None:
+            if child is None or not self._take_token(now):
                 continue
-            order = OrderRequest(
-                client_id=self._store.next_client_id(),
-                market=market,
-                side=child.side,
-                size=child.size,
-                price=child.limit_price,
-                tif=TimeInForce.IOC,
-                reduce_only=parent.plan.reduce_only,
-            )
-            parent.sent += child.size
-            parent.child_ids.add(order.client_id)
-            self._child_parent[order.client_id] = parent
-            await self.submit(order, book.mid())
+            await self._place_child(parent, child.size, child.limit_price, TimeInForce.IOC, book)
 
-    def _finish(self, market: str, parent: ActiveParent, now_ns: int) -> None:
+    async def _tick_passive(self, parent: ActiveParent, book: OrderBook, spec: MarketSpec,
+                            now_ns: int, blocked: bool) -> None:
+        resting = parent.resting()
+        if blocked:
+            # No new exposure in this risk mode: pull the resting child, send nothing.
+            if resting is not None and not resting.is_cancel_pending and self._take_token(now_ns):
+                await self._cancel(resting.client_id)
+            return
+        if parent.arrival_price is None:
+            return
+        view = None
+        if resting is not None:
+            view = RestingChild(resting.client_id, resting.price, resting.size - resting.filled,
+                                resting.is_cancel_pending)
+        actions = plan_passive(
+            parent.plan.side, parent.plan.due_by(now_ns) - parent.sent, view,
+            book.levels(Side.BUY, BOOK_LEVELS), book.levels(Side.SELL, BOOK_LEVELS),
+            parent.arrival_price, parent.waiting_since_ns, now_ns,
+            spec, self._settings, _deadline_ns(parent.plan),
+        )
+        await self._perform(parent, actions, book, spec, now_ns)
+
+    async def _perform(self, parent: ActiveParent, actions: list[PassiveAction], book: OrderBook,
+                       spec: MarketSpec, now_ns: int) -> None:
+        """Carry out a passive plan in order; a replacement waits for its cancel to be confirmed."""
+        cancelled: list[Child] = []
+        for action in actions:
+            if not self._take_token(now_ns):
+                return
+            if isinstance(action, CancelChild):
+                entry = self._child_parent.get(action.client_id)
+                if entry is not None:
+                    cancelled.append(entry[1])
+                await self._cancel(action.client_id)
+                continue
+            if any(c.is_open for c in cancelled):
+                return  # not confirmed yet (a real venue answers later): re-plan next tick
+            # The parent's schedule is re-read after the cancel: what the old child filled counts.
+            size = min(action.size, parent.plan.due_by(now_ns) - parent.sent)
+            size = (size / spec.step_size).to_integral_value(rounding=ROUND_DOWN) * spec.step_size
+            if size < spec.min_order_size:
+                return
+            if action.tif is TimeInForce.IOC:
+                parent.waiting_since_ns = None  # the wait ends by crossing
+            elif parent.waiting_since_ns is None:
+                parent.waiting_since_ns = now_ns  # a re-peg keeps the clock running
+            await self._place_child(parent, size, action.price, action.tif, book)
+
+    async def _place_child(self, parent: ActiveParent, size: Decimal, price: Decimal,
+                           tif: TimeInForce, book: OrderBook) -> None:
+        # dYdX accepts reduce-only only on IOC: a passive exit is kept reduce-only by the bot,
+        # which never sizes a child beyond the parent's remaining reduction.
+        order = OrderRequest(
+            client_id=self._store.next_client_id(),
+            market=parent.plan.market,
+            side=parent.plan.side,
+            size=size,
+            price=price,
+            tif=tif,
+            reduce_only=parent.plan.reduce_only and tif is TimeInForce.IOC,
+        )
+        child = Child(order.client_id, size, price, tif)
+        parent.children[order.client_id] = child
+        self._child_parent[order.client_id] = (parent, child)
+        await self.submit(order, book.mid())
+
+    async def _cancel(self, client_id: int) -> None:
+        entry = self._child_parent.get(client_id)
+        if entry is not None:
+            entry[1].is_cancel_pending = True
+        log.info("order_cancel_requested", client_order_id=client_id)
+        try:
+            await self.venue.cancel(client_id)
+        except (OrderRejected, TransientVenueError, OrderStateUnknown) as exc:
+            # The order may still be working: the next tick plans (and cancels) again.
+            if entry is not None:
+                entry[1].is_cancel_pending = False
+            log.warning("order_cancel_failed", client_order_id=client_id, error=str(exc))
+
+    async def _finish(self, market: str, parent: ActiveParent) -> None:
         del self.parents[market]
+        for child in parent.children.values():
+            if not child.is_open:
+                self._child_parent.pop(child.client_id, None)
+            elif child.tif is not TimeInForce.IOC and not child.is_cancel_pending:
+                await self._cancel(child.client_id)
         log.info("parent_done", market=market, total=str(parent.plan.total),
                  filled=str(parent.filled), complete=parent.filled >= parent.plan.total)
 
@@ -116,6 +258,7 @@ class OrderManager:
         `arrival_mid` is the book's mid when the order was decided, for slippage attribution.
         """
         self._store.record_order(self.venue.name, order, self._clock.now_ns())
+        self._states[order.client_id] = OrderState(OrderStatus.NEW, ZERO)
         if arrival_mid is not None:
             self._arrival_mid[order.client_id] = arrival_mid
         self._metrics.orders.labels(self.venue.name, OrderStatus.NEW.value).inc()
@@ -125,9 +268,9 @@ class OrderManager:
         try:
             await self.venue.place(order)
         except OrderRejected as exc:
-            self._transition(order.client_id, OrderStatus.REJECTED, Decimal(0), str(exc))
+            self._transition(order.client_id, OrderStatus.REJECTED, ZERO, str(exc))
         except TransientVenueError as exc:
-            self._transition(order.client_id, OrderStatus.REJECTED, Decimal(0), f"not sent: {exc}")
+            self._transition(order.client_id, OrderStatus.REJECTED, ZERO, f"not sent: {exc}")
         except OrderStateUnknown as exc:
             # Left NEW on purpose: reconciliation queries the venue by client id.
             log.warning("order_state_unknown", client_order_id=order.client_id, error=str(exc))
@@ -143,30 +286,60 @@ class OrderManager:
             mid = self._arrival_mid.get(event.client_id)
             if mid is not None:
                 cost = slippage_cost_usd(event.side, event.price, event.size, mid)
-                self.slippage_usd[event.market] = self.slippage_usd.get(event.market, Decimal(0)) + cost
-            parent = self._child_parent.get(event.client_id)
-            if parent is not None:
+                self.slippage_usd[event.market] = self.slippage_usd.get(event.market, ZERO) + cost
+            entry = self._child_parent.get(event.client_id)
+            if entry is not None:
+                parent, child = entry
                 parent.filled += event.size
+                child.fills_seen += event.size
+                child.filled = max(child.filled, child.fills_seen)
+
+    def order_state(self, client_id: int) -> OrderState | None:
+        """The last known state of an order (memory first, then the store)."""
+        state = self._states.get(client_id)
+        if state is None:
+            stored = self._store.get_order(client_id)
+            if stored is not None:
+                state = OrderState(stored.status, stored.filled_size)
+        return state
 
     def _transition(self, client_id: int, status: OrderStatus, filled: Decimal, reason: str) -> None:
-        if self._store.update_order(client_id, status, filled, self._clock.now_ns(), reason):
-            self._metrics.orders.labels(self.venue.name, status.value).inc()
-            log.info("order_" + status.value.lower(), client_order_id=client_id,
-                     filled=str(filled), reason=reason or None)
-        if not status.is_open:
+        current = self.order_state(client_id)
+        if current is None:
+            log.warning("order_update_unknown", client_order_id=client_id, status=status.value)
+            return
+        step = apply_update(current, status, filled)
+        if not step.is_change:
+            return  # a duplicate or a stale report: nothing to persist, nothing to do
+        # Persist first: a crash after this line loses nothing, before it the venue re-reports.
+        self._store.update_order(client_id, step.after.status, step.after.filled,
+                                 self._clock.now_ns(), reason)
+        if step.after.is_terminal:
+            self._states.pop(client_id, None)  # the store answers for finished orders
+        else:
+            self._states[client_id] = step.after
+        if step.after.status is not step.before.status:
+            self._metrics.orders.labels(self.venue.name, step.after.status.value).inc()
+            log.info("order_" + step.after.status.value.lower(), client_order_id=client_id,
+                     filled=str(step.after.filled), reason=reason or None)
+        entry = self._child_parent.get(client_id)
+        if entry is not None:
+            parent, child = entry
+            child.filled = max(child.filled, step.after.filled)
+            if step.became_terminal:
+                # Unfilled remainder goes back to the parent's schedule (Child.committed).
+                child.is_open = child.is_cancel_pending = False
+                if step.after.status is OrderStatus.FILLED and child.tif is TimeInForce.POST_ONLY:
+                    parent.waiting_since_ns = None
+                if self.parents.get(parent.plan.market) is not parent:
+                    del self._child_parent[client_id]  # its parent is done: nothing to account
+        if step.became_terminal:
             self._arrival_mid.pop(client_id, None)
-            parent = self._child_parent.pop(client_id, None)
-            if parent is not None and status is not OrderStatus.FILLED:
-                # Unfilled remainder goes back to the parent's schedule.
-                parent.sent -= self._unfilled(client_id)
-
-    def _unfilled(self, client_id: int) -> Decimal:
-        stored = self._store.get_order(client_id)
-        return Decimal(0) if stored is None else stored.size - stored.filled_size
 
     async def cancel_all(self) -> list[int]:
         """Stop every parent and cancel every open order of ours on the venue."""
         self.parents.clear()
+        self._orphans.clear()
         cancelled = []
         for stored in self._store.open_orders(self.venue.name):
             await self.venue.cancel(stored.client_id)
@@ -176,3 +349,10 @@ class OrderManager:
                 await self.venue.cancel(client_id)
                 cancelled.append(client_id)
         return cancelled
+
+
+
+def _deadline_ns(plan: TwapPlan) -> int:
+    """Start of the window's tail: half a slice interval before its end, urgent parents cross."""
+    start = plan.slice_due_ns[0]
+    return plan.end_ns - (plan.end_ns - start) // (2 * len(plan.slice_due_ns))

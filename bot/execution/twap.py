@@ -24,6 +24,7 @@ class TwapPlan:
     slice_due_ns: tuple[int, ...]
     slice_sizes: tuple[Decimal, ...]
     end_ns: int
+    passive: bool = False  # children rest post-only at the touch (funding favours the side)
 
     def due_by(self, now_ns: int) -> Decimal:
         """Cumulative size scheduled up to now."""
@@ -33,13 +34,16 @@ class TwapPlan:
         )
 
     def as_dict(self) -> dict[str, str | int]:
-        return {
+        out: dict[str, str | int] = {
             "side": self.side.value,
             "total": str(self.total),
             "slices": len(self.slice_sizes),
             "reduce_only": self.reduce_only,
             "duration_secs": (self.end_ns - self.slice_due_ns[0]) // NS_PER_SEC,
         }
+        if self.passive:
+            out["passive"] = True  # only when set: decision records of taker plans are unchanged
+        return out
 
 
 @dataclass(frozen=True, slots=True)

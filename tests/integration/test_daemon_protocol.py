@@ -22,15 +22,20 @@ def test_live_on_the_simulator_trades_through_the_chain_and_kill_leaves_nothing_
     assert status["trading"] == "live" and status["sim"]["mode"] == "embedded"
     assert status["account"]["dydx"].startswith("dydx1")
     sim = status["sim"]
-    positions = httpx.get(sim["indexer_rest"] + "/v4/perpetualPositions",
-                          params={"address": status["account"]["dydx"], "subaccountNumber": 0}).json()
-    venue_eth = [p for p in positions["positions"] if p["market"] == "ETH-USD"]
-    assert venue_eth and venue_eth[0]["size"].startswith("-")  # the venue holds the short too
+
+    def venue_eth() -> list[dict]:  # type: ignore[type-arg]
+        positions = httpx.get(sim["indexer_rest"] + "/v4/perpetualPositions",
+                              params={"address": status["account"]["dydx"], "subaccountNumber": 0}).json()
+        return [p for p in positions["positions"] if p["market"] == "ETH-USD"]
+
+    short = eventually(venue_eth, timeout_secs=10)
+    assert short[0]["size"].startswith("-")  # the venue holds the short too
 
     result = daemon.cli("kill", "--reason", "protocol test")
     assert result.returncode == 0, result.stdout + result.stderr
     assert daemon.status()["risk_mode"] == "HALTED"
-    assert venue_open_orders(daemon.status()) == []
+    halted = daemon.status()
+    eventually(lambda: venue_open_orders(halted) == [], timeout_secs=10)
     assert daemon.stop() == 0
 
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import grpc
 from dydx_v4_client.key_pair import KeyPair
-from dydx_v4_client.node.builder import Builder, TxOptions
+from dydx_v4_client.node.builder import Builder
 from dydx_v4_client.node.message import batch_cancel, cancel_order, place_order
 from dydx_v4_client.wallet import Wallet
 from v4_proto.cosmos.auth.v1beta1 import query_pb2_grpc as auth_grpc
@@ -48,6 +48,7 @@ from bot.errors import (
 )
 from bot.venues.dydx.chain import ChainQueries
 from bot.venues.dydx.orders import VenueOrder, order_id_proto, to_proto
+from bot.venues.dydx.signer import TxSigner
 
 T = TypeVar("T")
 VENUE = "dydx"
@@ -193,14 +194,18 @@ class NodeGateway:
             return result
 
     def _build(self, message: Any) -> bytes:
+        """The signed tx bytes: exactly what the client's `Builder.build` would serialise.
+
+        Same sequence, account number, chain id, memo, default fee and (with authenticators)
+        the same TxExtension as the client's `TxOptions` path; the signer caches the key and the
+        constant tx pieces (see signer.py), built once from this gateway's Builder and key.
+        """
         assert self._sequence is not None
-        if self._authenticators:
-            options = TxOptions(self._authenticators, self._sequence, self._account_number)
-            tx = self._builder.build(self._wallet, message, tx_options=options)
-        else:
-            self._wallet.sequence = self._sequence
-            tx = self._builder.build(self._wallet, message)
-        return tx.SerializeToString()
+        signer: TxSigner | None = getattr(self, "_signer", None)
+        if signer is None:
+            signer = self._signer = TxSigner(self._key, self._builder.chain_id, self._builder.memo)
+        self._wallet.sequence = self._sequence  # kept in step, as the client path did
+        return signer.sign(message, self._sequence, self._account_number, self._authenticators)
 
     async def _broadcast(self, message: Any, op: str) -> TxResult:
         tx_bytes = self._build(message)

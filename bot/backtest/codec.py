@@ -1,0 +1,66 @@
+"""Market events <-> JSON-ready dicts (recordings); Decimals travel as strings, time as int ns.
+
+One line per event: `{"v": "perp"|"spot", "k": kind, "t": ts_recv, ...}` with kinds
+`book` (snapshot), `delta`, `trade`, `oracle`, `height`. Levels are `[[price, size], ...]`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from bot.domain import (
+    BlockHeight,
+    BookDelta,
+    BookLevel,
+    BookSnapshot,
+    MarketEvent,
+    OracleUpdate,
+    Side,
+    Trade,
+)
+
+
+def _levels(levels: tuple[BookLevel, ...]) -> list[list[str]]:
+    return [[str(lv.price), str(lv.size)] for lv in levels]
+
+
+def _parse_levels(raw: Any) -> tuple[BookLevel, ...]:
+    return tuple(BookLevel(Decimal(p), Decimal(s)) for p, s in raw)
+
+
+def encode_event(event: MarketEvent, venue: str) -> dict[str, Any]:
+    """One market event as a JSON-ready dict tagged with the venue leg ("perp" or "spot")."""
+    if isinstance(event, BookSnapshot | BookDelta):
+        kind = "book" if isinstance(event, BookSnapshot) else "delta"
+        return {"v": venue, "k": kind, "t": event.ts_recv, "e": event.ts_event, "m": event.market,
+                "b": _levels(event.bids), "a": _levels(event.asks)}
+    if isinstance(event, Trade):
+        return {"v": venue, "k": "trade", "t": event.ts_recv, "e": event.ts_event, "m": event.market,
+                "p": str(event.price), "s": str(event.size), "side": event.aggressor.value}
+    if isinstance(event, OracleUpdate):
+        return {"v": venue, "k": "oracle", "t": event.ts_recv, "e": event.ts_event, "m": event.market,
+                "p": str(event.oracle_price), "f": str(event.next_funding_rate)}
+    if isinstance(event, BlockHeight):
+        return {"v": venue, "k": "height", "t": event.ts_recv, "e": event.ts_event, "h": event.height}
+    raise TypeError(f"not a market event: {type(event).__name__}")
+
+
+def decode_event(data: dict[str, Any]) -> tuple[str, MarketEvent]:
+    """Return (venue leg, event) from a dict made by `encode_event`; raises ValueError if malformed."""
+    try:
+        kind, t, e = data["k"], int(data["t"]), int(data.get("e", data["t"]))
+        venue = str(data.get("v", "perp"))
+        if kind == "book":
+            return venue, BookSnapshot(data["m"], _parse_levels(data["b"]), _parse_levels(data["a"]), e, t)
+        if kind == "delta":
+            return venue, BookDelta(data["m"], _parse_levels(data["b"]), _parse_levels(data["a"]), e, t)
+        if kind == "trade":
+            return venue, Trade(data["m"], Decimal(data["p"]), Decimal(data["s"]), Side(data["side"]), e, t)
+        if kind == "oracle":
+            return venue, OracleUpdate(data["m"], Decimal(data["p"]), Decimal(data["f"]), e, t)
+        if kind == "height":
+            return venue, BlockHeight(int(data["h"]), e, t)
+    except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
+        raise ValueError(f"malformed event: {exc!r}") from None
+    raise ValueError(f"unknown event kind {kind!r}")

@@ -1,0 +1,447 @@
+"""The backtest runner: the daemon's engine, order managers, paper fills and store, in simulated time.
+
+Wiring is `bot/app.py`'s for the in-process simulator (perp paper venue on the engine's books,
+spot paper venue for the carry hedge, events to the engine first and then to the venue), minus
+every socket and the wall clock. The loop replays source batches in time order; before each batch
+it fires the timers that fell due, in order of time:
+
+- the engine's `tick()` (TWAP children) every `TICK_SECS` while any parent order is running, and
+  otherwise once at the first tick-grid point after a batch (so a decision's first child goes out
+  on the same 100 ms grid as in the daemon);
+- the watchdog: the pure `watchdog.mode` classify/step_mode machine on observations derived from
+  the stress scenarios (chain head age while halted, indexer lag, withdrawal gating, plus an
+  `oracle_stale` input after a restart), every `watchdog.sample_interval_secs` while anything is
+  abnormal; HALTED cancels every order, as the daemon's watchdog does;
+- the sampler: equity, positions, PnL attribution, exposure, flags and risk mode every
+  `sample_secs`, and the settled funding rate at each top of the hour (for the baselines).
+
+Logging below WARNING is switched off for the run (the engine logs every decision and order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bot.book import OrderBook
+from bot.config import Settings
+from bot.domain import (
+    ZERO,
+    OracleUpdate,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    RiskMode,
+)
+from bot.engine import TICK_SECS, Engine
+from bot.errors import OrderRejected, TransientVenueError
+from bot.execution.orders import OrderManager
+from bot.store import Store
+from bot.telemetry import Metrics
+from bot.venues.paper.adapter import PaperVenue
+from bot.venues.paper.fills import FeeSchedule
+from bot.venues.ports import AccountSink
+from bot.watchdog.mode import InputState, ModeState, Observation, Reading, classify, step_mode, target_mode
+
+from . import metrics as stats
+from .clock import SimClock
+from .scenarios import Scenario, StressModel, is_rejected, place
+from .sources import Source
+
+NS_PER_SEC = 1_000_000_000
+NS_PER_HOUR = 3600 * NS_PER_SEC
+TICK_NS = int(TICK_SECS * NS_PER_SEC)
+PROGRESS_EVERY = 1 << 15  # events between progress-bar refreshes
+
+
+def auto_sample_secs(span_ns: int) -> int:
+    """Equity sample interval: 1 min up to 2 days, 5 min up to 2 weeks, else 1 h (divides an hour)."""
+    days = span_ns / (86_400 * NS_PER_SEC)
+    return 60 if days <= 2 else 300 if days <= 14 else 3600
+
+
+class ScenarioVenue:
+    """An ExecutionVenue wrapper that lets scenarios fail, reject or delay orders."""
+
+    def __init__(self, inner: PaperVenue, stress: StressModel, leg: str, clock: SimClock) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._stress = stress
+        self._leg = leg
+        self._clock = clock
+        self._sink: AccountSink = lambda event: None
+        self.delayed: list[tuple[int, OrderRequest]] = []
+
+    def set_account_sink(self, sink: AccountSink) -> None:
+        self._sink = sink
+        self.inner.set_account_sink(sink)
+
+    async def place(self, order: OrderRequest) -> None:
+        if self._leg == "perp" and self._stress.halted:
+            raise TransientVenueError(self.name, "place", "chain halted: no blocks")
+        if is_rejected(order.client_id, self._stress.reject_rate[self._leg]):
+            raise OrderRejected(self.name, "place", "rejected by scenario")
+        if self._leg == "spot" and self._stress.hedge_delay_ns:
+            self.delayed.append((self._clock.now_ns() + self._stress.hedge_delay_ns, order))
+            return
+        await self.inner.place(order)
+
+    async def release(self, now_ns: int) -> None:
+        """Send delayed orders that are due (a rejection then arrives as an order update)."""
+        due = [o for t, o in self.delayed if t <= now_ns]
+        self.delayed = [(t, o) for t, o in self.delayed if t > now_ns]
+        for order in due:
+            try:
+                await self.inner.place(order)
+            except OrderRejected as exc:
+                self._sink(OrderUpdate(order.client_id, order.market, OrderStatus.REJECTED, ZERO, now_ns,
+                                       str(exc)))
+
+    async def cancel(self, client_id: int) -> None:
+        self.delayed = [(t, o) for t, o in self.delayed if o.client_id != client_id]
+        await self.inner.cancel(client_id)
+
+    async def open_orders(self) -> list[int]:
+        return await self.inner.open_orders()
+
+    async def positions(self) -> dict[str, Decimal]:
+        return await self.inner.positions()
+
+
+@dataclass
+class BacktestResult:
+    summary: dict[str, Any]
+    samples: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    funding: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    events: int
+    baselines: dict[str, Any] = field(default_factory=dict)  # with their equity series
+    elapsed_secs: float = 0.0  # wall clock: not part of the (deterministic) summary
+
+
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
+    """Drop engine log lines below `level` for the run and restore the logging config after."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
+                        cache_logger_on_first_use=False)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
+@dataclass
+class Backtest:
+    """One run of the live engine over a source, optionally under stress scenarios."""
+
+    settings: Settings
+    source: Source
+    scenarios: list[Scenario] = field(default_factory=list)
+    sample_secs: int | None = None
+    progress: Callable[[int, int], None] | None = None  # (events so far, simulated ns done)
+    log_level: int = logging.ERROR
+
+    def run(self) -> BacktestResult:
+        return asyncio.run(self.run_async())
+
+    async def run_async(self) -> BacktestResult:
+        with quiet_logs(self.log_level):
+            started = time.perf_counter()
+            result = await self._run()
+            result.elapsed_secs = time.perf_counter() - started
+            return result
+
+    # ---- wiring ---------------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        src = self.source
+        s = self.settings = self.settings.model_copy(update={"markets": tuple(src.specs)})
+        self.clock = clock = SimClock(src.start_ns)
+        self.store = store = Store.open(Path(":memory:"))
+        metrics = Metrics()
+        books = {t: OrderBook(t) for t in src.specs}
+        spot_books = {t: OrderBook(t) for t in src.spot_specs}
+        carry = s.strategy.carry
+        self.paper = PaperVenue(books, FeeSchedule(s.paper.maker_fee_rate, s.paper.taker_fee_rate), clock,
+                                s.sim.funding_interval_secs)
+        spot_fees = FeeSchedule(carry.spot_maker_fee_rate, carry.spot_taker_fee_rate)
+        self.spot_paper = PaperVenue(spot_books, spot_fees, clock, s.sim.funding_interval_secs)
+        self.spot_paper.name = "paper_spot"
+        windows = place(self.scenarios, src.start_ns, src.end_ns) if self.scenarios else []
+        self.stress = StressModel(windows, src.specs, src.spot_specs, src.spot_of,
+                                  s.sim.block_interval_secs) if windows else None
+        perp_exec: Any = self.paper
+        spot_exec: Any = self.spot_paper
+        self.wrapped: list[ScenarioVenue] = []
+        if self.stress is not None:
+            perp_exec = ScenarioVenue(self.paper, self.stress, "perp", clock)
+            spot_exec = ScenarioVenue(self.spot_paper, self.stress, "spot", clock)
+            self.wrapped = [perp_exec, spot_exec]
+        orders = OrderManager(perp_exec, store, metrics, clock, s.execution)
+        spot_orders = OrderManager(spot_exec, store, metrics, clock, s.execution)
+        self.engine = Engine(s, src.specs, store, orders, metrics, clock, books,
+                             spot_orders=spot_orders if src.spot_specs else None,
+                             spot_specs=src.spot_specs, spot_books=spot_books)
+        perp_exec.set_account_sink(self.engine.on_account_event)
+        spot_exec.set_account_sink(self.engine.on_spot_account_event)
+        self.bus = self.engine.events.subscribe(maxsize=0)
+        self.wd_state = ModeState()
+        self.timeline: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
+        self.funding_rows: list[dict[str, Any]] = []
+        self.liquidations = 0
+        self._in_liquidation = False
+        self._last_tripped: dict[str, tuple[str, ...]] = {}
+        self._mode_secs: dict[str, float] = {m.value: 0.0 for m in RiskMode}
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    async def _run(self) -> BacktestResult:
+        self._wire()
+        src, engine, stress = self.source, self.engine, self.stress
+        clock = self.clock
+        sample_secs = self.sample_secs or auto_sample_secs(src.end_ns - src.start_ns)
+        self._sample_ns = sample_ns = int(sample_secs * NS_PER_SEC)
+        self._wd_ns = int(self.settings.watchdog.sample_interval_secs * NS_PER_SEC)
+        self._next_tick = src.start_ns
+        self._next_sample = -(-src.start_ns // sample_ns) * sample_ns
+        self._next_wd = src.start_ns
+        on_perp, on_spot = engine.on_market_event, engine.on_spot_event
+        paper_on, spot_on = self.paper.on_market_event, self.spot_paper.on_market_event
+        oracle = OracleUpdate
+        progress = self.progress
+        count = next_progress = 0
+        for ts, perp, spot in src.batches:
+            if stress is not None:
+                # Timers before this batch see the scenario state as it was before it.
+                if ts > self._next_tick or ts > self._next_sample or ts > self._next_wd:
+                    await self._timers(ts - 1)
+                perp, spot = stress.apply(ts, perp, spot)
+            if ts >= self._next_tick or ts >= self._next_sample or ts >= self._next_wd:
+                await self._timers(ts)
+            if ts > clock.now:
+                clock.now = ts
+            for ev in perp:
+                on_perp(ev)
+                paper_on(ev)
+            for ev in spot:
+                if type(ev) is not oracle:
+                    on_spot(ev)
+                    spot_on(ev)
+            count += len(perp) + len(spot)
+            if progress is not None and count >= next_progress:
+                next_progress = count + PROGRESS_EVERY
+                progress(count, ts - src.start_ns)
+        end = max(src.end_ns, clock.now)
+        await self._timers(end)
+        if progress is not None:
+            progress(count, end - src.start_ns)
+        return self._result(count, sample_secs)
+
+    async def _timers(self, until: int) -> None:
+        while True:
+            t = min(self._next_tick, self._next_sample, self._next_wd)
+            if t > until:
+                return
+            self.clock.set(t)
+            if t == self._next_wd:
+                await self._watchdog(t)
+            if t == self._next_tick:
+                for venue in self.wrapped:
+                    if venue.delayed:
+                        await venue.release(t)
+                await self.engine.tick()
+                busy = any(m.parents for m in self.engine.order_managers) or any(
+                    v.delayed for v in self.wrapped)
+                self._next_tick = t + TICK_NS if busy else max(t + TICK_NS, (until // TICK_NS + 1) * TICK_NS)
+            if t == self._next_sample:
+                self._sample(t)
+                self._next_sample = t + self._sample_ns
+
+    async def _watchdog(self, now: int) -> None:
+        stress, engine = self.stress, self.engine
+        if stress is None:
+            self._next_wd = math.inf  # type: ignore[assignment]  # nothing can degrade
+            return
+        if stress.is_quiet(now) and self.wd_state.mode is RiskMode.NORMAL:
+            nxt = stress.next_change_ns(now)
+            self._next_wd = nxt if nxt is not None else math.inf  # type: ignore[assignment]
+            return
+        self._next_wd = now + self._wd_ns
+        head = engine.block_height or None
+        blocks_left = stress.gating_blocks_left(now) if stress.withdrawals_gated(now) else 0
+        obs = Observation(
+            head_age_secs=(now - stress.halted_since_ns) / NS_PER_SEC if stress.halted_since_ns else 0.0,
+            indexer_lag_blocks=stress.indexer_lag_blocks,
+            withdrawals_unblocked_at_block=(head + blocks_left) if head and blocks_left else None,
+            head_height=head,
+        )
+        wd = self.settings.watchdog
+        readings = list(classify(obs, wd))
+        if stress.oracle_stale(now):
+            left = (stress.oracle_stale_until_ns - now) / NS_PER_SEC
+            readings.append(Reading("oracle_stale", InputState.DEGRADED, left,
+                                    f"oracle_stale: prices frozen since the restart ({left:.0f}s left)"))
+        target, reason = target_mode(readings)
+        if wd.enabled:
+            self.wd_state, _ = step_mode(self.wd_state, target, reason, now, wd.hold_off_secs)
+        else:  # no watchdog wired: the scenario sets the mode directly while it lasts
+            self.wd_state = ModeState(target, reason)
+        mode = self.wd_state.mode
+        if engine.risk_mode is not mode:
+            engine.set_risk_mode(mode, f"watchdog: {self.wd_state.reason}")
+            if mode is RiskMode.HALTED:
+                for manager in engine.order_managers:
+                    await manager.cancel_all()
+
+    # ---- sampling -------------------------------------------------------------------------------
+
+    def _sample(self, now: int) -> None:
+        engine = self.engine
+        equity = engine.equity()
+        pnl = engine.total_pnl()
+        markets: dict[str, Any] = {}
+        gross = net = maintenance = ZERO
+        for t, st in engine.markets.items():
+            mark = st.mark
+            pos = st.position.size
+            perp_notional = pos * mark if mark is not None else ZERO
+            row: dict[str, Any] = {"position": float(pos), "mark": float(mark) if mark is not None else None,
+                                   "rate_1h": float(st.funding.rate_1h), "carry_side": st.carry_side,
+                                   "target": float(st.target)}
+            gross += abs(perp_notional)
+            net += perp_notional
+            maintenance += abs(perp_notional) * st.spec.maintenance_margin_fraction
+            if st.spot is not None:
+                mid = st.spot.book.mid()
+                spot_notional = st.spot.position.size * mid if mid is not None else ZERO
+                row.update(spot_position=float(st.spot.position.size),
+                           spot_mid=float(mid) if mid is not None else None)
+                gross += abs(spot_notional)
+                net += spot_notional
+            tripped = st.flags.tripped if st.flags is not None else ()
+            row["flags"] = list(tripped)
+            if tripped != self._last_tripped.get(t, ()):
+                self.timeline.append({"ts_ns": now, "kind": "flags", "market": t, "tripped": list(tripped),
+                                      "previous": list(self._last_tripped.get(t, ()))})
+                self._last_tripped[t] = tripped
+            markets[t] = row
+            if now % NS_PER_HOUR == 0 and st.funding.predicted is not None and st.oracle_price is not None:
+                self.funding_rows.append({"ts_ns": now, "market": t, "rate_1h": float(st.funding.predicted),
+                                          "oracle": float(st.oracle_price)})
+        for event in _drain(self.bus):
+            if event.kind == "risk_mode_changed":
+                self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+        if maintenance and equity < maintenance:
+            if not self._in_liquidation:
+                self.liquidations += 1
+                self.timeline.append({"ts_ns": now, "kind": "liquidation", "equity": float(equity),
+                                      "maintenance": float(maintenance)})
+            self._in_liquidation = True
+        else:
+            self._in_liquidation = False
+        realised = sum((st.ledger.realised_usd for st in engine.markets.values()), ZERO)
+        expected_1h = engine.expected_funding() / self.settings.rules.funding_horizon_hours
+        if self.samples:
+            self._mode_secs[self.samples[-1]["risk_mode"]] += self._sample_ns / NS_PER_SEC
+        self.samples.append({
+            "ts_ns": now, "equity": _f(equity), "risk_mode": engine.risk_mode.value,
+            "pnl": {"price": _f(pnl.price), "slippage": _f(pnl.slippage), "fees": _f(pnl.fees),
+                    "funding": _f(pnl.funding)},
+            "funding_realised": _f(realised), "funding_expected_1h": _f(expected_1h),
+            "gross_notional": _f(gross), "net_notional": _f(net),
+            "leverage": _f(gross / equity) if equity > 0 else 0.0,
+            "markets": markets,
+        })
+
+    # ---- results --------------------------------------------------------------------------------
+
+    def _result(self, events: int, sample_secs: int) -> BacktestResult:
+        s, engine, store = self.settings, self.engine, self.store
+        timeline = self.timeline
+        for event in _drain(self.bus):
+            if event.kind == "risk_mode_changed":
+                timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+        if self.stress is not None:
+            for ts, what, label, params in self.stress.log:
+                timeline.append({"ts_ns": ts, "kind": f"scenario_{what}", "scenario": label,
+                                 "params": {k: str(v) for k, v in params.items()}})
+        decisions = list(reversed(store.decisions(None, limit=10**9)))
+        for d in decisions:
+            sleeves = d.plan.get("sleeves", {})
+            tripped = [n for n, f in d.flags.items() if isinstance(f, dict) and f.get("tripped")]
+            timeline.append({"ts_ns": d.ts_ns, "kind": "decision", "market": d.market, "reason": d.reason,
+                             "summary": d.plan.get("summary", ""), "tripped": tripped,
+                             "target_after": d.plan.get("target_after"),
+                             "carry": (sleeves.get("carry") or {}).get("why")})
+        timeline.sort(key=lambda e: (e["ts_ns"], e["kind"]))
+        fills = []
+        turnover = ZERO
+        for f in store.fills():
+            turnover += f.price * f.size
+            venue = "spot" if f.market in self.source.spot_specs else "perp"
+            fills.append({"ts_ns": f.ts_event, "venue": venue, "market": f.market, "side": f.side.value,
+                          "price": str(f.price), "size": str(f.size), "fee": str(f.fee)})
+        fills.sort(key=lambda f: (f["ts_ns"], f["venue"], f["market"]))
+        initial = float(s.paper.initial_equity_usd)
+        pnl = engine.total_pnl()
+        equity_curve = [x["equity"] for x in self.samples]
+        summary: dict[str, Any] = {
+            **stats.series_stats(equity_curve, sample_secs),
+            "initial_equity": initial,
+            "final_equity": _f(engine.equity()),
+            "turnover": _f(turnover / s.paper.initial_equity_usd),
+            "traded_notional": _f(turnover),
+            "fees": _f(-pnl.fees),
+            "funding_pnl": _f(pnl.funding),
+            "slippage": _f(-pnl.slippage),
+            "price_pnl": _f(pnl.price),
+            "liquidations": self.liquidations,
+            "fills": len(fills),
+            "decisions": len(decisions),
+            "events": events,
+            "sample_secs": sample_secs,
+            "risk_mode_secs": {k: round(v, 3) for k, v in self._mode_secs.items()},
+            "source": {"kind": self.source.kind, **self.source.describe,
+                       "start_ns": self.source.start_ns, "end_ns": self.source.end_ns,
+                       "markets": sorted(self.source.specs)},
+            "scenarios": [sc.name for sc in self.scenarios],
+        }
+        baselines: dict[str, Any] = {}
+        if self.samples:
+            spot_fee = float(s.strategy.carry.spot_taker_fee_rate)
+            baselines = {
+                "carry_daily": stats.carry_daily(self.samples, self.funding_rows, initial,
+                                                 float(s.paper.taker_fee_rate), spot_fee, sample_secs),
+                "buy_and_hold": stats.buy_and_hold(self.samples, initial, spot_fee, sample_secs),
+            }
+            summary["baselines"] = {k: _strip(v) for k, v in baselines.items()}
+        return BacktestResult(summary, self.samples, timeline, self.funding_rows, fills, events, baselines)
+
+
+def _strip(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != "equity"}
+
+
+def _f(x: Decimal) -> float:
+    return round(float(x), 6)
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    out = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out
+
