@@ -219,7 +219,10 @@ class ControlServer:
             host = f"[{self._host}]" if ":" in self._host else self._host
             self.url = f"http://{host}:{port}"
             if self._endpoint_file is not None:
-                self._endpoint_file.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+                # Write then rename, so the CLI never reads a half-written file.
+                partial = self._endpoint_file.with_suffix(".tmp")
+                partial.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+                partial.replace(self._endpoint_file)
             log.info("control_api_listening", url=self.url)
             self.ready.set()
             await asyncio.Event().wait()
