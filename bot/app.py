@@ -165,7 +165,9 @@ class App:
             services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
                                        settings.news.request_timeout_secs, settings.news.max_attempts))
         if settings.watchdog.enabled:
-            services.append(build_watchdog(settings, perp, engine, store, metrics, clock, controller.flatten))
+            watchdog = build_watchdog(settings, perp, engine, store, metrics, clock, controller.flatten)
+            controller.watchdog = watchdog
+            services.append(watchdog)
         return cls(settings, store, engine, orders, controller, control, services, clock,
                    closers=perp.closers)
 

@@ -52,6 +52,7 @@ class Controller:
         self._clock = clock
         self._started = time.monotonic()
         self._extra = extra_status or {}
+        self.watchdog: Any = None  # set by the app when a watchdog runs; has `.readings`
 
     def status(self) -> dict[str, Any]:
         """Return the daemon's state as JSON-ready data; money as decimal strings, no secrets."""
@@ -91,6 +92,11 @@ class Controller:
         }
         if "sim" in self._extra:
             out["sim"] = self._extra["sim"]
+        if self.watchdog is not None:
+            out["watchdog"] = {
+                r.name: {"state": r.state.name, "value": r.value, "reason": r.reason or None}
+                for r in self.watchdog.readings
+            }
         return out
 
     def _market_status(self, ticker: str) -> dict[str, Any]:

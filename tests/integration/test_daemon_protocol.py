@@ -46,4 +46,7 @@ def test_paper_on_the_protocol_simulator_needs_no_keys(daemon_factory) -> None: 
     assert status["trading"] == "paper" and status["account"]["dydx"] is None
     assert set(status["open_orders"]) == {"paper"}
     assert status["block_height"] > 0
+    watchdog = eventually(lambda: daemon.status().get("watchdog"), timeout_secs=10)
+    assert {"chain_head_age", "indexer_lag", "withdrawal_gating"} <= set(watchdog)
+    assert all(reading["state"] in ("OK", "DEGRADED", "CRITICAL") for reading in watchdog.values())
     assert daemon.stop() == 0
