@@ -204,12 +204,7 @@ class OrderBook:
             self._best_bid = self._best_ask = None
             self.needs_resync = True
             raise
-        self.ts_last_ns = ts_recv
-        bid_prices, ask_prices = self._bid_prices, self._ask_prices
-        if bid_prices and ask_prices and bid_prices[-1] >= ask_prices[0]:
-            self.needs_resync = True
-            return False
-        return True
+        return self._settled(ts_recv)
 
     def apply_level_updates(self, updates: Iterable[LevelUpdate], ts_recv: int) -> bool:
         """Apply several raw updates in order, then check the book once; False if now crossed.
@@ -228,6 +223,10 @@ class OrderBook:
             self._best_bid = self._best_ask = None
             self.needs_resync = True
             raise
+        return self._settled(ts_recv)
+
+    def _settled(self, ts_recv: int) -> bool:
+        """Stamp the update and check the book once; a crossed book needs a resync."""
         self.ts_last_ns = ts_recv
         bid_prices, ask_prices = self._bid_prices, self._ask_prices
         if bid_prices and ask_prices and bid_prices[-1] >= ask_prices[0]:

@@ -39,16 +39,6 @@ class SimFeed:
         self._clock = clock
         self._step_secs = step_interval_secs
 
-    @classmethod
-    def build(cls, tickers: tuple[str, ...], seed: int, clock: Clock, step_interval_secs: float,
-              block_interval_secs: float) -> SimFeed:
-        start = clock.now_ns()
-        markets = {
-            t: SimMarket(default_params(t, block_interval_secs), seed + i, start)
-            for i, t in enumerate(tickers)
-        }
-        return cls(markets, clock, step_interval_secs)
-
     def specs(self) -> dict[str, MarketSpec]:
         return {t: m.spec() for t, m in self._markets.items()}
 
