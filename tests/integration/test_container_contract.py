@@ -69,3 +69,45 @@ def test_entrypoint_as_unprivileged_user_answers_health_and_stops_on_sigterm() -
                 proc.wait()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setpriv") is None,
+                    reason="needs root, unshare and setpriv to remount / read-only in a mount namespace")
+def test_entrypoint_runs_with_read_only_root_filesystem() -> None:
+    """`docker run --read-only -v state:/var/lib/perpbot`: only the state volume is writable."""
+    uid = int(_instruction("USER").split(":")[0])
+    workdir = Path(tempfile.mkdtemp(prefix="perpbot-rootfs-"))
+    try:
+        os.chmod(workdir, 0o755)
+        state = workdir / "state"
+        state.mkdir()
+        os.chown(state, uid, uid)
+        env = base_env(state, HOME=str(state))
+        # A private mount namespace: the state dir becomes its own (writable) mount, then every
+        # other path under / is remounted read-only, as a container's --read-only root would be.
+        script = ('mount --make-rprivate / && mount --bind "$0" "$0" && mount -o remount,bind,ro / '
+                  f'&& exec setpriv --reuid={uid} --regid={uid} --clear-groups "$1" run')
+        proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script, str(state), str(BIN / "perpbot")],
+                                cwd=state, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            eventually(lambda: (state / "daemon.json").exists() or proc.poll() is not None, 20)
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            status = subprocess.run([str(BIN / "perpbot"), "status", "--json"], env=env,
+                                    capture_output=True, text=True, timeout=20)
+            assert status.returncode == 0, status.stderr
+            assert json.loads(status.stdout)["risk_mode"] == "NORMAL"
+            probe = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --make-rprivate / && '
+                                    'mount -o remount,bind,ro / && touch "$0"', str(workdir / "probe")],
+                                   capture_output=True, text=True, timeout=10)
+            assert probe.returncode != 0 and "Read-only" in probe.stderr  # the remount really bites
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+            output = proc.stdout.read().decode() if proc.stdout else ""
+            assert "Read-only file system" not in output
+            assert (state / "perpbot.sqlite").exists()  # the store lives on the state volume
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
