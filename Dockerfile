@@ -3,10 +3,17 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-RUN python -m venv /opt/perpbot
+# Every dependency comes from the hash-checked locks (make lock regenerates them): a rebuild
+# installs the same bytes. The build backend lives in its own venv and does not ship.
+COPY requirements/runtime.lock requirements/build.lock ./requirements/
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes -r requirements/build.lock \
+ && python -m venv /opt/perpbot \
+ && /opt/perpbot/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
-RUN /opt/perpbot/bin/pip install .
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/perpbot/bin/pip install --no-deps /wheels/*.whl
 
 # Runtime stage: no compilers, no sources, no secrets; runs as an unprivileged user.
 FROM python:3.11-slim-bookworm
