@@ -28,6 +28,7 @@ from bot.domain import MarketEvent, OracleUpdate
 from bot.engine import Engine
 from bot.errors import BotError, ConfigError
 from bot.execution.orders import OrderManager
+from bot.loop_monitor import LoopMonitor
 from bot.news.board import NewsBoard
 from bot.news.calendar import load_calendar
 from bot.news.feeds import FeedPoller
@@ -36,9 +37,7 @@ from bot.notify import build_notifier
 from bot.recovery import reconcile_venue
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
-from bot.venues.paper.adapter import PaperVenue
-from bot.venues.paper.fills import FeeSchedule
-from bot.venues.setup import open_dydx, open_in_process
+from bot.venues.setup import open_dydx, open_hedge, open_in_process
 from bot.watchdog.probes import build_watchdog
 
 log = structlog.get_logger("app")
@@ -109,15 +108,19 @@ class App:
             perp = open_in_process(settings, clock)
         else:
             perp = await open_dydx(settings, metrics, clock)
+        try:
+            hedge = await open_hedge(settings, perp, metrics, clock)
+        except BaseException:
+            for close in perp.closers:
+                with contextlib.suppress(Exception):
+                    await close()
+            raise
         store = Store.open(settings.db_path)
         orders = OrderManager(perp.execution, store, metrics, clock, settings.execution)
-        carry = settings.strategy.carry
-        spot_specs = {t: m.spec() for t, m in perp.spot_markets.items()}
-        spot_books = {t: OrderBook(t) for t in spot_specs}
-        spot_venue = PaperVenue(spot_books, FeeSchedule(carry.spot_maker_fee_rate, carry.spot_taker_fee_rate),
-                                clock, settings.sim.funding_interval_secs)
-        spot_venue.name = "paper_spot"
-        spot_orders = OrderManager(spot_venue, store, metrics, clock, settings.execution)
+        spot_specs = hedge.specs if hedge is not None else {}
+        spot_books: dict[str, OrderBook] = hedge.books if hedge is not None else {}
+        spot_orders = (OrderManager(hedge.execution, store, metrics, clock, settings.execution)
+                       if hedge is not None else None)
         news = NewsBoard(load_calendar(settings.news.calendar_path) if settings.news.calendar_path else [],
                          float(settings.news.calendar_before_secs), float(settings.news.calendar_after_secs))
         news.operator.update(load_operator_items(settings.news_state_path, clock.now_ns()))
@@ -127,11 +130,17 @@ class App:
         paper = perp.paper
         if paper is not None:
             paper.restore_positions({t: s.position.size for t, s in engine.markets.items()})
-        spot_venue.restore_positions({s.spot.ticker: s.spot.position.size
-                                      for s in engine.markets.values() if s.spot is not None})
+        spot_paper = hedge.paper if hedge is not None else None
+        if spot_paper is not None:
+            spot_paper.restore_positions({s.spot.ticker: s.spot.position.size
+                                          for s in engine.markets.values() if s.spot is not None})
         perp.execution.set_account_sink(engine.on_account_event)
-        spot_venue.set_account_sink(engine.on_spot_account_event)
-        controller = Controller(settings, engine, orders, store, clock, perp.status)
+        if hedge is not None:
+            hedge.execution.set_account_sink(engine.on_spot_account_event)
+        status_extra = dict(perp.status)
+        if hedge is not None:
+            status_extra["hedge_venue"] = hedge.status
+        controller = Controller(settings, engine, orders, store, clock, status_extra)
         history = StatusHistory(controller.status, clock)  # the dashboard's 24 h charts
         control = ControlServer(controller, metrics, token, settings.control.host,
                                 settings.control.port, settings.state_dir / "daemon.json",
@@ -142,7 +151,8 @@ class App:
             if getattr(event, "market", None) in spot_books:
                 if not isinstance(event, OracleUpdate):  # spot has no oracle and no funding
                     engine.on_spot_event(event)
-                    spot_venue.on_market_event(event)
+                    if spot_paper is not None:
+                        spot_paper.on_market_event(event)
                 return
             engine.on_market_event(event)
             if paper is not None:
@@ -156,10 +166,20 @@ class App:
 
             perp.market_data.on_book_changed = on_book_changed
 
+        spot_feed: list[Service] = []
+        if hedge is not None and hedge.market_data is not None:
+            # The Binance stream keeps the shared spot books itself: the engine reads them as they
+            # are; a paper spot venue re-checks its resting orders' queues and fills on trades.
+            if spot_paper is not None:
+                hedge.market_data.on_book_changed = spot_paper.on_book_changed
+                spot_feed.append(_FeedService(hedge.market_data, spot_paper.on_market_event))
+            else:
+                hedge.market_data.on_book_changed = lambda market, ts_recv: None
+                spot_feed.append(_FeedService(hedge.market_data, lambda event: None))
         services: list[Service] = [
-            *perp.services, _FeedService(perp.market_data, on_market_event), engine, control,
+            *perp.services, _FeedService(perp.market_data, on_market_event), *spot_feed, engine, control,
             StatusLog(controller, settings.telemetry.status_interval_secs, clock), history,
-            *([notifier] if notifier is not None else []),
+            LoopMonitor(metrics), *([notifier] if notifier is not None else []),
         ]
         if settings.news.feeds:
             services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
@@ -169,7 +189,7 @@ class App:
             controller.watchdog = watchdog
             services.append(watchdog)
         return cls(settings, store, engine, orders, controller, control, services, clock,
-                   closers=perp.closers)
+                   closers=(hedge.closers if hedge is not None else []) + perp.closers)
 
     async def reconcile(self) -> None:
         """Line the store and the engine up with every venue before trading (bot.recovery)."""
@@ -179,8 +199,10 @@ class App:
                 apply, positions = engine.on_account_event, engine.perp_positions
             else:
                 apply, positions = engine.on_spot_account_event, engine.spot_positions
+            balances = getattr(manager.venue, "positions_are_balances", False)
             await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
-                                  cancel_foreign=self.settings.trading == "paper")
+                                  cancel_foreign=self.settings.trading == "paper",
+                                  compare_positions=not balances)
 
     async def run(self) -> int:
         """Run until a stop signal or a fatal error; return the process exit code."""

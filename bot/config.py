@@ -157,6 +157,14 @@ class ExecutionSettings(_Section):
     passive_timeout_secs: PositiveFloat = 5.0  # then wait (low urgency) or cross as IOC (high)
     urgency: Literal["low", "high"] = "high"
     max_orders_per_sec: PosDecimal = Decimal(10)  # per venue: places and cancels from tick()
+    # Spot hedge of a hedged sleeve (carry), driven by the perp leg's fills (bot.execution.hedge).
+    hedge_lag_secs: PositiveFloat = 10.0  # each perp fill is matched on spot within this
+    # The perp leg sends no new child while the unhedged delta is above this (USD at mark).
+    hedge_max_mismatch_usd: PosDecimal = Decimal(1000)
+    # Unhedged notional x time (USD*s) before the leg is given up (one-leg unwind, see hedge.py).
+    hedge_leg_risk_budget_usd_secs: PosDecimal = Decimal(20_000)
+    hedge_max_rejects: PositiveInt = 3  # consecutive spot hedge rejects that give the leg up too
+    hedge_cooldown_secs: PositiveFloat = 1800.0  # the carry sleeve stays closed after an unwind
 
 
 class FeedSettings(_Section):

@@ -30,12 +30,18 @@ from bot.domain import (
     MarketEvent,
     MarketSpec,
     OracleUpdate,
+    OrderRequest,
+    OrderStatus,
     Position,
     RiskMode,
     Side,
+    TimeInForce,
     Trade,
 )
+from bot.errors import BotError
 from bot.events import EventBus
+from bot.execution import hedge as hedging
+from bot.execution.hedge import HedgeState
 from bot.execution.orders import OrderManager
 from bot.execution.twap import TwapPlan, plan_twap
 from bot.ledger import NO_PNL, FundingLedger, PnlAttribution, attribute_pnl, expected_funding_usd
@@ -53,6 +59,9 @@ NS_PER_SEC = 1_000_000_000
 DEPTH_SAMPLE_NS = NS_PER_SEC  # depth near mid is sampled at most once a second per market
 TARGET_REFRESH_NS = NS_PER_SEC  # sleeves + limits are recomputed at most once a second, and always
 TICK_SECS = 0.1  # right before an audit or a decision
+# Market-event counts reach the Prometheus counter every this many events per (market, kind), and
+# at every evaluation (so at most `eval_interval_secs` late): one counter lock per event is measurable.
+EVENT_COUNT_BATCH = 64
 # Vol estimates are reported to the flags only once warm (samples are 1 s returns): a short
 # window on a handful of returns would trip the regime-shift ratio on noise at start-up.
 VOL_SHORT_MIN_SAMPLES = 30
@@ -165,7 +174,18 @@ class Engine:
         self._audit_ns = int(settings.rules.audit_interval_secs * NS_PER_SEC)
         self._depth_bps = settings.rules.liquidity_depth_bps
         self._event_counters: dict[tuple[str, str], Any] = {}
+        # The spot hedge per hedged market (bot.execution.hedge), driven by the perp fills.
+        self.hedges: dict[str, HedgeState] = {}
+        self._strategy_carry_off = settings.strategy.model_copy(
+            update={"carry": settings.strategy.carry.model_copy(update={"enabled": False})})
+        self._unwind_orders: dict[int, str] = {}  # perp unwind order -> market (fees counted)
+        self._hedge_children_seen: set[int] = set()
+        self._decision_ids: dict[str, int] = {}
+        self._held_perp: set[str] = set()  # markets whose perp leg waits for its hedge
         self._restore_portfolio()
+        for ticker, state in self.markets.items():
+            if state.spot is not None:
+                self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size)
 
     @property
     def order_managers(self) -> list[OrderManager]:
@@ -212,32 +232,49 @@ class Engine:
 
     def on_market_event(self, event: MarketEvent) -> None:
         """Update state from one perp market event and evaluate the rules when due."""
-        if isinstance(event, BlockHeight):
-            self.block_height = event.height
+        kind = event.__class__  # exact classes: the domain events are final dataclasses
+        if kind is BlockHeight:
+            self.block_height = event.height  # type: ignore[union-attr]
             return
-        state = self.markets.get(event.market)
+        market = event.market  # type: ignore[union-attr]
+        state = self.markets.get(market)
         if state is None:
             return
-        key = (event.market, type(event).__name__)
-        counter = self._event_counters.get(key)
-        if counter is None:
-            counter = self._event_counters[key] = self._metrics.market_events.labels(*key)
-        counter.inc()
+        pending = self._event_counters.get((market, kind))  # counted for metrics, in batches
+        if pending is None:
+            pending = self._new_event_count(market, kind)
+        pending[1] += 1
+        if pending[1] >= EVENT_COUNT_BATCH:
+            pending[0].inc(pending[1])
+            pending[1] = 0
         now = state.last_event_ns = event.ts_recv
-        if isinstance(event, BookDelta):
-            if not state.book.apply_delta(event):
-                self._metrics.book_resyncs.labels(event.market).inc()
-                log.warning("book_crossed", market=event.market)
-        elif isinstance(event, OracleUpdate):
-            state.oracle_price = event.oracle_price
-            state.funding.on_predicted(event.next_funding_rate, event.ts_event)
-            state.vol_short.update(event.oracle_price, now)
-            state.vol_long.update(event.oracle_price, now)
-        elif isinstance(event, BookSnapshot):
-            state.book.apply_snapshot(event)
-        elif isinstance(event, Trade):
+        if kind is BookDelta:
+            if not state.book.apply_delta(event):  # type: ignore[arg-type]
+                self._metrics.book_resyncs.labels(market).inc()
+                log.warning("book_crossed", market=market)
+        elif kind is OracleUpdate:
+            price = event.oracle_price  # type: ignore[union-attr]
+            state.oracle_price = price
+            state.funding.on_predicted(event.next_funding_rate, event.ts_event)  # type: ignore[union-attr]
+            state.vol_short.update(price, now)
+            state.vol_long.update(price, now)
+        elif kind is BookSnapshot:
+            state.book.apply_snapshot(event)  # type: ignore[arg-type]
+        elif kind is Trade:
             return
         self._after_update(state, now)
+
+    def _new_event_count(self, market: str, kind: type) -> list[Any]:
+        """[counter, events not yet added to it] for one (market, event kind)."""
+        pending = self._event_counters[(market, kind)] = [
+            self._metrics.market_events.labels(market, kind.__name__), 0]
+        return pending
+
+    def _flush_event_counts(self) -> None:
+        for pending in self._event_counters.values():
+            if pending[1]:
+                pending[0].inc(pending[1])
+                pending[1] = 0
 
     def on_book_changed(self, market: str, ts_recv: int) -> None:
         """A feed that keeps the shared book itself applied an update: sample and evaluate only."""
@@ -253,6 +290,7 @@ class Engine:
             state.last_depth_sample_ns = now
         if now - state.last_eval_ns >= self._eval_interval_ns:
             state.last_eval_ns = now
+            self._flush_event_counts()
             self.evaluate(state, now)
 
     def on_spot_event(self, event: MarketEvent) -> None:
@@ -288,6 +326,20 @@ class Engine:
                                     market=event.market, side=event.side.value, size=str(event.size),
                                     price=str(event.price), fee=str(event.fee),
                                     position=str(state.position.size))
+                self._on_perp_fill_hedge(event)
+
+    def _on_perp_fill_hedge(self, fill: Fill) -> None:
+        """A perp fill of the running parent makes its spot hedge due; an unwind's fill costs fees."""
+        hedge = self.hedges.get(fill.market)
+        if hedge is None:
+            return
+        if fill.client_id in self._unwind_orders:
+            self.hedges[fill.market] = hedging.add_unwind_fee(hedge, fill.fee)
+            return
+        parent = self._orders.parents.get(fill.market)
+        if parent is not None and fill.client_id in parent.children:
+            self.hedges[fill.market] = hedging.on_perp_fill(hedge, fill.size * fill.side.sign,
+                                                            self._clock.now_ns(), self._settings.execution)
 
     def on_spot_account_event(self, event: AccountEvent) -> None:
         """Fold a spot hedge venue account event into its orders and positions."""
@@ -374,6 +426,9 @@ class Engine:
     def compute_targets(self, state: MarketState, mark: Decimal) -> tuple[SleeveBook, Target, Decimal]:
         """Sum the sleeves, apply the hard limits; return (sleeves, perp target, spot target)."""
         p = self._settings.strategy
+        hedge = self.hedges.get(state.spec.ticker)
+        if hedge is not None and hedge.latched(self._clock.now_ns()):
+            p = self._strategy_carry_off  # a leg failed: the carry stays closed for the cooldown
         equity = self.equity()
         spot = state.spot
         spot_mid = spot.book.mid() if spot is not None else None
@@ -396,6 +451,7 @@ class Engine:
             p,
             state.carry_side,
         )
+        p = self._settings.strategy
         desired, spot_desired = sleeves.perp, sleeves.spot
         if self.risk_mode is RiskMode.REDUCE_ONLY:
             desired = _no_growth(desired, state.position.size)
@@ -451,6 +507,7 @@ class Engine:
                 "market": spot.ticker, "target_before": str(spot.target),
                 "target_after": str(spot_target), "position": str(spot.position.size),
                 "plan": spot_plan.as_dict() if spot_plan else {"action": "none"},
+                "hedge": "follows_perp_fills" if plan is not None else "spot_only",
             }
         decision_id = self._store.record_decision(now_ns, state.spec.ticker, reason,
                                                   state.flags.as_dict(), record)
@@ -466,10 +523,14 @@ class Engine:
         if plan is not None or spot_plan is not None:
             self.events.publish("decision", now_ns, market=state.spec.ticker, reason=reason,
                                 summary=summary, tripped=list(state.flags.tripped))
+        self._decision_ids[state.spec.ticker] = decision_id
+        if spot is not None and state.spec.ticker in self.hedges:
+            # The spot leg follows the perp parent's fills (bot.execution.hedge), not a parent of its own.
+            self.hedges[state.spec.ticker] = hedging.start_leg(
+                self.hedges[state.spec.ticker], state.position.size, target, spot_target, plan is not None,
+                now_ns, ex)
         if plan is not None:
             self._orders.start_parent(plan, decision_id)
-        if spot_plan is not None and self._spot_orders is not None:
-            self._spot_orders.start_parent(spot_plan, decision_id)
 
     def set_directional_target(self, market: str, size: Decimal) -> None:
         """Change an operator target; the next evaluation sees the drift and rebalances."""
@@ -532,18 +593,177 @@ class Engine:
 
     async def tick(self) -> None:
         """Send due TWAP children on every venue and refresh the gauges (one engine step)."""
-        await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
-                                self.risk_mode)
+        held = self._hold_unhedged_perp()
+        try:
+            await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
+                                    self.risk_mode)
+        finally:
+            for market, parent in held.items():
+                self._orders.parents.setdefault(market, parent)  # unless a decision replaced it
         if self._spot_orders is not None:
+            await self._tick_hedges(self._clock.now_ns())
+            # REDUCE_ONLY opens nothing new on the perp but keeps the hedges matched.
+            spot_mode = RiskMode.NORMAL if self.risk_mode is RiskMode.REDUCE_ONLY else self.risk_mode
             await self._spot_orders.tick(
                 {s.spot.ticker: s.spot.book for s in self.markets.values() if s.spot is not None},
-                self.spot_specs, self.risk_mode)
+                self.spot_specs, spot_mode)
+            self._count_hedge_results()
         equity = self.equity()
         self.peak_equity = max(self.peak_equity, equity)
         self._metrics.equity_usd.set(float(equity))
         self._metrics.funding_realised_usd.set(
             float(sum((s.ledger.realised_usd for s in self.markets.values()), ZERO)))
         self._metrics.funding_expected_usd.set(float(self.expected_funding()))
+
+    # ---- the spot hedge -----------------------------------------------------------------------
+
+    def hedge_status(self, ticker: str) -> dict[str, Any] | None:
+        """The hedge of one market for `status`: mismatch, leg risk, lag, unwinds (None: unhedged)."""
+        hedge = self.hedges.get(ticker)
+        state = self.markets[ticker]
+        if hedge is None or state.spot is None:
+            return None
+        spot = state.spot.position.size
+        now = self._clock.now_ns()
+        return {
+            "spot_market": hedge.spot_market,
+            "required_spot": str(hedge.required),
+            "mismatch_base": str(hedge.mismatch(spot)),
+            "mismatch_usd": str(hedge.mismatch_usd(spot, state.mark).quantize(Decimal("0.01"))),
+            "max_mismatch_usd": str(self._settings.execution.hedge_max_mismatch_usd),
+            "leg_risk_usd_secs": str(hedge.leg_risk_usd_secs.quantize(Decimal("0.01"))),
+            "leg_risk_budget_usd_secs": str(self._settings.execution.hedge_leg_risk_budget_usd_secs),
+            "lag_exceeded": hedging.lag_exceeded(hedge, now),
+            "lag_breaches": hedge.lag_breaches,
+            "perp_held": ticker in self._held_perp,
+            "spot_rejects": hedge.rejects,
+            "unwinds": hedge.unwinds,
+            "unwind_fees_usd": str(hedge.unwind_fees_usd),
+            "last_unwind_reason": hedge.last_unwind_reason or None,
+            "carry_latched_secs": round(max(0, hedge.latched_until_ns - now) / NS_PER_SEC, 1),
+        }
+
+    def _hold_unhedged_perp(self) -> dict[str, Any]:
+        """Take out of this tick the perp parents whose unhedged delta is over the limit.
+
+        Only a parent with no child working is held, so no fill of it can arrive meanwhile.
+        """
+        held: dict[str, Any] = {}
+        ex = self._settings.execution
+        for ticker, hedge in self.hedges.items():
+            state = self.markets[ticker]
+            parent = self._orders.parents.get(ticker)
+            wait = parent is not None and state.spot is not None and not hedging.perp_may_trade(
+                hedge, state.spot.position.size, state.mark, ex)
+            if wait and parent is not None and not any(c.is_open for c in parent.children.values()):
+                held[ticker] = self._orders.parents.pop(ticker)
+            if wait != (ticker in self._held_perp):
+                log.info("perp_leg_held" if wait else "perp_leg_released", market=ticker,
+                         mismatch=str(hedge.mismatch(state.spot.position.size) if state.spot else None))
+                (self._held_perp.add if wait else self._held_perp.discard)(ticker)
+        return held
+
+    async def _tick_hedges(self, now_ns: int) -> None:
+        """Per hedged market: accrue leg risk, give a failed leg up, send what the hedge still needs."""
+        ex = self._settings.execution
+        for ticker in list(self.hedges):
+            state = self.markets[ticker]
+            spot = state.spot
+            if spot is None:
+                continue
+            hedge = hedging.observe(self.hedges[ticker], spot.position.size, state.mark, now_ns, ex)
+            self.hedges[ticker] = hedge
+            reason = hedging.unwind_reason(hedge, ex)
+            if reason is not None and self.risk_mode is not RiskMode.HALTED:
+                await self._unwind(state, reason, now_ns)
+            hedge = self.hedges[ticker]
+            mismatch = hedge.mismatch(spot.position.size)
+            self._metrics.hedge_mismatch_base.labels(ticker).set(float(mismatch))
+            self._metrics.hedge_mismatch_usd.labels(ticker).set(
+                float(hedge.mismatch_usd(spot.position.size, state.mark)))
+            self._metrics.leg_risk_usd_secs.labels(ticker).set(float(hedge.leg_risk_usd_secs))
+            if self.risk_mode is not RiskMode.HALTED:
+                self._top_up_hedge(state, hedge, now_ns)
+
+    def _top_up_hedge(self, state: MarketState, hedge: HedgeState, now_ns: int) -> None:
+        """Start a spot parent for what the hedge needs beyond what is filled and working."""
+        spot, manager = state.spot, self._spot_orders
+        assert spot is not None and manager is not None
+        ex = self._settings.execution
+        parent = manager.parents.get(spot.ticker)
+        in_flight = unsent = ZERO
+        if parent is not None:
+            sign = parent.plan.side.sign
+            in_flight = sign * sum((c.size - c.filled for c in parent.children.values() if c.is_open), ZERO)
+            unsent = sign * max(parent.plan.total - parent.sent, ZERO)
+        gap = hedging.hedge_gap(hedge, spot.position.size, in_flight + unsent)
+        mid = spot.book.mid()
+        if mid is None or abs(gap) < spot.spec.min_order_size or abs(gap) * mid < ex.min_notional_usd:
+            return
+        # The new parent takes over the old one's unsent part; its open children still count.
+        gap = hedging.hedge_gap(hedge, spot.position.size, in_flight)
+        self._seed += 1
+        plan = hedging.plan_hedge(spot.spec, gap, spot.position.size + in_flight,
+                                  spot.book.levels(Side.BUY if gap > 0 else Side.SELL, 20), ex, now_ns,
+                                  self._seed)
+        if plan is not None:
+            manager.start_parent(plan, self._decision_ids.get(state.spec.ticker, 0))
+
+    def _count_hedge_results(self) -> None:
+        """Spot hedge children that ended since the last tick: refusals count toward an unwind."""
+        manager = self._spot_orders
+        assert manager is not None
+        current: set[int] = set()
+        for ticker, hedge in self.hedges.items():
+            parent = manager.parents.get(hedge.spot_market)
+            if parent is None:
+                continue
+            for child in parent.children.values():
+                current.add(child.client_id)
+                if child.is_open or child.client_id in self._hedge_children_seen:
+                    continue
+                order = manager.order_state(child.client_id)
+                rejected = order is not None and order.status is OrderStatus.REJECTED
+                if rejected or child.filled:
+                    hedge = hedging.on_spot_result(hedge, rejected)
+                self._hedge_children_seen.add(child.client_id)
+            self.hedges[ticker] = hedge
+        self._hedge_children_seen &= current
+
+    async def _unwind(self, state: MarketState, reason: str, now_ns: int) -> None:
+        """The leg cannot be completed: stop both legs, bring the perp back to the hedged size."""
+        spot = state.spot
+        assert spot is not None
+        ticker = state.spec.ticker
+        ex = self._settings.execution
+        hedge, unwind = hedging.plan_unwind(self.hedges[ticker], state.position.size, spot.position.size,
+                                            reason, now_ns, ex, state.spec.step_size)
+        self.hedges[ticker] = hedge
+        for manager, market in ((self._orders, ticker), (self._spot_orders, spot.ticker)):
+            if manager is None:
+                continue
+            parent = manager.parents.pop(market, None)
+            for child in parent.children.values() if parent is not None else ():
+                if child.is_open and child.tif is not TimeInForce.IOC:
+                    try:
+                        await manager.venue.cancel(child.client_id)
+                    except BotError as exc:
+                        log.warning("order_cancel_failed", client_order_id=child.client_id, error=str(exc))
+        self._metrics.hedge_unwinds.labels(ticker, reason).inc()
+        log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
+                    perp=str(state.position.size), spot=str(spot.position.size),
+                    cooldown_secs=ex.hedge_cooldown_secs)
+        if abs(unwind.perp_change) < state.spec.min_order_size:
+            return
+        side = Side.BUY if unwind.perp_change > 0 else Side.SELL
+        touch = state.book.best_ask() if side is Side.BUY else state.book.best_bid()
+        if touch is None:
+            return
+        price = hedging.bounded_price(side, touch.price, ex.slippage_cap_bps, state.spec.tick_size)
+        order = OrderRequest(self._store.next_client_id(), ticker, side, abs(unwind.perp_change), price,
+                             TimeInForce.IOC, reduce_only=True)
+        self._unwind_orders[order.client_id] = ticker
+        await self._orders.submit(order, state.book.mid())
 
     async def run(self) -> None:
         """Send due TWAP children and refresh gauges until cancelled."""

@@ -54,8 +54,13 @@ async def reconcile_venue(
     clock: Clock,
     *,
     cancel_foreign: bool = False,
+    compare_positions: bool = True,
 ) -> dict[str, Any]:
-    """Bring the store and the engine in line with the venue; return what was corrected."""
+    """Bring the store and the engine in line with the venue; return what was corrected.
+
+    `compare_positions=False` for a venue whose positions are account balances (spot): they
+    include inventory the bot never traded, so only the venue's fills and orders are reconciled.
+    """
     account = await account_of(venue)
     known_fills = {f.fill_id for f in store.fills()}
     new_fills = [f for f in account.fills if f.fill_id not in known_fills]
@@ -77,7 +82,7 @@ async def reconcile_venue(
         else:
             foreign.append(client_id)
     mismatches = {}
-    if account.positions is not None:
+    if account.positions is not None and compare_positions:
         ours = positions()
         for market in set(ours) | set(account.positions):
             mine, theirs = ours.get(market, Decimal(0)), account.positions.get(market, Decimal(0))

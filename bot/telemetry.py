@@ -142,6 +142,15 @@ class Metrics:
         self.risk_mode = Gauge(
             "perpbot_risk_mode", "0 NORMAL, 1 REDUCE_ONLY, 2 HALTED", registry=r
         )
+        # Event-loop health (bot.loop_monitor): lag of a 1 s sleep, and the live asyncio tasks.
+        self.loop_lag_seconds = Gauge(
+            "perpbot_event_loop_lag_seconds", "Event-loop lag, latest sample", registry=r
+        )
+        self.loop_lag = Histogram(
+            "perpbot_event_loop_lag", "Event-loop lag samples (seconds)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+        self.asyncio_tasks = Gauge("perpbot_asyncio_tasks", "Live asyncio tasks", registry=r)
         self.watchdog_input_state = Gauge(
             "perpbot_watchdog_input_state", "Watchdog input: 0 OK, 1 DEGRADED, 2 CRITICAL", ["input"],
             registry=r,
@@ -160,6 +169,33 @@ class Metrics:
         self.watchdog_probe_seconds = Histogram(
             "perpbot_watchdog_probe_seconds", "Watchdog probe latency", ["probe"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+        # Refreshed when /metrics is scraped (Controller.refresh_gauges), not per event.
+        self.feed_staleness_seconds = Gauge(
+            "perpbot_feed_staleness_seconds", "Seconds since the last market event", ["market"], registry=r
+        )
+        self.open_orders = Gauge(
+            "perpbot_open_orders", "The bot's open orders by venue and state", ["venue", "state"],
+            registry=r,
+        )
+        self.pnl_usd = Gauge(
+            "perpbot_pnl_usd", "PnL attribution, both legs: price, slippage, fees, funding, total",
+            ["component"], registry=r,
+        )
+        self.hedge_mismatch_base = Gauge(
+            "perpbot_hedge_mismatch_base", "Hedged perp delta + spot delta, base units", ["market"],
+            registry=r,
+        )
+        self.hedge_mismatch_usd = Gauge(
+            "perpbot_hedge_mismatch_usd", "Hedged perp delta + spot delta at mark", ["market"], registry=r
+        )
+        self.leg_risk_usd_secs = Gauge(
+            "perpbot_leg_risk_usd_secs", "Unhedged notional x time since the legs last matched",
+            ["market"], registry=r,
+        )
+        self.hedge_unwinds = Counter(
+            "perpbot_hedge_unwinds", "Legs given up and unwound on the perp", ["market", "reason"],
+            registry=r,
         )
         self.decision_latency = Histogram(
             "perpbot_decision_seconds",

@@ -163,6 +163,7 @@ class ControlServer:
         return web.json_response({"ok": True, "risk_mode": status["risk_mode"]})
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
+        self._controller.refresh_gauges(self._metrics)
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

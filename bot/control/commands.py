@@ -11,7 +11,7 @@ import structlog
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.domain import OrderRequest, RiskMode, Side, TimeInForce
+from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.engine import Engine
 from bot.errors import BotError
 from bot.execution.orders import OrderManager
@@ -23,6 +23,7 @@ NS_PER_SEC = 1_000_000_000
 BPS = Decimal("0.0001")
 # A kill waits this long for the venues to confirm its cancels before it reports what is left.
 KILL_CONFIRM_SECS = 3.0
+FLATTEN_SETTLE_SECS = 5.0
 CONFIRM_POLL_SECS = 0.05
 
 
@@ -53,6 +54,25 @@ class Controller:
         self._started = time.monotonic()
         self._extra = extra_status or {}
         self.watchdog: Any = None  # set by the app when a watchdog runs; has `.readings`
+
+    def refresh_gauges(self, metrics: Any) -> None:
+        """Set the gauges that are cheaper to read at scrape time than to keep per event."""
+        engine = self._engine
+        now = self._clock.now_ns()
+        for ticker, state in engine.markets.items():
+            if state.last_event_ns:
+                age_secs = max(now - state.last_event_ns, 0) / NS_PER_SEC
+                metrics.feed_staleness_seconds.labels(ticker).set(age_secs)
+        counts: dict[tuple[str, str], int] = {
+            (m.venue.name, status.value): 0 for m in engine.order_managers
+            for status in OrderStatus if status.is_open}
+        for order in self._store.open_orders():
+            key = (order.venue, order.status.value)
+            counts[key] = counts.get(key, 0) + 1
+        for (venue, status), count in counts.items():
+            metrics.open_orders.labels(venue, status).set(count)
+        for component, value in engine.total_pnl().as_dict().items():
+            metrics.pnl_usd.labels(component).set(float(value))
 
     def status(self) -> dict[str, Any]:
         """Return the daemon's state as JSON-ready data; money as decimal strings, no secrets."""
@@ -92,6 +112,8 @@ class Controller:
         }
         if "sim" in self._extra:
             out["sim"] = self._extra["sim"]
+        if "hedge_venue" in self._extra:
+            out["hedge_venue"] = self._extra["hedge_venue"]
         if self.watchdog is not None:
             out["watchdog"] = {
                 r.name: {"state": r.state.name, "value": r.value, "reason": r.reason or None}
@@ -135,6 +157,10 @@ class Controller:
                 "mid": str(spot_mid) if spot_mid is not None else None,
             }
             out["net_delta"] = _size(pos.size + spot.position.size)
+        hedge = engine.hedge_status(ticker)
+        if hedge is not None:
+            out["hedge"] = hedge
+            out["hedge_mismatch"] = hedge["mismatch_base"]
         return out
 
     def pause(self) -> dict[str, Any]:
@@ -160,21 +186,35 @@ class Controller:
         self._engine.events.publish("kill", now, reason=reason, flatten=flatten)
         errors: list[str] = []
         cancelled: list[int] = []
-        for manager in self._engine.order_managers:
+        per_venue: dict[str, dict[str, Any]] = {}
+
+        async def cancel_on(manager: OrderManager) -> None:
+            name = manager.venue.name
             try:
                 sent, failed = await cancel_orders(manager, self._store, all_orders=all_orders)
             except BotError as exc:
-                errors.append(f"{manager.venue.name}: {exc}")
-                continue
-            cancelled += sent
-            errors += [f"{manager.venue.name}: {e}" for e in failed]
+                errors.append(f"{name}: {exc}")
+                sent, failed = [], []
+            per_venue[name] = {"cancelled": sent}
+            cancelled.extend(sent)
+            errors.extend(f"{name}: {e}" for e in failed)
+
+        # Both venues at once: the kill takes as long as the slower one, not the sum.
+        await asyncio.gather(*(cancel_on(m) for m in self._engine.order_managers))
         await self._await_closed(KILL_CONFIRM_SECS)
+        before = self._positions()
         flattened = await self._flatten() if flatten else []
+        if flattened:
+            await self._await_flat(FLATTEN_SETTLE_SECS)
         remaining = self._store.open_orders()
-        positions = {t: _size(s.position.size) for t, s in self._engine.markets.items()
-                     if s.position.size}
-        positions.update({s.spot.ticker: _size(s.spot.position.size)
-                          for s in self._engine.markets.values() if s.spot and s.spot.position.size})
+        positions = self._positions()
+        for manager in self._engine.order_managers:
+            entry = per_venue.setdefault(manager.venue.name, {"cancelled": []})
+            markets = self._markets_of(manager)
+            entry["remaining_open_orders"] = [o.client_id for o in remaining if o.venue == manager.venue.name]
+            entry["filled"] = {m: _size(abs(Decimal(before.get(m, "0")) - Decimal(positions.get(m, "0"))))
+                               for m in markets if before.get(m, "0") != positions.get(m, "0")}
+            entry["positions"] = {m: positions[m] for m in markets if m in positions}
         report = {
             "kill_latched": True,
             "reason": reason,
@@ -182,11 +222,31 @@ class Controller:
             "flatten_orders": flattened,
             "remaining_open_orders": [o.client_id for o in remaining],
             "positions": positions,
+            "venues": per_venue,
             "errors": errors,
         }
         log.warning("kill_done", cancelled=len(cancelled), remaining=len(remaining),
                     positions=positions)
         return report
+
+    def _positions(self) -> dict[str, str]:
+        """Both legs' non-zero positions as the bot books them (perp and spot markets)."""
+        positions = {t: _size(s.position.size) for t, s in self._engine.markets.items() if s.position.size}
+        positions.update({s.spot.ticker: _size(s.spot.position.size)
+                          for s in self._engine.markets.values() if s.spot and s.spot.position.size})
+        return positions
+
+    def _markets_of(self, manager: OrderManager) -> list[str]:
+        if manager is self._engine.orders:
+            return list(self._engine.markets)
+        return [s.spot.ticker for s in self._engine.markets.values() if s.spot is not None]
+
+    async def _await_flat(self, timeout_secs: float) -> None:
+        """Give the flatten orders' fills a moment to arrive over the account streams."""
+        for _ in range(int(timeout_secs / CONFIRM_POLL_SECS)):
+            if not self._positions() and not self._store.open_orders():
+                return
+            await asyncio.sleep(CONFIRM_POLL_SECS)
 
     async def _await_closed(self, timeout_secs: float) -> None:
         """Give venue confirmations (cancel updates over the account stream) a moment to land."""

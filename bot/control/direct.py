@@ -4,14 +4,18 @@ It does what `Controller.kill` does, straight against the venues with the config
 
 1. latch HALTED in the store first: the latch holds whatever happens next, a restarted daemon
    starts HALTED, and a hung daemon's watchdog picks it up on its next sample;
-2. cancel every open order of the bot on the perp venue: live dYdX orders (client ids known
-   to the store; every open order of the subaccount with `all_orders`) in MsgBatchCancel
-   messages for short-term orders and one cancel each for stateful ones, then wait until the
-   indexer no longer lists them. Paper orders only ever lived in the daemon, so they are
-   marked cancelled in the store;
-3. with `flatten`, close every position with reduce-only IOC orders priced at the touch plus the
-   slippage cap (recorded in the store before they are sent, so client ids are never reused);
-4. return a report: {cancelled, filled, remaining_open_orders, positions, errors, elapsed_secs}.
+2. cancel every open order of the bot on both venues at once: live dYdX orders (client ids
+   known to the store; every open order of the subaccount with `all_orders`) in MsgBatchCancel
+   messages for short-term orders and one cancel each for stateful ones, and the bot's Binance
+   spot orders ("pb-<id>" known to the store; every open order on the hedged symbols with
+   `all_orders`) cancelled concurrently; then wait until neither venue lists them. Paper orders
+   only ever lived in the daemon, so they are marked cancelled in the store;
+3. with `flatten`, close every position with IOC orders priced at the touch plus the slippage
+   cap (recorded in the store before they are sent, so client ids are never reused): reduce-only
+   on dYdX; on Binance the spot hedge as the store's fills book it (the account's other
+   inventory is not the bot's), its fill recorded in the store from the order's final state;
+4. return a report: {cancelled, filled, remaining_open_orders, positions, errors, elapsed_secs,
+   venues: {name: the same per venue}}.
 
 With `--network sim` and the default embedded simulator, the venue died with the daemon (or is
 reachable only through it, when it hangs): point the `[dydx]` endpoints at a running
@@ -28,16 +32,20 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.domain import Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError, ConfigError
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
+from bot.venues.binance.adapter import BinanceVenue, build_venue
+from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.node import NodeGateway
+from bot.venues.setup import hedged_spot_markets
 
 log = structlog.get_logger("kill_direct")
 BPS = Decimal("0.0001")
@@ -70,7 +78,7 @@ async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_ord
         elif embedded_sim:
             report = _embedded_sim_gone(store)
         else:
-            report = await _kill_dydx(settings, store, flatten=flatten, all_orders=all_orders)
+            report = await _kill_live(settings, store, flatten=flatten, all_orders=all_orders)
     finally:
         store.close()
     log.warning("kill_done", direct=True, cancelled=len(report["cancelled"]),
@@ -105,11 +113,135 @@ def _embedded_sim_gone(store: Store) -> dict[str, Any]:
             "positions": _store_positions(store), "errors": errors}
 
 
+async def _cancel_ours(venue: Any, name: str, store: Store, all_orders: bool,
+                       errors: list[str]) -> tuple[list[int], list[int]]:
+    """Cancel the bot's open orders on one venue (every open order with `all_orders`) and wait
+    until the venue no longer lists them; return (cancelled, still open)."""
+    ours = {o.client_id for o in store.open_orders(name)}
+    try:
+        ours |= {cid for cid in await venue.open_orders() if store.get_order(cid) is not None}
+    except BotError as exc:
+        errors.append(f"open orders: {exc}")
+    cancelled, failed = await venue.cancel_many(sorted(ours), all_open=all_orders)
+    errors += failed
+    remaining = await _confirm_cancelled(venue, None if all_orders else ours, errors)
+    return cancelled, remaining
+
+
 def _store_positions(store: Store) -> dict[str, str]:
     sizes: dict[str, Decimal] = {}
     for fill in store.fills():
         sizes[fill.market] = sizes.get(fill.market, Decimal(0)) + fill.side.sign * fill.size
     return {market: str(size) for market, size in sorted(sizes.items()) if size}
+
+
+async def _kill_live(settings: Settings, store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
+    """Both venues at once; the report merges them and keeps each under `venues`."""
+    jobs = {"dydx": _kill_dydx(settings, store, flatten=flatten, all_orders=all_orders)}
+    binance, keys = _binance_for_kill(settings)
+    if binance is not None:
+        jobs["binance"] = _kill_binance(settings, binance, keys, store, flatten=flatten,
+                                        all_orders=all_orders)
+    results = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
+    merged: dict[str, Any] = {"cancelled": [], "filled": {}, "flatten_orders": [],
+                              "remaining_open_orders": [], "positions": {}, "errors": [], "venues": results}
+    for name, report in results.items():
+        for key in ("cancelled", "flatten_orders", "remaining_open_orders"):
+            merged[key] += report[key]
+        merged["filled"].update(report["filled"])
+        merged["positions"].update(report["positions"])
+        merged["errors"] += [f"{name}: {e}" for e in report["errors"]]
+    return merged
+
+
+Keys = tuple[SecretStr, SecretStr]
+
+
+def _binance_for_kill(settings: Settings) -> tuple[BinanceSettings | None, Keys | None]:
+    """The hedge venue's settings (hedged symbols only) and keys; None when there is no spot leg."""
+    markets = hedged_spot_markets(settings)
+    binance = settings.binance
+    if not markets or (settings.network == "sim" and binance.rest_url == BinanceSettings().rest_url):
+        return None, None
+    keys = None
+    if settings.binance_api_key is not None and settings.binance_api_secret is not None:
+        keys = (settings.binance_api_key, settings.binance_api_secret)
+    symbols = {m: binance.symbols[m] for m in markets if m in binance.symbols}
+    return binance.model_copy(update={"symbols": symbols}), keys
+
+
+async def _kill_binance(settings: Settings, binance: BinanceSettings, keys: Keys | None, store: Store, *,
+                        flatten: bool, all_orders: bool) -> dict[str, Any]:
+    empty: dict[str, Any] = {"cancelled": [], "filled": {}, "flatten_orders": [],
+                             "remaining_open_orders": [o.client_id for o in store.open_orders("binance")],
+                             "positions": {}, "errors": []}
+    if keys is None:
+        return {**empty, "errors": ["no PERPBOT_BINANCE_API_KEY / _SECRET: the spot leg was not touched"]}
+    venue = build_venue(binance, Metrics(), api_key=keys[0], api_secret=keys[1])
+    errors: list[str] = []
+    try:
+        try:
+            await venue.load_markets()
+        except BotError as exc:
+            return {**empty, "errors": [f"markets: {exc}"]}
+        cancelled, remaining = await _cancel_ours(venue, "binance", store, all_orders, errors)
+        filled: dict[str, str] = {}
+        sent: list[int] = []
+        if flatten:
+            filled, sent = await _flatten_spot(settings, store, venue, errors)
+        spot = set(venue.spot_specs)
+        positions = {m: s for m, s in _store_positions(store).items() if m in spot}
+    finally:
+        await venue.close()
+    return {"cancelled": cancelled, "filled": filled, "flatten_orders": sent,
+            "remaining_open_orders": remaining, "positions": positions, "errors": errors}
+
+
+async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
+                        errors: list[str]) -> tuple[dict[str, str], list[int]]:
+    """Close the spot hedge the store's fills book, one IOC per market; record what filled."""
+    cap = settings.execution.slippage_cap_bps * BPS
+    fee_rate = settings.strategy.carry.spot_taker_fee_rate
+    filled: dict[str, str] = {}
+    sent: list[int] = []
+    for market, text in _store_positions(store).items():
+        size = Decimal(text)
+        spec = venue.spot_specs.get(market)
+        if spec is None:
+            continue
+        side = Side.SELL if size > 0 else Side.BUY
+        try:
+            bid, ask = await venue.touch(market)
+            touch = bid if side is Side.SELL else ask
+            if touch is None:
+                errors.append(f"flatten {market}: empty book")
+                continue
+            raw = touch * (1 - cap if side is Side.SELL else 1 + cap)
+            price = (raw / spec.tick_size).quantize(Decimal(1)) * spec.tick_size
+            order = OrderRequest(store.next_client_id(), market, side, abs(size), price, TimeInForce.IOC)
+            store.record_order("binance", order, time.time_ns())  # persisted before it is sent
+            await venue.place(order)
+            sent.append(order.client_id)
+            found = await venue.order_row(order.client_id)
+        except BotError as exc:
+            errors.append(f"flatten {market}: {exc}")
+            continue
+        if found is None:
+            errors.append(f"flatten {market}: order {order.client_id} not found after placing")
+            continue
+        _, row = found
+        executed, quote = Decimal(row.executedQty), Decimal(row.cummulativeQuoteQty)
+        now = time.time_ns()
+        if executed:
+            # No user stream here: the fill is booked from the order's final state (fee estimated
+            # at the taker rate), so a restarted daemon sees the hedge closed.
+            store.record_fill("binance", Fill(f"binance-kill-{row.orderId}", order.client_id, market, side,
+                                              quote / executed, executed, quote * fee_rate,
+                                              Liquidity.TAKER, now))
+            filled[market] = str(executed)
+        status = OrderStatus.FILLED if executed >= order.size else OrderStatus.CANCELLED
+        store.update_order(order.client_id, status, executed, now, "kill --direct flatten")
+    return filled, sent
 
 
 async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
@@ -131,14 +263,7 @@ async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_ord
                       gtb_offset_blocks=d.gtb_offset_blocks, long_term_secs=d.long_term_secs)
     errors: list[str] = []
     try:
-        ours = {o.client_id for o in store.open_orders("dydx")}
-        try:
-            ours |= {cid for cid in await venue.open_orders() if store.get_order(cid) is not None}
-        except BotError as exc:
-            errors.append(f"open orders: {exc}")
-        cancelled, failed = await venue.cancel_many(sorted(ours), all_open=all_orders)
-        errors += failed
-        remaining = await _confirm_cancelled(venue, None if all_orders else ours, errors)
+        cancelled, remaining = await _cancel_ours(venue, "dydx", store, all_orders, errors)
         filled: dict[str, str] = {}
         flatten_orders: list[int] = []
         if flatten:

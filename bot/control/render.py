@@ -136,6 +136,7 @@ def markets_table(data: dict[str, Any], detail: bool = False) -> Table:
         hedge = f"{spot['position']}/{spot['target']} Δ {m.get('net_delta', '-')}" if spot else "-"
         if "hedge_mismatch" in m:
             hedge += f" mismatch {m['hedge_mismatch']}"
+        hedge += _hedge_risk(m.get("hedge"))
         try:
             rate = f"{Decimal(str(m.get('funding_rate_1h'))) * 100:.4f}%"
         except (InvalidOperation, ValueError):
@@ -146,6 +147,23 @@ def markets_table(data: dict[str, Any], detail: bool = False) -> Table:
             rate, _signed((m.get("pnl") or {}).get("total")), hedge,
         )
     return table
+
+
+def _hedge_risk(hedge: dict[str, Any] | None) -> str:
+    """Mismatch at mark, leg risk against its budget, and what the hedge did about it."""
+    if not hedge:
+        return ""
+    text = (f" (${_num(hedge.get('mismatch_usd'))}) leg risk {_num(hedge.get('leg_risk_usd_secs'), 0)}"
+            f"/{_num(hedge.get('leg_risk_budget_usd_secs'), 0)} $s")
+    if hedge.get("perp_held"):
+        text += " perp held"
+    if hedge.get("lag_exceeded"):
+        text += " LAG"
+    if hedge.get("unwinds"):
+        text += f" unwinds {hedge['unwinds']} fees {_num(hedge.get('unwind_fees_usd'))}"
+    if hedge.get("carry_latched_secs"):
+        text += f" carry latched {int(hedge['carry_latched_secs'])}s"
+    return text
 
 
 def funding_table(data: dict[str, Any]) -> Table:

@@ -7,6 +7,16 @@
 |         |             | (or a running `perpbot sim` when the  |                                  |
 |         |             | [dydx] endpoints are set)             |                                  |
 | testnet, mainnet | -  | dYdX adapter on the public indexer    | PaperVenue / dYdX adapter        |
+
+The carry sleeve's spot hedge leg (`open_hedge`):
+
+| network | sim.mode   | spot market data                          | execution (paper / live)            |
+|---------|------------|-------------------------------------------|-------------------------------------|
+| sim     | in_process | SimMarket spot books in the same SimFeed  | PaperVenue "paper_spot" / -         |
+| sim     | protocol   | Binance adapter on the embedded simulator | PaperVenue "paper_spot" / Binance   |
+|         |            | (external `perpbot sim`: the [binance]    | adapter (embedded: its test keys)   |
+|         |            | endpoints; unset: no spot leg)            |                                     |
+| testnet, mainnet | - | Binance adapter on the [binance] endpoints | PaperVenue "paper_spot" / Binance |
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
+from pydantic import SecretStr
+
 from bot.book import OrderBook
 from bot.clock import Clock
 from bot.config import Settings
@@ -22,6 +35,8 @@ from bot.domain import MarketSpec
 from bot.errors import ConfigError
 from bot.sim.market import SimMarket
 from bot.telemetry import Metrics
+from bot.venues.binance.adapter import BinanceVenue, build_venue
+from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.node import NodeGateway
@@ -29,6 +44,8 @@ from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
 from bot.venues.ports import ExecutionVenue
 from bot.venues.sim.feed import SimFeed, default_params
+
+log = structlog.get_logger("setup")
 
 
 @dataclass
@@ -43,6 +60,20 @@ class PerpVenue:
     spot_markets: dict[str, SimMarket] = field(default_factory=dict)  # in-process spot books
     services: list[Any] = field(default_factory=list)  # extra long-lived services (the simulator)
     status: dict[str, Any] = field(default_factory=dict)  # `account` and `sim` for status
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    sim_accounts: dict[str, Any] = field(default_factory=dict)  # the embedded simulator's test keys
+
+
+@dataclass
+class HedgeVenue:
+    """The carry sleeve's spot leg: its books and specs, where its orders go, its market data."""
+
+    execution: ExecutionVenue
+    specs: dict[str, MarketSpec]
+    books: dict[str, OrderBook]
+    paper: PaperVenue | None  # paper trading: fills against `books`, must see spot trades
+    market_data: BinanceVenue | None = None  # None: spot events arrive with the perp feed
+    status: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -77,6 +108,7 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
     endpoints = settings.dydx.endpoints(settings.network)
     mnemonic = settings.dydx_mnemonic.get_secret_value() if settings.dydx_mnemonic else None
     status: dict[str, Any] = {}
+    sim_accounts: dict[str, Any] = {}
     if settings.network == "sim" and not settings.dydx.indexer_rest:
         from bot.sim.runner import Simulator  # imported here: only this mode needs the servers
 
@@ -88,6 +120,7 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
         endpoints = {key: sim_endpoints[key] for key in ("indexer_rest", "indexer_ws", "node_grpc",
                                                           "chain_id")}
         mnemonic = mnemonic or sim_endpoints["accounts"]["dydx"]["mnemonic"]
+        sim_accounts = sim_endpoints["accounts"]
         status["sim"] = {"mode": "embedded", "seed": settings.sim.seed,
                          **{k: v for k, v in sim_endpoints.items() if k != "accounts"}}
     elif settings.network == "sim":
@@ -119,4 +152,80 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
     venue.use_books(books)
     paper = _paper(settings, books, clock) if settings.trading == "paper" else None
     return PerpVenue(venue, paper or venue, specs, books, paper, services=services, status=status,
-                     closers=closers)
+                     closers=closers, sim_accounts=sim_accounts)
+
+
+def _spot_paper(settings: Settings, books: dict[str, OrderBook], clock: Clock) -> PaperVenue:
+    carry = settings.strategy.carry
+    venue = PaperVenue(books, FeeSchedule(carry.spot_maker_fee_rate, carry.spot_taker_fee_rate), clock,
+                       settings.sim.funding_interval_secs)
+    venue.name = "paper_spot"
+    return venue
+
+
+def hedged_spot_markets(settings: Settings) -> list[str]:
+    """The spot markets the carry sleeve hedges on, for the configured perp markets."""
+    carry = settings.strategy.carry
+    if not carry.enabled:
+        return []
+    return [carry.spot_markets[t] for t in settings.markets if t in carry.spot_markets]
+
+
+async def open_hedge(settings: Settings, perp: PerpVenue, metrics: Metrics,
+                     clock: Clock) -> HedgeVenue | None:
+    """The spot hedge venue for the settings (table above); None when there is no spot leg."""
+    spot_markets = hedged_spot_markets(settings)
+    if not spot_markets:
+        return None
+    if perp.spot_markets:  # in process: the simulated spot books ride on the perp feed
+        specs = {t: m.spec() for t, m in perp.spot_markets.items()}
+        books = {t: OrderBook(t) for t in specs}
+        paper = _spot_paper(settings, books, clock)
+        return HedgeVenue(paper, specs, books, paper,
+                          status={"venue": paper.name, "market_data": "in_process"})
+    binance, keys = _binance_endpoints(settings, perp)
+    if binance is None:
+        log.warning("hedge_venue_not_configured", reason="network sim with an external simulator: "
+                    "set [binance] rest_url/ws_url to its binance_rest/binance_ws for a spot leg")
+        return None
+    unknown = [m for m in spot_markets if m not in binance.symbols]
+    if unknown:
+        raise ConfigError(f"binance.symbols.{unknown[0]}", "a hedged spot market has no Binance symbol")
+    binance = binance.model_copy(update={"symbols": {m: binance.symbols[m] for m in spot_markets}})
+    live = settings.trading == "live"
+    if live and keys is None:
+        raise ConfigError("binance_api_key", "live trading needs PERPBOT_BINANCE_API_KEY and _SECRET")
+    venue = build_venue(binance, metrics, api_key=keys[0] if live and keys else None,
+                        api_secret=keys[1] if live and keys else None, clock=clock)
+    try:
+        specs = await venue.load_markets()
+    except BaseException:
+        await venue.close()
+        raise
+    books = {t: OrderBook(t) for t in specs}
+    venue.use_books(books)
+    paper = None if live else _spot_paper(settings, books, clock)
+    status = {"venue": venue.name if live else "paper_spot", "market_data": "binance",
+              "rest_url": binance.rest_url}
+    return HedgeVenue(venue if live else paper, specs, books, paper, market_data=venue,  # type: ignore[arg-type]
+                      status=status, closers=[venue.close])
+
+
+def _binance_endpoints(settings: Settings, perp: PerpVenue
+                       ) -> tuple[BinanceSettings | None, tuple[SecretStr, SecretStr] | None]:
+    """Binance settings with the endpoints to use, and the keys for live trading (None: none)."""
+    binance = settings.binance
+    keys = None
+    if settings.binance_api_key is not None and settings.binance_api_secret is not None:
+        keys = (settings.binance_api_key, settings.binance_api_secret)
+    sim = perp.status.get("sim") or {}
+    if sim.get("mode") == "embedded":
+        binance = binance.model_copy(update={"rest_url": sim["binance_rest"], "ws_url": sim["binance_ws"],
+                                             "min_session_secs": 0.5})
+        test_keys = perp.sim_accounts.get("binance") or {}
+        if keys is None and test_keys:
+            keys = (SecretStr(test_keys["api_key"]), SecretStr(test_keys["api_secret"]))
+        return binance, keys
+    if settings.network == "sim" and binance.rest_url == BinanceSettings().rest_url:
+        return None, keys  # an external simulator without its Binance endpoints: never the real venue
+    return binance, keys

@@ -1,12 +1,13 @@
-"""Benchmark: `perpbot kill --direct` from CLI start to every cancel confirmed, 50+ resting orders.
+"""Benchmark: `perpbot kill --direct` from CLI start to every cancel confirmed, on both venues.
 
 A standalone `perpbot sim` runs in a child process. Each round rests `--orders` short-term
 post-only bids (GoodTilBlock 20 blocks ahead, ~13 s) far below the touch on the simulator's
-account, recorded in a fresh store as the bot's, plus `--long-term` GTT bids; then it times a
-`perpbot kill --direct` subprocess from spawn to exit. The CLI exits only after the indexer no
-longer lists any of the bot's orders, and the round checks that itself over REST too.
+dYdX account plus `--long-term` GTT bids, and `--spot-orders` LIMIT_MAKER bids on its Binance
+account, all recorded in a fresh store as the bot's; then it times a `perpbot kill --direct`
+subprocess from spawn to exit. The CLI exits only after neither the indexer nor Binance lists
+any of the bot's orders, and the round checks that itself over both venues' REST too.
 
-    .venv/bin/python tests/bench/bench_kill.py [--orders 60] [--long-term 0] [--rounds 10]
+    .venv/bin/python tests/bench/bench_kill.py [--orders 30] [--spot-orders 30] [--long-term 0] [--rounds 10]
 
 Prints `kill_direct_p50_secs`, `kill_direct_p99_secs` (target p99 < 2 s), the same for the
 kill itself inside the CLI process (its report's `elapsed_secs`: store latch, REST, batch
@@ -32,10 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from bot.domain import OrderRequest, Side, TimeInForce
 from bot.store import Store
 from bot.telemetry import Metrics
+from bot.venues.binance.adapter import build_venue
+from bot.venues.binance.config import BinanceSettings
+from bot.venues.binance.orders import client_id_of
+from bot.venues.binance.rest import sign
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.node import NodeGateway
@@ -55,6 +61,10 @@ def _env(sim: dict[str, Any], state_dir: Path) -> dict[str, str]:
         "PERPBOT_DYDX__NODE_GRPC": sim["node_grpc"],
         "PERPBOT_DYDX__CHAIN_ID": sim["chain_id"],
         "PERPBOT_DYDX_MNEMONIC": sim["accounts"]["dydx"]["mnemonic"],
+        "PERPBOT_BINANCE__REST_URL": sim["binance_rest"],
+        "PERPBOT_BINANCE__WS_URL": sim["binance_ws"],
+        "PERPBOT_BINANCE_API_KEY": sim["accounts"]["binance"]["api_key"],
+        "PERPBOT_BINANCE_API_SECRET": sim["accounts"]["binance"]["api_secret"],
         "PERPBOT_TELEMETRY__LOG_LEVEL": "error",
     })
     return env
@@ -64,6 +74,40 @@ def _open_ids(sim: dict[str, Any]) -> set[int]:
     params = {"address": sim["accounts"]["dydx"]["address"], "subaccountNumber": 0,
               "status": ["OPEN", "BEST_EFFORT_OPENED", "UNTRIGGERED"]}
     return {int(o["clientId"]) for o in httpx.get(sim["indexer_rest"] + "/v4/orders", params=params).json()}
+
+
+def _spot_open_ids(sim: dict[str, Any]) -> set[int]:
+    key, secret = sim["accounts"]["binance"]["api_key"], sim["accounts"]["binance"]["api_secret"]
+    query = f"timestamp={int(time.time() * 1000)}"
+    query += f"&signature={sign(secret, query)}"
+    rows = httpx.get(f"{sim['binance_rest']}/api/v3/openOrders?{query}", headers={"X-MBX-APIKEY": key}).json()
+    return {cid for o in rows if (cid := client_id_of(o["clientOrderId"])) is not None}
+
+
+async def _rest_spot_orders(sim: dict[str, Any], db_path: Path, count: int) -> list[int]:
+    keys = sim["accounts"]["binance"]
+    venue = build_venue(BinanceSettings(rest_url=sim["binance_rest"], ws_url=sim["binance_ws"]), Metrics(),
+                        api_key=SecretStr(keys["api_key"]), api_secret=SecretStr(keys["api_secret"]))
+    ids = []
+    try:
+        await venue.load_markets()
+        prices = {}
+        for market in ("BTC-USDT", "ETH-USDT"):
+            bid, _ = await venue.touch(market)
+            assert bid is not None
+            prices[market] = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+        with Store.open(db_path) as store:
+            for i in range(count):
+                market = ("BTC-USDT", "ETH-USDT")[i % 2]
+                size = Decimal("0.001") if market == "BTC-USDT" else Decimal("0.01")
+                order = OrderRequest(store.next_client_id(), market, Side.BUY, size, prices[market],
+                                     TimeInForce.POST_ONLY)
+                store.record_order("binance", order, time.time_ns())
+                await venue.place(order)
+                ids.append(order.client_id)
+    finally:
+        await venue.close()
+    return ids
 
 
 async def _rest_orders(sim: dict[str, Any], db_path: Path, short: int, long_term: int) -> list[int]:
@@ -95,7 +139,8 @@ async def _rest_orders(sim: dict[str, Any], db_path: Path, short: int, long_term
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=60)
+    parser.add_argument("--orders", type=int, default=30)
+    parser.add_argument("--spot-orders", type=int, default=30)
     parser.add_argument("--long-term", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
@@ -113,8 +158,9 @@ def main() -> int:
                 state_dir.mkdir()
                 db_path = state_dir / "perpbot.sqlite"
                 ids = asyncio.run(_rest_orders(sim, db_path, args.orders, args.long_term))
+                spot_ids = asyncio.run(_rest_spot_orders(sim, db_path, args.spot_orders))
                 deadline = time.monotonic() + 5
-                while not set(ids) <= _open_ids(sim):
+                while not (set(ids) <= _open_ids(sim) and set(spot_ids) <= _spot_open_ids(sim)):
                     if time.monotonic() > deadline:
                         raise SystemExit("orders did not rest")
                     time.sleep(0.05)
@@ -124,7 +170,7 @@ def main() -> int:
                 elapsed = time.perf_counter() - started
                 if result.returncode != 0:
                     raise SystemExit(f"kill failed: {result.stdout}{result.stderr}")
-                left = set(ids) & _open_ids(sim)
+                left = (set(ids) & _open_ids(sim)) | (set(spot_ids) & _spot_open_ids(sim))
                 if left:
                     raise SystemExit(f"{len(left)} orders still open after the kill")
                 last_report = json.loads(result.stdout)
@@ -132,8 +178,8 @@ def main() -> int:
                 inside.append(float(last_report["elapsed_secs"]))
         times.sort()
         p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
-        print(f"orders_per_round: {args.orders} short-term + {args.long_term} long-term; "
-              f"rounds: {len(times)}")
+        print(f"orders_per_round: dydx {args.orders} short-term + {args.long_term} long-term, "
+              f"binance {args.spot_orders}; rounds: {len(times)}")
         print(f"kill_direct_p50_secs: {statistics.median(times):.3f}")
         print(f"kill_direct_p99_secs: {p99:.3f}")
         print(f"kill_direct_max_secs: {times[-1]:.3f}")
@@ -141,8 +187,9 @@ def main() -> int:
         print(f"kill_direct_in_process_p50_secs: {statistics.median(inside):.3f} "
               f"(p99 {inside[min(len(inside) - 1, round(0.99 * (len(inside) - 1)))]:.3f}; "
               f"the rest is interpreter start and imports)")
-        print(f"cancelled_last_round: {len(last_report.get('cancelled', []))}, "
-              f"errors: {len(last_report.get('errors', []))}")
+        per_venue = ", ".join(f"{name} {len(v['cancelled'])}" for name, v in last_report["venues"].items())
+        print(f"cancelled_last_round: {len(last_report['cancelled'])} ({per_venue}), "
+              f"errors: {len(last_report['errors'])}")
         return 0 if p99 < 2.0 else 1
     finally:
         sim_proc.send_signal(signal.SIGTERM)

@@ -108,7 +108,13 @@ def test_control_api_refuses_missing_or_wrong_token(daemon_factory) -> None:  # 
     assert httpx.get(url + "/v1/status").status_code == 401
     assert httpx.post(url + "/v1/kill", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert httpx.get(url + "/healthz").status_code == 200
-    assert "perpbot_market_events_total" in httpx.get(url + "/metrics").text
+    metrics = httpx.get(url + "/metrics").text
+    assert "perpbot_market_events_total" in metrics
+    # Scrape-time gauges: feed staleness, open orders by state, PnL attribution, event-loop lag.
+    for series in ('perpbot_feed_staleness_seconds{market="BTC-USD"}',
+                   'perpbot_open_orders{state="ACKED",venue="paper"}',
+                   'perpbot_pnl_usd{component="total"}', "perpbot_asyncio_tasks "):
+        assert series in metrics, series
     assert daemon.status()["kill_latched"] is False  # the refused kill did nothing
     bad_body = httpx.post(url + "/v1/kill", headers={"Authorization": f"Bearer {TOKEN}"},
                           content=b"{not json")

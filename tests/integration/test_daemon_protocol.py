@@ -44,7 +44,13 @@ def test_paper_on_the_protocol_simulator_needs_no_keys(daemon_factory) -> None: 
     status = eventually(lambda: (s := daemon.status())["markets"]["BTC-USD"]["position"] != "0" and s,
                         timeout_secs=20)
     assert status["trading"] == "paper" and status["account"]["dydx"] is None
-    assert set(status["open_orders"]) == {"paper"}
+    assert set(status["open_orders"]) == {"paper", "paper_spot"}
+    # The carry's spot leg is paper-traded over the simulator's Binance books (no keys needed).
+    assert status["hedge_venue"]["market_data"] == "binance"
+    assert status["hedge_venue"]["rest_url"] == status["sim"]["binance_rest"]
+    spot = eventually(lambda: daemon.status()["markets"]["BTC-USD"]["spot"]["mid"], timeout_secs=10)
+    assert 1000 < float(spot) < 1_000_000
+    assert "mismatch_usd" in daemon.status()["markets"]["BTC-USD"]["hedge"]
     assert status["block_height"] > 0
     watchdog = eventually(lambda: daemon.status().get("watchdog"), timeout_secs=10)
     assert {"chain_head_age", "indexer_lag", "withdrawal_gating"} <= set(watchdog)

@@ -320,7 +320,9 @@ async def test_a_slow_or_dead_endpoint_never_delays_publishing(tmp_path: Path, f
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert statistics.median(publish_ns) < 20_000 and max(publish_ns) < 1_000_000, publish_ns[:10]
+    # Bounds far below the 5 s the sender is stuck for (a shared CI core stalls for milliseconds):
+    # what matters is that no publish waits on the endpoint.
+    assert statistics.median(publish_ns) < 20_000 and max(publish_ns) < 250_000_000, publish_ns[:10]
     assert statistics.median(fill_ns) < 1_000_000, fill_ns[:10]
     assert statistics.median(mode_ns) < 20_000_000, mode_ns[:10]
     assert notifier.counts["dropped"] > 0, "the outbox is bounded: overflow is dropped, not awaited"

@@ -47,12 +47,14 @@ from bot.venues.binance.user_stream import UserStream
 from bot.venues.ports import AccountSink, MarketSink
 
 log = structlog.get_logger("binance")
+CANCEL_CONCURRENCY = 16  # cancels in flight at once on the kill path (each weighs 1)
 
 
 class BinanceVenue:
     """Market data for a set of spot markets and, with keys, execution on one account."""
 
     name = VENUE
+    positions_are_balances = True  # base asset balances, not only what the bot traded
 
     def __init__(
         self,
@@ -210,6 +212,82 @@ class BinanceVenue:
             if update is not None:
                 self._track(update)
                 self._account_sink(update)
+
+    async def cancel_many(self, client_ids: list[int], *, all_open: bool = False
+                          ) -> tuple[list[int], list[str]]:
+        """Cancel these orders (with `all_open`: every open order on our symbols, foreign ones too).
+
+        The venue's open orders are listed once per symbol and cancelled concurrently (the kill
+        path). Orders of ours the venue no longer lists are queried so their final state reaches
+        the account sink. Returns (our client ids cancelled or already closed, errors).
+        """
+        wanted = set(client_ids)
+        errors: list[str] = []
+        targets: list[tuple[SpotSpec, str, int | None]] = []
+        listed: set[int] = set()
+        for spec in self.spot_specs.values():
+            try:
+                rows = await self.rest.open_orders(spec.symbol)
+            except BotError as exc:
+                errors.append(f"open orders {spec.symbol}: {exc}")
+                continue
+            for row in rows:
+                cid = client_id_of(row.clientOrderId)
+                if cid is not None:
+                    listed.add(cid)
+                if all_open or cid in wanted:
+                    targets.append((spec, row.clientOrderId, cid))
+        gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+        async def cancel_one(spec: SpotSpec, venue_id: str, cid: int | None) -> int | None:
+            async with gate:
+                try:
+                    row = await self.rest.cancel_order(spec.symbol, venue_id)
+                except OrderNotFound:
+                    update = await self.query_order(cid) if cid is not None else None
+                except BotError as exc:
+                    errors.append(f"cancel {venue_id}: {exc}")
+                    return None
+                else:
+                    update = parse_order_info(row, spec)
+            if update is not None:
+                self._track(update)
+                self._account_sink(update)
+            return cid
+
+        async def settle(cid: int) -> int | None:
+            async with gate:
+                try:
+                    update = await self.query_order(cid)
+                except BotError as exc:
+                    errors.append(f"query {cid}: {exc}")
+                    return None
+            if update is not None:
+                self._track(update)
+                self._account_sink(update)
+            return cid
+
+        done = await asyncio.gather(*(cancel_one(*t) for t in targets),
+                                    *(settle(cid) for cid in sorted(wanted - listed)))
+        return sorted({cid for cid in done if cid is not None}), errors
+
+    async def order_row(self, client_id: int) -> tuple[SpotSpec, wire.OrderInfo] | None:
+        """The venue's raw record of one of our orders (quote filled too), or None."""
+        market = self._market_of.get(client_id)
+        for name in [market] if market is not None else list(self.spot_specs):
+            spec = self.spot_specs[name]
+            try:
+                return spec, await self.rest.query_order(spec.symbol, client_order_id(client_id))
+            except OrderNotFound:
+                continue
+        return None
+
+    async def touch(self, market: str) -> tuple[Decimal | None, Decimal | None]:
+        """Best bid and ask from a REST depth read (no stream needed)."""
+        snapshot = await self.rest.depth(self._spec(market, "touch").symbol, 5)
+        bid = Decimal(snapshot.bids[0][0]) if snapshot.bids else None
+        ask = Decimal(snapshot.asks[0][0]) if snapshot.asks else None
+        return bid, ask
 
     async def _find_open(self, client_id: int) -> str | None:
         wanted = client_order_id(client_id)

@@ -1,0 +1,167 @@
+"""The fill-driven spot hedge (bot.execution.hedge): examples and hypothesis properties."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.config import ExecutionSettings
+from bot.domain import BookLevel, MarketSpec, Side
+from bot.execution import hedge as h
+
+D = Decimal
+SEC = 1_000_000_000
+P = ExecutionSettings(hedge_lag_secs=10, hedge_max_mismatch_usd=D(1000),
+                      hedge_leg_risk_budget_usd_secs=D(5000), hedge_max_rejects=3, hedge_cooldown_secs=600)
+SPOT = MarketSpec("BTC-USDT", D("0.01"), D("0.00001"), D("0.00001"))
+MARK = D(60_000)
+
+
+def opened(perp_target: str = "-1", spot_goal: str = "1") -> h.HedgeState:
+    """A carry open decided at t=0: perp 0 -> target, spot 0 -> goal, following the perp fills."""
+    start = h.restored("BTC-USD", "BTC-USDT", D(0))
+    return h.start_leg(start, D(0), D(perp_target), D(spot_goal), True, 0, P)
+
+
+def test_each_perp_fill_makes_its_hedge_due_with_the_leg_ratio() -> None:
+    state = h.on_perp_fill(opened(), D("-0.25"), 1 * SEC, P)
+    assert state.required == D("0.25")
+    assert state.mismatch(D(0)) == D("-0.25")  # short perp, no spot yet: net short
+    assert state.mismatch_usd(D("0.25"), MARK) == 0
+    assert state.obligations[0].due_ns == 11 * SEC
+
+
+def test_required_never_passes_the_legs_goal() -> None:
+    state = opened()
+    for _ in range(6):
+        state = h.on_perp_fill(state, D("-0.25"), SEC, P)
+    assert state.required == D(1)
+
+
+def test_a_spot_only_move_is_due_within_the_lag_at_once() -> None:
+    start = h.restored("BTC-USD", "BTC-USDT", D("0.5"))
+    state = h.start_leg(start, D("-0.5"), D("-0.5"), D(0), False, 5 * SEC, P)
+    assert state.required == 0 and state.ratio == 0
+    assert state.obligations[0].due_ns == 15 * SEC and state.obligations[0].direction == -1
+
+
+def test_leg_risk_accrues_unhedged_notional_times_time_and_resets_once_matched() -> None:
+    state = h.on_perp_fill(opened(), D("-0.1"), 0, P)  # $6000 unhedged
+    state = h.observe(state, D(0), MARK, 0, P)
+    state = h.observe(state, D(0), MARK, 2 * SEC, P)
+    assert state.leg_risk_usd_secs == D(12_000)
+    assert h.unwind_reason(state, P) == "leg_risk_budget"
+    matched = h.observe(state, D("0.1"), MARK, 3 * SEC, P)
+    assert matched.leg_risk_usd_secs == 0 and matched.obligations == ()
+
+
+def test_a_late_hedge_is_a_lag_breach_counted_once() -> None:
+    state = h.on_perp_fill(opened(), D("-0.001"), 0, P)  # $60 due by 10 s
+    state = h.observe(state, D(0), MARK, 9 * SEC, P)
+    assert not h.lag_exceeded(state, 9 * SEC) and state.lag_breaches == 0
+    state = h.observe(state, D(0), MARK, 11 * SEC, P)
+    assert h.lag_exceeded(state, 11 * SEC) and state.lag_breaches == 1
+    state = h.observe(state, D(0), MARK, 12 * SEC, P)
+    assert state.lag_breaches == 1
+    assert not h.lag_exceeded(h.observe(state, D("0.001"), MARK, 13 * SEC, P), 13 * SEC)
+
+
+def test_a_mismatch_below_the_smallest_hedge_order_counts_as_matched() -> None:
+    state = h.on_perp_fill(opened(), D("-0.0001"), 0, P)  # $6 < min_notional_usd: cannot be hedged
+    state = h.observe(state, D(0), MARK, 20 * SEC, P)
+    assert not h.lag_exceeded(state, 20 * SEC) and state.leg_risk_usd_secs == 0
+
+
+def test_the_perp_leg_waits_while_the_mismatch_is_over_the_limit() -> None:
+    state = h.on_perp_fill(opened(), D("-0.02"), 0, P)  # $1200 > $1000
+    assert not h.perp_may_trade(state, D(0), MARK, P)
+    assert h.perp_may_trade(state, D("0.01"), MARK, P)
+
+
+def test_spot_rejects_in_a_row_give_the_leg_up_and_a_fill_starts_the_count_over() -> None:
+    state = opened()
+    for _ in range(2):
+        state = h.on_spot_result(state, rejected=True)
+    assert h.unwind_reason(state, P) is None
+    assert h.on_spot_result(state, rejected=False).rejects == 0
+    assert h.unwind_reason(h.on_spot_result(state, rejected=True), P) == "spot_rejects"
+
+
+def test_unwind_brings_the_perp_back_to_the_hedged_size_and_latches_the_carry() -> None:
+    state = h.on_perp_fill(opened(), D("-0.6"), 0, P)
+    after, unwind = h.plan_unwind(state, D("-0.6"), D("0.2"), "spot_rejects", 100 * SEC, P, D("0.0001"))
+    assert unwind.perp_change == D("0.4")  # buy back what the spot leg never hedged
+    assert after.mismatch(D("0.2")) == 0 and after.ratio == 0
+    assert after.latched(100 * SEC + 599 * SEC) and not after.latched(100 * SEC + 600 * SEC)
+    assert after.unwinds == 1 and h.unwind_reason(after, P) is None
+    assert h.add_unwind_fee(after, D("1.5")).unwind_fees_usd == D("1.5")
+
+
+def test_unwind_never_grows_the_perp_to_match_a_spot_leg_that_failed_to_close() -> None:
+    # Closing a carry: the perp was bought back, the spot sell fails. Re-shorting would re-open.
+    state = h.start_leg(h.restored("BTC-USD", "BTC-USDT", D(1)), D(-1), D(0), D(0), True, 0, P)
+    state = h.on_perp_fill(state, D("0.5"), 0, P)
+    after, unwind = h.plan_unwind(state, D("-0.5"), D(1), "leg_risk_budget", 0, P, D("0.0001"))
+    assert unwind.perp_change == 0
+    assert after.required == D("0.5") and after.latched(1)  # the spot leg keeps working toward it
+
+
+def test_plan_hedge_is_one_child_when_the_book_takes_it_and_twap_slices_when_not() -> None:
+    asks = [BookLevel(D("60000.00") + i, D("0.5")) for i in range(5)]
+    one = h.plan_hedge(SPOT, D("0.1"), D(0), asks, P, 0, 1)
+    assert one is not None and one.slice_sizes == (D("0.1"),) and one.side is Side.BUY
+    assert not one.reduce_only
+    large = h.plan_hedge(SPOT, D("2"), D(0), asks, P, 0, 1)
+    assert large is not None and len(large.slice_sizes) > 1 and sum(large.slice_sizes) == D(2)
+    assert large.end_ns == 5 * SEC  # half the hedge lag
+    assert h.plan_hedge(SPOT, D("0.000001"), D(0), asks, P, 0, 1) is None
+
+
+def test_bounded_price_stays_inside_the_slippage_cap_on_the_tick_grid() -> None:
+    assert h.bounded_price(Side.BUY, D("60000"), D(10), D("0.01")) == D("60060.00")
+    assert h.bounded_price(Side.SELL, D("60000.03"), D(10), D("1")) == D(59941)
+
+
+fills = st.lists(st.decimals(min_value=D("-0.3"), max_value=D("0.3"), places=4), min_size=1, max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fills, st.decimals(min_value=D("-2"), max_value=D("2"), places=4),
+       st.decimals(min_value=D("-2"), max_value=D("2"), places=4))
+def test_required_stays_between_where_it_was_and_the_goal(sizes: list[Decimal], target: Decimal,
+                                                         goal: Decimal) -> None:
+    state = h.start_leg(h.restored("BTC-USD", "BTC-USDT", D(0)), D(0), target, goal, True, 0, P)
+    low, high = sorted((D(0), goal))
+    for i, size in enumerate(sizes):
+        state = h.on_perp_fill(state, size, i * SEC, P)
+        assert low <= state.required <= high
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.decimals(min_value=D("-0.05"), max_value=D("0.05"), places=4),
+                          st.integers(min_value=0, max_value=3 * SEC)), min_size=1, max_size=40))
+def test_leg_risk_is_never_negative_and_zero_whenever_the_legs_match(path: list[tuple[Decimal, int]]) -> None:
+    state = opened()
+    now = 0
+    for spot, step in path:
+        now += step
+        state = h.observe(state, spot, MARK, now, P)
+        assert state.leg_risk_usd_secs >= 0
+        if abs(state.mismatch_usd(spot, MARK)) < P.min_notional_usd:
+            assert state.leg_risk_usd_secs == 0 and state.obligations == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.decimals(min_value=D("-3"), max_value=D("3"), places=4),
+       st.decimals(min_value=D("-3"), max_value=D("3"), places=4),
+       st.decimals(min_value=D("-3"), max_value=D("3"), places=4))
+def test_unwind_only_ever_reduces_the_perp_and_never_widens_the_mismatch(perp: Decimal, spot: Decimal,
+                                                                        required: Decimal) -> None:
+    state = h.HedgeState("BTC-USD", "BTC-USDT", required=required, goal=required)
+    after, unwind = h.plan_unwind(state, perp, spot, "leg_risk_budget", 0, P, D("0.0001"))
+    new_perp = perp + unwind.perp_change
+    assert abs(new_perp) <= abs(perp) and (new_perp == 0 or (new_perp > 0) == (perp > 0))
+    assert abs(after.mismatch(spot)) <= abs(state.mismatch(spot))
+    assert after.required - state.required == -unwind.perp_change  # the perp change is what is hedged
