@@ -47,6 +47,9 @@ from bot.venues.ports import ExecutionVenue
 
 log = structlog.get_logger("orders")
 BOOK_LEVELS = 20
+# A cancel the venue has not confirmed after this long is sent again: its confirmation may have
+# been lost (a stalled or dropped stream). Cancelling twice is harmless; waiting forever is not.
+CANCEL_RESEND_NS = 3_000_000_000
 
 
 @dataclass(slots=True)
@@ -61,6 +64,7 @@ class Child:
     fills_seen: Decimal = ZERO
     is_open: bool = True
     is_cancel_pending: bool = False
+    cancel_sent_ns: int = 0
 
     @property
     def committed(self) -> Decimal:
@@ -166,6 +170,11 @@ class OrderManager:
     async def _tick_passive(self, parent: ActiveParent, book: OrderBook, spec: MarketSpec,
                             now_ns: int, blocked: bool) -> None:
         resting = parent.resting()
+        if (resting is not None and resting.is_cancel_pending
+                and now_ns - resting.cancel_sent_ns >= CANCEL_RESEND_NS and self._take_token(now_ns)):
+            log.warning("order_cancel_unconfirmed", client_order_id=resting.client_id)
+            await self._cancel(resting.client_id)
+            return
         if blocked:
             # No new exposure in this risk mode: pull the resting child, send nothing.
             if resting is not None and not resting.is_cancel_pending and self._take_token(now_ns):
@@ -227,12 +236,21 @@ class OrderManager:
         child = Child(order.client_id, size, price, tif)
         parent.children[order.client_id] = child
         self._child_parent[order.client_id] = (parent, child)
-        await self.submit(order, book.mid())
+        try:
+            await self.submit(order, book.mid())
+        except Exception:
+            if self._store.get_order(order.client_id) is None:
+                # The store refused the record (locked, full), so nothing was sent: the size
+                # goes back to the parent's schedule instead of waiting on a phantom child.
+                del parent.children[order.client_id]
+                del self._child_parent[order.client_id]
+            raise
 
     async def _cancel(self, client_id: int) -> None:
         entry = self._child_parent.get(client_id)
         if entry is not None:
             entry[1].is_cancel_pending = True
+            entry[1].cancel_sent_ns = self._clock.now_ns()
         log.info("order_cancel_requested", client_order_id=client_id)
         try:
             await self.venue.cancel(client_id)

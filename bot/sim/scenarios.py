@@ -26,6 +26,7 @@ from bot.errors import ConfigError
 from bot.sim.exchange import ScenarioState
 
 NS_PER_SEC = 1_000_000_000
+INJECTED_FRAMES = ("garbage", "oversized", "wrong_type")  # the indexer's "ws_inject" kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,22 @@ def _http_error(status: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return build
 
 
+def _choice(key: str, default: str, allowed: tuple[str, ...]) -> Callable[[dict[str, Any]], str]:
+    def build(params: dict[str, Any]) -> str:
+        value = str(params.get(key, default))
+        if value not in allowed:
+            raise ValueError(f"{key} must be one of {list(allowed)}")
+        return value
+
+    return build
+
+
+def _reject(params: dict[str, Any]) -> dict[str, Any]:
+    return {"codespace": str(params.get("codespace", "clob")), "code": int(params.get("code", 3007)),
+            "count": int(params.get("count", 3)),
+            "log": str(params.get("log", "Order is undercollateralized (simulated fault)"))}
+
+
 def _decimal(params: dict[str, Any], key: str, default: str) -> Decimal:
     try:
         return Decimal(str(params.get(key, default)))
@@ -94,6 +111,12 @@ SCENARIOS: dict[str, Scenario] = {
     "price_gap": _extra("price_gap", lambda p: {"market": p.get("market", "BTC-USD"),
                                                 "pct": float(p.get("pct", -5))}, one_shot=True),
     "binance_http_error": _extra("binance_http_error", _http_error(503), one_shot=True),
+    "ws_bad_frame": _extra("ws_inject", _choice("kind", "garbage", INJECTED_FRAMES), one_shot=True),
+    "account_duplicate": _extra("account_fault", lambda p: "duplicate"),
+    "account_reorder": _extra("account_fault", lambda p: "reorder"),
+    "order_reject": _extra("reject_orders", _reject, one_shot=True),
+    "front_run": _extra("front_run", lambda p: {"leave": str(_decimal(p, "leave", "0.5")),
+                                                "count": int(p.get("count", 1))}, one_shot=True),
 }
 
 

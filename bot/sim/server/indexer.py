@@ -23,6 +23,13 @@ Fault switches, read from `exchange.scenario.extra` (bot.sim.scenarios sets them
   "book_fault": "gap" | "crossed" -> the next orderbook update goes out with a skipped
       message_id, or with an extra bid level crossing the best ask, to every subscriber of that
       book; then the key is removed.
+  "ws_inject": "garbage" | "oversized" | "wrong_type" -> every WS connection gets one bad frame
+      (text that is not JSON; a frame above the client's 8 MiB limit; a channel_data frame on
+      one of its subscriptions, with the right message_id, whose fields have the wrong types);
+      then the key is removed.
+  "account_fault": "duplicate" | "reorder" -> while set, every v4_subaccounts message is sent
+      twice, or held back and sent after the next one of the same subaccount (what was held is
+      released when the switch goes).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ _CHANNEL_LIMITS = {"v4_orderbook": 32, "v4_trades": 32, "v4_candles": 32, "v4_ma
                    "v4_subaccounts": 256, "v4_block_height": 1}
 _HEIGHT_ID = "v4_block_height"
 _MAX_SUBACCOUNT_NUMBER = 128_000
+_OVERSIZED_BYTES = 9 * 2**20  # above the 8 MiB frames the bot's feed accepts
 _LOOKUP_ERRORS = (ChainError, LookupError, ValueError)  # unknown account or market
 
 
@@ -101,6 +109,7 @@ class IndexerServer:
         self._accounts: dict[str, set[int]] = {}  # owners seen (REST /v4/orders/{id}, addresses)
         self._ticks: dict[str, Decimal] = {}
         self._idle = asyncio.Event()  # set when the last WebSocket is gone
+        self._held: dict[Key, Any] = {}  # account messages held back by the "reorder" fault
         self.frames_sent = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -181,9 +190,16 @@ class IndexerServer:
         if not self._conns:
             self._shown.clear()
             return
+        inject = extra.pop("ws_inject", None)
+        if inject is not None:
+            for conn in list(self._conns):
+                self._push(conn, self._bad_frame(conn, str(inject)))
         messages = self._translate(events)
         if extra.get("ws_stall"):
             return
+        account_fault = extra.get("account_fault")
+        if account_fault or self._held:
+            messages = self._fault_accounts(messages, account_fault)
         batches: dict[Key, list[Any]] = {}
         for key, contents in messages:
             direct = self._direct.get(key)
@@ -338,6 +354,37 @@ class IndexerServer:
                 faulted["bids"] = [*contents.get("bids", []), [wire.dec(price), "1"]]
                 return faulted
         return contents
+
+    def _bad_frame(self, conn: _Conn, kind: str) -> bytes:
+        if kind == "oversized":
+            return b'{"type":"channel_data","pad":"' + b"x" * _OVERSIZED_BYTES + b'"}'
+        if kind == "wrong_type" and conn.subs:
+            key = sorted(conn.subs)[-1]  # v4_subaccounts when subscribed, else v4_trades / orderbook
+            contents = ({"fills": [{"id": 7, "side": 1, "size": 0.5, "price": None}]}
+                        if key[0] == "v4_subaccounts" else {"bids": [[1, {"x": 2}]], "trades": 3})
+            return wire.splice_frame(conn.data_prefix, conn.next_id(),
+                                     wire.channel_body(key[0], _wire_id(key), contents))
+        return b'{"type": "channel_data", "connection_id": "' + conn.connection_id.encode() + b'", "mes'
+
+    def _fault_accounts(self, messages: list[tuple[Key, Any]], fault: object) -> list[tuple[Key, Any]]:
+        out: list[tuple[Key, Any]] = []
+        for key, contents in messages:
+            if key[0] != "v4_subaccounts":
+                out.append((key, contents))
+            elif fault == "duplicate":
+                out += [(key, contents), (key, contents)]
+            elif fault == "reorder":
+                held = self._held.pop(key, None)
+                if held is None:
+                    self._held[key] = contents
+                else:
+                    out += [(key, contents), (key, held)]
+            else:
+                out.append((key, contents))
+        if fault != "reorder":
+            out += list(self._held.items())
+            self._held.clear()
+        return out
 
     def _push(self, conn: _Conn, frame: bytes) -> None:
         if conn.close_code is not None:

@@ -34,6 +34,11 @@ Events: the exchange queues what a tx changed; the runner publishes them on its 
 prompt publication pass `on_tx`, a zero-argument callable run after every accepted tx (code 0).
 
 Faults: `scenario.extra["grpc_unavailable"]` truthy -> every RPC aborts with UNAVAILABLE.
+`scenario.extra["reject_orders"] = {"codespace", "code", "log", "count"}` -> the next `count`
+txs that place an order fail CheckTx with that error (default clob/3007, undercollateralized).
+`scenario.extra["front_run"] = {"leave": fraction, "count": N}` -> just before each of the next N
+IOC orders is matched, another account takes the liquidity inside its limit price except
+`fraction` of its size, so it fills partially.
 `scenario.chain_halted` is the exchange's: its height stops and it rejects txs.
 Every handler runs on the event loop (the exchange is single-threaded); an unexpected exception
 is logged and answered INTERNAL, never taking the server down.
@@ -44,7 +49,7 @@ from __future__ import annotations
 import collections
 import functools
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import grpc
@@ -83,7 +88,16 @@ from v4_proto.tendermint.types import block_pb2 as tm_block
 from v4_proto.tendermint.types import types_pb2 as tm_types
 from v4_proto.tendermint.version.types_pb2 import Consensus
 
-from bot.sim.exchange import ChainError, ExchangeConfig, MarketInfo, SimExchange
+from bot.domain import Side
+from bot.sim.exchange import (
+    ChainError,
+    ExchangeConfig,
+    MarketInfo,
+    OrderId,
+    OrderRequest,
+    SimExchange,
+    TimeInForce,
+)
 from bot.sim.server.node_tx import (
     DecodedTx,
     MsgBatchCancel,
@@ -105,6 +119,7 @@ _USDC_QUANTUMS = Decimal(10**6)
 # x/ratelimit genesis: max(1% TVL, 1M USDC) per hour, max(10% TVL, 10M USDC) per day
 _LIMITERS = ((3600, 1_000_000, 10_000), (86_400, 10_000_000, 100_000))
 _KEEP_TXS = 10_000
+FRONT_RUNNER = "dydx1frontrunner000000000000000000000000000"
 
 
 class _Abort(Exception):
@@ -170,6 +185,7 @@ class NodeServer:
         # address -> (height at which a stateful tx was accepted, account sequence before it)
         self._uncommitted: dict[str, tuple[int, int]] = {}
         self._txs: collections.OrderedDict[str, tuple[bytes, TxResponse]] = collections.OrderedDict()
+        self._front_runs = 0  # client ids of the front_run fault's orders
 
     @property
     def target(self) -> str:
@@ -203,6 +219,7 @@ class NodeServer:
         txhash = tx_hash(tx_bytes)
         try:
             tx = self._decode(tx_bytes)
+            self._injected_reject(tx)
             sequence_before = self._check_and_apply(tx)
         except ChainError as err:
             log.info("node_tx_rejected", txhash=txhash, codespace=err.codespace, code=err.code, log=err.log)
@@ -224,6 +241,41 @@ class NodeServer:
             except Exception:  # the tx is accepted whatever the hook does
                 log.exception("node_on_tx_failed", txhash=txhash)
         return response
+
+    def _injected_reject(self, tx: DecodedTx) -> None:
+        fault = self.exchange.scenario.extra.get("reject_orders")
+        if not isinstance(fault, dict) or not any(isinstance(m, MsgPlaceOrder) for m in tx.messages):
+            return
+        count = int(fault.get("count", 1))
+        if count <= 1:
+            self.exchange.scenario.extra.pop("reject_orders", None)
+        else:
+            fault["count"] = count - 1
+        raise ChainError(str(fault.get("codespace", "clob")), int(fault.get("code", 3007)),
+                         str(fault.get("log", "Order is undercollateralized (simulated fault)")))
+
+    def _front_run(self, request: OrderRequest, market: MarketInfo, now: int) -> None:
+        fault = self.exchange.scenario.extra.get("front_run")
+        if not isinstance(fault, dict) or request.time_in_force is not TimeInForce.IOC:
+            return
+        count = int(fault.get("count", 1))
+        if count <= 1:
+            self.exchange.scenario.extra.pop("front_run", None)
+        else:
+            fault["count"] = count - 1
+        bids, asks = self.exchange.book(market.ticker)
+        buy = request.side is Side.BUY
+        within = sum((size for price, size in (asks if buy else bids)
+                      if (price <= request.price if buy else price >= request.price)), Decimal(0))
+        leave = request.size * Decimal(str(fault.get("leave", "0.5")))
+        take = ((within - leave) / market.step_size).to_integral_value(ROUND_DOWN) * market.step_size
+        if take <= 0:
+            return
+        self.exchange.create_account(FRONT_RUNNER, Decimal(10) ** 9)
+        self._front_runs += 1
+        order_id = OrderId(FRONT_RUNNER, 0, self._front_runs, 0, market.clob_pair_id)
+        self.exchange.place_order(OrderRequest(order_id, request.side, take, request.price, TimeInForce.IOC,
+                                               good_til_block=self.exchange.height + 5), now)
 
     def _decode(self, tx_bytes: bytes) -> DecodedTx:
         return decode_tx(tx_bytes, self.chain_id, lambda owner: self.exchange.account(owner)[0],
@@ -250,7 +302,9 @@ class NodeServer:
         for msg in tx.messages:
             if isinstance(msg, MsgPlaceOrder):
                 market = self.exchange.market_by_clob_pair(int(msg.order.order_id.clob_pair_id))
-                self.exchange.place_order(to_order_request(msg.order, market), now)
+                request = to_order_request(msg.order, market)
+                self._front_run(request, market, now)
+                self.exchange.place_order(request, now)
             elif isinstance(msg, MsgCancelOrder):
                 cancel = to_cancel(msg)
                 self.exchange.cancel_order(cancel.order_id, now, good_til_block=cancel.good_til_block,

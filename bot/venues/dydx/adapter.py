@@ -86,6 +86,11 @@ class DydxVenue:
         # (no BookSnapshot/BookDelta objects on the hot path).
         self.on_book_changed: Callable[[str, int], None] | None = None
         self.funding_poll_secs = 60.0
+        # Account sweep over REST (see `_sweep_account`): how often, and for how long after a place.
+        self.sweep_secs = 2.0
+        self.sweep_window_secs = 120.0
+        self._last_place = -float("inf")  # monotonic secs
+        self._swept_final: set[int] = set()  # client ids whose final state was already reported
 
     # ---- set-up ----------------------------------------------------------------------------------
 
@@ -129,6 +134,8 @@ class DydxVenue:
             tg.create_task(self.feed.run(), name="dydx_indexer_ws")
             if self.account is not None:
                 tg.create_task(self._poll_funding(), name="dydx_funding_poll")
+            if self.account is not None and self.gateway is not None:
+                tg.create_task(self._sweep_loop(), name="dydx_account_sweep")
 
     async def _poll_funding(self) -> None:
         """Funding settles hourly and is not on the account stream: read it over REST."""
@@ -142,6 +149,50 @@ class DydxVenue:
             except BotError as exc:
                 log.warning("funding_poll_failed", error=str(exc))
             await asyncio.sleep(self.funding_poll_secs)
+
+    async def _sweep_loop(self) -> None:
+        """Sweep the account while orders of this process may still change, and after any resync."""
+        marker = None
+        while True:
+            await asyncio.sleep(self.sweep_secs)
+            feed = self.feed
+            now_marker = (feed.connections, feed.resyncs) if feed is not None else None
+            recent = time.monotonic() - self._last_place < self.sweep_window_secs
+            if not recent and now_marker == marker:
+                continue
+            try:
+                await self.sweep_account()
+                marker = now_marker
+            except BotError as exc:
+                log.warning("account_sweep_failed", error=str(exc))
+
+    async def sweep_account(self) -> tuple[int, int]:
+        """Report the account's recent fills and our orders' states as read over REST.
+
+        The stream is not enough on its own: a stalled or dropped socket loses the fills and
+        order updates sent meanwhile, and a resubscribe's snapshot carries open orders only.
+        The account sink deduplicates (fills by id, order states by rank), so reporting what the
+        stream already delivered changes nothing. Returns (fills, order updates) reported.
+        """
+        assert self.account is not None
+        address, number = self.account
+        orders = await self.rest.orders(address, number, limit=100)
+        fills = await self.rest.fills(address, number, limit=100)  # read after: covers those orders
+        by_uid = client_ids_by_uid(orders)
+        for fill in reversed(fills):  # oldest first
+            self._account_sink(fill_from_rest(fill, by_uid.get(fill.orderId or "", 0)))
+        updates = 0
+        now = time.time_ns()
+        for order in orders:
+            cid = int(order.clientId) if order.clientId.isdigit() else None
+            if cid is None or cid not in self._orders or cid in self._swept_final:
+                continue
+            status, filled = order_state(order)
+            self._account_sink(OrderUpdate(cid, order.ticker, status, filled, now, "account sweep"))
+            if not status.is_open:  # only once the sink took it (a failed store write retries)
+                self._swept_final.add(cid)
+            updates += 1
+        return len(fills), updates
 
     # ---- ExecutionVenue --------------------------------------------------------------------------
 
@@ -170,6 +221,7 @@ class DydxVenue:
         venue_order = to_venue_order(order, params, await self.fresh_height(), int(time.time()),
                                      gtb_offset=self._gtb_offset, long_term_secs=self._long_term_secs)
         self._orders[order.client_id] = venue_order
+        self._last_place = time.monotonic()
         await gateway.place(venue_order)
 
     async def cancel(self, client_id: int) -> None:
