@@ -37,11 +37,15 @@ from bot.book import OrderBook
 from bot.config import Settings
 from bot.domain import (
     ZERO,
+    AccountEvent,
+    BookDelta,
+    BookSnapshot,
     OracleUpdate,
     OrderRequest,
     OrderStatus,
     OrderUpdate,
     RiskMode,
+    Trade,
 )
 from bot.engine import TICK_SECS, Engine
 from bot.errors import OrderRejected, TransientVenueError
@@ -194,8 +198,14 @@ class Backtest:
         self.engine = Engine(s, src.specs, store, orders, metrics, clock, books,
                              spot_orders=spot_orders if src.spot_specs else None,
                              spot_specs=src.spot_specs, spot_books=spot_books)
-        perp_exec.set_account_sink(self.engine.on_account_event)
-        spot_exec.set_account_sink(self.engine.on_spot_account_event)
+        perp_exec.set_account_sink(self._on_perp_account)
+        spot_exec.set_account_sink(self._on_spot_account)
+        self._managers = self.engine.order_managers
+        # Every leg's Position (updated in place by fills): an idle tick checks them for exposure.
+        states = list(self.engine.markets.values())
+        self._legs = [st.position for st in states] + [st.spot.position for st in states if st.spot]
+        self._equity_stale = True  # an account event arrived since equity was last computed
+        self._last_tick_busy = True
         self.bus = self.engine.events.subscribe(maxsize=0)
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []
@@ -205,6 +215,14 @@ class Backtest:
         self._in_liquidation = False
         self._last_tripped: dict[str, tuple[str, ...]] = {}
         self._mode_secs: dict[str, float] = {m.value: 0.0 for m in RiskMode}
+
+    def _on_perp_account(self, event: AccountEvent) -> None:
+        self._equity_stale = True
+        self.engine.on_account_event(event)
+
+    def _on_spot_account(self, event: AccountEvent) -> None:
+        self._equity_stale = True
+        self.engine.on_spot_account_event(event)
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -220,7 +238,9 @@ class Backtest:
         self._next_wd = src.start_ns
         on_perp, on_spot = engine.on_market_event, engine.on_spot_event
         paper_on, spot_on = self.paper.on_market_event, self.spot_paper.on_market_event
-        oracle = OracleUpdate
+        # Live views: while no paper order rests, only oracle updates (funding) matter to a venue.
+        perp_resting, spot_resting = self.paper.resting, self.spot_paper.resting
+        delta, snapshot, trade, oracle = BookDelta, BookSnapshot, Trade, OracleUpdate
         progress = self.progress
         count = next_progress = 0
         for ts, perp, spot in src.batches:
@@ -230,16 +250,29 @@ class Backtest:
                     await self._timers(ts - 1)
                 perp, spot = stress.apply(ts, perp, spot)
             if ts >= self._next_tick or ts >= self._next_sample or ts >= self._next_wd:
-                await self._timers(ts)
+                if (ts < self._next_sample and ts < self._next_wd and not self._last_tick_busy
+                        and not self._busy()):
+                    # Only an idle tick is due: what _timers would do, without the coroutine.
+                    clock.set(self._next_tick)
+                    self._idle_tick()
+                    self._next_tick = max(self._next_tick + TICK_NS, (ts // TICK_NS + 1) * TICK_NS)
+                else:
+                    await self._timers(ts)
             if ts > clock.now:
                 clock.now = ts
             for ev in perp:
                 on_perp(ev)
-                paper_on(ev)
+                if perp_resting or ev.__class__ is oracle:
+                    paper_on(ev)
             for ev in spot:
-                if type(ev) is not oracle:
+                kind = ev.__class__
+                if kind is delta or kind is snapshot:
                     on_spot(ev)
+                    if spot_resting:
+                        spot_on(ev)
+                elif kind is trade and spot_resting:  # the engine keeps no spot trades
                     spot_on(ev)
+                # spot has no oracle, no funding and no chain: other kinds go nowhere
             count += len(perp) + len(spot)
             if progress is not None and count >= next_progress:
                 next_progress = count + PROGRESS_EVERY
@@ -262,13 +295,48 @@ class Backtest:
                 for venue in self.wrapped:
                     if venue.delayed:
                         await venue.release(t)
-                await self.engine.tick()
-                busy = any(m.parents for m in self.engine.order_managers) or any(
-                    v.delayed for v in self.wrapped)
+                busy = self._busy()
+                if busy or self._last_tick_busy:
+                    await self.engine.tick()
+                else:
+                    self._idle_tick()
+                self._last_tick_busy = busy
+                busy = self._busy()
                 self._next_tick = t + TICK_NS if busy else max(t + TICK_NS, (until // TICK_NS + 1) * TICK_NS)
             if t == self._next_sample:
                 self._sample(t)
                 self._next_sample = t + self._sample_ns
+
+    def _busy(self) -> bool:
+        """Orders to work: a running parent on any venue, or a scenario-delayed order."""
+        for manager in self._managers:
+            if manager.parents:
+                return True
+        for venue in self.wrapped:
+            if venue.delayed:
+                return True
+        return False
+
+    def _idle_tick(self) -> None:
+        """What `Engine.tick()` changes when no order is being worked: only the peak equity.
+
+        The order managers have nothing to send (no parent; the tick after the last parent
+        finished is a full one, so orphans are cancelled there) and the gauges are not read in a
+        backtest. Flat on every leg, equity moves only with an account event: with none since it
+        was last computed, the computation is skipped and the peak stays exact. (With exposure the
+        marks move almost every tick, so it is computed.)
+        """
+        if not self._equity_stale:
+            for leg in self._legs:
+                if leg.size:
+                    break
+            else:
+                return  # flat everywhere
+        self._equity_stale = False
+        engine = self.engine
+        equity = engine.equity()
+        if equity > engine.peak_equity:
+            engine.peak_equity = equity
 
     async def _watchdog(self, now: int) -> None:
         stress, engine = self.stress, self.engine

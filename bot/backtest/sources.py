@@ -99,12 +99,16 @@ def _spot_map(settings: Settings, perps: Iterable[str]) -> dict[str, str]:
 
 
 def sim_source(settings: Settings, seed: int, hours: float, *, start_ns: int = SIM_EPOCH_NS,
-               step_secs: float | None = None) -> Source:
-    """SimMarket per perp plus a spot twin per hedged perp, exactly as `open_in_process` builds them."""
+               step_secs: float | None = None, activity: dict[str, float] | None = None) -> Source:
+    """SimMarket per perp plus a spot twin per hedged perp, exactly as `open_in_process` builds them.
+
+    `activity` overrides the markets' flow parameters (e.g. `{"taker_trades_per_sec": 40,
+    "level_updates_per_sec": 100}` for a busy market); None keeps the simulator's defaults.
+    """
     if hours <= 0:
         raise SourceError("--hours", "must be > 0")
     block = settings.sim.block_interval_secs
-    perps = {t: SimMarket(default_params(t, block), seed + i, start_ns)
+    perps = {t: SimMarket(replace(default_params(t, block), **(activity or {})), seed + i, start_ns)
              for i, t in enumerate(settings.markets)}
     spot_of = _spot_map(settings, settings.markets)
     spots = {spot_of[t]: SimMarket(replace(perps[t].params, ticker=spot_of[t]), seed + i, start_ns)

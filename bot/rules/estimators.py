@@ -21,6 +21,9 @@ class EwmaVol:
     dragged toward its first sample; a long window is then comparable with a short one early.
     """
 
+    __slots__ = ("_alpha", "_annualised", "_annualiser", "_decay", "_ewma", "_last_ns", "_last_price",
+                 "_sample_ns", "samples")
+
     def __init__(self, half_life_secs: float, sample_secs: float = 1.0) -> None:
         self._alpha = 1 - 0.5 ** (sample_secs / half_life_secs)
         self._sample_ns = int(sample_secs * NS_PER_SEC)
@@ -29,6 +32,7 @@ class EwmaVol:
         self._decay = 1.0  # (1 - alpha)^samples
         self._last_price: float | None = None
         self._last_ns = 0
+        self._annualised: float | None = None  # cached reading; None: compute on the next read
         self.samples = 0
 
     def update(self, price: Decimal, now_ns: int) -> None:
@@ -46,16 +50,22 @@ class EwmaVol:
         self._decay *= 1 - self._alpha
         self._last_price, self._last_ns = p, now_ns
         self.samples += 1
+        self._annualised = None
 
     @property
     def annualised(self) -> float | None:
         if self.samples == 0:
             return None
-        return math.sqrt(self._ewma / (1 - self._decay)) * self._annualiser
+        value = self._annualised
+        if value is None:
+            value = self._annualised = math.sqrt(self._ewma / (1 - self._decay)) * self._annualiser
+        return value
 
 
 class RollingMedian:
     """Median of the last `window` samples."""
+
+    __slots__ = ("_fifo", "_sorted", "_window")
 
     def __init__(self, window: int) -> None:
         self._window = window
@@ -86,8 +96,12 @@ class FundingForecast:
     hour boundary is that hour's settled rate (dYdX's `nextFundingRate` is the running mean of
     the hour's premium samples), so the forecast learns from the market whether or not we hold
     a position. `on_realised` takes a settled rate directly (e.g. from a historical-funding feed)
-    for an hour not yet folded in. All updates are O(1).
+    for an hour not yet folded in. All updates are O(1); the forecast is computed when first read
+    after a change (the rules read it several times per evaluation).
     """
+
+    __slots__ = ("_alpha", "_hour", "_interval_ns", "_last_folded_hour", "_rate", "_weight",
+                 "hours_seen", "last_realised", "predicted", "realised_ewma", "same_sign_streak")
 
     def __init__(self, realised_weight: Decimal = Decimal("0.5"), alpha: Decimal = Decimal("0.2"),
                  interval_ns: int = NS_PER_HOUR) -> None:
@@ -101,6 +115,7 @@ class FundingForecast:
         self.predicted: Decimal | None = None
         self.same_sign_streak = 0
         self.hours_seen = 0
+        self._rate: Decimal | None = None  # cached rate_1h; None: compute on the next read
 
     def on_predicted(self, rate_1h: Decimal, ts_ns: int | None = None) -> None:
         """Take the venue's prediction; crossing an hour boundary settles the previous hour."""
@@ -110,6 +125,7 @@ class FundingForecast:
                 self.on_realised(self.predicted, self._hour)
             self._hour = hour
         self.predicted = rate_1h
+        self._rate = None
 
     def on_realised(self, rate_1h: Decimal, hour: int | None = None) -> None:
         """Fold in a settled hourly rate (once per hour) and track how long its sign persisted."""
@@ -127,15 +143,21 @@ class FundingForecast:
             self.realised_ewma = rate_1h
         else:
             self.realised_ewma += self._alpha * (rate_1h - self.realised_ewma)
+        self._rate = None
 
     @property
     def rate_1h(self) -> Decimal:
         """Forecast hourly rate; positive means longs pay."""
-        if self.predicted is None:
-            return self.realised_ewma or Decimal(0)
-        if self.realised_ewma is None:
-            return self.predicted
-        return self._weight * self.realised_ewma + (1 - self._weight) * self.predicted
+        rate = self._rate
+        if rate is None:
+            if self.predicted is None:
+                rate = self.realised_ewma or Decimal(0)
+            elif self.realised_ewma is None:
+                rate = self.predicted
+            else:
+                rate = self._weight * self.realised_ewma + (1 - self._weight) * self.predicted
+            self._rate = rate
+        return rate
 
     @property
     def persistence_hours(self) -> int:

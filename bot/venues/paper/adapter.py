@@ -33,6 +33,7 @@ from bot.venues.paper.fills import (
     ConsumedLiquidity,
     FeeSchedule,
     RestingOrder,
+    fill_crossed,
     fill_taker,
     funding_payment,
     join_queue,
@@ -135,36 +136,59 @@ class PaperVenue:
     async def open_orders(self) -> list[int]:
         return list(self._resting)
 
+    @property
+    def resting(self) -> dict[int, RestingOrder]:
+        """The resting orders by client id (live view: read it, do not change it). While it is
+        empty, book changes and trades cannot fill anything, so a caller may skip forwarding them
+        (oracle updates still settle funding)."""
+        return self._resting
+
     async def positions(self) -> dict[str, Decimal]:
         return dict(self._positions)
 
     def on_market_event(self, event: MarketEvent) -> None:
         """Advance resting orders and funding from a market event the engine already applied."""
-        if isinstance(event, Trade):
-            self._on_trade(event)
-        elif isinstance(event, BookDelta | BookSnapshot):
-            self.on_book_changed(event.market)
-        elif isinstance(event, OracleUpdate):
-            self._oracle[event.market] = (event.oracle_price, event.next_funding_rate)
-            self._maybe_settle_funding(event.ts_recv)
+        kind = event.__class__  # exact classes: the domain events are final dataclasses
+        if kind is BookDelta or kind is BookSnapshot:
+            if self._resting:
+                self.on_book_changed(event.market, event.ts_recv)  # type: ignore[union-attr]
+        elif kind is Trade:
+            if self._resting:
+                self._on_trade(event)  # type: ignore[arg-type]
+        elif kind is OracleUpdate:
+            self._oracle[event.market] = (event.oracle_price, event.next_funding_rate)  # type: ignore[union-attr]
+            if event.ts_recv // self._funding_interval_ns != self._funding_epoch:
+                self._maybe_settle_funding(event.ts_recv)
 
     def on_book_changed(self, market: str, ts_recv: int = 0) -> None:
-        """The shared book of `market` changed: queues ahead of our resting orders may shrink."""
-        for resting in self._resting.values():
+        """The shared book of `market` changed: queues ahead of our resting orders may shrink, and
+        levels that moved through a resting order trade with it."""
+        if not self._resting:
+            return
+        book = self._books[market]
+        crossed: list[tuple[int, RestingOrder, Fill]] = []
+        for client_id, resting in self._resting.items():
             if resting.order.market == market:
-                on_book_update(resting, self._books[market])
+                on_book_update(resting, book)
+                fill = fill_crossed(resting, book, self._fees, ts_recv or self._clock.now_ns(),
+                                    self._consumed[market])
+                if fill is not None:
+                    crossed.append((client_id, resting, fill))
+        for client_id, resting, fill in crossed:
+            self._report_maker_fill(client_id, resting, fill)
 
     def _on_trade(self, trade: Trade) -> None:
         for client_id, resting in list(self._resting.items()):
             fill = on_trade(resting, trade, self._fees, trade.ts_recv)
-            if fill is None:
-                continue
-            self._emit(fill)
-            status = OrderStatus.FILLED if resting.is_filled else OrderStatus.PARTIALLY_FILLED
-            if resting.is_filled:
-                del self._resting[client_id]
-            self._emit(OrderUpdate(client_id, fill.market, status, resting.filled_size,
-                                   trade.ts_recv))
+            if fill is not None:
+                self._report_maker_fill(client_id, resting, fill)
+
+    def _report_maker_fill(self, client_id: int, resting: RestingOrder, fill: Fill) -> None:
+        self._emit(fill)
+        status = OrderStatus.FILLED if resting.is_filled else OrderStatus.PARTIALLY_FILLED
+        if resting.is_filled:
+            del self._resting[client_id]
+        self._emit(OrderUpdate(client_id, fill.market, status, resting.filled_size, fill.ts_event))
 
     def _maybe_settle_funding(self, now_ns: int) -> None:
         epoch = now_ns // self._funding_interval_ns

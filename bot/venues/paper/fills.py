@@ -8,7 +8,12 @@ caller need not forward book events to it.
 
 Maker orders rest in a `RestingOrder` with `queue_ahead`, the size resting at their price when
 they joined. Trades printed at that price eat the queue first; only the excess fills us. A trade
-printed through our price means the level was exhausted, so it fills us straight away.
+printed through our price means the level was exhausted, so it fills us straight away. When the
+book moves through a resting order (asks at or below our bid), the crossing size trades with it
+at our price (`fill_crossed`), and that size counts as consumed for later takers.
+
+This is the simulator's matching model too: `bot.sim.exchange` rests account orders with these
+functions, so paper and simulator fills agree (tests/unit/test_paper_fills.py measures how well).
 """
 
 from __future__ import annotations
@@ -163,6 +168,44 @@ def on_trade(resting: RestingOrder, trade: Trade, fees: FeeSchedule, ts_ns: int)
     size = min(volume, remaining)
     if size <= 0:
         return None
+    return _maker_fill(resting, size, fees, ts_ns)
+
+
+def fill_crossed(
+    resting: RestingOrder, book: OrderBook, fees: FeeSchedule, ts_ns: int, consumed: ConsumedLiquidity,
+) -> Fill | None:
+    """Fill `resting` at its price when the opposite side of `book` now reaches it (maker fill).
+
+    Takes the opposite levels priced at or better than our limit, best first, up to what is
+    left of the order, minus liquidity our takers already consumed; records what it takes.
+    """
+    order = resting.order
+    remaining = resting.remaining_size
+    if remaining <= 0 or book.needs_resync:
+        return None
+    if order.side is Side.BUY:
+        touch = book.best_ask()
+        if touch is None or touch.price > order.price:
+            return None
+    else:
+        touch = book.best_bid()
+        if touch is None or touch.price < order.price:
+            return None
+    book_side = order.side.opposite()
+    taken = consumed.taken(order.side, book)
+    size = ZERO
+    for lvl in book.walk(order.side, remaining, order.price, consumed=taken):
+        consumed.record(order.side, lvl.price, book.size_at(book_side, lvl.price), lvl.size)
+        size += lvl.size
+    if size <= 0:
+        return None
+    resting.queue_ahead = ZERO  # the level behind us traded through
+    return _maker_fill(resting, size, fees, ts_ns)
+
+
+def _maker_fill(resting: RestingOrder, size: Decimal, fees: FeeSchedule, ts_ns: int) -> Fill:
+    """Book `size` of a resting order as filled at its own price, as a maker."""
+    order = resting.order
     fill = Fill(
         fill_id=f"{resting.fill_id_prefix}:{resting.fill_count}",
         client_id=order.client_id,
