@@ -8,7 +8,10 @@ STAMP   = $(VENV)/.installed-stamp
 LOCK    = $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
           --no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint licences unit bench lock clean
+.PHONY: run test lint licences unit bench fuzz soak lock clean
+
+SOAK_SECS    ?= 1800
+ATHERIS_RUNS ?= 500000
 
 # Installs exactly what requirements/dev.lock pins (hash-checked), then perpbot itself, editable.
 $(STAMP): pyproject.toml requirements/dev.lock
@@ -37,6 +40,19 @@ unit: $(STAMP)
 # One table of the headline figures (each script in tests/bench/ also runs alone, with options).
 bench: $(STAMP)
 	$(BIN)/python tests/bench/table.py $(BENCH_ARGS)
+
+# The fuzzers at 100x the budget `make test` gives them, then atheris (libFuzzer, coverage-guided)
+# on the dYdX frame parser if it installs (optional extra `fuzz`); crashes go to .hypothesis/atheris/.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz-long $(BIN)/pytest tests/fuzz -q -p no:cacheprovider
+	@$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/python -m pip install --quiet 'atheris>=2.3,<4' \
+		|| echo "atheris did not install: skipping the libFuzzer run"
+	@if $(BIN)/python -c 'import atheris' 2>/dev/null; then mkdir -p .hypothesis/atheris && \
+		$(BIN)/python tests/fuzz/atheris_dydx.py -atheris_runs=$(ATHERIS_RUNS) -artifact_prefix=.hypothesis/atheris/; fi
+
+# The daemon on the protocol simulator for SOAK_SECS under scenario churn; fails on growth (tests/soak/soak.py).
+soak: $(STAMP)
+	$(BIN)/python tests/soak/soak.py $(SOAK_SECS)
 
 # Re-resolve the locks after changing dependencies in pyproject.toml (needs the package registry).
 lock: $(STAMP)

@@ -34,22 +34,25 @@ def _plain(value: Any) -> Any:
 
 
 def read_messages(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (message number, raw JSON) from a JSON file (object or list) or JSON lines."""
-    text = path.read_text()
+    """Yield (message number, raw JSON) from a JSON file (object or list) or JSON lines.
+
+    Bytes throughout: a line that is not UTF-8 is one malformed message, not a failed file.
+    """
+    data = path.read_bytes()
     try:
-        whole = json.loads(text)
-    except ValueError:
+        whole = json.loads(data)
+    except (ValueError, RecursionError):  # JSON lines, or not JSON (too deep to read is not JSON)
         whole = None
     if isinstance(whole, list):
         for i, item in enumerate(whole, 1):
             yield i, json.dumps(item).encode()
         return
     if isinstance(whole, dict):
-        yield 1, text.encode()
+        yield 1, data
         return
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(data.splitlines(), 1):
         if line.strip():
-            yield i, line.encode()
+            yield i, line
 
 
 def decode_file(path: Path, venue: str) -> tuple[list[dict[str, Any]], list[str]]:

@@ -72,9 +72,10 @@ error with (cosmos prints "<log>: <description>" in raw_log).
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot.domain import (
@@ -93,6 +94,8 @@ from bot.domain import (
 )
 from bot.domain import OrderRequest as DomainOrder
 from bot.domain import TimeInForce as DomainTif
+from bot.sim.event_drafts import block_height
+from bot.sim.event_drafts import trade as make_trade
 from bot.sim.market import PreEmitHook, SimMarket, SimMarketParams, TakerHook
 from bot.venues.paper.fills import (
     FeeSchedule,
@@ -209,6 +212,12 @@ class OrderRecord:
     updated_at_height: int
     updated_ns: int
     removal_reason: str | None = None  # e.g. "ORDER_REMOVAL_REASON_EXPIRED"
+
+    def copy(self) -> OrderRecord:
+        """An independent copy (what callers get: the exchange keeps updating its own)."""
+        return OrderRecord(self.uid, self.request, self.ticker, self.status, self.total_filled,
+                           self.created_at_height, self.updated_at_height, self.updated_ns,
+                           self.removal_reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,11 +372,12 @@ _TIMESTAMP_NONCE_WINDOW_MS = 30_000
 _TIMESTAMP_NONCES_KEPT = 20
 _QUOTE_RESOLUTION = -6
 _NS_PER_SEC = 1_000_000_000
-_DAY_NS = 24 * 3600 * _NS_PER_SEC
 _TRADES_KEPT = 1000
-_UNPRICED_MAX = 4096  # trades recorded before their notional is folded into the 24h volume
+_DAY_SECS = 24 * 3600
+_VOLUME_SECONDS = _DAY_SECS + 1  # per-second volume buckets kept before old ones are expired
 _FUNDING_KEPT = 5000
 _UUID_NS = uuid.UUID("0b5c53c0-5d0f-4c52-9d3e-7a0f4f3f5e11")
+_UUID_NS_BYTES = _UUID_NS.bytes
 
 # Margin fractions of the real markets (indexer, Dec 2025); other tickers get MarketSpec's defaults.
 _MARGIN_FRACTIONS: dict[str, tuple[Decimal, Decimal]] = {
@@ -416,14 +426,23 @@ def _mantissa(value: Decimal) -> tuple[int, int]:
 
 def order_uid(order_id: OrderId) -> str:
     """Return the indexer-style order UUID: deterministic from the full OrderId."""
-    key = (f"{order_id.owner}-{order_id.subaccount_number}-{order_id.client_id}-"
-           f"{order_id.clob_pair_id}-{order_id.order_flags}")
-    return str(uuid.uuid5(_UUID_NS, key))
+    return _uuid5(f"{order_id.owner}-{order_id.subaccount_number}-{order_id.client_id}-"
+                  f"{order_id.clob_pair_id}-{order_id.order_flags}")
+
+
+def _uuid5(name: str) -> str:
+    """Return str(uuid.uuid5(_UUID_NS, name)), without building the UUID object on the way."""
+    digest = bytearray(hashlib.sha1(_UUID_NS_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # ---- internal state ---------------------------------------------------------------------------
 
 _OPEN_STATES = (OrderState.BEST_EFFORT_OPENED, OrderState.OPEN)
+_LIQUIDITY = {"MAKER": Liquidity.MAKER, "TAKER": Liquidity.TAKER}
 _DOMAIN_TIF = {TimeInForce.UNSPECIFIED: DomainTif.GTT, TimeInForce.IOC: DomainTif.IOC,
                TimeInForce.POST_ONLY: DomainTif.POST_ONLY, TimeInForce.FILL_OR_KILL: DomainTif.IOC}
 
@@ -456,29 +475,41 @@ class _Market:
     book: dict[Side, dict[int, list[_Order]]] = field(default_factory=dict)
     # (index in its block, trade, height): the trade id is formatted when read (trades())
     trades: deque[tuple[int, Trade, int]] = field(default_factory=lambda: deque(maxlen=_TRADES_KEPT))
-    volume: deque[tuple[int, Decimal]] = field(default_factory=deque)
-    volume_24h: Decimal = ZERO  # up to date only after fold_volume()
-    unpriced: list[Trade] = field(default_factory=list)  # trades not yet folded into volume_24h
+    # traded notional in ticks x steps, per second [second, units], oldest first, and its total
+    volume: deque[list[int]] = field(default_factory=deque)
+    volume_units: int = 0
     funding: deque[HistoricalFunding] = field(default_factory=lambda: deque(maxlen=_FUNDING_KEPT))
     view: _LevelView | None = None
 
     def price(self, ticks: int) -> Decimal:
-        return self.tick * ticks
+        return self.sim.price_of(ticks)
 
     def size(self, steps: int) -> Decimal:
-        return self.step * steps
+        return self.sim.size_of(steps)
 
-    def fold_volume(self) -> None:
-        """Bring volume_24h up to date: the trades recorded since, in order, as if one by one."""
+    def add_volume(self, ts_ns: int, units: int) -> None:
+        """Count `units` (ticks x steps) of notional traded at `ts_ns`."""
+        second = ts_ns // _NS_PER_SEC
         volume = self.volume
-        for trade in self.unpriced:
-            notional = trade.price * trade.size
-            volume.append((trade.ts_event, notional))
-            self.volume_24h += notional
-            cutoff = trade.ts_event - _DAY_NS
-            while volume and volume[0][0] <= cutoff:
-                self.volume_24h -= volume.popleft()[1]
-        self.unpriced.clear()
+        if volume and volume[-1][0] == second:
+            volume[-1][1] += units
+        else:
+            volume.append([second, units])
+            if len(volume) > _VOLUME_SECONDS:
+                self._expire_volume()
+        self.volume_units += units
+
+    def volume_24h(self) -> Decimal:
+        """Notional traded in the 24 hours up to the latest trade (to the second)."""
+        self._expire_volume()
+        return self.tick * self.step * self.volume_units
+
+    def _expire_volume(self) -> None:
+        volume = self.volume
+        if volume:
+            cutoff = volume[-1][0] - _DAY_SECS
+            while volume[0][0] <= cutoff:
+                self.volume_units -= volume.popleft()[1]
 
 
 @dataclass(slots=True, eq=False)
@@ -639,11 +670,11 @@ class SimExchange:
 
     def book(self, ticker: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """Aggregated (bids, asks), best first, account orders included."""
-        m = self._by_ticker[ticker]
-        bids = m.sim.shown(Side.BUY)
-        asks = m.sim.shown(Side.SELL)
-        return ([(m.price(t), m.size(bids[t])) for t in sorted(bids, reverse=True)],
-                [(m.price(t), m.size(asks[t])) for t in sorted(asks)])
+        sim = self._by_ticker[ticker].sim
+        bids, asks = sim.shown(Side.BUY), sim.shown(Side.SELL)
+        price, size = sim.price_of, sim.size_of
+        return ([(price(t), size(bids[t])) for t in sorted(bids, reverse=True)],
+                [(price(t), size(asks[t])) for t in sorted(asks)])
 
     def trades(self, ticker: str, limit: int = 100) -> list[tuple[str, Trade, int]]:
         """Newest first: (trade id, trade, height)."""
@@ -729,7 +760,7 @@ class SimExchange:
 
     def orders(self, owner: str, number: int = 0, open_only: bool = False) -> list[OrderRecord]:
         sub = self._sub(owner, number)
-        return [replace(o.record) for o in sub.orders.values() if not open_only or o.is_open]
+        return [o.record.copy() for o in sub.orders.values() if not open_only or o.is_open]
 
     def fills(self, owner: str, number: int = 0, limit: int = 100) -> list[FillRecord]:
         """Newest first."""
@@ -756,8 +787,9 @@ class SimExchange:
         sub = self._sub(oid.owner, oid.subaccount_number)
         self._validate_state(request, market)
         existing = self._open.get(oid)
+        uid = order_uid(oid)
         if oid.order_flags == ORDER_FLAGS_SHORT_TERM:
-            self._validate_short_term_id(request, existing)
+            self._validate_short_term_id(request, existing, sub.orders.get(uid))
         elif existing is not None:
             raise _clob(ERR_STATEFUL_ORDER_ALREADY_EXISTS,
                         "Existing stateful order has higher-or-equal priority than the new one")
@@ -772,7 +804,7 @@ class SimExchange:
             self._remove(existing, OrderState.CANCELED, REMOVAL_REPLACED, ts)
         status = (OrderState.BEST_EFFORT_OPENED if oid.order_flags == ORDER_FLAGS_SHORT_TERM
                   else OrderState.OPEN)
-        record = OrderRecord(order_uid(oid), request, market.ticker, status, ZERO, self._height,
+        record = OrderRecord(uid, request, market.ticker, status, ZERO, self._height,
                              self._height, ts)
         order = _Order(record, market, sub, price_ticks, size_steps)
         sub.orders.pop(record.uid, None)  # a re-used id moves to the end (newest)
@@ -930,7 +962,9 @@ class SimExchange:
                         f"GoodTilBlockTime {good_til_block_time} is further than StatefulOrderTimeWindow "
                         f"({STATEFUL_ORDER_WINDOW_SECS} s) into the future")
 
-    def _validate_short_term_id(self, request: OrderRequest, existing: _Order | None) -> None:
+    def _validate_short_term_id(self, request: OrderRequest, existing: _Order | None,
+                                previous: _Order | None) -> None:
+        """`existing`: the open order with this id; `previous`: the last order with it, open or not."""
         oid = request.order_id
         assert request.good_til_block is not None
         cancelled = self._short_cancels.get(oid)
@@ -938,7 +972,6 @@ class SimExchange:
             raise _clob(ERR_ORDER_IS_CANCELED, f"Attempt to place an order that is already canceled "
                         f"(cancel GoodTilBlock {cancelled})")
         if existing is None:
-            previous = self._sub(oid.owner, oid.subaccount_number).orders.get(order_uid(oid))
             if (previous is not None and previous.record.status is OrderState.FILLED
                     and (previous.record.request.good_til_block or 0) >= self._height):
                 raise _clob(ERR_ORDER_FULLY_FILLED, "Order is fully filled")
@@ -1025,8 +1058,8 @@ class SimExchange:
             if order.remaining_steps > 0 and bg.get(price, 0) > 0:
                 traded += self._take_background(order, price, order.remaining_steps, ts)
             if traded:
-                trade = Trade(m.ticker, m.price(price), m.size(traded), side, ts, ts)
-                self._record_trade(m, trade)
+                trade = make_trade(m.ticker, m.price(price), m.size(traded), side, ts)
+                self._record_trade(m, trade, price, traded)
                 self._events.append(trade)
             elif not makers:
                 break  # nothing left at the best price (should not happen)
@@ -1103,7 +1136,7 @@ class SimExchange:
         """Book one fill of `order` (already matched): order, fill record, position, USDC."""
         m, sub = order.market, order.sub
         price, size = m.price(ticks), m.size(steps)
-        fee = self._fees.fee(price, size, Liquidity(liquidity))
+        fee = self._fees.fee(price, size, _LIQUIDITY[liquidity])
         order.filled_steps += steps
         record = order.record
         record.total_filled = m.size(order.filled_steps)
@@ -1111,7 +1144,7 @@ class SimExchange:
         record.updated_ns = ts
         request = record.request
         self._fill_seq += 1
-        fill = FillRecord(str(uuid.uuid5(_UUID_NS, f"fill-{self._fill_seq}")), record.uid,
+        fill = FillRecord(_uuid5(f"fill-{self._fill_seq}"), record.uid,
                           sub.owner, sub.number, m.ticker, request.side, liquidity, price, size, fee,
                           request.client_metadata, self._height, ts)
         self._apply_fill(sub, m, fill, request.order_id.client_id)
@@ -1134,7 +1167,7 @@ class SimExchange:
         pos = holder.pos
         realised_before = pos.realised_pnl
         pos.apply_fill(Fill(fill.fill_id, client_id, m.ticker, fill.side, fill.price, fill.size,
-                            fill.fee, Liquidity(fill.liquidity), fill.ts_ns))
+                            fill.fee, _LIQUIDITY[fill.liquidity], fill.ts_ns))
         sub.usdc += pos.realised_pnl - realised_before - fill.fee
         sub.fills.append(fill)
         changes = self._changes_for(sub)
@@ -1197,7 +1230,7 @@ class SimExchange:
             if resting is None or volume <= 0:
                 continue
             on_book_update(resting, m.view)  # type: ignore[arg-type]
-            fill = on_trade(resting, Trade(m.ticker, m.price(price), volume, aggressor, now_ns, now_ns),
+            fill = on_trade(resting, make_trade(m.ticker, m.price(price), volume, aggressor, now_ns),
                             self._fees, now_ns)
             if fill is None:
                 continue
@@ -1210,8 +1243,8 @@ class SimExchange:
             sim.reduce_level(maker_side, price, bg_taken)
         total = filled_steps + bg_taken
         if total > 0:
-            trade = Trade(m.ticker, m.price(price), m.size(total), aggressor, now_ns, now_ns)
-            events.append(trade)
+            events.append(make_trade(m.ticker, m.price(price), m.size(total), aggressor, now_ns))
+            m.add_volume(now_ns, price * total)  # (its id: _step_markets, with the model's trades)
             events.extend(sim.flush(now_ns))
 
     def _uncross_hook(self, m: _Market) -> PreEmitHook:
@@ -1251,7 +1284,8 @@ class SimExchange:
                     break
                 progressed = True
                 self._fill(maker, price, got, "MAKER", now_ns)
-                events.append(Trade(m.ticker, m.price(price), m.size(got), taker_side, now_ns, now_ns))
+                events.append(make_trade(m.ticker, m.price(price), m.size(got), taker_side, now_ns))
+                m.add_volume(now_ns, price * got)
             if not progressed:
                 break
 
@@ -1262,30 +1296,28 @@ class SimExchange:
             if now_ns == sim.now_ns and sim.is_started:
                 continue
             events = sim.step(now_ns)
-            index, height, record, unpriced = self._trade_index, self._height, m.trades.append, m.unpriced
-            for event in events:
-                if event.__class__ is Trade:
+            trades = [event for event in events if event.__class__ is Trade]
+            if trades:  # their ids: (height, index in the block); the model's volume (the hooks' is in)
+                index, height, record = self._trade_index, self._height, m.trades.append
+                for trade in trades:
                     index += 1
-                    record((index, event, height))
-                    unpriced.append(event)
-            self._trade_index = index
-            if len(unpriced) >= _UNPRICED_MAX:
-                m.fold_volume()
-            self._events.extend(events)
+                    record((index, trade, height))
+                self._trade_index = index
+                m.add_volume(now_ns, sim.drain_traded_units())
+            self._events += events
 
-    def _record_trade(self, m: _Market, trade: Trade) -> None:
+    def _record_trade(self, m: _Market, trade: Trade, ticks: int, steps: int) -> None:
+        """Give an exchange-made trade its id; count its volume (model trades: _step_markets)."""
         self._trade_index += 1
         m.trades.append((self._trade_index, trade, self._height))
-        m.unpriced.append(trade)
-        if len(m.unpriced) >= _UNPRICED_MAX:
-            m.fold_volume()
+        m.add_volume(trade.ts_event, ticks * steps)
 
     def _produce_block(self, block_ns: int) -> None:
         self._height += 1
         self._block_time_ns = block_ns
         self._trade_index = 0
         height = self._height
-        self._events.append(BlockHeight(height, block_ns, block_ns))
+        self._events.append(block_height(height, block_ns))
         # short-term orders whose good_til_block < height
         for gtb in [g for g in self._short_expiry if g < height]:
             for order in self._short_expiry.pop(gtb):
@@ -1346,7 +1378,7 @@ class SimExchange:
                 oracle = m.sim.oracle_price()
                 side = Side.SELL if pos.size > 0 else Side.BUY
                 self._fill_seq += 1
-                fill = FillRecord(str(uuid.uuid5(_UUID_NS, f"fill-{self._fill_seq}")), "", sub.owner,
+                fill = FillRecord(_uuid5(f"fill-{self._fill_seq}"), "", sub.owner,
                                   sub.number, ticker, side, "TAKER", oracle, abs(pos.size), ZERO, 0,
                                   self._height, block_ns)
                 holder = sub.positions[ticker]
@@ -1407,7 +1439,7 @@ class SimExchange:
 
     def _transfer(self, sub: _Subaccount, kind: str, amount: Decimal) -> None:
         self._transfer_seq += 1
-        record = TransferRecord(str(uuid.uuid5(_UUID_NS, f"transfer-{self._transfer_seq}")), sub.owner,
+        record = TransferRecord(_uuid5(f"transfer-{self._transfer_seq}"), sub.owner,
                                 sub.number, kind, abs(amount), self._height, self._event_ts())
         sub.usdc += amount
         sub.transfers.append(record)
@@ -1424,10 +1456,9 @@ class SimExchange:
         open_interest = sum((h.pos.size for s in self._subaccounts() for t, h in s.positions.items()
                              if t == m.ticker and h.pos.size > 0), ZERO)
         rate = self._scenario.funding_spike_1h
-        m.fold_volume()
         return MarketInfo(m.ticker, m.clob_pair_id, m.status, m.sim.oracle_price(),
                           rate if rate is not None else m.sim.funding_rate_1h(), m.imf, m.mmf, ar, qce,
-                          sbq, spt, m.tick, m.step, open_interest, m.volume_24h)
+                          sbq, spt, m.tick, m.step, open_interest, m.volume_24h())
 
     def _apply_scenario(self) -> None:
         s = self._scenario
@@ -1475,6 +1506,6 @@ class SimExchange:
                     if closed:
                         positions.append(closed[-1])
             self._events.append(AccountUpdate(
-                owner, number, tuple(replace(o.record) for o in ch.orders.values()), tuple(ch.fills),
+                owner, number, tuple(o.record.copy() for o in ch.orders.values()), tuple(ch.fills),
                 tuple(positions), tuple(ch.transfers), tuple(ch.funding), self._height))
         self._changes = {}

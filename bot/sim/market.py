@@ -6,39 +6,45 @@ and wider in the high-vol regime; takers arrive as a Poisson process and eat the
 Trade followed by the BookDelta of the level it consumed (so a consumer's book agrees with the
 prints); the oracle is an EWMA of mid plus noise; the hourly funding premium is an
 Ornstein-Uhlenbeck process whose in-hour time average is the rate that settles at the top of the
-hour (as dYdX's `nextFundingRate`). Internally prices are integer ticks and sizes integer steps,
-so everything emitted is an exact Decimal on the grid. Only `random.Random(seed)` supplies
-randomness: the same seed and the same sequence of `now_ns` give the same events.
+hour (as dYdX's `nextFundingRate`). Internally prices are integer ticks and sizes integer steps;
+Decimal appears only in the emitted events, so everything emitted is exact and on the grid.
+
+Randomness: only `random.Random(seed)`, so the same seed and the same sequence of `now_ns` give
+the same events. The few draws per step that move prices (GBM, jumps, oracle noise, funding) are
+exact normals; the many per-event draws read precomputed distributions with random bits: a
+level's size is one of 256 lognormal quantiles for its distance from the touch, a taker's size
+one of 4096 exponential quantiles, a Poisson count a bisect into the step's cached CDF, and a
+redraw's level and side come from the same getrandbits call as its size. (The stream is not the
+one of the model before Nov 2026, which called gauss/expovariate per draw: same model, new draws.)
 
 Speed (target: 200k events/s on one core, for backtests; measured by
 tests/bench/bench_sim.py): a step costs the same for any gap (the gap's constants are cached),
 re-centring drops only the levels the touch passed and draws only the ones it uncovered, and
-only changed levels are diffed and emitted, through Decimal and BookLevel caches and constructors
-that skip the frozen dataclasses' __init__. The hot loops inline random.Random's own gauss,
-randrange and expovariate: the stream of draws, and so every event, is the same as calling them.
-Keep the draw order when changing the model, or same-seed streams change.
+only changed levels are emitted, through process-wide Decimal caches and the event drafts of
+bot.sim.event_drafts (no frozen-dataclass __init__). The book as last emitted is not stored:
+after every emission it equals the model's levels plus the overlay, so `shown` computes it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import bisect
+import functools
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from statistics import NormalDist
 
-from bot.domain import (
-    ZERO,
-    BlockHeight,
-    BookDelta,
-    BookLevel,
-    BookSnapshot,
-    MarketEvent,
-    MarketSpec,
-    OracleUpdate,
-    Side,
-    Trade,
+from bot.domain import ZERO, BookDelta, BookLevel, BookSnapshot, MarketEvent, MarketSpec, Side, Trade
+from bot.sim.event_drafts import (
+    DeltaDraft,
+    LevelDraft,
+    TradeDraft,
+    block_height,
+    book_level,
+    book_snapshot,
+    oracle_update,
 )
 
 NS_PER_SEC = 1_000_000_000
@@ -98,18 +104,109 @@ class SimMarketParams:
             raise ValueError("block_interval_ns must be positive")
 
 
+# Precomputed distributions, indexed by random bits (see the module docstring).
+_SIZE_BITS = 8  # level sizes: 256 lognormal quantiles per level distance
+_TRADE_BITS = 12  # taker sizes: 4096 exponential quantiles
+_LEVEL_BITS = 16  # a redraw's level: (16 random bits x depth) >> 16
+_LEVEL_MASK = (1 << _LEVEL_BITS) - 1
+_REDRAW_BITS = _LEVEL_BITS + 1 + _SIZE_BITS  # level, side, size quantile
+_NORMAL_QUANTILES = tuple(NormalDist().inv_cdf((k + 0.5) / (1 << _SIZE_BITS)) for k in range(1 << _SIZE_BITS))
+_EXP_QUANTILES = tuple(-math.log1p(-(k + 0.5) / (1 << _TRADE_BITS)) for k in range(1 << _TRADE_BITS))
+_POISSON_TAIL = 1e-12  # a Poisson CDF table stops where this much probability is left
+
+
+@functools.lru_cache(maxsize=64)
+def _level_size_table(mean_steps: float, growth: float, depth: int, dispersion: float,
+                      min_steps: int) -> tuple[int, ...]:
+    """Level sizes in steps: [d << _SIZE_BITS | k] is quantile k of level distance d's lognormal."""
+    mults = [math.exp(dispersion * z) for z in _NORMAL_QUANTILES]
+    table: list[int] = []
+    for level in range(depth):
+        mean = mean_steps * (1 + growth * level)
+        table += [max(min_steps, round(mean * mult)) for mult in mults]
+    return tuple(table)
+
+
+@functools.lru_cache(maxsize=64)
+def _trade_size_table(mean_steps: float, min_steps: int) -> tuple[int, ...]:
+    """Taker sizes in steps: the exponential's quantiles, at least `min_steps`."""
+    return tuple(max(min_steps, round(q * mean_steps)) for q in _EXP_QUANTILES)
+
+
+# unit (str: "1" and "1.0" make different Decimals) -> multiple -> unit * multiple, shared by every
+# market on that grid (Decimals are immutable), and the size-0 BookLevels (removals) by tick size
+_MULTIPLES: dict[str, dict[int, Decimal]] = {}
+_REMOVALS: dict[str, dict[int, BookLevel]] = {}
+
+
+class _StepConsts:
+    """Everything in a step that depends only on its length (cached: step lengths recur)."""
+
+    __slots__ = (
+        "drift_h",
+        "drift_n",
+        "oracle_alpha",
+        "ou_decay",
+        "ou_vol",
+        "p_enter",
+        "p_exit",
+        "p_jump",
+        "redraws",
+        "takers",
+        "vol_h",
+        "vol_n",
+    )
+
+    def __init__(self, params: SimMarketParams, sigma_sec: float, dt_ns: int) -> None:
+        p = params
+        dt = dt_ns / NS_PER_SEC
+        sigma_n, sigma_h = sigma_sec, sigma_sec * p.high_vol_multiplier
+        self.p_enter = -math.expm1(-p.high_vol_enter_per_sec * dt)
+        self.p_exit = -math.expm1(-p.high_vol_exit_per_sec * dt)
+        self.drift_n, self.vol_n = -0.5 * sigma_n * sigma_n * dt, sigma_n * math.sqrt(dt)
+        self.drift_h, self.vol_h = -0.5 * sigma_h * sigma_h * dt, sigma_h * math.sqrt(dt)
+        self.p_jump = -math.expm1(-p.jump_per_sec * dt)
+        self.oracle_alpha = 1.0 if p.oracle_lag_secs <= 0 else -math.expm1(-dt / p.oracle_lag_secs)
+        theta, dt_h = p.funding_reversion_per_hour, dt / 3600
+        var = dt_h if theta <= 0 else -math.expm1(-2 * theta * dt_h) / (2 * theta)
+        self.ou_decay, self.ou_vol = math.exp(-theta * dt_h), p.funding_vol_1h * math.sqrt(var)
+        self.redraws = _PoissonCount(p.level_updates_per_sec * dt, 4 * p.depth_levels)
+        self.takers = _PoissonCount(p.taker_trades_per_sec * dt, p.max_trades_per_step)
+
+
+class _PoissonCount:
+    """A capped Poisson count: its CDF for bisect (mean <= 30), else a normal approximation."""
+
+    __slots__ = ("cap", "cdf", "mean", "root")
+
+    def __init__(self, mean: float, cap: int) -> None:
+        self.mean, self.cap = max(mean, 0.0), cap
+        self.root = math.sqrt(self.mean)
+        cdf: list[float] = []
+        if 0 < self.mean <= 30:
+            pmf = total = math.exp(-self.mean)
+            k = 0
+            while total < 1 - _POISSON_TAIL and k < cap:
+                cdf.append(total)
+                k += 1
+                pmf *= self.mean / k
+                total += pmf
+        self.cdf = cdf
+
+
 class SimMarket:
     """Advance a seeded market model and return the domain events it produces."""
 
     def __init__(self, params: SimMarketParams, seed: int, start_ns: int) -> None:
         p = self.params = params
         self._rng = random.Random(seed)
+        self._random, self._bits = self._rng.random, self._rng.getrandbits
+        self._gauss_next: float | None = None
         self._start_ns = self._now_ns = start_ns
         self._tick = float(p.tick_size)
         self._tick_size, self._step_size = p.tick_size, p.step_size
         self._min_steps = max(1, math.ceil(p.min_order_size / p.step_size))
         self._base_steps = float(p.base_level_size / p.step_size)
-        self._trade_steps = float(p.mean_trade_size / p.step_size)
         self._sigma_sec = p.annual_vol / math.sqrt(SECS_PER_YEAR)
         self._log_mid = self._oracle_log = math.log(float(p.initial_price))
         self._high_vol = False
@@ -118,18 +215,17 @@ class SimMarket:
         self._hour_weight = 0.0  # integral of the clamped premium over this hour, in rate x ns
         self._hour_ns = 0
         self._settled: tuple[int, Decimal] | None = None
-        self._oracle = self._price(self._ticks(math.exp(self._oracle_log)))
         self._last_oracle_ns: int | None = None
         self._last_height: int | None = None
-        # price in ticks -> size in steps: the model's book, and the book as last emitted
+        # price in ticks -> size in steps: the model's book, and the levels changed since the last
+        # emission with the model's size there now (0: none; the overlay is added when emitting)
         self._bids: dict[int, int] = {}
         self._asks: dict[int, int] = {}
-        self._shown_bids: dict[int, int] = {}
-        self._shown_asks: dict[int, int] = {}
-        self._dirty_bids: set[int] = set()
-        self._dirty_asks: set[int] = set()
+        self._dirty_bids: dict[int, int] = {}
+        self._dirty_asks: dict[int, int] = {}
         self._best_bid = self._best_ask = 0
         self._started = False
+        self._traded_units = 0  # notional of the model's taker trades (ticks x steps), see drain_...
         # Extensions for the exchange core (bot.sim.exchange): size resting on top of the model's
         # levels (account orders), shown in every snapshot/delta; a depth factor (scenarios);
         # a funding rate override; hooks into the step; and whether `step` emits BlockHeight.
@@ -141,25 +237,21 @@ class SimMarket:
         self._pre_emit_hook: PreEmitHook | None = None
         self._emit_heights = True
         self._hook_needs_overlay = False
-        self._price_cache: dict[int, Decimal] = {}  # ticks -> Decimal price (levels repeat a lot)
-        self._size_cache: dict[int, Decimal] = {}  # steps -> Decimal size
-        self._gone_cache: dict[int, BookLevel] = {}  # ticks -> BookLevel(price, 0)
-        # hot-path copies of the parameters and bound RNG methods (the stream is random.Random's:
-        # `_normal` is its gauss, `_refresh_levels` its randrange, `_take` its expovariate)
-        self._random, self._getrandbits = self._rng.random, self._rng.getrandbits
-        self._gauss_next: float | None = None
-        self._consts: dict[int, tuple] = {}  # step length (ns) -> _make_consts(step length)
+        self._price_cache = _MULTIPLES.setdefault(str(p.tick_size), {})  # ticks -> Decimal price
+        self._size_cache = _MULTIPLES.setdefault(str(p.step_size), {})  # steps -> Decimal size
+        self._gone_cache = _REMOVALS.setdefault(str(p.tick_size), {})  # ticks -> BookLevel(price, 0)
+        self._oracle = self._price_of(self._ticks(math.exp(self._oracle_log)))
+        self._consts: dict[int, _StepConsts] = {}  # step length (ns) -> its constants
         self._ticker = p.ticker
         self._depth, self._spacing = p.depth_levels, p.level_spacing_ticks
-        self._depth_bits = p.depth_levels.bit_length()
         self._spread = p.spread_ticks
         self._spread_high = p.spread_ticks * p.high_vol_spread_multiplier
-        self._dispersion, self._jump_size = p.level_size_dispersion, p.jump_size
+        self._jump_size = p.jump_size
         self._oracle_noise = p.oracle_noise_bps / 10_000
         self._funding_mean, self._funding_cap = p.funding_mean_1h, p.funding_clamp_1h
-        self._refresh_cap, self._trade_cap = 4 * p.depth_levels, p.max_trades_per_step
         self._initial_height, self._block_ns = p.initial_height, p.block_interval_ns
-        self._means: list[float] = []
+        self._trade_sizes = _trade_size_table(float(p.mean_trade_size / p.step_size), self._min_steps)
+        self._level_sizes: tuple[int, ...] = ()  # the regime's _level_size_table
         self._set_means()
         self._rebuild(force=True)
 
@@ -234,24 +326,26 @@ class SimMarket:
         return self._over_bids if side is Side.BUY else self._over_asks
 
     def shown(self, side: Side) -> dict[int, int]:
-        """Return the book as last emitted (model + overlay): bids for BUY, asks for SELL.
+        """Return the aggregated book (model + overlay, ticks -> steps): bids for BUY, asks for SELL.
 
-        Before the first step (no snapshot yet) this is the model's book plus the overlay.
+        Every public call of the exchange ends with an emission, so this is also the book as last
+        emitted; a new dict each call.
         """
-        if not self._started:
-            return (_merged(self._bids, self._over_bids) if side is Side.BUY
-                    else _merged(self._asks, self._over_asks))
-        return self._shown_bids if side is Side.BUY else self._shown_asks
+        if side is Side.BUY:
+            return _merged(self._bids, self._over_bids)
+        return _merged(self._asks, self._over_asks)
 
     def set_overlay(self, side: Side, ticks: int, steps: int) -> None:
         """Set the extra size resting at `ticks` on the bids (BUY) or asks (SELL); 0 removes it."""
-        over, dirty = ((self._over_bids, self._dirty_bids) if side is Side.BUY
-                       else (self._over_asks, self._dirty_asks))
+        book, over, dirty = ((self._bids, self._over_bids, self._dirty_bids) if side is Side.BUY
+                             else (self._asks, self._over_asks, self._dirty_asks))
         if steps > 0:
+            if over.get(ticks) == steps:
+                return
             over[ticks] = steps
-        else:
-            over.pop(ticks, None)
-        dirty.add(ticks)
+        elif over.pop(ticks, None) is None:
+            return
+        dirty[ticks] = book.get(ticks, 0)
 
     def take(self, side: Side, size_steps: int, limit_ticks: int) -> list[tuple[int, int]]:
         """Consume model liquidity for a taker of `side` (BUY eats asks <= limit), best first.
@@ -271,9 +365,9 @@ class SimMarket:
             size = min(book[idx], remaining)
             if size == book[idx]:
                 del book[idx]
+                dirty[idx] = 0
             else:
-                book[idx] -= size
-            dirty.add(idx)
+                book[idx] = dirty[idx] = book[idx] - size
             remaining -= size
             out.append((idx, size))
         return out
@@ -281,17 +375,32 @@ class SimMarket:
     def reduce_level(self, side: Side, ticks: int, steps: int) -> None:
         """Remove `steps` from the model's level at `ticks` (bids for BUY), at most all of it."""
         book, dirty = (self._bids, self._dirty_bids) if side is Side.BUY else (self._asks, self._dirty_asks)
-        left = book.get(ticks, 0) - steps
+        if ticks not in book:
+            return
+        left = book[ticks] - steps
         if left > 0:
-            book[ticks] = left
+            book[ticks] = dirty[ticks] = left
         else:
-            book.pop(ticks, None)
-        dirty.add(ticks)
+            del book[ticks]
+            dirty[ticks] = 0
+
+    def price_of(self, ticks: int) -> Decimal:
+        """Return the Decimal price of `ticks` (cached)."""
+        return self._price_of(ticks)
+
+    def size_of(self, steps: int) -> Decimal:
+        """Return the Decimal size of `steps` (cached)."""
+        return self._size_of(steps)
+
+    def drain_traded_units(self) -> int:
+        """Return the notional (ticks x steps) the model's takers traded since the last call."""
+        units, self._traded_units = self._traded_units, 0
+        return units
 
     def flush(self, now_ns: int) -> list[MarketEvent]:
         """Return the BookDelta of changes made since the last emission (none before the snapshot)."""
         events: list[MarketEvent] = []
-        if self._started:
+        if self._started and (self._dirty_bids or self._dirty_asks):
             self._emit_delta(events, now_ns)
         return events
 
@@ -302,10 +411,7 @@ class SimMarket:
             return
         ratio = factor / self._depth_factor
         self._depth_factor = factor
-        for book, dirty in ((self._bids, self._dirty_bids), (self._asks, self._dirty_asks)):
-            for idx, steps in book.items():
-                book[idx] = max(self._min_steps, round(steps * ratio))
-                dirty.add(idx)
+        self._scale_levels(ratio)
         self._set_means()
 
     def set_funding_override(self, rate_1h: Decimal | None) -> None:
@@ -329,6 +435,10 @@ class SimMarket:
         self._emit_heights = emit_heights
         self._hook_needs_overlay = taker_needs_overlay
 
+    def hooks(self) -> tuple[TakerHook | None, PreEmitHook | None]:
+        """Return the installed (taker, pre_emit) hooks."""
+        return self._taker_hook, self._pre_emit_hook
+
     def step(self, now_ns: int) -> list[MarketEvent]:
         """Advance the model to `now_ns` and return the events produced, in order.
 
@@ -340,15 +450,14 @@ class SimMarket:
         prev_ns = self._now_ns
         if now_ns < prev_ns:
             raise ValueError(f"time went backwards: {now_ns} < {prev_ns}")
-        dt_ns = now_ns - prev_ns
         consts = None
-        if dt_ns:
-            consts = self._consts.get(dt_ns) or self._make_consts(dt_ns)
+        if now_ns != prev_ns:
+            consts = self._consts.get(now_ns - prev_ns) or self._make_consts(now_ns - prev_ns)
             self._advance(consts, now_ns)
         self._now_ns = now_ns
         self._rebuild(False)
-        if consts is not None and consts[11] > 0:
-            self._refresh_levels(consts)
+        if consts is not None and consts.redraws.mean > 0:
+            self._refresh_levels(consts.redraws)
         events: list[MarketEvent] = []
         if self._pre_emit_hook is not None:
             self._pre_emit_hook(now_ns, events)
@@ -357,49 +466,27 @@ class SimMarket:
             events.append(self._snapshot(now_ns))
         elif self._dirty_bids or self._dirty_asks:
             self._emit_delta(events, now_ns)
-        if consts is not None and consts[14] > 0:
-            self._take(consts, now_ns, events)
+        if consts is not None and consts.takers.mean > 0:
+            self._take(consts.takers, now_ns, events)
         if self._last_oracle_ns is None or now_ns - self._last_oracle_ns >= NS_PER_SEC:
             self._last_oracle_ns = now_ns
             noise = self._normal() * self._oracle_noise
-            self._oracle = self._price(self._ticks(math.exp(self._oracle_log) * (1 + noise)))
-            events.append(_mk_oracle(self._ticker, self._oracle, self.funding_rate_1h(), now_ns, now_ns))
-        if not self._emit_heights:
-            return events
-        height = self._initial_height + (now_ns - self._start_ns) // self._block_ns
-        # One event per step with the latest height: a long gap does not flood the caller.
-        if self._last_height is None or height > self._last_height:
-            self._last_height = height
-            events.append(_mk_height(height, now_ns, now_ns))
+            self._oracle = self._price_of(self._ticks(_exp(self._oracle_log) * (1 + noise)))
+            events.append(oracle_update(self._ticker, self._oracle, self.funding_rate_1h(), now_ns))
+        if self._emit_heights:
+            height = self._initial_height + (now_ns - self._start_ns) // self._block_ns
+            # One event per step with the latest height: a long gap does not flood the caller.
+            if self._last_height is None or height > self._last_height:
+                self._last_height = height
+                events.append(block_height(height, now_ns))
         return events
 
     # ---- model ---------------------------------------------------------------------------
 
-    def _make_consts(self, dt_ns: int) -> tuple:
-        """Everything in a step that depends only on its length (cached: step lengths recur)."""
-        p = self.params
-        dt_secs = dt_ns / NS_PER_SEC
-        sigma_n = self._sigma_sec * 1.0
-        sigma_h = self._sigma_sec * p.high_vol_multiplier
-        theta, dt_h = p.funding_reversion_per_hour, dt_secs / 3600
-        var = dt_h if theta <= 0 else -math.expm1(-2 * theta * dt_h) / (2 * theta)
-        lvl_lam = p.level_updates_per_sec * dt_secs
-        tk_lam = p.taker_trades_per_sec * dt_secs
-        consts = (
-            dt_secs,
-            -math.expm1(-p.high_vol_enter_per_sec * dt_secs),  # 1 P(normal -> high)
-            -math.expm1(-p.high_vol_exit_per_sec * dt_secs),  # 2 P(high -> normal)
-            -0.5 * sigma_n * sigma_n * dt_secs, sigma_n * math.sqrt(dt_secs),  # 3, 4 normal regime
-            -0.5 * sigma_h * sigma_h * dt_secs, sigma_h * math.sqrt(dt_secs),  # 5, 6 high vol
-            -math.expm1(-p.jump_per_sec * dt_secs),  # 7 P(jump)
-            1.0 if p.oracle_lag_secs <= 0 else -math.expm1(-dt_secs / p.oracle_lag_secs),  # 8
-            math.exp(-theta * dt_h), p.funding_vol_1h * math.sqrt(var),  # 9, 10 OU decay and vol
-            lvl_lam, _poisson_limit(lvl_lam), math.sqrt(max(lvl_lam, 0.0)),  # 11-13 level redraws
-            tk_lam, _poisson_limit(tk_lam), math.sqrt(max(tk_lam, 0.0)),  # 14-16 takers
-        )
+    def _make_consts(self, dt_ns: int) -> _StepConsts:
         if len(self._consts) >= 256:
             self._consts.clear()
-        self._consts[dt_ns] = consts
+        consts = self._consts[dt_ns] = _StepConsts(self.params, self._sigma_sec, dt_ns)
         return consts
 
     def _normal(self) -> float:
@@ -414,46 +501,45 @@ class SimMarket:
         self._gauss_next = _sin(x2pi) * g2rad
         return _cos(x2pi) * g2rad
 
-    def _count(self, lam: float, limit: float, root: float, cap: int) -> int:
-        """Draw a Poisson count (normal approximation for large means), capped at `cap`."""
-        if lam <= 0:
+    def _count(self, poisson: _PoissonCount) -> int:
+        """Draw a capped Poisson count: one uniform into the CDF (or a normal for large means)."""
+        cdf = poisson.cdf
+        if cdf:
+            return bisect.bisect_right(cdf, self._random())
+        if poisson.mean <= 0:
             return 0
-        if lam > 30:
-            return min(cap, max(0, round(lam + self._normal() * root)))
-        rnd = self._random
-        k, prod = 0, rnd()
-        while prod > limit and k < cap:
-            k += 1
-            prod *= rnd()
-        return k
+        return min(poisson.cap, max(0, round(poisson.mean + self._normal() * poisson.root)))
 
-    def _advance(self, c: tuple, now_ns: int) -> None:
+    def _advance(self, c: _StepConsts, now_ns: int) -> None:
         rnd = self._random
-        if rnd() < (c[2] if self._high_vol else c[1]):
+        if rnd() < (c.p_exit if self._high_vol else c.p_enter):
             self._high_vol = not self._high_vol
             self._rescale_depth()
+        # One Box-Muller pair per step (as random.gauss draws it): the mid's and the premium's shocks.
+        x2pi = rnd() * _TWOPI
+        g2rad = _sqrt(-2.0 * _log(1.0 - rnd()))
+        z_mid, z_premium = _cos(x2pi) * g2rad, _sin(x2pi) * g2rad
         if self._high_vol:
-            self._log_mid += c[5] + c[6] * self._normal()
+            log_mid = self._log_mid + c.drift_h + c.vol_h * z_mid
         else:
-            self._log_mid += c[3] + c[4] * self._normal()
-        if rnd() < c[7]:
-            self._log_mid += self._normal() * self._jump_size
-        self._oracle_log += c[8] * (self._log_mid - self._oracle_log)
+            log_mid = self._log_mid + c.drift_n + c.vol_n * z_mid
+        if rnd() < c.p_jump:
+            log_mid += self._normal() * self._jump_size
+        self._log_mid = log_mid
+        self._oracle_log += c.oracle_alpha * (log_mid - self._oracle_log)
         # Exact OU transition, so a long gap is one draw with the right variance.
-        mean = self._funding_mean
-        self._premium_1h = mean + (self._premium_1h - mean) * c[9] + c[10] * self._normal()
-        self._accrue_funding(now_ns)
-
-    def _accrue_funding(self, now_ns: int) -> None:
-        cap = self._funding_cap
-        premium = self._premium_1h
+        mean, cap = self._funding_mean, self._funding_cap
+        premium = self._premium_1h = mean + (self._premium_1h - mean) * c.ou_decay + c.ou_vol * z_premium
         rate = -cap if premium < -cap else (cap if premium > cap else premium)
-        hour = now_ns // NS_PER_HOUR
-        if hour == self._hour:
+        if now_ns // NS_PER_HOUR == self._hour:
             self._hour_weight += rate * (now_ns - self._now_ns)
             self._hour_ns += now_ns - self._now_ns
-            return
-        # Close the hour we were in; a gap over several hours reports only the latest boundary.
+        else:
+            self._close_hour(now_ns, rate)
+
+    def _close_hour(self, now_ns: int, rate: float) -> None:
+        """Settle the hour the last step was in; a gap over several hours reports only the latest."""
+        hour = now_ns // NS_PER_HOUR
         end_ns = (self._hour + 1) * NS_PER_HOUR
         self._hour_weight += rate * (end_ns - self._now_ns)
         self._hour_ns += end_ns - self._now_ns
@@ -467,23 +553,24 @@ class SimMarket:
         return max(-cap, min(cap, self._premium_1h))
 
     def _set_means(self) -> None:
-        """Mean size in steps of each level (by distance from the touch) in the current regime."""
+        """Point `_level_sizes` at the size table of the current regime and depth factor."""
         p = self.params
-        means = [self._base_steps * (1 + p.level_size_growth * level) * self._depth_factor
-                 for level in range(p.depth_levels)]
+        mean = self._base_steps * self._depth_factor
         if self._high_vol:
-            means = [mean * p.high_vol_depth_factor for mean in means]
-        self._means = means
+            mean *= p.high_vol_depth_factor
+        self._level_sizes = _level_size_table(mean, p.level_size_growth, p.depth_levels,
+                                              p.level_size_dispersion, self._min_steps)
 
     def _rescale_depth(self) -> None:
         factor = self.params.high_vol_depth_factor
-        if not self._high_vol:
-            factor = 1 / factor
+        self._scale_levels(factor if self._high_vol else 1 / factor)
+        self._set_means()
+
+    def _scale_levels(self, ratio: float) -> None:
+        min_steps = self._min_steps
         for book, dirty in ((self._bids, self._dirty_bids), (self._asks, self._dirty_asks)):
             for idx, steps in book.items():
-                book[idx] = max(self._min_steps, round(steps * factor))
-                dirty.add(idx)
-        self._set_means()
+                book[idx] = dirty[idx] = max(min_steps, round(steps * ratio))
 
     def _rebuild(self, force: bool) -> None:
         """Recenter the book on mid: drop levels out of range, fill missing ones.
@@ -506,115 +593,82 @@ class SimMarket:
         self._recentre(bids, self._dirty_bids, old_bid, best_bid, -sp, force)
         self._recentre(asks, self._dirty_asks, old_ask, best_ask, sp, force)
 
-    def _recentre(self, book: dict[int, int], dirty: set[int], old: int, best: int, sp: int,
+    def _recentre(self, book: dict[int, int], dirty: dict[int, int], old: int, best: int, sp: int,
                   force: bool) -> None:
         """One side of `_rebuild`; `sp` is the signed step from the touch outwards."""
         n = self._depth
         move = best - old
-        news: range | None = None  # the levels the move uncovered, in order from the touch
+        news: range | None = None  # distances from the touch of the levels the move uncovered
         if not move or not book:
             pass
         elif force or move % sp:  # off the old grid: nothing survives
             wanted = range(best, best + n * sp, sp)
             for idx in [idx for idx in book if idx not in wanted]:
                 del book[idx]
-                dirty.add(idx)
+                dirty[idx] = 0
         else:
             shift = move // sp  # levels moved: > 0 outwards (away from the other side)
             if shift >= n or shift <= -n:
-                for idx in book:
-                    dirty.add(idx)
+                dirty.update(dict.fromkeys(book, 0))
                 book.clear()
             else:
                 if shift > 0:  # the touch passed the old inner levels; new ones appear outside
-                    gone, news = range(old, best, sp), range(old + n * sp, best + n * sp, sp)
+                    gone, news = range(old, best, sp), range(n - shift, n)
                 else:
-                    gone, news = range(best + n * sp, old + n * sp, sp), range(best, old, sp)
+                    gone, news = range(best + n * sp, old + n * sp, sp), range(-shift)
                 for idx in gone:
                     if idx in book:
                         del book[idx]
-                        dirty.add(idx)
+                        dirty[idx] = 0
         missing = n - len(book)
         if not missing:
             return
-        rnd, min_steps, disp, means = self._random, self._min_steps, self._dispersion, self._means
-        if news is not None and not force and missing == len(news):
-            candidates = news  # no holes (from takers): only the uncovered levels are missing
-        else:
-            candidates = range(best, best + n * sp, sp)
-        spare = self._gauss_next  # `_normal` inlined: the same draws in the same order
-        for idx in candidates:
+        if news is None or force or missing != len(news):
+            news = range(n)  # holes too (takers): look at every level
+        sizes, bits = self._level_sizes, self._bits
+        for d in news:
+            idx = best + d * sp
             if idx > 0 and idx not in book:
-                if spare is None:
-                    x2pi = rnd() * _TWOPI
-                    g2rad = _sqrt(-2.0 * _log(1.0 - rnd()))
-                    z, spare = _cos(x2pi) * g2rad, _sin(x2pi) * g2rad
-                else:
-                    z, spare = spare, None
-                steps = round(means[(idx - best) // sp] * _exp(z * disp))
-                book[idx] = steps if steps > min_steps else min_steps
-                dirty.add(idx)
-        self._gauss_next = spare
+                book[idx] = dirty[idx] = sizes[d << _SIZE_BITS | bits(_SIZE_BITS)]
 
-    def _refresh_levels(self, c: tuple) -> None:
-        rnd, getrandbits = self._random, self._getrandbits
-        n, bits, sp = self._depth, self._depth_bits, self._spacing
-        bids, asks, dirty_bids, dirty_asks = self._bids, self._asks, self._dirty_bids, self._dirty_asks
-        min_steps, disp, means = self._min_steps, self._dispersion, self._means
-        best_bid, best_ask = self._best_bid, self._best_ask
-        lam, cap = c[11], self._refresh_cap
-        if lam > 30:
-            count = self._count(lam, c[12], c[13], cap)
-        else:  # `_count` inlined
-            limit, count, prod = c[12], 0, rnd()
-            while prod > limit and count < cap:
-                count += 1
-                prod *= rnd()
-        spare = self._gauss_next  # `_normal` inlined: the same draws in the same order
-        for _ in range(count):
-            level = getrandbits(bits)  # random.randrange(n), same stream
-            while level >= n:
-                level = getrandbits(bits)
-            if rnd() < 0.5:
-                book, dirty = bids, dirty_bids
-                idx = best_bid - level * sp
-            else:
-                book, dirty = asks, dirty_asks
-                idx = best_ask + level * sp
-            if idx in book:
-                if spare is None:
-                    x2pi = rnd() * _TWOPI
-                    g2rad = _sqrt(-2.0 * _log(1.0 - rnd()))
-                    z, spare = _cos(x2pi) * g2rad, _sin(x2pi) * g2rad
-                else:
-                    z, spare = spare, None
-                steps = round(means[level] * _exp(z * disp))
-                book[idx] = steps if steps > min_steps else min_steps
-                dirty.add(idx)
-        self._gauss_next = spare
-
-    def _take(self, c: tuple, now_ns: int, events: list[MarketEvent]) -> None:
-        """Let Poisson takers eat the touch, each Trade followed by its level's delta."""
-        rnd, lam, cap = self._random, c[14], self._trade_cap
-        if lam > 30:
-            count = self._count(lam, c[15], c[16], cap)
-        else:  # `_count` inlined
-            limit, count, prod = c[15], 0, rnd()
-            while prod > limit and count < cap:
-                count += 1
-                prod *= rnd()
+    def _refresh_levels(self, redraws: _PoissonCount) -> None:
+        """Redraw the size of a Poisson number of random levels (a level taken away stays away)."""
+        cdf = redraws.cdf
+        count = _bisect(cdf, self._random()) if cdf else self._count(redraws)
         if not count:
             return
-        hook, min_steps, trade_steps = self._taker_hook, self._min_steps, self._trade_steps
+        bits, n, sp, sizes = self._bits, self._depth, self._spacing, self._level_sizes
+        bids, asks, dirty_bids, dirty_asks = self._bids, self._asks, self._dirty_bids, self._dirty_asks
+        best_bid, best_ask = self._best_bid, self._best_ask
+        for _ in range(count):
+            r = bits(_REDRAW_BITS)
+            level = (r & _LEVEL_MASK) * n >> _LEVEL_BITS
+            if r >> _LEVEL_BITS & 1:
+                idx = best_bid - level * sp
+                if idx in bids:
+                    bids[idx] = dirty_bids[idx] = sizes[level << _SIZE_BITS | r >> (_LEVEL_BITS + 1)]
+            else:
+                idx = best_ask + level * sp
+                if idx in asks:
+                    asks[idx] = dirty_asks[idx] = sizes[level << _SIZE_BITS | r >> (_LEVEL_BITS + 1)]
+
+    def _take(self, takers: _PoissonCount, now_ns: int, events: list[MarketEvent]) -> None:
+        """Let Poisson takers eat the touch, each Trade followed by its level's delta."""
+        cdf = takers.cdf
+        count = _bisect(cdf, self._random()) if cdf else self._count(takers)
+        if not count:
+            return
+        hook, min_steps, trade_sizes, bits = self._taker_hook, self._min_steps, self._trade_sizes, self._bits
         gated = self._hook_needs_overlay
         bids, asks, over_bids, over_asks = self._bids, self._asks, self._over_bids, self._over_asks
+        dirty_bids, dirty_asks = self._dirty_bids, self._dirty_asks
         ticker, append = self._ticker, events.append
         prices, sizes = self._price_cache, self._size_cache
+        traded = 0
         for _ in range(count):
-            buy = rnd() < 0.5
-            want = round(-_log(1.0 - rnd()) * trade_steps)  # random.expovariate(1.0), same stream
-            if want < min_steps:
-                want = min_steps
+            r = bits(_TRADE_BITS + 1)
+            want = trade_sizes[r >> 1]
+            buy = r & 1
             if buy:
                 idx = self._best_ask
                 if idx not in asks:
@@ -624,7 +678,7 @@ class SimMarket:
                     if hook(True, want, now_ns, events):
                         continue
                     idx = min(asks) if asks else None  # (an ungated hook may have changed the book)
-                book, dirty, other = asks, self._dirty_asks, self._dirty_bids
+                book, over = asks, over_asks
             else:
                 idx = self._best_bid
                 if idx not in bids:
@@ -633,7 +687,7 @@ class SimMarket:
                     if hook(False, want, now_ns, events):
                         continue
                     idx = max(bids) if bids else None
-                book, dirty, other = bids, self._dirty_bids, self._dirty_asks
+                book, over = bids, over_bids
             if idx is None:
                 continue
             have = book[idx]
@@ -641,96 +695,108 @@ class SimMarket:
             size = want if want < available else available
             if size < min_steps:
                 continue
-            if size == have:
-                del book[idx]
+            left = have - size
+            if left:
+                book[idx] = left
             else:
-                book[idx] = have - size
-            price = prices.get(idx) or self._price_of(idx)
-            append(_mk_trade(ticker, price, sizes.get(size) or self._size_of(size), _BUY if buy else _SELL,
-                             now_ns, now_ns))
-            if dirty or other:  # something else changed too (a hook): the general diff
-                dirty.add(idx)
+                del book[idx]
+            traded += idx * size
+            try:
+                price = prices[idx]
+            except KeyError:
+                price = self._price_of(idx)
+            trade = TradeDraft()  # Trade(...), built as bot.sim.event_drafts explains
+            trade.market = ticker
+            trade.price = price
+            try:
+                trade.size = sizes[size]
+            except KeyError:
+                trade.size = self._size_of(size)
+            trade.aggressor = _BUY if buy else _SELL
+            trade.ts_event = trade.ts_recv = now_ns
+            trade.__class__ = Trade
+            append(trade)
+            if dirty_bids or dirty_asks:  # something else changed too (a hook): the general diff
+                (dirty_asks if buy else dirty_bids)[idx] = left
                 self._emit_delta(events, now_ns)
                 continue
             # the usual case: just this level changed, emit its delta directly
-            shown = self._shown_asks if buy else self._shown_bids
-            steps = book.get(idx, 0)
-            over = over_asks if buy else over_bids
             if over:
-                steps += over.get(idx, 0)
-            if shown.get(idx, 0) == steps:
-                continue
-            if steps:
-                shown[idx] = steps
-                level = (_mk_level(price, sizes.get(steps) or self._size_of(steps)),)
+                left += over.get(idx, 0)
+            if left:
+                level = LevelDraft()
+                level.price = price
+                try:
+                    level.size = sizes[left]
+                except KeyError:
+                    level.size = self._size_of(left)
+                level.__class__ = BookLevel
             else:
-                del shown[idx]
-                level = (self._gone_cache.get(idx) or self._gone_level(idx),)
-            append(_mk_delta(ticker, (), level, now_ns, now_ns) if buy
-                   else _mk_delta(ticker, level, (), now_ns, now_ns))
+                level = self._gone_cache.get(idx) or self._gone_level(idx)
+            delta = DeltaDraft()
+            delta.market = ticker
+            if buy:
+                delta.bids, delta.asks = (), (level,)
+            else:
+                delta.bids, delta.asks = (level,), ()
+            delta.ts_event = delta.ts_recv = now_ns
+            delta.__class__ = BookDelta
+            append(delta)
+        self._traded_units += traded
 
     # ---- emission ------------------------------------------------------------------------
 
     def _snapshot(self, now_ns: int) -> BookSnapshot:
-        self._shown_bids = _merged(self._bids, self._over_bids)
-        self._shown_asks = _merged(self._asks, self._over_asks)
+        shown_bids = _merged(self._bids, self._over_bids)
+        shown_asks = _merged(self._asks, self._over_asks)
         self._dirty_bids.clear()
         self._dirty_asks.clear()
         price, size = self._price_of, self._size_of
-        bids = tuple(_mk_level(price(i), size(self._shown_bids[i]))
-                     for i in sorted(self._shown_bids, reverse=True))
-        asks = tuple(_mk_level(price(i), size(self._shown_asks[i]))
-                     for i in sorted(self._shown_asks))
-        return _mk_snapshot(self._ticker, bids, asks, now_ns, now_ns)
+        bids = tuple(book_level(price(i), size(shown_bids[i])) for i in sorted(shown_bids, reverse=True))
+        asks = tuple(book_level(price(i), size(shown_asks[i])) for i in sorted(shown_asks))
+        return book_snapshot(self._ticker, bids, asks, now_ns)
 
     def _emit_delta(self, events: list[MarketEvent], now_ns: int) -> None:
-        bids = (self._diff(self._bids, self._over_bids, self._shown_bids, self._dirty_bids, True)
-                if self._dirty_bids else ())
-        asks = (self._diff(self._asks, self._over_asks, self._shown_asks, self._dirty_asks, False)
-                if self._dirty_asks else ())
-        if bids or asks:
-            events.append(_mk_delta(self._ticker, bids, asks, now_ns, now_ns))
+        delta = DeltaDraft()
+        delta.market = self._ticker
+        delta.bids = self._levels(self._over_bids, self._dirty_bids, True) if self._dirty_bids else ()
+        delta.asks = self._levels(self._over_asks, self._dirty_asks, False) if self._dirty_asks else ()
+        delta.ts_event = delta.ts_recv = now_ns
+        delta.__class__ = BookDelta
+        events.append(delta)  # type: ignore[arg-type]
 
-    def _diff(self, book: dict[int, int], over: dict[int, int], shown: dict[int, int],
-              dirty: set[int], best_high: bool) -> tuple[BookLevel, ...]:
-        if len(dirty) == 1:
-            order: Iterable[int] = (dirty.pop(),)
-        else:
-            order = sorted(dirty, reverse=best_high)
-            dirty.clear()
+    def _levels(self, over: dict[int, int], dirty: dict[int, int], best_high: bool) -> tuple[BookLevel, ...]:
+        """The levels at the `dirty` prices as they are now (size 0: gone), best first; clears `dirty`."""
         prices, sizes, gone = self._price_cache, self._size_cache, self._gone_cache
-        book_get, shown_get = book.get, shown.get
         over_get = over.get if over else None
-        fast = _new_level
-        if fast is not None:
-            new, set_price, set_size = fast
         out = []
-        for idx in order:
-            steps = book_get(idx, 0)
+        append = out.append
+        for idx in sorted(dirty, reverse=best_high):
+            steps = dirty[idx]
             if over_get is not None:
                 steps += over_get(idx, 0)
-            if shown_get(idx, 0) == steps:
-                continue
-            if steps:  # (cached Decimals and levels are never zero/falsy: `or` is a cache miss)
-                shown[idx] = steps
-                if fast is not None:  # BookLevel(price, size) without its __init__ (see _fast_new)
-                    level = new(BookLevel)
-                    set_price(level, prices.get(idx) or self._price_of(idx))
-                    set_size(level, sizes.get(steps) or self._size_of(steps))
-                else:
-                    level = BookLevel(prices.get(idx) or self._price_of(idx),
-                                      sizes.get(steps) or self._size_of(steps))
-                out.append(level)
-            else:
-                del shown[idx]
-                out.append(gone.get(idx) or self._gone_level(idx))
+            if steps:
+                level = LevelDraft()  # BookLevel(...), built as bot.sim.event_drafts explains
+                try:
+                    level.price = prices[idx]
+                except KeyError:
+                    level.price = self._price_of(idx)
+                try:
+                    level.size = sizes[steps]
+                except KeyError:
+                    level.size = self._size_of(steps)
+                level.__class__ = BookLevel
+                append(level)
+            else:  # (cached levels are never falsy: `or` is a cache miss)
+                append(gone.get(idx) or self._gone_level(idx))
+        dirty.clear()
         return tuple(out)
 
     def _gone_level(self, ticks: int) -> BookLevel:
         """The size-0 level at `ticks` (a removal), cached: frozen, so one object serves every delta."""
         if len(self._gone_cache) >= _CACHE_MAX:
             self._gone_cache.clear()
-        level = self._gone_cache[ticks] = _mk_level(self._price_of(ticks), ZERO)
+        level = self._gone_cache[ticks] = book_level(self._price_of(ticks), ZERO)
         return level
 
     def _price_of(self, ticks: int) -> Decimal:
@@ -743,7 +809,7 @@ class SimMarket:
         return price
 
     def _size_of(self, steps: int) -> Decimal:
-        """steps -> Decimal size, cached."""
+        """steps -> Decimal size, cached (the drawn sizes recur)."""
         size = self._size_cache.get(steps)
         if size is None:
             if len(self._size_cache) >= _CACHE_MAX:
@@ -753,10 +819,6 @@ class SimMarket:
 
     def _ticks(self, price: float) -> int:
         return max(1, round(price / self._tick))
-
-    def _price(self, ticks: int) -> Decimal:
-        return self._tick_size * ticks
-
 
 
 TakerHook = Callable[[bool, int, int, list[MarketEvent]], bool]
@@ -777,85 +839,7 @@ def _rate(rate_1h: float) -> Decimal:
 
 
 _TWOPI = 2.0 * math.pi  # as random.TWOPI
+_bisect = bisect.bisect_right
 _sqrt, _log, _exp, _sin, _cos = math.sqrt, math.log, math.exp, math.sin, math.cos
 _BUY, _SELL = Side.BUY, Side.SELL
 _CACHE_MAX = 65_536  # entries per ticks/steps -> Decimal (or level) cache before it is dropped
-
-
-def _poisson_limit(lam: float) -> float:
-    return math.exp(-lam) if 0 < lam <= 30 else 0.0
-
-
-def _fast_new(cls: type, names: tuple[str, ...]) -> Callable[..., object]:
-    """Return a positional constructor for the frozen slots dataclass `cls` that skips __init__.
-
-    A frozen dataclass's __init__ sets each field through object.__setattr__; setting the slots
-    directly builds an identical (==, same repr and hash) object in about half the time. Falls back
-    to `cls` itself if the class no longer looks like that (fields changed, __post_init__, no slots).
-    """
-    fields = tuple(f.name for f in dataclasses.fields(cls))
-    setters = [getattr(cls.__dict__.get(name), "__set__", None) for name in names]
-    if (fields != names or hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__
-            or None in setters):
-        return cls
-    new = object.__new__
-    if len(names) == 2:
-        s0, s1 = setters
-
-        def make2(a, b):  # type: ignore[no-untyped-def]
-            obj = new(cls)
-            s0(obj, a)
-            s1(obj, b)
-            return obj
-
-        return make2
-    if len(names) == 3:
-        s0, s1, s2 = setters
-
-        def make3(a, b, c):  # type: ignore[no-untyped-def]
-            obj = new(cls)
-            s0(obj, a)
-            s1(obj, b)
-            s2(obj, c)
-            return obj
-
-        return make3
-    if len(names) == 5:
-        s0, s1, s2, s3, s4 = setters
-
-        def make5(a, b, c, d, e):  # type: ignore[no-untyped-def]
-            obj = new(cls)
-            s0(obj, a)
-            s1(obj, b)
-            s2(obj, c)
-            s3(obj, d)
-            s4(obj, e)
-            return obj
-
-        return make5
-    if len(names) == 6:
-        s0, s1, s2, s3, s4, s5 = setters
-
-        def make6(a, b, c, d, e, f):  # type: ignore[no-untyped-def]
-            obj = new(cls)
-            s0(obj, a)
-            s1(obj, b)
-            s2(obj, c)
-            s3(obj, d)
-            s4(obj, e)
-            s5(obj, f)
-            return obj
-
-        return make6
-    return cls
-
-
-_mk_level = _fast_new(BookLevel, ("price", "size"))
-# (object.__new__, price setter, size setter) when BookLevel allows it, else None (use the class)
-_new_level = ((object.__new__, BookLevel.price.__set__, BookLevel.size.__set__)  # type: ignore[attr-defined]
-              if _mk_level is not BookLevel else None)
-_mk_trade = _fast_new(Trade, ("market", "price", "size", "aggressor", "ts_event", "ts_recv"))
-_mk_delta = _fast_new(BookDelta, ("market", "bids", "asks", "ts_event", "ts_recv"))
-_mk_snapshot = _fast_new(BookSnapshot, ("market", "bids", "asks", "ts_event", "ts_recv"))
-_mk_oracle = _fast_new(OracleUpdate, ("market", "oracle_price", "next_funding_rate", "ts_event", "ts_recv"))
-_mk_height = _fast_new(BlockHeight, ("height", "ts_event", "ts_recv"))

@@ -4,8 +4,9 @@ A seeded generator writes frames shaped like the real `v4_orderbook` channel on 
 per market (BTC-USD tick 1, ETH-USD tick 0.1) one `subscribed` snapshot of 100x100 levels, then
 `channel_data` updates of 1-3 levels and `channel_batch_data` frames of 2-8 entries, with the
 real envelope (type, connection_id, message_id, id, channel, version, contents), message ids
-rising by one, prices near the touch so the best price moves, sizes on the step grid, and "0"
-deletes (sometimes of the best level). The stream never crosses.
+rising by one, prices near the touch so the best price moves (on about a quarter of the
+frames), sizes on the step grid, and "0" deletes (about a fifth of the levels, often of the
+best level) all along: each side keeps about 90-160 levels. The stream never crosses.
 
 Rows, each timed per frame with `time.perf_counter_ns` (timer cost is in every row alike):
 - floor: `orjson.loads(raw)`;
@@ -121,19 +122,22 @@ class _GenBook:
         r = rng.random()
         if len(order) > 160 and r < 0.3:  # trim the far end
             ticks, size = (order[0] if is_bid else order[-1]), "0"
-        elif r < 0.5:  # resize one of the top 10 levels
+        elif r < 0.45:  # resize one of the top 10 levels
             k = min(rng.randint(0, 9), len(order) - 1)
             ticks, size = (order[-1 - k] if is_bid else order[k]), self.size()
-        elif r < 0.75 or len(order) < 90:  # a level near the touch, possibly a new best
+        elif r < 0.7:  # a level near the touch, possibly a new best
             if is_bid:
                 ticks = rng.randint(best_bid - 6, best_ask - 1)
             else:
                 ticks = rng.randint(best_bid + 1, best_ask + 6)
             size = self.size()
-        elif r < 0.95:  # delete one of the top 5 levels, often the best
+        elif r < 0.9 and len(order) >= 90:  # delete one of the top 5 levels, often the best
             k = min(int(rng.random() ** 2 * 5), len(order) - 1)
             ticks, size = (order[-1 - k] if is_bid else order[k]), "0"
-        else:  # a deep level, or a delete of a price that is not there
+        elif r < 0.9:  # a thin side refills behind the touch
+            ticks = (best_bid - rng.randint(1, 120)) if is_bid else (best_ask + rng.randint(1, 120))
+            size = self.size()
+        else:  # a deep level, or a delete of a price that may not be there
             ticks = (best_bid - rng.randint(10, 120)) if is_bid else (best_ask + rng.randint(10, 120))
             size = self.size() if rng.random() < 0.5 else "0"
         if len(order) <= 20:
@@ -441,9 +445,10 @@ def main() -> None:
     t_gen = time.perf_counter()
     frames = generate(args.frames, args.seed, single=args.single)
     levels = sum(raw.count(b'"],["') + raw.count(b'[["') for raw in frames[2:])
+    deletes = sum(raw.count(b'","0"]') for raw in frames[2:])
     batches = sum(raw.startswith(b'{"type":"channel_batch_data"') for raw in frames)
     print(f"frames: {len(frames)} (2 snapshots of 100x100, {batches} batched), "
-          f"{levels / (len(frames) - 2):.2f} levels/update frame, "
+          f"{levels / (len(frames) - 2):.2f} levels/update frame ({deletes / levels:.0%} deletes), "
           f"{sum(map(len, frames)) / len(frames):.0f} B/frame mean, seed {args.seed}, "
           f"generated in {time.perf_counter() - t_gen:.1f} s")
 

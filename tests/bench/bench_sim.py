@@ -11,13 +11,19 @@ and two ways:
 
   exchange SimExchange.advance, with one account keeping 2 bids and 2 asks per market 1 and 3
            ticks behind the touch (short-term orders good for 20 blocks, re-quoted every 5
-           simulated seconds; the taker flow and the moving book fill them). An event is one item
-           advance() returns: book snapshot/delta, trade, oracle update, block height, AccountUpdate.
+           simulated seconds; the taker flow and the moving book fill them). The quoting (book(),
+           place_order) runs inside the timed loop.
   market   SimMarket.step alone (what the paper feed bot/venues/sim/feed.py calls): its events.
+
+What counts as an event (EVENT_DEFINITION, printed with the results): one item advance() (or
+step()) returns. That is every market event emitted (book snapshot, book delta, trade, oracle
+update, block height) plus, for matching, one AccountUpdate per subaccount whose orders, fills
+or positions changed in the call. A book delta counts once however many levels it carries.
 
 Throughput is events per CPU second of this single-threaded process, i.e. on one core (the machine
 may be shared: CPU time is what a quiet core would take; the wall-clock rate is printed alongside).
-Each figure is the best of --rounds runs of --secs each; the median is printed too.
+Each figure is the best of --rounds runs of --secs each; the median and every round are printed
+too. The simulator's Decimal caches live as long as the process, so round 1 starts cold.
 
     .venv/bin/python tests/bench/bench_sim.py [--secs 2] [--rounds 3] [--workload both] [--profile]
 """
@@ -49,6 +55,8 @@ START_NS = 1_700_000_000 * 1_000_000_000
 OWNER = "dydx1bench"
 TICKERS = ("BTC-USD", "ETH-USD")
 REQUOTE_NS = 5_000_000_000
+EVENT_DEFINITION = ("one item returned by SimExchange.advance / SimMarket.step: book snapshot, book delta, "
+                    "trade, oracle update, block height, and one AccountUpdate per changed subaccount")
 
 
 def workload_params(name: str, trades_per_sec: float, level_updates_per_sec: float) -> list[SimMarketParams]:
@@ -163,6 +171,8 @@ def measure(kind: str, params: list[SimMarketParams], step_ns: int, secs: float,
     print(f"  {label:21s} best {best:9,.0f} events/s ({1e6 / best:5.2f} us/event), median {median:9,.0f}; "
           f"{events / wall:9,.0f} events/s wall; {events / (simulated * 1_000_000_000 // step_ns):5.2f} "
           f"events/step; {simulated / cpu:,.0f}x real time")
+    rounds = ", ".join(f"{events / cpu:,.0f}" for events, cpu, _, _ in results)
+    print(f"  {'':21s} rounds (events/CPU s, in run order): {rounds}")
     return best, median
 
 
@@ -187,6 +197,7 @@ def main() -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
         return
     headline: dict[str, tuple[float, float]] = {}
+    print(f"event = {EVENT_DEFINITION}")
     for name in names:
         params = workload_params(name, args.trades_per_sec, args.level_updates_per_sec)
         print(f"workload {name}: {describe(params, step_ns)}; 1 account, 2 bids + 2 asks per market "

@@ -558,6 +558,17 @@ def test_trade_ids_and_24h_volume():
     assert ex.markets()["BTC-USD"].volume_24h == sum((t.price * t.size for t in trades), D(0))
 
 
+def test_ids_are_the_uuid5_of_the_simulator_namespace():
+    import uuid
+
+    from bot.sim.exchange import _UUID_NS, _uuid5, order_uid
+
+    for name in ("fill-1", "transfer-77", "dydx1alice-0-5-0-64", "é"):
+        assert _uuid5(name) == str(uuid.uuid5(_UUID_NS, name))
+    oid = OrderId(ALICE, 2, 7, ORDER_FLAGS_LONG_TERM, 1)
+    assert order_uid(oid) == str(uuid.uuid5(_UUID_NS, f"{ALICE}-2-7-1-64"))
+
+
 def test_gated_taker_hook_gives_the_same_stream():
     """The model skips the exchange's taker hook only when the hook would decline the taker."""
 
@@ -566,8 +577,8 @@ def test_gated_taker_hook_gives_the_same_stream():
         ex = SimExchange([lively, replace(ETH, taker_trades_per_sec=30.0)], 4, START_NS)
         for ticker in ("BTC-USD", "ETH-USD"):
             sim = ex.sim_market(ticker)
-            sim.set_hooks(taker=sim._taker_hook, pre_emit=sim._pre_emit_hook, emit_heights=False,
-                          taker_needs_overlay=gated)
+            taker, pre_emit = sim.hooks()
+            sim.set_hooks(taker=taker, pre_emit=pre_emit, emit_heights=False, taker_needs_overlay=gated)
         ex.create_account(ALICE, D(1_000_000))
         events: list[object] = []
         t = START_NS

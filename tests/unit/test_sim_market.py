@@ -240,25 +240,59 @@ def test_high_vol_moves_price_more():
 # ---- the fast paths keep the contract --------------------------------------------------------
 
 
-def test_fast_event_constructors_build_the_domain_types():
+def test_event_drafts_build_the_domain_types():
     from bot.domain import BookLevel
-    from bot.sim import market as sim_market
+    from bot.sim import event_drafts as drafts
 
-    level, plain = sim_market._mk_level(D("3000.1"), D("0.5")), BookLevel(D("3000.1"), D("0.5"))
+    level, plain = drafts.book_level(D("3000.1"), D("0.5")), BookLevel(D("3000.1"), D("0.5"))
     assert type(level) is BookLevel and level == plain
     assert repr(level) == repr(plain) and hash(level) == hash(plain)
     cases = [
-        (sim_market._mk_trade, Trade, ("ETH-USD", D(1), D(2), Side.SELL, 5, 6)),
-        (sim_market._mk_delta, BookDelta, ("ETH-USD", (level,), (), 5, 6)),
-        (sim_market._mk_snapshot, BookSnapshot, ("ETH-USD", (level,), (level,), 5, 6)),
-        (sim_market._mk_oracle, OracleUpdate, ("ETH-USD", D(3), D("0.00001"), 5, 6)),
-        (sim_market._mk_height, BlockHeight, (7, 5, 6)),
+        (drafts.trade("ETH-USD", D(1), D(2), Side.SELL, 5), Trade("ETH-USD", D(1), D(2), Side.SELL, 5, 5)),
+        (drafts.book_delta("ETH-USD", (level,), (), 5), BookDelta("ETH-USD", (plain,), (), 5, 5)),
+        (drafts.book_snapshot("ETH-USD", (level,), (level,), 6),
+         BookSnapshot("ETH-USD", (plain,), (plain,), 6, 6)),
+        (drafts.oracle_update("ETH-USD", D(3), D("0.00001"), 5),
+         OracleUpdate("ETH-USD", D(3), D("0.00001"), 5, 5)),
+        (drafts.block_height(7, 5), BlockHeight(7, 5, 5)),
     ]
-    for make, cls, args in cases:
-        fast, slow = make(*args), cls(*args)
-        assert type(fast) is cls and fast == slow and repr(fast) == repr(slow) and hash(fast) == hash(slow)
+    for fast, slow in cases:
+        assert type(fast) is type(slow) and fast == slow
+        assert repr(fast) == repr(slow) and hash(fast) == hash(slow)
         with pytest.raises(AttributeError):
             fast.ts_event = 0  # still frozen
+
+
+def test_event_drafts_refuse_a_class_they_cannot_build():
+    from dataclasses import dataclass
+
+    from bot.sim.event_drafts import draft_class
+
+    @dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (NoSlots, Checked):
+        with pytest.raises(TypeError):
+            draft_class(cls)
+
+
+def test_stream_events_are_exactly_the_domain_types():
+    """Every emitted event and level is the domain class itself (re-typed drafts), equal to a rebuilt one."""
+    from bot.domain import BookLevel
+
+    for event in run(3, times(500)):
+        rebuilt = type(event)(*(getattr(event, f) for f in type(event).__slots__))
+        assert type(event).__module__ == "bot.domain" and event == rebuilt and hash(event) == hash(rebuilt)
+        for level in getattr(event, "bids", ()) + getattr(event, "asks", ()):
+            assert type(level) is BookLevel
 
 
 @settings(max_examples=30, deadline=None)

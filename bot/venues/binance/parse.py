@@ -29,6 +29,7 @@ from bot.venues.binance import wire
 from bot.venues.binance.orders import ZERO, SpotSpec, client_id_of
 
 NS_PER_MS = 1_000_000
+MAX_EXPONENT = 30  # amounts beyond 1e30 (or, non-zero, below 1e-30) are no real price or quantity
 
 _STATUS = {
     "NEW": OrderStatus.ACKED,
@@ -66,6 +67,9 @@ def _dec(text: str, what: str) -> Decimal:
         raise MalformedMessage(f"{what} is not a decimal: {text!r}") from None
     if not value.is_finite():
         raise MalformedMessage(f"{what} is not finite: {text!r}")
+    # '1e999999' is a finite Decimal, but fee arithmetic and normalize() on it overflow.
+    if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        raise MalformedMessage(f"{what} is out of range: {text[:40]!r}")
     return value
 
 

@@ -8,9 +8,12 @@ turns them into domain types. Decoders are built once at import.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import msgspec
 
 Level = tuple[str, str]  # (price, quantity)
+T = TypeVar("T")
 
 
 # ---- REST -------------------------------------------------------------------------------------
@@ -200,7 +203,28 @@ class EventType(msgspec.Struct, frozen=True):
 
 UserEvent = ExecutionReport | OutboundAccountPosition | ListenKeyExpired
 
-COMBINED = msgspec.json.Decoder(Combined)
-STREAM_REPLY = msgspec.json.Decoder(StreamReply)
-USER_EVENT = msgspec.json.Decoder(UserEvent)
-EVENT_TYPE = msgspec.json.Decoder(EventType)
+
+class StreamDecoder(Generic[T]):
+    """A msgspec JSON decoder whose every failure is a msgspec.DecodeError.
+
+    msgspec itself raises UnicodeDecodeError on invalid UTF-8 in a string and RecursionError
+    on deep nesting; the streams read raw bytes (`recv(decode=False)`), so either can come
+    off the wire, and the callers catch MsgspecError.
+    """
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, kind: type[T]) -> None:
+        self._decode = msgspec.json.Decoder(kind).decode
+
+    def decode(self, raw: bytes | str) -> T:
+        try:
+            return self._decode(raw)
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise msgspec.DecodeError(f"JSON is malformed: {type(exc).__name__}: {exc}") from None
+
+
+COMBINED = StreamDecoder(Combined)
+STREAM_REPLY = StreamDecoder(StreamReply)
+USER_EVENT = StreamDecoder(UserEvent)  # type: ignore[arg-type]  # a Union, not a type
+EVENT_TYPE = StreamDecoder(EventType)

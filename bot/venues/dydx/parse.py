@@ -7,8 +7,8 @@ from the indexer's order UUID to our client id (fills carry only the UUID).
 Order book frames have a hot path: `parse_book` decodes envelope and levels in one msgspec
 pass (anything it rejects, any other channel or a malformed book frame, is left to `parse`,
 which says what is wrong), and `apply_book_frame`
-hands the raw (price, size) strings to `OrderBook.apply_levels`, so no domain level objects
-are built. `book_events` builds the domain events of such a frame only for whoever asks.
+hands the raw (price, size) strings to `OrderBook.apply_level_updates`, so no domain level
+objects are built. `book_events` builds the domain events of such a frame only for whoever asks.
 """
 
 from __future__ import annotations
@@ -108,8 +108,7 @@ def apply_book_frame(frame: BookFrame, book: OrderBook, ts_recv: int) -> bool:
     MalformedMessage on a bad level.
     """
     if type(frame) is wire.OrderbookData:
-        contents = frame.contents
-        return book.apply_levels(contents.bids, contents.asks, ts_recv)
+        return book.apply_level_updates((frame.contents,), ts_recv)
     if type(frame) is wire.OrderbookBatch:
         return book.apply_level_updates(frame.contents, ts_recv)
     snap = frame.contents
