@@ -7,6 +7,9 @@ Nested keys map to env vars with `__`: `[control] port` is `PERPBOT_CONTROL__POR
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from bot.errors import ConfigError
 from bot.events import KINDS as EVENT_KINDS
@@ -391,8 +394,26 @@ def load(
         settings = Settings(_env_file=env_file, **file_data)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise _first_error(exc) from None
+    except SettingsError as exc:  # a list/dict setting whose environment value is not JSON
+        raise ConfigError(_non_json_env_key(str(exc)), "not valid JSON in the environment "
+                          "(list and table settings are JSON)") from None
     _check_combinations(settings)
     return settings
+
+
+def _non_json_env_key(message: str) -> str:
+    """The dotted key of the PERPBOT_* variable that pydantic-settings could not parse as JSON."""
+    match = re.search(r'field "([^"]+)"', message)
+    field = match.group(1) if match else ""
+    prefix = f"PERPBOT_{field}".upper()
+    for name, value in sorted(os.environ.items()):
+        upper = name.upper()
+        if field and (upper == prefix or upper.startswith(prefix + "__")):
+            try:
+                json.loads(value)
+            except ValueError:
+                return upper.removeprefix("PERPBOT_").lower().replace("__", ".")
+    return field or "config"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

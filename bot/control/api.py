@@ -192,7 +192,10 @@ class ControlServer:
         item, ttl = body.get("item"), body.get("ttl_secs")
         if not isinstance(item, str) or not item or not isinstance(ttl, int | float) or ttl <= 0:
             raise _bad_request("item must be a non-empty string and ttl_secs a positive number")
-        return web.json_response(self._controller.news_set(item[:100], float(ttl)))
+        try:
+            return web.json_response(self._controller.news_set(item[:100], float(ttl)))
+        except (ValueError, OverflowError) as exc:  # OverflowError: an int too large for a float
+            raise _bad_request(str(exc)) from None
 
     async def _news_clear(self, request: web.Request) -> web.Response:
         item = request.query.get("item")
@@ -238,6 +241,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _bad_request(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise _bad_request("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise _bad_request("body must be a JSON object")
     return body

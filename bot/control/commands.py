@@ -25,6 +25,9 @@ BPS = Decimal("0.0001")
 KILL_CONFIRM_SECS = 3.0
 FLATTEN_SETTLE_SECS = 5.0
 CONFIRM_POLL_SECS = 0.05
+# Operator input bounds: far beyond any real use, well inside what Decimal and int ns can hold.
+MAX_TARGET_UNITS = Decimal(10) ** 9
+MAX_NEWS_TTL_SECS = 366 * 24 * 3600
 
 
 def mask_key(value: str | None) -> str | None:
@@ -283,14 +286,19 @@ class Controller:
             value = Decimal(size)
         except ArithmeticError:
             raise ValueError(f"size {size!r} is not a number") from None
-        if not value.is_finite():
-            raise ValueError(f"size {size!r} is not a finite number")
+        if not value.is_finite() or abs(value) > MAX_TARGET_UNITS:
+            raise ValueError(f"size {size[:40]!r} is not a number within +-{MAX_TARGET_UNITS}")
         self._engine.set_directional_target(market, value)
         log.warning("target_set", market=market, size=str(value))
         return {"market": market, "target": str(value)}
 
     def news_set(self, item: str, ttl_secs: float) -> dict[str, Any]:
-        """Raise an operator news flag for all markets until the TTL runs out (survives restarts)."""
+        """Raise an operator news flag for all markets until the TTL runs out (survives restarts).
+
+        Raises ValueError unless 0 < ttl_secs <= MAX_NEWS_TTL_SECS.
+        """
+        if not 0 < ttl_secs <= MAX_NEWS_TTL_SECS:  # False for NaN too
+            raise ValueError(f"ttl_secs must be in (0, {MAX_NEWS_TTL_SECS}]")
         now = self._clock.now_ns()
         self._engine.news.set_operator(item, now + int(ttl_secs * NS_PER_SEC))
         self._save_news(now)

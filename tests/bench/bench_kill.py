@@ -36,6 +36,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot.domain import OrderRequest, Side, TimeInForce
+from bot.errors import RateLimited
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import build_venue
@@ -103,7 +104,12 @@ async def _rest_spot_orders(sim: dict[str, Any], db_path: Path, count: int) -> l
                 order = OrderRequest(store.next_client_id(), market, Side.BUY, size, prices[market],
                                      TimeInForce.POST_ONLY)
                 store.record_order("binance", order, time.time_ns())
-                await venue.place(order)
+                while True:
+                    try:
+                        await venue.place(order)
+                        break
+                    except RateLimited as exc:  # the venue's order-count window (50 per 10 s)
+                        await asyncio.sleep(exc.retry_after_secs or 1.0)
                 ids.append(order.client_id)
     finally:
         await venue.close()

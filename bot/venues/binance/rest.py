@@ -244,6 +244,9 @@ class BinanceRest:
             return _decoder(kind).decode(response.content)  # type: ignore[no-any-return]
         except msgspec.MsgspecError as exc:
             raise classify(exc, f"{method} {path}", is_submit=is_submit) from exc
+        except (UnicodeDecodeError, RecursionError) as exc:  # msgspec: bad UTF-8, deep nesting
+            error = msgspec.DecodeError(f"undecodable body: {type(exc).__name__}")
+            raise classify(error, f"{method} {path}", is_submit=is_submit) from exc
 
     def _admit(self, method: str, path: str, params: Mapping[str, str], op: str) -> None:
         now_ns = self._clock.now_ns()

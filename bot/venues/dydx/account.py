@@ -7,7 +7,7 @@ from decimal import Decimal
 from bot.domain import Fill, FundingPayment, Liquidity, OrderStatus, Side
 from bot.venues.dydx import wire
 from bot.venues.dydx.indexer_rest import FundingPaymentWire
-from bot.venues.dydx.parse import iso_to_ns
+from bot.venues.dydx.parse import is_uint, iso_to_ns
 
 # Indexer order status -> (our status, whether the order is still working at the venue).
 ORDER_STATUS = {
@@ -22,7 +22,7 @@ ORDER_STATUS = {
 
 def client_ids_by_uid(orders: list[wire.OrderWire]) -> dict[str, int]:
     """Map the indexer's order UUID to our integer client id."""
-    return {o.id: int(o.clientId) for o in orders if o.clientId.isdigit()}
+    return {o.id: int(o.clientId) for o in orders if is_uint(o.clientId)}
 
 
 def fill_from_rest(fill: wire.FillWire, client_id: int) -> Fill:

@@ -24,7 +24,7 @@ from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscriptions
 from bot.venues.dydx.node import NodeGateway
 from bot.venues.dydx.orders import MarketParams, VenueOrder, to_venue_order
-from bot.venues.dydx.parse import DomainEvent
+from bot.venues.dydx.parse import DomainEvent, is_uint
 from bot.venues.ports import AccountSink, MarketSink
 
 log = structlog.get_logger("dydx")
@@ -184,7 +184,7 @@ class DydxVenue:
         updates = 0
         now = time.time_ns()
         for order in orders:
-            cid = int(order.clientId) if order.clientId.isdigit() else None
+            cid = int(order.clientId) if is_uint(order.clientId) else None
             if cid is None or cid not in self._orders or cid in self._swept_final:
                 continue
             status, filled = order_state(order)
@@ -257,7 +257,7 @@ class DydxVenue:
                 rows = []
                 errors.append(f"open orders: {exc}")
             for row in rows:
-                if row.clientId.isdigit() and row.clobPairId.isdigit() and row.orderFlags.isdigit():
+                if is_uint(row.clientId) and is_uint(row.clobPairId) and is_uint(row.orderFlags):
                     cid = int(row.clientId)
                     if cid not in targets and (all_open or cid in wanted):
                         targets[cid] = cancel_target(cid, int(row.clobPairId), int(row.orderFlags))
@@ -304,7 +304,7 @@ class DydxVenue:
             return []
         rows = await self.rest.orders(self.account[0], self.account[1],
                                       status=["OPEN", "BEST_EFFORT_OPENED", "UNTRIGGERED"])
-        return [int(r.clientId) for r in rows if r.clientId.isdigit()]
+        return [int(r.clientId) for r in rows if is_uint(r.clientId)]
 
     async def positions(self) -> dict[str, Decimal]:
         if self.account is None:
@@ -319,7 +319,7 @@ class DydxVenue:
         address, number = self.account
         orders = await self.rest.orders(address, number, limit=1000)
         by_uid = client_ids_by_uid(orders)
-        states = {int(o.clientId): order_state(o) for o in orders if o.clientId.isdigit()}
+        states = {int(o.clientId): order_state(o) for o in orders if is_uint(o.clientId)}
         open_ids = {cid for cid, (status, _) in states.items() if status.is_open}
         fills = [fill_from_rest(f, by_uid.get(f.orderId or "", 0))
                  for f in await self.rest.fills(address, number, limit=1000)]

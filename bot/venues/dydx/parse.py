@@ -68,10 +68,23 @@ class ParsedFrame:
     error: str = ""
 
 
+# msgspec raises UnicodeDecodeError on invalid UTF-8 inside a string (the feed reads raw bytes)
+# and RecursionError on deep nesting, besides its own errors.
+UNDECODABLE = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
+
+
 def iso_to_ns(text: str) -> int:
     """Convert the indexer's ISO-8601 UTC time ('2024-07-24T19:12:35.705Z') to integer ns."""
-    dt = datetime.fromisoformat(text)
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    try:
+        dt = datetime.fromisoformat(text)
+        return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    except (ValueError, OverflowError, OSError):  # not ISO-8601, or outside the platform's range
+        raise MalformedMessage(f"time is not ISO-8601: {text[:40]!r}") from None
+
+
+def is_uint(text: str) -> bool:
+    """True for plain ASCII digits ('²' and other Unicode digits are isdigit() but not int())."""
+    return text.isascii() and text.isdigit()
 
 
 def _dec(text: str, what: str) -> Decimal:
@@ -170,8 +183,8 @@ class FeedParser:
             frame = wire.FRAME.decode(raw)
             handler = self._handlers.get((frame.channel, frame.type))
             events = handler(frame, ts_recv) if handler is not None else []
-        except msgspec.MsgspecError as exc:
-            raise MalformedMessage(str(exc)) from None
+        except UNDECODABLE as exc:
+            raise MalformedMessage(str(exc) or type(exc).__name__) from None
         return ParsedFrame(frame.type, frame.channel, frame.id, frame.message_id, events,
                            frame.message if frame.type == "error" else "")
 
@@ -186,7 +199,7 @@ class FeedParser:
         # fails fast here, at `type` or `channel` (a Literal), before its contents are read.
         try:
             return wire.ORDERBOOK_FRAME.decode(raw)
-        except msgspec.MsgspecError:
+        except UNDECODABLE:
             return None
 
     def has_handler(self, channel: str, frame_type: str) -> bool:
@@ -260,7 +273,7 @@ class FeedParser:
     def _height_event(self, h: wire.BlockHeight, ts: int) -> BlockHeight:
         # The snapshot says `height`, updates say `blockHeight`.
         text = h.blockHeight if h.blockHeight is not None else h.height
-        if text is None or not text.isdigit():
+        if text is None or not is_uint(text):
             raise MalformedMessage(f"block height missing or not an integer: {text!r}")
         return BlockHeight(int(text), iso_to_ns(h.time) if h.time else ts, ts)
 
@@ -276,7 +289,7 @@ class FeedParser:
         out: list[DomainEvent] = []
         for order in update.orders:
             if order.clientId:
-                if not order.clientId.isdigit():
+                if not is_uint(order.clientId):
                     raise MalformedMessage(f"clientId is not an integer: {order.clientId!r}")
                 self.client_ids[order.id] = int(order.clientId)
             out.append(self._order_update(order, ts))
