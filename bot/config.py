@@ -356,6 +356,13 @@ class Settings(BaseSettings):
     def db_path(self) -> Path:
         return self.store.path or self.state_dir / "perpbot.sqlite"
 
+    def hedged_spot_markets(self) -> list[str]:
+        """The spot markets the carry sleeve hedges on, for the configured perp markets."""
+        carry = self.strategy.carry
+        if not carry.enabled:
+            return []
+        return [carry.spot_markets[t] for t in self.markets if t in carry.spot_markets]
+
     @property
     def token_path(self) -> Path:
         return self.state_dir / "control.token"

@@ -26,10 +26,11 @@ start-up reconciliation (the venue is the truth).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sys
 import time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import SecretStr
@@ -40,12 +41,13 @@ from bot.domain import Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Sid
 from bot.errors import BotError, ConfigError
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
-from bot.venues.binance.adapter import BinanceVenue, build_venue
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.node import NodeGateway
-from bot.venues.setup import hedged_spot_markets
+
+if TYPE_CHECKING:
+    from bot.venues.binance.adapter import BinanceVenue
 
 log = structlog.get_logger("kill_direct")
 BPS = Decimal("0.0001")
@@ -159,7 +161,7 @@ Keys = tuple[SecretStr, SecretStr]
 
 def _binance_for_kill(settings: Settings) -> tuple[BinanceSettings | None, Keys | None]:
     """The hedge venue's settings (hedged symbols only) and keys; None when there is no spot leg."""
-    markets = hedged_spot_markets(settings)
+    markets = settings.hedged_spot_markets()
     binance = settings.binance
     if not markets or (settings.network == "sim" and binance.rest_url == BinanceSettings().rest_url):
         return None, None
@@ -177,7 +179,10 @@ async def _kill_binance(settings: Settings, binance: BinanceSettings, keys: Keys
                              "positions": {}, "errors": []}
     if keys is None:
         return {**empty, "errors": ["no PERPBOT_BINANCE_API_KEY / _SECRET: the spot leg was not touched"]}
-    venue = build_venue(binance, Metrics(), api_key=keys[0], api_secret=keys[1])
+    # The adapter's imports (httpx and what it pulls in) take a few hundred ms of a kill that must
+    # finish within 2 s: load them on a thread while the dYdX side waits on the network.
+    adapter = await asyncio.to_thread(importlib.import_module, "bot.venues.binance.adapter")
+    venue = adapter.build_venue(binance, Metrics(), api_key=keys[0], api_secret=keys[1])
     errors: list[str] = []
     try:
         try:

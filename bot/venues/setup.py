@@ -163,18 +163,10 @@ def _spot_paper(settings: Settings, books: dict[str, OrderBook], clock: Clock) -
     return venue
 
 
-def hedged_spot_markets(settings: Settings) -> list[str]:
-    """The spot markets the carry sleeve hedges on, for the configured perp markets."""
-    carry = settings.strategy.carry
-    if not carry.enabled:
-        return []
-    return [carry.spot_markets[t] for t in settings.markets if t in carry.spot_markets]
-
-
 async def open_hedge(settings: Settings, perp: PerpVenue, metrics: Metrics,
                      clock: Clock) -> HedgeVenue | None:
     """The spot hedge venue for the settings (table above); None when there is no spot leg."""
-    spot_markets = hedged_spot_markets(settings)
+    spot_markets = settings.hedged_spot_markets()
     if not spot_markets:
         return None
     if perp.spot_markets:  # in process: the simulated spot books ride on the perp feed

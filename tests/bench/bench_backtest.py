@@ -85,7 +85,7 @@ def main() -> None:
             assert first is None or summary == first, "two runs on the same events differ"
             first = summary
             rates.append(events / cpu)
-        _report("  backtest_events_per_sec", rates, events, cpu)
+        _report(f"  backtest_events_per_sec_{name}", rates, events, cpu)
         if args.profile:
             profile = cProfile.Profile()
             _run(copy.copy(replay), profile)
@@ -95,7 +95,7 @@ def main() -> None:
             events, cpu, summary = _run(_source(args.hours, args.step_secs, activity))
             assert summary == first, "the on-the-fly run differs from the replay"
             rates.append(events / cpu)
-        _report("  backtest_with_sim_events_per_sec", rates, events, cpu)
+        _report(f"  backtest_with_sim_events_per_sec_{name}", rates, events, cpu)
 
 
 if __name__ == "__main__":

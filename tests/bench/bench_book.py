@@ -482,6 +482,13 @@ def main() -> None:
         met = mean <= 1.3 * floor_mean and p99 <= 2.5 * floor_p99
         verdicts.append(f"{name.split()[0]} {'met' if met else 'NOT met'}")
     print(f"target mean <= 1.3x and p99 <= 2.5x the floor: {', '.join(verdicts)}")
+    feed_mean, _, feed_p99 = _stats(times["feed   handle_frame+bbo"])
+    naive_mean, _, _ = _stats(times["naive  dict+max/min"])
+    print(f"book_feed_frames_per_sec: {1e9 / feed_mean:.0f}")
+    print(f"book_floor_frames_per_sec: {1e9 / floor_mean:.0f}")
+    print(f"book_naive_frames_per_sec: {1e9 / naive_mean:.0f}")
+    print(f"book_feed_mean_over_floor: {feed_mean / floor_mean:.2f}")
+    print(f"book_feed_p99_over_floor_p99: {feed_p99 / floor_p99:.2f}")
 
     latencies, acted = run_intent(frames, args.intent_every)
     ordered = sorted(latencies)
@@ -492,6 +499,8 @@ def main() -> None:
     print(f"  p50 {p50:.1f} us   p99 {p99:.1f} us   (handle_frame + mid/spread/depth + evaluate_flags"
           f" + evaluate_gate + plan_twap + size_child + OrderRequest + place; no engine gating, store,"
           f" logging or TWAP tick)")
+    print(f"intent_latency_p50_us: {p50:.1f}")
+    print(f"intent_latency_p99_us: {p99:.1f}")
 
 if __name__ == "__main__":
     main()
