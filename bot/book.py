@@ -74,7 +74,7 @@ class LevelCache:
         if value is None:
             try:
                 value = Decimal(text)
-                is_valid = _ZERO < value < _INF  # NaN raises here: InvalidOperation is trapped
+                is_valid = _ZERO < value < _INF and _is_plain(text)  # NaN raises: trapped
             except (InvalidOperation, TypeError, ValueError):
                 is_valid = False
             if not is_valid:
@@ -91,7 +91,7 @@ class LevelCache:
         if value is None:
             try:
                 value = Decimal(text)
-                is_valid = _ZERO <= value < _INF
+                is_valid = _ZERO <= value < _INF and _is_plain(text)
             except (InvalidOperation, TypeError, ValueError):
                 is_valid = False
             if not is_valid:
@@ -101,6 +101,12 @@ class LevelCache:
                 sizes.clear()
             sizes[text] = value
         return value
+
+
+def _is_plain(text: str) -> bool:
+    """No spelling a venue never sends that Decimal() would still take: spaces, '_', a sign,
+    non-ASCII digits."""
+    return text.isascii() and text.strip() == text and "_" not in text and text[:1] not in "+-"
 
 
 def _invalid(text: object, what: str, expected: str) -> MalformedMessage:

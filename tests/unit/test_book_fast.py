@@ -201,3 +201,13 @@ def test_feed_without_callback_still_sends_book_events():
     assert [type(e) for e in sunk] == [BookSnapshot, BookDelta, BookDelta]
     assert sunk[1] == BookDelta(M, (BookLevel(D(99), D(3)),), (), 11, 11)
     assert book.levels(Side.SELL, 5) == [BookLevel(D(101), D(1)), BookLevel(D(102), D(1))]
+
+
+@pytest.mark.parametrize("text", [" 1", "1 ", "1_0", "+1", "\u0661", "-0"])
+def test_spellings_a_venue_never_sends_are_malformed(text: str) -> None:
+    book = OrderBook("BTC-USD")
+    with pytest.raises(MalformedMessage):
+        book.apply_levels([("100", text)], [], 1)
+    assert book.needs_resync
+    with pytest.raises(MalformedMessage):
+        LevelCache().price(text)
