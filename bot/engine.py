@@ -10,6 +10,7 @@ sizing and gate run at most once per `rules.eval_interval_secs` per market.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -56,6 +57,7 @@ from bot.telemetry import Metrics
 
 log = structlog.get_logger("engine")
 NS_PER_SEC = 1_000_000_000
+HEDGE_META_PREFIX = "hedge:"  # store meta key per hedged market (bot.execution.hedge.persisted)
 DEPTH_SAMPLE_NS = NS_PER_SEC  # depth near mid is sampled at most once a second per market
 TARGET_REFRESH_NS = NS_PER_SEC  # sleeves + limits are recomputed at most once a second, and always
 TICK_SECS = 0.1  # right before an audit or a decision
@@ -185,7 +187,8 @@ class Engine:
         self._restore_portfolio()
         for ticker, state in self.markets.items():
             if state.spot is not None:
-                self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size)
+                self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size,
+                                                       self._saved_hedge(ticker))
 
     @property
     def order_managers(self) -> list[OrderManager]:
@@ -338,8 +341,8 @@ class Engine:
             return
         parent = self._orders.parents.get(fill.market)
         if parent is not None and fill.client_id in parent.children:
-            self.hedges[fill.market] = hedging.on_perp_fill(hedge, fill.size * fill.side.sign,
-                                                            self._clock.now_ns(), self._settings.execution)
+            self._set_hedge(fill.market, hedging.on_perp_fill(hedge, fill.size * fill.side.sign,
+                                                            self._clock.now_ns(), self._settings.execution))
 
     def on_spot_account_event(self, event: AccountEvent) -> None:
         """Fold a spot hedge venue account event into its orders and positions."""
@@ -526,9 +529,9 @@ class Engine:
         self._decision_ids[state.spec.ticker] = decision_id
         if spot is not None and state.spec.ticker in self.hedges:
             # The spot leg follows the perp parent's fills (bot.execution.hedge), not a parent of its own.
-            self.hedges[state.spec.ticker] = hedging.start_leg(
+            self._set_hedge(state.spec.ticker, hedging.start_leg(
                 self.hedges[state.spec.ticker], state.position.size, target, spot_target, plan is not None,
-                now_ns, ex)
+                now_ns, ex))
         if plan is not None:
             self._orders.start_parent(plan, decision_id)
 
@@ -616,6 +619,23 @@ class Engine:
         self._metrics.funding_expected_usd.set(float(self.expected_funding()))
 
     # ---- the spot hedge -----------------------------------------------------------------------
+
+    def _set_hedge(self, ticker: str, hedge: HedgeState) -> None:
+        """Replace a market's hedge; persist what must survive a restart when it changed."""
+        before = self.hedges.get(ticker)
+        self.hedges[ticker] = hedge
+        if before is None or hedging.persisted(before) != hedging.persisted(hedge):
+            required, latched_until_ns = hedging.persisted(hedge)
+            saved = {"required": str(required), "latched_until_ns": latched_until_ns}
+            self._store.meta_set(f"{HEDGE_META_PREFIX}{ticker}", json.dumps(saved))
+
+    def _saved_hedge(self, ticker: str) -> tuple[Decimal, int] | None:
+        raw = self._store.meta_get(f"{HEDGE_META_PREFIX}{ticker}")
+        if raw is None:
+            return None
+        saved = json.loads(raw)
+        return Decimal(saved["required"]), int(saved["latched_until_ns"])
+
 
     def hedge_status(self, ticker: str) -> dict[str, Any] | None:
         """The hedge of one market for `status`: mismatch, leg risk, lag, unwinds (None: unhedged)."""
@@ -738,7 +758,7 @@ class Engine:
         ex = self._settings.execution
         hedge, unwind = hedging.plan_unwind(self.hedges[ticker], state.position.size, spot.position.size,
                                             reason, now_ns, ex, state.spec.step_size)
-        self.hedges[ticker] = hedge
+        self._set_hedge(ticker, hedge)
         for manager, market in ((self._orders, ticker), (self._spot_orders, spot.ticker)):
             if manager is None:
                 continue

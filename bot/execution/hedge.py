@@ -86,9 +86,25 @@ class Unwind:
     reason: str
 
 
-def restored(market: str, spot_market: str, spot_position: Decimal) -> HedgeState:
-    """After a restart the spot leg as it stands is taken as the hedge (reconciliation is done)."""
-    return HedgeState(market, spot_market, required=spot_position, goal=spot_position)
+def restored(market: str, spot_market: str, spot_position: Decimal,
+             saved: tuple[Decimal, int] | None = None) -> HedgeState:
+    """The hedge after a restart (reconciliation is done).
+
+    `saved` is what `persisted` returned before the restart: the spot position the perp fills
+    called for and the carry latch. With it an unhedged gap left by the crash is still owed
+    (the next tick tops it up, and its leg risk counts); without it (a store from before this
+    was kept) the spot leg as it stands is taken as the hedge.
+    """
+    if saved is None:
+        return HedgeState(market, spot_market, required=spot_position, goal=spot_position)
+    required, latched_until_ns = saved
+    return HedgeState(market, spot_market, required=required, goal=required,
+                      latched_until_ns=latched_until_ns)
+
+
+def persisted(state: HedgeState) -> tuple[Decimal, int]:
+    """What must survive a restart: (required spot position, carry latched until ns)."""
+    return state.required, state.latched_until_ns
 
 
 def start_leg(state: HedgeState, perp_position: Decimal, perp_target: Decimal, spot_goal: Decimal,

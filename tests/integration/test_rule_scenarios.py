@@ -180,3 +180,23 @@ async def test_same_stream_same_decisions(tmp_path: Path) -> None:
         runs.append([(d.ts_ns, d.reason, d.plan["target_after"], d.plan["plan"]) for d in h.decisions()])
     assert runs[0] == runs[1] and runs[0]
 
+
+
+async def test_an_unhedged_gap_left_by_a_crash_is_still_hedged_after_restart(tmp_path: Path) -> None:
+    """The hedge's owed spot position and carry latch survive a restart (store meta)."""
+    before = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    await before.run_for(5)
+    latched_until = before.clock.now + 3600 * SEC
+    # As after perp fills of a carry open: 0.3 BTC of spot owed, none bought yet; then a crash.
+    owed = replace(before.engine.hedges["BTC-USD"], required=Decimal("0.3"), goal=Decimal("0.3"),
+                   latched_until_ns=latched_until)
+    before.engine._set_hedge("BTC-USD", owed)
+    before.store.close()
+
+    after = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    hedge = after.engine.hedges["BTC-USD"]
+    assert hedge.required == Decimal("0.3") and hedge.latched(after.clock.now)
+    assert hedge.mismatch(after.state.spot.position.size) == Decimal("-0.3")
+    await after.run_for(60)
+    assert after.state.spot.position.size == Decimal("0.3")  # the gap was bought on restart
+    assert after.engine.hedges["BTC-USD"].mismatch(after.state.spot.position.size) == 0
