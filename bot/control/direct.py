@@ -37,7 +37,7 @@ from pydantic import SecretStr
 
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.domain import Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.domain import ZERO, Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError, ConfigError
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
@@ -209,12 +209,24 @@ async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
     fee_rate = settings.strategy.carry.spot_taker_fee_rate
     filled: dict[str, str] = {}
     sent: list[int] = []
+    try:
+        held = await venue.positions()  # base balances: a sell can never exceed them
+    except BotError as exc:
+        errors.append(f"flatten: balances: {exc}")
+        return filled, sent
     for market, text in _store_positions(store).items():
         size = Decimal(text)
         spec = venue.spot_specs.get(market)
         if spec is None:
             continue
         side = Side.SELL if size > 0 else Side.BUY
+        if side is Side.SELL:
+            # Binance takes a buy's commission in the base asset: the account may hold a little
+            # less than the fills add up to. Sell what is there, down to the lot step.
+            size = min(size, (held.get(market, ZERO) // spec.step_size) * spec.step_size)
+            if size < spec.min_qty:
+                errors.append(f"flatten {market}: only {held.get(market, ZERO)} held")
+                continue
         try:
             bid, ask = await venue.touch(market)
             touch = bid if side is Side.SELL else ask
