@@ -268,8 +268,9 @@ class Controller:
         for state in self._engine.markets.values():
             legs.append((self._engine.order_managers[0], state.spec, state.book, state.position.size))
             if state.spot is not None and len(self._engine.order_managers) > 1:
-                legs.append((self._engine.order_managers[1], state.spot.spec, state.spot.book,
-                             state.spot.position.size))
+                spot_orders = self._engine.order_managers[1]
+                legs.append((spot_orders, state.spot.spec, state.spot.book,
+                             _sellable(spot_orders.venue, state.spot.spec, state.spot.position.size)))
         for manager, spec, book, size in legs:
             order = _flatten_order(self._store.next_client_id, spec, book, size,
                                    self._settings.execution.slippage_cap_bps * BPS)
@@ -350,6 +351,15 @@ async def cancel_orders(
             continue
         cancelled.append(client_id)
     return cancelled, errors
+
+
+def _sellable(venue: Any, spec: Any, size: Decimal) -> Decimal:
+    """A spot sell never exceeds the base balance the venue reports (Binance takes a buy's
+    commission in the base asset, so the account may hold a little less than the fills add up to)."""
+    if size <= 0 or not getattr(venue, "positions_are_balances", False):
+        return size
+    held = venue.cached_positions().get(spec.ticker, Decimal(0))
+    return min(size, (held // spec.step_size) * spec.step_size)
 
 
 def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal, cap: Decimal) -> OrderRequest | None:
