@@ -72,35 +72,36 @@ class LevelCache:
         """Return the Decimal for a price string (> 0, finite)."""
         value = self._prices.get(text)
         if value is None:
-            try:
-                value = Decimal(text)
-                is_valid = _ZERO < value < _INF and _is_plain(text)  # NaN raises: trapped
-            except (InvalidOperation, TypeError, ValueError):
-                is_valid = False
-            if not is_valid:
-                raise _invalid(text, "price", "a positive finite decimal")
-            prices = self._prices
-            if len(prices) >= self.max_size:
-                prices.clear()
-            prices[text] = value
+            value = _remember(self._prices, self.max_size, text, _parse(text, "price", zero_ok=False))
         return value
 
     def size(self, text: str) -> Decimal:
         """Return the Decimal for a size string (>= 0, finite)."""
         value = self._sizes.get(text)
         if value is None:
-            try:
-                value = Decimal(text)
-                is_valid = _ZERO <= value < _INF and _is_plain(text)
-            except (InvalidOperation, TypeError, ValueError):
-                is_valid = False
-            if not is_valid:
-                raise _invalid(text, "size", "a non-negative finite decimal")
-            sizes = self._sizes
-            if len(sizes) >= self.max_size:
-                sizes.clear()
-            sizes[text] = value
+            value = _remember(self._sizes, self.max_size, text, _parse(text, "size", zero_ok=True))
         return value
+
+
+def _parse(text: str, what: str, *, zero_ok: bool) -> Decimal:
+    """A plain finite decimal string (> 0, or >= 0 with `zero_ok`) as Decimal; else MalformedMessage."""
+    try:
+        value = Decimal(text)
+        in_range = (_ZERO <= value if zero_ok else _ZERO < value) and value < _INF  # NaN raises: trapped
+        is_valid = in_range and _is_plain(text)
+    except (InvalidOperation, TypeError, ValueError):
+        is_valid = False
+    if not is_valid:
+        expected = "a non-negative finite decimal" if zero_ok else "a positive finite decimal"
+        raise _invalid(text, what, expected)
+    return value
+
+
+def _remember(cache: dict[str, Decimal], max_size: int, text: str, value: Decimal) -> Decimal:
+    if len(cache) >= max_size:
+        cache.clear()  # emptied, not LRU: the hit path stays one dict lookup
+    cache[text] = value
+    return value
 
 
 def _is_plain(text: str) -> bool:

@@ -45,6 +45,7 @@ from bot.clock import Clock, SystemClock
 from bot.errors import RateLimited, TransientVenueError, VenueError
 from bot.venues.binance import limits, wire
 from bot.venues.binance.errors import VENUE, TimestampRejected, classify
+from bot.venues.http import venue_client
 
 log = structlog.get_logger("binance_rest")
 T = TypeVar("T")
@@ -118,13 +119,7 @@ class BinanceRest:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 3.0)),
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
-            transport=transport,
-            headers={"Accept": "application/json"},
-        )
+        self._client = venue_client(base_url, timeout_secs, transport)
         self._api_key = api_key
         self._api_secret = api_secret
         self._clock = clock or SystemClock()

@@ -23,6 +23,7 @@ from tenacity import (
 from bot.errors import RateLimited, TransientVenueError
 from bot.venues.dydx import wire
 from bot.venues.dydx.errors import classify
+from bot.venues.http import venue_client
 
 T = TypeVar("T")
 
@@ -96,13 +97,7 @@ class IndexerRest:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 3.0)),
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
-            transport=transport,
-            headers={"Accept": "application/json"},
-        )
+        self._client = venue_client(base_url, timeout_secs, transport)
         self._max_attempts = max_attempts
         self._max_delay_secs = max_delay_secs
         self._sleep = sleep
