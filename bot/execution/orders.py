@@ -16,6 +16,7 @@ Every place and cancel that `tick()` sends takes a token from the venue's rate-l
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
@@ -50,6 +51,7 @@ BOOK_LEVELS = 20
 # A cancel the venue has not confirmed after this long is sent again: its confirmation may have
 # been lost (a stalled or dropped stream). Cancelling twice is harmless; waiting forever is not.
 CANCEL_RESEND_NS = 3_000_000_000
+CLIENT_ID_BLOCK = 64  # client ids reserved per store write
 
 
 @dataclass(slots=True)
@@ -123,6 +125,8 @@ class OrderManager:
         self._bucket = TokenBucket.full(settings.max_orders_per_sec, clock.now_ns())
         self._orphans: list[int] = []  # open children of replaced parents, cancelled next tick
         self.throttled = 0  # venue calls deferred by the rate limit
+        self._client_ids: Iterator[int] = iter(())
+        self._new_orders = metrics.orders.labels(venue.name, OrderStatus.NEW.value)
 
     def start_parent(self, plan: TwapPlan, decision_id: int) -> None:
         """Replace any running parent for the market with a new plan."""
@@ -143,6 +147,8 @@ class OrderManager:
                    risk_mode: RiskMode) -> None:
         """Send the children that are due now; keep passive children pegged."""
         now = self._clock.now_ns()
+        due: list[OrderRequest] = []
+        mids: list[Decimal | None] = []
         while self._orphans and self._take_token(now):
             await self._cancel(self._orphans.pop())
         for market, parent in list(self.parents.items()):
@@ -165,7 +171,10 @@ class OrderManager:
             child = size_child(parent.plan.side, wanted, levels, specs[market], self._settings)
             if child is None or not self._take_token(now):
                 continue
-            await self._place_child(parent, child.size, child.limit_price, TimeInForce.IOC, book)
+            due.append(self._new_child(parent, child.size, child.limit_price, TimeInForce.IOC))
+            mids.append(book.mid())
+        if due:  # every market's taker child of this tick: one store commit for all of them
+            await self._submit_children(due, mids)
 
     async def _tick_passive(self, parent: ActiveParent, book: OrderBook, spec: MarketSpec,
                             now_ns: int, blocked: bool) -> None:
@@ -222,10 +231,15 @@ class OrderManager:
 
     async def _place_child(self, parent: ActiveParent, size: Decimal, price: Decimal,
                            tif: TimeInForce, book: OrderBook) -> None:
+        await self._submit_children([self._new_child(parent, size, price, tif)], [book.mid()])
+
+    def _new_child(self, parent: ActiveParent, size: Decimal, price: Decimal,
+                   tif: TimeInForce) -> OrderRequest:
+        """Register a child of `parent` and return its order (not yet recorded or sent)."""
         # dYdX accepts reduce-only only on IOC: a passive exit is kept reduce-only by the bot,
         # which never sizes a child beyond the parent's remaining reduction.
         order = OrderRequest(
-            client_id=self._store.next_client_id(),
+            client_id=self.next_client_id(),
             market=parent.plan.market,
             side=parent.plan.side,
             size=size,
@@ -236,15 +250,22 @@ class OrderManager:
         child = Child(order.client_id, size, price, tif)
         parent.children[order.client_id] = child
         self._child_parent[order.client_id] = (parent, child)
+        return order
+
+    async def _submit_children(self, orders: list[OrderRequest], mids: list[Decimal | None]) -> None:
         try:
-            await self.submit(order, book.mid())
+            self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
         except Exception:
-            if self._store.get_order(order.client_id) is None:
-                # The store refused the record (locked, full), so nothing was sent: the size
-                # goes back to the parent's schedule instead of waiting on a phantom child.
+            # The store refused the record (locked, full), so nothing was sent: the size goes
+            # back to the parents' schedules instead of waiting on phantom children.
+            for order in orders:
+                parent, _child = self._child_parent.pop(order.client_id)
                 del parent.children[order.client_id]
-                del self._child_parent[order.client_id]
             raise
+        for order, mid in zip(orders, mids, strict=True):
+            self._opened(order, mid)
+        for order in orders:
+            await self._send(order)
 
     async def _cancel(self, client_id: int) -> None:
         entry = self._child_parent.get(client_id)
@@ -275,14 +296,30 @@ class OrderManager:
 
         `arrival_mid` is the book's mid when the order was decided, for slippage attribution.
         """
-        self._store.record_order(self.venue.name, order, self._clock.now_ns())
+        await self.submit_many((order,), arrival_mid)
+
+    async def submit_many(self, orders: Sequence[OrderRequest], arrival_mid: Decimal | None = None) -> None:
+        """Persist several intents in one transaction (group commit), then send them in order.
+
+        If the store refuses the write, nothing is sent and the error propagates.
+        """
+        self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
+        for order in orders:
+            self._opened(order, arrival_mid)
+        for order in orders:
+            await self._send(order)
+
+    def _opened(self, order: OrderRequest, arrival_mid: Decimal | None) -> None:
+        """Bookkeeping for a recorded, not yet sent, order."""
         self._states[order.client_id] = OrderState(OrderStatus.NEW, ZERO)
         if arrival_mid is not None:
             self._arrival_mid[order.client_id] = arrival_mid
-        self._metrics.orders.labels(self.venue.name, OrderStatus.NEW.value).inc()
+        self._new_orders.inc()
         log.info("order_submitted", client_order_id=order.client_id, market=order.market,
                  side=order.side.value, size=str(order.size), price=str(order.price),
                  tif=order.tif.value, reduce_only=order.reduce_only)
+
+    async def _send(self, order: OrderRequest) -> None:
         try:
             await self.venue.place(order)
         except OrderRejected as exc:
@@ -292,6 +329,17 @@ class OrderManager:
         except OrderStateUnknown as exc:
             # Left NEW on purpose: reconciliation queries the venue by client id.
             log.warning("order_state_unknown", client_order_id=order.client_id, error=str(exc))
+
+    def next_client_id(self) -> int:
+        """A fresh client id from a block reserved in the store (one write per block, not per id).
+
+        Ids of a block left unused when the process stops are skipped, never reused.
+        """
+        client_id = next(self._client_ids, None)
+        if client_id is None:
+            self._client_ids = iter(self._store.reserve_client_ids(CLIENT_ID_BLOCK))
+            client_id = next(self._client_ids)
+        return client_id
 
     def on_account_event(self, event: AccountEvent) -> None:
         """Fold a venue event into the store and the parent it belongs to (idempotent)."""

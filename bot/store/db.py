@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+import structlog
+
 from bot.errors import ConfigError
 
+log = structlog.get_logger("store")
 BUSY_TIMEOUT_MS = 5_000
+CHECKPOINT_SECS = 1.0
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 
 
@@ -30,10 +35,52 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # No checkpoint inside a commit: `Checkpointer` does them from its own thread.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
     except Exception:
         conn.close()
         raise
     return conn
+
+
+class Checkpointer:
+    """Checkpoints a WAL database from a thread of its own, every `interval_secs`.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL pages and
+    fsyncs the database there: milliseconds (tens, seen here) inside a commit that the event
+    loop waits on, often an order intent. A PASSIVE checkpoint on another connection never
+    blocks writers or readers; it copies what it can and the next round does the rest.
+    """
+
+    def __init__(self, path: Path, interval_secs: float = CHECKPOINT_SECS) -> None:
+        self._path = path
+        self._interval = interval_secs
+        self._stop = threading.Event()
+        # Opened here, used only by the thread (which closes it when it stops).
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+        self._thread = threading.Thread(target=self._run, args=(conn,), name="sqlite-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # retried next round; the WAL only grows meanwhile
+                    log.warning("store_checkpoint_failed", error=str(exc))
+        finally:
+            conn.close()
+
+    def stop(self, timeout_secs: float | None = 5.0) -> None:
+        """Stop the thread; wait for it up to `timeout_secs` (None: do not wait)."""
+        self._stop.set()
+        if timeout_secs is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_secs)
+
+
+def is_wal(conn: sqlite3.Connection) -> bool:
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
 
 
 @contextmanager

@@ -8,9 +8,13 @@ Measured in one run, interleaved over several rounds (same intents, same key, sa
   ours     our venue path per intent, exactly what `DydxVenue.place` + `NodeGateway.place` do before
            the broadcast: `to_venue_order(OrderRequest)` (Decimal grid, GoodTilBlock) +
            `place_order(to_proto(...))` + `NodeGateway._build` (TxSigner), plus `int(time.time())`.
-  om       the same venue path driven by `OrderManager.submit` (stub venue, no broadcast): adds the
-           sqlite write of the intent (`Store.record_order`, WAL, synchronous=NORMAL), the metrics
-           counter, the (filtered, warning-level) structlog call and the coroutine.
+  om       the same venue path driven by `OrderManager.submit`, one intent per call (stub venue, no
+           broadcast): adds the sqlite commit of the intent (`Store.record_orders`, WAL,
+           synchronous=NORMAL), the metrics counter, the (filtered, warning-level) structlog call
+           and the coroutine. Latency: the call.
+  om_batch `OrderManager.submit_many` of --batch intents (what `tick()` does with the taker children
+           of all markets due in one tick): one commit for the batch, then each intent is signed.
+           Latency per intent: from the call to its own signed transaction.
 
 Intents are 80 % short-term (IOC or post-only, fixed sequence) and 20 % long-term GTT orders,
 which bump the sequence after each one (TxSigner's per-sequence cache misses on those).
@@ -77,11 +81,12 @@ class SigningVenue:
     def __init__(self, gateway: NodeGateway) -> None:
         self.gateway = gateway
         self.last_tx = b""
+        self.signed_at: list[int] = []  # perf_counter_ns after each place(), for om_batch latency
 
     def sign(self, order: OrderRequest) -> bytes:
         gw = self.gateway
         venue_order = to_venue_order(order, BTC, HEIGHT, int(time.time()))
-        tx = gw._build(place_order(to_proto(venue_order, gw.owner, gw.subaccount_number)))
+        tx = gw._build(gw.place_message(venue_order))
         if venue_order.is_stateful:  # NodeGateway._send advances it after an accepted stateful tx
             gw._sequence += 1  # type: ignore[operator]
         self.last_tx = tx
@@ -89,6 +94,7 @@ class SigningVenue:
 
     async def place(self, order: OrderRequest) -> None:
         self.sign(order)
+        self.signed_at.append(time.perf_counter_ns())
 
     async def cancel(self, client_id: int) -> None:
         raise NotImplementedError
@@ -176,6 +182,19 @@ async def timed_async(om: OrderManager, items: list[OrderRequest], lat: list[int
     return (clock() - start) / 1e9
 
 
+async def timed_batches(om: OrderManager, venue: SigningVenue, items: list[OrderRequest], batch: int,
+                        lat: list[int]) -> float:
+    gc.collect()
+    clock = time.perf_counter_ns
+    start = clock()
+    for i in range(0, len(items), batch):
+        venue.signed_at.clear()
+        t0 = clock()
+        await om.submit_many(items[i:i + batch])
+        lat += [t - t0 for t in venue.signed_at]
+    return (clock() - start) / 1e9
+
+
 def pct(values: list[int], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
@@ -188,6 +207,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--check", type=int, default=300, help="intents checked byte for byte")
+    parser.add_argument("--batch", type=int, default=8, help="intents per submit_many (om_batch)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
@@ -208,7 +228,7 @@ def main() -> None:
     def bare(digest: bytes) -> bytes:
         return secret.sign(digest, hasher=None)
 
-    lat: dict[str, list[int]] = {k: [] for k in ("bare", "client", "ours", "om")}
+    lat: dict[str, list[int]] = {k: [] for k in ("bare", "client", "ours", "om", "om_batch")}
     secs: dict[str, float] = dict.fromkeys(lat, 0.0)
     loop = asyncio.new_event_loop()
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,12 +242,16 @@ def main() -> None:
         for round_no in range(args.rounds):
             om_intents = [dataclasses.replace(r, client_id=next_id + i) for i, r in enumerate(intents)]
             next_id += len(intents)
+            batch_intents = [dataclasses.replace(r, client_id=next_id + i) for i, r in enumerate(intents)]
+            next_id += len(intents)
             paths: list[tuple[str, Callable[[], float]]] = [
                 ("bare", lambda: timed(bare, digests, lat["bare"])),
                 ("client", lambda: timed(client, intents, lat["client"])),
                 ("ours", lambda: timed(venue.sign, intents, lat["ours"])),
                 ("om", lambda items=om_intents: loop.run_until_complete(  # type: ignore[misc]
                     timed_async(om, items, lat["om"]))),
+                ("om_batch", lambda items=batch_intents: loop.run_until_complete(  # type: ignore[misc]
+                    timed_batches(om, venue, items, args.batch, lat["om_batch"]))),
             ]
             shift = round_no % len(paths)
             for name, run in paths[shift:] + paths[:shift]:
@@ -244,7 +268,8 @@ def main() -> None:
     print(f"bare_sign_per_sec: {rate['bare']:.0f}")
     print(f"bare_sign_p50_us: {p50['bare']:.1f}")
     print(f"bare_sign_p99_us: {p99['bare']:.1f}")
-    for name, label in (("client", "client"), ("ours", "ours"), ("om", "order_manager")):
+    for name, label in (("client", "client"), ("ours", "ours"), ("om", "order_manager"),
+                        ("om_batch", "order_manager_batch")):
         print(f"signing_intents_per_sec_{label}: {rate[name]:.0f}")
         print(f"signing_p50_us_{label}: {p50[name]:.1f}")
         print(f"signing_p99_us_{label}: {p99[name]:.1f}")
@@ -254,6 +279,9 @@ def main() -> None:
     print(f"client_p99_over_bare_p99: {p99['client'] / p99['bare']:.2f}")
     print(f"order_manager_over_client_throughput: {rate['om'] / rate['client']:.2f}")
     print(f"order_manager_p99_over_bare_p99: {p99['om'] / p99['bare']:.2f}")
+    print(f"order_manager_batch_size: {args.batch}")
+    print(f"order_manager_batch_over_client_throughput: {rate['om_batch'] / rate['client']:.2f}")
+    print(f"order_manager_batch_p99_over_bare_p99: {p99['om_batch'] / p99['bare']:.2f}")
 
 
 if __name__ == "__main__":

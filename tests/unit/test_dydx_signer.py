@@ -25,11 +25,14 @@ from bot.venues.dydx.node import USDC_DENOM, NodeGateway
 from bot.venues.dydx.orders import (
     ORDER_FLAGS_LONG_TERM,
     ORDER_FLAGS_SHORT_TERM,
+    PLACE_ORDER_TYPE_URL,
     VenueOrder,
     order_id_proto,
+    place_order_bytes,
+    subaccount_field,
     to_proto,
 )
-from bot.venues.dydx.signer import TxSigner, sign_digest, varint
+from bot.venues.dydx.signer import EncodedMessage, TxSigner, sign_digest, varint
 
 KEYS = [KeyPair.from_mnemonic(SIM_DYDX_MNEMONIC), KeyPair.from_mnemonic(SIM_DYDX_OTHER_MNEMONIC)]
 OWNER = Wallet(KEYS[0], 0, 0).address
@@ -79,6 +82,32 @@ def messages(draw: st.DrawFn):  # type: ignore[no-untyped-def]
     batches = [OrderBatch(clob_pair_id=draw(U32), client_ids=draw(st.lists(U32, max_size=100)))
                for _ in range(draw(st.integers(0, 4)))]
     return batch_cancel(SubaccountId(owner=owner, number=number), batches, draw(U32))
+
+
+@settings(max_examples=500, deadline=None)
+@given(order=venue_orders(), owner=st.sampled_from([OWNER, "", "dydx1" + "q" * 38, "x" * 200]),
+       number=st.one_of(st.integers(0, 300), U32))
+def test_hand_written_place_order_equals_protobuf(order: VenueOrder, owner: str, number: int) -> None:
+    """`place_order_bytes` writes what protobuf serialises for the same order, byte for byte."""
+    expected = place_order(to_proto(order, owner, number))
+    ours = place_order_bytes(order, subaccount_field(owner, number))
+    assert ours == expected.SerializeToString()
+    # and signing the pre-encoded message gives the client's transaction
+    signer = TxSigner(KEYS[0], "dydx-mainnet-1", "perpbot")
+    encoded = EncodedMessage(PLACE_ORDER_TYPE_URL, ours)
+    assert signer.sign(encoded, 7, 3) == client_tx(KEYS[0], "dydx-mainnet-1", "perpbot", expected, 7, 3)
+
+
+def test_gateway_place_message_is_the_orders_protobuf() -> None:
+    gateway = NodeGateway("localhost:1", "dydx-mainnet-1", SIM_DYDX_MNEMONIC, secure=False,
+                          subaccount_number=2)
+    try:
+        order = VenueOrder(77, 1, 0, Side.SELL, 10**6, 10**9, 2, False, good_til_block=123)
+        message = gateway.place_message(order)
+        assert message.type_url == PLACE_ORDER_TYPE_URL
+        assert message.value == place_order(to_proto(order, gateway.owner, 2)).SerializeToString()
+    finally:
+        gateway.close()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import grpc
 from dydx_v4_client.key_pair import KeyPair
 from dydx_v4_client.node.builder import Builder
-from dydx_v4_client.node.message import batch_cancel, cancel_order, place_order
+from dydx_v4_client.node.message import batch_cancel, cancel_order
 from dydx_v4_client.wallet import Wallet
 from v4_proto.cosmos.auth.v1beta1 import query_pb2_grpc as auth_grpc
 from v4_proto.cosmos.auth.v1beta1.auth_pb2 import BaseAccount
@@ -47,8 +47,14 @@ from bot.errors import (
     VenueError,
 )
 from bot.venues.dydx.chain import ChainQueries
-from bot.venues.dydx.orders import VenueOrder, order_id_proto, to_proto
-from bot.venues.dydx.signer import TxSigner
+from bot.venues.dydx.orders import (
+    PLACE_ORDER_TYPE_URL,
+    VenueOrder,
+    order_id_proto,
+    place_order_bytes,
+    subaccount_field,
+)
+from bot.venues.dydx.signer import EncodedMessage, TxSigner
 
 T = TypeVar("T")
 VENUE = "dydx"
@@ -108,12 +114,14 @@ class NodeGateway:
         self._wallet = Wallet(self._key, 0, 0)
         self.owner = owner_address or self._wallet.address
         self.subaccount_number = subaccount_number
+        self._subaccount_field = subaccount_field(self.owner, subaccount_number)
         self._authenticators = authenticator_ids
         self._timeout = timeout_secs
         self._pacer = Pacer(broadcasts_per_sec)
         self._stateful_lock = asyncio.Lock()
         self._sequence: int | None = None
         self._account_number = 0
+        self._signer = TxSigner(self._key, chain_id, memo)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         async with asyncio.timeout(self._timeout + 1.0):
@@ -160,8 +168,11 @@ class NodeGateway:
 
     async def place(self, order: VenueOrder) -> TxResult:
         """Sign and broadcast a MsgPlaceOrder; raise OrderRejected / OrderStateUnknown."""
-        message = place_order(to_proto(order, self.owner, self.subaccount_number))
-        return await self._send(message, order.is_stateful, f"place {order.client_id}")
+        return await self._send(self.place_message(order), order.is_stateful, f"place {order.client_id}")
+
+    def place_message(self, order: VenueOrder) -> EncodedMessage:
+        """The MsgPlaceOrder for `order`, serialised (byte for byte what protobuf would write)."""
+        return EncodedMessage(PLACE_ORDER_TYPE_URL, place_order_bytes(order, self._subaccount_field))
 
     async def cancel(self, order: VenueOrder, *, good_til_block: int | None = None,
                      good_til_block_time: int | None = None) -> TxResult:
@@ -201,11 +212,8 @@ class NodeGateway:
         constant tx pieces (see signer.py), built once from this gateway's Builder and key.
         """
         assert self._sequence is not None
-        signer: TxSigner | None = getattr(self, "_signer", None)
-        if signer is None:
-            signer = self._signer = TxSigner(self._key, self._builder.chain_id, self._builder.memo)
         self._wallet.sequence = self._sequence  # kept in step, as the client path did
-        return signer.sign(message, self._sequence, self._account_number, self._authenticators)
+        return self._signer.sign(message, self._sequence, self._account_number, self._authenticators)
 
     async def _broadcast(self, message: Any, op: str) -> TxResult:
         tx_bytes = self._build(message)

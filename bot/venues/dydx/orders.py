@@ -8,14 +8,16 @@ refused before anything is signed (§4.2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import NamedTuple
 
 from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
 from bot.domain import OrderRequest, Side, TimeInForce
 from bot.errors import OrderRejected
+from bot.venues.dydx import protowire as pw
 
 ORDER_FLAGS_SHORT_TERM = 0
 ORDER_FLAGS_LONG_TERM = 64
@@ -24,6 +26,11 @@ QUOTE_ATOMIC_RESOLUTION = -6
 # 40 after. An offset inside [3, 20] is valid on both and leaves room for a few blocks of
 # latency; faster blocks only shorten the order's life in seconds, never break the window.
 MIN_GTB_OFFSET, MAX_GTB_OFFSET = 3, 20
+# Enum values read once (each protobuf enum attribute lookup goes through a wrapper).
+TIF_UNSPECIFIED = Order.TimeInForce.TIME_IN_FORCE_UNSPECIFIED
+TIF_IOC = Order.TimeInForce.TIME_IN_FORCE_IOC
+TIF_POST_ONLY = Order.TimeInForce.TIME_IN_FORCE_POST_ONLY
+SIDE_BUY, SIDE_SELL = Order.Side.SIDE_BUY, Order.Side.SIDE_SELL
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +43,16 @@ class MarketParams:
     quantum_conversion_exponent: int
     step_base_quantums: int
     subticks_per_tick: int
+    # Derived once: every order maps through them.
+    step_size: Decimal = field(init=False, repr=False, compare=False)
+    tick_size: Decimal = field(init=False, repr=False, compare=False)
 
-    @property
-    def step_size(self) -> Decimal:
-        return _plain(Decimal(self.step_base_quantums).scaleb(self.atomic_resolution))
-
-    @property
-    def tick_size(self) -> Decimal:
+    def __post_init__(self) -> None:
+        step = _plain(Decimal(self.step_base_quantums).scaleb(self.atomic_resolution))
         exponent = self.quantum_conversion_exponent - self.atomic_resolution + QUOTE_ATOMIC_RESOLUTION
-        return _plain(Decimal(self.subticks_per_tick).scaleb(exponent))
+        tick = _plain(Decimal(self.subticks_per_tick).scaleb(exponent))
+        object.__setattr__(self, "step_size", step)
+        object.__setattr__(self, "tick_size", tick)
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -53,8 +61,9 @@ def _plain(value: Decimal) -> Decimal:
     return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
 
 
-@dataclass(frozen=True, slots=True)
-class VenueOrder:
+class VenueOrder(NamedTuple):
+    """The chain's view of one order (a tuple: built once per order on the signing path)."""
+
     client_id: int
     clob_pair_id: int
     order_flags: int
@@ -124,13 +133,11 @@ def to_venue_order(
     subticks = price_to_subticks(order.price, order.side, market)
     if order.tif is TimeInForce.GTT:
         return VenueOrder(order.client_id, market.clob_pair_id, ORDER_FLAGS_LONG_TERM, order.side,
-                          quantums, subticks, Order.TimeInForce.TIME_IN_FORCE_UNSPECIFIED,
-                          order.reduce_only, good_til_block_time=now_secs + long_term_secs)
-    tif = (Order.TimeInForce.TIME_IN_FORCE_IOC if order.tif is TimeInForce.IOC
-           else Order.TimeInForce.TIME_IN_FORCE_POST_ONLY)
+                          quantums, subticks, TIF_UNSPECIFIED, order.reduce_only,
+                          None, now_secs + long_term_secs)
+    tif = TIF_IOC if order.tif is TimeInForce.IOC else TIF_POST_ONLY
     return VenueOrder(order.client_id, market.clob_pair_id, ORDER_FLAGS_SHORT_TERM, order.side,
-                      quantums, subticks, tif, order.reduce_only,
-                      good_til_block=good_til_block(height, gtb_offset))
+                      quantums, subticks, tif, order.reduce_only, good_til_block(height, gtb_offset))
 
 
 def order_id_proto(venue: VenueOrder, owner: str, subaccount_number: int) -> OrderId:
@@ -146,7 +153,7 @@ def to_proto(venue: VenueOrder, owner: str, subaccount_number: int) -> Order:
     """Build the chain's Order message (what the client's `Market.order` would, without floats)."""
     return Order(
         order_id=order_id_proto(venue, owner, subaccount_number),
-        side=Order.Side.SIDE_BUY if venue.side is Side.BUY else Order.Side.SIDE_SELL,
+        side=SIDE_BUY if venue.side is Side.BUY else SIDE_SELL,
         quantums=venue.quantums,
         subticks=venue.subticks,
         good_til_block=venue.good_til_block,
@@ -155,3 +162,52 @@ def to_proto(venue: VenueOrder, owner: str, subaccount_number: int) -> Order:
         reduce_only=venue.reduce_only,
         client_metadata=0,
     )
+
+
+# ---- MsgPlaceOrder bytes without protobuf objects ---------------------------------------------------
+# What `place_order(to_proto(...)).SerializeToString()` returns, written directly: building the
+# three nested protobuf messages costs more than the rest of the order path together. Proto3
+# wire rules (DYDX_V4.md §6): fields in number order, zero scalars omitted, the good-til oneof
+# written when set (even 0). Field types from dydxprotocol/clob/order.proto: client_id and
+# good_til_block_time are fixed32, the other integers varints. The unit tests compare every byte
+# with protobuf's own serialisation for random orders.
+
+PLACE_ORDER_TYPE_URL = "/dydxprotocol.clob.MsgPlaceOrder"
+
+
+def subaccount_field(owner: str, subaccount_number: int) -> bytes:
+    """OrderId field 1 (SubaccountId), constant for a gateway: build it once."""
+    payload = (pw.field(b"\x0a", owner.encode()) if owner else b"") + (
+        b"\x10" + pw.varint(subaccount_number) if subaccount_number else b"")
+    return pw.field(b"\x0a", payload)
+
+
+def order_id_bytes(venue: VenueOrder, subaccount: bytes) -> bytes:
+    """The serialised OrderId, given `subaccount_field(...)`."""
+    out = subaccount
+    if venue.client_id:
+        out += b"\x15" + venue.client_id.to_bytes(4, "little")
+    if venue.order_flags:
+        out += b"\x18" + pw.varint(venue.order_flags)
+    if venue.clob_pair_id:
+        out += b"\x20" + pw.varint(venue.clob_pair_id)
+    return out
+
+
+def place_order_bytes(venue: VenueOrder, subaccount: bytes) -> bytes:
+    """The serialised MsgPlaceOrder for `venue` (client_metadata 0, no conditions)."""
+    order = pw.field(b"\x0a", order_id_bytes(venue, subaccount))
+    order += b"\x10\x01" if venue.side is Side.BUY else b"\x10\x02"
+    if venue.quantums:
+        order += b"\x18" + pw.varint(venue.quantums)
+    if venue.subticks:
+        order += b"\x20" + pw.varint(venue.subticks)
+    if venue.good_til_block is not None:
+        order += b"\x28" + pw.varint(venue.good_til_block)
+    elif venue.good_til_block_time is not None:
+        order += b"\x35" + venue.good_til_block_time.to_bytes(4, "little")
+    if venue.time_in_force:
+        order += b"\x38" + pw.varint(venue.time_in_force)
+    if venue.reduce_only:
+        order += b"\x40\x01"
+    return pw.field(b"\x0a", order)

@@ -32,17 +32,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from coincurve import PrivateKey
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.utils import GROUP_ORDER_INT
 from dydx_v4_client.key_pair import KeyPair
 from dydx_v4_client.node.builder import DEFAULT_FEE, as_any
-from google.protobuf.message import Message
+from google.protobuf.message import Message as ProtoMessage
 from v4_proto.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from v4_proto.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
 from v4_proto.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, Fee, ModeInfo, SignDoc, SignerInfo, TxBody
 from v4_proto.dydxprotocol.accountplus.tx_pb2 import TxExtension
+
+from bot.venues.dydx.protowire import field, length, varint
 
 _HALF_ORDER = GROUP_ORDER_INT // 2
 _HALF_ORDER_BYTES = _HALF_ORDER.to_bytes(32, "big")
@@ -50,29 +53,14 @@ _SIGNATURE_TAG = b"\x1a\x40"  # Tx field 3 (signatures), length 64
 _sha256 = hashlib.sha256
 
 
-def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int."""
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+class EncodedMessage(NamedTuple):
+    """A message already serialised (see `orders.place_order_bytes`), with its type url."""
+
+    type_url: str
+    value: bytes
 
 
-_SMALL_VARINTS = tuple(varint(n) for n in range(1 << 14))  # every length a tx piece really has
-
-
-def _len(payload: bytes) -> bytes:
-    n = len(payload)
-    return _SMALL_VARINTS[n] if n < 16384 else varint(n)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, varint length, payload."""
-    return tag + _len(payload) + payload
+Message = ProtoMessage | EncodedMessage
 
 
 def sign_digest(key: PrivateKey, digest: bytes) -> bytes:
@@ -118,7 +106,7 @@ class TxSigner:
         ).SerializeToString()
         self._fee_field = AuthInfo(fee=fee).SerializeToString()  # AuthInfo field 2
         self._memo_field = TxBody(memo=memo).SerializeToString()  # TxBody field 2
-        self._type_urls: dict[type, bytes] = {}  # message class -> Any field 1 (type url)
+        self._type_urls: dict[str, bytes] = {}  # type url -> Any field 1
         self._extensions: dict[tuple[int, ...], bytes] = {(): b""}  # -> TxBody field 2047
         self._tails: dict[int, bytes] = {}  # account number -> SignDoc fields 3-4
         # (sequence, SignDoc/Tx field 2) for the last sequence: one tuple, swapped atomically
@@ -132,30 +120,29 @@ class TxSigner:
 
     def _auth_info(self, sequence: int) -> bytes:
         sequence_field = b"\x18" + varint(sequence) if sequence else b""
-        return _field(b"\x0a", self._signer_head + sequence_field) + self._fee_field
+        return field(b"\x0a", self._signer_head + sequence_field) + self._fee_field
 
     def _auth_info_field(self, sequence: int) -> bytes:
-        cached_sequence, field = self._auth
+        cached_sequence, auth_field = self._auth
         if cached_sequence != sequence:
-            field = _field(b"\x12", self._auth_info(sequence))
-            self._auth = (sequence, field)
-        return field
+            auth_field = field(b"\x12", self._auth_info(sequence))
+            self._auth = (sequence, auth_field)
+        return auth_field
 
-    def _type_url_field(self, message: Message) -> bytes:
-        cls = type(message)
-        field = self._type_urls.get(cls)
-        if field is None:
-            field = self._type_urls[cls] = _field(b"\x0a", ("/" + message.DESCRIPTOR.full_name).encode())
-        return field
+    def _type_url_field(self, type_url: str) -> bytes:
+        url_field = self._type_urls.get(type_url)
+        if url_field is None:
+            url_field = self._type_urls[type_url] = field(b"\x0a", type_url.encode())
+        return url_field
 
     def _extension_field(self, authenticators: Sequence[int]) -> bytes:
         key = tuple(authenticators)
-        field = self._extensions.get(key)
-        if field is None:
+        extension_field = self._extensions.get(key)
+        if extension_field is None:
             extension = as_any(TxExtension(selected_authenticators=list(key)))
-            field = self._extensions[key] = TxBody(
+            extension_field = self._extensions[key] = TxBody(
                 non_critical_extension_options=[extension]).SerializeToString()
-        return field
+        return extension_field
 
     def _tail(self, account_number: int) -> bytes:
         tail = self._tails.get(account_number)
@@ -168,10 +155,13 @@ class TxSigner:
 
     def body_bytes(self, message: Message, authenticators: Sequence[int] | None = None) -> bytes:
         """The serialised TxBody holding `message` packed in an Any (prefix "/")."""
-        value = message.SerializeToString()
-        packed = self._type_url_field(message) + b"\x12" + _len(value) + value
+        if type(message) is EncodedMessage:
+            type_url, value = message
+        else:
+            type_url, value = "/" + message.DESCRIPTOR.full_name, message.SerializeToString()
+        packed = self._type_url_field(type_url) + b"\x12" + length(value) + value
         extension = self._extension_field(authenticators) if authenticators else b""
-        return b"\x0a" + _len(packed) + packed + self._memo_field + extension
+        return b"\x0a" + length(packed) + packed + self._memo_field + extension
 
     def sign_doc_bytes(self, message: Message, sequence: int, account_number: int,
                        authenticators: Sequence[int] | None = None) -> bytes:
@@ -181,7 +171,7 @@ class TxSigner:
     def _head(self, message: Message, sequence: int, authenticators: Sequence[int] | None) -> bytes:
         """SignDoc fields 1-2, which are also Tx fields 1-2."""
         body = self.body_bytes(message, authenticators)
-        return b"\x0a" + _len(body) + body + self._auth_info_field(sequence)
+        return b"\x0a" + length(body) + body + self._auth_info_field(sequence)
 
     def sign(self, message: Message, sequence: int, account_number: int,
              authenticators: Sequence[int] | None = None) -> bytes:
