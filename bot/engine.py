@@ -178,6 +178,9 @@ class Engine:
         self._event_counters: dict[tuple[str, str], Any] = {}
         # The spot hedge per hedged market (bot.execution.hedge), driven by the perp fills.
         self.hedges: dict[str, HedgeState] = {}
+        # The hedge a perp fill moves is stored in the fill's own transaction (`_fill_meta`).
+        self._hedge_for_fill: tuple[Fill | None, HedgeState | None] = (None, None)
+        orders.fill_meta = self._fill_meta
         self._strategy_carry_off = settings.strategy.model_copy(
             update={"carry": settings.strategy.carry.model_copy(update={"enabled": False})})
         self._unwind_orders: dict[int, str] = {}  # perp unwind order -> market (fees counted)
@@ -331,18 +334,41 @@ class Engine:
                                     position=str(state.position.size))
                 self._on_perp_fill_hedge(event)
 
-    def _on_perp_fill_hedge(self, fill: Fill) -> None:
-        """A perp fill of the running parent makes its spot hedge due; an unwind's fill costs fees."""
+    def _hedge_after(self, fill: Fill) -> HedgeState | None:
+        """The fill's market hedge once the fill counts; None when the fill changes no hedge.
+
+        A perp fill of the running parent makes its spot hedge due; an unwind's fill costs fees.
+        """
         hedge = self.hedges.get(fill.market)
         if hedge is None:
-            return
+            return None
         if fill.client_id in self._unwind_orders:
-            self.hedges[fill.market] = hedging.add_unwind_fee(hedge, fill.fee)
-            return
+            return hedging.add_unwind_fee(hedge, fill.fee)
         parent = self._orders.parents.get(fill.market)
         if parent is not None and fill.client_id in parent.children:
-            self._set_hedge(fill.market, hedging.on_perp_fill(hedge, fill.size * fill.side.sign,
-                                                            self._clock.now_ns(), self._settings.execution))
+            return hedging.on_perp_fill(hedge, fill.size * fill.side.sign, self._clock.now_ns(),
+                                        self._settings.execution)
+        return None
+
+    def _fill_meta(self, fill: Fill) -> tuple[str, str] | None:
+        """The order manager's hook: the hedge record to store in the fill's own transaction."""
+        after = self._hedge_after(fill)
+        self._hedge_for_fill = (fill, after)
+        before = self.hedges.get(fill.market)
+        if after is None or before is None or hedging.persisted(before) == hedging.persisted(after):
+            return None
+        return self._hedge_record(fill.market, after)
+
+    def _on_perp_fill_hedge(self, fill: Fill) -> None:
+        pending, after = self._hedge_for_fill
+        self._hedge_for_fill = (None, None)
+        if pending is fill:
+            if after is not None:
+                self.hedges[fill.market] = after  # already stored with the fill (_fill_meta)
+            return
+        after = self._hedge_after(fill)
+        if after is not None:
+            self._set_hedge(fill.market, after)
 
     def on_spot_account_event(self, event: AccountEvent) -> None:
         """Fold a spot hedge venue account event into its orders and positions."""
@@ -625,9 +651,14 @@ class Engine:
         before = self.hedges.get(ticker)
         self.hedges[ticker] = hedge
         if before is None or hedging.persisted(before) != hedging.persisted(hedge):
-            required, latched_until_ns = hedging.persisted(hedge)
-            saved = {"required": str(required), "latched_until_ns": latched_until_ns}
-            self._store.meta_set(f"{HEDGE_META_PREFIX}{ticker}", json.dumps(saved))
+            self._store.meta_set(*self._hedge_record(ticker, hedge))
+
+    @staticmethod
+    def _hedge_record(ticker: str, hedge: HedgeState) -> tuple[str, str]:
+        """The store meta (key, value) that a hedge keeps across restarts."""
+        required, latched_until_ns = hedging.persisted(hedge)
+        saved = {"required": str(required), "latched_until_ns": latched_until_ns}
+        return f"{HEDGE_META_PREFIX}{ticker}", json.dumps(saved)
 
     def _saved_hedge(self, ticker: str) -> tuple[Decimal, int] | None:
         raw = self._store.meta_get(f"{HEDGE_META_PREFIX}{ticker}")

@@ -16,7 +16,7 @@ Every place and cancel that `tick()` sends takes a token from the venue's rate-l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
@@ -126,6 +126,8 @@ class OrderManager:
         self._orphans: list[int] = []  # open children of replaced parents, cancelled next tick
         self.throttled = 0  # venue calls deferred by the rate limit
         self._client_ids: Iterator[int] = iter(())
+        # State a fill changes that must be stored with it, in its transaction: (key, value).
+        self.fill_meta: Callable[[Fill], tuple[str, str] | None] | None = None
         self._new_orders = metrics.orders.labels(venue.name, OrderStatus.NEW.value)
 
     def start_parent(self, plan: TwapPlan, decision_id: int) -> None:
@@ -346,7 +348,8 @@ class OrderManager:
         if isinstance(event, OrderUpdate):
             self._transition(event.client_id, event.status, event.filled_size, event.reason)
         elif isinstance(event, Fill):
-            if not self._store.record_fill(self.venue.name, event):
+            meta = self.fill_meta(event) if self.fill_meta is not None else None
+            if not self._store.record_fill(self.venue.name, event, meta):
                 return
             self._metrics.fills.labels(self.venue.name, event.market).inc()
             mid = self._arrival_mid.get(event.client_id)

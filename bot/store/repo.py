@@ -214,10 +214,18 @@ class Store:
             _decode(StoredOrder, row) for row in self._read(sql + " ORDER BY client_id", params)
         ]
 
-    def record_fill(self, venue: str, fill: Fill) -> bool:
-        """Store a fill; return False (and change nothing) if (venue, fill_id) is known."""
+    def record_fill(self, venue: str, fill: Fill, meta: tuple[str, str] | None = None) -> bool:
+        """Store a fill; return False (and change nothing) if (venue, fill_id) is known.
+
+        `meta` (key, value) is written in the same transaction when the fill is new: state
+        that the fill changes (a hedge obligation) can never be lost between two commits.
+        """
         with self._write() as conn:
-            return _insert(conn, "fills", fill, conflict="venue, fill_id", venue=venue)
+            if not _insert(conn, "fills", fill, conflict="venue, fill_id", venue=venue):
+                return False
+            if meta is not None:
+                conn.execute(_UPSERT_META, meta)
+            return True
 
     def fills(self, market: str | None = None) -> list[Fill]:
         """Return stored fills, optionally for one market, by ts_event then insertion order."""
@@ -310,11 +318,7 @@ class Store:
     def meta_set(self, key: str, value: str) -> None:
         """Store `value` under `key`, replacing any previous value."""
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            conn.execute(_UPSERT_META, (key, value))
 
 
 # Field annotations are strings (postponed evaluation), so decoders are keyed by type name.
@@ -367,6 +371,8 @@ def _insert(conn: sqlite3.Connection, table: str, record: Any, conflict: str, **
     return cursor.rowcount == 1
 
 
+_UPSERT_META = ("INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 _INSERT_ORDER = (
     f"INSERT INTO orders ({_columns(StoredOrder)}) VALUES ({', '.join('?' * len(fields(StoredOrder)))})"
     " ON CONFLICT (client_id) DO NOTHING"

@@ -14,9 +14,10 @@ from typing import Any
 
 from bot.book import OrderBook
 from bot.config import Settings, load
-from bot.domain import BookDelta, BookSnapshot
+from bot.domain import BookDelta, BookSnapshot, Fill, Liquidity, OrderRequest, Side, TimeInForce
 from bot.engine import Engine
-from bot.execution.orders import OrderManager
+from bot.execution.orders import Child, OrderManager
+from bot.execution.twap import TwapPlan
 from bot.sim.market import SimMarket
 from bot.store import Store
 from bot.telemetry import Metrics
@@ -200,3 +201,39 @@ async def test_an_unhedged_gap_left_by_a_crash_is_still_hedged_after_restart(tmp
     await after.run_for(60)
     assert after.state.spot.position.size == Decimal("0.3")  # the gap was bought on restart
     assert after.engine.hedges["BTC-USD"].mismatch(after.state.spot.position.size) == 0
+
+
+async def test_a_perp_fill_and_the_hedge_it_makes_due_are_stored_in_one_transaction(tmp_path: Path) -> None:
+    """A crash can fall between two commits, never inside one: the fill and its hedge share one."""
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    await h.run_for(5)
+    now = h.clock.now
+    # A carry opening: the perp sells 0.3 and the spot leg follows its fills one for one.
+    hedge = replace(h.engine.hedges["BTC-USD"], goal=Decimal("0.3"), ratio=Decimal(-1))
+    h.engine._set_hedge("BTC-USD", hedge)
+    orders = h.engine.order_managers[0]
+    orders.start_parent(TwapPlan("BTC-USD", Side.SELL, Decimal("0.3"), False, (now,), (Decimal("0.3"),),
+                                 now + 60 * SEC), decision_id=1)
+    parent = orders.parents["BTC-USD"]
+    child = Child(777, Decimal("0.3"), Decimal(60_000), TimeInForce.IOC)
+    parent.children[777] = child
+    orders._child_parent[777] = (parent, child)
+    h.store.record_order("paper", OrderRequest(777, "BTC-USD", Side.SELL, Decimal("0.3"), Decimal(60_000),
+                                               TimeInForce.IOC), now)
+    statements: list[str] = []
+    h.store._conn.set_trace_callback(statements.append)
+    fill = Fill("f-1", 777, "BTC-USD", Side.SELL, Decimal(60_000), Decimal("0.1"), Decimal("0.5"),
+                Liquidity.TAKER, now)
+    h.engine.on_account_event(fill)
+    h.engine.on_account_event(fill)  # a replay changes nothing, stores nothing
+    h.store._conn.set_trace_callback(None)
+
+    transactions = " ".join(statements).split("COMMIT")
+    with_fill = [t for t in transactions if "INSERT INTO fills" in t]
+    assert len(with_fill) == 2  # the replayed insert is refused inside its own transaction
+    assert "INSERT INTO meta" in with_fill[0] and "INSERT INTO meta" not in with_fill[1]
+    assert not any("INSERT INTO meta" in t for t in transactions if "INSERT INTO fills" not in t)
+    assert h.engine.hedges["BTC-USD"].required == Decimal("0.1")
+    h.store.close()
+    restarted = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    assert restarted.engine.hedges["BTC-USD"].required == Decimal("0.1")  # what the fill made due
