@@ -123,3 +123,28 @@ async def test_bad_orders_are_refused_before_signing(venue) -> None:  # type: ig
                                       TimeInForce.POST_ONLY, reduce_only=True))
     with pytest.raises(OrderRejected):
         await dydx.place(OrderRequest(22, "SOL-USD", Side.SELL, Decimal("1"), Decimal(100), TimeInForce.IOC))
+
+
+async def test_a_sweep_pages_back_through_a_burst_of_fills(venue, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """More fills than one REST page since the last sweep: the sweep reads them all."""
+    dydx, exchange, events = venue
+    monkeypatch.setattr("bot.venues.dydx.adapter.SWEEP_PAGE", 4)
+    book = dydx.books["BTC-USD"]
+    for client_id in range(10, 22):  # IOCs across the touch: one or more fills each, several blocks
+        side = Side.BUY if client_id % 2 else Side.SELL
+        touch = book.best_ask() if side is Side.BUY else book.best_bid()
+        assert touch is not None
+        price = touch.price + 200 if side is Side.BUY else touch.price - 200
+        await dydx.place(OrderRequest(client_id, "BTC-USD", side, Decimal("0.003"), price, TimeInForce.IOC))
+        await asyncio.sleep(0.05)
+    at_venue = {f.fill_id for f in exchange.fills(ACCOUNT["address"], 0, limit=10_000)}
+    await eventually(lambda: len({e.fill_id for e in events if isinstance(e, Fill)}) >= len(at_venue))
+    assert len(at_venue) > 2 * 4  # more than two pages
+
+    events.clear()
+    dydx._swept_height = 0  # as on a fresh start (the adapter's own sweeps already ran)
+    read, _ = await dydx.sweep_account()
+    assert read == len(at_venue)  # it reads back to the oldest fill, page by page
+    assert {e.fill_id for e in events if isinstance(e, Fill)} == at_venue
+    again, _ = await dydx.sweep_account()
+    assert again < read  # the next one stops at the block the last one reached

@@ -19,6 +19,7 @@ from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate,
 from bot.errors import BotError, OrderRejected
 from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
+from bot.venues.dydx import wire
 from bot.venues.dydx.account import client_ids_by_uid, fill_from_rest, funding_from_rest, order_state
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscriptions
@@ -31,11 +32,17 @@ log = structlog.get_logger("dydx")
 VENUE = "dydx"
 HEIGHT_FRESH_SECS = 2.0
 MAX_BATCH_CANCEL = 100  # MsgBatchCancel: at most 100 short-term cancels in total
+SWEEP_PAGE = 100  # fills per REST page in an account sweep
+SWEEP_MAX_FILLS = 2_000  # rows one sweep reads at most (20 pages of the fills rate-limit bucket)
 
 
 def cancel_target(client_id: int, clob_pair_id: int, order_flags: int) -> VenueOrder:
     """A VenueOrder carrying just the order id fields a cancel needs (for orders seen on the indexer)."""
     return VenueOrder(client_id, clob_pair_id, order_flags, Side.BUY, 0, 0, 0, False)
+
+
+def _fill_height(fill: wire.FillWire) -> int | None:
+    return int(fill.createdAtHeight) if is_uint(fill.createdAtHeight) else None
 
 
 def market_params(ticker: str, wire_market: object) -> MarketParams:
@@ -91,6 +98,7 @@ class DydxVenue:
         self.sweep_window_secs = 120.0
         self._last_place = -float("inf")  # monotonic secs
         self._swept_final: set[int] = set()  # client ids whose final state was already reported
+        self._swept_height = 0  # newest block of a fill that a sweep read
 
     # ---- set-up ----------------------------------------------------------------------------------
 
@@ -177,10 +185,12 @@ class DydxVenue:
         assert self.account is not None
         address, number = self.account
         orders = await self.rest.orders(address, number, limit=100)
-        fills = await self.rest.fills(address, number, limit=100)  # read after: covers those orders
+        fills = await self._fills_down_to(self._swept_height)  # read after: covers those orders
         by_uid = client_ids_by_uid(orders)
         for fill in reversed(fills):  # oldest first
             self._account_sink(fill_from_rest(fill, by_uid.get(fill.orderId or "", 0)))
+        heights = [h for h in map(_fill_height, fills) if h is not None]
+        self._swept_height = max([self._swept_height, *heights])
         updates = 0
         now = time.time_ns()
         for order in orders:
@@ -193,6 +203,31 @@ class DydxVenue:
                 self._swept_final.add(cid)
             updates += 1
         return len(fills), updates
+
+    async def _fills_down_to(self, height: int) -> list[wire.FillWire]:
+        """The newest fills, paged back until a page reaches block `height` (newest first).
+
+        A sweep reads back to the newest block the last sweep saw, so a burst of more than one
+        page of fills between two sweeps (a stalled stream, a busy TWAP) is read whole, up to
+        SWEEP_MAX_FILLS rows. Pages after the first are numbered pages below the first page's
+        newest block, so fills arriving meanwhile do not shift them; rows are deduplicated by id.
+        """
+        assert self.account is not None
+        address, number = self.account
+        rows = await self.rest.fills(address, number, limit=SWEEP_PAGE)
+        newest = _fill_height(rows[0]) if rows else None
+        seen = {f.id for f in rows}
+        page, page_no = rows, 1
+        while len(page) == SWEEP_PAGE and len(rows) < SWEEP_MAX_FILLS and newest is not None:
+            oldest = _fill_height(page[-1])
+            if oldest is None or oldest <= height:
+                break
+            page_no += 1
+            page = await self.rest.fills(address, number, limit=SWEEP_PAGE, before_height=newest,
+                                         page=page_no)
+            rows += [f for f in page if f.id not in seen]
+            seen.update(f.id for f in page)
+        return rows
 
     # ---- ExecutionVenue --------------------------------------------------------------------------
 

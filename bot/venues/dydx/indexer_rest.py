@@ -157,8 +157,14 @@ class IndexerRest:
         params = {"address": address, "subaccountNumber": subaccount, **filters}
         return await self.get("/v4/orders", list[wire.OrderWire], params)
 
-    async def fills(self, address: str, subaccount: int, limit: int = 100) -> list[wire.FillWire]:
-        params = {"address": address, "subaccountNumber": subaccount, "limit": limit}
+    async def fills(self, address: str, subaccount: int, limit: int = 100,
+                    before_height: int | None = None, page: int | None = None) -> list[wire.FillWire]:
+        """The newest `limit` fills (newest first), at or below `before_height`, from `page` (1-based)."""
+        params: dict[str, str | int] = {"address": address, "subaccountNumber": subaccount, "limit": limit}
+        if before_height is not None:
+            params["createdBeforeOrAtHeight"] = before_height
+        if page is not None:
+            params["page"] = page
         return (await self.get("/v4/fills", FillsResponse, params)).fills
 
     async def positions(self, address: str, subaccount: int) -> list[wire.PerpetualPosition]:

@@ -159,6 +159,7 @@ class FillWire(msgspec.Struct, frozen=True):
     market: str = ""
     type: str = "LIMIT"
     clientMetadata: str | None = None
+    createdAtHeight: str = ""
 
 
 class PerpetualPosition(msgspec.Struct, frozen=True):
