@@ -625,7 +625,7 @@ class Engine:
         held = self._hold_unhedged_perp()
         try:
             await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
-                                    self.risk_mode)
+                                    self.risk_mode, self._perp_caps())
         finally:
             for market, parent in held.items():
                 self._orders.parents.setdefault(market, parent)  # unless a decision replaced it
@@ -693,6 +693,21 @@ class Engine:
             "last_unwind_reason": hedge.last_unwind_reason or None,
             "carry_latched_secs": round(max(0, hedge.latched_until_ns - now) / NS_PER_SEC, 1),
         }
+
+    def _perp_caps(self) -> dict[str, Decimal]:
+        """Per hedged market, what new perp children may add: the hedge's headroom less what works."""
+        caps: dict[str, Decimal] = {}
+        for ticker, hedge in self.hedges.items():
+            state = self.markets[ticker]
+            parent = self._orders.parents.get(ticker)
+            if parent is None or state.spot is None:
+                continue
+            room = hedging.perp_headroom(hedge, state.spot.position.size, state.mark,
+                                         self._settings.execution)
+            if room is not None:
+                working = sum((c.size - c.filled for c in parent.children.values() if c.is_open), ZERO)
+                caps[ticker] = max(room - working, ZERO)
+        return caps
 
     def _hold_unhedged_perp(self) -> dict[str, Any]:
         """Take out of this tick the perp parents whose unhedged delta is over the limit.

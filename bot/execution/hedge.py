@@ -12,8 +12,9 @@ moves only the spot leg sets `required` to the goal at once.
     leg risk        = integral of |mismatch USD| dt while the legs are apart (USD*s); it starts
                       over once they match (within the smallest hedge order, `min_notional_usd`)
 
-Bounds: the perp leg sends no new child while |mismatch USD| > `hedge_max_mismatch_usd`, so
-the mismatch never exceeds that limit plus one perp child's hedge.
+Bounds: the perp leg has at most `perp_headroom` working (its children are capped so that if
+all of it fills before the spot leg trades, |mismatch USD| reaches `hedge_max_mismatch_usd` at
+the mark of the moment it was sent), and sends nothing while the limit is reached.
 
 Unwind policy (the only one): when a leg cannot be completed, i.e. the leg risk exceeds
 `hedge_leg_risk_budget_usd_secs` or `hedge_max_rejects` spot hedge orders in a row were refused
@@ -168,6 +169,21 @@ def perp_may_trade(state: HedgeState, spot_position: Decimal, mark: Decimal | No
     if not state.ratio:
         return True
     return abs(state.mismatch_usd(spot_position, mark)) <= p.hedge_max_mismatch_usd
+
+
+def perp_headroom(state: HedgeState, spot_position: Decimal, mark: Decimal | None,
+                  p: ExecutionSettings) -> Decimal | None:
+    """Perp size (base, unsigned) whose fills the hedge can owe before |mismatch USD| reaches the
+    limit: what the perp leg may have working. None: no limit applies (no ratio, or no mark).
+
+    Every fill of the current perp parent moves `required` away from the spot position until
+    the spot hedge trades, so it is counted as growing the mismatch (conservative when the spot
+    leg is ahead).
+    """
+    if not state.ratio or mark is None or mark <= 0:
+        return None
+    room_usd = p.hedge_max_mismatch_usd - abs(state.mismatch_usd(spot_position, mark))
+    return max(room_usd, ZERO) / mark / abs(state.ratio)
 
 
 def on_spot_result(state: HedgeState, rejected: bool) -> HedgeState:

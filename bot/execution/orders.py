@@ -16,7 +16,7 @@ Every place and cancel that `tick()` sends takes a token from the venue's rate-l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
@@ -52,6 +52,7 @@ BOOK_LEVELS = 20
 # been lost (a stalled or dropped stream). Cancelling twice is harmless; waiting forever is not.
 CANCEL_RESEND_NS = 3_000_000_000
 CLIENT_ID_BLOCK = 64  # client ids reserved per store write
+_UNCAPPED = Decimal("Infinity")
 
 
 @dataclass(slots=True)
@@ -146,8 +147,13 @@ class OrderManager:
         return ok
 
     async def tick(self, books: dict[str, OrderBook], specs: dict[str, MarketSpec],
-                   risk_mode: RiskMode) -> None:
-        """Send the children that are due now; keep passive children pegged."""
+                   risk_mode: RiskMode, caps: Mapping[str, Decimal] | None = None) -> None:
+        """Send the children that are due now; keep passive children pegged.
+
+        `caps`: per market, the most that new children may add to what is already working
+        (a hedged perp leg's headroom under its mismatch limit); markets absent are uncapped.
+        """
+        caps = caps or {}
         now = self._clock.now_ns()
         due: list[OrderRequest] = []
         mids: list[Decimal | None] = []
@@ -164,11 +170,12 @@ class OrderManager:
             if parent.arrival_price is None:
                 parent.arrival_price = book.mid()
             if parent.plan.passive:
-                await self._tick_passive(parent, book, specs[market], now, blocked)
+                await self._tick_passive(parent, book, specs[market], now, blocked,
+                                         caps.get(market, _UNCAPPED))
                 continue
             if blocked:
                 continue
-            wanted = parent.plan.due_by(now) - parent.sent
+            wanted = min(parent.plan.due_by(now) - parent.sent, caps.get(market, _UNCAPPED))
             levels = book.levels(parent.plan.side.opposite(), BOOK_LEVELS)
             child = size_child(parent.plan.side, wanted, levels, specs[market], self._settings)
             if child is None or not self._take_token(now):
@@ -179,7 +186,7 @@ class OrderManager:
             await self._submit_children(due, mids)
 
     async def _tick_passive(self, parent: ActiveParent, book: OrderBook, spec: MarketSpec,
-                            now_ns: int, blocked: bool) -> None:
+                            now_ns: int, blocked: bool, cap: Decimal) -> None:
         resting = parent.resting()
         if (resting is not None and resting.is_cancel_pending
                 and now_ns - resting.cancel_sent_ns >= CANCEL_RESEND_NS and self._take_token(now_ns)):
@@ -198,7 +205,7 @@ class OrderManager:
             view = RestingChild(resting.client_id, resting.price, resting.size - resting.filled,
                                 resting.is_cancel_pending)
         actions = plan_passive(
-            parent.plan.side, parent.plan.due_by(now_ns) - parent.sent, view,
+            parent.plan.side, min(parent.plan.due_by(now_ns) - parent.sent, cap), view,
             book.levels(Side.BUY, BOOK_LEVELS), book.levels(Side.SELL, BOOK_LEVELS),
             parent.arrival_price, parent.waiting_since_ns, now_ns,
             spec, self._settings, _deadline_ns(parent.plan),

@@ -16,6 +16,7 @@ from bot.book import OrderBook
 from bot.config import Settings, load
 from bot.domain import BookDelta, BookSnapshot, Fill, Liquidity, OrderRequest, Side, TimeInForce
 from bot.engine import Engine
+from bot.errors import OrderRejected
 from bot.execution.orders import Child, OrderManager
 from bot.execution.twap import TwapPlan
 from bot.sim.market import SimMarket
@@ -237,3 +238,34 @@ async def test_a_perp_fill_and_the_hedge_it_makes_due_are_stored_in_one_transact
     h.store.close()
     restarted = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
     assert restarted.engine.hedges["BTC-USD"].required == Decimal("0.1")  # what the fill made due
+
+
+async def test_perp_children_of_a_hedged_leg_fit_the_mismatch_headroom(tmp_path: Path) -> None:
+    """With the spot leg unable to follow, the perp leg never owes more hedge than the limit."""
+    limit = Decimal(3000)
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}},
+                           "execution": {"hedge_max_mismatch_usd": str(limit)}})
+    await h.run_for(5)
+    h.engine.order_managers[1].venue.place = _refuse  # type: ignore[method-assign]  # spot is down
+    hedge = replace(h.engine.hedges["BTC-USD"], goal=Decimal(1), ratio=Decimal(-1))
+    h.engine._set_hedge("BTC-USD", hedge)
+    now = h.clock.now
+    orders = h.engine.order_managers[0]
+    orders.start_parent(TwapPlan("BTC-USD", Side.SELL, Decimal(1), False, (now,), (Decimal(1),),
+                                 now + 600 * SEC), decision_id=1)
+    worst = Decimal(0)
+    for _ in range(20):  # until the leg is given up and unwound (spot rejects in a row)
+        await h.run_for(1)
+        mismatch = h.engine.hedges["BTC-USD"].mismatch_usd(h.state.spot.position.size, h.state.mark)
+        worst = max(worst, abs(mismatch))
+    sells = [Decimal(size) for (size,) in h.store._read(
+        "SELECT size FROM orders WHERE market = 'BTC-USD' AND side = 'SELL' AND reduce_only = 0")]
+    assert sells  # the perp leg did trade, up to its headroom
+    # All of it filled and owed, with no spot bought: within the limit (marks move a little).
+    # One child for the whole 1 BTC, as without the cap, would have owed ~$65k of hedge.
+    assert sum(sells) * h.state.mark <= limit * Decimal("1.01"), sells
+    assert worst <= limit, worst
+
+
+async def _refuse(order: object) -> None:
+    raise OrderRejected("paper_spot", "place", "venue down (test)")

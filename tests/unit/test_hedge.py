@@ -80,6 +80,29 @@ def test_the_perp_leg_waits_while_the_mismatch_is_over_the_limit() -> None:
     assert h.perp_may_trade(state, D("0.01"), MARK, P)
 
 
+def test_the_perp_headroom_is_what_may_fill_before_the_limit() -> None:
+    state = opened()  # ratio -1: each perp unit sold owes one spot unit
+    assert h.perp_headroom(state, D(0), MARK, P) == D(1000) / MARK  # $1000 of hedge still allowed
+    after = h.on_perp_fill(state, D("-0.01"), 0, P)  # $600 owed
+    assert h.perp_headroom(after, D(0), MARK, P) == D(400) / MARK
+    assert h.perp_headroom(h.on_perp_fill(state, D("-0.02"), 0, P), D(0), MARK, P) == 0  # over it
+    doubled = h.start_leg(h.restored("BTC-USD", "BTC-USDT", D(0)), D(0), D(-1), D(2), True, 0, P)
+    assert h.perp_headroom(doubled, D(0), MARK, P) == D(1000) / MARK / 2  # 2 spot per perp unit
+    assert h.perp_headroom(h.restored("BTC-USD", "BTC-USDT", D(0)), D(0), MARK, P) is None  # no leg
+    assert h.perp_headroom(state, D(0), None, P) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(fills=st.lists(st.decimals(min_value=D("0.0001"), max_value=D("0.05"), places=4), max_size=30))
+def test_filling_no_more_than_the_headroom_keeps_the_mismatch_within_the_limit(fills: list[Decimal]) -> None:
+    state = opened("-1", "1")
+    for size in fills:
+        room = h.perp_headroom(state, D(0), MARK, P)
+        assert room is not None
+        state = h.on_perp_fill(state, -min(size, room), 0, P)  # the spot leg never trades here
+        assert abs(state.mismatch_usd(D(0), MARK)) <= P.hedge_max_mismatch_usd
+
+
 def test_spot_rejects_in_a_row_give_the_leg_up_and_a_fill_starts_the_count_over() -> None:
     state = opened()
     for _ in range(2):
