@@ -280,7 +280,8 @@ class WatchdogSettings(_Section):
                  ("error_rate", self.error_rate_degraded, self.error_rate_critical))
         for name, degraded, critical in pairs:
             if degraded > critical:
-                raise ValueError(f"{name}: the degraded threshold is above the critical one")
+                raise FieldValueError(f"{name}_degraded",
+                                      f"{name}: the degraded threshold is above the critical one")
         return self
 
 
@@ -435,9 +436,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
 
 
+class FieldValueError(ValueError):
+    """A model validator's error about one field of the model: the key names that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _first_error(exc: ValidationError) -> ConfigError:
     error = exc.errors()[0]
     key = ".".join(str(part) for part in error["loc"]) or "config"
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, FieldValueError):
+        key = f"{key}.{cause.field}" if key != "config" else cause.field
     reason = error["msg"]
     if error["type"] == "extra_forbidden":
         reason = "unknown key"

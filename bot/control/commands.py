@@ -287,7 +287,8 @@ class Controller:
             value = Decimal(size)
         except ArithmeticError:
             raise ValueError(f"size {size!r} is not a number") from None
-        if not value.is_finite() or abs(value) > MAX_TARGET_UNITS:
+        # copy_abs, not abs(): abs() rounds in the context and 1e999999999 overflows there.
+        if not value.is_finite() or value.copy_abs() > MAX_TARGET_UNITS:
             raise ValueError(f"size {size[:40]!r} is not a number within +-{MAX_TARGET_UNITS}")
         self._engine.set_directional_target(market, value)
         log.warning("target_set", market=market, size=str(value))

@@ -80,8 +80,10 @@ def test_binance_rest_body_is_malformed(body: bytes) -> None:
     # Accepted with 200, then the engine's next evaluation raises decimal.Overflow in
     # strategy/sleeves.py directional_sleeve and the daemon exits 1 (seen on `perpbot run`).
     ("/v1/target", b'{"market":"BTC-USD","size":"1E+999999"}'),
+    # Past the Decimal context's Emax: abs() in the range check raised decimal.Overflow (500).
+    ("/v1/target", b'{"market":"BTC-USD","size":"1e999999999"}'),
 ], ids=["kill deep nesting", "news ttl NaN", "news ttl Infinity", "news ttl 1e308", "news ttl 400 digits",
-        "target 1E+999999 accepted, then kills the daemon"])
+        "target 1E+999999 accepted, then kills the daemon", "target 1e999999999 overflows the check"])
 def test_control_api_answers_4xx(served: Served, route: str, body: bytes) -> None:  # noqa: F811
     before = len(served.crashes)
     status = served.request("POST", route, data=body, headers=served.auth)
@@ -94,3 +96,11 @@ def test_control_api_answers_4xx(served: Served, route: str, body: bytes) -> Non
 def test_a_non_json_env_value_is_a_config_error(tmp_path: Path, variable: str) -> None:
     with environment({variable: "not json", "PERPBOT_STATE_DIR": str(tmp_path)}):
         expect_known(lambda: load(None, env_file=None), ConfigError)
+
+
+def test_a_cross_field_check_names_the_field(tmp_path: Path) -> None:
+    """A degraded threshold above the critical one named only the section (`watchdog`)."""
+    with environment({"PERPBOT_WATCHDOG__ERROR_RATE_DEGRADED": " 1", "PERPBOT_STATE_DIR": str(tmp_path)}):
+        with pytest.raises(ConfigError) as raised:
+            load(None, env_file=None)
+    assert raised.value.key == "watchdog.error_rate_degraded"
