@@ -68,6 +68,8 @@ ROWS = [
         "/s", ">= 1.5x client", "signing_intents_per_sec_client", "dydx-v4-client alone"),
     Row("... through the order manager (intent in SQLite)", "signing",
         "signing_intents_per_sec_order_manager", "/s", ">= 1.5x client"),
+    Row("... through the order manager, 8 intents per commit", "signing",
+        "signing_intents_per_sec_order_manager_batch", "/s", ">= 1.5x client"),
     Row("signing p99 / bare signature p99", "signing", "ours_p99_over_bare_p99", "x", "<= 3"),
     Row("simulator in-process events/s (active workload)", "sim", "sim_in_process_events_per_sec", "/s",
         ">= 200,000"),
