@@ -360,11 +360,15 @@ class Engine:
         return self._hedge_record(fill.market, after)
 
     def _on_perp_fill_hedge(self, fill: Fill) -> None:
-        """Take the hedge `_fill_meta` worked out (and stored) for this fill when it was recorded."""
         pending, after = self._hedge_for_fill
         self._hedge_for_fill = (None, None)
-        if pending is fill and after is not None:
-            self.hedges[fill.market] = after
+        if pending is fill:
+            if after is not None:
+                self.hedges[fill.market] = after  # already stored with the fill (_fill_meta)
+            return
+        after = self._hedge_after(fill)
+        if after is not None:
+            self._set_hedge(fill.market, after)
 
     def on_spot_account_event(self, event: AccountEvent) -> None:
         """Fold a spot hedge venue account event into its orders and positions."""

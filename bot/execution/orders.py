@@ -271,7 +271,10 @@ class OrderManager:
                 parent, _child = self._child_parent.pop(order.client_id)
                 del parent.children[order.client_id]
             raise
-        await self._open_and_send(orders, mids)
+        for order, mid in zip(orders, mids, strict=True):
+            self._opened(order, mid)
+        for order in orders:
+            await self._send(order)
 
     async def _cancel(self, client_id: int) -> None:
         entry = self._child_parent.get(client_id)
@@ -310,20 +313,20 @@ class OrderManager:
         If the store refuses the write, nothing is sent and the error propagates.
         """
         self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
-        await self._open_and_send(orders, [arrival_mid] * len(orders))
-
-    async def _open_and_send(self, orders: Sequence[OrderRequest], mids: Sequence[Decimal | None]) -> None:
-        """Bookkeeping for recorded orders, then send them in order."""
-        for order, mid in zip(orders, mids, strict=True):
-            self._states[order.client_id] = OrderState(OrderStatus.NEW, ZERO)
-            if mid is not None:
-                self._arrival_mid[order.client_id] = mid
-            self._new_orders.inc()
-            log.info("order_submitted", client_order_id=order.client_id, market=order.market,
-                     side=order.side.value, size=str(order.size), price=str(order.price),
-                     tif=order.tif.value, reduce_only=order.reduce_only)
+        for order in orders:
+            self._opened(order, arrival_mid)
         for order in orders:
             await self._send(order)
+
+    def _opened(self, order: OrderRequest, arrival_mid: Decimal | None) -> None:
+        """Bookkeeping for a recorded, not yet sent, order."""
+        self._states[order.client_id] = OrderState(OrderStatus.NEW, ZERO)
+        if arrival_mid is not None:
+            self._arrival_mid[order.client_id] = arrival_mid
+        self._new_orders.inc()
+        log.info("order_submitted", client_order_id=order.client_id, market=order.market,
+                 side=order.side.value, size=str(order.size), price=str(order.price),
+                 tif=order.tif.value, reduce_only=order.reduce_only)
 
     async def _send(self, order: OrderRequest) -> None:
         try:
