@@ -141,7 +141,7 @@ class App:
         if hedge is not None:
             status_extra["hedge_venue"] = hedge.status
         controller = Controller(settings, engine, orders, store, clock, status_extra)
-        history = StatusHistory(controller.status, clock)  # the dashboard's 24 h charts
+        history = StatusHistory(controller.status, clock, store=store, settings=settings)  # dashboard charts
         control = ControlServer(controller, metrics, token, settings.control.host,
                                 settings.control.port, settings.state_dir / "daemon.json",
                                 history=history, clock=clock)

@@ -1,10 +1,11 @@
-"""The operator dashboard: one server-rendered page, a JSON endpoint it polls, and a status history.
+"""The operator dashboard: one server-rendered page and a JSON endpoint it polls.
 
 Everything is rendered here, in Python, from the control core's `status()` object: the page's
-first paint and every poll of `/v1/dashboard` (which returns the same sections as HTML
+first paint and every poll of `/v1/dashboard?range=24h&w=640&fw=1300` (the same sections as HTML
 fragments, plus the raw status). The page's JavaScript (static/dashboard.js) only swaps those
-fragments in and runs the kill confirmation. Charts are inline SVG drawn from a bounded
-in-memory history that `StatusHistory` samples every few seconds. No build step, no CDN.
+fragments in, keeps the chosen range and the measured chart widths, and runs the kill
+confirmation. Charts are inline SVG (charts.py, svg.py) drawn from `StatusHistory` (history.py):
+sampled live state plus the store's decisions and funding payments. No build step, no CDN.
 
 Sessions: the token is exchanged once (`/?token=...` or a bearer header on `/`) for a random
 session id in an HttpOnly, SameSite=Strict cookie; the session also holds a CSRF token that the
@@ -16,22 +17,29 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from bot.clock import Clock
+from bot.control import charts, fmt
+from bot.control.board import render_board
+from bot.control.history import (
+    DEFAULT_RANGE,
+    RANGES,
+    Marker,
+    Sample,
+    StatusHistory,
+    Thresholds,
+    marker_from_status,
+    sample_from_status,
+)
 
-NS_PER_SEC = 1_000_000_000
-HISTORY_INTERVAL_SECS = 5.0
-HISTORY_WINDOW_SECS = 24 * 3600.0
-MAX_CHART_POINTS = 360
+__all__ = ["Dashboard", "Sessions", "Session", "StatusHistory", "sample_from_status"]
+
 POLL_INTERVAL_MS = 2000
 SESSION_COOKIE = "perpbot_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -53,77 +61,6 @@ SECURITY_HEADERS = {
 }
 
 StatusFn = Callable[[], dict[str, Any]]
-
-
-# ---- history ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One point of the dashboard charts (floats: display only, never stored as money)."""
-
-    ts_ns: int
-    equity_usd: float
-    gross_exposure_usd: float
-    net_exposure_usd: float
-    funding_realised_usd: float
-    funding_expected_usd: float
-
-
-def sample_from_status(status: dict[str, Any], ts_ns: int) -> Sample:
-    """Equity, gross/net exposure (perp and spot legs at their marks) and funding from a status."""
-    gross = net = 0.0
-    for market in status.get("markets", {}).values():
-        for notional in _leg_notionals(market):
-            gross += abs(notional)
-            net += notional
-    funding = status.get("funding") or {}
-    return Sample(ts_ns, _float(status.get("equity")), gross, net,
-                  _float(funding.get("realised")), _float(funding.get("expected")))
-
-
-class StatusHistory:
-    """Samples the status every `interval_secs` and keeps the last `window_secs` in memory."""
-
-    name = "dashboard_history"
-
-    def __init__(self, status_fn: StatusFn, clock: Clock, interval_secs: float = HISTORY_INTERVAL_SECS,
-                 window_secs: float = HISTORY_WINDOW_SECS) -> None:
-        self._status_fn = status_fn
-        self._clock = clock
-        self._interval_secs = interval_secs
-        self._window_ns = int(window_secs * NS_PER_SEC)
-        self.samples: deque[Sample] = deque(maxlen=int(window_secs / interval_secs) + 2)
-
-    async def run(self) -> None:
-        while True:
-            self.record(self._status_fn())
-            await self._clock.sleep(self._interval_secs)
-
-    def record(self, status: dict[str, Any]) -> Sample:
-        """Append a sample taken from `status` now; drop samples older than the window."""
-        now = self._clock.now_ns()
-        sample = sample_from_status(status, now)
-        self.samples.append(sample)
-        while self.samples and now - self.samples[0].ts_ns > self._window_ns:
-            self.samples.popleft()
-        return sample
-
-    def as_json(self) -> dict[str, Any]:
-        """The whole window for terminal clients: column names and rows, oldest first."""
-        columns = [f.name for f in fields(Sample)]
-        return {"interval_secs": self._interval_secs, "columns": columns,
-                "rows": [[getattr(s, c) for c in columns] for s in self.samples]}
-
-    def series(self, live: Sample | None = None, max_points: int = MAX_CHART_POINTS) -> list[Sample]:
-        """At most `max_points` samples, evenly thinned, oldest first, ending with `live` if given."""
-        points = list(self.samples)
-        if len(points) > max_points - 1:
-            step = len(points) / (max_points - 1)
-            points = [points[int(i * step)] for i in range(max_points - 1)]
-        if live is not None:
-            points.append(live)
-        return points
 
 
 # ---- sessions --------------------------------------------------------------------------------
@@ -172,7 +109,7 @@ class Sessions:
 
 
 class Dashboard:
-    """Renders the page and its poll payload from the control core's status."""
+    """Renders the page and its poll payload from the control core's status and the history."""
 
     def __init__(self, status_fn: StatusFn, clock: Clock, history: StatusHistory | None = None) -> None:
         self._status_fn = status_fn
@@ -184,33 +121,89 @@ class Dashboard:
     def page(self, csrf: str) -> str:
         """The whole page, first paint included; `csrf` goes into a meta tag for the kill call."""
         sections = self.sections(self._status_fn())
-        return self._template.substitute(csrf=escape(csrf), poll_ms=POLL_INTERVAL_MS, **sections)
+        return self._template.substitute(csrf=escape(csrf), poll_ms=POLL_INTERVAL_MS,
+                                         range=DEFAULT_RANGE, **sections)
 
-    def payload(self) -> dict[str, Any]:
-        """What the page polls: the sections as HTML fragments, plus the raw status."""
+    def payload(self, query: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """What the page polls: the sections as HTML fragments, plus the raw status.
+
+        `query`: `range` (1h, 24h, 7d, all), `w` and `fw` (chart and full-row widths in px)."""
+        query = query or {}
         status = self._status_fn()
-        return {"ts_ns": self._clock.now_ns(), "risk_mode": status.get("risk_mode"),
-                "html": self.sections(status), "status": status}
+        chosen = query.get("range", DEFAULT_RANGE)
+        chosen = chosen if chosen in RANGES else DEFAULT_RANGE
+        html = self.sections(status, chosen, charts.clamp_width(query.get("w")),
+                             charts.clamp_width(query.get("fw"), 2 * charts.DEFAULT_WIDTH))
+        return {"ts_ns": self._clock.now_ns(), "risk_mode": status.get("risk_mode"), "range": chosen,
+                "html": html, "status": status}
 
     def asset(self, name: str) -> tuple[bytes, str] | None:
         if name not in self._assets:
             return None
         return self._assets[name], ASSETS[name]
 
-    def sections(self, status: dict[str, Any]) -> dict[str, str]:
-        live = sample_from_status(status, self._clock.now_ns())
-        series = self._history.series(live) if self._history is not None else [live]
+    def sections(self, status: dict[str, Any], range_key: str = DEFAULT_RANGE,
+                 width: int = charts.DEFAULT_WIDTH, full_width: int = 2 * charts.DEFAULT_WIDTH) -> dict[str, str]:
+        now = self._clock.now_ns()
+        live = sample_from_status(status, now)
+        history = self._history
+        range_secs = RANGES[range_key]
+        series = history.series(live, range_secs=range_secs) if history is not None else [live]
+        markers = list(history.markers) if history is not None else []
+        payments = list(history.payments) if history is not None else []
+        markets = _markets(status)
+        markers += _live_markers(markets, markers)
+        t0, t1 = charts.span(series, markers, payments, now, range_secs)
+        view = charts.View(t0, t1, width, full_width)
+        thresholds = history.thresholds if history is not None else Thresholds()
         return {
-            "banner": render_banner(status, self._clock.now_ns()),
+            "banner": render_banner(status, now),
+            "charts": charts.overview(series, view),
+            "market_charts": render_market_charts(markets, series, markers, payments, thresholds, view),
             "markets": render_markets(status),
             "pnl": render_pnl(status),
             "funding": render_funding(status),
             "hedge": render_hedge(status),
             "orders": render_orders(status),
-            "watchdog": render_watchdog(status),
+            "watchdog": render_board(status, thresholds),
             "news": render_news(status),
-            "charts": render_charts(series),
         }
+
+
+def render_chart_sections(series: list[Sample], width: int = charts.DEFAULT_WIDTH) -> str:
+    """The overview charts alone (tests and tools)."""
+    now = series[-1].ts_ns if series else 0
+    return charts.overview(series, charts.View(series[0].ts_ns if series else now, now, width, 2 * width))
+
+
+def _markets(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    markets = status.get("markets")
+    if not isinstance(markets, dict):
+        return {}
+    return {str(t): m for t, m in markets.items() if isinstance(m, dict)}
+
+
+def _live_markers(markets: dict[str, dict[str, Any]], stored: list[Marker]) -> list[Marker]:
+    """Each market's live last decision, when the store read has not caught up with it yet."""
+    known = {(m.market, m.ts_ns) for m in stored}
+    live = [marker_from_status(t, m.get("last_decision")) for t, m in markets.items()]
+    return [m for m in live if m is not None and (m.market, m.ts_ns) not in known]
+
+
+def render_market_charts(markets: dict[str, dict[str, Any]], series: list[Sample], markers: list[Marker],
+                         payments: list[Any], thresholds: Thresholds, view: charts.View) -> str:
+    cards = []
+    for ticker, m in markets.items():
+        notional = _notional(m.get("position"), m.get("oracle_price") or m.get("mid"))
+        facts = [("position", fmt.size(m.get("position"))), ("target", fmt.size(m.get("target"))),
+                 ("notional", fmt.usd(notional)), ("oracle", fmt.price(m.get("oracle_price"))),
+                 ("funding", fmt.rate_pct(m.get("funding_rate_1h")) + "/h")]
+        facts_html = "".join(f"<span><em>{escape(k)}</em> {escape(v)}</span>" for k, v in facts)
+        cards.append(f'<article class="market-card" data-market-card="{escape(ticker)}">'
+                     f'<h3>{escape(ticker)}<span class="market-facts">{facts_html}</span></h3>'
+                     f'<div class="chart-grid">'
+                     f"{charts.market_charts(ticker, series, markers, payments, thresholds, view)}</div></article>")
+    return "".join(cards) or '<p class="muted">no markets</p>'
 
 
 def render_banner(status: dict[str, Any], now_ns: int) -> str:
@@ -223,59 +216,61 @@ def render_banner(status: dict[str, Any], now_ns: int) -> str:
                      "</span>")
     if status.get("paused"):
         parts.append('<span class="latched">paused</span>')
-    pnl = status.get("pnl") or {}
+    pnl = _dict(status.get("pnl"))
     facts = [
-        ("network", f"{status.get('network')}/{status.get('trading')}"),
-        ("equity", _num(status.get("equity"))),
-        ("pnl", _num(pnl.get("total"))),
-        ("fees paid", _num(status.get("fees_paid"))),
-        ("uptime", _duration(status.get("uptime_secs"))),
-        ("updated", _hhmmss(now_ns)),
+        ("network", f"{status.get('network', '-')}/{status.get('trading', '-')}"),
+        ("equity (USD)", fmt.usd(status.get("equity"))),
+        ("PnL (USD)", fmt.usd(pnl.get("total"), sign=True)),
+        ("fees paid (USD)", fmt.usd(status.get("fees_paid"))),
+        ("uptime", fmt.duration(status.get("uptime_secs"))),
+        ("updated", fmt.clock(now_ns)),
     ]
     facts_html = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in facts)
     return f'<div class="banner-mode">{"".join(parts)}</div><dl class="facts">{facts_html}</dl>'
 
 
 def render_markets(status: dict[str, Any]) -> str:
-    equity = _decimal(status.get("equity"))
-    head = "".join(f"<th>{h}</th>" for h in (
-        "Market", "Position / target", "Notional", "Leverage", "Funding", "Liquidity", "Volatility",
-        "News", "Last decision"))
+    equity = fmt.dec(status.get("equity"))
+    head = ("Market", "Position / target", "Notional (USD)", "Leverage", *(n.capitalize() for n in FLAGS),
+            "Last decision")
     rows = []
-    for ticker, m in status.get("markets", {}).items():
+    for ticker, m in _markets(status).items():
         notional = _notional(m.get("position"), m.get("oracle_price") or m.get("mid"))
-        leverage = f"{abs(notional) / equity:.2f}x" if notional is not None and equity else "-"
-        flags = m.get("flags") or {}
+        leverage = fmt.leverage(abs(notional) / equity) if notional is not None and equity else fmt.DASH
+        flags = _dict(m.get("flags"))
         cells = [
-            f'<td class="market"><b>{escape(ticker)}</b><small>oracle {escape(str(m.get("oracle_price")))}'
-            f' · mid {escape(str(m.get("mid")))}</small></td>',
-            f'<td class="num" data-field="position">{escape(str(m.get("position")))}'
-            f'<small>target {escape(str(m.get("target")))}</small></td>',
-            f'<td class="num" data-field="notional">{escape(_num(notional))}</td>',
-            f'<td class="num" data-field="leverage">{escape(leverage)}</td>',
-            *(_flag_cell(name, flags.get(name) or {}) for name in FLAGS),
-            f'<td class="decision">{_decision_html(m.get("last_decision"))}</td>',
+            f'<td class="market" data-label="{head[0]}"><b>{escape(ticker)}</b>'
+            f'<small>oracle {escape(fmt.price(m.get("oracle_price")))} · mid {escape(fmt.price(m.get("mid")))}'
+            "</small></td>",
+            f'<td class="num" data-field="position" data-label="{head[1]}">{escape(fmt.size(m.get("position")))}'
+            f'<small>target {escape(fmt.size(m.get("target")))}</small></td>',
+            f'<td class="num" data-field="notional" data-label="{head[2]}">{escape(fmt.usd(notional))}</td>',
+            f'<td class="num" data-field="leverage" data-label="{head[3]}">{escape(leverage)}</td>',
+            *(_flag_cell(name, _dict(flags.get(name))) for name in FLAGS),
+            f'<td class="decision" data-label="{head[-1]}">{_decision_html(m.get("last_decision"))}</td>',
         ]
         rows.append(f'<tr data-market="{escape(ticker)}">{"".join(cells)}</tr>')
-    return f'<table class="markets"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    thead = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return (f'<table class="markets stack"><thead><tr>{thead}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def _flag_cell(name: str, flag: dict[str, Any]) -> str:
     tripped = bool(flag.get("tripped"))
     state = "tripped" if tripped else "clear"
-    numbers = " · ".join(f"{escape(k)} {escape(_short(v))}" for k, v in flag.items()
+    numbers = " · ".join(f"{escape(str(k))} {escape(_short(v))}" for k, v in flag.items()
                          if k not in ("tripped", "why") and v not in (None, ""))
     why = flag.get("why") or ""
     why_html = f'<small class="why">{escape(str(why))}</small>' if why else ""
-    return (f'<td class="flag flag-{state}" data-flag="{escape(name)}" data-tripped="{str(tripped).lower()}">'
-            f"<b>{state}</b>{why_html}<small>{numbers}</small></td>")
+    return (f'<td class="flag flag-{state}" data-flag="{escape(name)}" data-tripped="{str(tripped).lower()}" '
+            f'data-label="{escape(name.capitalize())}"><b>{state}</b>{why_html}<small>{numbers}</small></td>')
 
 
-def _decision_html(decision: dict[str, Any] | None) -> str:
-    if not decision:
+def _decision_html(decision: Any) -> str:
+    if not isinstance(decision, dict):
         return "-"
-    when = _hhmmss(decision["ts_ns"]) if decision.get("ts_ns") else ""
-    tripped = ", ".join(decision.get("tripped") or []) or "no flags"
+    when = fmt.clock(decision["ts_ns"]) if isinstance(decision.get("ts_ns"), int) else ""
+    tripped = ", ".join(str(t) for t in decision.get("tripped") or []) or "no flags"
     summary = decision.get("summary") or json.dumps(decision.get("plan"))
     return (f'<b>{escape(str(decision.get("reason", "")))}</b> <span class="when">{escape(when)}</span>'
             f' <span class="tripped">({escape(tripped)})</span><small>{escape(str(summary))}</small>')
@@ -283,222 +278,87 @@ def _decision_html(decision: dict[str, Any] | None) -> str:
 
 def render_pnl(status: dict[str, Any]) -> str:
     keys = ("price", "funding", "fees", "slippage", "total")
-    rows = [(t, m.get("pnl") or {}) for t, m in status.get("markets", {}).items()]
-    rows.append(("all", status.get("pnl") or {}))
-    return _table(("", *keys), [(t, *(_num(p.get(k)) for k in keys)) for t, p in rows])
+    rows = [(t, _dict(m.get("pnl"))) for t, m in _markets(status).items()]
+    rows.append(("all", _dict(status.get("pnl"))))
+    return _table(("", *keys), [(t, *(fmt.usd(p.get(k), sign=True) for k in keys)) for t, p in rows],
+                  numeric_from=1)
 
 
 def render_funding(status: dict[str, Any]) -> str:
-    funding = status.get("funding") or {}
+    funding = _dict(status.get("funding"))
     horizon = funding.get("horizon_hours", "?")
     rows = []
-    for ticker, m in status.get("markets", {}).items():
-        ledger = m.get("funding_ledger") or {}
-        rows.append((ticker, _pct(m.get("funding_rate_1h")), _num(ledger.get("realised")),
-                     _num(ledger.get("expected")), _num(ledger.get("paid")), _num(ledger.get("received")),
-                     str(ledger.get("payments", "-"))))
-    rows.append(("all", "", _num(funding.get("realised")), _num(funding.get("expected")), "", "", ""))
-    head = ("", "rate 1h", "realised", f"expected ({horizon} h)", "paid", "received", "payments")
-    return _table(head, rows)
+    for ticker, m in _markets(status).items():
+        ledger = _dict(m.get("funding_ledger"))
+        rows.append((ticker, fmt.rate_pct(m.get("funding_rate_1h")), fmt.usd(ledger.get("realised"), sign=True),
+                     fmt.usd(ledger.get("expected"), sign=True), fmt.usd(ledger.get("paid")),
+                     fmt.usd(ledger.get("received")), fmt.fixed(ledger.get("payments"), 0)))
+    rows.append(("all", "", fmt.usd(funding.get("realised"), sign=True), fmt.usd(funding.get("expected"), sign=True),
+                 "", "", ""))
+    head = ("", "rate /h", "realised", f"expected {horizon} h", "paid", "received", "payments")
+    return _table(head, rows, numeric_from=1)
 
 
 def render_hedge(status: dict[str, Any]) -> str:
-    markets = {t: m for t, m in status.get("markets", {}).items() if m.get("spot") or "hedge_mismatch" in m}
+    markets = {t: m for t, m in _markets(status).items() if m.get("spot") or "hedge_mismatch" in m}
     if not markets:
         return '<p class="muted">no hedge legs</p>'
     has_mismatch = any("hedge_mismatch" in m for m in markets.values())
     rows = []
     for ticker, m in markets.items():
-        spot = m.get("spot") or {}
-        row = (ticker, str(m.get("position")), str(spot.get("market", "-")),
-               f"{spot.get('position', '-')} / {spot.get('target', '-')}", str(m.get("net_delta", "-")))
-        rows.append((*row, str(m.get("hedge_mismatch", "-"))) if has_mismatch else row)
+        spot = _dict(m.get("spot"))
+        row = (ticker, fmt.size(m.get("position")), str(spot.get("market", "-")),
+               f"{fmt.size(spot.get('position'))} / {fmt.size(spot.get('target'))}", fmt.size(m.get("net_delta")))
+        rows.append((*row, fmt.size(m.get("hedge_mismatch"))) if has_mismatch else row)
     head = ("perp", "position", "spot", "spot pos / target", "net delta")
-    return _table((*head, "mismatch") if has_mismatch else head, rows)
+    return _table((*head, "mismatch") if has_mismatch else head, rows, numeric_from=1)
 
 
 def render_orders(status: dict[str, Any]) -> str:
-    orders = status.get("open_orders") or {}
+    orders = _dict(status.get("open_orders"))
+    total = sum(int(n) for n in orders.values() if isinstance(n, int))
     return _table(("venue", "open orders"), [(v, str(n)) for v, n in orders.items()],
-                  attrs=f' data-open-orders="{sum(int(n) for n in orders.values())}"')
-
-
-def render_watchdog(status: dict[str, Any]) -> str:
-    rows: list[tuple[str, str]] = [("block height", str(status.get("block_height", "-")))]
-    for section in ("watchdog", "sim"):
-        value = status.get(section)
-        if isinstance(value, dict):
-            rows += [(f"{section}.{k}", v) for k, v in _flatten(value)]
-    return _table(("input", "value"), rows)
+                  attrs=f' data-open-orders="{total}"', numeric_from=1)
 
 
 def render_news(status: dict[str, Any]) -> str:
     items = status.get("news") or []
-    if not items:
+    if not isinstance(items, list) or not items:
         return '<p class="muted">no active news items</p>'
-    rows = [(str(n.get("item")), str(n.get("source", "")), _duration(n.get("remaining_secs")))
-            for n in items]
+    rows = [(str(n.get("item")), str(n.get("source", "")), fmt.duration(n.get("remaining_secs")))
+            for n in items if isinstance(n, dict)]
     return _table(("item", "source", "remaining"), rows)
-
-
-def render_charts(series: list[Sample]) -> str:
-    ts = [s.ts_ns for s in series]
-    return "".join([
-        svg_chart("equity (USD)", ts, [("equity", "s1", [s.equity_usd for s in series])]),
-        svg_chart("exposure (USD)", ts, [("gross", "s1", [s.gross_exposure_usd for s in series]),
-                                         ("net", "s2", [s.net_exposure_usd for s in series])]),
-        svg_chart("funding (USD)", ts, [("realised", "s1", [s.funding_realised_usd for s in series]),
-                                        ("expected", "s2", [s.funding_expected_usd for s in series])]),
-    ])
-
-
-def svg_chart(title: str, ts_ns: list[int], lines: list[tuple[str, str, list[float]]],
-              width: int = 480, height: int = 150) -> str:
-    """An inline SVG line chart with min/max and start/end labels; CSS classes give the colours."""
-    left, right, top, bottom = 64, 8, 18, 18
-    values = [v for _, _, vs in lines for v in vs]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    if hi - lo < 1e-9:
-        pad = max(abs(hi) * 1e-3, 0.01)
-        lo, hi = lo - pad, hi + pad
-    t0, t1 = (ts_ns[0], ts_ns[-1]) if ts_ns else (0, 0)
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def xy(t: int, v: float) -> str:
-        x = left + (plot_w * (t - t0) / (t1 - t0) if t1 > t0 else plot_w)
-        y = top + plot_h * (hi - v) / (hi - lo)
-        return f"{x:.1f},{y:.1f}"
-
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-             f'<text class="title" x="{left}" y="12">{escape(title)}</text>',
-             f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
-             f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}"/>',
-             f'<text class="tick" x="{left - 4}" y="{top + 4}" text-anchor="end">{_compact(hi)}</text>',
-             f'<text class="tick" x="{left - 4}" y="{top + plot_h}" text-anchor="end">{_compact(lo)}</text>']
-    if ts_ns:
-        parts += [f'<text class="tick" x="{left}" y="{height - 4}">{_hhmm(t0)}</text>',
-                  f'<text class="tick" x="{width - right}" y="{height - 4}" '
-                  f'text-anchor="end">{_hhmm(t1)}</text>']
-    legend_x = width - right
-    for label, css, vs in reversed(lines):
-        points = " ".join(xy(t, v) for t, v in zip(ts_ns, vs, strict=False))
-        if len(vs) == 1:
-            x, y = xy(ts_ns[0], vs[0]).split(",")
-            parts.append(f'<circle class="line {css}" cx="{x}" cy="{y}" r="2"/>')
-        elif vs:
-            parts.append(f'<polyline class="line {css}" points="{points}"/>')
-        last = _compact(vs[-1]) if vs else "-"
-        parts.append(f'<text class="legend {css}" x="{legend_x}" y="12" text-anchor="end">'
-                     f"{escape(label)} {last}</text>")
-        legend_x -= 130
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def _leg_notionals(market: dict[str, Any]) -> Iterable[float]:
-    perp = _notional(market.get("position"), market.get("oracle_price") or market.get("mid"))
-    if perp is not None:
-        yield float(perp)
-    spot = market.get("spot") or {}
-    spot_notional = _notional(spot.get("position"), spot.get("mid"))
-    if spot_notional is not None:
-        yield float(spot_notional)
+def _notional(size: Any, price: Any) -> Any:
+    a, b = fmt.dec(size), fmt.dec(price)
+    return None if a is None or b is None else a * b
 
 
-def _notional(size: Any, price: Any) -> Decimal | None:
-    if size is None or price is None:
-        return None
-    try:
-        return Decimal(str(size)) * Decimal(str(price))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _decimal(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return Decimal(0)
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _num(value: Any, places: int = 2) -> str:
-    if value is None or value == "":
-        return "-"
-    try:
-        return f"{Decimal(str(value)):,.{places}f}"
-    except (InvalidOperation, ValueError):
-        return str(value)
-
-
-def _pct(value: Any) -> str:
-    try:
-        return f"{Decimal(str(value)) * 100:.4f}%"
-    except (InvalidOperation, ValueError, TypeError):
-        return "-"
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _short(value: Any) -> str:
     """Flag numbers: decimals trimmed to a readable length."""
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+    number = fmt.dec(value)
+    if number is None:
         return str(value)
     if number == number.to_integral_value() or abs(number) >= 100:
-        return f"{number:.2f}".rstrip("0").rstrip(".") if abs(number) < 1e12 else str(number)
-    return f"{number:.6g}"
+        return f"{number:,.2f}".rstrip("0").rstrip(".") if abs(number) < 1e12 else str(number)
+    return f"{number:.4g}"
 
 
-def _compact(value: float) -> str:
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:.2f}M"
-    if abs(value) >= 1e4:
-        return f"{value / 1e3:.1f}k"
-    return f"{value:.2f}"
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and len(rows) < 50:
-            rows += _flatten(value, name + ".")
-        else:
-            rows.append((name, value if isinstance(value, str) else json.dumps(value)))
-    return rows
-
-
-def _table(head: tuple[str, ...], rows: Sequence[Sequence[Any]], attrs: str = "") -> str:
-    """A plain table; every cell is escaped here."""
-    thead = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+def _table(head: tuple[str, ...], rows: Sequence[Sequence[Any]], attrs: str = "", numeric_from: int = 99) -> str:
+    """A plain table; every cell is escaped here. Cells carry their column name (`data-label`),
+    which the phone layout shows when it stacks the cells."""
+    thead = "".join(f'<th{" class=num" if i >= numeric_from else ""}>{escape(h)}</th>' for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(
+        f'<td{" class=num" if i >= numeric_from else ""} data-label="{escape(head[i])}">{escape(str(c))}</td>'
+        for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table{attrs}><thead><tr>{thead}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _hhmmss(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / NS_PER_SEC, tz=UTC).strftime("%H:%M:%SZ")
-
-
-def _hhmm(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / NS_PER_SEC, tz=UTC).strftime("%H:%M")
-
-
-def _duration(secs: Any) -> str:
-    try:
-        total = int(float(secs))
-    except (TypeError, ValueError):
-        return "-"
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

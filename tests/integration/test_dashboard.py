@@ -1,13 +1,16 @@
 """The dashboard on the control API: auth and CSRF over HTTP, and the page in real headless Chromium.
 
 The browser test drives `perpbot run` (default simulator) through the page: token exchange,
-both markets with four flags each, a news flag showing up within seconds of `perpbot news set`,
-and the kill button (behind its confirmation) halting the bot with no open orders left.
-Screenshots go to the test's tmp_path and, when PERPBOT_ARTIFACTS is set, there too.
+both markets with four flags each, charts with data points (overview, per market, risk mode),
+the range selector, no table wider than its section at 1400x1000 and at a phone's 390x844, a
+news flag showing up within seconds of `perpbot news set`, and the kill button (behind its
+confirmation) halting the bot with no open orders left. Screenshots go to tests/artifacts/
+(ignored by git; PERPBOT_ARTIFACTS overrides) and their paths are printed.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -21,13 +24,15 @@ import httpx
 import pytest
 from helpers import Daemon, eventually
 
-from bot.control.dashboard import Dashboard, Sessions, StatusHistory, render_charts, sample_from_status
+from bot.control.dashboard import Dashboard, Sessions, StatusHistory, render_chart_sections, sample_from_status
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--window-size=1500,1900")
+               "--disable-dev-shm-usage", "--window-size=1400,1000")
+ARTIFACTS = Path(os.environ.get("PERPBOT_ARTIFACTS") or Path(__file__).parents[1] / "artifacts" / "dashboard")
+DESKTOP, PHONE = (1400, 1000), (390, 844)
 
 
 def _endpoint(daemon: Daemon) -> tuple[str, str]:
@@ -77,7 +82,14 @@ def test_dashboard_auth_cookie_and_csrf(daemon_factory: Any) -> None:
         csrf = _csrf(page.text)
         data = browser.get("/v1/dashboard").json()
         assert set(data["html"]) >= {"banner", "markets", "pnl", "funding", "hedge", "orders",
-                                     "watchdog", "charts"}
+                                     "watchdog", "charts", "market_charts"}
+        assert data["range"] == "24h"
+        week = browser.get("/v1/dashboard", params={"range": "7d", "w": "320", "fw": "99999"}).json()
+        assert week["range"] == "7d" and 'id="chart-equity"' in week["html"]["charts"]
+        assert 'width="320"' in week["html"]["charts"], "charts are drawn at the width the page measured"
+        assert 'width="1800"' in week["html"]["charts"], "widths are clamped"
+        odd = browser.get("/v1/dashboard", params={"range": "1y", "w": "abc"}).json()
+        assert odd["range"] == "24h" and 'width="560"' in odd["html"]["charts"]
         assert data["status"]["risk_mode"] == "NORMAL"
         assert browser.get("/static/dashboard.js").status_code == 200
         assert browser.get("/static/../api.py").status_code in (401, 404)
@@ -125,17 +137,78 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def _screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name
-    driver.save_screenshot(str(path))
-    artifacts = os.environ.get("PERPBOT_ARTIFACTS")
-    if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(artifacts) / name)
+def _viewport(driver: Any, size: tuple[int, int]) -> None:
+    width, height = size
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
+def _screenshot(driver: Any, name: str, full_page: bool = False) -> Path:
+    """The viewport (or the whole page) as a PNG in the artifacts directory; prints its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    params: dict[str, Any] = {"format": "png"}
+    if full_page:
+        width, height = driver.execute_script(
+            "return [document.documentElement.clientWidth, document.documentElement.scrollHeight];")
+        params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": width, "height": height,
+                                                         "scale": 1})
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", params)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    print(f"screenshot: {path}")
     return path
 
 
-def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any, tmp_path: Path) -> None:
+LAYOUT_PROBLEMS = """
+const problems = [];
+const page = document.documentElement;
+if (page.scrollWidth > page.clientWidth + 1) problems.push(`page scrolls sideways: ${page.scrollWidth} > ${page.clientWidth}`);
+for (const table of document.querySelectorAll('table')) {
+  const section = table.closest('section');
+  const box = section.getBoundingClientRect(), rect = table.getBoundingClientRect();
+  const name = section.querySelector('h2') ? section.querySelector('h2').textContent : section.id;
+  if (rect.right > box.right + 1 || rect.left < box.left - 1 || table.scrollWidth > section.clientWidth + 1)
+    problems.push(`table in ${name} overflows: ${Math.round(rect.width)} px in ${Math.round(box.width)} px`);
+  for (const cell of table.querySelectorAll('td, th'))
+    if (cell.scrollWidth > cell.clientWidth + 1)
+      problems.push(`cell '${cell.textContent.slice(0, 30)}' in ${name} is clipped`);
+}
+for (const svg of document.querySelectorAll('svg.chart')) {
+  const box = svg.closest('section').getBoundingClientRect(), rect = svg.getBoundingClientRect();
+  if (rect.right > box.right + 1) problems.push(`chart ${svg.id} overflows its section`);
+}
+return problems;
+"""
+
+CHART_POINTS = """
+const out = {};
+for (const svg of document.querySelectorAll('svg.chart'))
+  out[svg.id] = {points: Number(svg.dataset.points), paths: svg.querySelectorAll('path.line, circle.point').length,
+                 width: Math.round(svg.getBoundingClientRect().width)};
+return out;
+"""
+
+
+def _check_layout(driver: Any, size: tuple[int, int]) -> dict[str, Any]:
+    """At `size`: every chart drawn with data points, no table or chart wider than its section."""
+    _viewport(driver, size)
+    updates = int(driver.execute_script("return document.body.dataset.updates"))
+    eventually(lambda: int(driver.execute_script("return document.body.dataset.updates")) > updates + 1,
+               timeout_secs=10)  # re-rendered at the new widths
+    charts = driver.execute_script(CHART_POINTS)
+    expected = {"chart-equity", "chart-pnl", "chart-risk", *(f"chart-{kind}-{m}" for kind in ("funding", "position")
+                                                           for m in ("BTC-USD", "ETH-USD"))}
+    assert expected <= set(charts), charts
+    for chart_id in expected:
+        assert charts[chart_id]["points"] >= 2, (chart_id, charts[chart_id])
+        assert charts[chart_id]["width"] <= size[0]
+    for chart_id in expected - {"chart-risk"}:
+        assert charts[chart_id]["paths"] >= 1, f"{chart_id} draws no line"
+    assert driver.execute_script(LAYOUT_PROBLEMS) == []
+    return charts
+
+
+def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
     daemon = daemon_factory().start()
@@ -177,6 +250,39 @@ def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any, tmp_p
     eventually(lambda: int(attribute("body", "data-updates") or 0) >= 2, timeout_secs=10)
     assert "live" in browser.find_element(by_css, "#conn").text
 
+    # Charts with data at a desktop width and at a phone width; nothing wider than its section.
+    desktop = _check_layout(browser, DESKTOP)
+    assert desktop["chart-equity"]["width"] >= 500, "two charts a row at 1400 px"
+    _screenshot(browser, "dashboard-1400x1000.png")
+    _screenshot(browser, "dashboard-1400-full.png", full_page=True)
+    # Decision markers: hover text carries the decision's reason and its tripped flags.
+    eventually(lambda: browser.execute_script(
+        "return document.querySelectorAll('#market_charts circle.decision').length") > 0, timeout_secs=10)
+    hover = browser.execute_script(
+        "return document.querySelector('#market_charts circle.decision title').textContent")
+    assert re.search(r"\d\d:\d\d:\d\dZ · [^(]+ \((no flags tripped|[a-z, ]+)\)", hover), hover
+    # The watchdog board: one chip per input, value in human units; a reason only when not OK.
+    chips = browser.execute_script(
+        "return [...document.querySelectorAll('#watchdog .chip')].map(c => [c.dataset.input, c.dataset.state,"
+        " c.querySelector('.chip-value').textContent, !!c.querySelector('.chip-reason')]);")
+    assert {c[0] for c in chips} >= {"block_height", "chain_head_age", "indexer_lag"}, chips
+    assert all(not has_reason for _, state, _, has_reason in chips if state == "OK")
+    head_age = next(c for c in chips if c[0] == "chain_head_age")
+    assert head_age[2].endswith(" s") or head_age[2] == "no data", head_age
+    # The range selector redraws the charts over the chosen span and is kept across reloads.
+    for chosen in ("1h", "7d", "all", "24h"):
+        browser.find_element(by_css, f"button.range[data-range='{chosen}']").click()
+        eventually(lambda chosen=chosen: attribute("body", "data-range") == chosen, timeout_secs=2)
+        assert attribute("button.range.active", "data-range") == chosen
+    browser.find_element(by_css, "button.range[data-range='1h']").click()
+    browser.refresh()
+    eventually(lambda: attribute("body", "data-range") == "1h", timeout_secs=5)
+
+    _check_layout(browser, PHONE)
+    _screenshot(browser, "dashboard-390x844.png")
+    _screenshot(browser, "dashboard-390-full.png", full_page=True)
+    _viewport(browser, DESKTOP)
+
     # The news flag trips on the page within a few seconds of the CLI raising it.
     started = time.monotonic()
     result = daemon.cli("news", "set", "FOMC", "--ttl", "1h")
@@ -186,7 +292,7 @@ def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any, tmp_p
     assert news_latency < 6
     eventually(lambda: "FOMC" in browser.execute_script("return document.getElementById('news').textContent"),
                timeout_secs=4)
-    _screenshot(browser, tmp_path, "dashboard-news.png")
+    _screenshot(browser, "dashboard-news.png")
 
     # Opening the dialog and cancelling does nothing.
     dialog = browser.find_element(by_css, "#kill-dialog")
@@ -212,7 +318,7 @@ def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any, tmp_p
     assert status["kill_reason"] == "browser test kill"
     assert sum(status["open_orders"].values()) == 0
     eventually(lambda: attribute("#orders table", "data-open-orders") == "0", timeout_secs=6)
-    shot = _screenshot(browser, tmp_path, "dashboard-halted.png")
+    shot = _screenshot(browser, "dashboard-halted.png")
     assert shot.stat().st_size > 10_000
     assert token not in daemon.log()
     assert daemon.stop() == 0
@@ -278,7 +384,7 @@ def test_history_is_bounded_to_its_window_and_thinned_for_charts() -> None:
     sample = series[-1]
     assert sample.gross_exposure_usd == 0.5 * 3000 + 0.5 * 3000  # perp at the oracle, spot at its mid
     assert sample.net_exposure_usd == 0
-    assert render_charts(series).count("<svg") == 3
+    assert render_chart_sections(series).count("<svg") == 3
 
 
 def test_sessions_are_random_bounded_and_expire() -> None:

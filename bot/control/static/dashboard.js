@@ -1,4 +1,5 @@
-// perpbot dashboard: poll /v1/dashboard and swap in the server-rendered sections; kill with confirmation.
+// perpbot dashboard: poll /v1/dashboard and swap in the server-rendered sections (charts are SVG
+// drawn by the daemon at the widths measured here); range buttons; kill with confirmation.
 // No framework and no build step; the session cookie authenticates, the CSRF meta tag guards the kill.
 (() => {
   "use strict";
@@ -8,22 +9,45 @@
   const dialog = document.getElementById("kill-dialog");
   const result = document.getElementById("kill-result");
   const confirmButton = document.getElementById("kill-confirm");
+  const ranges = ["1h", "24h", "7d", "all"];
   let updates = 0;
+  let range = ranges.includes(localStorage.getItem("perpbot.range")) ? localStorage.getItem("perpbot.range")
+    : (document.body.dataset.range || "24h");
+
+  function showRange() {
+    document.body.dataset.range = range;
+    for (const button of document.querySelectorAll("button.range")) {
+      button.classList.toggle("active", button.dataset.range === range);
+    }
+  }
+
+  function widths() {
+    // The SVGs are drawn at these pixel widths, so their text stays readable at any screen size.
+    const slot = document.querySelector(".chart-slot:not(.wide)");
+    const wide = document.querySelector(".chart-slot.wide") || document.getElementById("charts");
+    const w = slot ? Math.floor(slot.clientWidth) : 560;
+    const fw = wide ? Math.floor(wide.clientWidth) : 2 * w;
+    return "&w=" + w + "&fw=" + fw;
+  }
 
   function setConn(text, cls) {
     conn.textContent = text;
     conn.className = "conn " + cls;
   }
 
+  let sequence = 0;
+
   async function refresh() {
+    const mine = ++sequence;
     try {
-      const response = await fetch("/v1/dashboard", { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch("/v1/dashboard?range=" + encodeURIComponent(range) + widths(), { credentials: "same-origin", cache: "no-store" });
       if (response.status === 401) {
         setConn("session expired: open the dashboard again with /?token=…", "bad");
         return false;
       }
       if (!response.ok) throw new Error("HTTP " + response.status);
       const data = await response.json();
+      if (mine !== sequence) return true;  // a newer request (another range) is on its way
       for (const [id, html] of Object.entries(data.html)) {
         const el = document.getElementById(id);
         if (el) el.innerHTML = html;  // server-rendered, every value escaped there
@@ -41,6 +65,21 @@
   async function loop() {
     if (await refresh()) setTimeout(loop, pollMs);
   }
+
+  for (const button of document.querySelectorAll("button.range")) {
+    button.addEventListener("click", () => {
+      range = button.dataset.range;
+      try { localStorage.setItem("perpbot.range", range); } catch (e) { /* private mode */ }
+      showRange();
+      refresh();
+    });
+  }
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(refresh, 250);
+  });
+  showRange();
 
   document.getElementById("kill-open").addEventListener("click", () => {
     dialog.hidden = false;
