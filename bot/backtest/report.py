@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from bot.control.palette import MODE_COLOURS, colour, label
+
 from . import metrics as stats
 from .runner import BacktestResult
 
@@ -80,7 +82,7 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    ax.plot(x, equity, label="strategy", lw=1.4)
+    ax.plot(x, equity, label="strategy", lw=1.4, color=colour("equity"))
     for name, b in sorted(baselines.items()):
         if len(b.get("equity", [])) == len(x):
             ax.plot(x, b["equity"], label=name, lw=0.9, alpha=0.8)
@@ -89,13 +91,13 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     save(fig, "equity.png")
 
     fig, ax = plt.subplots(figsize=(9, 2.5))
-    ax.fill_between(x, [-d * 100 for d in stats.drawdown(equity)], 0, color="tab:red", alpha=0.5)
+    ax.fill_between(x, [-d * 100 for d in stats.drawdown(equity)], 0, color=colour("drawdown"), alpha=0.5)
     ax.set_ylabel("drawdown (%)")
     save(fig, "drawdown.png")
 
     fig, ax = plt.subplots(figsize=(9, 3))
     for key in ("price", "funding", "fees", "slippage"):
-        ax.plot(x, [s["pnl"][key] for s in samples], label=key, lw=1)
+        ax.plot(x, [s["pnl"][key] for s in samples], label=label(key), color=colour(key), lw=1)
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_ylabel("cumulative PnL (USD)")
     ax.legend(loc="best", fontsize=8)
@@ -107,29 +109,34 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     for s in samples:
         total += s["funding_expected_1h"] * hours
         expected.append(total)
-    ax.plot(x, [s["funding_realised"] for s in samples], label="realised", lw=1.2)
-    ax.plot(x, expected, label="expected (forecast x position)", lw=1, ls="--")
+    ax.plot(x, [s["funding_realised"] for s in samples], label=label("realised"), color=colour("realised"),
+            lw=1.2)
+    ax.plot(x, expected, label=f"{label('expected')} (forecast x position)", color=colour("expected"), lw=1,
+            ls="--")
     ax.set_ylabel("cumulative funding (USD)")
     ax.legend(loc="best", fontsize=8)
     save(fig, "funding.png")
 
     fig, ax = plt.subplots(figsize=(9, 3))
-    ax.plot(x, [s["gross_notional"] for s in samples], label="gross notional", lw=1)
-    ax.plot(x, [s["net_notional"] for s in samples], label="net delta notional", lw=1)
+    ax.plot(x, [s["gross_notional"] for s in samples], label=label("gross"), color=colour("gross"), lw=1)
+    ax.plot(x, [s["net_notional"] for s in samples], label=label("net"), color=colour("net"), lw=1)
     ax.set_ylabel("USD")
     ax2 = ax.twinx()
-    ax2.plot(x, [s["leverage"] for s in samples], color="tab:purple", lw=0.8, label="leverage")
+    ax2.plot(x, [s["leverage"] for s in samples], color=colour("leverage"), lw=0.8, ls=":", label="leverage")
     ax2.set_ylabel("leverage (x)")
     ax.legend(loc="upper left", fontsize=8)
     save(fig, "exposure.png")
 
     fig, ax = plt.subplots(figsize=(9, 2.5))
     rank = {"NORMAL": 0, "REDUCE_ONLY": 1, "HALTED": 2}
-    ax.step(x, [rank.get(s["risk_mode"], 0) for s in samples], where="post", color="tab:orange")
+    ax.step(x, [rank.get(s["risk_mode"], 0) for s in samples], where="post", color="#7d8a97")
+    for mode in rank:  # the page's risk-mode colours, as bands
+        ax.fill_between(x, -0.4, 2.4, where=[s["risk_mode"] == mode for s in samples], step="post",
+                        color=MODE_COLOURS[mode], alpha=0.25, lw=0)
     ax.set_yticks([0, 1, 2], ["NORMAL", "REDUCE_ONLY", "HALTED"])
     flags = [sum(len(m.get("flags", [])) for m in s["markets"].values()) for s in samples]
     ax2 = ax.twinx()
-    ax2.plot(x, flags, color="tab:blue", lw=0.6, alpha=0.6)
+    ax2.plot(x, flags, color=colour("flags"), lw=0.6, alpha=0.6)
     ax2.set_ylabel("tripped flags")
     save(fig, "risk_mode.png")
 

@@ -144,7 +144,8 @@ class ControlServer:
         return response
 
     async def _dashboard_data(self, request: web.Request) -> web.Response:
-        return web.json_response(self._dashboard.payload(request.query), headers={"Cache-Control": "no-store"})
+        return web.json_response(self._dashboard.payload(request.query),
+                                 headers={"Cache-Control": "no-store"})
 
     async def _history_data(self, request: web.Request) -> web.Response:
         if self._history is None:

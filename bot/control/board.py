@@ -53,7 +53,8 @@ def threshold_text(name: str, thresholds: Thresholds) -> str:
     return text + (f" · critical ≥ {human(critical, unit)}" if critical is not None else "")
 
 
-def chip(name: str, state: str, value: str, threshold: str, reason: str | None, label: str | None = None) -> str:
+def chip(name: str, state: str, value: str, threshold: str, reason: str | None,
+         label: str | None = None) -> str:
     state = state if state in STATES else "UNKNOWN"
     reason_html = f'<span class="chip-reason">{escape(reason)}</span>' if reason and state != "OK" else ""
     threshold_html = f'<span class="chip-limit">{escape(threshold)}</span>' if threshold else ""

@@ -122,8 +122,8 @@ def position_chart(slug: str, ticker: str, series: Sequence[Sample], markers: Se
         title = f"{fmt.stamp(marker.ts_ns)} · {marker.reason} ({tripped})"
         if marker.summary:
             title += f"\n{marker.summary}"
-        dots.append(Dot(marker.ts_ns, y, MODE_COLOURS["REDUCE_ONLY"] if marker.tripped else colour("decision"),
-                        title, "marker decision"))
+        dot_colour = MODE_COLOURS["REDUCE_ONLY"] if marker.tripped else colour("decision")
+        dots.append(Dot(marker.ts_ns, y, dot_colour, title, "marker decision"))
     lines = [Line(label("position"), colour("position"), position, step=True,
                   last=fmt.size(position[-1][1]) if position else None),
              Line(label("target"), colour("target"), target, dashed=True, step=True,

@@ -38,7 +38,7 @@ from bot.control.history import (
     sample_from_status,
 )
 
-__all__ = ["Dashboard", "Sessions", "Session", "StatusHistory", "sample_from_status"]
+__all__ = ["Dashboard", "Session", "Sessions", "StatusHistory", "sample_from_status"]
 
 POLL_INTERVAL_MS = 2000
 SESSION_COOKIE = "perpbot_session"
@@ -143,7 +143,8 @@ class Dashboard:
         return self._assets[name], ASSETS[name]
 
     def sections(self, status: dict[str, Any], range_key: str = DEFAULT_RANGE,
-                 width: int = charts.DEFAULT_WIDTH, full_width: int = 2 * charts.DEFAULT_WIDTH) -> dict[str, str]:
+                 width: int = charts.DEFAULT_WIDTH,
+                 full_width: int = 2 * charts.DEFAULT_WIDTH) -> dict[str, str]:
         now = self._clock.now_ns()
         live = sample_from_status(status, now)
         history = self._history
@@ -202,7 +203,8 @@ def render_market_charts(markets: dict[str, dict[str, Any]], series: list[Sample
         cards.append(f'<article class="market-card" data-market-card="{escape(ticker)}">'
                      f'<h3>{escape(ticker)}<span class="market-facts">{facts_html}</span></h3>'
                      f'<div class="chart-grid">'
-                     f"{charts.market_charts(ticker, series, markers, payments, thresholds, view)}</div></article>")
+                     f"{charts.market_charts(ticker, series, markers, payments, thresholds, view)}"
+                     "</div></article>")
     return "".join(cards) or '<p class="muted">no markets</p>'
 
 
@@ -240,9 +242,10 @@ def render_markets(status: dict[str, Any]) -> str:
         flags = _dict(m.get("flags"))
         cells = [
             f'<td class="market" data-label="{head[0]}"><b>{escape(ticker)}</b>'
-            f'<small>oracle {escape(fmt.price(m.get("oracle_price")))} · mid {escape(fmt.price(m.get("mid")))}'
-            "</small></td>",
-            f'<td class="num" data-field="position" data-label="{head[1]}">{escape(fmt.size(m.get("position")))}'
+            f'<small>oracle {escape(fmt.price(m.get("oracle_price")))}'
+            f' · mid {escape(fmt.price(m.get("mid")))}</small></td>',
+            f'<td class="num" data-field="position" data-label="{head[1]}">'
+            f'{escape(fmt.size(m.get("position")))}'
             f'<small>target {escape(fmt.size(m.get("target")))}</small></td>',
             f'<td class="num" data-field="notional" data-label="{head[2]}">{escape(fmt.usd(notional))}</td>',
             f'<td class="num" data-field="leverage" data-label="{head[3]}">{escape(leverage)}</td>',
@@ -290,11 +293,12 @@ def render_funding(status: dict[str, Any]) -> str:
     rows = []
     for ticker, m in _markets(status).items():
         ledger = _dict(m.get("funding_ledger"))
-        rows.append((ticker, fmt.rate_pct(m.get("funding_rate_1h")), fmt.usd(ledger.get("realised"), sign=True),
+        rows.append((ticker, fmt.rate_pct(m.get("funding_rate_1h")),
+                     fmt.usd(ledger.get("realised"), sign=True),
                      fmt.usd(ledger.get("expected"), sign=True), fmt.usd(ledger.get("paid")),
                      fmt.usd(ledger.get("received")), fmt.fixed(ledger.get("payments"), 0)))
-    rows.append(("all", "", fmt.usd(funding.get("realised"), sign=True), fmt.usd(funding.get("expected"), sign=True),
-                 "", "", ""))
+    rows.append(("all", "", fmt.usd(funding.get("realised"), sign=True),
+                 fmt.usd(funding.get("expected"), sign=True), "", "", ""))
     head = ("", "rate /h", "realised", f"expected {horizon} h", "paid", "received", "payments")
     return _table(head, rows, numeric_from=1)
 
@@ -308,7 +312,8 @@ def render_hedge(status: dict[str, Any]) -> str:
     for ticker, m in markets.items():
         spot = _dict(m.get("spot"))
         row = (ticker, fmt.size(m.get("position")), str(spot.get("market", "-")),
-               f"{fmt.size(spot.get('position'))} / {fmt.size(spot.get('target'))}", fmt.size(m.get("net_delta")))
+               f"{fmt.size(spot.get('position'))} / {fmt.size(spot.get('target'))}",
+               fmt.size(m.get("net_delta")))
         rows.append((*row, fmt.size(m.get("hedge_mismatch"))) if has_mismatch else row)
     head = ("perp", "position", "spot", "spot pos / target", "net delta")
     return _table((*head, "mismatch") if has_mismatch else head, rows, numeric_from=1)
@@ -354,11 +359,13 @@ def _short(value: Any) -> str:
     return f"{number:.4g}"
 
 
-def _table(head: tuple[str, ...], rows: Sequence[Sequence[Any]], attrs: str = "", numeric_from: int = 99) -> str:
+def _table(head: tuple[str, ...], rows: Sequence[Sequence[Any]], attrs: str = "",
+           numeric_from: int = 99) -> str:
     """A plain table; every cell is escaped here. Cells carry their column name (`data-label`),
     which the phone layout shows when it stacks the cells."""
-    thead = "".join(f'<th{" class=num" if i >= numeric_from else ""}>{escape(h)}</th>' for i, h in enumerate(head))
+    num = [' class="num"' if i >= numeric_from else "" for i in range(len(head))]
+    thead = "".join(f"<th{num[i]}>{escape(h)}</th>" for i, h in enumerate(head))
     body = "".join("<tr>" + "".join(
-        f'<td{" class=num" if i >= numeric_from else ""} data-label="{escape(head[i])}">{escape(str(c))}</td>'
+        f'<td{num[i]} data-label="{escape(head[i])}">{escape(str(c))}</td>'
         for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table{attrs}><thead><tr>{thead}</tr></thead><tbody>{body}</tbody></table>"

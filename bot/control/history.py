@@ -71,7 +71,7 @@ def sample_from_status(status: dict[str, Any], ts_ns: int) -> Sample:
     """Equity, exposure (perp and spot legs at their marks), funding, PnL and positions of a status."""
     gross = net = 0.0
     markets: dict[str, MarketSample] = {}
-    for ticker, market in (status.get("markets") or {}).items():
+    for ticker, market in _dict(status.get("markets")).items():
         if not isinstance(market, dict):
             continue
         for notional in _leg_notionals(market):
@@ -249,7 +249,8 @@ def marker_from_status(market: str, decision: Any) -> Marker | None:
     summary = decision.get("summary")
     return Marker(decision["ts_ns"], market, str(decision.get("reason", "")),
                   summary if isinstance(summary, str) else json.dumps(decision.get("plan")),
-                  tuple(str(t) for t in decision.get("tripped") or ()), None if target is None else float(target))
+                  tuple(str(t) for t in decision.get("tripped") or ()),
+                  None if target is None else float(target))
 
 
 def _leg_notionals(market: dict[str, Any]) -> Iterable[float]:

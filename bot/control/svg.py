@@ -120,7 +120,7 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> tuple[list[float], float
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.ceil(lo / step)
-    ticks = []
+    ticks: list[float] = []
     index = first
     while index * step <= hi + step * 1e-9 and len(ticks) < 12:
         ticks.append(index * step if index else 0.0)
@@ -146,10 +146,10 @@ def line_chart(chart_id: str, title: str, lines: Sequence[Line], t0: int, t1: in
                height: int = 200, hlines: Sequence[HLine] = (), dots: Sequence[Dot] = (),
                y_format: AxisFormat = usd_axis, include_zero: bool = False) -> str:
     """A time-series chart: grid, y ticks, time ticks, a legend with last values, and the lines."""
-    values = [v for line in lines for _, v in line.points] + [h.value for h in hlines] + [d.value for d in dots]
+    values = [v for line in lines for _, v in line.points]
+    values += [h.value for h in hlines] + [d.value for d in dots]
     lo, hi = value_range(values, include_zero)
-    legend, top = _legend(width, [(line.label, line.colour, line.last if line.last is not None else
-                                   (y_format(line.points[-1][1], 0) if line.points else fmt.DASH), line.dashed)
+    legend, top = _legend(width, [(line.label, line.colour, _last(line, y_format), line.dashed)
                                   for line in lines])
     frame = Frame(width, height + top - LEGEND_Y, t0, t1, lo, hi, top)
     parts = _open(chart_id, title, frame, sum(len(line.points) for line in lines) + len(dots))
@@ -164,7 +164,8 @@ def line_chart(chart_id: str, title: str, lines: Sequence[Line], t0: int, t1: in
     for line in lines:
         parts.append(_path(frame, line))
     for d in dots:
-        parts.append(f'<circle class="{d.css}" cx="{frame.x(d.ts_ns):.1f}" cy="{frame.y(d.value):.1f}" r="4.5" '
+        parts.append(f'<circle class="{d.css}" cx="{frame.x(d.ts_ns):.1f}" cy="{frame.y(d.value):.1f}" '
+                     'r="4.5" '
                      f'fill="{d.colour}" stroke="#0f1419" stroke-width="1.5"><title>{escape(d.title)}</title>'
                      "</circle>")
     parts.append("</svg>")
@@ -217,8 +218,8 @@ def _x_ticks(frame: Frame) -> list[str]:
     for i in range(count + 1):
         ts = frame.t0 + span * i // count
         anchor = "start" if i == 0 else "end" if i == count else "middle"
-        parts.append(f'<text class="tick" x="{frame.x(ts):.1f}" y="{frame.height - 6}" text-anchor="{anchor}">'
-                     f"{escape(fmt.axis_time(ts, span))}</text>")
+        parts.append(f'<text class="tick" x="{frame.x(ts):.1f}" y="{frame.height - 6}" '
+                     f'text-anchor="{anchor}">{escape(fmt.axis_time(ts, span))}</text>')
     return parts
 
 
@@ -238,6 +239,12 @@ def _path(frame: Frame, line: Line) -> str:
             commands.append(f"L{x:.1f},{y:.1f}")
     return (f'<path class="line" d="{"".join(commands)}" fill="none" stroke="{line.colour}" '
             f'stroke-width="1.8" stroke-linejoin="round"{dash}><title>{escape(line.label)}</title></path>')
+
+
+def _last(line: Line, y_format: AxisFormat) -> str:
+    if line.last is not None:
+        return line.last
+    return y_format(line.points[-1][1], 0) if line.points else fmt.DASH
 
 
 def _legend(width: int, entries: Sequence[tuple[str, str, str, bool]]) -> tuple[list[str], int]:

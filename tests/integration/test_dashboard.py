@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,13 @@ import httpx
 import pytest
 from helpers import Daemon, eventually
 
-from bot.control.dashboard import Dashboard, Sessions, StatusHistory, render_chart_sections, sample_from_status
+from bot.control.dashboard import (
+    Dashboard,
+    Sessions,
+    StatusHistory,
+    render_chart_sections,
+    sample_from_status,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -162,7 +167,8 @@ def _screenshot(driver: Any, name: str, full_page: bool = False) -> Path:
 LAYOUT_PROBLEMS = """
 const problems = [];
 const page = document.documentElement;
-if (page.scrollWidth > page.clientWidth + 1) problems.push(`page scrolls sideways: ${page.scrollWidth} > ${page.clientWidth}`);
+if (page.scrollWidth > page.clientWidth + 1)
+  problems.push(`page scrolls sideways: ${page.scrollWidth} > ${page.clientWidth}`);
 for (const table of document.querySelectorAll('table')) {
   const section = table.closest('section');
   const box = section.getBoundingClientRect(), rect = table.getBoundingClientRect();
@@ -183,7 +189,8 @@ return problems;
 CHART_POINTS = """
 const out = {};
 for (const svg of document.querySelectorAll('svg.chart'))
-  out[svg.id] = {points: Number(svg.dataset.points), paths: svg.querySelectorAll('path.line, circle.point').length,
+  out[svg.id] = {points: Number(svg.dataset.points),
+                 paths: svg.querySelectorAll('path.line, circle.point').length,
                  width: Math.round(svg.getBoundingClientRect().width)};
 return out;
 """
@@ -196,8 +203,8 @@ def _check_layout(driver: Any, size: tuple[int, int]) -> dict[str, Any]:
     eventually(lambda: int(driver.execute_script("return document.body.dataset.updates")) > updates + 1,
                timeout_secs=10)  # re-rendered at the new widths
     charts = driver.execute_script(CHART_POINTS)
-    expected = {"chart-equity", "chart-pnl", "chart-risk", *(f"chart-{kind}-{m}" for kind in ("funding", "position")
-                                                           for m in ("BTC-USD", "ETH-USD"))}
+    per_market = (f"chart-{kind}-{m}" for kind in ("funding", "position") for m in ("BTC-USD", "ETH-USD"))
+    expected = {"chart-equity", "chart-pnl", "chart-risk", *per_market}
     assert expected <= set(charts), charts
     for chart_id in expected:
         assert charts[chart_id]["points"] >= 2, (chart_id, charts[chart_id])
