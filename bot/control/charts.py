@@ -19,6 +19,7 @@ from bot.control.palette import MODE_COLOURS, colour, label
 from bot.control.svg import Band, Dot, HLine, Line, band_chart, line_chart, rate_axis, size_axis
 
 MAX_MARKERS = 200
+MIN_SPAN_SECS = 10
 MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 280, 1800, 560
 
 
@@ -44,10 +45,10 @@ def span(series: Sequence[Sample], markers: Sequence[Marker], payments: Sequence
          range_secs: float | None) -> tuple[int, int]:
     """From the range start (or the first data point, if later) to now."""
     first = min((items[0].ts_ns for items in (series, markers, payments) if items), default=now_ns)
+    first = min(first, now_ns - MIN_SPAN_SECS * fmt.NS_PER_SEC)
     if range_secs is None:
-        return min(first, now_ns - 60 * fmt.NS_PER_SEC), now_ns
-    start = now_ns - int(range_secs * fmt.NS_PER_SEC)
-    return max(start, min(first, now_ns - 60 * fmt.NS_PER_SEC)), now_ns
+        return first, now_ns
+    return max(now_ns - int(range_secs * fmt.NS_PER_SEC), first), now_ns
 
 
 def in_view(items: Sequence[Marker] | Sequence[Payment], view: View) -> list:  # type: ignore[type-arg]
@@ -98,10 +99,11 @@ def funding_chart(slug: str, ticker: str, series: Sequence[Sample], payments: Se
     realised = [(p.ts_ns, p.rate) for p in in_view(payments, view) if p.market == ticker]
     hlines = [HLine(label("entry"), colour("entry"), r) for r in thresholds.carry_entry_rate_1h]
     hlines += [HLine(label("exit"), colour("exit"), r) for r in thresholds.carry_exit_rate_1h]
-    lines = [Line(label("expected"), colour("expected"), expected, step=True,  # type: ignore[arg-type]
-                  last=fmt.rate_pct(expected[-1][1]) if expected else None),
-             Line(label("realised"), colour("realised"), realised, step=True,
-                  last=fmt.rate_pct(realised[-1][1]) if realised else None)]
+    # Realised settles hourly (steps); the live estimate is drawn over it, dashed, so both show.
+    lines = [Line(label("realised"), colour("realised"), realised, step=True,
+                  last=fmt.rate_pct(realised[-1][1]) if realised else None),
+             Line(label("expected"), colour("expected"), expected, dashed=True,  # type: ignore[arg-type]
+                  last=fmt.rate_pct(expected[-1][1]) if expected else None)]
     return line_chart(f"chart-funding-{slug}", f"{ticker} funding rate (per hour)", lines, view.t0, view.t1,
                       view.width, hlines=hlines, y_format=rate_axis, include_zero=True)
 

@@ -260,7 +260,7 @@ def render_markets(status: dict[str, Any]) -> str:
 
 def _flag_cell(name: str, flag: dict[str, Any]) -> str:
     tripped = bool(flag.get("tripped"))
-    state = "tripped" if tripped else "clear"
+    state = "tripped" if tripped else "clear" if flag else "-"
     numbers = " · ".join(f"{escape(str(k))} {escape(_short(v))}" for k, v in flag.items()
                          if k not in ("tripped", "why") and v not in (None, ""))
     why = flag.get("why") or ""
@@ -289,7 +289,7 @@ def render_pnl(status: dict[str, Any]) -> str:
 
 def render_funding(status: dict[str, Any]) -> str:
     funding = _dict(status.get("funding"))
-    horizon = funding.get("horizon_hours", "?")
+    horizon = funding.get("horizon_hours")
     rows = []
     for ticker, m in _markets(status).items():
         ledger = _dict(m.get("funding_ledger"))
@@ -299,7 +299,8 @@ def render_funding(status: dict[str, Any]) -> str:
                      fmt.usd(ledger.get("received")), fmt.fixed(ledger.get("payments"), 0)))
     rows.append(("all", "", fmt.usd(funding.get("realised"), sign=True),
                  fmt.usd(funding.get("expected"), sign=True), "", "", ""))
-    head = ("", "rate /h", "realised", f"expected {horizon} h", "paid", "received", "payments")
+    expected = f"expected {horizon} h" if isinstance(horizon, int) else "expected"
+    head = ("", "rate /h", "realised", expected, "paid", "received", "payments")
     return _table(head, rows, numeric_from=1)
 
 

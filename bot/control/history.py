@@ -158,7 +158,8 @@ class StatusHistory:
 
     def __init__(self, status_fn: StatusFn, clock: Clock, interval_secs: float = HISTORY_INTERVAL_SECS,
                  window_secs: float = FINE_WINDOW_SECS, store: Store | None = None,
-                 settings: Settings | None = None, coarse_window_secs: float = COARSE_WINDOW_SECS) -> None:
+                 settings: Settings | None = None, coarse_window_secs: float = COARSE_WINDOW_SECS,
+                 store_refresh_secs: float = STORE_REFRESH_SECS) -> None:
         self._status_fn = status_fn
         self._clock = clock
         self._interval_secs = interval_secs
@@ -168,6 +169,7 @@ class StatusHistory:
         self.coarse: deque[Sample] = deque(maxlen=int(coarse_window_secs / COARSE_INTERVAL_SECS) + 2)
         self._store = store
         self._store_read_ns: int | None = None
+        self._store_refresh_ns = int(store_refresh_secs * NS_PER_SEC)
         self.markers: list[Marker] = []
         self.payments: list[Payment] = []
         self.thresholds = thresholds_from(settings)
@@ -189,7 +191,7 @@ class StatusHistory:
         while self.coarse and now - self.coarse[0].ts_ns > self._coarse_window_ns:
             self.coarse.popleft()
         if self._store is not None and (self._store_read_ns is None
-                                        or now - self._store_read_ns >= STORE_REFRESH_SECS * NS_PER_SEC):
+                                        or now - self._store_read_ns >= self._store_refresh_ns):
             self.refresh_store(now)
         return sample
 

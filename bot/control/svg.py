@@ -223,8 +223,24 @@ def _x_ticks(frame: Frame) -> list[str]:
     return parts
 
 
+def _pixels(frame: Frame, line: Line) -> list[tuple[float, float]]:
+    """The line's points in pixels; a step line keeps only where its value changes (and its end)."""
+    if frame.t1 > frame.t0:
+        ax = frame.plot_w / (frame.t1 - frame.t0)
+        bx = frame.left - ax * frame.t0
+    else:
+        ax, bx = 0.0, frame.left + frame.plot_w
+    ay = -frame.plot_h / (frame.hi - frame.lo)
+    by = frame.top + frame.plot_h * frame.hi / (frame.hi - frame.lo)
+    points = [(t, v) for t, v in line.points if math.isfinite(v)]
+    if line.step and len(points) > 2:
+        last = len(points) - 1
+        points = [p for i, p in enumerate(points) if i in (0, last) or p[1] != points[i - 1][1]]
+    return [(ax * t + bx, ay * v + by) for t, v in points]
+
+
 def _path(frame: Frame, line: Line) -> str:
-    points = [(frame.x(t), frame.y(v)) for t, v in line.points if math.isfinite(v)]
+    points = _pixels(frame, line)
     dash = ' stroke-dasharray="5 3"' if line.dashed else ""
     if len(points) == 1:
         x, y = points[0]
@@ -232,11 +248,11 @@ def _path(frame: Frame, line: Line) -> str:
     if not points:
         return ""
     commands = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
-    for (_, y_prev), (x, y) in itertools.pairwise(points):
-        if line.step:
-            commands.append(f"H{x:.1f}V{y:.1f}" if y != y_prev else f"H{x:.1f}")
-        else:
-            commands.append(f"L{x:.1f},{y:.1f}")
+    if line.step:
+        commands += [f"H{x:.1f}V{y:.1f}" if y != y_prev else f"H{x:.1f}"
+                     for (_, y_prev), (x, y) in itertools.pairwise(points)]
+    else:
+        commands += [f"L{x:.1f},{y:.1f}" for x, y in points[1:]]
     return (f'<path class="line" d="{"".join(commands)}" fill="none" stroke="{line.colour}" '
             f'stroke-width="1.8" stroke-linejoin="round"{dash}><title>{escape(line.label)}</title></path>')
 

@@ -12,24 +12,33 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from helpers import Daemon, eventually
 
+from bot.config import Settings
 from bot.control.dashboard import (
+    SECURITY_HEADERS,
     Dashboard,
     Sessions,
     StatusHistory,
     render_chart_sections,
     sample_from_status,
 )
+from bot.domain import FundingPayment
+from bot.store.repo import Store
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -331,6 +340,135 @@ def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any) -> No
     assert daemon.stop() == 0
 
 
+# ---- a week of history, drawn in Chromium (no daemon) ------------------------------------------
+
+HOUR = 3600 * 1_000_000_000
+NOW_NS = 1_780_000_000 * 1_000_000_000
+
+
+def _week_status(t_ns: int) -> dict[str, Any]:
+    """A plausible bot state at `t_ns`: carry opening and closing on BTC, a REDUCE_ONLY spell, a halt."""
+    h = (t_ns - (NOW_NS - 10 * 24 * HOUR)) / HOUR
+    block = int(h // 6)
+    btc_rate = 0.00006 + 0.00005 * math.sin(h / 9)
+    btc_target = 0.05 - (0.1 if block % 3 == 1 else 0.0)
+    eth_rate = -0.00002 + 0.00003 * math.sin(h / 13 + 1)
+    eth_target = -0.5 if block % 4 else -0.25
+    lag = min(1.0, (h % 6) * 6)  # positions reach their target within ten minutes of a decision
+    funding, fees, slippage = 0.05 * h, -0.02 * h, -0.004 * h
+    equity = 10_000 + 120 * math.sin(h / 20) + 0.8 * h + 15 * math.sin(h * 1.7)
+    mode = "REDUCE_ONLY" if 150 <= h < 153 else "HALTED" if 200 <= h < 200.5 else "NORMAL"
+
+    def market(target: float, before: float, rate: float, price: float) -> dict[str, Any]:
+        position = before + (target - before) * lag
+        return {"position": f"{position:.4f}", "target": f"{target:.4f}", "oracle_price": f"{price:.2f}",
+                "funding_rate_1h": f"{rate:.8f}", "flags": {}}
+
+    return {"risk_mode": mode, "equity": f"{equity:.2f}",
+            "pnl": {"price": f"{equity - 10_000 - funding - fees - slippage:.2f}",
+                    "funding": f"{funding:.2f}",
+                    "fees": f"{fees:.2f}", "slippage": f"{slippage:.2f}", "total": f"{equity - 10_000:.2f}"},
+            "markets": {"BTC-USD": market(btc_target, 0.05 if block % 3 != 2 else -0.05, btc_rate, 65_000),
+                        "ETH-USD": market(eth_target, -0.5 if block % 4 != 1 else -0.25, eth_rate, 3_000)},
+            "watchdog": {"chain_head_age": {"state": "OK", "value": 0.7, "reason": None}}}
+
+
+def _fill_week(store: Any, history: StatusHistory, clock: _Clock) -> None:
+    """Ten days of hourly funding and six-hourly decisions in the store; eight days sampled in memory."""
+    start = NOW_NS - 10 * 24 * HOUR
+    for hour in range(10 * 24):
+        t = start + hour * HOUR
+        for ticker, m in _week_status(t)["markets"].items():
+            rate, size = Decimal(m["funding_rate_1h"]), Decimal(m["position"])
+            store.record_funding("paper", FundingPayment(ticker, rate, size, Decimal(m["oracle_price"]),
+                                                         -size * Decimal(m["oracle_price"]) * rate, t))
+            if hour % 6 == 0:
+                tripped = hour % 24 == 0
+                flags = {"funding": {"tripped": tripped}, "news": {"tripped": tripped}}
+                store.record_decision(t, ticker, "flags" if tripped else "audit", flags,
+                                      {"target_after": m["target"], "summary": f"{ticker} -> {m['target']}"})
+    t = NOW_NS - 8 * 24 * HOUR
+    while t <= NOW_NS:
+        clock.now = t
+        history.record(_week_status(t))
+        t += (60 if NOW_NS - t > 2 * HOUR else 5) * 1_000_000_000
+    history.refresh_store(NOW_NS)
+
+
+class _PageServer(ThreadingHTTPServer):
+    """The dashboard's three routes over a plain HTTP server (auth is tested above, with the daemon)."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+        super().__init__(("127.0.0.1", 0), _PageHandler)
+
+
+class _PageHandler(BaseHTTPRequestHandler):
+    server: _PageServer
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        dashboard = self.server.dashboard
+        if url.path == "/":
+            body, kind = dashboard.page("csrf").encode(), "text/html; charset=utf-8"
+        elif url.path == "/v1/dashboard":
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            body, kind = json.dumps(dashboard.payload(query)).encode(), "application/json"
+        else:
+            asset = dashboard.asset(url.path.removeprefix("/static/"))
+            if asset is None:
+                self.send_error(404)
+                return
+            body, kind = asset
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_week_of_history_in_chromium(browser: Any, tmp_path: Path) -> None:
+    """Ranges over a week of samples and ten days of stored funding and decisions, at both sizes."""
+    clock = _Clock()
+    store = Store.open(tmp_path / "week.db")
+    history = StatusHistory(lambda: _week_status(clock.now), clock, store=store, settings=Settings(),
+                            store_refresh_secs=1e9)
+    _fill_week(store, history, clock)
+    server = _PageServer(Dashboard(lambda: _week_status(clock.now), clock, history))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        spans = {}
+        for chosen in ("1h", "24h", "7d", "all"):
+            browser.find_element("css selector", f"button.range[data-range='{chosen}']").click()
+            eventually(lambda chosen=chosen: browser.execute_script(
+                "return document.body.dataset.range") == chosen, timeout_secs=5)
+            charts = _check_layout(browser, DESKTOP)
+            spans[chosen] = charts
+            _screenshot(browser, f"week-{chosen}-1400x1000.png")
+        markers = browser.execute_script("return document.querySelectorAll('circle.decision').length")
+        assert markers > 10, "every decision of the range is marked"
+        hover = browser.execute_script("return document.querySelector('circle.decision title').textContent")
+        assert re.search(r" · (flags|audit) \(", hover), hover
+        realised = spans["all"]["chart-funding-BTC-USD"]["points"]
+        assert realised > spans["7d"]["chart-funding-BTC-USD"]["points"], "all reaches back into the store"
+        _screenshot(browser, "week-all-1400-full.png", full_page=True)
+        for size in ((1280, 800), (1920, 1080)):  # the supported desktop range's two ends
+            _check_layout(browser, size)
+            _screenshot(browser, f"week-all-{size[0]}x{size[1]}.png")
+        _check_layout(browser, PHONE)
+        _screenshot(browser, "week-all-390x844.png")
+        _screenshot(browser, "week-all-390-full.png", full_page=True)
+    finally:
+        server.shutdown()
+        store.close()
+
+
 # ---- the renderer and the small services behind the page (no daemon) -------------------------
 
 SEC = 1_000_000_000
@@ -362,7 +500,8 @@ def _status(**extra: Any) -> dict[str, Any]:
     return {"risk_mode": "HALTED", "kill_latched": True, "kill_reason": HOSTILE, "equity": "10000",
             "funding": {"realised": "1", "expected": "-2", "horizon_hours": 8}, "open_orders": {"paper": 0},
             "news": [{"item": HOSTILE, "source": "operator", "remaining_secs": 60}],
-            "markets": {"ETH-USD": market}, "watchdog": {"head": {"height": 7, "note": HOSTILE}}, **extra}
+            "markets": {"ETH-USD": market},
+            "watchdog": {"chain_head_age": {"state": "DEGRADED", "value": 7, "reason": HOSTILE}}, **extra}
 
 
 def test_every_value_on_the_page_is_escaped() -> None:
@@ -375,7 +514,8 @@ def test_every_value_on_the_page_is_escaped() -> None:
     sections = dashboard.payload()["html"]
     assert all("<script" not in html for html in sections.values())
     assert 'data-flag="news" data-tripped="true"' in sections["markets"]
-    assert "watchdog.head.height" in sections["watchdog"]
+    assert 'data-input="chain_head_age" data-state="DEGRADED"' in sections["watchdog"]
+    assert "&lt;script&gt;alert" in sections["watchdog"], "the reason is shown, escaped"
 
 
 def test_history_is_bounded_to_its_window_and_thinned_for_charts() -> None:
