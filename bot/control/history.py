@@ -31,6 +31,7 @@ STORE_REFRESH_SECS = 30.0
 MAX_DECISIONS = 2000
 MAX_PAYMENTS = 20_000
 MAX_CHART_POINTS = 360
+JSON_MAX_POINTS = 2000
 RANGES = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "all": None}
 DEFAULT_RANGE = "24h"
 FLAG_NAMES = ("funding", "liquidity", "volatility", "news")
@@ -205,9 +206,10 @@ class StatusHistory:
                          for p in self._store.funding_payments()[-MAX_PAYMENTS:]]
 
     def as_json(self) -> dict[str, Any]:
-        """The fine window for terminal clients: column names and rows, oldest first."""
+        """The last 24 h for terminal clients (`perpbot watch`): column names and rows, oldest first."""
+        rows = self.series(max_points=JSON_MAX_POINTS, range_secs=RANGES["24h"])
         return {"interval_secs": self._interval_secs, "columns": list(SCALAR_COLUMNS),
-                "rows": [[getattr(s, c) for c in SCALAR_COLUMNS] for s in self.samples]}
+                "rows": [[getattr(s, c) for c in SCALAR_COLUMNS] for s in rows]}
 
     def series(self, live: Sample | None = None, max_points: int = MAX_CHART_POINTS,
                range_secs: float | None = None) -> list[Sample]:
