@@ -105,7 +105,7 @@ def funding_chart(slug: str, ticker: str, series: Sequence[Sample], payments: Se
              Line(label("expected"), colour("expected"), expected, dashed=True,  # type: ignore[arg-type]
                   last=fmt.rate_pct(expected[-1][1]) if expected else None)]
     return line_chart(f"chart-funding-{slug}", f"{ticker} funding rate (per hour)", lines, view.t0, view.t1,
-                      view.width, hlines=hlines, y_format=rate_axis, include_zero=True)
+                      view.width, hlines=hlines, y_format=rate_axis, include_zero=True, unit="rate")
 
 
 def position_chart(slug: str, ticker: str, series: Sequence[Sample], markers: Sequence[Marker],
@@ -131,5 +131,6 @@ def position_chart(slug: str, ticker: str, series: Sequence[Sample], markers: Se
              Line(label("target"), colour("target"), target, dashed=True, step=True,
                   last=fmt.size(target[-1][1]) if target else None)]
     return line_chart(f"chart-position-{slug}", f"{ticker} position vs target (base units)", lines,
-                      view.t0, view.t1, view.width, dots=dots, y_format=size_axis, include_zero=True)
+                      view.t0, view.t1, view.width, dots=dots, y_format=size_axis, include_zero=True,
+                      unit="size")
 

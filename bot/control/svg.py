@@ -144,7 +144,7 @@ def value_range(values: Sequence[float], include_zero: bool = False) -> tuple[fl
 
 def line_chart(chart_id: str, title: str, lines: Sequence[Line], t0: int, t1: int, width: int,
                height: int = 200, hlines: Sequence[HLine] = (), dots: Sequence[Dot] = (),
-               y_format: AxisFormat = usd_axis, include_zero: bool = False) -> str:
+               y_format: AxisFormat = usd_axis, include_zero: bool = False, unit: str = "usd") -> str:
     """A time-series chart: grid, y ticks, time ticks, a legend with last values, and the lines."""
     values = [v for line in lines for _, v in line.points]
     values += [h.value for h in hlines] + [d.value for d in dots]
@@ -152,7 +152,7 @@ def line_chart(chart_id: str, title: str, lines: Sequence[Line], t0: int, t1: in
     legend, top = _legend(width, [(line.label, line.colour, _last(line, y_format), line.dashed)
                                   for line in lines])
     frame = Frame(width, height + top - LEGEND_Y, t0, t1, lo, hi, top)
-    parts = _open(chart_id, title, frame, sum(len(line.points) for line in lines) + len(dots))
+    parts = _open(chart_id, title, frame, sum(len(line.points) for line in lines) + len(dots), unit)
     parts += legend + _y_grid(frame, y_format) + _x_ticks(frame)
     for h in hlines:
         y = frame.y(h.value)
@@ -188,10 +188,14 @@ def band_chart(chart_id: str, title: str, bands: Sequence[Band], legend_entries:
     return "".join(parts)
 
 
-def _open(chart_id: str, title: str, frame: Frame, points: int) -> list[str]:
+def _open(chart_id: str, title: str, frame: Frame, points: int, unit: str = "") -> list[str]:
+    # The plot's geometry lets the page's script turn a cursor position back into time and value.
+    geometry = (f'data-unit="{unit}" data-lo="{frame.lo!r}" data-hi="{frame.hi!r}" data-top="{frame.top}" '
+                f'data-ph="{frame.plot_h:.3f}" data-left="{frame.left}" data-pw="{frame.plot_w:.3f}" '
+                f'data-t0="{frame.t0 // 1_000_000}" data-t1="{frame.t1 // 1_000_000}"') if unit else ""
     return [f'<svg class="chart" id="{escape(chart_id)}" data-points="{points}" width="{frame.width}" '
             f'height="{frame.height}" viewBox="0 0 {frame.width} {frame.height}" role="img" '
-            f'aria-label="{escape(title)}">',
+            f'aria-label="{escape(title)}" {geometry}>',
             f'<text class="title" x="10" y="{TITLE_Y}">{escape(title)}</text>']
 
 

@@ -455,6 +455,18 @@ def test_a_week_of_history_in_chromium(browser: Any, tmp_path: Path) -> None:
         assert markers > 10, "every decision of the range is marked"
         hover = browser.execute_script("return document.querySelector('circle.decision title').textContent")
         assert re.search(r" · (flags|audit) \(", hover), hover
+        # Hovering a chart reads back the time and each line's value under the pointer.
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        equity = browser.find_element("css selector", "#chart-equity")
+        ActionChains(browser).move_to_element_with_offset(equity, 100, 10).perform()
+        tip = browser.find_element("css selector", "div.tip")
+        eventually(tip.is_displayed, timeout_secs=3)
+        readout = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s*equity 10,\d{3}\.\d\d"
+        assert re.fullmatch(readout, tip.text.strip()), tip.text
+        _screenshot(browser, "week-hover-1400x1000.png")
+        ActionChains(browser).move_to_element_with_offset(equity, 0, -300).perform()
+        eventually(lambda: not tip.is_displayed(), timeout_secs=3)
         realised = spans["all"]["chart-funding-BTC-USD"]["points"]
         assert realised > spans["7d"]["chart-funding-BTC-USD"]["points"], "all reaches back into the store"
         _screenshot(browser, "week-all-1400-full.png", full_page=True)
