@@ -36,6 +36,7 @@ from bot.control.history import (
     Thresholds,
     marker_from_status,
     sample_from_status,
+    thresholds_from,
 )
 
 __all__ = ["Dashboard", "Session", "Sessions", "StatusHistory", "sample_from_status"]
@@ -157,6 +158,8 @@ class Dashboard:
         t0, t1 = charts.span(series, markers, payments, now, range_secs)
         view = charts.View(t0, t1, width, full_width)
         thresholds = history.thresholds if history is not None else Thresholds()
+        if history is not None and history.settings is not None and isinstance(status.get("fees"), dict):
+            thresholds = thresholds_from(history.settings, status["fees"])
         return {
             "banner": render_banner(status, now),
             "charts": charts.overview(series, view),
@@ -165,6 +168,7 @@ class Dashboard:
             "pnl": render_pnl(status),
             "funding": render_funding(status),
             "hedge": render_hedge(status),
+            "accounts": render_accounts(status),
             "orders": render_orders(status),
             "watchdog": render_board(status, thresholds),
             "news": render_news(status),
@@ -196,16 +200,47 @@ def render_market_charts(markets: dict[str, dict[str, Any]], series: list[Sample
     cards = []
     for ticker, m in markets.items():
         notional = _notional(m.get("position"), m.get("oracle_price") or m.get("mid"))
+        operator = _dict(m.get("operator_target"))
         facts = [("position", fmt.size(m.get("position"))), ("target", fmt.size(m.get("target"))),
+                 *([("operator target", str(operator["spec"]))] if operator.get("spec") else []),
                  ("notional", fmt.usd(notional)), ("oracle", fmt.price(m.get("oracle_price"))),
                  ("funding", fmt.rate_pct(m.get("funding_rate_1h")) + "/h")]
         facts_html = "".join(f"<span><em>{escape(k)}</em> {escape(v)}</span>" for k, v in facts)
         cards.append(f'<article class="market-card" data-market-card="{escape(ticker)}">'
-                     f'<h3>{escape(ticker)}<span class="market-facts">{facts_html}</span></h3>'
+                     f"<h3>{escape(ticker)}{_market_status(m.get('market_status'))}"
+                     f'<span class="market-facts">{facts_html}</span></h3>'
                      f'<div class="chart-grid">'
                      f"{charts.market_charts(ticker, series, markers, payments, thresholds, view)}"
                      "</div></article>")
     return "".join(cards) or '<p class="muted">no markets</p>'
+
+
+def _market_status(value: Any) -> str:
+    """The venue's market status (ACTIVE, CLOSE_ONLY, ...), when the status carries it."""
+    if not isinstance(value, str) or not value:
+        return ""
+    state = "ok" if value.upper() == "ACTIVE" else "warn"
+    return f'<span class="pill pill-{state}" data-market-status="{escape(value)}">{escape(value)}</span>'
+
+
+def render_accounts(status: dict[str, Any]) -> str:
+    """Per venue: identity, equity, free collateral, margin use and fee rates, as far as reported."""
+    accounts, fees = _dict(status.get("account")), _dict(status.get("fees"))
+    rows = []
+    for venue in dict.fromkeys([*accounts, *fees]):
+        account, rates = accounts.get(venue), _dict(fees.get(venue))
+        if not isinstance(account, dict):  # older daemons: the identity alone
+            account = {"id": account}
+        ident = next((str(account[k]) for k in ("id", "address", "key") if account.get(k)), "-")
+        fee = (f"{fmt.rate_pct(rates.get('maker'), 3)} / {fmt.rate_pct(rates.get('taker'), 3)}"
+               if rates else "-")
+        rows.append((venue, ident, fmt.usd(account.get("equity")), fmt.usd(account.get("free_collateral")),
+                     fmt.rate_pct(account.get("margin_use"), 2), fee,
+                     str(account.get("source") or rates.get("source") or "-")))
+    if not rows:
+        return '<p class="muted">no account data</p>'
+    head = ("venue", "account", "equity", "free collateral", "margin use", "fees maker / taker", "source")
+    return _table(head, rows, numeric_from=2)
 
 
 def render_banner(status: dict[str, Any], now_ns: int) -> str:

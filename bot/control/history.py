@@ -122,23 +122,37 @@ class Thresholds:
     watchdog: dict[str, tuple[float, float | None, str]] = field(default_factory=dict)
 
 
-def thresholds_from(settings: Settings | None) -> Thresholds:
-    """The carry sleeve's entry/exit edges as hourly rates (the sleeve's own cost model) and the
-    watchdog's limits, from the configuration the daemon runs with."""
-    if settings is None:
-        return Thresholds()
+def carry_rates(settings: Settings, fees: Any = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The carry sleeve's entry and exit edges as hourly funding rates, priced with the sleeve's own
+    cost model. Fees: the configured schedules, or the taker rates a status reports under
+    `fees.dydx` / `fees.binance` (live venues report their own)."""
     from bot.strategy.sleeves import BPS, carry_economics
 
     carry = settings.strategy.carry
-    fee = settings.paper.taker_fee_rate
+    perp_fee = settings.paper.taker_fee_rate
+    fees = _dict(fees)
+    reported_perp = dec(_dict(fees.get("dydx")).get("taker"))
+    reported_spot = dec(_dict(fees.get("binance")).get("taker"))
+    if reported_perp is not None:
+        perp_fee = reported_perp
+    if reported_spot is not None:
+        carry = carry.model_copy(update={"spot_taker_fee_rate": reported_spot})
     scale = Decimal(carry.horizon_hours) * BPS
     entries: list[float] = []
     exits: list[float] = []
     sides = (-1, 1) if carry.allow_spot_short else (-1,)
     for side in sides:  # a short perp receives a positive rate, a long one a negative rate
-        costs = carry_economics(Decimal(0), side, carry, fee)
+        costs = carry_economics(Decimal(0), side, carry, perp_fee)
         entries.append(float(-side * (carry.entry_threshold_bps - costs.net_open_bps) / scale))
         exits.append(float(-side * (carry.exit_threshold_bps - costs.net_hold_bps) / scale))
+    return tuple(entries), tuple(exits)
+
+
+def thresholds_from(settings: Settings | None, fees: Any = None) -> Thresholds:
+    """The carry edges (see `carry_rates`) and the watchdog's limits, from the running config."""
+    if settings is None:
+        return Thresholds()
+    entries, exits = carry_rates(settings, fees)
     w = settings.watchdog
     watchdog = {
         "chain_head_age": (w.head_stall_degraded_secs, w.head_stall_critical_secs, "s"),
@@ -173,6 +187,7 @@ class StatusHistory:
         self._store_refresh_ns = int(store_refresh_secs * NS_PER_SEC)
         self.markers: list[Marker] = []
         self.payments: list[Payment] = []
+        self.settings = settings
         self.thresholds = thresholds_from(settings)
 
     async def run(self) -> None:

@@ -164,8 +164,11 @@ def test_partial_or_malformed_status_never_breaks_the_page(extra: Any, range_key
     base = status()
     variants = [extra, {"markets": extra}, {"markets": {"BTC-USD": extra}}, {"watchdog": extra},
                 {**base, "pnl": extra, "funding": extra, "news": extra, "open_orders": extra},
+                {**base, "account": extra, "fees": extra, "sim": extra},
+                {**base, "account": {"dydx": extra}, "fees": {"dydx": extra, "binance": {"taker": extra}}},
                 {**base, "markets": {"BTC-USD": {**base["markets"]["BTC-USD"], "last_decision": extra,
-                                                 "flags": extra, "spot": extra, "funding_ledger": extra}}}]
+                                                 "flags": extra, "spot": extra, "funding_ledger": extra,
+                                                 "market_status": extra, "operator_target": extra}}}]
     clock = Clock()
     for variant in variants:
         value = variant if isinstance(variant, dict) else {"equity": variant}
@@ -173,3 +176,35 @@ def test_partial_or_malformed_status_never_breaks_the_page(extra: Any, range_key
         history.record(value)
         payload = Dashboard(lambda value=value: value, clock, history).payload({"range": range_key})
         assert payload["html"]["charts"].count("<svg") == 3
+
+
+def test_fields_other_parts_add_are_shown_when_present() -> None:
+    """account per venue, fee rates, market status and the operator's target spec (newer daemons)."""
+    clock = Clock()
+    old = status()
+    old["account"] = {"dydx": "dydx1abc", "binance": None}
+    html = Dashboard(lambda: old, clock).payload()["html"]
+    assert "dydx1abc" in html["accounts"] and "pill" not in html["market_charts"]
+    new = status()
+    new["account"] = {"dydx": {"address": "dydx1abc", "equity": "10000.5", "free_collateral": "9500",
+                               "margin_use": "0.05", "source": "paper"}, "binance": {"key": "abcd…wxyz"}}
+    new["fees"] = {"dydx": {"maker": "0.0001", "taker": "0.0005", "source": "venue"}}
+    new["markets"]["BTC-USD"].update(market_status="CLOSE_ONLY",
+                                     operator_target={"spec": "5%", "base": "0.01"})
+    history = StatusHistory(lambda: new, clock, settings=Settings())
+    history.record(new)
+    html = Dashboard(lambda: new, clock, history).payload()["html"]
+    assert "10,000.50" in html["accounts"] and "9,500.00" in html["accounts"] and "5.00 %" in html["accounts"]
+    assert "0.010 % / 0.050 %" in html["accounts"] and "abcd…wxyz" in html["accounts"]
+    assert 'data-market-status="CLOSE_ONLY"' in html["market_charts"]
+    assert "operator target</em> 5%" in html["market_charts"]
+
+
+def test_carry_edges_follow_the_fee_rates_the_venue_reports() -> None:
+    cfg = Settings()
+    (entry,) = thresholds_from(cfg).carry_entry_rate_1h
+    (cheaper,) = thresholds_from(cfg, {"dydx": {"taker": "0"}}).carry_entry_rate_1h
+    reported = {"dydx": {"taker": "0.001"}, "binance": {"taker": "0.002"}}
+    (dearer,) = thresholds_from(cfg, reported).carry_entry_rate_1h
+    assert cheaper < entry < dearer
+    assert thresholds_from(cfg, {"dydx": {"taker": "junk"}}).carry_entry_rate_1h == (entry,)
