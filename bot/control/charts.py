@@ -20,7 +20,7 @@ from bot.control.svg import Band, Dot, HLine, Line, band_chart, line_chart, rate
 
 MAX_MARKERS = 200
 MIN_SPAN_SECS = 10
-MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 280, 1800, 560
+MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 280, 2000, 560
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,11 @@ class View:
     t1: int
     width: int = DEFAULT_WIDTH
     full_width: int = 2 * DEFAULT_WIDTH
+
+    @property
+    def height(self) -> int:
+        """Taller charts on wider screens, within reason."""
+        return max(190, min(280, self.width // 3))
 
 
 def clamp_width(value: object, default: int = DEFAULT_WIDTH) -> int:
@@ -60,13 +65,13 @@ def overview(series: Sequence[Sample], view: View) -> str:
     equity = line_chart("chart-equity", "Equity (USD)", [
         Line(label("equity"), colour("equity"), list(zip(ts, (s.equity_usd for s in series), strict=True)),
              last=fmt.usd(series[-1].equity_usd) if series else None),
-    ], view.t0, view.t1, view.width)
+    ], view.t0, view.t1, view.width, view.height)
     pnl_lines = [Line(label(key), colour(key),
                       list(zip(ts, (getattr(s, f"pnl_{key}") for s in series), strict=True)),
                       last=fmt.usd(getattr(series[-1], f"pnl_{key}"), sign=True) if series else None)
                  for key in ("price", "funding", "fees", "slippage")]
     pnl = line_chart("chart-pnl", "PnL attribution, cumulative (USD)", pnl_lines, view.t0, view.t1,
-                     view.width, include_zero=True)
+                     view.width, view.height, include_zero=True)
     return (f'<div class="chart-slot">{equity}</div><div class="chart-slot">{pnl}</div>'
             f'<div class="chart-slot wide">{risk_timeline(series, view)}</div>')
 
@@ -105,7 +110,8 @@ def funding_chart(slug: str, ticker: str, series: Sequence[Sample], payments: Se
              Line(label("expected"), colour("expected"), expected, dashed=True,  # type: ignore[arg-type]
                   last=fmt.rate_pct(expected[-1][1]) if expected else None)]
     return line_chart(f"chart-funding-{slug}", f"{ticker} funding rate (per hour)", lines, view.t0, view.t1,
-                      view.width, hlines=hlines, y_format=rate_axis, include_zero=True, unit="rate")
+                      view.width, view.height, hlines=hlines, y_format=rate_axis, include_zero=True,
+                      unit="rate")
 
 
 def position_chart(slug: str, ticker: str, series: Sequence[Sample], markers: Sequence[Marker],
@@ -131,6 +137,6 @@ def position_chart(slug: str, ticker: str, series: Sequence[Sample], markers: Se
              Line(label("target"), colour("target"), target, dashed=True, step=True,
                   last=fmt.size(target[-1][1]) if target else None)]
     return line_chart(f"chart-position-{slug}", f"{ticker} position vs target (base units)", lines,
-                      view.t0, view.t1, view.width, dots=dots, y_format=size_axis, include_zero=True,
-                      unit="size")
+                      view.t0, view.t1, view.width, view.height, dots=dots, y_format=size_axis,
+                      include_zero=True, unit="size")
 

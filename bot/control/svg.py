@@ -154,15 +154,17 @@ def line_chart(chart_id: str, title: str, lines: Sequence[Line], t0: int, t1: in
     frame = Frame(width, height + top - LEGEND_Y, t0, t1, lo, hi, top)
     parts = _open(chart_id, title, frame, sum(len(line.points) for line in lines) + len(dots), unit)
     parts += legend + _y_grid(frame, y_format) + _x_ticks(frame)
+    labels = []
     for h in hlines:
         y = frame.y(h.value)
         parts.append(f'<line class="threshold" x1="{frame.left}" x2="{frame.left + frame.plot_w:.1f}" '
                      f'y1="{y:.1f}" y2="{y:.1f}" stroke="{h.colour}" stroke-dasharray="6 4">'
                      f"<title>{escape(h.label)}: {escape(y_format(h.value, 0))}</title></line>")
-        parts.append(f'<text class="tick" x="{frame.left + frame.plot_w - 2:.1f}" y="{y - 3:.1f}" '
-                     f'text-anchor="end" fill="{h.colour}">{escape(h.label)}</text>')
+        labels.append(f'<text class="tick threshold-label" x="{frame.left + frame.plot_w - 2:.1f}" '
+                      f'y="{y - 3:.1f}" text-anchor="end" fill="{h.colour}">{escape(h.label)}</text>')
     for line in lines:
         parts.append(_path(frame, line))
+    parts += labels  # over the lines, on a halo
     for d in dots:
         parts.append(f'<circle class="{d.css}" cx="{frame.x(d.ts_ns):.1f}" cy="{frame.y(d.value):.1f}" '
                      'r="4.5" '

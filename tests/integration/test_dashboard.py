@@ -101,7 +101,7 @@ def test_dashboard_auth_cookie_and_csrf(daemon_factory: Any) -> None:
         week = browser.get("/v1/dashboard", params={"range": "7d", "w": "320", "fw": "99999"}).json()
         assert week["range"] == "7d" and 'id="chart-equity"' in week["html"]["charts"]
         assert 'width="320"' in week["html"]["charts"], "charts are drawn at the width the page measured"
-        assert 'width="1800"' in week["html"]["charts"], "widths are clamped"
+        assert 'width="2000"' in week["html"]["charts"], "widths are clamped"
         odd = browser.get("/v1/dashboard", params={"range": "1y", "w": "abc"}).json()
         assert odd["range"] == "24h" and 'width="560"' in odd["html"]["charts"]
         assert data["status"]["risk_mode"] == "NORMAL"
@@ -200,7 +200,8 @@ const out = {};
 for (const svg of document.querySelectorAll('svg.chart'))
   out[svg.id] = {points: Number(svg.dataset.points),
                  paths: svg.querySelectorAll('path.line, circle.point').length,
-                 width: Math.round(svg.getBoundingClientRect().width)};
+                 width: Math.round(svg.getBoundingClientRect().width),
+                 slot: svg.closest('.chart-slot').clientWidth};
 return out;
 """
 
@@ -218,6 +219,7 @@ def _check_layout(driver: Any, size: tuple[int, int]) -> dict[str, Any]:
     for chart_id in expected:
         assert charts[chart_id]["points"] >= 2, (chart_id, charts[chart_id])
         assert charts[chart_id]["width"] <= size[0]
+        assert abs(charts[chart_id]["width"] - charts[chart_id]["slot"]) <= 2, f"{chart_id} fills its slot"
     for chart_id in expected - {"chart-risk"}:
         assert charts[chart_id]["paths"] >= 1, f"{chart_id} draws no line"
     assert driver.execute_script(LAYOUT_PROBLEMS) == []
