@@ -143,6 +143,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options.binary_location = str(CHROMIUM)
     for arg in (*CHROME_ARGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(20)
     try:
@@ -204,6 +205,12 @@ for (const svg of document.querySelectorAll('svg.chart'))
                  slot: svg.closest('.chart-slot').clientWidth};
 return out;
 """
+
+
+def _script_errors(driver: Any) -> list[str]:
+    """Console errors other than the deliberate 401 (CSP violations and script errors land here)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and "401" not in e["message"]]
 
 
 def _check_layout(driver: Any, size: tuple[int, int]) -> dict[str, Any]:
@@ -337,6 +344,7 @@ def test_dashboard_in_headless_chromium(daemon_factory: Any, browser: Any) -> No
     assert sum(status["open_orders"].values()) == 0
     eventually(lambda: attribute("#orders table", "data-open-orders") == "0", timeout_secs=6)
     shot = _screenshot(browser, "dashboard-halted.png")
+    assert _script_errors(browser) == []
     assert shot.stat().st_size > 10_000
     assert token not in daemon.log()
     assert daemon.stop() == 0
@@ -478,6 +486,7 @@ def test_a_week_of_history_in_chromium(browser: Any, tmp_path: Path) -> None:
         _check_layout(browser, PHONE)
         _screenshot(browser, "week-all-390x844.png")
         _screenshot(browser, "week-all-390-full.png", full_page=True)
+        assert _script_errors(browser) == []
     finally:
         server.shutdown()
         store.close()
