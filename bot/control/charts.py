@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bot.control import fmt
 from bot.control.history import Marker, Payment, Sample, Thresholds
 from bot.control.palette import MODE_COLOURS, colour, label
-from bot.control.svg import Band, Dot, HLine, Line, band_chart, line_chart, rate_axis, size_axis
+from bot.control.svg import Band, Dot, HLine, Line, band_chart, line_chart, pct_axis, rate_axis, size_axis
 
 MAX_MARKERS = 200
 MIN_SPAN_SECS = 10
@@ -72,8 +72,26 @@ def overview(series: Sequence[Sample], view: View) -> str:
                  for key in ("price", "funding", "fees", "slippage")]
     pnl = line_chart("chart-pnl", "PnL attribution, cumulative (USD)", pnl_lines, view.t0, view.t1,
                      view.width, view.height, include_zero=True)
-    return (f'<div class="chart-slot">{equity}</div><div class="chart-slot">{pnl}</div>'
-            f'<div class="chart-slot wide">{risk_timeline(series, view)}</div>')
+    exposure = line_chart("chart-exposure", "Exposure (USD notional, perp and spot legs)", [
+        Line(label(key), colour(key), list(zip(ts, (getattr(s, f"{key}_exposure_usd") for s in series),
+                                               strict=True)),
+             last=fmt.usd(getattr(series[-1], f"{key}_exposure_usd")) if series else None)
+        for key in ("gross", "net")], view.t0, view.t1, view.width, view.height, include_zero=True)
+    slots = (equity, drawdown_chart(ts, [s.equity_usd for s in series], view), pnl, exposure)
+    return ("".join(f'<div class="chart-slot">{chart}</div>' for chart in slots)
+            + f'<div class="chart-slot wide">{risk_timeline(series, view)}</div>')
+
+
+def drawdown_chart(ts: Sequence[int], equity: Sequence[float], view: View) -> str:
+    """Equity below its running peak within the range, as a (negative) fraction."""
+    points, peak = [], 0.0
+    for t, value in zip(ts, equity, strict=True):
+        peak = max(peak, value)
+        points.append((t, value / peak - 1 if peak > 0 else 0.0))
+    last = fmt.rate_pct(points[-1][1], 2) if points else None
+    return line_chart("chart-drawdown", "Drawdown from the range's peak", [
+        Line(label("drawdown"), colour("drawdown"), points, last=last)], view.t0, view.t1, view.width,
+        view.height, y_format=pct_axis, include_zero=True, unit="pct")
 
 
 def risk_timeline(series: Sequence[Sample], view: View) -> str:

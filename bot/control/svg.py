@@ -40,6 +40,11 @@ def rate_axis(value: float, step: float) -> str:
     return f"{value * 100:.{_decimals(step * 100, 2, 5)}f}%"
 
 
+def pct_axis(value: float, step: float) -> str:
+    """Fractions as percentages with as many decimals as the step needs: -0.025 -> -2.5%."""
+    return f"{value * 100:.{_decimals(step * 100, 0, 3)}f}%"
+
+
 def _decimals(step: float, least: int, most: int) -> int:
     if step <= 0 or not math.isfinite(step):
         return least

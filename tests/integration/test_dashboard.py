@@ -221,7 +221,7 @@ def _check_layout(driver: Any, size: tuple[int, int]) -> dict[str, Any]:
                timeout_secs=10)  # re-rendered at the new widths
     charts = driver.execute_script(CHART_POINTS)
     per_market = (f"chart-{kind}-{m}" for kind in ("funding", "position") for m in ("BTC-USD", "ETH-USD"))
-    expected = {"chart-equity", "chart-pnl", "chart-risk", *per_market}
+    expected = {"chart-equity", "chart-drawdown", "chart-pnl", "chart-exposure", "chart-risk", *per_market}
     assert expected <= set(charts), charts
     for chart_id in expected:
         assert charts[chart_id]["points"] >= 2, (chart_id, charts[chart_id])
@@ -554,7 +554,7 @@ def test_history_is_bounded_to_its_window_and_thinned_for_charts() -> None:
     sample = series[-1]
     assert sample.gross_exposure_usd == 0.5 * 3000 + 0.5 * 3000  # perp at the oracle, spot at its mid
     assert sample.net_exposure_usd == 0
-    assert render_chart_sections(series).count("<svg") == 3
+    assert render_chart_sections(series).count("<svg") == 5
 
 
 def test_sessions_are_random_bounded_and_expire() -> None:

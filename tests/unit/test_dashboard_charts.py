@@ -175,7 +175,7 @@ def test_partial_or_malformed_status_never_breaks_the_page(extra: Any, range_key
         history = StatusHistory(lambda value=value: value, clock, settings=Settings())
         history.record(value)
         payload = Dashboard(lambda value=value: value, clock, history).payload({"range": range_key})
-        assert payload["html"]["charts"].count("<svg") == 3
+        assert payload["html"]["charts"].count("<svg") == 5
 
 
 def test_fields_other_parts_add_are_shown_when_present() -> None:

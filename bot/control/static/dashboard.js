@@ -41,6 +41,7 @@
     usd: (v) => v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }),
     size: (v) => v.toLocaleString("en-US", { minimumFractionDigits: 4, maximumFractionDigits: 4 }),
     rate: (v) => (v * 100).toFixed(4) + " %",
+    pct: (v) => (v * 100).toFixed(2) + " %",
   };
   const tip = document.createElement("div");
   tip.className = "tip";
