@@ -171,6 +171,7 @@
     dialog.hidden = false;
     document.getElementById("kill-reason").focus();
   });
+  result.addEventListener("click", () => { result.hidden = true; });
   document.getElementById("kill-cancel").addEventListener("click", () => { dialog.hidden = true; });
   confirmButton.addEventListener("click", async () => {
     confirmButton.disabled = true;
