@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -159,9 +160,15 @@ def _viewport(driver: Any, size: tuple[int, int]) -> None:
 
 
 def _screenshot(driver: Any, name: str, full_page: bool = False) -> Path:
-    """The viewport (or the whole page) as a PNG in the artifacts directory; prints its path."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
+    """The viewport (or the whole page) as a PNG in the artifacts directory (the system's temporary
+    directory when the checkout is read-only); prints its path."""
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / name
+        path.touch()
+    except OSError:
+        path = Path(tempfile.gettempdir()) / "perpbot-artifacts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
     params: dict[str, Any] = {"format": "png"}
     if full_page:
         width, height = driver.execute_script(
