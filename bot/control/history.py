@@ -233,11 +233,13 @@ class StatusHistory:
         now = live.ts_ns if live is not None else self._clock.now_ns()
         start = None if range_secs is None else now - int(range_secs * NS_PER_SEC)
         fine = list(self.samples)
-        if start is not None and fine and fine[0].ts_ns <= start + int(self._interval_secs * NS_PER_SEC):
-            points = fine  # the fine tier covers the whole range
-        else:
-            first_fine = fine[0].ts_ns if fine else now
-            points = [s for s in self.coarse if s.ts_ns < first_fine] + fine
+        step_ns = int(self._interval_secs * NS_PER_SEC)
+        covers_range = start is not None and fine and fine[0].ts_ns <= start + step_ns
+        if fine and (covers_range or self.coarse[0].ts_ns >= fine[0].ts_ns):
+            points = fine  # the fine tier holds the whole range, or everything there is
+        else:  # one a minute throughout (evenly spaced), then the samples since the last of those
+            last_coarse = self.coarse[-1].ts_ns if self.coarse else 0
+            points = list(self.coarse) + [s for s in fine if s.ts_ns > last_coarse]
         if start is not None:
             points = [s for s in points if s.ts_ns >= start]
         return thin(points, max_points - 1) + ([live] if live is not None else [])

@@ -68,6 +68,9 @@ def test_history_keeps_two_hours_fine_and_a_week_coarse_and_serves_each_range() 
         assert series[-1].ts_ns == history.samples[-1].ts_ns, key
         if secs is not None:
             assert clock.now - series[0].ts_ns <= secs * SEC + 60 * SEC, key
+    day = history.series(max_points=300, range_secs=86400)
+    gaps = [b.ts_ns - a.ts_ns for a, b in itertools.pairwise(day[:-15])]  # the tail: the last minute
+    assert max(gaps) <= 1.3 * min(gaps), "24 h: evenly spaced, not crowded into the last two hours"
     hour = history.series(max_points=10_000, range_secs=3600)
     assert max(b.ts_ns - a.ts_ns for a, b in itertools.pairwise(hour)) == 5 * SEC, "1 h: every sample"
     everything = history.series(max_points=10_000, range_secs=None)
