@@ -104,9 +104,12 @@ def stamp(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / NS_PER_SEC, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def axis_time(ts_ns: int, span_ns: int) -> str:
-    """Time-axis labels: HH:MM:SS under ten minutes, HH:MM within two days, else '07 Dec 12h'."""
+def axis_time(ts_ns: int, span_ns: int, step_ns: int = 0) -> str:
+    """Time-axis labels: HH:MM:SS for steps under a minute, HH:MM within two days, '07 Dec 12h'
+    beyond, '07 Dec' for whole-day steps."""
     when = datetime.fromtimestamp(ts_ns / NS_PER_SEC, tz=UTC)
-    if span_ns < 600 * NS_PER_SEC:
+    if step_ns >= 86400 * NS_PER_SEC:
+        return when.strftime("%d %b")
+    if (step_ns and step_ns < 60 * NS_PER_SEC) or span_ns < 120 * NS_PER_SEC:
         return when.strftime("%H:%M:%S")
     return when.strftime("%H:%M") if span_ns <= 2 * 86400 * NS_PER_SEC else when.strftime("%d %b %Hh")

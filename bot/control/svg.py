@@ -22,6 +22,8 @@ FONT = 11
 CHAR_W = FONT * 0.62  # a generous average glyph width of the page's sans-serif at 11 px
 PAD_LEFT, PAD_RIGHT, PAD_BOTTOM = 62, 12, 22
 TITLE_Y, LEGEND_Y, ROW_H = 15, 32, 15
+TIME_STEPS_SECS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+                   86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400, 182 * 86400, 365 * 86400)
 
 
 def usd_axis(value: float, step: float) -> str:
@@ -225,12 +227,19 @@ def _x_ticks(frame: Frame) -> list[str]:
     if frame.t1 <= frame.t0:
         return parts
     span = frame.t1 - frame.t0
-    count = max(2, min(6, int(frame.plot_w // (110 if span > 2 * 86400 * fmt.NS_PER_SEC else 80))))
-    for i in range(count + 1):
-        ts = frame.t0 + span * i // count
-        anchor = "start" if i == 0 else "end" if i == count else "middle"
-        parts.append(f'<text class="tick" x="{frame.x(ts):.1f}" y="{frame.height - 6}" '
-                     f'text-anchor="{anchor}">{escape(fmt.axis_time(ts, span))}</text>')
+    most = max(2, min(8, int(frame.plot_w // (110 if span > 2 * 86400 * fmt.NS_PER_SEC else 80))))
+    step = next((s * fmt.NS_PER_SEC for s in TIME_STEPS_SECS if span / (s * fmt.NS_PER_SEC) <= most),
+                span)
+    ts = -(-frame.t0 // step) * step  # round times: the first multiple of the step (UTC)
+    right = frame.left + frame.plot_w
+    while ts <= frame.t1:
+        x = frame.x(ts)
+        anchor = "start" if x - frame.left < 28 else "end" if right - x < 28 else "middle"
+        parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{bottom:.1f}" '
+                     f'y2="{bottom + 3:.1f}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{frame.height - 6}" '
+                     f'text-anchor="{anchor}">{escape(fmt.axis_time(ts, span, step))}</text>')
+        ts += step
     return parts
 
 
