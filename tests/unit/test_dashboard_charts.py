@@ -135,6 +135,9 @@ def test_chart_counts_its_points_and_takes_the_shared_colours() -> None:
     points = [(T0 + i * SEC, float(i)) for i in range(10)]
     svg = line_chart("c", "t", [Line("equity", colour("equity"), points)], T0, T0 + 9 * SEC, 400)
     assert 'data-points="10"' in svg and 'width="400"' in svg and colour("equity") in svg
+    day = line_chart("d", "t", [Line("equity", colour("equity"), points)], T0, T0 + 86400 * SEC, 600)
+    ticks = re.findall(r'text-anchor="\w+">(\d\d:\d\d)</text>', day)
+    assert len(ticks) >= 3 and all(t.endswith(":00") and int(t[:2]) % 3 == 0 for t in ticks), ticks
     empty = line_chart("e", "t", [Line("equity", colour("equity"), [])], T0, T0, 400)
     assert 'data-points="0"' in empty and "<path" not in empty
 
