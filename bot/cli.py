@@ -304,6 +304,77 @@ def config_check(config_path: Path | None) -> None:
 # ---- backtests, recordings, reports ------------------------------------------------------------
 
 
+@cli.group()
+def keys() -> None:
+    """Trade-only dYdX keys: grant one, list them, revoke one (same network settings as `run`)."""
+
+
+_network_option = click.option("--network", type=click.Choice(["sim", "testnet", "mainnet"]), default=None)
+
+
+def _keys_run(config_path: Path | None, network: str | None, action: Any) -> Any:
+    """Run one `keys` action: exit 2 on bad config, 1 when the chain refused or did not answer."""
+    import asyncio
+
+    import grpc
+
+    settings = _settings(config_path, network=network)
+    try:
+        return asyncio.run(action(settings))
+    except ConfigError as exc:
+        _fail(EXIT_BAD_INPUT, f"config error: {exc.key}: {exc.reason}")
+    except BotError as exc:
+        _fail(EXIT_RUNTIME, str(exc))
+    except grpc.RpcError as exc:
+        _fail(EXIT_RUNTIME, f"dydx node: gRPC {exc.code().name}")  # type: ignore[attr-defined]
+
+
+@keys.command("grant")
+@config_option
+@_network_option
+@click.option("--markets", default=None, help="Markets the key may trade, e.g. BTC-USD,ETH-USD (default: "
+                                              "the configured markets).")
+@click.option("--subaccount", type=click.IntRange(0, 127_999), default=None,
+              help="Subaccount the key may trade (default: [dydx] subaccount_number).")
+def keys_grant(config_path: Path | None, network: str | None, markets: str | None,
+               subaccount: int | None) -> None:
+    """Add a trade-only key to the account of PERPBOT_DYDX_MNEMONIC; print {address, authenticator_id}."""
+    from bot.venues.dydx import keys as dydx_keys
+
+    def action(settings: Settings) -> Any:
+        chosen = dydx_keys.parse_markets(markets, settings.markets)
+        number = settings.dydx.subaccount_number if subaccount is None else subaccount
+        return dydx_keys.grant(settings, chosen, number)
+
+    line, generated = _keys_run(config_path, network, action)
+    if generated:
+        click.echo("perpbot: store trading_mnemonic now (a secret manager, PERPBOT_DYDX_TRADING_MNEMONIC): "
+                   "it is printed this once and stored nowhere", err=True)
+    click.echo(json.dumps(line))
+
+
+@keys.command("list")
+@config_option
+@_network_option
+def keys_list(config_path: Path | None, network: str | None) -> None:
+    """List the authenticators of PERPBOT_DYDX_ADDRESS (or of the owner mnemonic's account)."""
+    from bot.venues.dydx import keys as dydx_keys
+
+    click.echo(json.dumps(_keys_run(config_path, network, dydx_keys.list_keys)))
+
+
+@keys.command("revoke")
+@config_option
+@_network_option
+@click.argument("authenticator_id", metavar="ID", type=click.IntRange(0))
+def keys_revoke(config_path: Path | None, network: str | None, authenticator_id: int) -> None:
+    """Remove authenticator ID from the account of PERPBOT_DYDX_MNEMONIC; wait until it is gone."""
+    from bot.venues.dydx import keys as dydx_keys
+
+    click.echo(json.dumps(_keys_run(config_path, network,
+                                    lambda settings: dydx_keys.revoke(settings, authenticator_id))))
+
+
 def _bad(option: str, reason: str) -> NoReturn:
     _fail(EXIT_BAD_INPUT, f"{option}: {reason}")
 

@@ -37,8 +37,8 @@ PosDecimal = Annotated[Decimal, Field(gt=0)]
 NonNegDecimal = Annotated[Decimal, Field(ge=0)]
 Fraction = Annotated[Decimal, Field(gt=0, le=1)]
 
-SECRET_FIELDS = ("control_token", "dydx_mnemonic", "binance_api_key", "binance_api_secret",
-                 "telegram_bot_token", "notify_webhook_url")
+SECRET_FIELDS = ("control_token", "dydx_mnemonic", "dydx_trading_mnemonic", "binance_api_key",
+                 "binance_api_secret", "telegram_bot_token", "notify_webhook_url")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -307,6 +307,11 @@ class Settings(BaseSettings):
     state_dir: Path = Path("state")
     shutdown_budget_secs: PositiveFloat = 10.0
     live_confirm: str = ""
+    # A trade-only dYdX key (`perpbot keys grant`): the account it trades for and its authenticator.
+    dydx_address: str | None = None
+    dydx_authenticator_id: int | None = Field(default=None, ge=0)
+    allow_owner_key: str = ""  # "yes": live on mainnet with the owner mnemonic
+    allow_withdraw_key: str = ""  # "yes": live with a Binance key that can withdraw
 
     control: ControlSettings = ControlSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
@@ -324,6 +329,7 @@ class Settings(BaseSettings):
 
     control_token: SecretStr | None = None
     dydx_mnemonic: SecretStr | None = None
+    dydx_trading_mnemonic: SecretStr | None = None
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
     telegram_bot_token: SecretStr | None = None
@@ -461,9 +467,11 @@ def _first_error(exc: ValidationError) -> ConfigError:
 def _check_combinations(settings: Settings) -> None:
     if settings.trading == "live" and settings.network == "mainnet" and settings.live_confirm != "yes":
         raise ConfigError("trading", "live trading on mainnet needs PERPBOT_LIVE_CONFIRM=yes")
-    if settings.trading == "live" and settings.dydx_mnemonic is None and settings.network != "sim":
+    no_key = settings.dydx_mnemonic is None and settings.dydx_trading_mnemonic is None
+    if settings.trading == "live" and no_key and settings.network != "sim":
         # On the simulator the embedded test account signs unless a mnemonic is given.
-        raise ConfigError("dydx_mnemonic", "live trading needs PERPBOT_DYDX_MNEMONIC")
+        raise ConfigError("dydx_trading_mnemonic",
+                          "live trading needs PERPBOT_DYDX_TRADING_MNEMONIC (or PERPBOT_DYDX_MNEMONIC)")
     if settings.trading == "live" and settings.network == "sim" and settings.sim.mode != "protocol":
         raise ConfigError("sim.mode", "live trading on the simulator needs sim.mode = 'protocol'")
     if settings.control.host not in LOOPBACK_HOSTS and settings.control_token is None:

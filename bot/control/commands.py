@@ -99,7 +99,7 @@ class Controller:
             "network": self._settings.network,
             "trading": self._settings.trading,
             "account": {
-                "dydx": self._extra.get("dydx_address"),
+                "dydx": self._extra.get("dydx_account"),  # {address, key: owner | permissioned}
                 "binance": mask_key(binance_key.get_secret_value() if binance_key else None),
             },
             "equity": _money(engine.equity()),

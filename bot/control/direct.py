@@ -43,8 +43,8 @@ from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.adapter import DydxVenue
+from bot.venues.dydx.credentials import dydx_signer, node_gateway
 from bot.venues.dydx.indexer_rest import IndexerRest
-from bot.venues.dydx.node import NodeGateway
 
 if TYPE_CHECKING:
     from bot.venues.binance.adapter import BinanceVenue
@@ -66,8 +66,9 @@ async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_ord
     clock = SystemClock()
     live = settings.trading == "live"
     embedded_sim = settings.network == "sim" and not settings.dydx.indexer_rest
-    if live and not embedded_sim and settings.dydx_mnemonic is None:
-        raise ConfigError("dydx_mnemonic", "a direct kill on a live venue needs PERPBOT_DYDX_MNEMONIC")
+    if live and not embedded_sim and dydx_signer(settings) is None:
+        raise ConfigError("dydx_trading_mnemonic", "a direct kill on a live venue needs "
+                          "PERPBOT_DYDX_TRADING_MNEMONIC (or PERPBOT_DYDX_MNEMONIC)")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(settings.db_path)
     try:
@@ -266,14 +267,10 @@ async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_ord
     missing = [key for key, value in endpoints.items() if not value]
     if missing:
         raise ConfigError(f"dydx.{missing[0]}", f"no endpoint for network {settings.network!r}")
-    assert settings.dydx_mnemonic is not None  # checked before the latch
+    signer = dydx_signer(settings)
+    assert signer is not None  # checked before the latch
     d = settings.dydx
-    gateway = NodeGateway(
-        str(endpoints["node_grpc"]), str(endpoints["chain_id"]), settings.dydx_mnemonic.get_secret_value(),
-        subaccount_number=d.subaccount_number, owner_address=d.address,
-        authenticator_ids=list(d.authenticator_ids) or None, secure=settings.network != "sim",
-        timeout_secs=d.node_timeout_secs, broadcasts_per_sec=d.broadcasts_per_sec,
-    )
+    gateway = node_gateway(settings, endpoints, signer)  # the trading key when one is configured
     venue = DydxVenue(IndexerRest(str(endpoints["indexer_rest"])), str(endpoints["indexer_ws"]),
                       settings.markets, Metrics(), gateway=gateway,
                       account=(gateway.owner, d.subaccount_number),

@@ -38,8 +38,8 @@ from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue, build_venue
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.adapter import DydxVenue
+from bot.venues.dydx.credentials import dydx_signer, node_gateway, refuse_owner_key_on_mainnet
 from bot.venues.dydx.indexer_rest import IndexerRest
-from bot.venues.dydx.node import NodeGateway
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
 from bot.venues.ports import ExecutionVenue
@@ -105,8 +105,10 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
     """The dYdX adapter on the simulator's protocol servers or on a public network."""
     services: list[Any] = []
     closers: list[Callable[[], Awaitable[None]]] = []
+    if settings.trading == "live":
+        refuse_owner_key_on_mainnet(settings)
     endpoints = settings.dydx.endpoints(settings.network)
-    mnemonic = settings.dydx_mnemonic.get_secret_value() if settings.dydx_mnemonic else None
+    sim_mnemonic = None
     status: dict[str, Any] = {}
     sim_accounts: dict[str, Any] = {}
     if settings.network == "sim" and not settings.dydx.indexer_rest:
@@ -119,7 +121,7 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
         closers.append(sim.stop)
         endpoints = {key: sim_endpoints[key] for key in ("indexer_rest", "indexer_ws", "node_grpc",
                                                           "chain_id")}
-        mnemonic = mnemonic or sim_endpoints["accounts"]["dydx"]["mnemonic"]
+        sim_mnemonic = sim_endpoints["accounts"]["dydx"]["mnemonic"]
         sim_accounts = sim_endpoints["accounts"]
         status["sim"] = {"mode": "embedded", "seed": settings.sim.seed,
                          **{k: v for k, v in sim_endpoints.items() if k != "accounts"}}
@@ -131,17 +133,12 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
     gateway = None
     account = None
     if settings.trading == "live":
-        if mnemonic is None:
-            raise ConfigError("dydx_mnemonic", "live trading needs PERPBOT_DYDX_MNEMONIC")
-        gateway = NodeGateway(
-            str(endpoints["node_grpc"]), str(endpoints["chain_id"]), mnemonic,
-            subaccount_number=settings.dydx.subaccount_number, owner_address=settings.dydx.address,
-            authenticator_ids=list(settings.dydx.authenticator_ids) or None,
-            secure=settings.network != "sim", timeout_secs=settings.dydx.node_timeout_secs,
-            broadcasts_per_sec=settings.dydx.broadcasts_per_sec,
-        )
+        signer = dydx_signer(settings, sim_mnemonic)
+        if signer is None:
+            raise ConfigError("dydx_trading_mnemonic", "live trading needs PERPBOT_DYDX_TRADING_MNEMONIC")
+        gateway = node_gateway(settings, endpoints, signer)
         account = (gateway.owner, settings.dydx.subaccount_number)
-        status["dydx_address"] = gateway.owner
+        status["dydx_account"] = {"address": gateway.owner, "key": signer.key}
     venue = DydxVenue(IndexerRest(str(endpoints["indexer_rest"])), str(endpoints["indexer_ws"]),
                       settings.markets, metrics, gateway=gateway, account=account,
                       gtb_offset_blocks=settings.dydx.gtb_offset_blocks,

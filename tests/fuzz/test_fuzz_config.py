@@ -41,7 +41,7 @@ VARIABLES = {
     "PERPBOT_NEWS__FEEDS": st.sampled_from(['[{"url": "http://x", "keywords": ["a"]}]', "[1]", "x"]),
     "PERPBOT_TELEMETRY__LOG_LEVEL": st.sampled_from(["info", "INFO", "trace"]),
 }
-CROSS_CHECKS = {"trading", "dydx_mnemonic", "sim.mode", "control.host"}  # keys of _check_combinations
+CROSS_CHECKS = {"trading", "dydx_trading_mnemonic", "sim.mode", "control.host"}  # keys of _check_combinations
 
 env_values = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=20) | \
     st.sampled_from([s for s in NASTY_STRINGS if "\x00" not in s and "\ud800" not in s])

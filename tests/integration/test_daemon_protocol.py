@@ -8,7 +8,7 @@ from helpers import eventually
 
 def venue_open_orders(status: dict) -> list[dict]:  # type: ignore[type-arg]
     sim = status["sim"]
-    address = status["account"]["dydx"]
+    address = status["account"]["dydx"]["address"]
     params = {"address": address, "subaccountNumber": 0, "status": ["OPEN", "BEST_EFFORT_OPENED"]}
     return httpx.get(sim["indexer_rest"] + "/v4/orders", params=params).json()
 
@@ -20,12 +20,13 @@ def test_live_on_the_simulator_trades_through_the_chain_and_kill_leaves_nothing_
     status = eventually(lambda: (s := daemon.status())["markets"]["ETH-USD"]["position"] != "0" and s,
                         timeout_secs=20)
     assert status["trading"] == "live" and status["sim"]["mode"] == "embedded"
-    assert status["account"]["dydx"].startswith("dydx1")
+    assert status["account"]["dydx"]["address"].startswith("dydx1")
+    assert status["account"]["dydx"]["key"] == "owner"
     sim = status["sim"]
 
     def venue_eth() -> list[dict]:  # type: ignore[type-arg]
-        positions = httpx.get(sim["indexer_rest"] + "/v4/perpetualPositions",
-                              params={"address": status["account"]["dydx"], "subaccountNumber": 0}).json()
+        params = {"address": status["account"]["dydx"]["address"], "subaccountNumber": 0}
+        positions = httpx.get(sim["indexer_rest"] + "/v4/perpetualPositions", params=params).json()
         return [p for p in positions["positions"] if p["market"] == "ETH-USD"]
 
     short = eventually(venue_eth, timeout_secs=10)

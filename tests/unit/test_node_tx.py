@@ -10,7 +10,7 @@ from dydx_v4_client.indexer.rest.constants import OrderType
 from dydx_v4_client.key_pair import KeyPair
 from dydx_v4_client.node.builder import Builder
 from dydx_v4_client.node.market import Market
-from dydx_v4_client.node.message import batch_cancel, cancel_order, place_order, subaccount, withdraw
+from dydx_v4_client.node.message import batch_cancel, cancel_order, deposit, place_order, subaccount, withdraw
 from dydx_v4_client.wallet import Wallet
 from hypothesis import given
 from hypothesis import strategies as st
@@ -195,7 +195,8 @@ def test_unknown_fields_are_a_parse_error() -> None:
 
 def test_unsupported_and_multi_message_txs() -> None:
     w = wallet()
-    assert rejected(signed(withdraw(subaccount(TRADER, 0), TRADER, 0, 1_000_000), w)).code == 6
+    assert rejected(signed(deposit(TRADER, subaccount(TRADER, 0), 0, 1_000_000), w)).code == 6
+    assert decode(signed(withdraw(subaccount(TRADER, 0), TRADER, 0, 1_000_000), w)).is_stateful
     anys = Tx.FromString(signed(place_order(short_term_order()))).body.messages
     builder = Builder(CHAIN_ID, USDC)
     tx = builder.build_transaction(w, [anys[0], anys[0]], builder.fee(1_000_000))

@@ -15,6 +15,10 @@ Services (generated servicers from `v4_proto`; anything not listed answers UNIMP
 * dydxprotocol.bridge Query/DelayedCompleteBridgeMessages: empty.
 * dydxprotocol.clob Query/ClobPair(All), perpetuals Query/Perpetual, AllPerpetuals, feetiers
   Query/PerpetualFeeParams, UserFeeTier: from `exchange.markets()` and the fee config.
+* dydxprotocol.accountplus Query/GetAuthenticators, GetAuthenticator, and the txs
+  MsgAddAuthenticator / MsgRemoveAuthenticator; a tx that selects authenticators is verified by
+  them (`node_auth`: trade-only keys). The owner's MsgWithdrawFromSubaccount and
+  MsgCreateTransfer move USDC on the exchange (a signer with only a trading key is refused).
 
 BroadcastTx follows the chain's CheckTx (BROADCAST_MODE_SYNC, whatever mode is asked):
 decode and authenticate (sdk 2 / 4 / 8 ...), then for a stateful tx (long-term or conditional
@@ -66,6 +70,9 @@ from v4_proto.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from v4_proto.cosmos.tx.v1beta1 import service_pb2 as tx_s
 from v4_proto.cosmos.tx.v1beta1 import service_pb2_grpc as tx_grpc
 from v4_proto.cosmos.tx.v1beta1.tx_pb2 import Tx
+from v4_proto.dydxprotocol.accountplus import query_pb2 as accountplus_q
+from v4_proto.dydxprotocol.accountplus import query_pb2_grpc as accountplus_grpc
+from v4_proto.dydxprotocol.accountplus.models_pb2 import AccountAuthenticator
 from v4_proto.dydxprotocol.bridge import query_pb2 as bridge_q
 from v4_proto.dydxprotocol.bridge import query_pb2_grpc as bridge_grpc
 from v4_proto.dydxprotocol.clob import query_pb2 as clob_q
@@ -98,16 +105,22 @@ from bot.sim.exchange import (
     SimExchange,
     TimeInForce,
 )
+from bot.sim.server.node_auth import AuthenticatorStore, AuthRequest, authenticate
 from bot.sim.server.node_tx import (
     DecodedTx,
+    MsgAddAuthenticator,
     MsgBatchCancel,
     MsgCancelOrder,
+    MsgCreateTransfer,
     MsgPlaceOrder,
+    MsgRemoveAuthenticator,
+    MsgWithdrawFromSubaccount,
     decode_tx,
     to_batch_cancel,
     to_cancel,
     to_order_request,
     tx_hash,
+    verify_signature,
 )
 
 log = structlog.get_logger("sim.node")
@@ -186,6 +199,7 @@ class NodeServer:
         self._uncommitted: dict[str, tuple[int, int]] = {}
         self._txs: collections.OrderedDict[str, tuple[bytes, TxResponse]] = collections.OrderedDict()
         self._front_runs = 0  # client ids of the front_run fault's orders
+        self.authenticators = AuthenticatorStore()
 
     @property
     def target(self) -> str:
@@ -204,6 +218,7 @@ class NodeServer:
         clob_grpc.add_QueryServicer_to_server(_Clob(self), server)
         perp_grpc.add_QueryServicer_to_server(_Perpetuals(self), server)
         fee_grpc.add_QueryServicer_to_server(_FeeTiers(self), server)
+        accountplus_grpc.add_QueryServicer_to_server(_AccountPlus(self), server)
         self._port = server.add_insecure_port(f"{self._host}:{self._port}")
         await server.start()
         self._server = server
@@ -224,7 +239,8 @@ class NodeServer:
         except ChainError as err:
             log.info("node_tx_rejected", txhash=txhash, codespace=err.codespace, code=err.code, log=err.log)
             return TxResponse(txhash=txhash, code=err.code, codespace=err.codespace, raw_log=err.log)
-        self._pubkeys[tx.signer] = tx.pubkey
+        if not tx.authenticators:  # SetPubKey runs only on the signer's own-key path
+            self._pubkeys[tx.signer] = tx.pubkey
         response = TxResponse(txhash=txhash, code=0, raw_log="")
         if tx.is_stateful:  # short-term txs never land in a block; stateful ones do
             height = self.exchange.height
@@ -297,7 +313,29 @@ class NodeServer:
             self.exchange.check_sequence(tx.signer, tx.sequence, True)
         return expected
 
+    def _authenticate(self, tx: DecodedTx) -> None:
+        """The accountplus ante handler: each message must pass its selected authenticator."""
+        height = self.exchange.height
+        for index, (msg, selected) in enumerate(zip(tx.messages, tx.authenticators, strict=True)):
+            type_url = tx.type_urls[index]
+            try:
+                node = self.authenticators.initialized(tx.signer, selected, height)
+            except ChainError as err:
+                raise ChainError(err.codespace, err.code, (
+                    f"failed to get initialized authenticator (account = {tx.signer}, authenticator id = "
+                    f"{selected}, msg index = {index}, msg type url = {type_url}): {err.log}")) from None
+            request = AuthRequest(msg, type_url, tx.signature, tx.sign_doc, tx.account_number, tx.sequence,
+                                  self.chain_id)
+            try:
+                authenticate(node, request, str(selected), verify_signature)
+            except ChainError as err:
+                raise ChainError(err.codespace, err.code, (
+                    f"authentication failed for message {index}, authenticator id {selected}, type "
+                    f"{node.type}: {err.log}")) from None
+
     def _apply(self, tx: DecodedTx) -> None:
+        if tx.authenticators:
+            self._authenticate(tx)
         now = self.clock_ns()
         for msg in tx.messages:
             if isinstance(msg, MsgPlaceOrder):
@@ -313,6 +351,28 @@ class NodeServer:
                 batch = to_batch_cancel(msg)
                 self.exchange.batch_cancel(batch.owner, batch.subaccount_number, batch.batches,
                                            batch.good_til_block, now)
+            else:
+                self._apply_account_msg(msg)
+
+    def _apply_account_msg(self, msg: Any) -> None:
+        """Authenticator changes and USDC movements (asset 0, quantums of 1e-6 USDC)."""
+        height = self.exchange.height
+        if isinstance(msg, MsgAddAuthenticator):
+            self.authenticators.add(msg.sender, msg.authenticator_type, bytes(msg.data), height)
+        elif isinstance(msg, MsgRemoveAuthenticator):
+            self.authenticators.remove(msg.sender, int(msg.id), height)
+        else:
+            withdrawal = isinstance(msg, MsgWithdrawFromSubaccount)
+            sender = msg.sender if withdrawal else msg.transfer.sender
+            asset, quantums = (msg.asset_id, msg.quantums) if withdrawal else (msg.transfer.asset_id,
+                                                                               msg.transfer.amount)
+            if asset != 0:
+                raise ChainError("sending", 2, f"asset {asset}: only USDC (asset 0) is supported")
+            amount = Decimal(int(quantums)) / _USDC_QUANTUMS
+            self.exchange.withdraw(sender.owner, amount, int(sender.number))
+            if isinstance(msg, MsgCreateTransfer):
+                recipient = msg.transfer.recipient
+                self.exchange.create_account(recipient.owner, amount, int(recipient.number))
 
     # ---- queries ----------------------------------------------------------------------------
     def account(self, address: str) -> BaseAccount:
@@ -496,3 +556,22 @@ class _FeeTiers(_Servicer, fee_grpc.QueryServicer):
     @_rpc
     def UserFeeTier(self, request: fee_q.QueryUserFeeTierRequest) -> fee_q.QueryUserFeeTierResponse:
         return fee_q.QueryUserFeeTierResponse(index=0, tier=self.node.fee_tier())
+
+
+class _AccountPlus(_Servicer, accountplus_grpc.QueryServicer):
+    @_rpc
+    def GetAuthenticators(self, request: accountplus_q.GetAuthenticatorsRequest
+                          ) -> accountplus_q.GetAuthenticatorsResponse:
+        listed = self.node.authenticators.listed(request.account, self.node.exchange.height)
+        return accountplus_q.GetAuthenticatorsResponse(account_authenticators=[
+            AccountAuthenticator(id=i, type=t, config=c) for i, t, c in listed])
+
+    @_rpc
+    def GetAuthenticator(self, request: accountplus_q.GetAuthenticatorRequest
+                         ) -> accountplus_q.GetAuthenticatorResponse:
+        for i, t, c in self.node.authenticators.listed(request.account, self.node.exchange.height):
+            if i == request.authenticator_id:
+                return accountplus_q.GetAuthenticatorResponse(
+                    account_authenticator=AccountAuthenticator(id=i, type=t, config=c))
+        raise _Abort(grpc.StatusCode.INTERNAL, f"authenticator {request.authenticator_id} not found for "
+                                               f"account {request.account}: Authenticator is not found")

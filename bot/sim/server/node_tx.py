@@ -2,11 +2,14 @@
 
 What the chain's ante handler does before an order reaches the memclob, in the order it does it:
 
-1. `decode_tx`: TxRaw -> TxBody/AuthInfo (junk -> sdk 2 "tx parse error"), message types (only
-   the clob messages MsgPlaceOrder / MsgCancelOrder / MsgBatchCancel are supported; a clob
-   message must be alone in its tx), one signer, the signer's secp256k1 pubkey whose address must
-   be the owner named in the message (sdk 8), and the SIGN_MODE_DIRECT signature over
-   SignDoc{body_bytes, auth_info_bytes, chain_id, account_number} (sdk 4 "unauthorized").
+1. `decode_tx`: TxRaw -> TxBody/AuthInfo (junk -> sdk 2 "tx parse error"), message types (the
+   clob messages MsgPlaceOrder / MsgCancelOrder / MsgBatchCancel, the sending module's
+   MsgWithdrawFromSubaccount / MsgCreateTransfer and accountplus' MsgAddAuthenticator /
+   MsgRemoveAuthenticator; one message per tx), one signer, the signer's secp256k1 pubkey whose
+   address must be the owner named in the message (sdk 8), and the SIGN_MODE_DIRECT signature
+   over SignDoc{body_bytes, auth_info_bytes, chain_id, account_number} (sdk 4 "unauthorized").
+   A tx that selects authenticators (TxExtension) skips the last two: its signature is the
+   authenticators' to check (`node_auth`), against the owner's account number and sequence.
 2. The caller checks the sequence (stateful txs only; `DecodedTx.is_stateful`) with the exchange.
 3. `to_order_request` / `to_order_id` / `to_cancel` / `to_batch_cancel`: protobuf -> the exchange's
    types. Quantums and subticks become exact Decimals (DYDX_V4.md §4.6):
@@ -34,9 +37,12 @@ from google.protobuf.message import DecodeError
 from v4_proto.cosmos.crypto.secp256k1.keys_pb2 import PubKey
 from v4_proto.cosmos.tx.signing.v1beta1.signing_pb2 import SignMode
 from v4_proto.cosmos.tx.v1beta1.tx_pb2 import AuthInfo, SignDoc, TxBody, TxRaw
+from v4_proto.dydxprotocol.accountplus.tx_pb2 import MsgAddAuthenticator, MsgRemoveAuthenticator, TxExtension
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.order_pb2 import OrderId as OrderIdProto
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgBatchCancel, MsgCancelOrder, MsgPlaceOrder
+from v4_proto.dydxprotocol.sending.transfer_pb2 import MsgWithdrawFromSubaccount
+from v4_proto.dydxprotocol.sending.tx_pb2 import MsgCreateTransfer
 
 from bot.domain import Side
 from bot.sim.exchange import (
@@ -51,12 +57,20 @@ from bot.sim.exchange import (
 )
 
 ClobMsg: TypeAlias = MsgPlaceOrder | MsgCancelOrder | MsgBatchCancel
+TxMsg: TypeAlias = (ClobMsg | MsgWithdrawFromSubaccount | MsgCreateTransfer | MsgAddAuthenticator
+                    | MsgRemoveAuthenticator)
 
 QUOTE_ATOMIC_RESOLUTION = -6
 _PUBKEY_TYPE_URL = "/" + PubKey.DESCRIPTOR.full_name
 _CLOB_MSGS: dict[str, type[ClobMsg]] = {
     "/" + cls.DESCRIPTOR.full_name: cls for cls in (MsgPlaceOrder, MsgCancelOrder, MsgBatchCancel)
 }
+_MSGS: dict[str, type[TxMsg]] = {
+    **_CLOB_MSGS,
+    **{"/" + cls.DESCRIPTOR.full_name: cls for cls in (MsgWithdrawFromSubaccount, MsgCreateTransfer,
+                                                       MsgAddAuthenticator, MsgRemoveAuthenticator)},
+}
+_TX_EXTENSION_TYPE_URL = "/" + TxExtension.DESCRIPTOR.full_name
 
 # cosmos-sdk types/errors (codespace "sdk"): code -> registered description
 _SDK = {
@@ -107,29 +121,50 @@ class DecodedTx:
     """A tx that parsed, names one signer who owns every message, and carries a valid signature."""
 
     txhash: str
-    signer: str  # bech32 address of the signing key == owner of the messages
-    pubkey: bytes  # compressed secp256k1
+    signer: str  # bech32 owner of the messages (== the signing key's address unless authenticators)
+    pubkey: bytes  # compressed secp256k1 of the signing key
     sequence: int
     account_number: int
     memo: str
-    messages: tuple[ClobMsg, ...]
+    messages: tuple[TxMsg, ...]
     is_stateful: bool  # any long-term/conditional order or cancel: the sequence is checked and bumped
+    # TxExtension.selected_authenticators; when set, node_auth verifies `signature` over `sign_doc`
+    authenticators: tuple[int, ...] = ()
+    signature: bytes = b""
+    sign_doc: bytes = b""
+    type_urls: tuple[str, ...] = ()
 
 
-def message_owner(msg: ClobMsg) -> str:
+def message_owner(msg: TxMsg) -> str:
+    """The message's signer (GetMsgV1Signers): the account that owns the order or the funds."""
     if isinstance(msg, MsgPlaceOrder):
         return str(msg.order.order_id.subaccount_id.owner)
     if isinstance(msg, MsgCancelOrder):
         return str(msg.order_id.subaccount_id.owner)
-    return str(msg.subaccount_id.owner)
+    if isinstance(msg, MsgBatchCancel):
+        return str(msg.subaccount_id.owner)
+    if isinstance(msg, MsgWithdrawFromSubaccount):
+        return str(msg.sender.owner)
+    if isinstance(msg, MsgCreateTransfer):
+        return str(msg.transfer.sender.owner)
+    return str(msg.sender)
 
 
-def is_stateful_message(msg: ClobMsg) -> bool:
+def is_stateful_message(msg: TxMsg) -> bool:
     if isinstance(msg, MsgPlaceOrder):
         return int(msg.order.order_id.order_flags) != ORDER_FLAGS_SHORT_TERM
     if isinstance(msg, MsgCancelOrder):
         return int(msg.order_id.order_flags) != ORDER_FLAGS_SHORT_TERM
-    return False  # MsgBatchCancel cancels short-term orders only
+    return not isinstance(msg, MsgBatchCancel)  # a batch cancel cancels short-term orders only
+
+
+def selected_authenticators(body: TxBody) -> tuple[int, ...]:
+    """TxExtension.selected_authenticators from the body's non-critical extension options."""
+    for option in body.non_critical_extension_options:
+        if option.type_url == _TX_EXTENSION_TYPE_URL:
+            extension = _parse(TxExtension, option.value, "tx extension")
+            return tuple(int(i) for i in extension.selected_authenticators)
+    return ()
 
 
 def _parse(cls: Any, data: bytes, what: str) -> Any:
@@ -161,15 +196,16 @@ def decode_tx(
 
     if not body.messages:
         raise sdk_error(18, "must contain at least one message")
-    messages: list[ClobMsg] = []
+    messages: list[TxMsg] = []
     for packed in body.messages:
-        cls = _CLOB_MSGS.get(packed.type_url)
+        cls = _MSGS.get(packed.type_url)
         if cls is None:
             raise sdk_error(6, f"message type {packed.type_url!r} is not supported by the simulator")
         messages.append(_parse(cls, packed.value, packed.type_url))
     if len(messages) > 1:
         raise sdk_error(18, "a transaction containing MsgCancelOrder or MsgPlaceOrder may not contain "
-                            "more than one message")
+                            "more than one message" if any(m.type_url in _CLOB_MSGS for m in body.messages)
+                        else "the simulator takes one message per transaction")
 
     if not raw.signatures:
         raise sdk_error(15)
@@ -181,6 +217,13 @@ def decode_tx(
                            f"got {len(auth_info.signer_infos)}")
     (owner,) = owners
     signer_info = auth_info.signer_infos[0]
+    authenticators = selected_authenticators(body)
+    if authenticators:
+        if len(authenticators) != len(messages):
+            raise sdk_error(18, "Mismatch between the number of selected authenticators and messages, "
+                            f"msg count {len(messages)}, got {len(authenticators)} selected authenticators")
+        return _with_authenticators(tx_bytes, raw, body, signer_info, owner, chain_id, account_number_of,
+                                    tuple(messages), authenticators)
 
     if signer_info.HasField("public_key"):
         if signer_info.public_key.type_url != _PUBKEY_TYPE_URL:
@@ -216,6 +259,25 @@ def decode_tx(
         memo=body.memo,
         messages=tuple(messages),
         is_stateful=any(is_stateful_message(m) for m in messages),
+    )
+
+
+def _with_authenticators(tx_bytes: bytes, raw: TxRaw, body: TxBody, signer_info: Any, owner: str,
+                         chain_id: str, account_number_of: Callable[[str], int],
+                         messages: tuple[TxMsg, ...], authenticators: tuple[int, ...]) -> DecodedTx:
+    """The authenticator flow: the signature is checked later, over the owner's SignDoc."""
+    pubkey = b""
+    if signer_info.HasField("public_key") and signer_info.public_key.type_url == _PUBKEY_TYPE_URL:
+        pubkey = bytes(_parse(PubKey, signer_info.public_key.value, "pubkey").key)
+    account_number = account_number_of(owner)
+    sign_doc = SignDoc(body_bytes=raw.body_bytes, auth_info_bytes=raw.auth_info_bytes,
+                       chain_id=chain_id, account_number=account_number).SerializeToString()
+    return DecodedTx(
+        txhash=tx_hash(tx_bytes), signer=owner, pubkey=pubkey, sequence=int(signer_info.sequence),
+        account_number=account_number, memo=body.memo, messages=messages,
+        is_stateful=any(is_stateful_message(m) for m in messages), authenticators=authenticators,
+        signature=bytes(raw.signatures[0]), sign_doc=sign_doc,
+        type_urls=tuple(m.type_url for m in body.messages),
     )
 
 
