@@ -74,11 +74,12 @@ class Env:
         market = self.market(ticker)
         order_id = market.order_id(OWNER, number, random.randrange(1, 2**32), flags)
         long_term = flags == 64
+        gtb = None if long_term else self.exchange.height + 10
+        gtbt = int(self.now_ns // NS) + 600 if long_term else None
         return market.order(order_id, OrderType.LIMIT, Order.Side.SIDE_BUY, size=0.01,
                             price=float(bids[0][0] * Decimal("0.95")),
                             time_in_force=Order.TimeInForce.TIME_IN_FORCE_UNSPECIFIED, reduce_only=False,
-                            post_only=not long_term, good_til_block=None if long_term else self.exchange.height + 10,
-                            good_til_block_time=int(self.now_ns // NS) + 600 if long_term else None)
+                            post_only=not long_term, good_til_block=gtb, good_til_block_time=gtbt)
 
     async def options(self, authenticator_id: int) -> TxOptions:
         account = await blocking(self.client.get_account(OWNER))
@@ -142,7 +143,8 @@ async def test_the_trading_key_trades_its_markets_and_nothing_else(env: Env) -> 
     # A stateful order under the authenticator uses and bumps the owner's sequence.
     _, sequence = env.exchange.account(OWNER)
     long_term = env.bid(flags=64)
-    response = await blocking(env.client.place_order(trader, long_term, tx_options=await env.options(auth_id)))
+    options = await env.options(auth_id)
+    response = await blocking(env.client.place_order(trader, long_term, tx_options=options))
     assert response.tx_response.code == 0, response.tx_response.raw_log
     assert env.exchange.account(OWNER)[1] == sequence + 1
     env.next_block()
@@ -152,7 +154,8 @@ async def test_the_trading_key_trades_its_markets_and_nothing_else(env: Env) -> 
     assert response.tx_response.code == 0, response.tx_response.raw_log
     response = await blocking(env.client.batch_cancel_orders(
         trader, subaccount(OWNER, 0), [OrderBatch(clob_pair_id=btc, client_ids=[order.order_id.client_id])],
-        env.exchange.height + 10, tx_options=await env.options(auth_id)))
+        env.exchange.height + 10, tx_options=await env.options(auth_id),
+    ))
     assert response.tx_response.code == 0, response.tx_response.raw_log
     assert open_ids(env) == set()
 
@@ -162,8 +165,8 @@ async def test_the_trading_key_trades_its_markets_and_nothing_else(env: Env) -> 
         trader, withdraw(subaccount(OWNER, 0), env.as_trader().address, 0, 1_000_000),
         tx_options=await env.options(auth_id))))
     assert code == ALL_OF_FAILED
-    assert ("authentication failed for message 0, authenticator id 0, type AllOf: message types do not match. "
-            "Got /dydxprotocol.sending.MsgWithdrawFromSubaccount") in log
+    assert ("authentication failed for message 0, authenticator id 0, type AllOf: message types do not "
+            "match. Got /dydxprotocol.sending.MsgWithdrawFromSubaccount") in log
     code, log = refused(await blocking(env.client.broadcast_message(
         trader, transfer(subaccount(OWNER, 0), subaccount(env.as_trader().address, 0), 0, 1_000_000),
         tx_options=await env.options(auth_id))))

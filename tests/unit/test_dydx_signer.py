@@ -19,8 +19,10 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
+from bot.config import load as load_settings
 from bot.domain import Side
 from bot.sim.accounts import SIM_DYDX_MNEMONIC, SIM_DYDX_OTHER_MNEMONIC
+from bot.venues.dydx.credentials import dydx_signer, node_gateway
 from bot.venues.dydx.node import USDC_DENOM, NodeGateway
 from bot.venues.dydx.orders import (
     ORDER_FLAGS_LONG_TERM,
@@ -191,5 +193,41 @@ def test_gateway_build_matches_the_client(authenticators, sequence: int, account
         for _ in range(2):
             assert gateway._build(message) == client_tx(KEYS[0], "dydx-sim-1", "perpbot", message, sequence,
                                                         account_number, authenticators)
+    finally:
+        gateway.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=venue_orders(), sequence=SEQUENCES, account_number=st.one_of(st.integers(0, 2**20), U64),
+       authenticator_id=U64, number=st.integers(0, 127))
+def test_trading_key_gateway_signs_the_clients_tx_options_bytes(  # type: ignore[no-untyped-def]
+        monkeypatch, order: VenueOrder, sequence: int, account_number: int, authenticator_id: int,
+        number: int) -> None:
+    """The daemon's permissioned path: Settings with only the trading key -> our cached signer, for
+    a place (pre-encoded), a cancel and a batch cancel of the owner's orders, equals the client's
+    `Builder.build(Wallet(trading key, ...), msg, tx_options=TxOptions([id], owner's seq, acc))`."""
+    for name, value in {"PERPBOT_DYDX_TRADING_MNEMONIC": SIM_DYDX_OTHER_MNEMONIC,
+                        "PERPBOT_DYDX_ADDRESS": OWNER, "PERPBOT_DYDX_AUTHENTICATOR_ID": str(authenticator_id),
+                        "PERPBOT_DYDX__SUBACCOUNT_NUMBER": str(number)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PERPBOT_DYDX_MNEMONIC", raising=False)
+    settings_ = load_settings(env_file=None)
+    signer = dydx_signer(settings_)
+    assert signer is not None and signer.key == "permissioned"
+    gateway = node_gateway(settings_, {"node_grpc": "localhost:1", "chain_id": "dydx-mainnet-1"}, signer)
+    try:
+        assert gateway.owner == OWNER
+        gateway._sequence, gateway._account_number = sequence, account_number
+        gtb = None if order.is_stateful else 99
+        gtbt = 1_700_000_000 if order.is_stateful else None
+        pairs = [
+            (gateway.place_message(order), place_order(to_proto(order, OWNER, number))),
+            (cancel_order(order_id_proto(order, OWNER, number), gtb, gtbt),) * 2,
+            (batch_cancel(SubaccountId(owner=OWNER, number=number),
+                          [OrderBatch(clob_pair_id=1, client_ids=[5])], 99),) * 2,
+        ]
+        for ours, theirs in pairs:
+            assert gateway._build(ours) == client_tx(KEYS[1], "dydx-mainnet-1", "perpbot", theirs, sequence,
+                                                     account_number, [authenticator_id])
     finally:
         gateway.close()
