@@ -112,6 +112,9 @@ class Simulator:
         fault = self.exchange.scenario.extra.pop("binance_http_error", None)
         if fault is not None:
             self.binance.faults["http_error"] = fault
+        restrictions = self.exchange.scenario.extra.pop("binance_api_restrictions", None)
+        if restrictions is not None:
+            self.binance.api_restrictions.update(restrictions)
 
     async def run(self) -> None:
         """Step until cancelled."""

@@ -111,6 +111,9 @@ SCENARIOS: dict[str, Scenario] = {
     "price_gap": _extra("price_gap", lambda p: {"market": p.get("market", "BTC-USD"),
                                                 "pct": float(p.get("pct", -5))}, one_shot=True),
     "binance_http_error": _extra("binance_http_error", _http_error(503), one_shot=True),
+    "binance_key_restrictions": _extra("binance_api_restrictions", lambda p: {
+        k: bool(p[k]) for k in ("enableWithdrawals", "ipRestrict", "enableSpotAndMarginTrading") if k in p},
+        one_shot=True),
     "ws_bad_frame": _extra("ws_inject", _choice("kind", "garbage", INJECTED_FRAMES), one_shot=True),
     "account_duplicate": _extra("account_fault", lambda p: "duplicate"),
     "account_reorder": _extra("account_fault", lambda p: "reorder"),

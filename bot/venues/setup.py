@@ -37,6 +37,7 @@ from bot.sim.market import SimMarket
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue, build_venue
 from bot.venues.binance.config import BinanceSettings
+from bot.venues.binance.key_check import check_key
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.credentials import dydx_signer, node_gateway, refuse_owner_key_on_mainnet
 from bot.venues.dydx.indexer_rest import IndexerRest
@@ -186,7 +187,11 @@ async def open_hedge(settings: Settings, perp: PerpVenue, metrics: Metrics,
         raise ConfigError("binance_api_key", "live trading needs PERPBOT_BINANCE_API_KEY and _SECRET")
     venue = build_venue(binance, metrics, api_key=keys[0] if live and keys else None,
                         api_secret=keys[1] if live and keys else None, clock=clock)
+    key_status = None
     try:
+        if live:
+            key_status = await check_key(venue.rest, network=settings.network,
+                                         allow_withdraw=settings.allow_withdraw_key == "yes")
         specs = await venue.load_markets()
     except BaseException:
         await venue.close()
@@ -195,7 +200,7 @@ async def open_hedge(settings: Settings, perp: PerpVenue, metrics: Metrics,
     venue.use_books(books)
     paper = None if live else _spot_paper(settings, books, clock)
     status = {"venue": venue.name if live else "paper_spot", "market_data": "binance",
-              "rest_url": binance.rest_url}
+              "rest_url": binance.rest_url, **({"key": key_status} if key_status else {})}
     return HedgeVenue(venue if live else paper, specs, books, paper, market_data=venue,  # type: ignore[arg-type]
                       status=status, closers=[venue.close])
 

@@ -29,6 +29,9 @@ Fault switches (`server.faults`, a plain dict a test or the admin endpoint mutat
         503); with "execute" true the request is processed first (5xx: "execution status
         UNKNOWN").
     {"depth_gap": {"count": N}}  the next N diff-depth events are not sent (clients see a U gap).
+`api_restrictions` (constructor argument, or the attribute, or the `binance_key_restrictions`
+scenario) is what GET /sapi/v1/account/apiRestrictions answers for every key: by default a new
+key's (reading and spot trading, no withdrawals, no IP restriction).
 `close_streams()` drops every WebSocket (clients must reconnect and resync).
 
 Simplifications (documented, deliberate): one client (no per-IP accounting); unknown parameters
@@ -94,7 +97,12 @@ WEIGHTS: dict[tuple[str, str], int | Callable[[Mapping[str, str]], int]] = {
     ("POST", "/api/v3/userDataStream"): 2,
     ("PUT", "/api/v3/userDataStream"): 2,
     ("DELETE", "/api/v3/userDataStream"): 2,
+    ("GET", "/sapi/v1/account/apiRestrictions"): 1,
 }
+DEFAULT_API_RESTRICTIONS = {"ipRestrict": False, "enableReading": True, "enableWithdrawals": False,
+                            "enableInternalTransfer": False, "enableMargin": False, "enableFutures": False,
+                            "permitsUniversalTransfer": False, "enableVanillaOptions": False,
+                            "enableSpotAndMarginTrading": True}
 _PUBLIC, _API_KEY, _SIGNED = "NONE", "USER_STREAM", "SIGNED"
 
 _DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -169,7 +177,7 @@ class BinanceServer:
                  weight_limit_1m: int = 6000, ban_after_429s: int | None = None, ban_secs: int = 120,
                  order_limit_10s: int = 100, ping_interval_secs: float = 20.0,
                  pong_timeout_secs: float = 60.0, max_connection_secs: float = 24 * 3600.0,
-                 send_queue_size: int = 10_000) -> None:
+                 send_queue_size: int = 10_000, api_restrictions: Mapping[str, bool] | None = None) -> None:
         self.spot = spot
         self.clock_ns = clock_ns
         self.host, self.port = host, port
@@ -183,6 +191,7 @@ class BinanceServer:
         self.max_connection_secs = max_connection_secs
         self.send_queue_size = send_queue_size
         self.faults: dict[str, dict[str, Any]] = {}
+        self.api_restrictions = {**DEFAULT_API_RESTRICTIONS, **(api_restrictions or {})}
         self.request_count = 0  # REST requests seen, faulted ones included (for tests)
         self._weight_window = -1
         self._used_weight = 0
@@ -209,6 +218,8 @@ class BinanceServer:
             ("POST", "/api/v3/userDataStream"): (self._listen_key_new, _API_KEY),
             ("PUT", "/api/v3/userDataStream"): (self._listen_key_keepalive, _API_KEY),
             ("DELETE", "/api/v3/userDataStream"): (self._listen_key_close, _API_KEY),
+            ("GET", "/sapi/v1/account/apiRestrictions"): (
+                lambda r: {**self.api_restrictions, "createTime": 1_700_000_000_000}, _SIGNED),
         }
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -225,6 +236,7 @@ class BinanceServer:
         """Bind and serve; `port` is the real one afterwards (0 picks a free port)."""
         app = web.Application()
         app.router.add_route("*", "/api/v3/{tail:.*}", self._dispatch)
+        app.router.add_route("*", "/sapi/v1/{tail:.*}", self._dispatch)
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/ws/{streams:.*}", self._ws_handler)
         app.router.add_get("/stream", self._ws_handler)

@@ -324,6 +324,11 @@ class BinanceRest:
         return await self._read("GET", "/api/v3/account", wire.Account, {"omitZeroBalances": "true"},
                                 security=SIGNED)
 
+    async def api_restrictions(self) -> wire.ApiRestrictions:
+        """The key's permissions (a wallet endpoint: USER_DATA, weight 1)."""
+        return await self._read("GET", "/sapi/v1/account/apiRestrictions", wire.ApiRestrictions,
+                                security=SIGNED)
+
     async def open_orders(self, symbol: str) -> list[wire.OrderInfo]:
         return await self._read("GET", "/api/v3/openOrders", list[wire.OrderInfo], {"symbol": symbol},
                                 security=SIGNED)

@@ -107,6 +107,16 @@ class Account(msgspec.Struct, frozen=True):
     canTrade: bool = True
 
 
+class ApiRestrictions(msgspec.Struct, frozen=True):
+    """GET /sapi/v1/account/apiRestrictions: what the API key may do (absent: the unsafe answer)."""
+
+    ipRestrict: bool = False
+    enableWithdrawals: bool = True
+    enableReading: bool = True
+    enableSpotAndMarginTrading: bool = False
+    enableInternalTransfer: bool = False
+
+
 class ListenKey(msgspec.Struct, frozen=True):
     listenKey: str
 
