@@ -307,6 +307,10 @@ def config_check(config_path: Path | None) -> None:
 @cli.group()
 def keys() -> None:
     """Trade-only dYdX keys: grant one, list them, revoke one (same network settings as `run`)."""
+    import logging
+
+    # dydx_v4_client.network warns on import about its own built-in localhost preset.
+    logging.getLogger("dydx_v4_client.network").setLevel(logging.ERROR)
 
 
 _network_option = click.option("--network", type=click.Choice(["sim", "testnet", "mainnet"]), default=None)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,20 @@ class Daemon:
             except ValueError:
                 continue
         return events
+
+
+@contextlib.contextmanager
+def standalone_sim(seed: int) -> Iterator[dict[str, Any]]:
+    """`perpbot sim --seed SEED` as a subprocess; yields its endpoints line (JSON)."""
+    proc = subprocess.Popen([str(BIN / "perpbot"), "sim", "--seed", str(seed)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import BIN, eventually
+from helpers import eventually, standalone_sim
 from pydantic import SecretStr
 
 from bot.domain import OrderRequest, Side, TimeInForce
@@ -43,18 +42,8 @@ FOREIGN_SPOT = ("manual-1",)
 
 @pytest.fixture
 def sim() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen([str(BIN / "perpbot"), "sim", "--seed", "11"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        yield json.loads(proc.stdout.readline())
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with standalone_sim(11) as endpoints:
+        yield endpoints
 
 
 def sim_env(sim: dict[str, Any]) -> dict[str, str]:

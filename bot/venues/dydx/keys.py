@@ -29,10 +29,9 @@ from typing import Any
 import grpc
 from bip_utils import Bip39MnemonicGenerator, Bip39WordsNum
 from dydx_v4_client.key_pair import KeyPair
-from dydx_v4_client.network import NodeConfig
 from dydx_v4_client.node.authenticators import Authenticator, AuthenticatorType
 from dydx_v4_client.node.builder import Builder
-from dydx_v4_client.node.client import NodeClient
+from dydx_v4_client.node.client import NodeClient, QueryNodeClient, SequenceManager
 from dydx_v4_client.node.message import convert_nested_config_to_base64
 from dydx_v4_client.wallet import Wallet
 
@@ -100,7 +99,7 @@ def parse_markets(text: str | None, default: tuple[str, ...]) -> list[str]:
 
 # ---- IO --------------------------------------------------------------------------------------------
 
-async def _connect(settings: Settings) -> NodeClient:
+def _connect(settings: Settings) -> NodeClient:
     endpoints = settings.dydx.endpoints(settings.network)
     for key in ("node_grpc", "chain_id"):
         if not endpoints[key]:
@@ -109,8 +108,9 @@ async def _connect(settings: Settings) -> NodeClient:
     url = str(endpoints["node_grpc"])
     channel = (grpc.insecure_channel(url) if settings.network == "sim"
                else grpc.secure_channel(url, grpc.ssl_channel_credentials()))
-    node = await NodeClient.connect(NodeConfig(str(endpoints["chain_id"]), "adydx", USDC_DENOM, channel))
-    node.builder = Builder(str(endpoints["chain_id"]), USDC_DENOM, memo="perpbot keys")
+    # What NodeClient.connect builds, minus the NodeConfig round trip.
+    node = NodeClient(channel, Builder(str(endpoints["chain_id"]), USDC_DENOM, memo="perpbot keys"))
+    node.sequence_manager = SequenceManager(QueryNodeClient(channel))
     return node
 
 
@@ -179,7 +179,7 @@ async def grant(settings: Settings, markets: list[str], subaccount: int,
     clob_pair_ids = await _clob_pair_ids(settings, markets)
     authenticator = trading_authenticator(trading_key.public_key_bytes, subaccount, clob_pair_ids)
     data = stored_config(authenticator)
-    node = await _connect(settings)
+    node = _connect(settings)
     try:
         address = Wallet(owner_key, 0, 0).address
         before = {i for i, _, _ in await _listed(node, address)}
@@ -204,7 +204,7 @@ async def list_keys(settings: Settings) -> dict[str, Any]:
     address = settings.dydx_address or settings.dydx.address
     if not address:
         address = Wallet(_owner(settings)[0], 0, 0).address
-    node = await _connect(settings)
+    node = _connect(settings)
     try:
         listed = await _listed(node, address)
     finally:
@@ -217,7 +217,7 @@ async def revoke(settings: Settings, authenticator_id: int,
                  timeout_secs: float = WAIT_SECS) -> dict[str, Any]:
     owner_key, owner_mnemonic = _owner(settings)
     address = Wallet(owner_key, 0, 0).address
-    node = await _connect(settings)
+    node = _connect(settings)
     try:
         if authenticator_id not in {i for i, _, _ in await _listed(node, address)}:
             raise ConfigError("ID", f"authenticator {authenticator_id} is not on {address}")
