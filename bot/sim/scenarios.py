@@ -88,6 +88,18 @@ def _reject(params: dict[str, Any]) -> dict[str, Any]:
             "log": str(params.get("log", "Order is undercollateralized (simulated fault)"))}
 
 
+def _key_flags(params: dict[str, Any]) -> dict[str, bool]:
+    """What GET /sapi/v1/account/apiRestrictions answers from now on (flags not given keep theirs)."""
+    flags = {}
+    for key, value in params.items():
+        if key not in ("enableWithdrawals", "ipRestrict", "enableSpotAndMarginTrading", "enableReading"):
+            raise ValueError(f"unknown key restriction {key!r}")
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false")
+        flags[key] = value
+    return flags
+
+
 def _decimal(params: dict[str, Any], key: str, default: str) -> Decimal:
     try:
         return Decimal(str(params.get(key, default)))
@@ -111,9 +123,7 @@ SCENARIOS: dict[str, Scenario] = {
     "price_gap": _extra("price_gap", lambda p: {"market": p.get("market", "BTC-USD"),
                                                 "pct": float(p.get("pct", -5))}, one_shot=True),
     "binance_http_error": _extra("binance_http_error", _http_error(503), one_shot=True),
-    "binance_key_restrictions": _extra("binance_api_restrictions", lambda p: {
-        k: bool(p[k]) for k in ("enableWithdrawals", "ipRestrict", "enableSpotAndMarginTrading") if k in p},
-        one_shot=True),
+    "binance_key_restrictions": _extra("binance_api_restrictions", _key_flags, one_shot=True),
     "ws_bad_frame": _extra("ws_inject", _choice("kind", "garbage", INJECTED_FRAMES), one_shot=True),
     "account_duplicate": _extra("account_fault", lambda p: "duplicate"),
     "account_reorder": _extra("account_fault", lambda p: "reorder"),
