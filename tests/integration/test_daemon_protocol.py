@@ -22,6 +22,8 @@ def test_live_on_the_simulator_trades_through_the_chain_and_kill_leaves_nothing_
     assert status["trading"] == "live" and status["sim"]["mode"] == "embedded"
     assert status["account"]["dydx"]["address"].startswith("dydx1")
     assert status["account"]["dydx"]["key"] == "owner"
+    # The live start read the simulator's Binance key restrictions: no withdrawals, no IP whitelist.
+    assert status["hedge_venue"]["key"] == {"withdrawals": False, "ip_restricted": False}
     sim = status["sim"]
 
     def venue_eth() -> list[dict]:  # type: ignore[type-arg]

@@ -111,6 +111,14 @@ async def test_grant_trade_with_only_the_trading_key_kill_direct_and_revoke(  # 
              "/dydxprotocol.clob.MsgBatchCancel"]
     assert parts[1:] == [("MessageFilter", trade), ("SubaccountFilter", [0]), ("ClobPairIdFilter", [0])]
 
+    # A second grant for a key the operator already has: a new id, nothing secret printed.
+    other = perpbot(tmp_path, "keys", "grant", "--markets", "ETH-USD",
+                    PERPBOT_DYDX_MNEMONIC=owner["mnemonic"],
+                    PERPBOT_DYDX_TRADING_MNEMONIC=key["trading_mnemonic"], **endpoints(sim))
+    assert other.returncode == 0 and other.stderr == "", other.stderr
+    assert json.loads(other.stdout) == {"address": owner["address"],
+                                        "authenticator_id": key["authenticator_id"] + 1}
+
     trading_env = {**endpoints(sim), "PERPBOT_TRADING": "live", "PERPBOT_SIM__MODE": "protocol",
                    "PERPBOT_MARKETS": '["BTC-USD"]', "PERPBOT_STRATEGY__TARGETS": '{"BTC-USD": "0"}',
                    "PERPBOT_STRATEGY__CARRY__ENABLED": "false", "PERPBOT_DYDX__GTB_OFFSET_BLOCKS": "20",
