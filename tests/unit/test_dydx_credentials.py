@@ -54,6 +54,14 @@ def test_a_trading_key_without_its_account_or_authenticator_names_the_missing_ke
     assert info.value.key == key
 
 
+def test_an_authenticator_id_without_a_trading_key_names_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    trading_env(monkeypatch, PERPBOT_DYDX_TRADING_MNEMONIC=True)
+    monkeypatch.setenv("PERPBOT_DYDX_MNEMONIC", SIM_DYDX_MNEMONIC)
+    with pytest.raises(ConfigError) as info:
+        dydx_signer(load(None, env_file=None))
+    assert info.value.key == "dydx_trading_mnemonic"
+
+
 def test_owner_key_or_the_simulators_or_none(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert dydx_signer(load(None, env_file=None)) is None
     assert dydx_signer(load(None, env_file=None), SIM_DYDX_MNEMONIC).key == "owner"  # type: ignore[union-attr]

@@ -39,6 +39,9 @@ def dydx_signer(settings: Settings, fallback_mnemonic: str | None = None) -> Dyd
             raise ConfigError("dydx_authenticator_id", "a trading key needs PERPBOT_DYDX_AUTHENTICATOR_ID "
                                                        "(printed by `perpbot keys grant`)")
         return DydxSigner(settings.dydx_trading_mnemonic.get_secret_value(), address, ids, "permissioned")
+    if settings.dydx_authenticator_id is not None:
+        raise ConfigError("dydx_trading_mnemonic", "PERPBOT_DYDX_AUTHENTICATOR_ID is for a trading key: "
+                                                   "set PERPBOT_DYDX_TRADING_MNEMONIC")
     owner = settings.dydx_mnemonic.get_secret_value() if settings.dydx_mnemonic else fallback_mnemonic
     if owner is None:
         return None
