@@ -24,6 +24,8 @@ Before timing, a sample is checked byte for byte: our tx for our message equals 
 client_metadata=2, ours rounds sells up and sets 0; so the identity is asserted per message.)
 
     .venv/bin/python tests/bench/bench_signing.py [--intents 2000] [--rounds 5] [--seed 1]
+        [--permissioned]   # a trade-only key: every tx selects authenticator 0 (TxExtension),
+                           # the client path with `TxOptions` (issue 21)
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Any
 import structlog
 from dydx_v4_client.indexer.rest.constants import OrderType
 from dydx_v4_client.key_pair import KeyPair
-from dydx_v4_client.node.builder import Builder
+from dydx_v4_client.node.builder import Builder, TxOptions
 from dydx_v4_client.node.market import Market
 from dydx_v4_client.node.message import place_order
 from dydx_v4_client.wallet import Wallet
@@ -128,10 +130,17 @@ def client_message(req: OrderRequest, owner: str) -> Any:
     return place_order(order)
 
 
+AUTHENTICATORS: list[int] = []  # --permissioned: [0]
+
+
+def options(wallet: Wallet) -> TxOptions | None:
+    return TxOptions(AUTHENTICATORS, wallet.sequence, wallet.account_number) if AUTHENTICATORS else None
+
+
 def client_one(builder: Builder, wallet: Wallet, owner: str) -> Callable[[OrderRequest], bytes]:
     """dydx-v4-client's order + build + sign path for one intent (float inputs, as it takes them)."""
     def run(req: OrderRequest) -> bytes:
-        tx = builder.build(wallet, client_message(req, owner)).SerializeToString()
+        tx = builder.build(wallet, client_message(req, owner), tx_options=options(wallet)).SerializeToString()
         if req.tif is TimeInForce.GTT:
             wallet.sequence += 1
         return tx
@@ -149,11 +158,12 @@ def check_identical(gateway: NodeGateway, key: KeyPair, intents: list[OrderReque
         # ours on our message == the client's Builder on our message
         venue_order = to_venue_order(req, BTC, HEIGHT, int(time.time()))
         message = place_order(to_proto(venue_order, gateway.owner, gateway.subaccount_number))
-        assert gateway._build(message) == builder.build(wallet, message).SerializeToString(), req
+        expected = builder.build(wallet, message, tx_options=options(wallet)).SerializeToString()
+        assert gateway._build(message) == expected, req
         # TxSigner on the client's message == the client's Builder on it
         theirs = client_message(req, gateway.owner)
-        assert signer.sign(theirs, sequence, ACCOUNT_NUMBER) == \
-            builder.build(wallet, theirs).SerializeToString(), req
+        assert signer.sign(theirs, sequence, ACCOUNT_NUMBER, AUTHENTICATORS or None) == \
+            builder.build(wallet, theirs, tx_options=options(wallet)).SerializeToString(), req
         if venue_order.is_stateful:
             gateway._sequence += 1
     gateway._sequence = SEQUENCE0
@@ -208,12 +218,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--check", type=int, default=300, help="intents checked byte for byte")
     parser.add_argument("--batch", type=int, default=8, help="intents per submit_many (om_batch)")
+    parser.add_argument("--permissioned", action="store_true", help="sign as a trade-only key (TxExtension)")
     args = parser.parse_args()
+    AUTHENTICATORS[:] = [0] if args.permissioned else []
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     rng = random.Random(args.seed)
     key = KeyPair.from_mnemonic(SIM_DYDX_MNEMONIC)
-    gateway = NodeGateway("localhost:1", CHAIN_ID, SIM_DYDX_MNEMONIC, secure=False, memo=MEMO)
+    gateway = NodeGateway("localhost:1", CHAIN_ID, SIM_DYDX_MNEMONIC, secure=False, memo=MEMO,
+                          authenticator_ids=AUTHENTICATORS or None)
     gateway._account_number, gateway._sequence = ACCOUNT_NUMBER, SEQUENCE0
     gateway._wallet = Wallet(key, ACCOUNT_NUMBER, SEQUENCE0)
     intents = make_intents(args.intents, rng)
