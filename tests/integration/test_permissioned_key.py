@@ -130,6 +130,7 @@ async def test_grant_trade_with_only_the_trading_key_kill_direct_and_revoke(  # 
     assert "PERPBOT_DYDX_MNEMONIC" not in daemon.env
     status = daemon.status()
     assert status["account"]["dydx"] == {"address": owner["address"], "key": "permissioned"}
+    assert "permissioned key" in daemon.cli("status").stdout
     result = daemon.cli("target", "BTC-USD", "0.003")
     assert result.returncode == 0, result.stderr
     eventually(lambda: Decimal(daemon.status()["markets"]["BTC-USD"]["position"]) == Decimal("0.003"),
