@@ -12,7 +12,7 @@ from bot.config import load
 from bot.errors import ConfigError
 from bot.sim.accounts import SIM_DYDX_MNEMONIC, SIM_DYDX_OTHER_MNEMONIC, address_of
 from bot.telemetry import Redactor, configure_logging
-from bot.venues.dydx.credentials import dydx_signer, refuse_owner_key_on_mainnet
+from bot.venues.dydx.credentials import dydx_signer, node_gateway, refuse_owner_key_on_mainnet
 
 OWNER = address_of(SIM_DYDX_MNEMONIC)
 
@@ -99,3 +99,15 @@ def test_the_trading_mnemonic_is_a_secret_everywhere(monkeypatch) -> None:  # ty
     assert SIM_DYDX_OTHER_MNEMONIC not in str(logs) and "pasted" in str(logs)
     structlog.get_logger("t").warning("oops", detail=f"pasted {SIM_DYDX_OTHER_MNEMONIC}")
     assert "pasted" in stream.getvalue() and SIM_DYDX_OTHER_MNEMONIC not in stream.getvalue()
+
+
+@pytest.mark.parametrize("words", ["four words only here", "abandon " * 24, "zzzz " * 24])
+def test_a_bad_trading_mnemonic_is_a_config_error_that_quotes_nothing(monkeypatch, words: str) -> None:  # type: ignore[no-untyped-def]
+    trading_env(monkeypatch)
+    monkeypatch.setenv("PERPBOT_DYDX_TRADING_MNEMONIC", words)
+    settings = load(None, env_file=None)
+    signer = dydx_signer(settings)
+    assert signer is not None
+    with pytest.raises(ConfigError) as info:
+        node_gateway(settings, {"node_grpc": "localhost:1", "chain_id": "x"}, signer)
+    assert str(info.value) == "dydx_trading_mnemonic: not a valid BIP39 mnemonic"

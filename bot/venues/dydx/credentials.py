@@ -24,6 +24,7 @@ class DydxSigner:
     owner_address: str | None  # None: the mnemonic's own address
     authenticator_ids: list[int] | None
     key: Literal["owner", "permissioned"]
+    setting: str = "dydx_mnemonic"  # where the mnemonic came from, for error messages
 
 
 def dydx_signer(settings: Settings, fallback_mnemonic: str | None = None) -> DydxSigner | None:
@@ -32,13 +33,14 @@ def dydx_signer(settings: Settings, fallback_mnemonic: str | None = None) -> Dyd
     ids = ([settings.dydx_authenticator_id] if settings.dydx_authenticator_id is not None
            else list(settings.dydx.authenticator_ids))
     if settings.dydx_trading_mnemonic is not None:
-        if not address:
-            raise ConfigError("dydx_address", "a trading key needs PERPBOT_DYDX_ADDRESS (the account it "
-                                              "trades for)")
+        if not address or not address.startswith("dydx1"):
+            raise ConfigError("dydx_address", "a trading key needs PERPBOT_DYDX_ADDRESS (the dydx1... "
+                                              "account it trades for)")
         if not ids:
             raise ConfigError("dydx_authenticator_id", "a trading key needs PERPBOT_DYDX_AUTHENTICATOR_ID "
                                                        "(printed by `perpbot keys grant`)")
-        return DydxSigner(settings.dydx_trading_mnemonic.get_secret_value(), address, ids, "permissioned")
+        return DydxSigner(settings.dydx_trading_mnemonic.get_secret_value(), address, ids, "permissioned",
+                          "dydx_trading_mnemonic")
     if settings.dydx_authenticator_id is not None:
         raise ConfigError("dydx_trading_mnemonic", "PERPBOT_DYDX_AUTHENTICATOR_ID is for a trading key: "
                                                    "set PERPBOT_DYDX_TRADING_MNEMONIC")
@@ -61,9 +63,12 @@ def refuse_owner_key_on_mainnet(settings: Settings) -> None:
 def node_gateway(settings: Settings, endpoints: dict[str, str | None], signer: DydxSigner) -> NodeGateway:
     """The node gateway for `signer` on the configured network."""
     d = settings.dydx
-    return NodeGateway(
-        str(endpoints["node_grpc"]), str(endpoints["chain_id"]), signer.mnemonic,
-        subaccount_number=d.subaccount_number, owner_address=signer.owner_address,
-        authenticator_ids=signer.authenticator_ids, secure=settings.network != "sim",
-        timeout_secs=d.node_timeout_secs, broadcasts_per_sec=d.broadcasts_per_sec,
-    )
+    try:
+        return NodeGateway(
+            str(endpoints["node_grpc"]), str(endpoints["chain_id"]), signer.mnemonic,
+            subaccount_number=d.subaccount_number, owner_address=signer.owner_address,
+            authenticator_ids=signer.authenticator_ids, secure=settings.network != "sim",
+            timeout_secs=d.node_timeout_secs, broadcasts_per_sec=d.broadcasts_per_sec,
+        )
+    except Exception:  # bip_utils' mnemonic errors (several types; a message may quote a word)
+        raise ConfigError(signer.setting, "not a valid BIP39 mnemonic") from None

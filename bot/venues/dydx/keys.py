@@ -175,7 +175,10 @@ async def grant(settings: Settings, markets: list[str], subaccount: int,
     trading_mnemonic = given.get_secret_value() if given is not None else new_mnemonic()
     if trading_mnemonic == owner_mnemonic:
         raise ConfigError("dydx_trading_mnemonic", "is the owner mnemonic: a trading key must be another key")
-    trading_key = KeyPair.from_mnemonic(trading_mnemonic)
+    try:
+        trading_key = KeyPair.from_mnemonic(trading_mnemonic)
+    except Exception:  # as in _owner: never echo the words
+        raise ConfigError("dydx_trading_mnemonic", "not a valid BIP39 mnemonic") from None
     clob_pair_ids = await _clob_pair_ids(settings, markets)
     authenticator = trading_authenticator(trading_key.public_key_bytes, subaccount, clob_pair_ids)
     data = stored_config(authenticator)
