@@ -49,6 +49,7 @@ from bot.domain import (
 )
 from bot.engine import TICK_SECS, Engine
 from bot.errors import OrderRejected, TransientVenueError
+from bot.execution import hedge as hedging
 from bot.execution.orders import OrderManager
 from bot.store import Store
 from bot.telemetry import Metrics
@@ -156,6 +157,7 @@ class Backtest:
     sample_secs: int | None = None
     progress: Callable[[int, int], None] | None = None  # (events so far, simulated ns done)
     log_level: int = logging.ERROR
+    skip_idle: bool = True  # fold idle engine ticks (exact: tests/unit/test_backtest_runner.py)
 
     def run(self) -> BacktestResult:
         return asyncio.run(self.run_async())
@@ -251,10 +253,10 @@ class Backtest:
                 perp, spot = stress.apply(ts, perp, spot)
             if ts >= self._next_tick or ts >= self._next_sample or ts >= self._next_wd:
                 if (ts < self._next_sample and ts < self._next_wd and not self._last_tick_busy
-                        and not self._busy()):
-                    # Only an idle tick is due: what _timers would do, without the coroutine.
+                        and self.skip_idle and not self._busy() and self._hedges_quiet()):
+                    # Only idle ticks are due: what _timers would do, without the coroutine.
                     clock.set(self._next_tick)
-                    self._idle_tick()
+                    self._idle_tick(ts)
                     self._next_tick = max(self._next_tick + TICK_NS, (ts // TICK_NS + 1) * TICK_NS)
                 else:
                     await self._timers(ts)
@@ -295,13 +297,13 @@ class Backtest:
                 for venue in self.wrapped:
                     if venue.delayed:
                         await venue.release(t)
-                busy = self._busy()
-                if busy or self._last_tick_busy:
+                busy = self._busy() or not self._hedges_quiet()
+                if busy or self._last_tick_busy or not self.skip_idle:
                     await self.engine.tick()
                 else:
-                    self._idle_tick()
+                    self._idle_tick(until)
                 self._last_tick_busy = busy
-                busy = self._busy()
+                busy = self._busy() or not self._hedges_quiet() or not self.skip_idle
                 self._next_tick = t + TICK_NS if busy else max(t + TICK_NS, (until // TICK_NS + 1) * TICK_NS)
             if t == self._next_sample:
                 self._sample(t)
@@ -310,22 +312,60 @@ class Backtest:
     def _busy(self) -> bool:
         """Orders to work: a running parent on any venue, or a scenario-delayed order."""
         for manager in self._managers:
-            if manager.parents:
+            if manager.parents or manager._orphans:
                 return True
         for venue in self.wrapped:
             if venue.delayed:
                 return True
         return False
 
-    def _idle_tick(self) -> None:
-        """What `Engine.tick()` changes when no order is being worked: only the peak equity.
+    def _hedges_quiet(self) -> bool:
+        """Every hedge is matched and wants no top-up or unwind: a tick leaves it alone but for its clock.
 
-        The order managers have nothing to send (no parent; the tick after the last parent
-        finished is a full one, so orphans are cancelled there) and the gauges are not read in a
-        backtest. Flat on every leg, equity moves only with an account event: with none since it
-        was last computed, the computation is skipped and the peak stays exact. (With exposure the
-        marks move almost every tick, so it is computed.)
+        While so, `hedging.observe` gives the same state at any time but `last_ns` (leg risk
+        stays 0, obligations are met), so the idle ticks between two batches can be folded into
+        one at the last skipped grid point (`_idle_tick`). Otherwise every tick runs in full.
         """
+        engine = self.engine
+        if not engine.hedges:
+            return True
+        ex = self.settings.execution
+        for ticker, hedge in engine.hedges.items():
+            state = engine.markets[ticker]
+            spot = state.spot
+            if spot is None:
+                continue
+            held = spot.position.size
+            if abs(hedge.mismatch_usd(held, state.mark)) >= ex.min_notional_usd:
+                return False  # leg risk accrues with time
+            if hedge.rejects >= ex.hedge_max_rejects:
+                return False  # an unwind is due
+            gap = hedging.hedge_gap(hedge, held, ZERO)
+            mid = spot.book.mid()
+            gap = abs(gap)
+            if mid is not None and gap >= spot.spec.min_order_size and gap * mid >= ex.min_notional_usd:
+                return False  # a top-up is due
+        return True
+
+    def _idle_tick(self, until: int) -> None:
+        """What the `Engine.tick()`s up to `until` change when no order is being worked.
+
+        The order managers have nothing to send (no parent, no orphan; the tick after the last
+        parent finished is a full one) and the gauges are not read in a backtest. Quiet hedges
+        (`_hedges_quiet`) are observed at the last skipped tick, so their leg-risk clock is where
+        the daemon's would be when the next order fills. Flat on every leg, equity moves only with
+        an account event: with none since it was last computed, the computation is skipped and the
+        peak stays exact. (With exposure the marks move almost every tick, so it is computed.)
+        """
+        engine = self.engine
+        if engine.hedges:
+            last = max(self.clock.now, until // TICK_NS * TICK_NS)
+            ex = self.settings.execution
+            for ticker, hedge in engine.hedges.items():
+                state = engine.markets[ticker]
+                if state.spot is not None:
+                    engine.hedges[ticker] = hedging.observe(hedge, state.spot.position.size, state.mark,
+                                                            last, ex)
         if not self._equity_stale:
             for leg in self._legs:
                 if leg.size:
@@ -333,7 +373,6 @@ class Backtest:
             else:
                 return  # flat everywhere
         self._equity_stale = False
-        engine = self.engine
         equity = engine.equity()
         if equity > engine.peak_equity:
             engine.peak_equity = equity

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
 from bot.config import load
+
+CANDLES = Path(__file__).resolve().parents[3] / "shared/data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
 
 
 def _run(monkeypatch: pytest.MonkeyPatch | None, seed: int,
@@ -59,3 +63,33 @@ def test_idle_ticks_and_skipped_forwarding_give_the_same_run(monkeypatch: pytest
     assert fast_result.timeline == full_result.timeline
     assert fast_result.samples == full_result.samples
     assert fast.engine.peak_equity == full.engine.peak_equity
+
+
+def _carry_run(skip_idle: bool) -> tuple[Backtest, Any]:
+    """A carry that opens, idles for a while and re-sizes on real BTC candles with rich funding."""
+    settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
+    settings = settings.model_copy(update={
+        "rules": settings.rules.model_copy(update={"audit_interval_secs": 900.0,
+                                                   "drift_tolerance": Decimal("0.01")}),
+        "execution": settings.execution.model_copy(update={"hedge_leg_risk_budget_usd_secs": Decimal(5000),
+                                                           "min_notional_usd": Decimal(1)}),
+    })
+    start = sources.parse_time("2022-11-08T12:00", "x")
+    bars = sources.load_candles(CANDLES, start, start + 4 * sources.NS_PER_HOUR)
+    funding = {"BTC-USD": {b.ts_ns + sources.NS_PER_HOUR: Decimal("0.0003") for b in bars}}
+    backtest = Backtest(settings, sources.candle_source(settings, {"BTC-USD": bars}, funding),
+                        skip_idle=skip_idle)
+    return backtest, backtest.run()
+
+
+# The skipped idle ticks are folded exactly: a hedge's leg-risk clock is where a tick-by-tick run has
+# it when the next perp child fills (a stale clock made a false `leg_risk_budget` unwind).
+def test_folding_idle_ticks_keeps_the_hedge_clock_and_every_decision() -> None:
+    fast, fast_result = _carry_run(True)
+    full, full_result = _carry_run(False)
+    decisions = [e for e in fast_result.timeline if e["kind"] == "decision"]
+    assert len(decisions) >= 3 and any(e["carry"] == "open" for e in decisions)
+    assert decisions == [e for e in full_result.timeline if e["kind"] == "decision"]
+    assert fast_result.fills == full_result.fills
+    assert json.dumps(fast_result.summary, sort_keys=True) == json.dumps(full_result.summary, sort_keys=True)
+    assert fast.engine.hedges["BTC-USD"].unwinds == full.engine.hedges["BTC-USD"].unwinds == 0
