@@ -399,9 +399,12 @@ def _markets_option(text: str | None) -> tuple[str, ...] | None:
 @click.option("--step-secs", type=str, default=None, help="Simulator step (default: sim.step_interval_secs).")
 @click.option("--candles", "candle_paths", multiple=True, help="OHLCV CSV (Date,Open,High,Low,Close,Volume).")
 @click.option("--funding", "funding_paths", multiple=True, help="Funding CSV (Symbol,Date,Funding Rate).")
-@click.option("--funding-interval", default="8h", show_default=True, help="Funding CSV period: 1h or 8h.")
-@click.option("--funding-offset", default="auto", show_default=True,
-              help="Hours to add to funding times ('auto': -3 for Binance/Bybit files, UTC+3).")
+@click.option("--funding-interval", default=None,
+              help="Funding CSV period, e.g. 1h or 8h (default: inferred from the rows; checked when given).")
+@click.option("--funding-offset", default="0", show_default=True,
+              help="Hours to add to funding times (files are read as UTC).")
+@click.option("--candles-offset", default="0", show_default=True,
+              help="Hours to add to candle times (files are read as UTC).")
 @click.option("--start", default=None, help="Replay candles from this UTC date/time.")
 @click.option("--end", default=None, help="Replay candles up to this UTC date/time.")
 @click.option("--data", "data_path", default=None, help="A recording made by `perpbot record`.")
@@ -412,9 +415,9 @@ def _markets_option(text: str | None) -> tuple[str, ...] | None:
 @click.option("--out", "out_dir", default="backtest-out", show_default=True, help="Run directory to write.")
 @click.option("--report/--no-report", "with_report", default=False, help="Also write report.html + charts.")
 def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_secs: str | None,
-             candle_paths: tuple[str, ...], funding_paths: tuple[str, ...], funding_interval: str,
-             funding_offset: str, start: str | None, end: str | None, data_path: str | None,
-             scenario_names: tuple[str, ...], markets: str | None, market: str | None,
+             candle_paths: tuple[str, ...], funding_paths: tuple[str, ...], funding_interval: str | None,
+             funding_offset: str, candles_offset: str, start: str | None, end: str | None,
+             data_path: str | None, scenario_names: tuple[str, ...], markets: str | None, market: str | None,
              sample_secs: str | None, out_dir: str, with_report: bool) -> None:
     """Run the live engine over simulated, CSV or recorded data in simulated time; write DIR/summary.json."""
     from bot.backtest import sources
@@ -427,13 +430,18 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
         _bad("--sim", "give exactly one of --sim SEED, --candles FILE or --data FILE")
     if funding_paths and not candle_paths:
         _bad("--funding", "needs --candles")
-    if funding_interval not in ("1h", "8h"):
-        _bad("--funding-interval", f"must be 1h or 8h (got {funding_interval!r})")
-    if funding_offset != "auto":
+    interval_hours = None
+    if funding_interval is not None:
+        whole = funding_interval.endswith("h") and funding_interval[:-1].isdigit()
+        if not whole or not int(funding_interval[:-1]):
+            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
+        interval_hours = int(funding_interval[:-1])
+    offsets = {}
+    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
         try:
-            int(funding_offset)
+            offsets[option] = int(text)
         except ValueError:
-            _bad("--funding-offset", f"must be 'auto' or whole hours (got {funding_offset!r})")
+            _bad(option, f"must be whole hours (got {text!r})")
 
     def number(option: str, text: str | None, cast: Any = float) -> Any:
         if text is None:
@@ -465,24 +473,15 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
         else:
             start_ns = sources.parse_time(start, "--start") if start else None
             end_ns = sources.parse_time(end, "--end") if end else None
-            candles: dict[str, list[sources.Bar]] = {}
             for path in (*candle_paths, *funding_paths):
                 if not Path(path).is_file():
                     _bad("--candles" if path in candle_paths else "--funding", f"file not found: {path}")
-            for path in candle_paths:
-                try:
-                    ticker = market if (market and len(candle_paths) == 1) else sources.market_from_name(path)
-                except ValueError as exc:
-                    _bad("--market", str(exc))
-                candles[ticker] = sources.load_candles(Path(path), start_ns, end_ns)
-            funding: dict[str, dict[int, Decimal]] = {}
-            for path in funding_paths:
-                loaded = sources.load_funding(Path(path), int(funding_interval[:-1]), funding_offset)
-                if market and len(candle_paths) == 1 and len(loaded) == 1:
-                    loaded = {market: next(iter(loaded.values()))}
-                for ticker, rates in loaded.items():
-                    funding.setdefault(ticker, {}).update(rates)
-            source = sources.candle_source(settings, candles, funding)
+            source = sources.load_candle_source(
+                settings, candle_paths, funding_paths, market=market, start_ns=start_ns, end_ns=end_ns,
+                funding_interval_hours=interval_hours, funding_offset_hours=offsets["--funding-offset"],
+                candles_offset_hours=offsets["--candles-offset"])
+            for note in source.describe.get("checks", ()):
+                click.echo(f"perpbot: note: {note}", err=True)
     except sources.SourceError as exc:
         _bad(exc.option, exc.reason)
     progress = _progress_bar(source.end_ns - source.start_ns) if sys.stderr.isatty() else None

@@ -3,20 +3,17 @@ CSVs, and recordings. Each yields batches `(ts_ns, perp_events, spot_events)` in
 
 Candles become a synthetic market: each bar is walked O->L->H->C (a rising bar) or O->H->L->C
 (a falling one) in `steps_per_bar` points, and at each point the source emits a book snapshot
-(`depth_levels` per side around the path price, level size a share of the bar's volume), one
-trade, an oracle update (price = the path price, `next_funding_rate` = the hourly rate settling at
-the end of the current hour) and a block height; the spot hedge gets the same book. Funding CSV
-rates are per `interval_hours` and settle at the row's time: each is spread as rate / interval
-over the interval's hours, the engine's 1-hour convention. Binance and Bybit files from the
-fetcher carry local time (UTC+3): `funding_offset_hours="auto"` subtracts 3 h for them (by file
-name, or when 8-hourly rows sit at 03/11/19 h) so settlements land on 00/08/16 UTC.
+(`BookShape`: depth that thins as the bar's range and recent volatility grow, calibrated on the
+order book samples in ../shared/data/orderbook), one trade, an oracle update (price = the path
+price, `next_funding_rate` = the hourly rate settling at the end of the current hour, 0 where
+the funding file has none) and a block height; the spot hedge gets the same book. Reading and
+validating the CSVs is `history`'s job (times are UTC unless an offset is given).
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import re
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,23 +38,22 @@ from bot.sim.market import SimMarket
 from bot.venues.sim.feed import default_params
 
 from .codec import decode_event
+from .history import (  # noqa: F401  (re-exported: the loaders' home was here)
+    Bar,
+    SourceError,
+    check_funding,
+    load_candles,
+    load_funding,
+    market_from_name,
+    median_spacing,
+    parse_time,
+)
 
 NS_PER_SEC = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SEC
 Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC
-_CEX_TZ_HINT = re.compile(r"binance|bybit", re.IGNORECASE)
-_BASE = re.compile(r"^([A-Z0-9]+?)[-_/]?(USDT|USDC|USD|BUSD)", re.IGNORECASE)
-
-
-class SourceError(ValueError):
-    """Bad backtest input; `option` names the CLI option it came from."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        super().__init__(f"{option}: {reason}")
-        self.option = option
-        self.reason = reason
 
 
 @dataclass
@@ -73,14 +69,6 @@ class Source:
     batches: Iterable[Batch]
     describe: dict[str, Any] = field(default_factory=dict)
     has_heights: bool = True
-
-
-def market_from_name(text: str) -> str:
-    """'BTCUSDT_1h.csv' / 'BTC-USDT' -> 'BTC-USD' (the perp ticker the engine trades)."""
-    match = _BASE.match(Path(text).name)
-    if not match:
-        raise ValueError(f"cannot tell the market from {text!r}")
-    return f"{match.group(1).upper()}-USD"
 
 
 def _spec(ticker: str, block_secs: float) -> MarketSpec:
@@ -137,124 +125,6 @@ def sim_source(settings: Settings, seed: int, hours: float, *, start_ns: int = S
 # ---- CSV history ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    ts_ns: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-
-
-def _ts(text: str) -> int:
-    text = text.strip()
-    if re.fullmatch(r"\d{8} \d{2}:\d{2}:\d{2}", text):  # Lean: 20260110 00:00:00
-        dt = datetime.strptime(text, "%Y%m%d %H:%M:%S")
-    else:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp()) * NS_PER_SEC + dt.microsecond * 1000
-
-
-def parse_time(text: str, option: str) -> int:
-    """An ISO date or datetime (UTC unless it says otherwise) as ns since the epoch."""
-    try:
-        return _ts(text)
-    except ValueError:
-        raise SourceError(option, f"{text!r} is not a date like 2022-11-01 or 2022-11-01T12:00") from None
-
-
-def load_candles(path: Path, start_ns: int | None = None, end_ns: int | None = None,
-                 option: str = "--candles") -> list[Bar]:
-    """Read `Date,Open,High,Low,Close,Volume` rows in [start, end) (any column order, any case)."""
-    try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            cols = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
-            missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in cols]
-            if missing:
-                raise SourceError(option, f"{path} lacks column {missing[0]!r}")
-            bars = []
-            for n, row in enumerate(reader, start=2):
-                try:
-                    ts = _ts(row[cols["date"]])
-                    if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
-                        continue
-                    o, h, lo, c, v = (float(row[cols[k]]) for k in ("open", "high", "low", "close", "volume"))
-                except (TypeError, ValueError):
-                    raise SourceError(option, f"{path}:{n}: not a candle row") from None
-                if min(o, h, lo, c) <= 0 or not lo <= min(o, c) <= max(o, c) <= h:
-                    raise SourceError(option, f"{path}:{n}: need 0 < low <= open/close <= high")
-                bars.append(Bar(ts, o, h, lo, c, max(v, 0.0)))
-    except FileNotFoundError:
-        raise SourceError(option, f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(option, f"cannot read {path}: {exc}") from None
-    bars.sort(key=lambda b: b.ts_ns)
-    if len(bars) < 2:
-        raise SourceError(option, f"{path}: fewer than two candles in the chosen span")
-    return bars
-
-
-def funding_offset_hours(path: Path, times_ns: list[int], interval_hours: int) -> int:
-    """The `auto` rule: -3 h for Binance/Bybit fetcher files (UTC+3 local time), else 0."""
-    if _CEX_TZ_HINT.search(path.name):
-        return -3
-    if interval_hours == 8 and times_ns:
-        hours = [(t // NS_PER_HOUR) % 8 for t in times_ns[:200]]
-        if hours.count(3) > len(hours) // 2:
-            return -3
-    return 0
-
-
-def load_funding(path: Path, interval_hours: int, offset: str | int = "auto",
-                 option: str = "--funding") -> dict[str, dict[int, Decimal]]:
-    """Read `Symbol,Date,Funding Rate` (or Lean's headerless `YYYYMMDD HH:MM:SS,rate`).
-
-    Returns market -> {hour end (ns, UTC) -> 1-hour rate}: a rate per `interval_hours` settling at
-    T covers (T - interval, T], so each of those hours gets rate / interval.
-    """
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SourceError(option, f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(option, f"cannot read {path}: {exc}") from None
-    rows = [r for r in csv.reader(text.splitlines()) if r]
-    if not rows:
-        raise SourceError(option, f"{path} is empty")
-    raw: list[tuple[str, int, Decimal]] = []
-    header = [c.strip().lower() for c in rows[0]]
-    try:
-        if "funding rate" in header and "date" in header:
-            i_sym = header.index("symbol") if "symbol" in header else None
-            i_date, i_rate = header.index("date"), header.index("funding rate")
-            for row in rows[1:]:
-                market = market_from_name(row[i_sym]) if i_sym is not None else market_from_name(path.name)
-                raw.append((market, _ts(row[i_date]), Decimal(row[i_rate].strip())))
-        else:  # Lean's headerless dYdX file: the market comes from the file name
-            tokens = [t for t in path.stem.split("_") if re.fullmatch(r"[a-z0-9]+usd[tc]?", t, re.I)]
-            market = market_from_name(tokens[0] if tokens else path.stem)
-            for row in rows:
-                raw.append((market, _ts(row[0]), Decimal(row[1].strip())))
-    except (IndexError, ValueError, ArithmeticError) as exc:
-        raise SourceError(option, f"{path}: not a funding file ({exc})") from None
-    if offset == "auto":
-        shift = funding_offset_hours(path, [t for _, t, _ in raw], interval_hours)
-    else:
-        shift = int(offset)
-    per_hour = Decimal(interval_hours)
-    out: dict[str, dict[int, Decimal]] = {}
-    for market, ts, rate in raw:
-        settle = (ts + shift * NS_PER_HOUR) // NS_PER_HOUR * NS_PER_HOUR
-        hours = out.setdefault(market, {})
-        for k in range(interval_hours):
-            hours[settle - k * NS_PER_HOUR] = rate / per_hour
-    return out
-
-
 def _path_prices(bar: Bar, n: int) -> list[float]:
     """`n` points along O->L->H->C (rising bar) or O->H->L->C (falling bar)."""
     pts = [bar.open, bar.low, bar.high, bar.close] if bar.close >= bar.open else \
@@ -272,16 +142,39 @@ def _path_prices(bar: Bar, n: int) -> list[float]:
 
 @dataclass(frozen=True, slots=True)
 class BookShape:
-    """The synthetic depth profile around each path price."""
+    """The synthetic depth profile around each path price.
+
+    Depth per side is `ref_depth_usd_per_bps` of notional per bps of distance from the touch,
+    scaled by (ref_range / range)^range_exponent where `range` is the larger of the bar's
+    high-low range and an EWMA of recent bars' ranges (both in bps, scaled to one hour): wide,
+    volatile bars have thin books, quiet ones deep books (the factor is kept within
+    [min_factor, max_factor]). Calibrated on the Binance BTCUSDT perp samples in
+    ../shared/data/orderbook: 2022-11-01 23:49 (hour range 23 bps) ~ $816k within 2 bps of the
+    touch; 2020-09-01 00:00 (hour range 124 bps) ~ $280k within 2 bps; the exponent fits both.
+    Two samples of one venue: a rough calibration, applied to every market in USD terms.
+    """
 
     depth_levels: int = 20
     spread_bps: float = 1.0
     level_spacing_bps: float = 0.5
-    level_volume_share: float = 0.002  # of the bar's volume, per level
     level_size_growth: float = 0.1
+    ref_depth_usd_per_bps: float = 400_000.0
+    ref_range_bps: float = 23.0
+    range_exponent: float = 0.63
+    vol_halflife_bars: float = 24.0
+    min_factor: float = 0.02
+    max_factor: float = 3.0
+
+    def depth_factor(self, range_bps: float) -> float:
+        factor = (self.ref_range_bps / max(range_bps, 1e-9)) ** self.range_exponent
+        return min(max(factor, self.min_factor), self.max_factor)
+
+    def level_usd(self, range_bps: float) -> float:
+        """Notional of the first level per side at this (hourly-scaled) range."""
+        return self.ref_depth_usd_per_bps * self.level_spacing_bps * self.depth_factor(range_bps)
 
 
-def _book(spec: MarketSpec, price: float, volume: float, shape: BookShape, ts: int) -> BookSnapshot:
+def _book(spec: MarketSpec, price: float, level_usd: float, shape: BookShape, ts: int) -> BookSnapshot:
     tick = float(spec.tick_size)
     mid_ticks = round(price / tick)
     spread = max(1, round(price * shape.spread_bps / 1e4 / tick))
@@ -289,7 +182,7 @@ def _book(spec: MarketSpec, price: float, volume: float, shape: BookShape, ts: i
     best_bid = mid_ticks - spread // 2
     best_ask = best_bid + spread
     step = spec.step_size
-    base = max(volume * shape.level_volume_share, float(spec.min_order_size) * 10)
+    base = max(level_usd / price, float(spec.min_order_size))
     bids, asks = [], []
     for i in range(shape.depth_levels):
         size = (Decimal(repr(base * (1 + shape.level_size_growth * i))) / step).to_integral_value(
@@ -300,66 +193,88 @@ def _book(spec: MarketSpec, price: float, volume: float, shape: BookShape, ts: i
     return BookSnapshot(spec.ticker, tuple(bids), tuple(asks), ts, ts)
 
 
+class RangeVol:
+    """Per market: the EWMA of hourly-scaled bar ranges (bps), for the depth model."""
+
+    def __init__(self, shape: BookShape, bar_ns: int) -> None:
+        self._alpha = 1 - 0.5 ** (1 / shape.vol_halflife_bars)
+        self._scale = math.sqrt(NS_PER_HOUR / bar_ns)
+        self.ewma: float | None = None
+
+    def range_bps(self, bar: Bar) -> float:
+        """The range the book sees for this bar (max of its own and the recent EWMA); then update."""
+        own = (bar.high - bar.low) / bar.open * 1e4 * self._scale
+        seen = own if self.ewma is None else max(own, self.ewma)
+        self.ewma = own if self.ewma is None else self.ewma + self._alpha * (own - self.ewma)
+        return seen
+
+
 def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                   funding: dict[str, dict[int, Decimal]], *, steps_per_bar: int | None = None,
-                  shape: BookShape | None = None) -> Source:
-    """A synthetic book + oracle path per bar for each market, with hourly funding from the CSVs."""
+                  shape: BookShape | None = None, notes: list[str] | None = None) -> Source:
+    """A synthetic book + oracle path per bar for each market, with hourly funding from the CSVs.
+
+    The bar length is the median spacing (the smallest over the markets); bars are replayed at
+    their own times, so a gap is a stretch with no events and never shifts later bars.
+    """
     shape = shape or BookShape()
     block = settings.sim.block_interval_secs
     specs = {t: _spec(t, block) for t in candles}
     spot_of = _spot_map(settings, candles)
     spot_specs = {spot_of[t]: replace(specs[t], ticker=spot_of[t]) for t in spot_of}
     start_ns = max(bars[0].ts_ns for bars in candles.values())
-    bar_ns = min(bars[1].ts_ns - bars[0].ts_ns for bars in candles.values())
+    bar_ns = min(median_spacing([b.ts_ns for b in bars]) for bars in candles.values())
+    if bar_ns <= 0:
+        raise SourceError("--candles", "need candles at two different times")
     end_ns = min(bars[-1].ts_ns for bars in candles.values()) + bar_ns
     n = steps_per_bar or max(4, min(60, bar_ns // (300 * NS_PER_SEC)))
     step_ns = bar_ns // n
     block_ns = int(block * NS_PER_SEC)
     rates = {t: funding.get(t, {}) for t in candles}
+    by_time: dict[int, list[tuple[str, Bar]]] = {}
+    for t, bars in candles.items():
+        for bar in bars:
+            if start_ns <= bar.ts_ns < end_ns:
+                by_time.setdefault(bar.ts_ns, []).append((t, bar))
+    times = sorted(by_time)
 
     def batches() -> Iterator[Batch]:
-        iters = {t: iter([b for b in bars if start_ns <= b.ts_ns < end_ns]) for t, bars in candles.items()}
-        current = {t: next(it, None) for t, it in iters.items()}
-        last_rate = {t: Decimal(0) for t in candles}
+        vols = {t: RangeVol(shape, bar_ns) for t in candles}
         height_base = 1_000_000
-        t0 = start_ns
-        while t0 < end_ns:
-            paths: dict[str, tuple[list[float], float]] = {}
-            for t in candles:
-                bar = current[t]
-                while bar is not None and bar.ts_ns < t0:
-                    bar = current[t] = next(iters[t], None)
-                if bar is not None and bar.ts_ns == t0:
-                    paths[t] = (_path_prices(bar, n), bar.volume)
+        no_rate = Decimal(0)
+        for i, t0 in enumerate(times):
+            until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
+            paths = {t: (_path_prices(bar, n), shape.level_usd(vols[t].range_bps(bar)))
+                     for t, bar in by_time[t0]}
             for k in range(n):
                 ts = t0 + k * step_ns
+                if ts >= until:
+                    break  # an off-grid bar follows: it takes over
                 hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
                 perp: list[MarketEvent] = []
                 spot: list[MarketEvent] = []
-                for t, (prices, volume) in paths.items():
+                for t, (prices, level_usd) in paths.items():
                     spec = specs[t]
                     price = prices[k]
-                    book = _book(spec, price, volume, shape, ts)
+                    book = _book(spec, price, level_usd, shape, ts)
                     perp.append(book)
                     if k:
                         up = price >= prices[k - 1]
                         touch = book.asks[0] if up else book.bids[0]
                         size = max(spec.min_order_size, touch.size / 4)
                         perp.append(Trade(t, touch.price, size, Side.BUY if up else Side.SELL, ts, ts))
-                    rate = rates[t].get(hour_end)
-                    if rate is not None:
-                        last_rate[t] = rate
                     mid = (book.bids[0].price + book.asks[0].price) / 2
-                    perp.append(OracleUpdate(t, mid.quantize(spec.tick_size), last_rate[t], ts, ts))
+                    # No carry-forward: an hour the file does not cover pays no funding.
+                    rate = rates[t].get(hour_end, no_rate)
+                    perp.append(OracleUpdate(t, mid.quantize(spec.tick_size), rate, ts, ts))
                     if t in spot_of:
                         spot.append(replace(book, market=spot_of[t]))
                 perp.append(BlockHeight(height_base + (ts - start_ns) // block_ns, ts, ts))
                 yield ts, perp, spot
-            t0 += bar_ns
 
     return Source("candles", specs, spot_specs, spot_of, start_ns, end_ns, batches(),
                   {"bars": {t: len(b) for t, b in candles.items()}, "steps_per_bar": n,
-                   "bar_secs": bar_ns // NS_PER_SEC}, has_heights=False)
+                   "bar_secs": bar_ns // NS_PER_SEC, "checks": list(notes or [])}, has_heights=False)
 
 
 # ---- recordings ------------------------------------------------------------------------------
@@ -435,3 +350,33 @@ def recording_source(path: Path) -> Source:
 
     return Source("recording", specs, spot_specs, spot_of, first, last, batches(),
                   {"path": str(path), "segments": len(paths), "events": count})
+
+
+# ---- candles + funding files, validated (the CLI's and the optimizer's entry) -----------------
+
+
+def load_candle_source(settings: Settings, candle_paths: Iterable[str], funding_paths: Iterable[str] = (), *,
+                       market: str | None = None, start_ns: int | None = None, end_ns: int | None = None,
+                       funding_interval_hours: int | None = None, funding_offset_hours: int = 0,
+                       candles_offset_hours: int = 0) -> Source:
+    """Read and check the files (`history`), then build the candle source; its `describe["checks"]`
+    lists what was found wrong but replayable. Raises SourceError naming the option."""
+    candle_paths, funding_paths = list(candle_paths), list(funding_paths)
+    notes: list[str] = []
+    candles: dict[str, list[Bar]] = {}
+    for path in candle_paths:
+        try:
+            ticker = market if (market and len(candle_paths) == 1) else market_from_name(path)
+        except ValueError as exc:
+            raise SourceError("--market", str(exc)) from None
+        candles[ticker] = load_candles(Path(path), start_ns, end_ns, offset_hours=candles_offset_hours,
+                                       notes=notes)
+    funding: dict[str, dict[int, Decimal]] = {}
+    for path in funding_paths:
+        loaded = load_funding(Path(path), funding_interval_hours, funding_offset_hours, notes=notes)
+        if market and len(candle_paths) == 1 and len(loaded) == 1:
+            loaded = {market: next(iter(loaded.values()))}
+        for ticker, rates in loaded.items():
+            funding.setdefault(ticker, {}).update(rates)
+    check_funding(funding, candles, notes)
+    return candle_source(settings, candles, funding, notes=notes)

@@ -20,6 +20,8 @@ from bot.config import load
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
 FUNDING = SHARED / "data/funding"
+DYDX_BTC = FUNDING / "BTC-USDT_dydx_2022-01-01_2024-01-01_funding_history.csv"
+DYDX_ETH = FUNDING / "ETH-USDT_dydx_2022-01-01_2024-01-01_funding_history.csv"
 SUMMARY_KEYS = {"total_return", "max_drawdown", "sharpe", "turnover", "fees", "funding_pnl", "liquidations"}
 
 
@@ -98,7 +100,9 @@ def test_liquidity_drought_trips_the_liquidity_flag_while_it_lasts() -> None:
 
 def test_real_csvs_ftx_weeks_with_dydx_hourly_and_binance_8h_funding(tmp_path: Path) -> None:
     hourly = sources.load_funding(FUNDING / "BTC-USDT_dydx_2022-01-01_2024-01-01_funding_history.csv", 1)
-    eight = sources.load_funding(FUNDING / "BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv", 8)
+    # The shared Binance files carry the fetcher's UTC+3 clock (../shared/data/README.md): -3 h.
+    binance = FUNDING / "BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"
+    eight = sources.load_funding(binance, 8, -3)
     settle = sources.parse_time("2022-11-08T08:00", "x")  # Binance settles at 00/08/16 UTC
     assert eight["BTC-USD"][settle] == eight["BTC-USD"][settle - 7 * 3600 * 10**9]
     for funding in (hourly, eight):
@@ -125,13 +129,22 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("args, option", [
     (["--candles", "missing.csv"], "--candles"),
-    (["--candles", str(CANDLES), "--funding-interval", "2h"], "--funding-interval"),
+    (["--candles", str(CANDLES), "--funding-interval", "1.5h"], "--funding-interval"),
+    (["--candles", str(CANDLES), "--funding-offset", "auto"], "--funding-offset"),
+    (["--candles", str(CANDLES), "--funding", str(DYDX_BTC), "--funding-interval", "8h"],
+     "--funding-interval"),
+    (["--candles", str(CANDLES), "--funding", str(DYDX_ETH)], "--funding"),  # another market
+    (["--candles", str(CANDLES), "--start", "2024-03-01", "--funding", str(DYDX_BTC)],
+     "--funding"),  # no overlap
+    (["--candles", str(CANDLES), "--funding", "nan.csv"], "--funding"),
     (["--sim", "1", "--hours", "0.01", "--scenario", "volcano"], "--scenario"),
     (["--data", "nope.jsonl.gz"], "--data"),
     ([], "--sim"),
 ])
 def test_cli_bad_input_exits_2_with_one_line_naming_the_option(tmp_path: Path, args: list[str],
                                                                option: str) -> None:
+    (tmp_path / "nan.csv").write_text("Symbol,Date,Funding Rate\nBTC-USDT,2022-01-01 00:00:00,0.0001\n"
+                                      "BTC-USDT,2022-01-01 01:00:00,NaN\n")
     proc = _cli("backtest", *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -141,7 +154,7 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_option(tmp_path: Path, a
 def test_cli_backtest_and_report(tmp_path: Path) -> None:
     proc = _cli("backtest", "--candles", str(CANDLES), "--start", "2023-06-01", "--end", "2023-06-03",
                 "--funding", str(FUNDING / "BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"),
-                "--funding-interval", "8h", "--out", "run", cwd=tmp_path)
+                "--funding-interval", "8h", "--funding-offset", "-3", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert SUMMARY_KEYS <= json.loads((tmp_path / "run/summary.json").read_text()).keys()
     proc = _cli("report", "run", cwd=tmp_path)

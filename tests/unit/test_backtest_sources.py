@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,13 +16,16 @@ from bot.domain import BlockHeight, BookLevel, BookSnapshot, OracleUpdate, Side,
 HOUR = sources.NS_PER_HOUR
 
 
-def test_an_8h_rate_becomes_eight_hourly_rates_and_binance_times_move_back_3h(tmp_path: Path) -> None:
+def test_an_8h_rate_becomes_eight_hourly_rates_read_as_utc_unless_an_offset_is_given(tmp_path: Path) -> None:
     path = tmp_path / "BTC-USDT_binance_funding.csv"
-    path.write_text("Symbol,Date,Funding Rate\nBTC-USDT,2022-11-01 03:00:00.000,0.0008\n")
-    rates = sources.load_funding(path, 8)["BTC-USD"]
-    settle = sources.parse_time("2022-11-01T00:00:00", "x")  # 03:00 UTC+3 is the 00:00 UTC settlement
-    assert sorted(rates) == [settle - k * HOUR for k in range(7, -1, -1)]
+    path.write_text("Symbol,Date,Funding Rate\nBTC-USDT,2022-11-01 03:00:00.000,0.0008\n"
+                    "BTC-USDT,2022-11-01 11:00:00.000,0.0008\n")
+    rates = sources.load_funding(path)["BTC-USD"]  # 8 h inferred from the rows; no guess from the name
+    settle = sources.parse_time("2022-11-01T03:00:00", "x")
+    assert sorted(rates)[:8] == [settle - k * HOUR for k in range(7, -1, -1)]
     assert set(rates.values()) == {Decimal("0.0001")}
+    shifted = sources.load_funding(path, 8, offset=-3)["BTC-USD"]  # the shared files' UTC+3 clock
+    assert min(shifted) == settle - 3 * HOUR - 7 * HOUR
 
 
 def test_dydx_hourly_files_are_utc_and_offsets_can_be_forced(tmp_path: Path) -> None:
@@ -30,6 +34,9 @@ def test_dydx_hourly_files_are_utc_and_offsets_can_be_forced(tmp_path: Path) -> 
     t = sources.parse_time("2022-01-01", "x")
     assert sources.load_funding(path, 1)["BTC-USD"] == {t: Decimal("0.0000058615")}
     assert list(sources.load_funding(path, 1, offset=2)["BTC-USD"]) == [t + 2 * HOUR]
+    with pytest.raises(sources.SourceError) as info:
+        sources.load_funding(path)  # one row: the interval cannot be inferred
+    assert info.value.option == "--funding-interval"
 
 
 def test_lean_headerless_v4_file_parses() -> None:
@@ -87,3 +94,74 @@ def test_events_round_trip_through_the_recording_codec() -> None:
         assert decode_event(encode_event(event, "spot")) == ("spot", event)
     with pytest.raises(ValueError):
         decode_event({"k": "trade", "t": 1})
+
+
+def _csv(tmp_path: Path, name: str, rows: list[str], header: str = "Symbol,Date,Funding Rate") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _hourly(start: str, n: int, rate: str = "0.0001", symbol: str = "BTC-USDT") -> list[str]:
+    t0 = sources.parse_time(start, "x") // 10**9
+    return [f"{symbol},{datetime.fromtimestamp(t0 + 3600 * k, UTC):%Y-%m-%d %H:%M:%S},{rate}"
+            for k in range(n)]
+
+
+@pytest.mark.parametrize("rate", ["NaN", "inf", "-Infinity", "1e400", "0.5"])
+def test_non_finite_or_absurd_rates_are_refused(tmp_path: Path, rate: str) -> None:
+    path = _csv(tmp_path, "f.csv", [*_hourly("2022-01-01", 3), f"BTC-USDT,2022-01-01 03:00:00,{rate}"])
+    with pytest.raises(sources.SourceError) as info:
+        sources.load_funding(path)
+    assert info.value.option == "--funding" and "not a funding rate" in info.value.reason
+
+
+def test_the_interval_is_inferred_and_checked_against_the_flag(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "f.csv", _hourly("2022-01-01", 48))
+    assert len(sources.load_funding(path)["BTC-USD"]) == 48
+    with pytest.raises(sources.SourceError) as info:
+        sources.load_funding(path, 8)  # an hourly file read as 8-hourly would scale funding down 8x
+    assert info.value.option == "--funding-interval" and "1h apart, not 8h" in info.value.reason
+
+
+def _candles(tmp_path: Path, times: list[str]) -> Path:
+    rows = [f"{t},100,101,99,100.5,10" for t in times]
+    return _csv(tmp_path, "BTCUSDT_1h.csv", rows, "Date,Open,High,Low,Close,Volume")
+
+
+def test_funding_must_overlap_the_candles_and_name_their_market(tmp_path: Path) -> None:
+    settings = load(None, env_file=None)
+    hours = [f"2022-01-01 {h:02d}:00:00" for h in range(6)]
+    candles = _candles(tmp_path, hours)
+    other = _csv(tmp_path, "e.csv", _hourly("2022-01-01", 6, symbol="ETH-USDT"))
+    late = _csv(tmp_path, "l.csv", _hourly("2023-01-01", 6))
+    for path, words in ((other, "funding is for ETH-USD"), (late, "does not overlap")):
+        with pytest.raises(sources.SourceError) as info:
+            sources.load_candle_source(settings, [str(candles)], [str(path)])
+        assert info.value.option == "--funding" and words in info.value.reason
+    part = _csv(tmp_path, "p.csv", _hourly("2022-01-01", 3))
+    src = sources.load_candle_source(settings, [str(candles)], [str(part)])
+    assert any("funding covers 2 of 6 hours" in n for n in src.describe["checks"])
+    oracles = [e for _, p, _ in src.batches for e in p if isinstance(e, OracleUpdate)]
+    # The last rate is not carried on: hours the file does not cover pay nothing.
+    assert oracles[-1].next_funding_rate == 0 and oracles[0].next_funding_rate == Decimal("0.0001")
+
+
+def test_duplicates_disorder_and_gaps_are_reported_and_every_bar_replayed(tmp_path: Path) -> None:
+    settings = load(None, env_file=None)
+    hours = ["2022-01-01 00:00:00", "2022-01-01 00:00:00", "2022-01-01 02:00:00", "2022-01-01 01:00:00",
+             "2022-01-01 05:00:00", "2022-01-01 06:00:00", "2022-01-01 07:00:00"]
+    src = sources.load_candle_source(settings, [str(_candles(tmp_path, hours))])
+    checks = " | ".join(src.describe["checks"])
+    assert "1 duplicate times" in checks and "out of time order" in checks and "1 gaps (2 intervals" in checks
+    assert src.describe["bar_secs"] == 3600  # the median spacing, not the first two rows' (0)
+    starts = sorted({ts // HOUR for ts, _, _ in src.batches})
+    assert [h - starts[0] for h in starts] == [0, 1, 2, 5, 6, 7]  # nothing after the gap is dropped
+
+
+def test_depth_thins_as_the_range_widens() -> None:
+    shape = sources.BookShape()
+    assert shape.level_usd(10) > shape.level_usd(23) > shape.level_usd(124) > 0
+    # The calibration points: ~$816k within 2 bps at a 23 bps hour, ~$280k at 124 bps (within 25%).
+    per_2bps = [shape.level_usd(r) / shape.level_spacing_bps * 2 for r in (23, 124)]
+    assert abs(per_2bps[0] / 816_000 - 1) < 0.25 and abs(per_2bps[1] / 280_000 - 1) < 0.25
