@@ -213,6 +213,7 @@ def build_report(run: Path) -> Path:
     if not samples:
         raise ReportError(f"{run} has no samples")
     summary.update(stats.series_stats([s["equity"] for s in samples], summary.get("sample_secs", 60)))
+    summary["max_drawdown"] = max(summary["max_drawdown"], summary.get("max_drawdown_intrabar", 0.0))
     _dump(run / "summary.json", summary)
     _charts(run, samples, baselines, timeline)
     out = run / "report.html"

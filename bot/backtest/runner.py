@@ -60,6 +60,7 @@ from bot.watchdog.mode import InputState, ModeState, Observation, Reading, class
 
 from . import metrics as stats
 from .clock import SimClock
+from .liquidation import IntrabarRisk
 from .scenarios import Scenario, StressModel, is_rejected, place
 from .sources import Source
 
@@ -214,7 +215,7 @@ class Backtest:
         self.samples: list[dict[str, Any]] = []
         self.funding_rows: list[dict[str, Any]] = []
         self.liquidations = 0
-        self._in_liquidation = False
+        self.risk = IntrabarRisk(s.paper.initial_equity_usd)
         self._last_tripped: dict[str, tuple[str, ...]] = {}
         self._mode_secs: dict[str, float] = {m.value: 0.0 for m in RiskMode}
 
@@ -244,6 +245,7 @@ class Backtest:
         perp_resting, spot_resting = self.paper.resting, self.spot_paper.resting
         delta, snapshot, trade, oracle = BookDelta, BookSnapshot, Trade, OracleUpdate
         progress = self.progress
+        legs = self._legs
         count = next_progress = 0
         for ts, perp, spot in src.batches:
             if stress is not None:
@@ -276,6 +278,10 @@ class Backtest:
                     spot_on(ev)
                 # spot has no oracle, no funding and no chain: other kinds go nowhere
             count += len(perp) + len(spot)
+            for leg in legs:
+                if leg.size:
+                    await self._intrabar(ts)
+                    break
             if progress is not None and count >= next_progress:
                 next_progress = count + PROGRESS_EVERY
                 progress(count, ts - src.start_ns)
@@ -284,6 +290,17 @@ class Backtest:
         if progress is not None:
             progress(count, end - src.start_ns)
         return self._result(count, sample_secs)
+
+    async def _intrabar(self, ts: int) -> None:
+        """Drawdown at this mark; a liquidation when equity is below maintenance margin (liquidation.py)."""
+        fills = self.risk.observe(self.engine, ts)
+        if not fills:
+            return
+        self.timeline.append(self.risk.events[-1])
+        self.liquidations += 1
+        await self.engine.orders.cancel_all()
+        for fill in fills:
+            self.paper._emit(fill)  # the venue's own liquidation fill: positions, store and PnL see it
 
     async def _timers(self, until: int) -> None:
         while True:
@@ -382,6 +399,7 @@ class Backtest:
         if stress is None:
             self._next_wd = math.inf  # type: ignore[assignment]  # nothing can degrade
             return
+        stress.advance(now)
         if stress.is_quiet(now) and self.wd_state.mode is RiskMode.NORMAL:
             nxt = stress.next_change_ns(now)
             self._next_wd = nxt if nxt is not None else math.inf  # type: ignore[assignment]
@@ -418,9 +436,10 @@ class Backtest:
     def _sample(self, now: int) -> None:
         engine = self.engine
         equity = engine.equity()
+        self.risk.mark_equity(equity)
         pnl = engine.total_pnl()
         markets: dict[str, Any] = {}
-        gross = net = maintenance = ZERO
+        gross = net = ZERO
         for t, st in engine.markets.items():
             mark = st.mark
             pos = st.position.size
@@ -430,7 +449,6 @@ class Backtest:
                                    "target": float(st.target)}
             gross += abs(perp_notional)
             net += perp_notional
-            maintenance += abs(perp_notional) * st.spec.maintenance_margin_fraction
             if st.spot is not None:
                 mid = st.spot.book.mid()
                 spot_notional = st.spot.position.size * mid if mid is not None else ZERO
@@ -451,14 +469,6 @@ class Backtest:
         for event in _drain(self.bus):
             if event.kind == "risk_mode_changed":
                 self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
-        if maintenance and equity < maintenance:
-            if not self._in_liquidation:
-                self.liquidations += 1
-                self.timeline.append({"ts_ns": now, "kind": "liquidation", "equity": float(equity),
-                                      "maintenance": float(maintenance)})
-            self._in_liquidation = True
-        else:
-            self._in_liquidation = False
         realised = sum((st.ledger.realised_usd for st in engine.markets.values()), ZERO)
         expected_1h = engine.expected_funding() / self.settings.rules.funding_horizon_hours
         if self.samples:
@@ -507,6 +517,7 @@ class Backtest:
         equity_curve = [x["equity"] for x in self.samples]
         summary: dict[str, Any] = {
             **stats.series_stats(equity_curve, sample_secs),
+            "max_drawdown_intrabar": round(float(self.risk.max_drawdown), 8),  # on every mark
             "initial_equity": initial,
             "final_equity": _f(engine.equity()),
             "turnover": _f(turnover / s.paper.initial_equity_usd),
@@ -526,6 +537,8 @@ class Backtest:
                        "markets": sorted(self.source.specs)},
             "scenarios": [sc.name for sc in self.scenarios],
         }
+        # Drawdown counts every mark the run saw (intrabar wicks), not only the samples.
+        summary["max_drawdown"] = max(summary["max_drawdown"], summary["max_drawdown_intrabar"])
         baselines: dict[str, Any] = {}
         if self.samples:
             spot_fee = float(s.strategy.carry.spot_taker_fee_rate)

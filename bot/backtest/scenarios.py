@@ -374,6 +374,11 @@ class StressModel:
 
     # ---- windows -----------------------------------------------------------------------------------
 
+    def advance(self, ts: int) -> None:
+        """Start and end the windows due by `ts` (the watchdog's wake-ups call it: a window starts
+        at its own time even when no market event falls on it)."""
+        self._advance(ts)
+
     def _advance(self, ts: int) -> None:
         while self._pending and self._pending[0].start_ns <= ts:
             w = self._pending.pop(0)

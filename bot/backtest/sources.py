@@ -228,6 +228,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         raise SourceError("--candles", "need candles at two different times")
     end_ns = min(bars[-1].ts_ns for bars in candles.values()) + bar_ns
     n = steps_per_bar or max(4, min(60, bar_ns // (300 * NS_PER_SEC)))
+    n += (1 - n) % 3  # n = 3m + 1: the path's points include the bar's High and Low exactly
     step_ns = bar_ns // n
     block_ns = int(block * NS_PER_SEC)
     rates = {t: funding.get(t, {}) for t in candles}

@@ -61,7 +61,7 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     funding = {"BTC-USD": {t0 + HOUR: Decimal("0.0001"), t0 + 2 * HOUR: Decimal("-0.0002")}}
     src = sources.candle_source(settings, {"BTC-USD": bars}, funding)
     batches = list(src.batches)
-    assert len(batches) == 3 * 12 and src.spot_of == {"BTC-USD": "BTC-USDT"}
+    assert len(batches) == 3 * 13 and src.spot_of  # 13 points: the path hits High and Low == {"BTC-USD": "BTC-USDT"}
     ts, perp, spot = batches[0]
     assert ts == t0 and isinstance(perp[0], BookSnapshot) and isinstance(perp[-1], BlockHeight)
     assert isinstance(spot[0], BookSnapshot) and spot[0].market == "BTC-USDT"
@@ -69,7 +69,7 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     assert book.bids[0].price < book.asks[0].price and len(book.bids) == 20
     oracles = [e for _, p, _ in batches for e in p if isinstance(e, OracleUpdate)]
     assert oracles[0].next_funding_rate == Decimal("0.0001")  # the rate settling at the hour's end
-    assert oracles[12].next_funding_rate == Decimal("-0.0002")
+    assert oracles[13].next_funding_rate == Decimal("-0.0002")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,0 +1,57 @@
+"""Intrabar risk: a wick below maintenance margin liquidates (forced close + fee); drawdown sees wicks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.backtest import sources
+from bot.backtest.liquidation import LIQUIDATION_FEE_RATE
+from bot.backtest.runner import Backtest, BacktestResult
+from bot.config import load
+
+HOUR = sources.NS_PER_HOUR
+T0 = sources.parse_time("2023-01-01", "x")
+
+
+def _run(wick_low: float) -> BacktestResult:
+    """A 3x long held through flat hours, one bar that wicks down to `wick_low` and closes near flat."""
+    settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
+    strategy = settings.strategy.model_copy(update={
+        "targets": {"BTC-USD": Decimal(100)}, "max_leverage": Decimal(3), "max_notional_usd": Decimal(10**7),
+        "min_liquidation_distance": Decimal("0.05"), "drawdown_stop": Decimal("0.99"),
+        "carry": settings.strategy.carry.model_copy(update={"enabled": False})})
+    # The bot holds through the wick (no flag decision, no audit) so the test sees the venue act.
+    rules = settings.rules.model_copy(update={"min_flags": 4, "audit_interval_secs": 10 * 3600.0})
+    settings = settings.model_copy(update={"strategy": strategy, "rules": rules})
+    bars = [sources.Bar(T0 + k * HOUR, 20000, 20010, 19990, 20000, 1000) for k in range(8)]
+    bars.append(sources.Bar(T0 + 8 * HOUR, 20000, 20010, wick_low, 19990, 1000))
+    bars += [sources.Bar(T0 + k * HOUR, 19990, 20000, 19980, 19990, 1000) for k in range(9, 12)]
+    src = sources.candle_source(settings, {"BTC-USD": bars}, {})
+    return Backtest(settings, src, sample_secs=3600).run()
+
+
+def test_a_wick_below_maintenance_margin_liquidates_with_the_fee() -> None:
+    result = _run(wick_low=8000)  # -60% intrabar at ~1.8x (vol-targeted): equity below maintenance
+    s = result.summary
+    events = [e for e in result.timeline if e["kind"] == "liquidation"]
+    assert s["liquidations"] >= 1 and events
+    first = events[0]
+    assert T0 + 8 * HOUR <= first["ts_ns"] < T0 + 9 * HOUR  # inside the wick bar
+    assert Decimal(first["equity"]) < Decimal(first["maintenance"])
+    closed = Decimal(first["closed"]["BTC-USD"])
+    assert closed > 0  # the long was closed
+    forced = [f for f in result.fills if f["ts_ns"] == first["ts_ns"] and f["side"] == "SELL"]
+    assert forced and Decimal(forced[0]["fee"]) == (Decimal(forced[0]["size"]) * Decimal(forced[0]["price"])
+                                                    * LIQUIDATION_FEE_RATE)
+    assert Decimal(first["fee"]) == Decimal(forced[0]["fee"])
+    assert s["max_drawdown"] > 0.5  # the loss to the wick's low, not the hourly close
+
+
+def test_drawdown_counts_a_wick_the_hourly_samples_miss() -> None:
+    result = _run(wick_low=18500)  # -7.5% intrabar at ~1.8x: ~14% down at the low, no liquidation
+    s = result.summary
+    assert s["liquidations"] == 0
+    sampled = max(1 - b / a for a, b in zip([x["equity"] for x in result.samples][:-1],
+                                            [x["equity"] for x in result.samples][1:], strict=True))
+    assert s["max_drawdown_intrabar"] > 0.1 > 0.02 > sampled
+    assert s["max_drawdown"] == s["max_drawdown_intrabar"]
