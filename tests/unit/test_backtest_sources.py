@@ -61,7 +61,8 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     funding = {"BTC-USD": {t0 + HOUR: Decimal("0.0001"), t0 + 2 * HOUR: Decimal("-0.0002")}}
     src = sources.candle_source(settings, {"BTC-USD": bars}, funding)
     batches = list(src.batches)
-    assert len(batches) == 3 * 13 and src.spot_of  # 13 points: the path hits High and Low == {"BTC-USD": "BTC-USDT"}
+    # 13 points per bar: the path hits High and Low exactly
+    assert len(batches) == 3 * 13 and src.spot_of == {"BTC-USD": "BTC-USDT"}
     ts, perp, spot = batches[0]
     assert ts == t0 and isinstance(perp[0], BookSnapshot) and isinstance(perp[-1], BlockHeight)
     assert isinstance(spot[0], BookSnapshot) and spot[0].market == "BTC-USDT"
