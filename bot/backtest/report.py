@@ -24,8 +24,10 @@ from .runner import BacktestResult
 
 NS_PER_SEC = 1_000_000_000
 FILES = ("summary.json", "samples.json", "timeline.json", "funding.json", "baselines.json", "fills.json")
-SECTIONS = ("Summary", "Equity curve", "Drawdown", "PnL attribution", "Funding ledger",
-            "Exposure and leverage", "Flag timeline and decisions", "Watchdog and risk mode")
+SECTIONS = ("Summary", "Baselines", "Monthly returns", "Markets", "Equity curve", "Drawdown",
+            "PnL attribution", "Funding ledger", "Exposure and leverage", "Trades",
+            "Flag timeline and decisions", "Watchdog and risk mode", "Config")
+TRADES_SHOWN = 2000
 CHARTS = ("equity.png", "drawdown.png", "pnl_attribution.png", "funding.png", "exposure.png", "risk_mode.png")
 
 
@@ -73,7 +75,7 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     import matplotlib.pyplot as plt
 
     x = _dates(samples)
-    equity = [s["equity"] for s in samples]
+    equity = [float(s["equity"]) for s in samples]
 
     def save(fig: Any, name: str) -> None:
         fig.autofmt_xdate()
@@ -97,7 +99,7 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
 
     fig, ax = plt.subplots(figsize=(9, 3))
     for key in ("price", "funding", "fees", "slippage"):
-        ax.plot(x, [s["pnl"][key] for s in samples], label=label(key), color=colour(key), lw=1)
+        ax.plot(x, [float(s["pnl"][key]) for s in samples], label=label(key), color=colour(key), lw=1)
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_ylabel("cumulative PnL (USD)")
     ax.legend(loc="best", fontsize=8)
@@ -107,10 +109,10 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     expected, total = [], 0.0
     hours = (samples[1]["ts_ns"] - samples[0]["ts_ns"]) / (3600 * NS_PER_SEC) if len(samples) > 1 else 0.0
     for s in samples:
-        total += s["funding_expected_1h"] * hours
+        total += float(s["funding_expected_1h"]) * hours
         expected.append(total)
-    ax.plot(x, [s["funding_realised"] for s in samples], label=label("realised"), color=colour("realised"),
-            lw=1.2)
+    ax.plot(x, [float(s["funding_realised"]) for s in samples], label=label("realised"),
+            color=colour("realised"), lw=1.2)
     ax.plot(x, expected, label=f"{label('expected')} (forecast x position)", color=colour("expected"), lw=1,
             ls="--")
     ax.set_ylabel("cumulative funding (USD)")
@@ -118,8 +120,9 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     save(fig, "funding.png")
 
     fig, ax = plt.subplots(figsize=(9, 3))
-    ax.plot(x, [s["gross_notional"] for s in samples], label=label("gross"), color=colour("gross"), lw=1)
-    ax.plot(x, [s["net_notional"] for s in samples], label=label("net"), color=colour("net"), lw=1)
+    ax.plot(x, [float(s["gross_notional"]) for s in samples], label=label("gross"), color=colour("gross"),
+            lw=1)
+    ax.plot(x, [float(s["net_notional"]) for s in samples], label=label("net"), color=colour("net"), lw=1)
     ax.set_ylabel("USD")
     ax2 = ax.twinx()
     ax2.plot(x, [s["leverage"] for s in samples], color=colour("leverage"), lw=0.8, ls=":", label="leverage")
@@ -128,12 +131,15 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     save(fig, "exposure.png")
 
     fig, ax = plt.subplots(figsize=(9, 2.5))
-    rank = {"NORMAL": 0, "REDUCE_ONLY": 1, "HALTED": 2}
-    ax.step(x, [rank.get(s["risk_mode"], 0) for s in samples], where="post", color="#7d8a97")
+    # The sizing's drawdown stop (targets held at zero) shows as its own level while the mode is NORMAL.
+    rank = {"NORMAL": 0, "DRAWDOWN_STOP": 1, "REDUCE_ONLY": 2, "HALTED": 3}
+    shown = ["DRAWDOWN_STOP" if s.get("drawdown_stop") and s["risk_mode"] == "NORMAL" else s["risk_mode"]
+             for s in samples]
+    ax.step(x, [rank.get(m, 0) for m in shown], where="post", color="#7d8a97")
     for mode in rank:  # the page's risk-mode colours, as bands
-        ax.fill_between(x, -0.4, 2.4, where=[s["risk_mode"] == mode for s in samples], step="post",
-                        color=MODE_COLOURS[mode], alpha=0.25, lw=0)
-    ax.set_yticks([0, 1, 2], ["NORMAL", "REDUCE_ONLY", "HALTED"])
+        ax.fill_between(x, -0.4, 3.4, where=[m == mode for m in shown], step="post",
+                        color=MODE_COLOURS.get(mode, MODE_COLOURS["REDUCE_ONLY"]), alpha=0.25, lw=0)
+    ax.set_yticks([0, 1, 2, 3], list(rank))
     flags = [sum(len(m.get("flags", [])) for m in s["markets"].values()) for s in samples]
     ax2 = ax.twinx()
     ax2.plot(x, flags, color=colour("flags"), lw=0.6, alpha=0.6)
@@ -151,18 +157,31 @@ def _pct(x: float) -> str:
     return f"{x * 100:.2f}%"
 
 
-def _html(summary: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
-    cols = ["total_return", "vol_annual", "sharpe", "sortino", "max_drawdown", "fees", "funding_pnl"]
+def _html(summary: dict[str, Any], timeline: list[dict[str, Any]], fills: list[dict[str, Any]]) -> str:
+    cols = ["total_return", "cagr", "vol_annual", "sharpe", "sortino", "max_drawdown", "calmar", "fees",
+            "funding_pnl"]
     rows = [["strategy", *[summary.get(c, "") for c in cols]]]
     for name, b in sorted(summary.get("baselines", {}).items()):
         rows.append([name, *[b.get(c, "") for c in cols]])
     for r in rows:
-        for i in (1, 2, 5):
+        for i in (1, 2, 3, 6):
             if isinstance(r[i], float):
                 r[i] = _pct(r[i])
     extra = [[k, summary.get(k)] for k in ("initial_equity", "final_equity", "turnover", "traded_notional",
+                                           "time_in_market", "max_drawdown_sampled", "max_drawdown_intrabar",
                                            "slippage", "price_pnl", "liquidations", "fills", "decisions",
-                                           "events", "sample_secs", "scenarios")]
+                                           "events", "run_secs", "sample_secs", "scenarios")]
+    fee_note = html.escape(str(summary.get("baseline_fees", "")))
+    notionals = {k: b.get("notional_usd") or b.get("targets")
+                 for k, b in summary.get("baselines", {}).items()}
+    monthly = [[m, _pct(r)] for m, r in summary.get("monthly_returns", {}).items()]
+    market_cols = ["pnl", "price_pnl", "funding_pnl", "fees", "slippage", "traded_notional", "fills",
+                   "position", "spot_position"]
+    per_market = [[m, *[v.get(c) for c in market_cols]] for m, v in summary.get("markets", {}).items()]
+    trades = [[_time(f["ts_ns"]), f["venue"], f["market"], f["side"], f["size"], f["price"], f["fee"],
+               f.get("decision_id") or "", f.get("cause", "")] for f in fills[:TRADES_SHOWN]]
+    config = html.escape(orjson.dumps(summary.get("config", {}), option=orjson.OPT_INDENT_2
+                                      | orjson.OPT_SORT_KEYS).decode())
     decisions = [[_time(e["ts_ns"]), e["kind"], e.get("market", ""),
                   e.get("summary") or ", ".join(e.get("tripped", [])) or e.get("scenario", "")]
                  for e in timeline if e["kind"] in ("decision", "flags", "scenario_start", "scenario_end",
@@ -182,6 +201,9 @@ def _html(summary: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
     parts = [
         section("Summary", f"<p>{html.escape(str(src.get('kind', '')))} {html.escape(span)}</p>"
                 + _table(rows, ["run", *cols]) + _table(extra, ["figure", "value"])),
+        section("Baselines", f"<p>sizes: {html.escape(str(notionals))}; fees: {fee_note}</p>"),
+        section("Monthly returns", _table(monthly, ["month (UTC)", "return"])),
+        section("Markets", _table(per_market, ["market", *market_cols])),
         section("Equity curve", img("equity.png")),
         section("Drawdown", img("drawdown.png")),
         section("PnL attribution", "<p>price, funding, fees and slippage, cumulative.</p>"
@@ -189,10 +211,15 @@ def _html(summary: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
         section("Funding ledger", "<p>realised payments against the expected funding line.</p>"
                 + img("funding.png")),
         section("Exposure and leverage", img("exposure.png")),
+        section("Trades", f"<p>{len(fills)} fills (first {TRADES_SHOWN} shown; all in fills.json), each with "
+                "the decision that caused it.</p>" + _table(trades, ["time (UTC)", "venue", "market", "side",
+                                                                     "size", "price", "fee", "decision",
+                                                                     "cause"])),
         section("Flag timeline and decisions",
                 _table(decisions[:2000], ["time (UTC)", "kind", "market", "what"])),
         section("Watchdog and risk mode", img("risk_mode.png") + _table(mode_secs, ["mode", "time"])
                 + _table(modes, ["time (UTC)", "from", "to", "reason"])),
+        section("Config", f"<pre>{config}</pre>"),
     ]
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
              "margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
@@ -210,12 +237,14 @@ def build_report(run: Path) -> Path:
     samples = _load(run, "samples.json")
     timeline = _load(run, "timeline.json")
     baselines = _load(run, "baselines.json")
+    fills = _load(run, "fills.json")
     if not samples:
         raise ReportError(f"{run} has no samples")
-    summary.update(stats.series_stats([s["equity"] for s in samples], summary.get("sample_secs", 60)))
-    summary["max_drawdown"] = max(summary["max_drawdown"], summary.get("max_drawdown_intrabar", 0.0))
+    series = stats.series_stats([float(s["equity"]) for s in samples], summary.get("sample_secs", 60))
+    series["max_drawdown_sampled"] = series.pop("max_drawdown")
+    summary.update(series)  # max_drawdown stays the run's: it counts intrabar marks
     _dump(run / "summary.json", summary)
     _charts(run, samples, baselines, timeline)
     out = run / "report.html"
-    out.write_text(_html(summary, timeline))
+    out.write_text(_html(summary, timeline, fills))
     return out

@@ -40,6 +40,7 @@ from bot.domain import (
     AccountEvent,
     BookDelta,
     BookSnapshot,
+    Fill,
     OracleUpdate,
     OrderRequest,
     OrderStatus,
@@ -58,11 +59,13 @@ from bot.venues.paper.fills import FeeSchedule
 from bot.venues.ports import AccountSink
 from bot.watchdog.mode import InputState, ModeState, Observation, Reading, classify, step_mode, target_mode
 
-from . import metrics as stats
 from .clock import SimClock
 from .liquidation import IntrabarRisk
 from .scenarios import Scenario, StressModel, is_rejected, place
 from .sources import Source
+from .summary import BacktestResult, money
+from .summary import build as build_result
+from .summary import drain as _drain
 
 NS_PER_SEC = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SEC
@@ -124,18 +127,6 @@ class ScenarioVenue:
         return await self.inner.positions()
 
 
-@dataclass
-class BacktestResult:
-    summary: dict[str, Any]
-    samples: list[dict[str, Any]]
-    timeline: list[dict[str, Any]]
-    funding: list[dict[str, Any]]
-    fills: list[dict[str, Any]]
-    events: int
-    baselines: dict[str, Any] = field(default_factory=dict)  # with their equity series
-    elapsed_secs: float = 0.0  # wall clock: not part of the (deterministic) summary
-
-
 @contextlib.contextmanager
 def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
     """Drop engine log lines below `level` for the run and restore the logging config after."""
@@ -165,10 +156,7 @@ class Backtest:
 
     async def run_async(self) -> BacktestResult:
         with quiet_logs(self.log_level):
-            started = time.perf_counter()
-            result = await self._run()
-            result.elapsed_secs = time.perf_counter() - started
-            return result
+            return await self._run()
 
     # ---- wiring ---------------------------------------------------------------------------------
 
@@ -216,21 +204,35 @@ class Backtest:
         self.funding_rows: list[dict[str, Any]] = []
         self.liquidations = 0
         self.risk = IntrabarRisk(s.paper.initial_equity_usd)
+        self.fill_causes: dict[str, int | str] = {}
+        self.run_secs = 0.0
+        self._drawdown_stop = False
         self._last_tripped: dict[str, tuple[str, ...]] = {}
-        self._mode_secs: dict[str, float] = {m.value: 0.0 for m in RiskMode}
+        self.mode_secs: dict[str, float] = {m.value: 0.0 for m in RiskMode} | {"DRAWDOWN_STOP": 0.0}
 
     def _on_perp_account(self, event: AccountEvent) -> None:
         self._equity_stale = True
+        if event.__class__ is Fill:
+            self._note_cause(self.engine.orders, event)  # type: ignore[arg-type]
         self.engine.on_account_event(event)
 
     def _on_spot_account(self, event: AccountEvent) -> None:
         self._equity_stale = True
+        if event.__class__ is Fill and len(self._managers) > 1:
+            self._note_cause(self._managers[1], event)  # type: ignore[arg-type]
         self.engine.on_spot_account_event(event)
+
+    def _note_cause(self, manager: OrderManager, fill: Fill) -> None:
+        """The decision whose parent sent this fill's order (for the trade list)."""
+        entry = manager._child_parent.get(fill.client_id)
+        if entry is not None:
+            self.fill_causes[fill.fill_id] = entry[0].decision_id
 
     # ---- the loop -------------------------------------------------------------------------------
 
     async def _run(self) -> BacktestResult:
         self._wire()
+        started = time.perf_counter()  # the engine loop: wiring and file loading are not counted
         src, engine, stress = self.source, self.engine, self.stress
         clock = self.clock
         sample_secs = self.sample_secs or auto_sample_secs(src.end_ns - src.start_ns)
@@ -289,6 +291,7 @@ class Backtest:
         await self._timers(end)
         if progress is not None:
             progress(count, end - src.start_ns)
+        self.run_secs = time.perf_counter() - started
         return self._result(count, sample_secs)
 
     async def _intrabar(self, ts: int) -> None:
@@ -440,20 +443,21 @@ class Backtest:
         pnl = engine.total_pnl()
         markets: dict[str, Any] = {}
         gross = net = ZERO
+        stopped = False
         for t, st in engine.markets.items():
             mark = st.mark
             pos = st.position.size
             perp_notional = pos * mark if mark is not None else ZERO
-            row: dict[str, Any] = {"position": float(pos), "mark": float(mark) if mark is not None else None,
-                                   "rate_1h": float(st.funding.rate_1h), "carry_side": st.carry_side,
-                                   "target": float(st.target)}
+            row: dict[str, Any] = {"position": str(pos), "mark": str(mark) if mark is not None else None,
+                                   "rate_1h": str(st.funding.rate_1h), "carry_side": st.carry_side,
+                                   "target": str(st.target)}
             gross += abs(perp_notional)
             net += perp_notional
             if st.spot is not None:
                 mid = st.spot.book.mid()
                 spot_notional = st.spot.position.size * mid if mid is not None else ZERO
-                row.update(spot_position=float(st.spot.position.size),
-                           spot_mid=float(mid) if mid is not None else None)
+                row.update(spot_position=str(st.spot.position.size),
+                           spot_mid=str(mid) if mid is not None else None)
                 gross += abs(spot_notional)
                 net += spot_notional
             tripped = st.flags.tripped if st.flags is not None else ()
@@ -462,106 +466,41 @@ class Backtest:
                 self.timeline.append({"ts_ns": now, "kind": "flags", "market": t, "tripped": list(tripped),
                                       "previous": list(self._last_tripped.get(t, ()))})
                 self._last_tripped[t] = tripped
+            stopped = stopped or (st.sizing is not None and st.sizing.limited_by == "drawdown")
             markets[t] = row
             if now % NS_PER_HOUR == 0 and st.funding.predicted is not None and st.oracle_price is not None:
-                self.funding_rows.append({"ts_ns": now, "market": t, "rate_1h": float(st.funding.predicted),
-                                          "oracle": float(st.oracle_price)})
+                self.funding_rows.append({"ts_ns": now, "market": t, "rate_1h": str(st.funding.predicted),
+                                          "oracle": str(st.oracle_price)})
         for event in _drain(self.bus):
             if event.kind == "risk_mode_changed":
                 self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+        if stopped != self._drawdown_stop:  # the sizing's drawdown stop: shown with the risk modes
+            self._drawdown_stop = stopped
+            new = "DRAWDOWN_STOP" if stopped else engine.risk_mode.value
+            self.timeline.append({"ts_ns": now, "kind": "risk_mode", "old": "", "new": new,
+                                  "reason": f"drawdown_stop: equity {money(equity)} vs peak "
+                                            f"{money(engine.peak_equity)}"})
         realised = sum((st.ledger.realised_usd for st in engine.markets.values()), ZERO)
         expected_1h = engine.expected_funding() / self.settings.rules.funding_horizon_hours
         if self.samples:
-            self._mode_secs[self.samples[-1]["risk_mode"]] += self._sample_ns / NS_PER_SEC
+            last = self.samples[-1]
+            self.mode_secs["DRAWDOWN_STOP" if last["drawdown_stop"] else last["risk_mode"]] += \
+                self._sample_ns / NS_PER_SEC
         self.samples.append({
-            "ts_ns": now, "equity": _f(equity), "risk_mode": engine.risk_mode.value,
-            "pnl": {"price": _f(pnl.price), "slippage": _f(pnl.slippage), "fees": _f(pnl.fees),
-                    "funding": _f(pnl.funding)},
-            "funding_realised": _f(realised), "funding_expected_1h": _f(expected_1h),
-            "gross_notional": _f(gross), "net_notional": _f(net),
-            "leverage": _f(gross / equity) if equity > 0 else 0.0,
+            "ts_ns": now, "equity": money(equity), "risk_mode": engine.risk_mode.value,
+            "drawdown_stop": stopped,
+            "pnl": {"price": money(pnl.price), "slippage": money(pnl.slippage), "fees": money(pnl.fees),
+                    "funding": money(pnl.funding)},
+            "funding_realised": money(realised), "funding_expected_1h": money(expected_1h),
+            "gross_notional": money(gross), "net_notional": money(net),
+            "leverage": round(float(gross / equity), 6) if equity > 0 else 0.0,
             "markets": markets,
         })
 
     # ---- results --------------------------------------------------------------------------------
 
     def _result(self, events: int, sample_secs: int) -> BacktestResult:
-        s, engine, store = self.settings, self.engine, self.store
-        timeline = self.timeline
         for event in _drain(self.bus):
             if event.kind == "risk_mode_changed":
-                timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
-        if self.stress is not None:
-            for ts, what, label, params in self.stress.log:
-                timeline.append({"ts_ns": ts, "kind": f"scenario_{what}", "scenario": label,
-                                 "params": {k: str(v) for k, v in params.items()}})
-        decisions = list(reversed(store.decisions(None, limit=10**9)))
-        for d in decisions:
-            sleeves = d.plan.get("sleeves", {})
-            tripped = [n for n, f in d.flags.items() if isinstance(f, dict) and f.get("tripped")]
-            timeline.append({"ts_ns": d.ts_ns, "kind": "decision", "market": d.market, "reason": d.reason,
-                             "summary": d.plan.get("summary", ""), "tripped": tripped,
-                             "target_after": d.plan.get("target_after"),
-                             "carry": (sleeves.get("carry") or {}).get("why")})
-        timeline.sort(key=lambda e: (e["ts_ns"], e["kind"]))
-        fills = []
-        turnover = ZERO
-        for f in store.fills():
-            turnover += f.price * f.size
-            venue = "spot" if f.market in self.source.spot_specs else "perp"
-            fills.append({"ts_ns": f.ts_event, "venue": venue, "market": f.market, "side": f.side.value,
-                          "price": str(f.price), "size": str(f.size), "fee": str(f.fee)})
-        fills.sort(key=lambda f: (f["ts_ns"], f["venue"], f["market"]))
-        initial = float(s.paper.initial_equity_usd)
-        pnl = engine.total_pnl()
-        equity_curve = [x["equity"] for x in self.samples]
-        summary: dict[str, Any] = {
-            **stats.series_stats(equity_curve, sample_secs),
-            "max_drawdown_intrabar": round(float(self.risk.max_drawdown), 8),  # on every mark
-            "initial_equity": initial,
-            "final_equity": _f(engine.equity()),
-            "turnover": _f(turnover / s.paper.initial_equity_usd),
-            "traded_notional": _f(turnover),
-            "fees": _f(-pnl.fees),
-            "funding_pnl": _f(pnl.funding),
-            "slippage": _f(-pnl.slippage),
-            "price_pnl": _f(pnl.price),
-            "liquidations": self.liquidations,
-            "fills": len(fills),
-            "decisions": len(decisions),
-            "events": events,
-            "sample_secs": sample_secs,
-            "risk_mode_secs": {k: round(v, 3) for k, v in self._mode_secs.items()},
-            "source": {"kind": self.source.kind, **self.source.describe,
-                       "start_ns": self.source.start_ns, "end_ns": self.source.end_ns,
-                       "markets": sorted(self.source.specs)},
-            "scenarios": [sc.name for sc in self.scenarios],
-        }
-        # Drawdown counts every mark the run saw (intrabar wicks), not only the samples.
-        summary["max_drawdown"] = max(summary["max_drawdown"], summary["max_drawdown_intrabar"])
-        baselines: dict[str, Any] = {}
-        if self.samples:
-            spot_fee = float(s.strategy.carry.spot_taker_fee_rate)
-            baselines = {
-                "carry_daily": stats.carry_daily(self.samples, self.funding_rows, initial,
-                                                 float(s.paper.taker_fee_rate), spot_fee, sample_secs),
-                "buy_and_hold": stats.buy_and_hold(self.samples, initial, spot_fee, sample_secs),
-            }
-            summary["baselines"] = {k: _strip(v) for k, v in baselines.items()}
-        return BacktestResult(summary, self.samples, timeline, self.funding_rows, fills, events, baselines)
-
-
-def _strip(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k != "equity"}
-
-
-def _f(x: Decimal) -> float:
-    return round(float(x), 6)
-
-
-def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
-    out = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out
-
+                self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+        return build_result(self, events, sample_secs, self.run_secs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 from bot.backtest import sources
@@ -51,7 +52,7 @@ def test_drawdown_counts_a_wick_the_hourly_samples_miss() -> None:
     result = _run(wick_low=18500)  # -7.5% intrabar at ~1.8x: ~14% down at the low, no liquidation
     s = result.summary
     assert s["liquidations"] == 0
-    sampled = max(1 - b / a for a, b in zip([x["equity"] for x in result.samples][:-1],
-                                            [x["equity"] for x in result.samples][1:], strict=True))
+    equity = [float(x["equity"]) for x in result.samples]
+    sampled = max(1 - b / a for a, b in itertools.pairwise(equity))
     assert s["max_drawdown_intrabar"] > 0.1 > 0.02 > sampled
     assert s["max_drawdown"] == s["max_drawdown_intrabar"]

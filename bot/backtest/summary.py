@@ -1,0 +1,222 @@
+"""A finished run -> `BacktestResult`: the summary, the timeline, the trade list and the baselines.
+
+Money leaves as decimal strings (`money`); ratios (returns, drawdowns, Sharpe, turnover) as
+floats. Every fill carries the decision that caused it (`decision_id`, `cause`): the decision's
+reason and plan summary, or `hedge_unwind` / `liquidation` for the fills no decision sent.
+`turnover` is the traded notional on every leg (perp and spot) over the initial equity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from bot.domain import ZERO
+
+from . import baselines as naive
+from . import metrics as stats
+
+NS_PER_SEC = 1_000_000_000
+SECS_PER_YEAR = 365 * 86_400
+CENT = Decimal("0.000001")
+
+
+def money(x: Decimal) -> str:
+    return str(x.quantize(CENT))
+
+
+@dataclass
+class BacktestResult:
+    summary: dict[str, Any]
+    samples: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    funding: list[dict[str, Any]]
+    fills: list[dict[str, Any]]
+    events: int
+    baselines: dict[str, Any] = field(default_factory=dict)  # with their equity series
+    elapsed_secs: float = 0.0  # wall clock of the engine loop (also summary["run_secs"])
+
+
+def drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    out = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out
+
+
+def _decision_rows(store: Any) -> tuple[list[Any], dict[int, Any]]:
+    decisions = list(reversed(store.decisions(None, limit=10**9)))
+    return decisions, {d.id: d for d in decisions}
+
+
+def _timeline(bt: Any, decisions: list[Any]) -> list[dict[str, Any]]:
+    timeline = bt.timeline
+    for event in drain(bt.bus):
+        if event.kind == "risk_mode_changed":
+            timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+    if bt.stress is not None:
+        for ts, what, label, params in bt.stress.log:
+            timeline.append({"ts_ns": ts, "kind": f"scenario_{what}", "scenario": label,
+                             "params": {k: str(v) for k, v in params.items()}})
+    for d in decisions:
+        sleeves = d.plan.get("sleeves", {})
+        tripped = [n for n, f in d.flags.items() if isinstance(f, dict) and f.get("tripped")]
+        timeline.append({"ts_ns": d.ts_ns, "kind": "decision", "id": d.id, "market": d.market,
+                         "reason": d.reason, "summary": d.plan.get("summary", ""), "tripped": tripped,
+                         "target_after": d.plan.get("target_after"),
+                         "carry": (sleeves.get("carry") or {}).get("why")})
+    timeline.sort(key=lambda e: (e["ts_ns"], e["kind"]))
+    return timeline
+
+
+def _fills(bt: Any, by_id: dict[int, Any]) -> list[dict[str, Any]]:
+    out = []
+    for f in bt.store.fills():
+        venue = "spot" if f.market in bt.source.spot_specs else "perp"
+        cause_id = bt.fill_causes.get(f.fill_id)
+        if isinstance(cause_id, int) and cause_id in by_id:
+            d = by_id[cause_id]
+            cause = f"{d.reason}: {d.plan.get('summary', '')}"
+        else:
+            cause_id, cause = None, cause_id or ("liquidation" if f.client_id == 0 else "hedge_unwind")
+        out.append({"ts_ns": f.ts_event, "venue": venue, "market": f.market, "side": f.side.value,
+                    "price": str(f.price), "size": str(f.size), "fee": str(f.fee),
+                    "decision_id": cause_id, "cause": cause})
+    out.sort(key=lambda f: (f["ts_ns"], f["venue"], f["market"]))
+    return out
+
+
+def _per_market(bt: Any, fills: list[dict[str, Any]]) -> dict[str, Any]:
+    engine = bt.engine
+    perp_of = {spot: perp for perp, spot in bt.source.spot_of.items()}
+    traded: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    count: dict[str, int] = defaultdict(int)
+    for f in fills:
+        market = perp_of.get(f["market"], f["market"])
+        traded[market] += Decimal(f["price"]) * Decimal(f["size"])
+        count[market] += 1
+    out = {}
+    for ticker, st in sorted(engine.markets.items()):
+        pnl = engine.pnl(st)
+        out[ticker] = {"pnl": money(pnl.price + pnl.fees + pnl.funding), "price_pnl": money(pnl.price),
+                       "fees": money(-pnl.fees), "funding_pnl": money(pnl.funding),
+                       "slippage": money(-pnl.slippage), "traded_notional": money(traded[ticker]),
+                       "fills": count[ticker], "position": str(st.position.size),
+                       "spot_position": str(st.spot.position.size) if st.spot is not None else None}
+    return out
+
+
+def monthly_returns(samples: list[dict[str, Any]], initial: float) -> dict[str, float]:
+    """Return per UTC month: last equity of the month over the previous month's last (or initial)."""
+    out: dict[str, float] = {}
+    prev, last_month, last_equity = initial, None, initial
+    for s in samples:
+        month = datetime.fromtimestamp(s["ts_ns"] / NS_PER_SEC, UTC).strftime("%Y-%m")
+        if last_month is not None and month != last_month:
+            out[last_month] = round(last_equity / prev - 1, 8) if prev > 0 else 0.0
+            prev = last_equity
+        last_month, last_equity = month, float(s["equity"])
+    if last_month is not None:
+        out[last_month] = round(last_equity / prev - 1, 8) if prev > 0 else 0.0
+    return out
+
+
+def _headline(equity: list[float], span_secs: float, max_dd: float, initial: float) -> dict[str, float]:
+    final = equity[-1] if equity else initial
+    years = span_secs / SECS_PER_YEAR
+    cagr = (final / initial) ** (1 / years) - 1 if years > 0 and final > 0 and initial > 0 else 0.0
+    return {"cagr": round(cagr, 8), "calmar": round(cagr / max_dd, 6) if max_dd > 0 else 0.0}
+
+
+def build(bt: Any, events: int, sample_secs: int, run_secs: float) -> BacktestResult:
+    s, engine = bt.settings, bt.engine
+    decisions, by_id = _decision_rows(bt.store)
+    timeline = _timeline(bt, decisions)
+    fills = _fills(bt, by_id)
+    traded = sum((Decimal(f["price"]) * Decimal(f["size"]) for f in fills), ZERO)
+    initial_d = s.paper.initial_equity_usd
+    initial = float(initial_d)
+    pnl = engine.total_pnl()
+    samples = bt.samples
+    equity_curve = [float(x["equity"]) for x in samples]
+    series = stats.series_stats(equity_curve, sample_secs)
+    max_dd = max(series["max_drawdown"], round(float(bt.risk.max_drawdown), 8))
+    in_market = sum(1 for x in samples if Decimal(x["gross_notional"])) / len(samples) if samples else 0.0
+    span_secs = (bt.source.end_ns - bt.source.start_ns) / NS_PER_SEC
+    summary: dict[str, Any] = {
+        **series,
+        "max_drawdown": max_dd,  # every mark the run saw (intrabar wicks), not only the samples
+        "max_drawdown_sampled": series["max_drawdown"],
+        "max_drawdown_intrabar": round(float(bt.risk.max_drawdown), 8),
+        **_headline(equity_curve, span_secs, max_dd, initial),
+        "time_in_market": round(in_market, 6),
+        "initial_equity": money(initial_d),
+        "final_equity": money(engine.equity()),
+        "turnover": round(float(traded / initial_d), 6) if initial_d else 0.0,
+        "traded_notional": money(traded),
+        "fees": money(-pnl.fees),
+        "funding_pnl": money(pnl.funding),
+        "slippage": money(-pnl.slippage),
+        "price_pnl": money(pnl.price),
+        "liquidations": bt.liquidations,
+        "fills": len(fills),
+        "decisions": len(decisions),
+        "events": events,
+        "run_secs": round(run_secs, 3),  # engine loop only: not process start, not file loading
+        "sample_secs": sample_secs,
+        "risk_mode_secs": {k: round(v, 3) for k, v in bt.mode_secs.items()},
+        "monthly_returns": monthly_returns(samples, initial),
+        "markets": _per_market(bt, fills),
+        "source": {"kind": bt.source.kind, **bt.source.describe,
+                   "start_ns": bt.source.start_ns, "end_ns": bt.source.end_ns,
+                   "markets": sorted(bt.source.specs)},
+        "scenarios": [sc.name for sc in bt.scenarios],
+        "config": s.redacted(),
+    }
+    lines = _baselines(bt, sample_secs) if samples else {}
+    if lines:
+        summary["baselines"] = {k: {n: v for n, v in b.items() if n != "equity"} for k, b in lines.items()}
+        summary["baseline_fees"] = {
+            "perp_taker_fee_rate": str(s.paper.taker_fee_rate),
+            "spot_taker_fee_rate": str(s.strategy.carry.spot_taker_fee_rate),
+            "charged": "taker fee on every trade of every leg, entry and exit (closed at the last sample)"}
+    return BacktestResult(summary, samples, timeline, bt.funding_rows, fills, events, lines, run_secs)
+
+
+def _baselines(bt: Any, sample_secs: int) -> dict[str, Any]:
+    s = bt.settings
+    samples, funding = bt.samples, bt.funding_rows
+    initial = float(s.paper.initial_equity_usd)
+    perp_fee, spot_fee = float(s.paper.taker_fee_rate), float(s.strategy.carry.spot_taker_fee_rate)
+    p = s.strategy
+    markets = max(len(bt.engine.markets), 1)
+    notional = initial / markets * float(p.carry_budget) * float(p.carry.max_leverage)
+    targets = _target_sizes(p.targets, samples, initial / markets)
+    return {
+        "carry_always_on": naive.carry_always_on(samples, funding, initial, notional, perp_fee, spot_fee,
+                                                 sample_secs),
+        "carry_sign_daily": naive.carry_sign_daily(samples, funding, initial, notional, perp_fee, spot_fee,
+                                                   sample_secs),
+        "static_target": naive.static_target(samples, funding, initial, targets, perp_fee, sample_secs),
+        "buy_and_hold": naive.buy_and_hold(samples, initial, spot_fee, sample_secs),
+    }
+
+
+def _target_sizes(targets: dict[str, Any], samples: list[dict[str, Any]], share: float) -> dict[str, float]:
+    """Operator targets in base units: a leverage form ("0.5x") is taken at the first sample's mark."""
+    first = samples[0]["markets"] if samples else {}
+    out = {}
+    for market, value in targets.items():
+        if market not in first:
+            continue
+        text = str(value).strip()
+        if text.endswith("x"):
+            mark = float(first[market]["mark"] or 0)
+            out[market] = float(text[:-1]) * share / mark if mark else 0.0
+        else:
+            out[market] = float(text)
+    return out
