@@ -504,3 +504,11 @@ class Backtest:
             if event.kind == "risk_mode_changed":
                 self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
         return build_result(self, events, sample_secs, self.run_secs)
+
+
+def run_backtest(settings: Settings, source: Source, scenarios: list[Scenario] | None = None, *,
+                 sample_secs: int | None = None) -> dict[str, Any]:
+    """One backtest of `settings` over a fresh `source` (e.g. `CandleData.source(settings, start,
+    end)`); returns the summary dict (what summary.json holds). The entry point for research
+    tools: same engine, rules and sleeves as the daemon."""
+    return Backtest(settings, source, scenarios or [], sample_secs=sample_secs).run().summary

@@ -356,12 +356,29 @@ def recording_source(path: Path) -> Source:
 # ---- candles + funding files, validated (the CLI's and the optimizer's entry) -----------------
 
 
-def load_candle_source(settings: Settings, candle_paths: Iterable[str], funding_paths: Iterable[str] = (), *,
-                       market: str | None = None, start_ns: int | None = None, end_ns: int | None = None,
-                       funding_interval_hours: int | None = None, funding_offset_hours: int = 0,
-                       candles_offset_hours: int = 0) -> Source:
-    """Read and check the files (`history`), then build the candle source; its `describe["checks"]`
-    lists what was found wrong but replayable. Raises SourceError naming the option."""
+@dataclass
+class CandleData:
+    """Candles and funding read once and checked (`load_candle_data`); `source` builds a fresh,
+    single-use Source from them, optionally for a window (walk-forward folds reuse one load)."""
+
+    candles: dict[str, list[Bar]]
+    funding: dict[str, dict[int, Decimal]]
+    notes: list[str]
+
+    def source(self, settings: Settings, start_ns: int | None = None, end_ns: int | None = None) -> Source:
+        candles = {t: [b for b in bars if (start_ns is None or b.ts_ns >= start_ns)
+                       and (end_ns is None or b.ts_ns < end_ns)] for t, bars in self.candles.items()}
+        short = [t for t, bars in candles.items() if len(bars) < 2]
+        if short:
+            raise SourceError("--start", f"fewer than two candles of {short[0]} in the chosen span")
+        return candle_source(settings, candles, self.funding, notes=self.notes)
+
+
+def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] = (), *,
+                     market: str | None = None, start_ns: int | None = None, end_ns: int | None = None,
+                     funding_interval_hours: int | None = None, funding_offset_hours: int = 0,
+                     candles_offset_hours: int = 0) -> CandleData:
+    """Read and check the files (`history`). Raises SourceError naming the option."""
     candle_paths, funding_paths = list(candle_paths), list(funding_paths)
     notes: list[str] = []
     candles: dict[str, list[Bar]] = {}
@@ -380,4 +397,11 @@ def load_candle_source(settings: Settings, candle_paths: Iterable[str], funding_
         for ticker, rates in loaded.items():
             funding.setdefault(ticker, {}).update(rates)
     check_funding(funding, candles, notes)
-    return candle_source(settings, candles, funding, notes=notes)
+    return CandleData(candles, funding, notes)
+
+
+def load_candle_source(settings: Settings, candle_paths: Iterable[str], funding_paths: Iterable[str] = (),
+                       **options: Any) -> Source:
+    """`load_candle_data(...)`, then its source; `describe["checks"]` lists what was found wrong
+    but replayable."""
+    return load_candle_data(candle_paths, funding_paths, **options).source(settings)
