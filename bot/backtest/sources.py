@@ -174,23 +174,26 @@ class BookShape:
         return self.ref_depth_usd_per_bps * self.level_spacing_bps * self.depth_factor(range_bps)
 
 
-def _book(spec: MarketSpec, price: float, level_usd: float, shape: BookShape, ts: int) -> BookSnapshot:
+def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decimal, ...]:
+    """Per-level sizes for one bar (`base` = first level, base units), on the step grid."""
+    step = spec.step_size
+    base = max(base, float(spec.min_order_size))
+    return tuple(max((Decimal(repr(base * (1 + shape.level_size_growth * i))) / step).to_integral_value(
+        ROUND_DOWN) * step, spec.min_order_size) for i in range(shape.depth_levels))
+
+
+def _book(spec: MarketSpec, price: float, sizes: tuple[Decimal, ...], shape: BookShape,
+          ts: int) -> BookSnapshot:
     tick = float(spec.tick_size)
     mid_ticks = round(price / tick)
     spread = max(1, round(price * shape.spread_bps / 1e4 / tick))
     spacing = max(1, round(price * shape.level_spacing_bps / 1e4 / tick))
     best_bid = mid_ticks - spread // 2
     best_ask = best_bid + spread
-    step = spec.step_size
-    base = max(level_usd / price, float(spec.min_order_size))
-    bids, asks = [], []
-    for i in range(shape.depth_levels):
-        size = (Decimal(repr(base * (1 + shape.level_size_growth * i))) / step).to_integral_value(
-            ROUND_DOWN) * step
-        size = max(size, spec.min_order_size)
-        bids.append(BookLevel((best_bid - i * spacing) * spec.tick_size, size))
-        asks.append(BookLevel((best_ask + i * spacing) * spec.tick_size, size))
-    return BookSnapshot(spec.ticker, tuple(bids), tuple(asks), ts, ts)
+    t = spec.tick_size
+    bids = tuple(BookLevel(Decimal(best_bid - i * spacing) * t, size) for i, size in enumerate(sizes))
+    asks = tuple(BookLevel(Decimal(best_ask + i * spacing) * t, size) for i, size in enumerate(sizes))
+    return BookSnapshot(spec.ticker, bids, asks, ts, ts)
 
 
 class RangeVol:
@@ -245,7 +248,8 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         no_rate = Decimal(0)
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
-            paths = {t: (_path_prices(bar, n), shape.level_usd(vols[t].range_bps(bar)))
+            paths = {t: (_path_prices(bar, n),
+                         _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape))
                      for t, bar in by_time[t0]}
             for k in range(n):
                 ts = t0 + k * step_ns
@@ -254,10 +258,10 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
                 perp: list[MarketEvent] = []
                 spot: list[MarketEvent] = []
-                for t, (prices, level_usd) in paths.items():
+                for t, (prices, sizes) in paths.items():
                     spec = specs[t]
                     price = prices[k]
-                    book = _book(spec, price, level_usd, shape, ts)
+                    book = _book(spec, price, sizes, shape, ts)
                     perp.append(book)
                     if k:
                         up = price >= prices[k - 1]
@@ -269,7 +273,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                     rate = rates[t].get(hour_end, no_rate)
                     perp.append(OracleUpdate(t, mid.quantize(spec.tick_size), rate, ts, ts))
                     if t in spot_of:
-                        spot.append(replace(book, market=spot_of[t]))
+                        spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
                 perp.append(BlockHeight(height_base + (ts - start_ns) // block_ns, ts, ts))
                 yield ts, perp, spot
 
