@@ -369,13 +369,14 @@ class CandleData:
     funding: dict[str, dict[int, Decimal]]
     notes: list[str]
 
-    def source(self, settings: Settings, start_ns: int | None = None, end_ns: int | None = None) -> Source:
+    def source(self, settings: Settings, start_ns: int | None = None, end_ns: int | None = None,
+               steps_per_bar: int | None = None) -> Source:
         candles = {t: [b for b in bars if (start_ns is None or b.ts_ns >= start_ns)
                        and (end_ns is None or b.ts_ns < end_ns)] for t, bars in self.candles.items()}
         short = [t for t, bars in candles.items() if len(bars) < 2]
         if short:
             raise SourceError("--start", f"fewer than two candles of {short[0]} in the chosen span")
-        return candle_source(settings, candles, self.funding, notes=self.notes)
+        return candle_source(settings, candles, self.funding, notes=self.notes, steps_per_bar=steps_per_bar)
 
 
 def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] = (), *,
