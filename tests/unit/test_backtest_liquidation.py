@@ -14,19 +14,19 @@ HOUR = sources.NS_PER_HOUR
 T0 = sources.parse_time("2023-01-01", "x")
 
 
-def _run(wick_low: float) -> BacktestResult:
+def _run(wick_low: float, close: float = 19990, drawdown_stop: str = "0.99") -> BacktestResult:
     """A 3x long held through flat hours, one bar that wicks down to `wick_low` and closes near flat."""
     settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
     strategy = settings.strategy.model_copy(update={
         "targets": {"BTC-USD": Decimal(100)}, "max_leverage": Decimal(3), "max_notional_usd": Decimal(10**7),
-        "min_liquidation_distance": Decimal("0.05"), "drawdown_stop": Decimal("0.99"),
+        "min_liquidation_distance": Decimal("0.05"), "drawdown_stop": Decimal(drawdown_stop),
         "carry": settings.strategy.carry.model_copy(update={"enabled": False})})
     # The bot holds through the wick (no flag decision, no audit) so the test sees the venue act.
     rules = settings.rules.model_copy(update={"min_flags": 4, "audit_interval_secs": 10 * 3600.0})
     settings = settings.model_copy(update={"strategy": strategy, "rules": rules})
     bars = [sources.Bar(T0 + k * HOUR, 20000, 20010, 19990, 20000, 1000) for k in range(8)]
-    bars.append(sources.Bar(T0 + 8 * HOUR, 20000, 20010, wick_low, 19990, 1000))
-    bars += [sources.Bar(T0 + k * HOUR, 19990, 20000, 19980, 19990, 1000) for k in range(9, 12)]
+    bars.append(sources.Bar(T0 + 8 * HOUR, 20000, 20010, wick_low, close, 1000))
+    bars += [sources.Bar(T0 + k * HOUR, close, close + 10, close - 10, close, 1000) for k in range(9, 12)]
     src = sources.candle_source(settings, {"BTC-USD": bars}, {})
     return Backtest(settings, src, sample_secs=3600).run()
 
@@ -56,3 +56,12 @@ def test_drawdown_counts_a_wick_the_hourly_samples_miss() -> None:
     sampled = max(1 - b / a for a, b in itertools.pairwise(equity))
     assert s["max_drawdown_intrabar"] > 0.1 > 0.02 > sampled
     assert s["max_drawdown"] == s["max_drawdown_intrabar"]
+
+
+def test_the_drawdown_stop_shows_in_the_risk_mode_timeline() -> None:
+    result = _run(wick_low=17900, close=18000, drawdown_stop="0.1")  # -10% at ~1.8x: past the 10% stop
+    stops = [e for e in result.timeline if e["kind"] == "risk_mode" and e["new"] == "DRAWDOWN_STOP"]
+    assert stops and T0 + 8 * HOUR < stops[0]["ts_ns"] <= T0 + 10 * HOUR
+    assert "drawdown_stop" in stops[0]["reason"]
+    assert result.summary["risk_mode_secs"]["DRAWDOWN_STOP"] > 0
+    assert any(s["drawdown_stop"] for s in result.samples)
