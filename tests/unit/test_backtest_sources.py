@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.backtest import sources
 from bot.backtest.codec import decode_event, encode_event
@@ -166,3 +168,24 @@ def test_depth_thins_as_the_range_widens() -> None:
     # The calibration points: ~$816k within 2 bps at a 23 bps hour, ~$280k at 124 bps (within 25%).
     per_2bps = [shape.level_usd(r) / shape.level_spacing_bps * 2 for r in (23, 124)]
     assert abs(per_2bps[0] / 816_000 - 1) < 0.25 and abs(per_2bps[1] / 280_000 - 1) < 0.25
+
+
+_ROW = st.lists(st.sampled_from(["BTC-USDT", "2022-01-01 00:00:00", "2022-01-01 01:00",
+                                 "20260110 00:00:00", "0.0001", "-1e-5", "NaN", "1e400", "inf", "", "x",
+                                 ",", "2022-13-40", "1e-999999"]),
+                max_size=4)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.sampled_from(["Symbol,Date,Funding Rate", "Date,Funding Rate", "",
+                               "Date,Open,High,Low,Close,Volume"]),
+       rows=st.lists(_ROW, max_size=6))
+def test_any_file_loads_or_names_the_option(tmp_path: Path, header: str, rows: list[list[str]]) -> None:
+    path = tmp_path / "BTC-USDT_x.csv"
+    path.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n")
+    for load_file, option in ((sources.load_funding, ("--funding", "--funding-interval")),
+                              (sources.load_candles, ("--candles",))):
+        try:
+            load_file(path)
+        except sources.SourceError as exc:
+            assert exc.option in option and exc.reason
