@@ -198,6 +198,7 @@ class Backtest:
         self._equity_stale = True  # an account event arrived since equity was last computed
         self._last_tick_busy = True
         self.bus = self.engine.events.subscribe(maxsize=0)
+        src.hooks["busy"] = self._busy
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []

@@ -51,6 +51,7 @@ from .history import (  # noqa: F401  (re-exported: the loaders' home was here)
 
 NS_PER_SEC = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SEC
+DENSE_SECS = 10.0  # candle path spacing while orders are worked (a TWAP child's typical interval)
 Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC
@@ -69,6 +70,8 @@ class Source:
     batches: Iterable[Batch]
     describe: dict[str, Any] = field(default_factory=dict)
     has_heights: bool = True
+    # hooks["busy"]: set by the runner, true while orders are worked (the candle path densifies)
+    hooks: dict[str, Any] = field(default_factory=dict)
 
 
 def _spec(ticker: str, block_secs: float) -> MarketSpec:
@@ -242,10 +245,37 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 by_time.setdefault(bar.ts_ns, []).append((t, bar))
     times = sorted(by_time)
 
+    hooks: dict[str, Any] = {}
+    dense_ns = int(DENSE_SECS * NS_PER_SEC)
+
+    def point(ts: int, at: dict[str, tuple[float, float | None, tuple[Decimal, ...]]]) -> Batch:
+        """One path point: book, trade (when the price moved), oracle + funding; spot twin; height."""
+        hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
+        perp: list[MarketEvent] = []
+        spot: list[MarketEvent] = []
+        for t, (price, before, sizes) in at.items():
+            spec = specs[t]
+            book = _book(spec, price, sizes, shape, ts)
+            perp.append(book)
+            if before is not None:
+                up = price >= before
+                touch = book.asks[0] if up else book.bids[0]
+                size = max(spec.min_order_size, touch.size / 4)
+                perp.append(Trade(t, touch.price, size, Side.BUY if up else Side.SELL, ts, ts))
+            mid = (book.bids[0].price + book.asks[0].price) / 2
+            # No carry-forward: an hour the file does not cover pays no funding.
+            rate = rates[t].get(hour_end, no_rate)
+            perp.append(OracleUpdate(t, mid.quantize(spec.tick_size), rate, ts, ts))
+            if t in spot_of:
+                spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
+        perp.append(BlockHeight(height_base + (ts - start_ns) // block_ns, ts, ts))
+        return ts, perp, spot
+
+    height_base = 1_000_000
+    no_rate = Decimal(0)
+
     def batches() -> Iterator[Batch]:
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
-        height_base = 1_000_000
-        no_rate = Decimal(0)
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
             paths = {t: (_path_prices(bar, n),
@@ -255,31 +285,22 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 ts = t0 + k * step_ns
                 if ts >= until:
                     break  # an off-grid bar follows: it takes over
-                hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
-                perp: list[MarketEvent] = []
-                spot: list[MarketEvent] = []
-                for t, (prices, sizes) in paths.items():
-                    spec = specs[t]
-                    price = prices[k]
-                    book = _book(spec, price, sizes, shape, ts)
-                    perp.append(book)
-                    if k:
-                        up = price >= prices[k - 1]
-                        touch = book.asks[0] if up else book.bids[0]
-                        size = max(spec.min_order_size, touch.size / 4)
-                        perp.append(Trade(t, touch.price, size, Side.BUY if up else Side.SELL, ts, ts))
-                    mid = (book.bids[0].price + book.asks[0].price) / 2
-                    # No carry-forward: an hour the file does not cover pays no funding.
-                    rate = rates[t].get(hour_end, no_rate)
-                    perp.append(OracleUpdate(t, mid.quantize(spec.tick_size), rate, ts, ts))
-                    if t in spot_of:
-                        spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
-                perp.append(BlockHeight(height_base + (ts - start_ns) // block_ns, ts, ts))
-                yield ts, perp, spot
+                yield point(ts, {t: (prices[k], prices[k - 1] if k else None, sizes)
+                                 for t, (prices, sizes) in paths.items()})
+                busy = hooks.get("busy")
+                sub = ts + dense_ns
+                # While orders are worked, the path is walked every DENSE_SECS between two points, so
+                # TWAP children meet the moving price, not one book for a whole step.
+                while busy is not None and k + 1 < n and sub < min(ts + step_ns, until) and busy():
+                    frac = (sub - ts) / step_ns
+                    yield point(sub, {t: (prices[k] + (prices[k + 1] - prices[k]) * frac, prices[k], sizes)
+                                      for t, (prices, sizes) in paths.items()})
+                    sub += dense_ns
 
     return Source("candles", specs, spot_specs, spot_of, start_ns, end_ns, batches(),
                   {"bars": {t: len(b) for t, b in candles.items()}, "steps_per_bar": n,
-                   "bar_secs": bar_ns // NS_PER_SEC, "checks": list(notes or [])}, has_heights=False)
+                   "bar_secs": bar_ns // NS_PER_SEC, "checks": list(notes or [])}, has_heights=False,
+                  hooks=hooks)
 
 
 # ---- recordings ------------------------------------------------------------------------------

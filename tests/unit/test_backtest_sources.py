@@ -189,3 +189,20 @@ def test_any_file_loads_or_names_the_option(tmp_path: Path, header: str, rows: l
             load_file(path)
         except sources.SourceError as exc:
             assert exc.option in option and exc.reason
+
+
+def test_the_candle_path_is_walked_every_10s_while_orders_are_worked() -> None:
+    settings = load(None, env_file=None)
+    t0 = sources.parse_time("2022-11-01", "x")
+    bars = [sources.Bar(t0 + k * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
+    idle = sources.candle_source(settings, {"BTC-USD": bars}, {})
+    assert len(list(idle.batches)) == 2 * 13
+    worked = sources.candle_source(settings, {"BTC-USD": bars}, {})
+    worked.hooks["busy"] = lambda: True
+    batches = list(worked.batches)
+    step = HOUR // 13
+    first = [ts - t0 for ts, _, _ in batches if ts - t0 < step]
+    assert first == list(range(0, step, 10 * 10**9))
+    mids = [e.oracle_price for ts, p, _ in batches if ts - t0 < step
+            for e in p if isinstance(e, OracleUpdate)]
+    assert mids == sorted(mids, reverse=True) and mids[0] > mids[-1]  # O -> L, moving every 10 s
