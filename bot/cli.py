@@ -405,6 +405,7 @@ def _markets_option(text: str | None) -> tuple[str, ...] | None:
               help="Hours to add to funding times (files are read as UTC).")
 @click.option("--candles-offset", default="0", show_default=True,
               help="Hours to add to candle times (files are read as UTC).")
+@click.option("--bar-path", is_flag=True, help="Candles: the bar-level fast path (4 points per bar).")
 @click.option("--start", default=None, help="Replay candles from this UTC date/time.")
 @click.option("--end", default=None, help="Replay candles up to this UTC date/time.")
 @click.option("--data", "data_path", default=None, help="A recording made by `perpbot record`.")
@@ -416,7 +417,7 @@ def _markets_option(text: str | None) -> tuple[str, ...] | None:
 @click.option("--report/--no-report", "with_report", default=False, help="Also write report.html + charts.")
 def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_secs: str | None,
              candle_paths: tuple[str, ...], funding_paths: tuple[str, ...], funding_interval: str | None,
-             funding_offset: str, candles_offset: str, start: str | None, end: str | None,
+             funding_offset: str, candles_offset: str, bar_path: bool, start: str | None, end: str | None,
              data_path: str | None, scenario_names: tuple[str, ...], markets: str | None, market: str | None,
              sample_secs: str | None, out_dir: str, with_report: bool) -> None:
     """Run the live engine over simulated, CSV or recorded data in simulated time; write DIR/summary.json."""
@@ -430,6 +431,8 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
         _bad("--sim", "give exactly one of --sim SEED, --candles FILE or --data FILE")
     if funding_paths and not candle_paths:
         _bad("--funding", "needs --candles")
+    if bar_path and not candle_paths:
+        _bad("--bar-path", "needs --candles")
     interval_hours = None
     if funding_interval is not None:
         whole = funding_interval.endswith("h") and funding_interval[:-1].isdigit()
@@ -476,10 +479,11 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
             for path in (*candle_paths, *funding_paths):
                 if not Path(path).is_file():
                     _bad("--candles" if path in candle_paths else "--funding", f"file not found: {path}")
-            source = sources.load_candle_source(
-                settings, candle_paths, funding_paths, market=market, start_ns=start_ns, end_ns=end_ns,
+            source = sources.load_candle_data(
+                candle_paths, funding_paths, market=market, start_ns=start_ns, end_ns=end_ns,
                 funding_interval_hours=interval_hours, funding_offset_hours=offsets["--funding-offset"],
-                candles_offset_hours=offsets["--candles-offset"])
+                candles_offset_hours=offsets["--candles-offset"],
+            ).source(settings, steps_per_bar=sources.BAR_PATH_STEPS if bar_path else None)
             for note in source.describe.get("checks", ()):
                 click.echo(f"perpbot: note: {note}", err=True)
     except sources.SourceError as exc:

@@ -52,6 +52,7 @@ from .history import (  # noqa: F401  (re-exported: the loaders' home was here)
 NS_PER_SEC = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SEC
 DENSE_SECS = 10.0  # candle path spacing while orders are worked (a TWAP child's typical interval)
+BAR_PATH_STEPS = 4  # the bar-level fast path: Open, the two extremes, Close
 Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC

@@ -5,14 +5,17 @@ The workload is issue #19's: the first 4,632 hourly bars of ../shared/data/candl
 reads), with the Binance 8-hourly funding of the same span (read with --funding-offset -3: the
 shared Binance files carry a UTC+3 clock), through `bot.backtest.runner.run_backtest` with the
 default config: rules, sleeves, sizing, TWAP, order managers, paper fills, the store (SQLite in
-memory) and the synthetic candle market (13 points per bar walking O-L-H-C or O-H-L-C).
+memory) and the synthetic candle market, on the bar-level fast path (`--bar-path`: 4 points per
+bar, O-L-H-C or O-H-L-C, every 10 s between them while orders are worked) and on the event path
+(13 points per bar).
 
 Figures (median of --rounds runs; files are read once, outside the timing):
 
-  bars_run_secs        summary.json's run_secs: the engine loop, wall clock
+  bars_run_secs        summary.json's run_secs on the bar path: the engine loop, wall clock
   bars_cpu_secs        CPU time of the same loop (the machine is shared: wall time is noisy)
   bars_per_sec         bars / run_secs
   us_per_bar           run_secs / bars, in microseconds
+  event_path_run_secs, event_path_cpu_secs   the same on the 13-point event path
   nautilus_bars_run_secs, perpbot_over_nautilus
                        only when the anchor's virtual environment is given (--nautilus-python, or
                        the NAUTILUS_PYTHON environment variable): the anchor runs in that
@@ -43,7 +46,7 @@ FUNDING = SHARED / "data/funding/BTC-USDT_binance_2020-01-01_2024-01-01_funding_
 ANCHOR = SHARED / "bench/bench_nautilus_bars.py"
 
 
-def _perpbot(bars: int, rounds: int) -> tuple[float, float, int]:
+def _perpbot(bars: int, rounds: int, steps: int | None) -> tuple[float, float, int]:
     settings = load(None, env_file=None)
     everything = sources.load_candles(CANDLES)
     end_ns = everything[min(bars, len(everything)) - 1].ts_ns + 1
@@ -51,7 +54,7 @@ def _perpbot(bars: int, rounds: int) -> tuple[float, float, int]:
     n = len(data.candles["BTC-USD"])
     walls, cpus = [], []
     for _ in range(rounds):
-        source = data.source(settings)
+        source = data.source(settings, steps_per_bar=steps)
         cpu = time.process_time()
         summary = run_backtest(settings, source)
         cpus.append(time.process_time() - cpu)
@@ -75,8 +78,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--nautilus-python", default=os.environ.get("NAUTILUS_PYTHON"))
     a = parser.parse_args()
-    wall, cpu, n = _perpbot(a.bars, a.rounds)
+    event_wall, event_cpu, _ = _perpbot(a.bars, a.rounds, None)
+    wall, cpu, n = _perpbot(a.bars, a.rounds, sources.BAR_PATH_STEPS)
     print(f"bars: {n}")
+    print(f"event_path_run_secs: {event_wall:.3f}")
+    print(f"event_path_cpu_secs: {event_cpu:.3f}")
     print(f"bars_run_secs: {wall:.3f}")
     print(f"bars_cpu_secs: {cpu:.3f}")
     print(f"bars_per_sec: {n / wall:.0f}")
