@@ -5,15 +5,19 @@ spot paper venue for the carry hedge, events to the engine first and then to the
 every socket and the wall clock. The loop replays source batches in time order; before each batch
 it fires the timers that fell due, in order of time:
 
-- the engine's `tick()` (TWAP children) every `TICK_SECS` while any parent order is running, and
-  otherwise once at the first tick-grid point after a batch (so a decision's first child goes out
-  on the same 100 ms grid as in the daemon);
+- the engine's `tick()` (TWAP children, hedges) every `TICK_SECS` while any order is worked or a
+  hedge is not quiet; otherwise the idle ticks between two batches are folded into one whose
+  hedge clock is the last skipped tick's (exact: `skip_idle=False` runs every tick and gives the
+  same run), so a decision's first child goes out on the same 100 ms grid as in the daemon;
 - the watchdog: the pure `watchdog.mode` classify/step_mode machine on observations derived from
   the stress scenarios (chain head age while halted, indexer lag, withdrawal gating, plus an
   `oracle_stale` input after a restart), every `watchdog.sample_interval_secs` while anything is
   abnormal; HALTED cancels every order, as the daemon's watchdog does;
 - the sampler: equity, positions, PnL attribution, exposure, flags and risk mode every
   `sample_secs`, and the settled funding rate at each top of the hour (for the baselines).
+
+After every batch with an open leg, `liquidation.IntrabarRisk` tracks drawdown on that mark and
+liquidates at maintenance margin. `summary.build` turns the finished run into the result.
 
 Logging below WARNING is switched off for the run (the engine logs every decision and order).
 """
