@@ -51,14 +51,16 @@ class _Prices:
         return next((i for i, p in enumerate(self.perp) if all(p.values())), None)
 
 
-def _result(equity: list[float], sample_secs: float, fees: float, funding: float,
+def _result(equity: list[float], sample_secs: float, fees: float, funding: float, initial: float,
             **extra: Any) -> dict[str, Any]:
-    return {**series_stats(equity, sample_secs), "fees": _money(fees), "funding_pnl": _money(funding),
-            **extra, "equity": [round(e, 4) for e in equity]}
+    """Statistics from the initial equity (so the entry fees count), the curve as sampled."""
+    stats = series_stats([initial, *equity] if equity else [], sample_secs)
+    return {**stats, "fees": _money(fees), "funding_pnl": _money(funding), **extra,
+            "equity": [round(e, 4) for e in equity]}
 
 
 def _empty(sample_secs: float) -> dict[str, Any]:
-    return _result([], sample_secs, 0.0, 0.0)
+    return _result([], sample_secs, 0.0, 0.0, 0.0)
 
 
 def _funding_by_ts(funding: list[dict[str, Any]]) -> dict[int, list[tuple[str, float, float]]]:
@@ -119,7 +121,7 @@ def _carry(prices: _Prices, funding: list[dict[str, Any]], initial: float, notio
                 trade(m, 0.0, perp[m], spot[m])  # exit: both legs' fees
         equity.append(cash + sum(size[m] * ((spot[m] - entry_spot[m]) - (perp[m] - entry_perp[m]))
                                  for m in prices.markets))
-    return _result(equity, sample_secs, fees, funding_pnl, notional_usd=_money(notional))
+    return _result(equity, sample_secs, fees, funding_pnl, initial, notional_usd=_money(notional))
 
 
 def carry_always_on(samples: list[dict[str, Any]], funding: list[dict[str, Any]], initial: float,
@@ -159,7 +161,7 @@ def static_target(samples: list[dict[str, Any]], funding: list[dict[str, Any]], 
             value -= exit_fee
             fees += exit_fee
         equity.append(value)
-    return _result(equity, sample_secs, fees, funding_pnl,
+    return _result(equity, sample_secs, fees, funding_pnl, initial,
                    targets={m: _money(q) for m, q in sorted(held.items())})
 
 
@@ -181,4 +183,4 @@ def buy_and_hold(samples: list[dict[str, Any]], initial: float, spot_fee: float,
             fees += value * spot_fee
             value *= 1 - spot_fee
         equity.append(value)
-    return _result(equity, sample_secs, fees, 0.0)
+    return _result(equity, sample_secs, fees, 0.0, initial)

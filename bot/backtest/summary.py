@@ -195,7 +195,7 @@ def _baselines(bt: Any, sample_secs: int) -> dict[str, Any]:
     p = s.strategy
     markets = max(len(bt.engine.markets), 1)
     notional = initial / markets * float(p.carry_budget) * float(p.carry.max_leverage)
-    targets = _target_sizes(p.targets, samples, initial / markets)
+    targets = _target_sizes(p.targets, samples, initial)
     return {
         "carry_always_on": naive.carry_always_on(samples, funding, initial, notional, perp_fee, spot_fee,
                                                  sample_secs),
@@ -206,17 +206,22 @@ def _baselines(bt: Any, sample_secs: int) -> dict[str, Any]:
     }
 
 
-def _target_sizes(targets: dict[str, Any], samples: list[dict[str, Any]], share: float) -> dict[str, float]:
-    """Operator targets in base units: a leverage form ("0.5x") is taken at the first sample's mark."""
+def _target_sizes(targets: dict[str, Any], samples: list[dict[str, Any]], equity: float) -> dict[str, float]:
+    """Operator targets in base units at the first sample's mark: base units as they are, leverage
+    ("0.5x": notional = leverage x equity) and USD ("$5000", "-$2000") converted at that mark."""
     first = samples[0]["markets"] if samples else {}
     out = {}
     for market, value in targets.items():
         if market not in first:
             continue
-        text = str(value).strip()
-        if text.endswith("x"):
-            mark = float(first[market]["mark"] or 0)
-            out[market] = float(text[:-1]) * share / mark if mark else 0.0
+        text = str(value).strip().replace("+", "")
+        mark = float(first[market]["mark"] or 0)
+        negative = text.startswith("-") or text.startswith("$-")
+        number = float(text.replace("-", "").replace("$", "").rstrip("xX") or 0) * (-1 if negative else 1)
+        if text[-1:] in ("x", "X"):
+            out[market] = number * equity / mark if mark else 0.0
+        elif "$" in text:
+            out[market] = number / mark if mark else 0.0
         else:
-            out[market] = float(text)
+            out[market] = number
     return out
