@@ -65,6 +65,7 @@ from bot.watchdog.mode import InputState, ModeState, Observation, Reading, class
 
 from .clock import SimClock
 from .liquidation import IntrabarRisk
+from .participation import CappedVenue
 from .scenarios import Scenario, StressModel, is_rejected, place
 from .sources import Source
 from .summary import BacktestResult, money
@@ -188,6 +189,9 @@ class Backtest:
             perp_exec = ScenarioVenue(self.paper, self.stress, "perp", clock)
             spot_exec = ScenarioVenue(self.spot_paper, self.stress, "spot", clock)
             self.wrapped = [perp_exec, spot_exec]
+        self.capped: CappedVenue | None = None
+        if "bars" in src.hooks:  # candles: taker fills within a share of each bar's volume
+            perp_exec = self.capped = CappedVenue(perp_exec, src.hooks["bars"], src.specs, clock)
         orders = OrderManager(perp_exec, store, metrics, clock, s.execution)
         spot_orders = OrderManager(spot_exec, store, metrics, clock, s.execution)
         self.engine = Engine(s, src.specs, store, orders, metrics, clock, books,

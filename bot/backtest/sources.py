@@ -246,7 +246,8 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 by_time.setdefault(bar.ts_ns, []).append((t, bar))
     times = sorted(by_time)
 
-    hooks: dict[str, Any] = {}
+    current_bars: dict[str, tuple[int, float]] = {}  # market -> (bar start, volume): participation cap
+    hooks: dict[str, Any] = {"bars": current_bars}
     dense_ns = int(DENSE_SECS * NS_PER_SEC)
 
     def point(ts: int, at: dict[str, tuple[float, float | None, tuple[Decimal, ...]]]) -> Batch:
@@ -282,6 +283,8 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
             paths = {t: (_path_prices(bar, n),
                          _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape))
                      for t, bar in by_time[t0]}
+            for t, bar in by_time[t0]:
+                current_bars[t] = (t0, bar.volume)
             for k in range(n):
                 ts = t0 + k * step_ns
                 if ts >= until:

@@ -163,6 +163,7 @@ def build(bt: Any, events: int, sample_secs: int, run_secs: float) -> BacktestRe
         "slippage": money(-pnl.slippage),
         "price_pnl": money(pnl.price),
         "liquidations": bt.liquidations,
+        "participation_capped_orders": bt.capped.capped_orders if bt.capped is not None else 0,
         "fills": len(fills),
         "decisions": len(decisions),
         "events": events,
