@@ -144,6 +144,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     (["--candles", "missing.csv"], "--candles"),
     (["--candles", str(CANDLES), "--funding-interval", "1.5h"], "--funding-interval"),
     (["--candles", str(CANDLES), "--funding-offset", "auto"], "--funding-offset"),
+    (["--sim", "1", "--hours", "0.01", "--bar-path"], "--bar-path"),
     (["--candles", str(CANDLES), "--funding", str(DYDX_BTC), "--funding-interval", "8h"],
      "--funding-interval"),
     (["--candles", str(CANDLES), "--funding", str(DYDX_ETH)], "--funding"),  # another market
@@ -167,9 +168,11 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_option(tmp_path: Path, a
 def test_cli_backtest_and_report(tmp_path: Path) -> None:
     proc = _cli("backtest", "--candles", str(CANDLES), "--start", "2023-06-01", "--end", "2023-06-03",
                 "--funding", str(FUNDING / "BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"),
-                "--funding-interval", "8h", "--funding-offset", "-3", "--out", "run", cwd=tmp_path)
+                "--funding-interval", "8h", "--funding-offset", "-3", "--bar-path", "--out", "run",
+                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert SUMMARY_KEYS <= json.loads((tmp_path / "run/summary.json").read_text()).keys()
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert SUMMARY_KEYS <= summary.keys() and summary["source"]["steps_per_bar"] == 4  # the bar path
     proc = _cli("report", "run", cwd=tmp_path)
     assert proc.returncode == 0 and (tmp_path / "run/report.html").exists(), proc.stderr
     assert _cli("report", "nowhere", cwd=tmp_path).returncode == 2
