@@ -192,7 +192,7 @@ def _funding_rows(path: Path, text: str, option: str) -> list[tuple[str, int, De
     return raw
 
 
-def load_funding(path: Path, interval_hours: int | None = None, offset: int = 0,
+def load_funding(path: Path, interval_hours: int | None = None, offset: int | str = 0,
                  option: str = "--funding", *,
                  notes: list[str] | None = None) -> dict[str, dict[int, Decimal]]:
     """Read `Symbol,Date,Funding Rate` (or Lean's headerless `YYYYMMDD HH:MM:SS,rate`).
@@ -202,6 +202,7 @@ def load_funding(path: Path, interval_hours: int | None = None, offset: int = 0,
     median spacing; `interval_hours` (the CLI's `--funding-interval`), when given, must agree.
     """
     notes = notes if notes is not None else []
+    offset = _offset_hours(offset, notes)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -236,6 +237,17 @@ def load_funding(path: Path, interval_hours: int | None = None, offset: int = 0,
             for k in range(inferred):
                 hours[settle - k * NS_PER_HOUR] = rate / per_hour  # type: ignore[operator]
     return out
+
+
+def _offset_hours(offset: int | str, notes: list[str]) -> int:
+    """Whole hours; the old 'auto' (a -3 h guess from Binance/Bybit file names) now reads UTC."""
+    if offset == "auto":
+        notes.append("--funding-offset auto no longer guesses: funding times are read as UTC")
+        return 0
+    try:
+        return int(offset)
+    except ValueError:
+        raise SourceError("--funding-offset", f"must be whole hours (got {offset!r})") from None
 
 
 def check_funding(funding: dict[str, dict[int, Decimal]], candles: dict[str, list[Bar]],
