@@ -308,7 +308,9 @@ def _decision_html(decision: Any) -> str:
     if not isinstance(decision, dict):
         return "-"
     when = fmt.clock(decision["ts_ns"]) if isinstance(decision.get("ts_ns"), int) else ""
-    tripped = ", ".join(str(t) for t in decision.get("tripped") or []) or "no flags"
+    flags = decision.get("tripped")
+    tripped = ", ".join(str(t) for t in flags if t) if isinstance(flags, list | tuple) else ""
+    tripped = tripped or "no flags"
     summary = decision.get("summary") or json.dumps(decision.get("plan"))
     return (f'<b>{escape(str(decision.get("reason", "")))}</b> <span class="when">{escape(when)}</span>'
             f' <span class="tripped">({escape(tripped)})</span><small>{escape(str(summary))}</small>')

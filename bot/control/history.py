@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.clock import Clock
 from bot.control.fmt import NS_PER_SEC, dec
+from bot.control.svg import CHARTABLE_MAX
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -78,9 +79,8 @@ def sample_from_status(status: dict[str, Any], ts_ns: int) -> Sample:
         for notional in _leg_notionals(market):
             gross += abs(notional)
             net += notional
-        rate = dec(market.get("funding_rate_1h"))
         markets[str(ticker)] = MarketSample(_float(market.get("position")), _float(market.get("target")),
-                                            None if rate is None else float(rate))
+                                            _finite(market.get("funding_rate_1h")))
     funding = _dict(status.get("funding"))
     pnl = _dict(status.get("pnl"))
     return Sample(ts_ns, _float(status.get("equity")), gross, net,
@@ -284,14 +284,23 @@ def _leg_notionals(market: dict[str, Any]) -> Iterable[float]:
         yield spot_notional
 
 
+
 def _notional(size: Any, price: Any) -> float | None:
-    a, b = dec(size), dec(price)
-    return None if a is None or b is None else float(a * b)
+    a, b = _finite(size), _finite(price)
+    return None if a is None or b is None else a * b
 
 
 def _float(value: Any) -> float:
+    number = _finite(value)
+    return 0.0 if number is None else number
+
+
+def _finite(value: Any) -> float | None:
+    """A status number as a chartable float; None for missing, non-finite or absurd values."""
     number = dec(value)
-    return 0.0 if number is None else float(number)
+    if number is None or not number.is_finite() or abs(number) > CHARTABLE_MAX:
+        return None
+    return float(number)
 
 
 def _dict(value: Any) -> dict[str, Any]:

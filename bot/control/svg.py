@@ -135,8 +135,12 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> tuple[list[float], float
     return ticks, step
 
 
+CHARTABLE_MAX = 1e15  # beyond any real equity, size or rate
+
+
 def value_range(values: Sequence[float], include_zero: bool = False) -> tuple[float, float]:
-    finite = [v for v in values if math.isfinite(v)]
+    """The y range of the values worth drawing: non-finite or absurd ones (a broken field) are left out."""
+    finite = [v for v in values if math.isfinite(v) and abs(v) <= CHARTABLE_MAX]
     if include_zero:
         finite.append(0.0)
     if not finite:

@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Settings
@@ -165,6 +165,7 @@ junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
 
 @settings(max_examples=150, deadline=None)
 @given(junk, st.sampled_from(sorted(RANGES)))
+@example({"tripped": True}, "24h")  # a decision whose tripped flags are not a list
 def test_partial_or_malformed_status_never_breaks_the_page(extra: Any, range_key: str) -> None:
     """Other parts of the daemon add and change status fields: render what exists, tolerate the rest."""
     base = status()
