@@ -37,7 +37,7 @@ from bot.notify import build_notifier
 from bot.recovery import reconcile_venue
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
-from bot.venues.setup import open_dydx, open_hedge, open_in_process
+from bot.venues.setup import open_accounts, open_dydx, open_hedge, open_in_process
 from bot.watchdog.probes import build_watchdog
 
 log = structlog.get_logger("app")
@@ -124,9 +124,12 @@ class App:
         news = NewsBoard(load_calendar(settings.news.calendar_path) if settings.news.calendar_path else [],
                          float(settings.news.calendar_before_secs), float(settings.news.calendar_after_secs))
         news.operator.update(load_operator_items(settings.news_state_path, clock.now_ns()))
+        accounts = open_accounts(settings, perp, hedge, metrics, clock)  # live only: the venues' truth
         engine = Engine(settings, perp.specs, store, orders, metrics, clock, perp.books,
                         spot_orders=spot_orders if spot_specs else None, spot_specs=spot_specs,
-                        spot_books=spot_books, news=news)
+                        spot_books=spot_books, news=news, accounts=accounts)
+        for event in perp.start_events:  # market status and parameters as REST reported them
+            engine.on_market_event(event)
         paper = perp.paper
         if paper is not None:
             paper.restore_positions({t: s.position.size for t, s in engine.markets.items()})
@@ -134,9 +137,10 @@ class App:
         if spot_paper is not None:
             spot_paper.restore_positions({s.spot.ticker: s.spot.position.size
                                           for s in engine.markets.values() if s.spot is not None})
-        perp.execution.set_account_sink(engine.on_account_event)
+        watch = accounts.watching if accounts is not None else (lambda sink: sink)
+        perp.execution.set_account_sink(watch(engine.on_account_event))
         if hedge is not None:
-            hedge.execution.set_account_sink(engine.on_spot_account_event)
+            hedge.execution.set_account_sink(watch(engine.on_spot_account_event))
         status_extra = dict(perp.status)
         if hedge is not None:
             status_extra["hedge_venue"] = hedge.status
@@ -180,6 +184,7 @@ class App:
             *perp.services, _FeedService(perp.market_data, on_market_event), *spot_feed, engine, control,
             StatusLog(controller, settings.telemetry.status_interval_secs, clock), history,
             LoopMonitor(metrics), *([notifier] if notifier is not None else []),
+            *([accounts] if accounts is not None else []),
         ]
         if settings.news.feeds:
             services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
@@ -215,6 +220,8 @@ class App:
         code = 0
         try:
             await self.reconcile()
+            if self.engine.accounts is not None:
+                await self.engine.accounts.refresh()  # size nothing on a paper equity
             async with asyncio.TaskGroup() as tg:
                 for service in self.services:
                     tg.create_task(service.run(), name=service.name)

@@ -245,9 +245,13 @@ def target(config_path: Path | None, market: str, size: str) -> None:
 def sim(seed: int, scenario_path: Path | None, host: str) -> None:
     """Run the exchange simulator standalone; the first stdout line is its endpoints as JSON."""
     from bot.sim.runner import run_standalone
+    from bot.venues.setup import sim_exchange_config
 
+    settings = _settings(None)  # [sim] account_equity_usd and fee tier (PERPBOT_SIM__*)
     try:
-        code = run_standalone(seed=seed, scenario_path=scenario_path, host=host)
+        code = run_standalone(seed=seed, scenario_path=scenario_path, host=host,
+                              config=sim_exchange_config(settings),
+                              account_equity_usd=settings.sim.account_equity_usd)
     except ConfigError as exc:
         _fail(EXIT_BAD_INPUT, f"{exc.key}: {exc.reason}")
     sys.exit(code)

@@ -68,6 +68,10 @@ class SimSettings(_Section):
     block_interval_secs: PositiveFloat = 0.65
     # dYdX settles funding hourly; tests shorten this to see accruals in seconds.
     funding_interval_secs: PositiveFloat = 3600.0
+    # The simulator's dYdX test subaccount: its USDC deposit and its fee tier (embedded or `perpbot sim`).
+    account_equity_usd: PosDecimal = Decimal(10_000)
+    maker_fee_rate: Decimal = Decimal("0.0001")
+    taker_fee_rate: Decimal = Decimal("0.0005")
 
 
 class PaperSettings(_Section):
@@ -268,6 +272,11 @@ class WatchdogSettings(_Section):
     withdrawal_gating_action: Literal["ignore", "reduce_only", "halt"] = "reduce_only"
     # USDC withdrawal capacity (x/ratelimit, smallest limiter) below this -> DEGRADED; 0: off.
     min_withdrawal_capacity_usd: NonNegDecimal = Decimal(0)
+    # Live: the venues' accounts (equity, margin, fees) are re-read every this many seconds and
+    # soon after each fill; an account not read for the stale thresholds degrades / halts.
+    account_poll_secs: PositiveFloat = 10.0
+    account_stale_degraded_secs: PositiveFloat = 60.0
+    account_stale_critical_secs: PositiveFloat = 300.0
     # HALTED: cancel every open order (retried while any is left); flatten only when set.
     halt_flatten: bool = False
     halt_cancel_retry_secs: PositiveFloat = 5.0
@@ -277,7 +286,8 @@ class WatchdogSettings(_Section):
         pairs = (("head_stall", self.head_stall_degraded_secs, self.head_stall_critical_secs),
                  ("indexer_lag", self.indexer_lag_degraded_blocks, self.indexer_lag_critical_blocks),
                  ("feed_stale", self.feed_stale_degraded_secs, self.feed_stale_critical_secs),
-                 ("error_rate", self.error_rate_degraded, self.error_rate_critical))
+                 ("error_rate", self.error_rate_degraded, self.error_rate_critical),
+                 ("account_stale", self.account_stale_degraded_secs, self.account_stale_critical_secs))
         for name, degraded, critical in pairs:
             if degraded > critical:
                 raise FieldValueError(f"{name}_degraded",

@@ -123,7 +123,42 @@ class BlockHeight:
     ts_recv: int
 
 
-MarketEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight
+class MarketStatusKind(enum.StrEnum):
+    """A market's trading status as the venue announces it (dYdX ClobPair status)."""
+
+    ACTIVE = "ACTIVE"
+    POST_ONLY = "POST_ONLY"
+    CANCEL_ONLY = "CANCEL_ONLY"
+    PAUSED = "PAUSED"
+    INITIALIZING = "INITIALIZING"
+    FINAL_SETTLEMENT = "FINAL_SETTLEMENT"
+
+
+@dataclass(frozen=True, slots=True)
+class MarketStatus:
+    """The venue says a market's trading status is now `status` (snapshot or change)."""
+
+    market: str
+    status: MarketStatusKind
+    ts_event: int
+    ts_recv: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarketParams:
+    """Rounding grid and margin fractions of a market; None: not in this message (unchanged)."""
+
+    market: str
+    tick_size: Decimal | None
+    step_size: Decimal | None
+    initial_margin_fraction: Decimal | None
+    maintenance_margin_fraction: Decimal | None
+    market_type: str | None  # "CROSS" | "ISOLATED"
+    ts_event: int
+    ts_recv: int
+
+
+MarketEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | MarketStatus | MarketParams
 
 
 # ---- orders and account events -------------------------------------------------------------
@@ -180,6 +215,39 @@ class FundingPayment:
 
 
 AccountEvent = OrderUpdate | Fill | FundingPayment
+
+
+@dataclass(frozen=True, slots=True)
+class FeeRates:
+    """Maker and taker fee rates (fractions of notional; a negative maker rate is a rebate)."""
+
+    maker: Decimal
+    taker: Decimal
+    source: str  # where they come from: "dydx:fee_tier 1", "binance:account", "config:paper" ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """One venue account as the venue reports it, valued in USD at `ts_ns`.
+
+    `balances` are asset -> amount (dYdX: the USDC asset position; Binance: free + locked);
+    margin requirements are USD (zero on a spot venue).
+    """
+
+    venue: str
+    equity_usd: Decimal
+    free_collateral_usd: Decimal
+    initial_margin_usd: Decimal
+    maintenance_margin_usd: Decimal
+    balances: dict[str, Decimal]
+    positions: dict[str, Decimal]
+    fees: FeeRates | None
+    ts_ns: int
+
+    @property
+    def margin_use(self) -> Decimal:
+        """Initial margin requirement as a share of equity (0 for no equity)."""
+        return self.initial_margin_usd / self.equity_usd if self.equity_usd > 0 else ZERO
 
 
 @dataclass(slots=True)

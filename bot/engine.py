@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from bot.accounts import AccountBook, decision_fees
 from bot.book import OrderBook
 from bot.clock import Clock
 from bot.config import Settings
@@ -26,10 +27,14 @@ from bot.domain import (
     BlockHeight,
     BookDelta,
     BookSnapshot,
+    FeeRates,
     Fill,
     FundingPayment,
     MarketEvent,
+    MarketParams,
     MarketSpec,
+    MarketStatus,
+    MarketStatusKind,
     OracleUpdate,
     OrderRequest,
     OrderStatus,
@@ -46,11 +51,14 @@ from bot.execution.hedge import HedgeState
 from bot.execution.orders import OrderManager
 from bot.execution.twap import TwapPlan, plan_twap
 from bot.ledger import NO_PNL, FundingLedger, PnlAttribution, attribute_pnl, expected_funding_usd
+from bot.market_info import MarketStatuses, apply_params
 from bot.news.board import NewsBoard
 from bot.rules.estimators import EwmaVol, FundingForecast, RollingMedian
 from bot.rules.flags import FLAG_NAMES, FlagInputs, Flags, evaluate_flags
 from bot.rules.gate import GateState, evaluate_gate, in_band
 from bot.store import Store
+from bot.strategy import market_status as status_rules
+from bot.strategy.market_status import no_growth as _no_growth
 from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target, vol_target_leverage
 from bot.strategy.sleeves import SleeveBook, SleeveInputs, plan_sleeves
 from bot.telemetry import Metrics
@@ -135,8 +143,11 @@ class Engine:
         spot_books: dict[str, OrderBook] | None = None,
         news: NewsBoard | None = None,
         events: EventBus | None = None,
+        accounts: AccountBook | None = None,
     ) -> None:
         self.events = events or EventBus()
+        # Live: the venues' accounts (equity, fees); None in paper and backtests (configured values).
+        self.accounts = accounts
         self._settings = settings
         self._store = store
         self._orders = orders
@@ -163,7 +174,10 @@ class Engine:
                                          Position(spot_ticker))
                     self._spot_state[spot_ticker] = state
         self.initial_equity = settings.paper.initial_equity_usd
-        self.peak_equity = self.initial_equity
+        # Live, the peak starts at the first equity the venues report (bot.accounts), not at a paper value.
+        self.peak_equity = self.initial_equity if accounts is None else ZERO
+        self.statuses = MarketStatuses(list(specs), metrics, self.events)
+        self._status_pull: set[str] = set()  # markets whose parent is to be pulled on the next tick
         self.block_height = 0
         self.news = news or NewsBoard()
         self.risk_mode, self.risk_reason = store.risk_mode()
@@ -246,6 +260,9 @@ class Engine:
         state = self.markets.get(market)
         if state is None:
             return
+        if kind is MarketStatus or kind is MarketParams:
+            self._on_market_info(state, event)  # type: ignore[arg-type]
+            return
         pending = self._event_counters.get((market, kind))  # counted for metrics, in batches
         if pending is None:
             pending = self._new_event_count(market, kind)
@@ -275,6 +292,26 @@ class Engine:
         pending = self._event_counters[(market, kind)] = [
             self._metrics.market_events.labels(market, kind.__name__), 0]
         return pending
+
+    def _on_market_info(self, state: MarketState, event: MarketStatus | MarketParams) -> None:
+        """A status change pulls the market's parent and forces a fresh decision under the new
+        status; new tick/step/margin fractions take effect in the next target and child."""
+        ticker = state.spec.ticker
+        if isinstance(event, MarketStatus):
+            if not self.statuses.update(event):
+                return
+            if event.status is not MarketStatusKind.ACTIVE:
+                self._status_pull.add(ticker)
+        else:
+            spec = apply_params(state.spec, event)
+            if spec == state.spec:
+                return
+            log.warning("market_params_changed", market=ticker, tick=str(spec.tick_size),
+                        step=str(spec.step_size), imf=str(spec.initial_margin_fraction),
+                        mmf=str(spec.maintenance_margin_fraction))
+            self.specs[ticker] = state.spec = spec
+        state.last_target_ns = 0
+        state.gate = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, 1)
 
     def _flush_event_counts(self) -> None:
         for pending in self._event_counters.values():
@@ -394,8 +431,8 @@ class Engine:
     def evaluate(self, state: MarketState, now_ns: int) -> None:
         """Evaluate sleeves, limits, flags and the gate for one market; decide when it opens."""
         mark = state.mark
-        if mark is None:
-            return
+        if mark is None or (self.accounts is not None and not self.accounts.ready):
+            return  # live: nothing is sized before the venues' accounts were read
         p = self._settings
         rules = p.rules
         audit_due = now_ns - state.gate.last_audit_ns >= self._audit_ns
@@ -459,6 +496,7 @@ class Engine:
         if hedge is not None and hedge.latched(self._clock.now_ns()):
             p = self._strategy_carry_off  # a leg failed: the carry stays closed for the cooldown
         equity = self.equity()
+        fees = self.fee_rates()
         spot = state.spot
         spot_mid = spot.book.mid() if spot is not None else None
         sleeves = plan_sleeves(
@@ -474,8 +512,9 @@ class Engine:
                 persistence_hours=state.funding.persistence_hours,
                 step_size=state.spec.step_size,
                 spot_step_size=spot.spec.step_size if spot is not None else None,
-                perp_fee_rate=self._settings.paper.taker_fee_rate,
+                perp_fee_rate=fees["dydx"].taker,
                 operator_target=self.directional.get(state.spec.ticker, ZERO),
+                spot_fee_rate=fees["binance"].taker,
             ),
             p,
             state.carry_side,
@@ -486,6 +525,11 @@ class Engine:
             desired = _no_growth(desired, state.position.size)
             if spot is not None:
                 spot_desired = _no_growth(spot_desired, spot.position.size)
+        status = self.statuses.status[state.spec.ticker]
+        restricted, status_why = status_rules.restrict_target(status, desired, state.position.size)
+        if status_why and spot is not None:
+            spot_desired = scale_hedge(spot_desired, desired, restricted, spot.spec.step_size)
+        desired = restricted
         target = size_target(
             SizingInputs(
                 market=state.spec.ticker,
@@ -501,6 +545,9 @@ class Engine:
             ),
             p,
         )
+        if status_why:
+            held = target.size if status_rules.may_place(status) else state.position.size
+            target = replace(target, size=held, limited_by=status_why)
         spot_target = ZERO
         if spot is not None:
             spot_target = scale_hedge(spot_desired, desired, target.size, spot.spec.step_size)
@@ -516,6 +563,11 @@ class Engine:
         if plan is not None and ex.passive_when_funding_favours and _funding_favours(
                 plan.side, state.funding.rate_1h):
             plan = replace(plan, passive=True)
+        status = self.statuses.status[state.spec.ticker]
+        if plan is not None and status_rules.passive_only(status):
+            plan = replace(plan, passive=True, post_only=True)
+        if not status_rules.may_place(status):
+            plan = None
         spot = state.spot
         spot_plan = None
         if spot is not None:
@@ -571,13 +623,20 @@ class Engine:
     # ---- portfolio -------------------------------------------------------------------------
 
     def equity(self) -> Decimal:
-        """Initial equity plus every leg's realised and unrealised PnL, fees and funding."""
+        """Live: what the venues report (zero until read). Paper: initial equity plus every leg's
+        realised and unrealised PnL, fees and funding."""
+        if self.accounts is not None:
+            return self.accounts.equity() or ZERO
         total = self.initial_equity
         for state in self.markets.values():
             total += _leg_value(state.position, state.mark)
             if state.spot is not None:
                 total += _leg_value(state.spot.position, state.spot.book.mid())
         return total
+
+    def fee_rates(self) -> dict[str, FeeRates]:
+        """The fee rates decisions use: {"dydx": perp venue, "binance": spot hedge venue}."""
+        return decision_fees(self._settings, self.accounts)
 
     def expected_funding_market(self, state: MarketState) -> Decimal:
         """Expected funding over the horizon for a market's position (negative: we pay)."""
@@ -622,6 +681,9 @@ class Engine:
 
     async def tick(self) -> None:
         """Send due TWAP children on every venue and refresh the gauges (one engine step)."""
+        for ticker in sorted(self._status_pull):
+            self._status_pull.discard(ticker)
+            await self._pull_parent(self._orders, ticker)
         held = self._hold_unhedged_perp()
         try:
             await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
@@ -806,15 +868,8 @@ class Engine:
                                             reason, now_ns, ex, state.spec.step_size)
         self._set_hedge(ticker, hedge)
         for manager, market in ((self._orders, ticker), (self._spot_orders, spot.ticker)):
-            if manager is None:
-                continue
-            parent = manager.parents.pop(market, None)
-            for child in parent.children.values() if parent is not None else ():
-                if child.is_open and child.tif is not TimeInForce.IOC:
-                    try:
-                        await manager.venue.cancel(child.client_id)
-                    except BotError as exc:
-                        log.warning("order_cancel_failed", client_order_id=child.client_id, error=str(exc))
+            if manager is not None:
+                await self._pull_parent(manager, market)
         self._metrics.hedge_unwinds.labels(ticker, reason).inc()
         log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
                     perp=str(state.position.size), spot=str(spot.position.size),
@@ -830,6 +885,16 @@ class Engine:
                              TimeInForce.IOC, reduce_only=True)
         self._unwind_orders[order.client_id] = ticker
         await self._orders.submit(order, state.book.mid())
+
+    async def _pull_parent(self, manager: OrderManager, market: str) -> None:
+        """Stop a market's parent: drop it and cancel its resting children."""
+        parent = manager.parents.pop(market, None)
+        for child in parent.children.values() if parent is not None else ():
+            if child.is_open and child.tif is not TimeInForce.IOC:
+                try:
+                    await manager.venue.cancel(child.client_id)
+                except BotError as exc:
+                    log.warning("order_cancel_failed", client_order_id=child.client_id, error=str(exc))
 
     async def run(self) -> None:
         """Send due TWAP children and refresh gauges until cancelled."""
@@ -847,13 +912,6 @@ def _funding_favours(side: Side, rate_1h: Decimal) -> bool:
 
 def _warm(vol: EwmaVol, min_samples: int) -> float | None:
     return vol.annualised if vol.samples >= min_samples else None
-
-
-def _no_growth(desired: Decimal, current: Decimal) -> Decimal:
-    """REDUCE_ONLY: never more exposure than now, never a flip through zero."""
-    if current == 0 or (desired != 0 and (desired > 0) != (current > 0)):
-        return ZERO
-    return desired if abs(desired) <= abs(current) else current
 
 
 def _leg_value(position: Position, mark: Decimal | None) -> Decimal:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("risk_mode_changed", "kill", "fill", "decision", "watchdog_alert", "component_error",
-         "daily_summary")
+         "daily_summary", "market_status")
 
 
 @dataclass(frozen=True, slots=True)

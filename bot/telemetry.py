@@ -197,6 +197,23 @@ class Metrics:
             "perpbot_hedge_unwinds", "Legs given up and unwound on the perp", ["market", "reason"],
             registry=r,
         )
+        self.market_status = Gauge(
+            "perpbot_market_status", "1 for the market's current venue status, 0 for the others",
+            ["market", "status"], registry=r,
+        )
+        self.market_status_changes = Counter(
+            "perpbot_market_status_changes", "Market status changes seen", ["market", "status"], registry=r,
+        )
+        self.account_equity_usd = Gauge(
+            "perpbot_account_equity_usd", "Equity as the venue reports it", ["venue"], registry=r,
+        )
+        self.account_free_collateral_usd = Gauge(
+            "perpbot_account_free_collateral_usd", "Free collateral as the venue reports it", ["venue"],
+            registry=r,
+        )
+        self.account_age_seconds = Gauge(
+            "perpbot_account_age_seconds", "Age of the last account read per venue", ["venue"], registry=r,
+        )
         self.decision_latency = Histogram(
             "perpbot_decision_seconds",
             "Time from market event to plan",

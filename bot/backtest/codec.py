@@ -1,7 +1,8 @@
 """Market events <-> JSON-ready dicts (recordings); Decimals travel as strings, time as int ns.
 
 One line per event: `{"v": "perp"|"spot", "k": kind, "t": ts_recv, ...}` with kinds
-`book` (snapshot), `delta`, `trade`, `oracle`, `height`. Levels are `[[price, size], ...]`.
+`book` (snapshot), `delta`, `trade`, `oracle`, `height`, `status` (market status), `params`
+(tick, step, margin fractions, market type). Levels are `[[price, size], ...]`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from bot.domain import (
     BookLevel,
     BookSnapshot,
     MarketEvent,
+    MarketParams,
+    MarketStatus,
+    MarketStatusKind,
     OracleUpdate,
     Side,
     Trade,
@@ -43,7 +47,18 @@ def encode_event(event: MarketEvent, venue: str) -> dict[str, Any]:
                 "p": str(event.oracle_price), "f": str(event.next_funding_rate)}
     if isinstance(event, BlockHeight):
         return {"v": venue, "k": "height", "t": event.ts_recv, "e": event.ts_event, "h": event.height}
+    if isinstance(event, MarketStatus):
+        return {"v": venue, "k": "status", "t": event.ts_recv, "e": event.ts_event, "m": event.market,
+                "st": event.status.value}
+    if isinstance(event, MarketParams):
+        return {"v": venue, "k": "params", "t": event.ts_recv, "e": event.ts_event, "m": event.market,
+                **{key: None if value is None else str(value) for key, value in _params(event).items()}}
     raise TypeError(f"not a market event: {type(event).__name__}")
+
+
+def _params(event: MarketParams) -> dict[str, object]:
+    return {"tick": event.tick_size, "step": event.step_size, "imf": event.initial_margin_fraction,
+            "mmf": event.maintenance_margin_fraction, "type": event.market_type}
 
 
 def decode_event(data: dict[str, Any]) -> tuple[str, MarketEvent]:
@@ -61,6 +76,14 @@ def decode_event(data: dict[str, Any]) -> tuple[str, MarketEvent]:
             return venue, OracleUpdate(data["m"], Decimal(data["p"]), Decimal(data["f"]), e, t)
         if kind == "height":
             return venue, BlockHeight(int(data["h"]), e, t)
+        if kind == "status":
+            return venue, MarketStatus(data["m"], MarketStatusKind(data["st"]), e, t)
+        if kind == "params":
+            def dec(key: str) -> Decimal | None:
+                return None if data.get(key) is None else Decimal(data[key])
+
+            return venue, MarketParams(data["m"], dec("tick"), dec("step"), dec("imf"), dec("mmf"),
+                                       data.get("type"), e, t)
     except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
         raise ValueError(f"malformed event: {exc!r}") from None
     raise ValueError(f"unknown event kind {kind!r}")

@@ -9,10 +9,11 @@ from typing import Any
 
 import structlog
 
+from bot.accounts import fees_json
 from bot.clock import Clock
 from bot.config import Settings
 from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
-from bot.engine import Engine
+from bot.engine import Engine, MarketState
 from bot.errors import BotError
 from bot.execution.orders import OrderManager
 from bot.news.state import save_operator_items
@@ -98,11 +99,10 @@ class Controller:
             "paused": engine.paused,
             "network": self._settings.network,
             "trading": self._settings.trading,
-            "account": {
-                "dydx": self._extra.get("dydx_account"),  # {address, key: owner | permissioned}
-                "binance": mask_key(binance_key.get_secret_value() if binance_key else None),
-            },
+            "account": account_status(engine, self._extra.get("dydx_account"),  # {address, key}
+                                      mask_key(binance_key.get_secret_value() if binance_key else None), now),
             "equity": _money(engine.equity()),
+            "fees": {venue: fees_json(rates) for venue, rates in engine.fee_rates().items()},
             "fees_paid": _money(fees),
             "open_orders": {**{m.venue.name: 0 for m in engine.order_managers}, **by_venue},
             "funding": {"realised": _money(realised), "expected": _money(engine.expected_funding()),
@@ -138,6 +138,7 @@ class Controller:
             "position": _size(pos.size),
             "avg_entry": _money(pos.avg_entry),
             "target": _size(state.target),
+            "market_status": engine.statuses.status[ticker].value,
             "oracle_price": str(state.oracle_price) if state.oracle_price is not None else None,
             "mid": str(mid) if mid is not None else None,
             "funding_rate_1h": str(state.funding.rate_1h),
@@ -375,6 +376,37 @@ def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal, cap: Decim
     raw = touch.price * (1 - cap if side is Side.SELL else 1 + cap)
     price = (raw / tick).quantize(Decimal(1)) * tick
     return OrderRequest(next_id(), spec.ticker, side, abs(size), price, TimeInForce.IOC, reduce_only=True)
+
+
+def account_status(engine: Engine, dydx_account: dict[str, Any] | None, binance_key: str | None,
+                   now_ns: int) -> dict[str, Any]:
+    """`account` per venue: its identity, and its equity, free collateral and margin use.
+
+    Live: as the venues report them (bot.accounts). Paper: the paper account on the dYdX side
+    (configured equity plus PnL; margin from the markets' fractions at the mark).
+    """
+    out: dict[str, dict[str, Any]] = {"dydx": dict(dydx_account or {"address": None}),
+                                      "binance": {"key": binance_key}}
+    if engine.accounts is not None:
+        for venue, data in engine.accounts.status(now_ns).items():
+            out.setdefault(venue, {}).update(data or {"equity": None, "source": "venue (not read yet)"})
+        return out
+    equity = engine.equity()
+    initial = sum((_margin(s, s.spec.initial_margin_fraction) for s in engine.markets.values()), Decimal(0))
+    maintenance = sum((_margin(s, s.spec.maintenance_margin_fraction) for s in engine.markets.values()),
+                      Decimal(0))
+    out["dydx"].update({
+        "equity": _money(equity), "free_collateral": _money(equity - initial),
+        "initial_margin": _money(initial), "maintenance_margin": _money(maintenance),
+        "margin_use": str((initial / equity).quantize(Decimal("0.0001")) if equity > 0 else Decimal(0)),
+        "source": "paper",
+    })
+    return out
+
+
+def _margin(state: MarketState, fraction: Decimal) -> Decimal:
+    mark = state.mark
+    return abs(state.position.size) * mark * fraction if mark is not None else Decimal(0)
 
 
 def _money(value: Decimal) -> str:

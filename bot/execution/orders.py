@@ -116,6 +116,7 @@ class OrderManager:
         self._metrics = metrics
         self._clock = clock
         self._settings = settings
+        self._never_cross = settings.model_copy(update={"urgency": "low"})  # post-only plans
         self.parents: dict[str, ActiveParent] = {}
         self._child_parent: dict[int, tuple[ActiveParent, Child]] = {}
         # Last known state of orders this process touched; others are read from the store.
@@ -208,7 +209,7 @@ class OrderManager:
             parent.plan.side, min(parent.plan.due_by(now_ns) - parent.sent, cap), view,
             book.levels(Side.BUY, BOOK_LEVELS), book.levels(Side.SELL, BOOK_LEVELS),
             parent.arrival_price, parent.waiting_since_ns, now_ns,
-            spec, self._settings, _deadline_ns(parent.plan),
+            spec, self._never_cross if parent.plan.post_only else self._settings, _deadline_ns(parent.plan),
         )
         await self._perform(parent, actions, book, spec, now_ns)
 

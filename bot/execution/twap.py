@@ -25,6 +25,7 @@ class TwapPlan:
     slice_sizes: tuple[Decimal, ...]
     end_ns: int
     passive: bool = False  # children rest post-only at the touch (funding favours the side)
+    post_only: bool = False  # passive and never crossing, whatever the urgency (market POST_ONLY)
 
     def due_by(self, now_ns: int) -> Decimal:
         """Cumulative size scheduled up to now."""
@@ -43,6 +44,8 @@ class TwapPlan:
         }
         if self.passive:
             out["passive"] = True  # only when set: decision records of taker plans are unchanged
+        if self.post_only:
+            out["post_only"] = True
         return out
 
 

@@ -62,6 +62,10 @@ def format_event(event: OperatorEvent, min_fill_notional_usd: Decimal) -> Messag
         return _message(kind, f"{component}|{error}", f"[perpbot] {component} error at {when}: {error}")
     if kind == "daily_summary":
         return _message(kind, str(f.get("date", "")), format_daily_summary(f))
+    if kind == "market_status":
+        text = (f"[perpbot] {f.get('market')} market status {f.get('old')} -> {f.get('new')} at {when}: "
+                f"{f.get('action', '')}").rstrip(": ")
+        return _message(kind, f"{f.get('market')}|{f.get('new')}", text)
     return None
 
 

@@ -50,7 +50,7 @@ log = structlog.get_logger("notify")
 NS_PER_SEC = 1_000_000_000
 Sleep = Callable[[float], Awaitable[None]]
 # Lower is sent first; same urgency keeps arrival order.
-URGENCY = {"kill": 0, "risk_mode_changed": 0, "watchdog_alert": 1, "component_error": 1,
+URGENCY = {"kill": 0, "risk_mode_changed": 0, "watchdog_alert": 1, "component_error": 1, "market_status": 1,
            "daily_summary": 2, "decision": 3, "fill": 3}
 ROUTINE = 2  # urgency above this is dropped first when an outbox is full
 RATE_LIMIT_POLL_SECS = 0.25

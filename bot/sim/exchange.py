@@ -45,7 +45,8 @@ error with (cosmos prints "<log>: <description>" in raw_log).
 | 12 | ErrInvalidPlaceOrder | price not on the tick grid, size not on the step grid or < 1 step |
 | 20 | ErrInvalidReplacement | same short-term id: GTB not greater, or side/tif/reduce-only changed |
 | 24 | ErrOrderFullyFilled | re-placing a fully filled short-term id before its GTB passed |
-| 34 | ErrOrderConflictsWithClobPairStatus | market not ACTIVE (POST_ONLY status: post-only only) |
+| 34 | ErrOrderConflictsWithClobPairStatus | market not ACTIVE (POST_ONLY: post-only only; FINAL_SETTLEMENT: |
+|    |                                     | reduce-only only, see below) |
 | 45 | ErrInvalidBatchCancel | batch cancel with 0 or more than 100 client ids |
 | 48 | ErrDeprecatedField | TIME_IN_FORCE_FILL_OR_KILL |
 | 2003 | ErrPostOnlyWouldCrossMakerOrder | post-only order that would take (chain: removed; here rejected) |
@@ -66,6 +67,11 @@ error with (cosmos prints "<log>: <description>" in raw_log).
 | subaccounts 7 | UpdateResult WithdrawalsAndTransfersBlocked (code NOT verified) | withdrawal while gated |
 
 (*) also for short-term orders, which the chain instead removes as undercollateralized.
+FINAL_SETTLEMENT: the chain refuses every order once a pair is in final settlement and closes the
+positions by deleveraging at the oracle price (x/clob keeper `validateOrderAgainstClobPairStatus`);
+the notice comes earlier, with the delisting proposal. The model folds that notice window into the
+status: while a `market_final_settlement` scenario runs, reduce-only orders are accepted, and when it
+ends every position left is closed at the oracle (`set_market_status`).
 9003's log is exactly "reduce only orders must be short term IOC orders".
 """
 
@@ -310,7 +316,14 @@ class AccountUpdate:
     height: int = 0
 
 
-ExchangeEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | AccountUpdate
+@dataclass(frozen=True, slots=True)
+class MarketChange:
+    """A market's status or parameters changed (the indexer sends a v4_markets `trading` update)."""
+
+    ticker: str
+
+
+ExchangeEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | AccountUpdate | MarketChange
 
 
 @dataclass(slots=True)
@@ -579,6 +592,8 @@ class SimExchange:
         self._scenario = ScenarioState()
         self._applied_liquidity = 1.0
         self._applied_spike: Decimal | None = None
+        self._scenario_status: dict[str, str] = {}  # ticker -> status a scenario imposes
+        self._scenario_margin: tuple[str, Decimal, Decimal] | None = None
         self._markets: list[_Market] = []
         self._by_ticker: dict[str, _Market] = {}
         for i, params in enumerate(markets):
@@ -661,8 +676,25 @@ class SimExchange:
         return self._market_info(self._market(clob_pair_id))
 
     def set_market_status(self, ticker: str, status: str) -> None:
-        """Set a market's ClobPair status (ACTIVE, POST_ONLY, CANCEL_ONLY, PAUSED, ...)."""
-        self._by_ticker[ticker].status = status
+        """Set a market's ClobPair status (ACTIVE, POST_ONLY, CANCEL_ONLY, PAUSED, ...).
+
+        Leaving FINAL_SETTLEMENT settles every position left in the market at the oracle price
+        (the chain closes them; the model then lets the market trade again, for repeatable tests).
+        """
+        m = self._by_ticker[ticker]
+        if m.status == status:
+            return
+        if m.status == "FINAL_SETTLEMENT":
+            self._final_settle(m, self._now_ns)
+        m.status = status
+        self._events.append(MarketChange(ticker))
+
+    def set_margin_fractions(self, ticker: str, imf: Decimal, mmf: Decimal) -> None:
+        """Change a market's initial and maintenance margin fractions (governance)."""
+        m = self._by_ticker[ticker]
+        if (m.imf, m.mmf) != (imf, mmf):
+            m.imf, m.mmf = imf, mmf
+            self._events.append(MarketChange(ticker))
 
     def sim_market(self, ticker: str) -> SimMarket:
         """Return the market model behind `ticker` (tests, scenarios)."""
@@ -929,8 +961,9 @@ class SimExchange:
 
     def _validate_state(self, request: OrderRequest, market: _Market) -> None:
         status = market.status
-        if status != "ACTIVE" and not (status == "POST_ONLY"
-                                       and request.time_in_force is TimeInForce.POST_ONLY):
+        if status != "ACTIVE" and not (
+                (status == "POST_ONLY" and request.time_in_force is TimeInForce.POST_ONLY)
+                or (status == "FINAL_SETTLEMENT" and request.reduce_only)):
             raise _clob(ERR_ORDER_CONFLICTS_WITH_CLOB_PAIR_STATUS,
                         f"Order conflicts with ClobPair status {status}")
         if request.order_id.order_flags == ORDER_FLAGS_SHORT_TERM:
@@ -1373,23 +1406,31 @@ class SimExchange:
             if self._equity(sub) >= self._maintenance_margin(sub):
                 continue
             for ticker in list(sub.positions):
-                m = self._by_ticker[ticker]
-                pos = sub.positions[ticker].pos
-                oracle = m.sim.oracle_price()
-                side = Side.SELL if pos.size > 0 else Side.BUY
-                self._fill_seq += 1
-                fill = FillRecord(_uuid5(f"fill-{self._fill_seq}"), "", sub.owner,
-                                  sub.number, ticker, side, "TAKER", oracle, abs(pos.size), ZERO, 0,
-                                  self._height, block_ns)
-                holder = sub.positions[ticker]
-                realised_before = pos.realised_pnl
-                pos.apply_fill(Fill(fill.fill_id, 0, ticker, side, oracle, fill.size, ZERO,
-                                    Liquidity.TAKER, block_ns))
-                sub.usdc += pos.realised_pnl - realised_before
-                sub.fills.append(fill)
-                self._changes_for(sub).fills.append(fill)
-                holder.status = "LIQUIDATED"
-                self._close_position(sub, ticker, "LIQUIDATED")
+                self._close_at_oracle(sub, ticker, block_ns, "LIQUIDATED")
+
+    def _close_at_oracle(self, sub: _Subaccount, ticker: str, ts: int, status: str) -> None:
+        """Close a position at the oracle price: a fill with no order and no fee."""
+        pos = sub.positions[ticker].pos
+        oracle = self._by_ticker[ticker].sim.oracle_price()
+        side = Side.SELL if pos.size > 0 else Side.BUY
+        self._fill_seq += 1
+        fill = FillRecord(_uuid5(f"fill-{self._fill_seq}"), "", sub.owner, sub.number, ticker, side, "TAKER",
+                          oracle, abs(pos.size), ZERO, 0, self._height, ts)
+        realised_before = pos.realised_pnl
+        pos.apply_fill(Fill(fill.fill_id, 0, ticker, side, oracle, fill.size, ZERO, Liquidity.TAKER, ts))
+        sub.usdc += pos.realised_pnl - realised_before
+        sub.fills.append(fill)
+        self._changes_for(sub).fills.append(fill)
+        self._close_position(sub, ticker, status)
+
+    def _final_settle(self, m: _Market, ts: int) -> None:
+        """Close every position in `m` at the oracle (no fee) and cancel its open orders."""
+        for order in [o for o in self._open.values() if o.record.ticker == m.ticker and o.is_open]:
+            self._remove(order, OrderState.CANCELED, REMOVAL_USER_CANCELED, ts)
+        for sub in self._subaccounts():
+            if m.ticker in sub.positions:
+                self._close_at_oracle(sub, m.ticker, ts, "CLOSED")
+        self._flush_changes()
 
     # ---- margin ------------------------------------------------------------------------------
     def _equity(self, sub: _Subaccount) -> Decimal:
@@ -1470,6 +1511,21 @@ class SimExchange:
             self._applied_spike = s.funding_spike_1h
             for m in self._markets:
                 m.sim.set_funding_override(s.funding_spike_1h)
+        wanted = {str(v): k.split(":", 1)[1] for k, v in s.extra.items() if k.startswith("market_status:")}
+        for ticker in sorted(set(self._scenario_status) | set(wanted)):
+            if ticker in self._by_ticker and wanted.get(ticker) != self._scenario_status.get(ticker):
+                self.set_market_status(ticker, wanted.get(ticker, "ACTIVE"))
+        self._scenario_status = {t: v for t, v in wanted.items() if t in self._by_ticker}
+        margin = s.extra.get("margin_fractions")
+        margin_key = ((str(margin["market"]), Decimal(str(margin["imf"])), Decimal(str(margin["mmf"])))
+                      if isinstance(margin, dict) and margin.get("market") in self._by_ticker else None)
+        if margin_key != self._scenario_margin:
+            if self._scenario_margin is not None:
+                ticker = self._scenario_margin[0]
+                self.set_margin_fractions(ticker, *_MARGIN_FRACTIONS.get(ticker, _DEFAULT_MARGIN))
+            if margin_key is not None:
+                self.set_margin_fractions(*margin_key)
+            self._scenario_margin = margin_key
         gap = s.extra.pop("price_gap", None)
         if isinstance(gap, dict) and gap.get("market") in self._by_ticker:
             self._by_ticker[str(gap["market"])].sim.shift_price(float(gap.get("pct", 0)))

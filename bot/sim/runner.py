@@ -31,7 +31,7 @@ from bot.venues.sim.feed import default_params
 
 log = structlog.get_logger("sim")
 DEFAULT_MARKETS = ("BTC-USD", "ETH-USD")
-STARTING_USDC = Decimal(100_000)
+STARTING_USDC = Decimal(10_000)  # sim.account_equity_usd's default
 
 
 class Simulator:
@@ -49,6 +49,7 @@ class Simulator:
         step_secs: float = 0.05,
         scenarios: list[ScenarioSpec] | None = None,
         config: ExchangeConfig | None = None,
+        account_equity_usd: Decimal = STARTING_USDC,
     ) -> None:
         self.clock = clock or SystemClock()
         self.seed = seed
@@ -59,7 +60,7 @@ class Simulator:
         self.exchange = SimExchange(params, seed, start, config)
         self.spot = SpotExchange(seed=seed + 1000, start_ns=start)
         self.accounts = sim_accounts()
-        self.exchange.create_account(self.accounts["dydx"]["address"], STARTING_USDC)
+        self.exchange.create_account(self.accounts["dydx"]["address"], account_equity_usd)
         self.scheduler = ScenarioScheduler(self.exchange.scenario, start)
         self.scheduler.schedule(scenarios or [])
         self.indexer = IndexerServer(self.exchange, host=host)
@@ -128,16 +129,19 @@ class Simulator:
                 await server.stop()
 
 
-def run_standalone(seed: int, scenario_path: Path | None, host: str) -> int:
+def run_standalone(seed: int, scenario_path: Path | None, host: str, *, config: ExchangeConfig | None = None,
+                   account_equity_usd: Decimal = STARTING_USDC) -> int:
     """`perpbot sim`: print the endpoints line, then serve until SIGTERM/SIGINT."""
     scenarios = load_scenario_file(scenario_path) if scenario_path else []
     # Stdout carries exactly one line, the endpoints object; logs go to stderr.
     configure_logging(stream=sys.stderr)
-    return asyncio.run(_serve(seed, scenarios, host))
+    return asyncio.run(_serve(seed, scenarios, host, config, account_equity_usd))
 
 
-async def _serve(seed: int, scenarios: list[ScenarioSpec], host: str) -> int:
-    sim = Simulator(seed, host=host, scenarios=scenarios)
+async def _serve(seed: int, scenarios: list[ScenarioSpec], host: str, config: ExchangeConfig | None,
+                 account_equity_usd: Decimal) -> int:
+    sim = Simulator(seed, host=host, scenarios=scenarios, config=config,
+                    account_equity_usd=account_equity_usd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -100,6 +100,27 @@ def _key_flags(params: dict[str, Any]) -> dict[str, bool]:
     return flags
 
 
+def _market_status(status: str) -> Scenario:
+    """The market given by `market` (default BTC-USD) has `status` for the scenario's duration."""
+    def start(state: ScenarioState, params: dict[str, Any]) -> None:
+        market = params.get("market", "BTC-USD")
+        if not isinstance(market, str) or "-" not in market:
+            raise ValueError("market must be a ticker like 'BTC-USD'")
+        state.extra[f"market_status:{status}"] = market
+
+    def end(state: ScenarioState, params: dict[str, Any]) -> None:
+        state.extra.pop(f"market_status:{status}", None)
+
+    return Scenario(f"sets the market's status to {status}", start, end)
+
+
+def _margin(params: dict[str, Any]) -> dict[str, Any]:
+    imf, mmf = _decimal(params, "imf", "0.1"), _decimal(params, "mmf", "0.05")
+    if not 0 < mmf <= imf <= 1:
+        raise ValueError("need 0 < mmf <= imf <= 1")
+    return {"market": str(params.get("market", "BTC-USD")), "imf": str(imf), "mmf": str(mmf)}
+
+
 def _decimal(params: dict[str, Any], key: str, default: str) -> Decimal:
     try:
         return Decimal(str(params.get(key, default)))
@@ -128,6 +149,11 @@ SCENARIOS: dict[str, Scenario] = {
     "account_duplicate": _extra("account_fault", lambda p: "duplicate"),
     "account_reorder": _extra("account_fault", lambda p: "reorder"),
     "order_reject": _extra("reject_orders", _reject, one_shot=True),
+    "market_cancel_only": _market_status("CANCEL_ONLY"),
+    "market_post_only": _market_status("POST_ONLY"),
+    "market_final_settlement": _market_status("FINAL_SETTLEMENT"),
+    "market_paused": _market_status("PAUSED"),
+    "margin_change": _extra("margin_fractions", _margin),
     "front_run": _extra("front_run", lambda p: {"leave": str(_decimal(p, "leave", "0.5")),
                                                 "count": int(p.get("count", 1))}, one_shot=True),
 }

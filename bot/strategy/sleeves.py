@@ -45,6 +45,7 @@ class SleeveInputs:
     spot_step_size: Decimal | None
     perp_fee_rate: Decimal  # taker: carry legs go out as IOC children
     operator_target: Decimal = ZERO
+    spot_fee_rate: Decimal | None = None  # the hedge venue's taker rate; None: carry.spot_taker_fee_rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +101,12 @@ def _floor(x: Decimal, step: Decimal) -> Decimal:
     return (x / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
-def carry_economics(rate_1h: Decimal, side: int, p: CarrySettings, perp_fee_rate: Decimal) -> CarryEconomics:
+def carry_economics(rate_1h: Decimal, side: int, p: CarrySettings, perp_fee_rate: Decimal,
+                    spot_fee_rate: Decimal | None = None) -> CarryEconomics:
     """Price the carry of holding perp `side` (+1 long, -1 short) against a spot hedge."""
     gross = -side * rate_1h * p.horizon_hours * BPS  # a short receives a positive rate
-    leg_bps = (perp_fee_rate + p.spot_taker_fee_rate) * BPS + 2 * p.expected_slippage_bps
+    spot_fee = p.spot_taker_fee_rate if spot_fee_rate is None else spot_fee_rate
+    leg_bps = (perp_fee_rate + spot_fee) * BPS + 2 * p.expected_slippage_bps
     borrow = ZERO
     if side > 0:  # long perp is hedged by a short spot leg: borrow the asset
         borrow = p.borrow_rate_annual * p.horizon_hours / HOURS_PER_YEAR * BPS
@@ -136,7 +139,7 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
     values: dict[str, Any] = {"rate_1h": rate, "persistence_hours": inp.persistence_hours}
     if side == 0:
         return SleeveTarget("carry", ZERO, ZERO, "no_funding", {**values, "side": 0})
-    econ = carry_economics(rate, side, p, inp.perp_fee_rate)
+    econ = carry_economics(rate, side, p, inp.perp_fee_rate, inp.spot_fee_rate)
     values.update(gross_bps=econ.gross_bps.quantize(_Q), net_open_bps=econ.net_open_bps.quantize(_Q),
                   net_hold_bps=econ.net_hold_bps.quantize(_Q), borrow_bps=econ.borrow_bps.quantize(_Q))
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Protocol
 
-from bot.domain import AccountEvent, MarketEvent, MarketSpec, OrderRequest
+from bot.domain import AccountEvent, AccountState, MarketEvent, MarketSpec, OrderRequest
 
 MarketSink = Callable[[MarketEvent], None]
 AccountSink = Callable[[AccountEvent], None]
@@ -40,3 +40,15 @@ class ExecutionVenue(Protocol):
     async def open_orders(self) -> list[int]: ...
 
     async def positions(self) -> dict[str, Decimal]: ...
+
+
+class AccountSource(Protocol):
+    """Reads one venue account as the venue reports it: equity, collateral, margin, balances, fees.
+
+    `read` raises TransientVenueError when the venue cannot be read now (the caller keeps the
+    last state and its age, which the watchdog grades).
+    """
+
+    name: str
+
+    async def read(self) -> AccountState: ...

@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from bot.accounts import AccountBook
 from bot.book import OrderBook
 from bot.clock import Clock
 from bot.config import Settings
@@ -35,15 +36,17 @@ from bot.domain import MarketSpec
 from bot.errors import ConfigError
 from bot.sim.market import SimMarket
 from bot.telemetry import Metrics
+from bot.venues.binance.account_state import BinanceAccount
 from bot.venues.binance.adapter import BinanceVenue, build_venue
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.binance.key_check import check_key
+from bot.venues.dydx.account_state import DydxAccount
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.credentials import dydx_signer, node_gateway, refuse_owner_key_on_mainnet
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
-from bot.venues.ports import ExecutionVenue
+from bot.venues.ports import AccountSource, ExecutionVenue
 from bot.venues.sim.feed import SimFeed, default_params
 
 log = structlog.get_logger("setup")
@@ -63,6 +66,7 @@ class PerpVenue:
     status: dict[str, Any] = field(default_factory=dict)  # `account` and `sim` for status
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     sim_accounts: dict[str, Any] = field(default_factory=dict)  # the embedded simulator's test keys
+    start_events: list[Any] = field(default_factory=list)  # market status/params read over REST at start
 
 
 @dataclass
@@ -116,7 +120,9 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
         from bot.sim.runner import Simulator  # imported here: only this mode needs the servers
 
         sim = Simulator(seed=settings.sim.seed, clock=clock, markets=settings.markets,
-                        step_secs=min(settings.sim.step_interval_secs, 0.05))
+                        step_secs=min(settings.sim.step_interval_secs, 0.05),
+                        config=sim_exchange_config(settings),
+                        account_equity_usd=settings.sim.account_equity_usd)
         sim_endpoints = await sim.start()
         services.append(sim)
         closers.append(sim.stop)
@@ -150,7 +156,35 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
     venue.use_books(books)
     paper = _paper(settings, books, clock) if settings.trading == "paper" else None
     return PerpVenue(venue, paper or venue, specs, books, paper, services=services, status=status,
-                     closers=closers, sim_accounts=sim_accounts)
+                     closers=closers, sim_accounts=sim_accounts, start_events=venue.market_status_events())
+
+
+def sim_exchange_config(settings: Settings) -> Any:
+    """The simulated chain's config from `[sim]`: block interval and the account's fee tier."""
+    from bot.sim.exchange import ExchangeConfig
+
+    return ExchangeConfig(block_interval_ns=int(settings.sim.block_interval_secs * 1e9),
+                          maker_fee_rate=settings.sim.maker_fee_rate,
+                          taker_fee_rate=settings.sim.taker_fee_rate)
+
+
+def open_accounts(settings: Settings, perp: PerpVenue, hedge: HedgeVenue | None, metrics: Metrics,
+                  clock: Clock) -> AccountBook | None:
+    """Live trading: the venues' own accounts (equity, margin, fees) for decisions and status.
+
+    None in paper trading, where the paper venue's configured equity and fees are the truth.
+    """
+    if settings.trading != "live":
+        return None
+    sources: list[AccountSource] = []
+    venue = perp.execution
+    if isinstance(venue, DydxVenue) and venue.account is not None:
+        chain = venue.gateway.chain_queries() if venue.gateway is not None else None
+        sources.append(DydxAccount(venue.rest, venue.account[0], venue.account[1], chain))
+    if hedge is not None and isinstance(hedge.execution, BinanceVenue):
+        sources.append(BinanceAccount(hedge.execution))
+    w = settings.watchdog
+    return AccountBook(sources, metrics, clock, poll_secs=w.account_poll_secs)
 
 
 def _spot_paper(settings: Settings, books: dict[str, OrderBook], clock: Clock) -> PaperVenue:

@@ -59,6 +59,7 @@ class Observation:
     withdrawals_unblocked_at_block: int | None = None  # gating: exits frozen until this height
     head_height: int | None = None
     withdrawal_capacity_usd: Decimal | None = None  # the smallest limiter's capacity
+    account_age_secs: Mapping[str, float] = field(default_factory=dict)  # live: per venue account
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,9 @@ def classify(obs: Observation, settings: WatchdogSettings) -> tuple[Reading, ...
     for key in sorted(obs.feed_silence_secs):
         readings.append(_grade(f"feed:{key}", obs.feed_silence_secs[key], s.feed_stale_degraded_secs,
                                s.feed_stale_critical_secs, "s"))
+    for venue in sorted(obs.account_age_secs):
+        readings.append(_grade(f"account:{venue}", obs.account_age_secs[venue], s.account_stale_degraded_secs,
+                               s.account_stale_critical_secs, "s"))
     readings.append(_gating(obs, s))
     readings.append(_capacity(obs, s))
     return tuple(readings)

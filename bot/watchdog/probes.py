@@ -154,6 +154,7 @@ class Watchdog:
             withdrawals_unblocked_at_block=self._gating_until,
             head_height=self._head or None,
             withdrawal_capacity_usd=self._capacity,
+            account_age_secs=accounts.ages_secs(now_ns) if (accounts := self._engine.accounts) else {},
         )
 
     async def _poll_bridge(self, now_ns: int) -> None:

@@ -47,7 +47,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from bot.domain import BlockHeight, BookDelta, BookLevel, BookSnapshot, OracleUpdate, Trade
-from bot.sim.exchange import AccountUpdate, ChainError, ExchangeEvent, SimExchange
+from bot.sim.exchange import AccountUpdate, ChainError, ExchangeEvent, MarketChange, SimExchange
 from bot.sim.server import indexer_wire as wire
 
 Key = tuple[str, str]  # (channel, id); v4_markets uses id ""
@@ -248,6 +248,10 @@ class IndexerServer:
                 key = ("v4_subaccounts", f"{ev.owner}/{ev.subaccount_number}")
                 if key in subs:
                     out.extend((key, c) for c in self._account_contents(ev))
+            elif isinstance(ev, MarketChange) and ("v4_markets", "") in subs:
+                # Status or parameters changed: the whole market object, as the indexer sends on a listing.
+                market = self._exchange.markets()[ev.ticker]
+                out.append((("v4_markets", ""), {"trading": {ev.ticker: wire.market_json(market)}}))
         for ticker, rows in trades.items():
             if ("v4_trades", ticker) in subs:
                 out.append((("v4_trades", ticker), {"trades": self._trade_rows(ticker, rows)}))

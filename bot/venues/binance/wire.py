@@ -101,8 +101,16 @@ class AccountBalance(msgspec.Struct, frozen=True):
     locked: str
 
 
+class CommissionRates(msgspec.Struct, frozen=True):
+    maker: str
+    taker: str
+
+
 class Account(msgspec.Struct, frozen=True):
     balances: list[AccountBalance]
+    makerCommission: int | None = None  # basis points (older field; commissionRates is exact)
+    takerCommission: int | None = None
+    commissionRates: CommissionRates | None = None
     updateTime: int = 0
     canTrade: bool = True
 

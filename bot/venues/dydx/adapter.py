@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
 import structlog
 
 from bot.book import OrderBook
 from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side
+from bot.domain import MarketParams as MarketParamsEvent
 from bot.errors import BotError, OrderRejected
 from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
@@ -25,7 +27,7 @@ from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscriptions
 from bot.venues.dydx.node import NodeGateway
 from bot.venues.dydx.orders import MarketParams, VenueOrder, to_venue_order
-from bot.venues.dydx.parse import DomainEvent, is_uint
+from bot.venues.dydx.parse import DomainEvent, is_uint, market_status_events
 from bot.venues.ports import AccountSink, MarketSink
 
 log = structlog.get_logger("dydx")
@@ -56,6 +58,30 @@ def market_params(ticker: str, wire_market: object) -> MarketParams:
     return MarketParams(ticker, int(clob), int(ar), int(qce), int(sbq), int(spt))
 
 
+def regrid(params: MarketParams, tick: Decimal | None, step: Decimal | None) -> MarketParams:
+    """`params` with a new tick and/or step size, at the same atomic resolution and exponent.
+
+    A size or price that does not map onto whole quantums / subticks keeps the old value.
+    """
+    ar, qce = params.atomic_resolution, params.quantum_conversion_exponent
+    sbq, spt = params.step_base_quantums, params.subticks_per_tick
+    if step is not None:
+        quantums = step.scaleb(-ar)
+        sbq = int(quantums) if quantums == quantums.to_integral_value() and quantums > 0 else sbq
+    if tick is not None:
+        subticks = tick.scaleb(-(qce - ar - 6))
+        spt = int(subticks) if subticks == subticks.to_integral_value() and subticks > 0 else spt
+    return MarketParams(params.ticker, params.clob_pair_id, ar, qce, sbq, spt)
+
+
+def _fraction(text: str | None) -> Decimal | None:
+    try:
+        value = Decimal(text) if text else None
+    except ArithmeticError:
+        return None
+    return value if value is not None and value.is_finite() and value > 0 else None
+
+
 class DydxVenue:
     """Market data for a set of markets, and (with a gateway) execution for one subaccount."""
 
@@ -84,6 +110,8 @@ class DydxVenue:
         self._long_term_secs = long_term_secs
         self._feed_options = feed_options or {}
         self.params: dict[str, MarketParams] = {}
+        self.margin_fractions: dict[str, tuple[Decimal, Decimal]] = {}  # (initial, maintenance)
+        self._start_events: list[DomainEvent] = []
         self.books: dict[str, OrderBook] = {}
         self._orders: dict[int, VenueOrder] = {}
         self._account_sink: AccountSink = lambda event: None
@@ -105,14 +133,33 @@ class DydxVenue:
     async def load_markets(self) -> dict[str, MarketSpec]:
         """Read market parameters over REST; refuse markets the venue does not list."""
         listed = await self.rest.perpetual_markets()
+        now = time.time_ns()
+        self._start_events = []
         for ticker in self.markets:
             if ticker not in listed:
                 raise OrderRejected(VENUE, "markets", f"{ticker} is not listed on this indexer")
             self.params[ticker] = market_params(ticker, listed[ticker])
+            self._start_events += market_status_events(ticker, listed[ticker], now)
+            imf, mmf = (_fraction(listed[ticker].initialMarginFraction),
+                        _fraction(listed[ticker].maintenanceMarginFraction))
+            if imf is not None and mmf is not None:
+                self.margin_fractions[ticker] = (imf, mmf)
         return self.specs()
 
+    def market_status_events(self) -> list[DomainEvent]:
+        """The markets' status and parameters as REST reported them at `load_markets` (replayed to
+        the engine at start, before the stream's own snapshot)."""
+        return list(self._start_events)
+
     def specs(self) -> dict[str, MarketSpec]:
-        return {t: MarketSpec(t, p.tick_size, p.step_size, p.step_size) for t, p in self.params.items()}
+        specs = {}
+        for t, p in self.params.items():
+            spec = MarketSpec(t, p.tick_size, p.step_size, p.step_size)
+            if t in self.margin_fractions:
+                spec = replace(spec, initial_margin_fraction=self.margin_fractions[t][0],
+                               maintenance_margin_fraction=self.margin_fractions[t][1])
+            specs[t] = spec
+        return specs
 
     def use_books(self, books: dict[str, OrderBook]) -> None:
         """Keep these book objects whole (shared with the engine and any paper venue)."""
@@ -131,6 +178,10 @@ class DydxVenue:
                 return
             if isinstance(event, BlockHeight):
                 self._height = (event.height, time.monotonic())
+            elif isinstance(event, MarketParamsEvent) and event.market in self.params:
+                # Orders are mapped onto the chain's grid here: a new tick/step applies at once.
+                self.params[event.market] = regrid(self.params[event.market], event.tick_size,
+                                                   event.step_size)
             sink(event)
 
         options = dict(self._feed_options)

@@ -18,6 +18,8 @@ from v4_proto.cosmos.base.tendermint.v1beta1 import query_pb2_grpc as tm_grpc
 from v4_proto.cosmos.base.tendermint.v1beta1.query_pb2 import GetLatestBlockRequest
 from v4_proto.dydxprotocol.bridge import query_pb2 as bridge_q
 from v4_proto.dydxprotocol.bridge import query_pb2_grpc as bridge_grpc
+from v4_proto.dydxprotocol.feetiers import query_pb2 as fee_q
+from v4_proto.dydxprotocol.feetiers import query_pb2_grpc as fee_grpc
 from v4_proto.dydxprotocol.ratelimit import query_pb2 as rate_q
 from v4_proto.dydxprotocol.ratelimit import query_pb2_grpc as rate_grpc
 from v4_proto.dydxprotocol.subaccounts import query_pb2 as sub_q
@@ -52,6 +54,16 @@ class Capacity:
 
     period_secs: int
     capacity_usdc: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FeeTier:
+    """The account's perpetual fee tier (x/feetiers): fee rates in ppm of notional."""
+
+    index: int
+    name: str
+    maker_ppm: int
+    taker_ppm: int
 
 
 def decode_serializable_int(raw: bytes) -> int:
@@ -126,6 +138,15 @@ class ChainQueries:
             return len(r.messages)
 
         return await self._query(call, "delayed_bridge_messages")
+
+    async def user_fee_tier(self, address: str) -> FeeTier:
+        """The fee tier the chain applies to `address` (feetiers Query/UserFeeTier)."""
+        def call() -> FeeTier:
+            r = fee_grpc.QueryStub(self._channel).UserFeeTier(
+                fee_q.QueryUserFeeTierRequest(user=address), timeout=self._timeout)
+            return FeeTier(r.index, r.tier.name, r.tier.maker_fee_ppm, r.tier.taker_fee_ppm)
+
+        return await self._query(call, "user_fee_tier")
 
     def close(self) -> None:
         if self._owns_channel:

@@ -75,6 +75,10 @@ class SubaccountResponse(msgspec.Struct, frozen=True):
     subaccount: dict[str, Any]
 
 
+class SubaccountStateResponse(msgspec.Struct, frozen=True):
+    subaccount: wire.Subaccount
+
+
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
@@ -179,3 +183,8 @@ class IndexerRest:
     async def subaccount(self, address: str, subaccount: int) -> dict[str, Any]:
         path = f"/v4/addresses/{address}/subaccountNumber/{subaccount}"
         return (await self.get(path, SubaccountResponse)).subaccount
+
+    async def subaccount_state(self, address: str, subaccount: int) -> wire.Subaccount:
+        """The subaccount typed: equity, free collateral, open positions, asset positions."""
+        path = f"/v4/addresses/{address}/subaccountNumber/{subaccount}"
+        return (await self.get(path, SubaccountStateResponse)).subaccount

@@ -28,6 +28,9 @@ from bot.domain import (
     BookSnapshot,
     Fill,
     Liquidity,
+    MarketParams,
+    MarketStatus,
+    MarketStatusKind,
     OracleUpdate,
     OrderStatus,
     OrderUpdate,
@@ -37,7 +40,8 @@ from bot.domain import (
 from bot.errors import MalformedMessage
 from bot.venues.dydx import wire
 
-DomainEvent = BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | OrderUpdate | Fill
+DomainEvent = (BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | OrderUpdate | Fill
+               | MarketStatus | MarketParams)
 BookFrame = wire.OrderbookFrame
 _BOOK_FRAME_TYPE = {
     wire.OrderbookData: "channel_data",
@@ -147,6 +151,29 @@ def book_events(frame: BookFrame, ts_recv: int) -> list[DomainEvent]:
     return [BookSnapshot(frame.id, _levels(s.bids), _levels(s.asks), ts_recv, ts_recv)]  # type: ignore[union-attr]
 
 
+def _opt_dec(text: str | None, what: str) -> Decimal | None:
+    return None if text is None else _dec(text, what)
+
+
+def market_status_events(ticker: str, m: wire.PerpetualMarket, ts: int) -> list[DomainEvent]:
+    """MarketStatus when the market object carries `status`; MarketParams when it carries any of
+    the grid or margin fields (a `trading` update carries only what changed).
+
+    A status this code does not know is left out (the previous one stands) rather than failing
+    the frame, which also carries the other markets' prices.
+    """
+    out: list[DomainEvent] = []
+    if m.status in MarketStatusKind.__members__:
+        out.append(MarketStatus(ticker, MarketStatusKind(m.status), ts, ts))
+    fields = (m.tickSize, m.stepSize, m.initialMarginFraction, m.maintenanceMarginFraction, m.marketType)
+    if any(value is not None for value in fields):
+        out.append(MarketParams(
+            ticker, _opt_dec(m.tickSize, "tickSize"), _opt_dec(m.stepSize, "stepSize"),
+            _opt_dec(m.initialMarginFraction, "initialMarginFraction"),
+            _opt_dec(m.maintenanceMarginFraction, "maintenanceMarginFraction"), m.marketType, ts, ts))
+    return out
+
+
 @dataclass
 class FeedParser:
     """Turn raw indexer frames into domain events."""
@@ -251,6 +278,7 @@ class FeedParser:
                 self.market_state[ticker] = (oracle, rate)
                 if oracle is not None and (m.oraclePrice is not None or m.nextFundingRate is not None):
                     out.append(OracleUpdate(ticker, oracle, rate, ts, ts))
+                out.extend(market_status_events(ticker, m, ts))
         for ticker, p in (markets.oraclePrices or {}).items():
             oracle = _dec(p.oraclePrice, "oraclePrice")
             rate = self.market_state.get(ticker, (None, ZERO))[1]

@@ -104,7 +104,7 @@ class PerpetualMarket(msgspec.Struct, frozen=True):
     subticksPerTick: int | None = None
     tickSize: str | None = None
     stepSize: str | None = None
-    marketType: str = "CROSS"
+    marketType: str | None = None  # "CROSS" | "ISOLATED"; absent from most `trading` updates
 
 
 class OraclePrice(msgspec.Struct, frozen=True):
@@ -169,6 +169,24 @@ class PerpetualPosition(msgspec.Struct, frozen=True):
     status: str = ""
     entryPrice: str | None = None
     netFunding: str | None = None
+
+
+class AssetPosition(msgspec.Struct, frozen=True):
+    symbol: str
+    size: str
+    side: str = "LONG"
+
+
+class Subaccount(msgspec.Struct, frozen=True):
+    """A subaccount as REST /v4/addresses/{a}/subaccountNumber/{n} and the WS snapshot show it."""
+
+    equity: str
+    freeCollateral: str
+    address: str = ""
+    subaccountNumber: int = 0
+    openPerpetualPositions: dict[str, PerpetualPosition] = {}
+    assetPositions: dict[str, AssetPosition] = {}
+    latestProcessedBlockHeight: str = ""
 
 
 class SubaccountUpdate(msgspec.Struct, frozen=True):

@@ -156,9 +156,11 @@ class PaperVenue:
             if self._resting:
                 self._on_trade(event)  # type: ignore[arg-type]
         elif kind is OracleUpdate:
-            self._oracle[event.market] = (event.oracle_price, event.next_funding_rate)  # type: ignore[union-attr]
+            # Settle first: the rate stored is the one predicted for the hour that just ended (the
+            # rate dated at this boundary); this update already carries the next hour's.
             if event.ts_recv // self._funding_interval_ns != self._funding_epoch:
-                self._maybe_settle_funding(event.ts_recv)
+                self._maybe_settle_funding(event.ts_recv, event.market, event.oracle_price)  # type: ignore[union-attr]
+            self._oracle[event.market] = (event.oracle_price, event.next_funding_rate)  # type: ignore[union-attr]
 
     def on_book_changed(self, market: str, ts_recv: int = 0) -> None:
         """The shared book of `market` changed: queues ahead of our resting orders may shrink, and
@@ -190,7 +192,10 @@ class PaperVenue:
             del self._resting[client_id]
         self._emit(OrderUpdate(client_id, fill.market, status, resting.filled_size, fill.ts_event))
 
-    def _maybe_settle_funding(self, now_ns: int) -> None:
+    def _maybe_settle_funding(self, now_ns: int, market: str = "",
+                              oracle_price: Decimal | None = None) -> None:
+        """At the first oracle update of a new funding interval, settle every position at the rate
+        predicted during the interval that ended, at the newest oracle price known."""
         epoch = now_ns // self._funding_interval_ns
         if self._funding_epoch is None:
             self._funding_epoch = epoch
@@ -199,7 +204,9 @@ class PaperVenue:
             return
         self._funding_epoch = epoch
         ts = epoch * self._funding_interval_ns
-        for market, size in self._positions.items():
-            if size and market in self._oracle:
-                oracle, rate = self._oracle[market]
-                self._emit(funding_payment(market, size, oracle, rate, ts))
+        for ticker, size in self._positions.items():
+            if size and ticker in self._oracle:
+                oracle, rate = self._oracle[ticker]
+                if ticker == market and oracle_price is not None:
+                    oracle = oracle_price
+                self._emit(funding_payment(ticker, size, oracle, rate, ts))
