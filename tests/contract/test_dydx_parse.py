@@ -16,6 +16,9 @@ from bot.domain import (
     BookDelta,
     BookSnapshot,
     Fill,
+    MarketParams,
+    MarketStatus,
+    MarketStatusKind,
     OracleUpdate,
     OrderStatus,
     OrderUpdate,
@@ -46,8 +49,8 @@ EXPECTED = {
     "v4_candles_channel_data.json": set(),
     "v4_candles_subscribed.json": set(),
     "v4_markets_channel_data.json": {OracleUpdate},
-    "v4_markets_channel_data_v8.json": set(),
-    "v4_markets_subscribed.json": {OracleUpdate},
+    "v4_markets_channel_data_v8.json": {MarketStatus, MarketParams},  # a new ISOLATED market listed
+    "v4_markets_subscribed.json": {OracleUpdate, MarketStatus, MarketParams},
     "v4_markets_trading_data.json": set(),
     "v4_orderbook.json": {BookDelta},
     "v4_orderbook_snapshot.json": {BookSnapshot},
@@ -172,3 +175,56 @@ def test_decode_cli_reports_malformed_messages_and_exits_nonzero(tmp_path: Path)
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["event"] for e in events] == ["BookDelta", "Trade", "Trade"]
     assert "message 2:" in result.stderr and "not a decimal" in result.stderr
+
+
+def test_markets_snapshot_carries_each_market_status_and_grid() -> None:
+    events = FeedParser().parse((WS / "v4_markets_subscribed.json").read_bytes(), ts_recv=7).events
+    statuses = {e.market: e.status for e in events if isinstance(e, MarketStatus)}
+    assert statuses["JTO-USD"] is MarketStatusKind.FINAL_SETTLEMENT  # real: a market in final settlement
+    assert statuses["JUP-USD"] is MarketStatusKind.FINAL_SETTLEMENT
+    assert statuses["BTC-USD"] is MarketStatusKind.ACTIVE
+    assert sum(s is not MarketStatusKind.ACTIVE for s in statuses.values()) == 2
+    btc = next(e for e in events if isinstance(e, MarketParams) and e.market == "BTC-USD")
+    assert (btc.tick_size, btc.step_size) == (Decimal("1"), Decimal("0.0001"))
+    fractions = (btc.initial_margin_fraction, btc.maintenance_margin_fraction)
+    assert fractions == (Decimal("0.05"), Decimal("0.03"))
+
+
+def test_a_listing_update_carries_status_type_and_fractions() -> None:
+    events = FeedParser().parse((WS / "v4_markets_channel_data_v8.json").read_bytes(), ts_recv=1).events
+    assert events == [
+        MarketStatus("TRY-USD", MarketStatusKind.ACTIVE, 1, 1),
+        MarketParams("TRY-USD", Decimal("0.00001"), Decimal("100"), Decimal("0.01"), Decimal("0.005"),
+                     "ISOLATED", 1, 1),
+    ]
+
+
+def _trading(market: dict[str, object]) -> bytes:
+    return json.dumps({"type": "channel_data", "channel": "v4_markets", "message_id": 5, "version": "1.0.0",
+                       "contents": {"trading": {"BTC-USD": market}}}).encode()
+
+
+def test_a_status_only_trading_update_is_a_status_event_and_nothing_else() -> None:
+    parser = FeedParser()
+    assert parser.parse(_trading({"id": "0", "status": "CANCEL_ONLY"}), 3).events == [
+        MarketStatus("BTC-USD", MarketStatusKind.CANCEL_ONLY, 3, 3)]
+    changed = parser.parse(_trading({"id": "0", "initialMarginFraction": "0.1"}), 4).events
+    assert changed == [MarketParams("BTC-USD", None, None, Decimal("0.1"), None, None, 4, 4)]
+    assert parser.parse(_trading({"id": "0", "baseOpenInterest": "5"}), 5).events == []
+    # A status this code does not know is left out rather than failing the frame.
+    assert parser.parse(_trading({"id": "0", "status": "SOMETHING_NEW"}), 6).events == []
+    with pytest.raises(MalformedMessage, match="initialMarginFraction"):
+        parser.parse(_trading({"id": "0", "initialMarginFraction": "abc"}), 7)
+
+
+def test_decode_cli_prints_the_market_status(tmp_path: Path) -> None:
+    perpbot = Path(sys.executable).parent / "perpbot"
+    snapshot = WS / "v4_markets_subscribed.json"
+    result = subprocess.run([str(perpbot), "decode", "--venue", "dydx", str(snapshot)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    jto = [e for e in events if e["event"] == "MarketStatus" and e["market"] == "JTO-USD"]
+    assert jto == [{"event": "MarketStatus", "market": "JTO-USD", "status": "FINAL_SETTLEMENT",
+                    "ts_event": 0, "ts_recv": 0}]
+    assert any(e["event"] == "MarketParams" and e["market"] == "JTO-USD" for e in events)

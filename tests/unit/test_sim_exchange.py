@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain import BookDelta, BookSnapshot, Side, Trade
+from bot.errors import ConfigError
 from bot.sim.exchange import (
     MAX_BATCH_CANCEL,
     ORDER_FLAGS_LONG_TERM,
@@ -15,6 +16,7 @@ from bot.sim.exchange import (
     AccountUpdate,
     ChainError,
     ExchangeConfig,
+    MarketChange,
     OrderId,
     OrderRequest,
     OrderState,
@@ -24,6 +26,7 @@ from bot.sim.exchange import (
     tick_step_from_chain,
 )
 from bot.sim.market import NS_PER_HOUR, NS_PER_SEC, SimMarketParams
+from bot.sim.scenarios import ScenarioScheduler, parse_spec
 
 D = Decimal
 START_NS = 1_700_000_000 * NS_PER_SEC
@@ -600,3 +603,82 @@ def test_gated_taker_hook_gives_the_same_stream():
         return hashlib.sha256(repr((events, fills)).encode()).hexdigest()
 
     assert run(gated=True) == run(gated=False)
+
+
+# ---- market status and margin scenarios (the indexer learns of each change: MarketChange) ----
+
+
+def _changes(events: list[object]) -> list[str]:
+    return [e.ticker for e in events if isinstance(e, MarketChange)]
+
+
+def test_cancel_only_window_refuses_new_orders_keeps_cancels_and_ends_active() -> None:
+    ex = make()
+    scheduler = ScenarioScheduler(ex.scenario, START_NS)
+    bid, _ = touch(ex)
+    resting = short(ex, Side.BUY, "0.01", bid - 5, client_id=7)
+    ex.place_order(resting, START_NS)
+    scheduler.trigger(parse_spec({"name": "market_cancel_only", "duration_s": 10, "market": "BTC-USD"}),
+                      START_NS)
+    events = ex.advance(START_NS + NS_PER_SEC)
+    assert ex.markets()["BTC-USD"].status == "CANCEL_ONLY" and _changes(events) == ["BTC-USD"]
+    assert ex.markets()["ETH-USD"].status == "ACTIVE"
+    rejects(ex, short(ex, Side.BUY, "0.01", bid - 6, client_id=8), 34)
+    ex.cancel_order(resting.order_id, START_NS + NS_PER_SEC, good_til_block=ex.height + 5)  # still allowed
+    scheduler.tick(START_NS + 11 * NS_PER_SEC)
+    events = ex.advance(START_NS + 11 * NS_PER_SEC)
+    assert ex.markets()["BTC-USD"].status == "ACTIVE" and _changes(events) == ["BTC-USD"]
+    ex.place_order(short(ex, Side.BUY, "0.01", bid - 6, client_id=9), START_NS + 11 * NS_PER_SEC)
+
+
+def test_final_settlement_takes_reduce_only_then_settles_what_is_left_at_the_oracle() -> None:
+    ex = make()
+    _, ask = touch(ex)
+    ex.place_order(short(ex, Side.BUY, "0.02", ask + 50, tif=TimeInForce.IOC), START_NS)  # long 0.02
+    assert ex.positions(ALICE)[0].size == D("0.02")
+    scheduler = ScenarioScheduler(ex.scenario, START_NS)
+    scheduler.trigger(parse_spec({"name": "market_final_settlement", "duration_s": 5}), START_NS)
+    ex.advance(START_NS + NS_PER_SEC)
+    assert ex.markets()["BTC-USD"].status == "FINAL_SETTLEMENT"
+    bid, ask = touch(ex)
+    rejects(ex, short(ex, Side.BUY, "0.01", ask + 50, client_id=2, tif=TimeInForce.IOC), 34)
+    ex.place_order(short(ex, Side.SELL, "0.01", bid - 50, client_id=3, tif=TimeInForce.IOC, reduce_only=True),
+                   START_NS + NS_PER_SEC)
+    assert ex.positions(ALICE)[0].size == D("0.01")
+    scheduler.tick(START_NS + 6 * NS_PER_SEC)
+    ex.advance(START_NS + 6 * NS_PER_SEC)
+    assert ex.positions(ALICE) == [] and ex.markets()["BTC-USD"].status == "ACTIVE"
+    closed = [p for p in ex.positions(ALICE, open_only=False) if p.ticker == "BTC-USD"]
+    assert closed[-1].status == "CLOSED"
+    settled = ex.fills(ALICE)[0]  # newest first: the settlement at the oracle, no fee
+    assert settled.order_uid == "" and settled.fee == 0 and settled.size == D("0.01")
+    assert ex.positions(BOB) == []
+
+
+def test_margin_change_scenario_sets_and_restores_the_fractions() -> None:
+    ex = make()
+    scheduler = ScenarioScheduler(ex.scenario, START_NS)
+    before = ex.markets()["BTC-USD"]
+    scheduler.trigger(parse_spec({"name": "margin_change", "duration_s": 5, "market": "BTC-USD",
+                                  "imf": "0.1", "mmf": "0.06"}), START_NS)
+    events = ex.advance(START_NS + NS_PER_SEC)
+    now = ex.markets()["BTC-USD"]
+    assert (now.initial_margin_fraction, now.maintenance_margin_fraction) == (D("0.1"), D("0.06"))
+    assert _changes(events) == ["BTC-USD"]
+    scheduler.tick(START_NS + 6 * NS_PER_SEC)
+    events = ex.advance(START_NS + 6 * NS_PER_SEC)
+    after = ex.markets()["BTC-USD"]
+    assert (after.initial_margin_fraction, after.maintenance_margin_fraction) == (
+        before.initial_margin_fraction, before.maintenance_margin_fraction)
+    assert _changes(events) == ["BTC-USD"]
+
+
+@pytest.mark.parametrize("spec, key", [
+    ({"name": "market_post_only", "market": 5}, "scenario.params"),
+    ({"name": "margin_change", "imf": "0.01", "mmf": "0.05"}, "scenario.params"),
+    ({"name": "margin_change", "imf": "x"}, "scenario.params"),
+])
+def test_bad_scenario_parameters_name_the_field(spec: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec(spec)
+    assert info.value.key == key
