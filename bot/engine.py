@@ -48,7 +48,7 @@ from bot.errors import BotError
 from bot.events import EventBus
 from bot.execution import hedge as hedging
 from bot.execution.hedge import HedgeState
-from bot.execution.orders import OrderManager
+from bot.execution.orders import ActiveParent, OrderManager
 from bot.execution.twap import TwapPlan, plan_twap
 from bot.ledger import NO_PNL, FundingLedger, PnlAttribution, attribute_pnl, expected_funding_usd
 from bot.market_info import MarketStatuses, apply_params
@@ -177,7 +177,7 @@ class Engine:
         # Live, the peak starts at the first equity the venues report (bot.accounts), not at a paper value.
         self.peak_equity = self.initial_equity if accounts is None else ZERO
         self.statuses = MarketStatuses(list(specs), metrics, self.events)
-        self._status_pull: set[str] = set()  # markets whose parent is to be pulled on the next tick
+        self._pulled: list[ActiveParent] = []  # stopped by a status change: children cancelled next tick
         self.block_height = 0
         self.news = news or NewsBoard()
         self.risk_mode, self.risk_reason = store.risk_mode()
@@ -300,8 +300,11 @@ class Engine:
         if isinstance(event, MarketStatus):
             if not self.statuses.update(event):
                 return
-            if event.status is not MarketStatusKind.ACTIVE:
-                self._status_pull.add(ticker)
+            parent = self._orders.parents.pop(ticker, None)
+            if parent is not None and event.status is not MarketStatusKind.ACTIVE:
+                self._pulled.append(parent)  # the next decision plans under the new status
+            elif parent is not None:
+                self._orders.parents[ticker] = parent
         else:
             spec = apply_params(state.spec, event)
             if spec == state.spec:
@@ -681,9 +684,8 @@ class Engine:
 
     async def tick(self) -> None:
         """Send due TWAP children on every venue and refresh the gauges (one engine step)."""
-        for ticker in sorted(self._status_pull):
-            self._status_pull.discard(ticker)
-            await self._pull_parent(self._orders, ticker)
+        while self._pulled:
+            await self._cancel_children(self._orders, self._pulled.pop())
         held = self._hold_unhedged_perp()
         try:
             await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
@@ -868,8 +870,9 @@ class Engine:
                                             reason, now_ns, ex, state.spec.step_size)
         self._set_hedge(ticker, hedge)
         for manager, market in ((self._orders, ticker), (self._spot_orders, spot.ticker)):
-            if manager is not None:
-                await self._pull_parent(manager, market)
+            parent = manager.parents.pop(market, None) if manager is not None else None
+            if manager is not None and parent is not None:
+                await self._cancel_children(manager, parent)
         self._metrics.hedge_unwinds.labels(ticker, reason).inc()
         log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
                     perp=str(state.position.size), spot=str(spot.position.size),
@@ -886,10 +889,9 @@ class Engine:
         self._unwind_orders[order.client_id] = ticker
         await self._orders.submit(order, state.book.mid())
 
-    async def _pull_parent(self, manager: OrderManager, market: str) -> None:
-        """Stop a market's parent: drop it and cancel its resting children."""
-        parent = manager.parents.pop(market, None)
-        for child in parent.children.values() if parent is not None else ():
+    async def _cancel_children(self, manager: OrderManager, parent: ActiveParent) -> None:
+        """Cancel the resting children of a parent taken out of `manager.parents`."""
+        for child in parent.children.values():
             if child.is_open and child.tif is not TimeInForce.IOC:
                 try:
                     await manager.venue.cancel(child.client_id)

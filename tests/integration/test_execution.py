@@ -14,7 +14,16 @@ from typing import Any
 
 from bot.book import OrderBook
 from bot.config import Settings, load
-from bot.domain import Fill, Liquidity, OrderRequest, Side, TimeInForce
+from bot.domain import (
+    Fill,
+    Liquidity,
+    MarketParams,
+    MarketStatus,
+    MarketStatusKind,
+    OrderRequest,
+    Side,
+    TimeInForce,
+)
 from bot.engine import Engine
 from bot.execution.orders import OrderManager
 from bot.execution.twap import BPS
@@ -165,3 +174,97 @@ async def test_funding_favouring_a_buy_rests_post_only_and_fills_as_maker(tmp_pa
             assert s.order.price <= s.best_ask * (1 + h.settings.execution.slippage_cap_bps * BPS)
     assert h.engine.markets[MARKET].position.size == Decimal("1.0")
     assert h.store.open_orders() == []  # nothing left resting once the parent is done
+
+
+# ---- market status and parameters from the venue -------------------------------------------------
+
+
+def _announce(h: Harness, event: MarketStatus | MarketParams) -> None:
+    """A v4_markets message, routed as bot/app.py routes market events."""
+    h.engine.on_market_event(event)
+    h.venue.on_market_event(event)
+
+
+def _status(h: Harness, status: MarketStatusKind) -> MarketStatus:
+    return MarketStatus(MARKET, status, h.clock.now, h.clock.now)
+
+
+async def test_cancel_only_cancels_our_resting_order_places_none_and_trading_resumes_after(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, _settings("0"), funding_mean_1h=-0.0002, funding_vol_1h=0.000002,
+                funding_reversion_per_hour=1.0)
+    await h.run_for(5)
+    h.engine.set_directional_target(MARKET, Decimal("1.0"))
+    for _ in range(30):
+        await h.run_for(1)
+        if h.venue.resting:
+            break
+    assert h.venue.resting, "a passive child rests at the bid"
+    operator = h.engine.events.subscribe()
+    _announce(h, _status(h, MarketStatusKind.CANCEL_ONLY))
+    await h.run_for(1)
+    assert not h.venue.resting and MARKET not in h.orders.parents
+    sent = len(h.venue.sent)
+    await h.run_for(30)
+    assert len(h.venue.sent) == sent, "nothing reaches the venue while the market is CANCEL_ONLY"
+    assert h.engine.markets[MARKET].sizing.limited_by == "cancel_only"  # type: ignore[union-attr]
+    event = operator.get_nowait()
+    assert event.kind == "market_status" and (event.fields["old"], event.fields["new"]) == ("ACTIVE",
+                                                                                           "CANCEL_ONLY")
+    _announce(h, _status(h, MarketStatusKind.ACTIVE))
+    await h.run_for(60)
+    assert len(h.venue.sent) > sent and h.engine.markets[MARKET].position.size > 0
+
+
+async def test_final_settlement_closes_the_position_with_reduce_only_orders(tmp_path: Path) -> None:
+    h = Harness(tmp_path, _settings("1.0"), funding_mean_1h=0.0, funding_vol_1h=0.0)
+    await h.run_for(70)
+    assert h.engine.markets[MARKET].position.size == Decimal("1.0")
+    sent = len(h.venue.sent)
+    _announce(h, _status(h, MarketStatusKind.FINAL_SETTLEMENT))
+    await h.run_for(70)
+    assert h.engine.markets[MARKET].position.size == 0
+    closing = [s.order for s in h.venue.sent[sent:]]
+    assert closing
+    assert all(o.reduce_only and o.side is Side.SELL and o.tif is TimeInForce.IOC for o in closing)
+    h.engine.set_directional_target(MARKET, Decimal("2.0"))  # no new exposure while it settles
+    await h.run_for(20)
+    assert len(h.venue.sent) == sent + len(closing)
+
+
+async def test_post_only_market_reduces_passively_only_and_opens_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path, _settings("1.0", passive_timeout_secs=2, urgency="high"), funding_mean_1h=0.0,
+                funding_vol_1h=0.0)
+    await h.run_for(70)
+    assert h.engine.markets[MARKET].position.size == Decimal("1.0")
+    sent = len(h.venue.sent)
+    _announce(h, _status(h, MarketStatusKind.POST_ONLY))
+    h.engine.set_directional_target(MARKET, Decimal("3.0"))
+    await h.run_for(20)
+    assert len(h.venue.sent) == sent  # more exposure is not allowed
+    h.engine.set_directional_target(MARKET, Decimal("0.2"))
+    await h.run_for(70)  # well past the passive timeout: high urgency would cross, POST_ONLY must not
+    reducing = [s for s in h.venue.sent[sent:]]
+    assert reducing and all(s.order.tif is TimeInForce.POST_ONLY for s in reducing)
+    assert all(s.order.price > s.best_bid for s in reducing)  # sells rest above the bid, never cross
+
+
+async def test_new_tick_and_margin_fractions_apply_to_the_next_target_and_child(tmp_path: Path) -> None:
+    settings = _settings("0")
+    settings["strategy"]["max_notional_usd"] = 10**9  # the liquidation-distance floor is the binding cap
+    h = Harness(tmp_path, settings, funding_mean_1h=0.0, funding_vol_1h=0.0)
+    await h.run_for(5)
+    state = h.engine.markets[MARKET]
+    cap_before = state.sizing.cap_usd  # type: ignore[union-attr]
+    _announce(h, MarketParams(MARKET, Decimal(5), None, Decimal("0.95"), Decimal("0.9"), None, h.clock.now,
+                              h.clock.now))
+    assert h.engine.specs[MARKET].tick_size == Decimal(5) == state.spec.tick_size
+    h.engine.set_directional_target(MARKET, Decimal("0.5"))
+    await h.run_for(3)
+    assert state.spec.maintenance_margin_fraction == Decimal("0.9")
+    floor = h.settings.strategy.min_liquidation_distance
+    assert state.sizing is not None and state.sizing.cap_usd < cap_before
+    expected = h.engine.equity() / (floor + Decimal("0.9"))  # equity moved by a fill's fee since
+    assert abs(state.sizing.cap_usd - expected) < expected * Decimal("0.0001")
+    sent = [s.order for s in h.venue.sent]
+    assert sent and all(o.price % 5 == 0 for o in sent)
