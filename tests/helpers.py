@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,19 @@ def standalone_sim(seed: int) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_simulator(**kwargs: Any) -> AsyncIterator[Any]:
+    """A started `bot.sim.runner.Simulator(**kwargs)`, stepped in the background until the block ends."""
+    from bot.sim.runner import Simulator
+
+    simulator = Simulator(**kwargs)
+    await simulator.start()
+    async with asyncio.TaskGroup() as tg:
+        stepper = tg.create_task(simulator.run())
+        try:
+            yield simulator
+        finally:
+            stepper.cancel()
+    await simulator.stop()

@@ -46,7 +46,9 @@ def test_paper_on_the_protocol_simulator_needs_no_keys(daemon_factory) -> None: 
     daemon = daemon_factory(PERPBOT_SIM__MODE="protocol").start()
     status = eventually(lambda: (s := daemon.status())["markets"]["BTC-USD"]["position"] != "0" and s,
                         timeout_secs=20)
-    assert status["trading"] == "paper" and status["account"]["dydx"] is None
+    assert status["trading"] == "paper" and status["account"]["dydx"]["address"] is None
+    assert status["account"]["dydx"]["source"] == "paper"
+    assert status["fees"]["dydx"]["source"] == "config:paper"
     assert set(status["open_orders"]) == {"paper", "paper_spot"}
     # The carry's spot leg is paper-traded over the simulator's Binance books (no keys needed).
     assert status["hedge_venue"]["market_data"] == "binance"

@@ -24,6 +24,7 @@ from dydx_v4_client.network import NodeConfig, make_insecure
 from dydx_v4_client.node.client import NodeClient
 from dydx_v4_client.node.market import Market
 from dydx_v4_client.wallet import Wallet
+from helpers import running_simulator
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
 from bot.sim.runner import Simulator
@@ -39,15 +40,8 @@ async def blocking(coro: Coroutine[Any, Any, Any]) -> Any:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(seed=5, step_secs=0.02)
-    await simulator.start()
-    async with asyncio.TaskGroup() as tg:
-        stepper = tg.create_task(simulator.run())
-        try:
-            yield simulator
-        finally:
-            stepper.cancel()
-    await simulator.stop()
+    async with running_simulator(seed=5, step_secs=0.02) as simulator:
+        yield simulator
 
 
 async def recv_until(ws: Any, pred: Any, timeout_secs: float = 10.0) -> list[dict[str, Any]]:
