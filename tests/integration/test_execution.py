@@ -211,6 +211,10 @@ async def test_cancel_only_cancels_our_resting_order_places_none_and_trading_res
     event = operator.get_nowait()
     assert event.kind == "market_status" and (event.fields["old"], event.fields["new"]) == ("ACTIVE",
                                                                                            "CANCEL_ONLY")
+    registry = h.engine._metrics.registry
+    for status, value in (("CANCEL_ONLY", 1), ("ACTIVE", 0)):
+        labels = {"market": MARKET, "status": status}
+        assert registry.get_sample_value("perpbot_market_status", labels) == value
     _announce(h, _status(h, MarketStatusKind.ACTIVE))
     await h.run_for(60)
     assert len(h.venue.sent) > sent and h.engine.markets[MARKET].position.size > 0
