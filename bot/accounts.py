@@ -142,11 +142,12 @@ class AccountBook:
                          fees=fees_json(state.fees) if state.fees else None)
 
     async def run(self) -> None:
-        """Refresh when the stream nudged (at most once per `min_interval_secs`) or the poll is due."""
+        """Refresh when the stream nudged (at most once per `min_interval_secs`), while a venue was
+        never read (a book still empty at start), or when the poll is due."""
         while True:
             await self._clock.sleep(self._min_interval)
             now = self._clock.now_ns()
-            if self._dirty or now - self._last_refresh_ns >= self._poll_ns:
+            if self._dirty or not self.ready or now - self._last_refresh_ns >= self._poll_ns:
                 await self.refresh()
             for name, age in self.ages_secs(self._clock.now_ns()).items():
                 self._metrics.account_age_seconds.labels(name).set(age)

@@ -26,7 +26,9 @@ def carry_env(**extra: str) -> dict[str, str]:
     return {
         "PERPBOT_SIM__MODE": "protocol", "PERPBOT_TRADING": "live",
         "PERPBOT_MARKETS": '["BTC-USD"]', "PERPBOT_STRATEGY__TARGETS": "{}",
-        "PERPBOT_SIM__ACCOUNT_EQUITY_USD": "200000", "PERPBOT_SIM__TAKER_FEE_RATE": "0",
+        # Live equity is the venues': 40k on dYdX plus the simulator's Binance account (100k USDT and
+        # ~0.92 BTC, ~160k) ~ 200k, a carry the 100k USDT can buy the spot leg of.
+        "PERPBOT_SIM__ACCOUNT_EQUITY_USD": "40000", "PERPBOT_SIM__TAKER_FEE_RATE": "0",
         "PERPBOT_STRATEGY__MAX_NOTIONAL_USD": "200000", "PERPBOT_STRATEGY__TARGET_VOL_ANNUAL": "5",
         "PERPBOT_STRATEGY__CARRY__MIN_PERSISTENCE_HOURS": "0",
         "PERPBOT_STRATEGY__CARRY__ENTRY_THRESHOLD_BPS": "0",
