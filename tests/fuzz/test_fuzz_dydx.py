@@ -20,7 +20,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.book import OrderBook
-from bot.domain import BlockHeight, BookDelta, BookSnapshot, Fill, OracleUpdate, OrderUpdate, Trade
+from bot.domain import (
+    BlockHeight,
+    BookDelta,
+    BookSnapshot,
+    Fill,
+    MarketParams,
+    MarketStatus,
+    OracleUpdate,
+    OrderUpdate,
+    Trade,
+)
 from bot.errors import MalformedMessage, VenueError
 from bot.telemetry import Metrics
 from bot.venues.dydx import indexer_rest
@@ -30,7 +40,8 @@ from bot.venues.dydx.parse import FeedParser, ParsedFrame, apply_book_frame, boo
 WS = load_json_dir(DYDX_FIXTURES / "ws")
 FRAMES = [*WS.values(), *(b for b in map(batch_of, WS.values()) if b is not None)]
 BOOK_FRAMES = [f for f in FRAMES if f.get("channel") == "v4_orderbook"]
-DOMAIN = (BookSnapshot, BookDelta, Trade, OracleUpdate, BlockHeight, OrderUpdate, Fill)
+DOMAIN = (BookSnapshot, BookDelta, Trade, OracleUpdate, BlockHeight, OrderUpdate, Fill, MarketStatus,
+          MarketParams)
 MARKETS = ("BTC-USD", "ETH-USD")
 
 
@@ -43,7 +54,8 @@ def tolerate(exc: Exception) -> None:
 def check_events(events: list[Any]) -> None:
     for event in events:
         assert isinstance(event, DOMAIN), event
-        for name in ("price", "size", "oracle_price", "funding_rate", "filled", "fee"):
+        for name in ("price", "size", "oracle_price", "funding_rate", "filled", "fee", "tick_size",
+                     "step_size", "initial_margin_fraction", "maintenance_margin_fraction"):
             value = getattr(event, name, None)
             assert value is None or (isinstance(value, Decimal) and value.is_finite()), (name, event)
 
