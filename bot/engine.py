@@ -178,6 +178,7 @@ class Engine:
         self.peak_equity = self.initial_equity if accounts is None else ZERO
         self.statuses = MarketStatuses(list(specs), metrics, self.events)
         self._pulled: list[ActiveParent] = []  # stopped by a status change: children cancelled next tick
+        self._settlement_hold: set[str] = set()  # FINAL_SETTLEMENT markets whose venue refused the close
         self.block_height = 0
         self.news = news or NewsBoard()
         self.risk_mode, self.risk_reason = store.risk_mode()
@@ -300,6 +301,7 @@ class Engine:
         if isinstance(event, MarketStatus):
             if not self.statuses.update(event):
                 return
+            self._settlement_hold.discard(ticker)
             parent = self._orders.parents.pop(ticker, None)
             if parent is not None and event.status is not MarketStatusKind.ACTIVE:
                 self._pulled.append(parent)  # the next decision plans under the new status
@@ -569,7 +571,7 @@ class Engine:
         status = self.statuses.status[state.spec.ticker]
         if plan is not None and status_rules.passive_only(status):
             plan = replace(plan, passive=True, post_only=True)
-        if not status_rules.may_place(status):
+        if not status_rules.may_place(status) or state.spec.ticker in self._settlement_hold:
             plan = None
         spot = state.spot
         spot_plan = None
@@ -686,6 +688,7 @@ class Engine:
         """Send due TWAP children on every venue and refresh the gauges (one engine step)."""
         while self._pulled:
             await self._cancel_children(self._orders, self._pulled.pop())
+        self._hold_refused_settlement()
         held = self._hold_unhedged_perp()
         try:
             await self._orders.tick({t: s.book for t, s in self.markets.items()}, self.specs,
@@ -888,6 +891,23 @@ class Engine:
                              TimeInForce.IOC, reduce_only=True)
         self._unwind_orders[order.client_id] = ticker
         await self._orders.submit(order, state.book.mid())
+
+    def _hold_refused_settlement(self) -> None:
+        """A venue that refuses even reduce-only orders in final settlement (dYdX does) settles the
+        position itself at the oracle: stop sending, hold, and say so once."""
+        for ticker, parent in list(self._orders.parents.items()):
+            if self.statuses.status.get(ticker) is not MarketStatusKind.FINAL_SETTLEMENT:
+                continue
+            refused = [cid for cid in parent.children
+                       if (order := self._orders.order_state(cid)) is not None
+                       and order.status is OrderStatus.REJECTED]
+            if refused:
+                del self._orders.parents[ticker]
+                self._settlement_hold.add(ticker)
+                position = self.markets[ticker].position.size
+                log.warning("final_settlement_hold", market=ticker, position=str(position),
+                            refused=len(refused),
+                            why="the venue refuses orders in final settlement; it settles at the oracle")
 
     async def _cancel_children(self, manager: OrderManager, parent: ActiveParent) -> None:
         """Cancel the resting children of a parent taken out of `manager.parents`."""

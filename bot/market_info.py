@@ -38,7 +38,7 @@ def _action(status: MarketStatusKind) -> str:
     if rules.must_cancel(status):
         return "cancelling our orders, placing none"
     if status is MarketStatusKind.FINAL_SETTLEMENT:
-        return "closing the position with reduce-only orders before settlement"
+        return "closing the position with reduce-only orders before settlement (held if the venue refuses)"
     if status is MarketStatusKind.POST_ONLY:
         return "post-only children only, no new exposure"
     return "trading"

@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from bot.book import OrderBook
 from bot.config import Settings, load
 from bot.domain import (
@@ -25,6 +27,7 @@ from bot.domain import (
     TimeInForce,
 )
 from bot.engine import Engine
+from bot.errors import OrderRejected
 from bot.execution.orders import OrderManager
 from bot.execution.twap import BPS
 from bot.sim.market import SimMarket
@@ -272,3 +275,35 @@ async def test_new_tick_and_margin_fractions_apply_to_the_next_target_and_child(
     assert abs(state.sizing.cap_usd - expected) < expected * Decimal("0.0001")
     sent = [s.order for s in h.venue.sent]
     assert sent and all(o.price % 5 == 0 for o in sent)
+
+
+class RefusingVenue(RecordingVenue):
+    """A venue that, like dYdX, refuses every order once the pair is in final settlement."""
+
+    settling = False
+
+    async def place(self, order: OrderRequest) -> None:
+        if self.settling:
+            self.sent.append(Sent(order, self._clock.now_ns(), Decimal(0), Decimal(0), Decimal(0)))
+            raise OrderRejected("paper", "place", "clob/34: trading is disabled (final settlement)")
+        await super().place(order)
+
+
+async def test_final_settlement_holds_and_says_why_when_the_venue_refuses_the_close(tmp_path: Path) -> None:
+    h = Harness(tmp_path, _settings("1.0"), funding_mean_1h=0.0, funding_vol_1h=0.0)
+    venue = RefusingVenue(h.venue._books, h.venue._fees, h.clock, h.settings.sim.funding_interval_secs)
+    h.venue = venue
+    h.orders.venue = venue
+    venue.set_account_sink(h.engine.on_account_event)
+    await h.run_for(70)
+    assert h.engine.markets[MARKET].position.size == Decimal("1.0")
+    venue.settling = True
+    sent = len(venue.sent)
+    with capture_logs() as logs:
+        _announce(h, _status(h, MarketStatusKind.FINAL_SETTLEMENT))
+        await h.run_for(60)
+    refused = venue.sent[sent:]
+    assert len(refused) == 1 and refused[0].order.reduce_only  # one refusal, then the bot holds
+    assert MARKET not in h.orders.parents and h.engine.markets[MARKET].position.size == Decimal("1.0")
+    held = [e for e in logs if e["event"] == "final_settlement_hold"]
+    assert len(held) == 1 and "refuses orders" in held[0]["why"]
