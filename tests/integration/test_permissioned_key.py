@@ -129,7 +129,8 @@ async def test_grant_trade_with_only_the_trading_key_kill_direct_and_revoke(  # 
     daemon = daemon_factory(**trading_env).start()
     assert "PERPBOT_DYDX_MNEMONIC" not in daemon.env
     status = daemon.status()
-    assert status["account"]["dydx"] == {"address": owner["address"], "key": "permissioned"}
+    dydx = status["account"]["dydx"]  # identity, plus the subaccount as the venue reports it
+    assert (dydx["address"], dydx["key"]) == (owner["address"], "permissioned")
     assert "permissioned key" in daemon.cli("status").stdout
     result = daemon.cli("target", "BTC-USD", "0.003")
     assert result.returncode == 0, result.stderr
