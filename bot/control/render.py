@@ -101,7 +101,7 @@ def header(data: dict[str, Any]) -> Text:
     if uptime is not None:
         text.append(f"  up {int(uptime) // 3600}h{int(uptime) % 3600 // 60:02d}m", style="dim")
     dydx = (data.get("account") or {}).get("dydx")
-    if isinstance(dydx, dict):  # live: which key signs (a permissioned one cannot withdraw)
+    if isinstance(dydx, dict) and dydx.get("key"):  # live: which key signs (permissioned: no withdrawals)
         style = "green" if dydx.get("key") == "permissioned" else "yellow"
         text.append(f"  {dydx.get('key')} key", style=style)
     pnl = data.get("pnl") or {}
