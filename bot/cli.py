@@ -539,6 +539,49 @@ def _progress_bar(span_ns: int) -> _ProgressBar:
 
 @cli.command()
 @config_option
+@click.option("--candles", "candle_paths", multiple=True, help="OHLCV CSV or feather file (repeatable).")
+@click.option("--funding", "funding_paths", multiple=True, help="Funding CSV (Symbol,Date,Funding Rate).")
+@click.option("--funding-interval", default="8h", show_default=True, help="Funding CSV period: 1h or 8h.")
+@click.option("--funding-offset", default="auto", show_default=True, help="As for `backtest`.")
+@click.option("--start", default=None, help="Use candles from this UTC date/time.")
+@click.option("--end", default=None, help="Use candles up to this UTC date/time.")
+@click.option("--market", default=None, help="Market for a single --candles file (default: from its name).")
+@click.option("--trials", default="30", show_default=True, help="Trials per fold.")
+@click.option("--folds", default="2", show_default=True, help="Walk-forward folds.")
+@click.option("--workers", default="1", show_default=True, help="Local worker processes.")
+@click.option("--out", "out_dir", default="optimize-out", show_default=True, help="Writes DIR/study.json.")
+@click.option("--storage", default=None,
+              help="Shared Optuna storage: postgresql://..., sqlite:///FILE or journal:FILE "
+                   "(default: journal:DIR/optuna.journal).")
+@click.option("--study", "study_name", default=None, help="Study name (default: a hash of the inputs).")
+@click.option("--seed", default=None, help="Sampler seed, worker k uses SEED+k (default 42; none with --join).")
+@click.option("--join", is_flag=True, help="Only run trials for the study at --storage (another machine).")
+def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_paths: tuple[str, ...],
+             funding_interval: str, funding_offset: str, start: str | None, end: str | None,
+             market: str | None, trials: str, folds: str, workers: str, out_dir: str, storage: str | None,
+             study_name: str | None, seed: str | None, join: bool) -> None:
+    """Walk-forward parameter search with Optuna over `[optimize.space]`; write DIR/study.json."""
+    try:
+        from bot.research import command
+        from bot.research.space import SpecError
+        from bot.research.study import StudyError
+    except ImportError as exc:
+        _fail(EXIT_RUNTIME, f"optimize needs the research extra (pip install 'perpbot[research]'): {exc}")
+    interval = {"1h": 1, "8h": 8}.get(funding_interval)
+    if interval is None:
+        _bad("--funding-interval", f"must be 1h or 8h (got {funding_interval!r})")
+    data = command.DataSpec(candle_paths, funding_paths, interval, funding_offset, start, end, market)
+    opts = command.Options(config_path, data, trials, folds, workers, out_dir, storage, seed, study_name, join)
+    try:
+        command.echo(command.run(opts))
+    except SpecError as exc:
+        _bad(exc.key, exc.reason)
+    except StudyError as exc:
+        _fail(EXIT_RUNTIME, str(exc))
+
+
+@cli.command()
+@config_option
 @click.option("--network", default="sim", show_default=True, help="sim, testnet or mainnet.")
 @click.option("--markets", default=None, help="e.g. BTC-USD,ETH-USD (default: the config's markets).")
 @click.option("--out", "out_path", default=None, help="Recording file (gzip JSON lines).")
