@@ -554,7 +554,7 @@ def _progress_bar(span_ns: int) -> _ProgressBar:
               help="Shared Optuna storage: postgresql://..., sqlite:///FILE or journal:FILE "
                    "(default: journal:DIR/optuna.journal).")
 @click.option("--study", "study_name", default=None, help="Study name (default: a hash of the inputs).")
-@click.option("--seed", default=None, help="Sampler seed, worker k uses SEED+k (default 42; none with --join).")
+@click.option("--seed", default=None, help="Seed; worker k uses SEED+k (default 42; none with --join).")
 @click.option("--join", is_flag=True, help="Only run trials for the study at --storage (another machine).")
 def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_paths: tuple[str, ...],
              funding_interval: str, funding_offset: str, start: str | None, end: str | None,
@@ -571,7 +571,8 @@ def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_pa
     if interval is None:
         _bad("--funding-interval", f"must be 1h or 8h (got {funding_interval!r})")
     data = command.DataSpec(candle_paths, funding_paths, interval, funding_offset, start, end, market)
-    opts = command.Options(config_path, data, trials, folds, workers, out_dir, storage, seed, study_name, join)
+    opts = command.Options(config_path, data, trials, folds, workers, out_dir, storage, seed, study_name,
+                           join)
     try:
         command.echo(command.run(opts))
     except SpecError as exc:

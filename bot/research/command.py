@@ -72,7 +72,8 @@ def plan_from(opts: Options) -> tuple[study.Plan, ResearchData, int, int | None]
     except SourceError as exc:
         raise SpecError(exc.option, exc.reason) from None
     try:
-        fold_list = tuple(walk_forward(data.start_ns, data.end_ns, folds, data.bar_ns, spec.walk, min_bars=24))
+        fold_list = tuple(walk_forward(data.start_ns, data.end_ns, folds, data.bar_ns, spec.walk,
+                                       min_bars=24))
     except ValueError as exc:
         raise SpecError("--folds", f"{exc} (widen --start/--end or use fewer folds)") from None
     name = opts.study_name or study.default_name(base, spec, fold_list, sorted(data.candles))

@@ -44,7 +44,8 @@ def walk_forward(start_ns: int, end_ns: int, folds: int, bar_ns: int, walk: str 
     bars = (end_ns - start_ns) // bar_ns
     per = bars // (folds + 1)
     if per < min_bars:
-        raise ValueError(f"{bars} bars make {folds + 1} segments of {per} bars; need at least {min_bars} each")
+        raise ValueError(f"{bars} bars make {folds + 1} segments of {per} bars; "
+                         f"need at least {min_bars} each")
     edges = [start_ns + k * per * bar_ns for k in range(folds + 1)] + [start_ns + bars * bar_ns]
     out = []
     for i in range(folds):

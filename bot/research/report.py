@@ -56,7 +56,8 @@ def build(results: list[FoldResult], spec: OptimizeSpec, meta: dict[str, Any]) -
             "diverges": flag,
         })
     oos = out_of_sample([r.test for r in results], spec)
-    in_sample = {k: round(sum(r.train[k] for r in results) / len(results), 6) for k in ROWS} if results else {}
+    n = max(len(results), 1)
+    in_sample = {k: round(sum(r.train[k] for r in results) / n, 6) for k in ROWS} if results else {}
     if results and diverges(in_sample["score"], oos["score"], spec.divergence_warn):
         warnings.append(f"all folds: out-of-sample score {oos['score']:.4g} vs mean in-sample "
                         f"{in_sample['score']:.4g}")
@@ -118,7 +119,8 @@ def html_page(doc: dict[str, Any]) -> str:
             "td:first-child{text-align:left}tr:nth-child(even){background:#f3f3f3}"
             ".warn{color:#b00;font-weight:bold}</style>"
             f"<h1>Walk-forward study {html.escape(doc['study'])}</h1>"
-            f"<p>{doc['trials_per_fold']} trials per fold, objective {html.escape(doc['optimize']['objective'])},"
+            f"<p>{doc['trials_per_fold']} trials per fold,"
+            f" objective {html.escape(doc['optimize']['objective'])},"
             f" walk {html.escape(doc['optimize']['walk'])}, {doc['workers']} local workers,"
             f" {doc['wall_secs']:.1f} s</p>{warns}<table><tr>{head}</tr>{body}</table><ul>{folds}</ul>")
 
