@@ -7,6 +7,7 @@ cannot run raises StudyError (exit 1).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -123,6 +124,7 @@ def run(opts: Options) -> dict[str, Any]:
     started = time.perf_counter()
     plan, data, workers, seed = plan_from(opts)
     study.prepare(plan)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind through stop_workers below
     procs = study.start_workers(plan, data, workers, seed)
     if opts.join:
         try:

@@ -105,6 +105,10 @@ def load(spec: DataSpec) -> ResearchData:
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise SourceError("--end", "must be after --start")
     candles: dict[str, Candles] = {}
+    for path in (*spec.candle_paths, *spec.funding_paths):
+        if not Path(path).is_file():
+            option = "--candles" if path in spec.candle_paths else "--funding"
+            raise SourceError(option, f"file not found: {path}")
     for path in spec.candle_paths:
         single = spec.market and len(spec.candle_paths) == 1
         try:

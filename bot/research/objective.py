@@ -41,7 +41,7 @@ def score(metrics: dict[str, Any], spec: OptimizeSpec) -> float:
     if spec.objective == "return_over_drawdown":
         base = metrics["total_return"] / max(metrics["max_drawdown"], spec.min_drawdown)
     else:
-        base = float(metrics[spec.objective])
+        base = float(metrics["total_return" if spec.objective == "return" else spec.objective])
     return round(base - penalty, 8)
 
 

@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from .space import OptimizeSpec, SpecError, Value, settings_for
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 POLL_SECS = 0.5
+OPEN_ATTEMPTS = 5
 
 
 class StudyError(RuntimeError):
@@ -95,10 +97,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}  # local workers take turns on the file lock
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # SQLAlchemy's errors: unreachable host, bad credentials, no driver
-        raise StudyError(f"cannot open the study storage: {type(exc).__name__}: {_first_line(exc)}") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:  # SQLAlchemy's errors: unreachable host, bad credentials, no driver
+            # Processes that open a fresh database together race to create its schema: the
+            # losers see "already exists" or a unique-key error and find the schema there on
+            # the next attempt. (An unreachable server is retried too, for a few seconds.)
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise StudyError(f"cannot open the study storage: {type(exc).__name__}: "
+                                 f"{_first_line(exc)}") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -156,6 +166,14 @@ def run_worker(plan: Plan, data: ResearchData, seed: int | None, parallel: bool)
 
 
 def _worker_main(plan: Plan, data: ResearchData, seed: int | None, parallel: bool) -> None:
+    parent = os.getppid()
+
+    def orphaned() -> None:  # a coordinator killed outright takes its workers with it
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     run_worker(plan, data, seed, parallel)
 
 
