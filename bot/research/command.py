@@ -105,10 +105,10 @@ class _Progress:
                                   best="-" if best is None else f"{best:.4g}")
         return update
 
-    def done(self, result: study.FoldResult) -> None:
-        line = (f"fold {result.fold.index + 1}/{self.total}: {result.trials} trials in "
-                f"{result.wait_secs:.1f} s, train score {result.train['score']:.4g}, "
-                f"test score {result.test.metrics['score']:.4g}")
+    def done(self, picked: study.Picked) -> None:
+        line = (f"fold {picked.fold.index + 1}/{self.total}: {picked.trials} trials in "
+                f"{picked.wait_secs:.1f} s, best train score {picked.train['score']:.4g} "
+                "(testing it on the next window)")
         if self._progress is not None:
             self._progress.console.print(line)
         else:
@@ -137,16 +137,23 @@ def run(opts: Options) -> dict[str, Any]:
             raise study.StudyError(f"a worker failed (exit codes {codes})")
         return {"study": plan.name, "joined": True, "workers": workers}
     progress = _Progress(len(plan.folds), plan.trials)
+    tester = study.Tester(plan, data)
     results = []
     try:
+        pending = []
         for fold in plan.folds:
             t0 = time.perf_counter()
             fold_study = study.wait_fold(plan, fold, procs, progress.fold(fold.index))
-            result = study.finish_fold(plan, data, fold, fold_study, time.perf_counter() - t0)
-            progress.done(result)
-            results.append(result)
+            picked = study.pick(fold, fold_study, time.perf_counter() - t0)
+            progress.done(picked)
+            runs = tester.submit(picked.best_params, fold.test), tester.submit({}, fold.test)
+            pending.append((picked, *runs))
+        for picked, test, default in pending:
+            results.append(study.FoldResult(**vars(picked), test=test.result(),
+                                            default_test=default.result()))
     finally:
         progress.stop()
+        tester.close()
         study.stop_workers(procs)
     meta = {"study": plan.name, "storage": report.masked(plan.storage), "trials_per_fold": plan.trials,
             "workers": workers, "seed": seed, "wall_secs": round(time.perf_counter() - started, 1),

@@ -110,9 +110,9 @@ def load(spec: DataSpec) -> ResearchData:
             option = "--candles" if path in spec.candle_paths else "--funding"
             raise SourceError(option, f"file not found: {path}")
     for path in spec.candle_paths:
-        single = spec.market and len(spec.candle_paths) == 1
         try:
-            ticker = spec.market if single else sources.market_from_name(path)
+            ticker = spec.market if spec.market and len(spec.candle_paths) == 1 else \
+                sources.market_from_name(path)
         except ValueError as exc:
             raise SourceError("--market", str(exc)) from None
         if ticker in candles:

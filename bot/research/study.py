@@ -21,19 +21,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.samplers import TPESampler
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from bot.errors import ConfigError
 
 from .data import ResearchData
-from .folds import Fold
+from .folds import Fold, Window
 from .objective import Evaluation, evaluate
 from .space import OptimizeSpec, SpecError, Value, settings_for
 
@@ -91,7 +93,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         path = Path(url.removeprefix("journal:"))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+            return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:
             raise StudyError(f"cannot open the study journal {path}: {exc.strerror}") from None
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -125,7 +127,7 @@ def suggest(trial: optuna.Trial, spec: OptimizeSpec) -> dict[str, Value]:
     params: dict[str, Value] = {}
     for p in spec.space:
         if p.kind == "choice":
-            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))  # type: ignore[arg-type]
+            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))  # type: ignore
         elif p.kind == "int":
             params[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1),
                                                log=p.log)
@@ -181,7 +183,7 @@ def start_workers(plan: Plan, data: ResearchData, workers: int,
                   seed: int | None) -> list[multiprocessing.process.BaseProcess]:
     """W worker processes (spawned: a clean interpreter each, the data pickled over once)."""
     ctx = multiprocessing.get_context("spawn")
-    procs = []
+    procs: list[multiprocessing.process.BaseProcess] = []
     for w in range(workers):
         worker_seed = None if seed is None else seed + w
         proc = ctx.Process(target=_worker_main, args=(plan, data, worker_seed, workers > 1),
@@ -200,15 +202,21 @@ def stop_workers(procs: list[multiprocessing.process.BaseProcess]) -> None:
 
 
 @dataclass
-class FoldResult:
+class Picked:
+    """A fold's search result: its best trial."""
+
     fold: Fold
     trials: int
     completed: int
     best_params: dict[str, Value]
     train: dict[str, Any]
-    test: Evaluation
-    default_test: Evaluation
     wait_secs: float
+
+
+@dataclass
+class FoldResult(Picked):
+    test: Evaluation  # the best parameters on the test window
+    default_test: Evaluation  # the base config on the test window
 
 
 def prepare(plan: Plan) -> None:
@@ -240,9 +248,8 @@ def wait_fold(plan: Plan, fold: Fold, procs: list[multiprocessing.process.BasePr
         time.sleep(POLL_SECS)
 
 
-def finish_fold(plan: Plan, data: ResearchData, fold: Fold, study: optuna.Study,
-                waited: float) -> FoldResult:
-    """Best trial of the fold, then its parameters (and the base config) on the test window."""
+def pick(fold: Fold, study: optuna.Study, waited: float) -> Picked:
+    """The fold's best completed trial (ties: the earliest)."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
@@ -251,11 +258,27 @@ def finish_fold(plan: Plan, data: ResearchData, fold: Fold, study: optuna.Study,
         raise StudyError(f"fold {fold.index + 1}: no trial completed ({len(failed)} failed or pruned"
                          + (f"; first reason: {why})" if why else "; see the worker output)"))
     best = max(done, key=lambda t: (t.value, -t.number))
-    params: dict[str, Value] = dict(best.params)
-    test = evaluate(settings_for(plan.base, params), data, fold.test, plan.spec)
-    default = evaluate(settings_for(plan.base, {}), data, fold.test, plan.spec)
-    return FoldResult(fold, len(trials), len(done), params, dict(best.user_attrs["metrics"]), test, default,
-                      waited)
+    return Picked(fold, len(trials), len(done), dict(best.params), dict(best.user_attrs["metrics"]), waited)
+
+
+def _test_run(base: dict[str, Any], params: dict[str, Value], data: ResearchData, window: Window,
+              spec: OptimizeSpec) -> Evaluation:
+    return evaluate(settings_for(base, params), data, window, spec)
+
+
+class Tester:
+    """Test-window backtests in two spawned processes: they overlap the next fold's search, and
+    the last fold's two runs (best parameters, base config) run side by side."""
+
+    def __init__(self, plan: Plan, data: ResearchData) -> None:
+        self._plan, self._data = plan, data
+        self._pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, params: dict[str, Value], window: Window) -> Future[Evaluation]:
+        return self._pool.submit(_test_run, self._plan.base, params, self._data, window, self._plan.spec)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def trial_table(plan: Plan, fold: Fold) -> list[dict[str, Any]]:

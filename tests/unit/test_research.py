@@ -216,3 +216,18 @@ def test_research_lock_is_the_runtime_lock_plus_the_research_extra() -> None:
         assert name in research
     for name in ("optuna", "numpy", "pyarrow"):  # what the tests import, installed by `make test`
         assert dev[name] == research[name]
+
+
+def test_the_compose_profile_runs_n_joined_workers_on_the_coordinators_study() -> None:
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    coordinator, worker = services["optimize"]["command"], services["optimize-worker"]["command"]
+    assert "--join" in worker and "--join" not in coordinator
+    assert coordinator[coordinator.index("--workers") + 1] == "0"  # the replicas run every trial
+    for option in ("--storage", "--study", "--config", "--candles", "--funding", "--start", "--end",
+                   "--trials", "--folds"):
+        assert coordinator[coordinator.index(option) + 1] == worker[worker.index(option) + 1], option
+    assert coordinator[coordinator.index("--storage") + 1].startswith("postgresql://")
+    assert "${OPTIMIZE_WORKERS" in str(services["optimize-worker"]["deploy"]["replicas"])
+    assert services["optuna-db"]["profiles"] == services["optimize"]["profiles"] == ["optimize"]
