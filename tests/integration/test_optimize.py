@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from bot.cli import cli
 from bot.research import data as rdata
 from bot.research.folds import walk_forward
 from bot.research.space import parse_spec
-from bot.research.study import Plan, prepare, run_worker, trial_table
+from bot.research.study import Plan, check_storage, prepare, run_worker, trial_table
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
@@ -67,10 +72,51 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_a_coordinator_and_a_joined_worker_share_one_sqlite_study(tmp_path: Path) -> None:
+def _postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port (skip when PostgreSQL is not installed)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL is not installed")
+    bin_dir = Path(found[-1]).parent
+    # Outside pytest's 0700 temp root: the server may run as another user.
+    tmp_path = Path(tempfile.mkdtemp(prefix="perpbot-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the packaged postgres user
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(tmp_path, "postgres")
+    data = tmp_path / "pg"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "optuna", "--auth=trust"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(tmp_path / "pg.log"),
+                    "-o", f"-p {port} -k {tmp_path} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "optuna", "optuna"], check=True, capture_output=True)
+        yield f"postgresql://optuna@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Both kinds of shared study store: SQLite locally, PostgreSQL as a cluster would use."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'study.db'}"
+    else:
+        yield from _postgres()
+
+
+def test_a_coordinator_and_a_joined_worker_share_one_study(tmp_path: Path, storage: str) -> None:
     config = tmp_path / "research.toml"
     config.write_text(CONFIG)
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
     common = [sys.executable, "-c", "from bot.cli import main; main()"]
     args = ["optimize", "--config", str(config), *DATA_ARGS, "--trials", "8", "--folds", "1",
             "--storage", storage, "--study", "shared"]
@@ -93,7 +139,8 @@ def test_a_coordinator_and_a_joined_worker_share_one_sqlite_study(tmp_path: Path
     assert doc["oos"]["windows"] == 1 and "total_return" in doc["oos"]
     assert 8 <= fold["trials"] <= 9  # two workers may each start one past the count they both saw
     assert "fold 1" in (tmp_path / "out" / "report.txt").read_text()
-    plan = Plan({}, parse_spec({"space": SPACE}), tuple(walk_forward(0, 48, 1, 1)), 8, storage, "shared")
+    plan = Plan({}, parse_spec({"space": SPACE}), tuple(walk_forward(0, 48, 1, 1)), 8, check_storage(storage),
+                "shared")
     workers = {t["worker"] for t in trial_table(plan, plan.folds[0])}
     assert len(workers) == 2, workers  # trials came from both processes, numbered by one storage
 

@@ -214,7 +214,7 @@ def test_research_lock_is_the_runtime_lock_plus_the_research_extra() -> None:
     assert {k: research.get(k) for k in runtime} == runtime
     for name in ("optuna", "numpy", "pyarrow", "pg8000"):
         assert name in research
-    for name in ("optuna", "numpy", "pyarrow"):  # what the tests import, installed by `make test`
+    for name in ("optuna", "numpy", "pyarrow", "pg8000"):  # what the tests use, installed by `make test`
         assert dev[name] == research[name]
 
 
