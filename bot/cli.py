@@ -550,9 +550,9 @@ def _progress_bar(span_ns: int) -> _ProgressBar:
 @click.option("--folds", default="2", show_default=True, help="Walk-forward folds.")
 @click.option("--workers", default="1", show_default=True, help="Local worker processes.")
 @click.option("--out", "out_dir", default="optimize-out", show_default=True, help="Writes DIR/study.json.")
-@click.option("--storage", default=None,
+@click.option("--storage", default=None, envvar="PERPBOT_OPTIMIZE_STORAGE",
               help="Shared Optuna storage: postgresql://..., sqlite:///FILE or journal:FILE "
-                   "(default: journal:DIR/optuna.journal).")
+                   "(default: journal:DIR/optuna.journal; env PERPBOT_OPTIMIZE_STORAGE, for passwords).")
 @click.option("--study", "study_name", default=None, help="Study name (default: a hash of the inputs).")
 @click.option("--seed", default=None, help="Seed; worker k uses SEED+k (default 42; none with --join).")
 @click.option("--join", is_flag=True, help="Only run trials for the study at --storage (another machine).")

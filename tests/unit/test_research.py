@@ -225,9 +225,11 @@ def test_the_compose_profile_runs_n_joined_workers_on_the_coordinators_study() -
     coordinator, worker = services["optimize"]["command"], services["optimize-worker"]["command"]
     assert "--join" in worker and "--join" not in coordinator
     assert coordinator[coordinator.index("--workers") + 1] == "0"  # the replicas run every trial
-    for option in ("--storage", "--study", "--config", "--candles", "--funding", "--start", "--end",
+    for option in ("--study", "--config", "--candles", "--funding", "--start", "--end",
                    "--trials", "--folds"):
         assert coordinator[coordinator.index(option) + 1] == worker[worker.index(option) + 1], option
-    assert coordinator[coordinator.index("--storage") + 1].startswith("postgresql://")
+    storage = services["optimize"]["environment"]["PERPBOT_OPTIMIZE_STORAGE"]
+    assert storage.startswith("postgresql://") and "--storage" not in coordinator + worker
+    assert services["optimize-worker"]["environment"]["PERPBOT_OPTIMIZE_STORAGE"] == storage
     assert "${OPTIMIZE_WORKERS" in str(services["optimize-worker"]["deploy"]["replicas"])
     assert services["optuna-db"]["profiles"] == services["optimize"]["profiles"] == ["optimize"]
