@@ -77,8 +77,9 @@ def plan_from(opts: Options) -> tuple[study.Plan, ResearchData, int, int | None]
                                        min_bars=24))
     except ValueError as exc:
         raise SpecError("--folds", f"{exc} (widen --start/--end or use fewer folds)") from None
-    name = opts.study_name or study.default_name(base, spec, fold_list, sorted(data.candles))
-    return study.Plan(base, spec, fold_list, trials, storage, name), data, workers, seed
+    stamp = study.fingerprint(base, spec, fold_list, sorted(data.candles))
+    name = opts.study_name or f"perpbot-{stamp[:12]}"
+    return study.Plan(base, spec, fold_list, trials, storage, name, stamp), data, workers, seed
 
 
 class _Progress:

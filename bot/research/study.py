@@ -59,18 +59,18 @@ class Plan:
     trials: int
     storage: str  # an SQLAlchemy URL, or journal:PATH
     name: str
+    fingerprint: str = ""  # of the inputs that make trials comparable (see `fingerprint`)
 
     def study_name(self, fold: Fold) -> str:
         return f"{self.name}.fold{fold.index}"
 
 
-def default_name(base: dict[str, Any], spec: OptimizeSpec, folds: tuple[Fold, ...],
-                 markets: list[str]) -> str:
-    """A name that changes with anything that makes trials incomparable, so reruns resume safely."""
+def fingerprint(base: dict[str, Any], spec: OptimizeSpec, folds: tuple[Fold, ...], markets: list[str]) -> str:
+    """A hash of everything that makes trials comparable: config, space, objective, markets, windows."""
     key = json.dumps({"base": base, "spec": spec.describe(), "markets": markets,
                       "folds": [(f.train.start_ns, f.train.end_ns, f.test.start_ns, f.test.end_ns)
                                 for f in folds]}, sort_keys=True, default=str)
-    return "perpbot-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def check_storage(url: str) -> str:
@@ -220,14 +220,26 @@ class FoldResult(Picked):
 
 
 def prepare(plan: Plan) -> None:
-    """Create every fold's study before the workers start (no two processes race to create one)."""
+    """Create every fold's study before the workers start (no two processes race to create one).
+
+    The first process to create a study stamps it with the plan's fingerprint; a process whose
+    inputs differ (another config, data span or fold count under the same --study name) is
+    refused instead of mixing incomparable trials into it.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(plan.storage)
-    try:
-        for fold in plan.folds:
-            _study(plan, fold, storage)
-    except Exception as exc:
-        raise StudyError(f"cannot open the study storage: {type(exc).__name__}: {_first_line(exc)}") from None
+    for fold in plan.folds:
+        try:
+            study = _study(plan, fold, storage)
+            stamped = study.user_attrs.get("fingerprint")
+            if stamped is None and plan.fingerprint:
+                study.set_user_attr("fingerprint", plan.fingerprint)
+        except Exception as exc:
+            raise StudyError(f"cannot open the study storage: {type(exc).__name__}: "
+                             f"{_first_line(exc)}") from None
+        if stamped is not None and plan.fingerprint and stamped != plan.fingerprint:
+            raise SpecError("--study", f"{plan.study_name(fold)} at this storage was made from other inputs "
+                            "(config, space, data span or folds): use another --study name")
 
 
 def wait_fold(plan: Plan, fold: Fold, procs: list[multiprocessing.process.BaseProcess],

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.research import data as rdata
 from bot.research.folds import walk_forward
-from bot.research.space import parse_spec
+from bot.research.space import SpecError, parse_spec
 from bot.research.study import Plan, check_storage, prepare, run_worker, trial_table
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -183,3 +184,12 @@ def test_a_missing_candle_file_is_named(tmp_path: Path, monkeypatch: pytest.Monk
         result = CliRunner().invoke(cli, ["optimize", "--config", "c.toml", *argv])
         assert result.exit_code == 2
         assert result.stderr == f"perpbot: {option}: file not found: nope_BTCUSDT.csv\n"
+
+
+def test_a_study_refuses_a_process_with_other_inputs(tmp_path: Path, small: rdata.ResearchData) -> None:
+    plan = _plan(small, f"journal:{tmp_path / 's.journal'}")
+    prepare(replace(plan, fingerprint="aaaa"))
+    prepare(replace(plan, fingerprint="aaaa"))  # the same inputs join
+    with pytest.raises(SpecError) as err:
+        prepare(replace(plan, fingerprint="bbbb"))
+    assert err.value.key == "--study" and "other inputs" in err.value.reason
