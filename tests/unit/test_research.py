@@ -233,3 +233,18 @@ def test_the_compose_profile_runs_n_joined_workers_on_the_coordinators_study() -
     assert services["optimize-worker"]["environment"]["PERPBOT_OPTIMIZE_STORAGE"] == storage
     assert "${OPTIMIZE_WORKERS" in str(services["optimize-worker"]["deploy"]["replicas"])
     assert services["optuna-db"]["profiles"] == services["optimize"]["profiles"] == ["optimize"]
+
+
+def test_the_kubernetes_jobs_share_one_study_through_the_secret() -> None:
+    import yaml
+
+    text = (ROOT / "deploy/kubernetes/optimize.yaml").read_text()
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text)}
+    (coordinator,) = docs["Job", "perpbot-optimize"]["spec"]["template"]["spec"]["containers"]
+    (worker,) = docs["Job", "perpbot-optimize-workers"]["spec"]["template"]["spec"]["containers"]
+    a, b = coordinator["args"], worker["args"]
+    assert "--join" in b and "--join" not in a and a[a.index("--workers") + 1] == "0"
+    assert a[:a.index("--workers")] == b[:b.index("--join")]  # same config, data, trials, folds, study
+    assert coordinator["envFrom"] == worker["envFrom"] == [{"secretRef": {"name": "perpbot-optuna"}}]
+    assert "--storage" not in a + b  # PERPBOT_OPTIMIZE_STORAGE comes from the secret
+    assert ("Service", "perpbot-optuna-db") in docs and ("StatefulSet", "perpbot-optuna-db") in docs
