@@ -541,8 +541,10 @@ def _progress_bar(span_ns: int) -> _ProgressBar:
 @config_option
 @click.option("--candles", "candle_paths", multiple=True, help="OHLCV CSV or feather file (repeatable).")
 @click.option("--funding", "funding_paths", multiple=True, help="Funding CSV (Symbol,Date,Funding Rate).")
-@click.option("--funding-interval", default="8h", show_default=True, help="Funding CSV period: 1h or 8h.")
-@click.option("--funding-offset", default="auto", show_default=True, help="As for `backtest`.")
+@click.option("--funding-interval", default=None, help="Funding period, e.g. 1h or 8h (default: inferred).")
+@click.option("--funding-offset", default="0", show_default=True, help="Hours to add to funding times.")
+@click.option("--candles-offset", default="0", show_default=True, help="Hours to add to candle times.")
+@click.option("--bar-path", is_flag=True, help="Trials on the bar-level fast path (4 points per bar).")
 @click.option("--start", default=None, help="Use candles from this UTC date/time.")
 @click.option("--end", default=None, help="Use candles up to this UTC date/time.")
 @click.option("--market", default=None, help="Market for a single --candles file (default: from its name).")
@@ -557,9 +559,9 @@ def _progress_bar(span_ns: int) -> _ProgressBar:
 @click.option("--seed", default=None, help="Seed; worker k uses SEED+k (default 42; none with --join).")
 @click.option("--join", is_flag=True, help="Only run trials for the study at --storage (another machine).")
 def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_paths: tuple[str, ...],
-             funding_interval: str, funding_offset: str, start: str | None, end: str | None,
-             market: str | None, trials: str, folds: str, workers: str, out_dir: str, storage: str | None,
-             study_name: str | None, seed: str | None, join: bool) -> None:
+             funding_interval: str | None, funding_offset: str, candles_offset: str, bar_path: bool,
+             start: str | None, end: str | None, market: str | None, trials: str, folds: str, workers: str,
+             out_dir: str, storage: str | None, study_name: str | None, seed: str | None, join: bool) -> None:
     """Walk-forward parameter search with Optuna over `[optimize.space]`; write DIR/study.json."""
     try:
         from bot.research import command
@@ -567,12 +569,22 @@ def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_pa
         from bot.research.study import StudyError
     except ImportError as exc:
         _fail(EXIT_RUNTIME, f"optimize needs the research extra (pip install 'perpbot[research]'): {exc}")
-    interval = {"1h": 1, "8h": 8}.get(funding_interval)
-    if interval is None:
-        _bad("--funding-interval", f"must be 1h or 8h (got {funding_interval!r})")
-    data = command.DataSpec(candle_paths, funding_paths, interval, funding_offset, start, end, market)
+    interval = None
+    if funding_interval is not None:
+        hours = funding_interval[:-1]
+        if not (funding_interval.endswith("h") and hours.isdigit() and int(hours)):
+            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
+        interval = int(funding_interval[:-1])
+    offsets = {}
+    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
+        try:
+            offsets[option] = int(text)
+        except ValueError:
+            _bad(option, f"must be whole hours (got {text!r})")
+    data = command.DataSpec(candle_paths, funding_paths, interval, offsets["--funding-offset"], start, end,
+                            market, offsets["--candles-offset"])
     opts = command.Options(config_path, data, trials, folds, workers, out_dir, storage, seed, study_name,
-                           join)
+                           join, bar_path)
     try:
         command.echo(command.run(opts))
     except SpecError as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.backtest.sources import SourceError
+from bot.backtest.sources import BAR_PATH_STEPS, SourceError
 
 from . import report, study
 from .data import DataSpec, ResearchData, load
@@ -34,6 +34,7 @@ class Options:
     seed: str | None  # None: 42, or random per worker with --join (joined workers must differ)
     study_name: str | None
     join: bool
+    bar_path: bool = False
 
 
 def _int(option: str, text: str, low: int) -> int:
@@ -64,10 +65,6 @@ def plan_from(opts: Options) -> tuple[study.Plan, ResearchData, int, int | None]
     storage = study.check_storage(opts.storage) if opts.storage else study.storage_for_dir(Path(opts.out))
     base, spec = read_config(opts.config_path)
     check_space(base, spec)
-    if opts.data.funding_interval_hours not in (1, 8):
-        raise SpecError("--funding-interval", "must be 1h or 8h")
-    if opts.data.funding_offset != "auto":
-        _int("--funding-offset", opts.data.funding_offset.lstrip("-"), 0)
     try:
         data = load(opts.data)
     except SourceError as exc:
@@ -77,9 +74,10 @@ def plan_from(opts: Options) -> tuple[study.Plan, ResearchData, int, int | None]
                                        min_bars=24))
     except ValueError as exc:
         raise SpecError("--folds", f"{exc} (widen --start/--end or use fewer folds)") from None
-    stamp = study.fingerprint(base, spec, fold_list, sorted(data.candles))
+    steps = BAR_PATH_STEPS if opts.bar_path else None
+    stamp = study.fingerprint(base, spec, fold_list, sorted(data.candles), steps)
     name = opts.study_name or f"perpbot-{stamp[:12]}"
-    return study.Plan(base, spec, fold_list, trials, storage, name, stamp), data, workers, seed
+    return study.Plan(base, spec, fold_list, trials, storage, name, stamp, steps), data, workers, seed
 
 
 class _Progress:
@@ -158,6 +156,7 @@ def run(opts: Options) -> dict[str, Any]:
         study.stop_workers(procs)
     meta = {"study": plan.name, "storage": report.masked(plan.storage), "trials_per_fold": plan.trials,
             "workers": workers, "seed": seed, "wall_secs": round(time.perf_counter() - started, 1),
+            "bar_path": opts.bar_path,
             "data": {"markets": sorted(data.candles), "bar_secs": data.bar_ns // 1_000_000_000,
                      "start": iso(data.start_ns), "end": iso(data.end_ns),
                      "candles": list(opts.data.candle_paths), "funding": list(opts.data.funding_paths)}}

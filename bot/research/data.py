@@ -66,11 +66,12 @@ class DataSpec:
 
     candle_paths: tuple[str, ...]
     funding_paths: tuple[str, ...] = ()
-    funding_interval_hours: int = 8
-    funding_offset: str = "auto"
+    funding_interval_hours: int | None = None  # None: the rows' spacing
+    funding_offset_hours: int = 0  # hours to add to the funding files' times (UTC unless given)
     start: str | None = None
     end: str | None = None
     market: str | None = None
+    candles_offset_hours: int = 0
 
 
 @dataclass
@@ -117,27 +118,24 @@ def load(spec: DataSpec) -> ResearchData:
             raise SourceError("--market", str(exc)) from None
         if ticker in candles:
             raise SourceError("--candles", f"two files for {ticker}")
-        candles[ticker] = read_candles(Path(path), start_ns, end_ns)
-    funding: dict[str, Funding] = {}
+        candles[ticker] = read_candles(Path(path), start_ns, end_ns, offset_hours=spec.candles_offset_hours)
+    rates_by_market: dict[str, dict[int, Decimal]] = {}
     for path in spec.funding_paths:
-        loaded = sources.load_funding(Path(path), spec.funding_interval_hours, spec.funding_offset)
+        loaded = sources.load_funding(Path(path), spec.funding_interval_hours, spec.funding_offset_hours)
         if spec.market and len(spec.candle_paths) == 1 and len(loaded) == 1:
             loaded = {spec.market: next(iter(loaded.values()))}
         for ticker, rates in loaded.items():
-            if ticker in candles:
-                merged = {**_as_dict(funding.get(ticker)), **rates}
-                ordered = sorted(merged)
-                funding[ticker] = Funding(np.array(ordered, dtype=np.int64),
-                                          tuple(merged[t] for t in ordered))
+            rates_by_market.setdefault(ticker, {}).update(rates)
+    # The backtest's own checks: funding for a market with candles, overlapping their span.
+    sources.check_funding(rates_by_market, {t: c.bars(int(c.ts[0]), int(c.ts[-1]) + 1)
+                                            for t, c in candles.items()}, [])
+    funding = {t: Funding(np.array(sorted(r), dtype=np.int64), tuple(r[k] for k in sorted(r)))
+               for t, r in rates_by_market.items()}
     return ResearchData(candles, funding)
 
 
-def _as_dict(f: Funding | None) -> dict[int, Decimal]:
-    return {} if f is None else dict(zip(f.ts.tolist(), f.rates, strict=True))
-
-
 def read_candles(path: Path, start_ns: int | None = None, end_ns: int | None = None,
-                 option: str = "--candles") -> Candles:
+                 option: str = "--candles", offset_hours: int = 0) -> Candles:
     """A CSV or feather candle file as columns, rows in [start, end), checked like the backtest's."""
     if not path.is_file():
         raise SourceError(option, f"file not found: {path}")
@@ -149,7 +147,7 @@ def read_candles(path: Path, start_ns: int | None = None, end_ns: int | None = N
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise SourceError(option, f"{path} lacks column {missing[0]!r}")
-    ts = _times(table.column(names["date"]), path, option)
+    ts = _times(table.column(names["date"]), path, option) + offset_hours * NS_PER_HOUR
     try:
         o, h, lo, c, v = (table.column(names[k]).cast(pa.float64()).to_numpy(zero_copy_only=False)
                           for k in COLUMNS[1:])

@@ -13,6 +13,7 @@ parameter set has to earn its trading.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from bot.backtest import metrics as stats
@@ -26,7 +27,8 @@ from .space import OptimizeSpec
 
 METRICS = ("total_return", "max_drawdown", "sharpe", "sortino", "vol_annual", "turnover", "fees",
            "funding_pnl", "slippage", "price_pnl", "liquidations", "fills", "decisions")
-SUMMED = ("turnover", "fees", "funding_pnl", "slippage", "price_pnl", "liquidations", "fills", "decisions")
+MONEY = ("fees", "funding_pnl", "slippage", "price_pnl")  # decimal strings, as in summary.json
+SUMMED = ("turnover", "liquidations", "fills", "decisions")
 
 
 @dataclass
@@ -45,16 +47,18 @@ def score(metrics: dict[str, Any], spec: OptimizeSpec) -> float:
     return round(base - penalty, 8)
 
 
-def evaluate(settings: Settings, data: ResearchData, window: Window, spec: OptimizeSpec) -> Evaluation:
-    """Run the backtest over `window` with `settings` and score it."""
+def evaluate(settings: Settings, data: ResearchData, window: Window, spec: OptimizeSpec,
+             steps_per_bar: int | None = None) -> Evaluation:
+    """Run the backtest over `window` with `settings` and score it (`steps_per_bar`: the candle
+    path's points per bar; `sources.BAR_PATH_STEPS` is the bar-level fast path)."""
     candles, funding = data.window(window)
-    source = sources.candle_source(settings, candles, funding)
+    source = sources.candle_source(settings, candles, funding, steps_per_bar=steps_per_bar)
     result = Backtest(settings, source).run()
     summary = result.summary
     metrics = {k: summary[k] for k in METRICS}
     metrics["score"] = score(metrics, spec)
-    metrics["run_secs"] = round(result.elapsed_secs, 3)
-    return Evaluation(metrics, [s["equity"] for s in result.samples], summary["sample_secs"])
+    metrics["run_secs"] = summary.get("run_secs", round(result.elapsed_secs, 3))
+    return Evaluation(metrics, [float(s["equity"]) for s in result.samples], summary["sample_secs"])
 
 
 def out_of_sample(evaluations: list[Evaluation], spec: OptimizeSpec) -> dict[str, Any]:
@@ -74,6 +78,8 @@ def out_of_sample(evaluations: list[Evaluation], spec: OptimizeSpec) -> dict[str
     out: dict[str, Any] = dict(stats.series_stats(chained, sample_secs))
     for key in SUMMED:
         out[key] = round(sum(ev.metrics[key] for ev in evaluations), 6)
+    for key in MONEY:
+        out[key] = str(sum((Decimal(str(ev.metrics[key])) for ev in evaluations), Decimal(0)))
     out["score"] = score(out, spec)
     out["windows"] = len(evaluations)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,7 @@ def build(results: list[FoldResult], spec: OptimizeSpec, meta: dict[str, Any]) -
             "diverges": flag,
         })
     oos = out_of_sample([r.test for r in results], spec)
-    n = max(len(results), 1)
-    in_sample = {k: round(sum(r.train[k] for r in results) / n, 6) for k in ROWS} if results else {}
+    in_sample = {k: _mean([r.train[k] for r in results]) for k in ROWS} if results else {}
     if results and diverges(in_sample["score"], oos["score"], spec.divergence_warn):
         warnings.append(f"all folds: out-of-sample score {oos['score']:.4g} vs mean in-sample "
                         f"{in_sample['score']:.4g}")
@@ -65,9 +65,19 @@ def build(results: list[FoldResult], spec: OptimizeSpec, meta: dict[str, Any]) -
             "default_oos": out_of_sample([r.default_test for r in results], spec), "warnings": warnings}
 
 
+def _mean(values: list[Any]) -> Any:
+    """Money fields are decimal strings (as in summary.json) and stay so; ratios are floats."""
+    if any(isinstance(v, str) for v in values):
+        total = sum((Decimal(v) for v in values), Decimal(0))
+        return str((total / len(values)).quantize(Decimal("0.000001")))
+    return round(sum(values) / len(values), 6)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, str) and value.lstrip("-").replace(".", "", 1).isdigit():
+        return f"{float(value):.4g}"  # a money string, shown like the ratios
     return str(value)
 
 

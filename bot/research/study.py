@@ -60,14 +60,16 @@ class Plan:
     storage: str  # an SQLAlchemy URL, or journal:PATH
     name: str
     fingerprint: str = ""  # of the inputs that make trials comparable (see `fingerprint`)
+    steps_per_bar: int | None = None  # the candle path's points per bar (None: the backtest's default)
 
     def study_name(self, fold: Fold) -> str:
         return f"{self.name}.fold{fold.index}"
 
 
-def fingerprint(base: dict[str, Any], spec: OptimizeSpec, folds: tuple[Fold, ...], markets: list[str]) -> str:
+def fingerprint(base: dict[str, Any], spec: OptimizeSpec, folds: tuple[Fold, ...], markets: list[str],
+                steps_per_bar: int | None = None) -> str:
     """A hash of everything that makes trials comparable: config, space, objective, markets, windows."""
-    key = json.dumps({"base": base, "spec": spec.describe(), "markets": markets,
+    key = json.dumps({"base": base, "spec": spec.describe(), "markets": markets, "steps": steps_per_bar,
                       "folds": [(f.train.start_ns, f.train.end_ns, f.test.start_ns, f.test.end_ns)
                                 for f in folds]}, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -147,7 +149,7 @@ def _objective(plan: Plan, data: ResearchData, fold: Fold) -> Callable[[optuna.T
         except ConfigError as exc:  # a combination the config refuses (e.g. budgets over 1)
             trial.set_user_attr("error", f"{exc.key}: {exc.reason}")
             raise optuna.TrialPruned(f"{exc.key}: {exc.reason}") from None
-        ev = evaluate(settings, data, fold.train, plan.spec)
+        ev = evaluate(settings, data, fold.train, plan.spec, plan.steps_per_bar)
         trial.set_user_attr("metrics", ev.metrics)
         return float(ev.metrics["score"])
 
@@ -273,9 +275,8 @@ def pick(fold: Fold, study: optuna.Study, waited: float) -> Picked:
     return Picked(fold, len(trials), len(done), dict(best.params), dict(best.user_attrs["metrics"]), waited)
 
 
-def _test_run(base: dict[str, Any], params: dict[str, Value], data: ResearchData, window: Window,
-              spec: OptimizeSpec) -> Evaluation:
-    return evaluate(settings_for(base, params), data, window, spec)
+def _test_run(plan: Plan, params: dict[str, Value], data: ResearchData, window: Window) -> Evaluation:
+    return evaluate(settings_for(plan.base, params), data, window, plan.spec, plan.steps_per_bar)
 
 
 class Tester:
@@ -287,7 +288,7 @@ class Tester:
         self._pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, params: dict[str, Value], window: Window) -> Future[Evaluation]:
-        return self._pool.submit(_test_run, self._plan.base, params, self._data, window, self._plan.spec)
+        return self._pool.submit(_test_run, self._plan, params, self._data, window)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

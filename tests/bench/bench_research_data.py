@@ -34,7 +34,7 @@ def _best(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
 def main() -> None:
     rows_secs = _best(lambda: sources.load_candles(CANDLES))
     cols_secs = _best(lambda: rdata.read_candles(CANDLES))
-    spec = rdata.DataSpec((str(CANDLES),), (str(FUNDING),), 1)
+    spec = rdata.DataSpec((str(CANDLES),), (str(FUNDING),), 1, 0)
     load_secs = _best(lambda: rdata.load(spec))
     data = rdata.load(spec)
     starts = [data.start_ns + k * (data.end_ns - data.start_ns - MONTH) // 100 for k in range(100)]

@@ -43,7 +43,7 @@ DATA_ARGS = ["--candles", str(CANDLES), "--funding", str(FUNDING), "--funding-in
 
 @pytest.fixture(scope="module")
 def small() -> rdata.ResearchData:
-    return rdata.load(rdata.DataSpec((str(CANDLES),), (str(FUNDING),), 1, "auto", "2023-06-01", "2023-06-05"))
+    return rdata.load(rdata.DataSpec((str(CANDLES),), (str(FUNDING),), 1, 0, "2023-06-01", "2023-06-05"))
 
 
 def _plan(data: rdata.ResearchData, storage: str, trials: int = 4) -> Plan:
@@ -153,7 +153,9 @@ def test_a_coordinator_and_a_joined_worker_share_one_study(tmp_path: Path, stora
     (["--join"], CONFIG, "--join"),
     (["--storage", "ftp://db/x"], CONFIG, "--storage"),
     (["--seed", "-1"], CONFIG, "--seed"),
-    (["--funding-interval", "4h"], CONFIG, "--funding-interval"),
+    (["--funding-interval", "4x"], CONFIG, "--funding-interval"),
+    (["--funding-interval", "8h"], CONFIG, "--funding-interval"),  # the file is hourly
+    (["--candles-offset", "3.5"], CONFIG, "--candles-offset"),
     (["--folds", "200"], CONFIG, "--folds"),
     ([], 'markets = ["BTC-USD"]\n', "optimize"),
     ([], CONFIG.replace("strategy.max_leverage", "strategy.max_levrage"),

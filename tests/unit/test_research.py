@@ -129,14 +129,15 @@ def test_scores_penalise_turnover() -> None:
 
 def test_out_of_sample_chains_the_test_curves_and_sums_flows() -> None:
     spec = parse_spec({"space": SPACE, "objective": "return", "turnover_penalty": 0})
-    flows = dict.fromkeys(("turnover", "fees", "funding_pnl", "slippage", "price_pnl", "liquidations",
-                           "fills", "decisions"), 1.0)
+    flows: dict = {**dict.fromkeys(("turnover", "liquidations", "fills", "decisions"), 1),
+                   **dict.fromkeys(("fees", "funding_pnl", "slippage", "price_pnl"), "1.25")}
     a = Evaluation(flows, [100.0, 110.0], 3600)
     b = Evaluation(flows, [100.0, 90.0], 3600)
     oos = out_of_sample([a, b], spec)
     assert oos["total_return"] == pytest.approx(110 * 0.9 / 100 - 1)
     assert oos["max_drawdown"] == pytest.approx(0.1)
-    assert oos["fees"] == 2.0 and oos["windows"] == 2 and oos["score"] == pytest.approx(-0.01)
+    assert oos["fees"] == "2.50" and oos["turnover"] == 2  # money stays a decimal string
+    assert oos["windows"] == 2 and oos["score"] == pytest.approx(-0.01)
 
 
 @pytest.mark.parametrize(("train", "test", "warn"), [(2.0, 1.5, False), (2.0, 0.5, True), (0.1, -0.01, True),
@@ -175,7 +176,7 @@ def test_feather_candles_load_with_utc_times() -> None:
 
 
 def test_funding_windows_match_the_backtest_reader() -> None:
-    spec = rdata.DataSpec((str(CANDLES),), (str(DYDX_FUNDING),), 1, "auto", "2023-01-01", "2023-03-01")
+    spec = rdata.DataSpec((str(CANDLES),), (str(DYDX_FUNDING),), 1, 0, "2023-01-01", "2023-03-01")
     data = rdata.load(spec)
     assert set(data.funding) == {"BTC-USD"} and data.bar_ns == HOUR
     window = rdata.Window(sources.parse_time("2023-02-01", "s"), sources.parse_time("2023-02-03", "e"))
