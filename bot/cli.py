@@ -392,6 +392,24 @@ def _markets_option(text: str | None) -> tuple[str, ...] | None:
     return markets
 
 
+def _hours_options(funding_interval: str | None, funding_offset: str,
+                   candles_offset: str) -> tuple[int | None, dict[str, int]]:
+    """--funding-interval (None: inferred) and the two offsets, as whole hours; exit 2 naming the option."""
+    interval_hours = None
+    if funding_interval is not None:
+        whole = funding_interval.endswith("h") and funding_interval[:-1].isdigit()
+        if not whole or not int(funding_interval[:-1]):
+            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
+        interval_hours = int(funding_interval[:-1])
+    offsets = {}
+    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
+        try:
+            offsets[option] = int(text)
+        except ValueError:
+            _bad(option, f"must be whole hours (got {text!r})")
+    return interval_hours, offsets
+
+
 @cli.command()
 @config_option
 @click.option("--sim", "sim_seed", type=str, default=None, help="Replay the seeded simulator (SEED).")
@@ -433,18 +451,7 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
         _bad("--funding", "needs --candles")
     if bar_path and not candle_paths:
         _bad("--bar-path", "needs --candles")
-    interval_hours = None
-    if funding_interval is not None:
-        whole = funding_interval.endswith("h") and funding_interval[:-1].isdigit()
-        if not whole or not int(funding_interval[:-1]):
-            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
-        interval_hours = int(funding_interval[:-1])
-    offsets = {}
-    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
-        try:
-            offsets[option] = int(text)
-        except ValueError:
-            _bad(option, f"must be whole hours (got {text!r})")
+    interval_hours, offsets = _hours_options(funding_interval, funding_offset, candles_offset)
 
     def number(option: str, text: str | None, cast: Any = float) -> Any:
         if text is None:
@@ -569,18 +576,7 @@ def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_pa
         from bot.research.study import StudyError
     except ImportError as exc:
         _fail(EXIT_RUNTIME, f"optimize needs the research extra (pip install 'perpbot[research]'): {exc}")
-    interval = None
-    if funding_interval is not None:
-        hours = funding_interval[:-1]
-        if not (funding_interval.endswith("h") and hours.isdigit() and int(hours)):
-            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
-        interval = int(funding_interval[:-1])
-    offsets = {}
-    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
-        try:
-            offsets[option] = int(text)
-        except ValueError:
-            _bad(option, f"must be whole hours (got {text!r})")
+    interval, offsets = _hours_options(funding_interval, funding_offset, candles_offset)
     data = command.DataSpec(candle_paths, funding_paths, interval, offsets["--funding-offset"], start, end,
                             market, offsets["--candles-offset"])
     opts = command.Options(config_path, data, trials, folds, workers, out_dir, storage, seed, study_name,
