@@ -120,7 +120,7 @@ def test_a_coordinator_and_a_joined_worker_share_one_study(tmp_path: Path, stora
     config.write_text(CONFIG)
     common = [sys.executable, "-c", "from bot.cli import main; main()"]
     args = ["optimize", "--config", str(config), *DATA_ARGS, "--trials", "8", "--folds", "1",
-            "--storage", storage, "--study", "shared"]
+            "--storage", storage, "--study", "shared", "--bar-path"]
     coordinator = subprocess.Popen([*common, *args, "--workers", "1", "--out", str(tmp_path / "out")],
                                    cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
@@ -137,7 +137,8 @@ def test_a_coordinator_and_a_joined_worker_share_one_study(tmp_path: Path, stora
     assert set(fold) >= {"train", "test", "best_params", "train_metrics", "test_metrics"}
     assert fold["train"]["start"] == "2023-06-01T00:00:00Z" and fold["test"]["end"] == "2023-06-07T00:00:00Z"
     assert set(fold["best_params"]) == {"strategy.target_vol_annual", "strategy.max_leverage"}
-    assert doc["oos"]["windows"] == 1 and "total_return" in doc["oos"]
+    assert doc["oos"]["windows"] == 1 and "total_return" in doc["oos"] and doc["bar_path"] is True
+    assert isinstance(fold["test_metrics"]["fees"], str)  # money as decimal strings
     assert 8 <= fold["trials"] <= 9  # two workers may each start one past the count they both saw
     assert "fold 1" in (tmp_path / "out" / "report.txt").read_text()
     plan = Plan({}, parse_spec({"space": SPACE}), tuple(walk_forward(0, 48, 1, 1)), 8, check_storage(storage),
