@@ -5,11 +5,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Every dependency comes from the hash-checked locks (make lock regenerates them): a rebuild
 # installs the same bytes. The build backend lives in its own venv and does not ship.
-COPY requirements/runtime.lock requirements/build.lock ./requirements/
+# `--build-arg EXTRA_LOCK=research.lock` adds the research extra (`perpbot optimize` workers; the
+# compose `optimize` profile): the runtime pins plus Optuna, numpy, pyarrow and pg8000.
+ARG EXTRA_LOCK=""
+COPY requirements/runtime.lock requirements/build.lock requirements/research.lock ./requirements/
 RUN python -m venv /opt/build \
  && /opt/build/bin/pip install --require-hashes -r requirements/build.lock \
  && python -m venv /opt/perpbot \
- && /opt/perpbot/bin/pip install --require-hashes -r requirements/runtime.lock
+ && /opt/perpbot/bin/pip install --require-hashes -r requirements/runtime.lock \
+ && if [ -n "$EXTRA_LOCK" ]; then /opt/perpbot/bin/pip install --require-hashes -r "requirements/$EXTRA_LOCK"; fi
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \

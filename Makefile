@@ -60,6 +60,8 @@ lock: $(STAMP)
 	$(LOCK) -o requirements/runtime.lock pyproject.toml
 	$(LOCK) -o requirements/build.lock requirements/build.in
 	$(LOCK) --extra dev -o requirements/dev.lock pyproject.toml requirements/editable.in
+	cp requirements/dev.lock requirements/research.lock  # seeded with the dev pins: one version everywhere
+	$(LOCK) --extra research -o requirements/research.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

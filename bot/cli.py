@@ -396,6 +396,24 @@ def _markets_option(text: str | None) -> tuple[str, ...] | None:
     return markets
 
 
+def _hours_options(funding_interval: str | None, funding_offset: str,
+                   candles_offset: str) -> tuple[int | None, dict[str, int]]:
+    """--funding-interval (None: inferred) and the two offsets, as whole hours; exit 2 naming the option."""
+    interval_hours = None
+    if funding_interval is not None:
+        whole = funding_interval.endswith("h") and funding_interval[:-1].isdigit()
+        if not whole or not int(funding_interval[:-1]):
+            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
+        interval_hours = int(funding_interval[:-1])
+    offsets = {}
+    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
+        try:
+            offsets[option] = int(text)
+        except ValueError:
+            _bad(option, f"must be whole hours (got {text!r})")
+    return interval_hours, offsets
+
+
 @cli.command()
 @config_option
 @click.option("--sim", "sim_seed", type=str, default=None, help="Replay the seeded simulator (SEED).")
@@ -437,18 +455,7 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
         _bad("--funding", "needs --candles")
     if bar_path and not candle_paths:
         _bad("--bar-path", "needs --candles")
-    interval_hours = None
-    if funding_interval is not None:
-        whole = funding_interval.endswith("h") and funding_interval[:-1].isdigit()
-        if not whole or not int(funding_interval[:-1]):
-            _bad("--funding-interval", f"must be whole hours like 1h or 8h (got {funding_interval!r})")
-        interval_hours = int(funding_interval[:-1])
-    offsets = {}
-    for option, text in (("--funding-offset", funding_offset), ("--candles-offset", candles_offset)):
-        try:
-            offsets[option] = int(text)
-        except ValueError:
-            _bad(option, f"must be whole hours (got {text!r})")
+    interval_hours, offsets = _hours_options(funding_interval, funding_offset, candles_offset)
 
     def number(option: str, text: str | None, cast: Any = float) -> Any:
         if text is None:
@@ -539,6 +546,51 @@ class _ProgressBar:
 
 def _progress_bar(span_ns: int) -> _ProgressBar:
     return _ProgressBar(span_ns)
+
+
+@cli.command()
+@config_option
+@click.option("--candles", "candle_paths", multiple=True, help="OHLCV CSV or feather file (repeatable).")
+@click.option("--funding", "funding_paths", multiple=True, help="Funding CSV (Symbol,Date,Funding Rate).")
+@click.option("--funding-interval", default=None, help="Funding period, e.g. 1h or 8h (default: inferred).")
+@click.option("--funding-offset", default="0", show_default=True, help="Hours to add to funding times.")
+@click.option("--candles-offset", default="0", show_default=True, help="Hours to add to candle times.")
+@click.option("--bar-path", is_flag=True, help="Trials on the bar-level fast path (4 points per bar).")
+@click.option("--start", default=None, help="Use candles from this UTC date/time.")
+@click.option("--end", default=None, help="Use candles up to this UTC date/time.")
+@click.option("--market", default=None, help="Market for a single --candles file (default: from its name).")
+@click.option("--trials", default="30", show_default=True, help="Trials per fold.")
+@click.option("--folds", default="2", show_default=True, help="Walk-forward folds.")
+@click.option("--workers", default="1", show_default=True, help="Local worker processes.")
+@click.option("--out", "out_dir", default="optimize-out", show_default=True, help="Writes DIR/study.json.")
+@click.option("--storage", default=None, envvar="PERPBOT_OPTIMIZE_STORAGE",
+              help="Shared Optuna storage: postgresql://..., sqlite:///FILE or journal:FILE "
+                   "(default: journal:DIR/optuna.journal; env PERPBOT_OPTIMIZE_STORAGE, for passwords).")
+@click.option("--study", "study_name", default=None, help="Study name (default: a hash of the inputs).")
+@click.option("--seed", default=None, help="Seed; worker k uses SEED+k (default 42; none with --join).")
+@click.option("--join", is_flag=True, help="Only run trials for the study at --storage (another machine).")
+def optimize(config_path: Path | None, candle_paths: tuple[str, ...], funding_paths: tuple[str, ...],
+             funding_interval: str | None, funding_offset: str, candles_offset: str, bar_path: bool,
+             start: str | None, end: str | None, market: str | None, trials: str, folds: str, workers: str,
+             out_dir: str, storage: str | None, study_name: str | None, seed: str | None, join: bool) -> None:
+    """Walk-forward parameter search with Optuna over `[optimize.space]`; write DIR/study.json."""
+    try:
+        from bot.research import command
+        from bot.research.space import SpecError
+        from bot.research.study import StudyError
+    except ImportError as exc:
+        _fail(EXIT_RUNTIME, f"optimize needs the research extra (pip install 'perpbot[research]'): {exc}")
+    interval, offsets = _hours_options(funding_interval, funding_offset, candles_offset)
+    data = command.DataSpec(candle_paths, funding_paths, interval, offsets["--funding-offset"], start, end,
+                            market, offsets["--candles-offset"])
+    opts = command.Options(config_path, data, trials, folds, workers, out_dir, storage, seed, study_name,
+                           join, bar_path)
+    try:
+        command.echo(command.run(opts))
+    except SpecError as exc:
+        _bad(exc.key, exc.reason)
+    except StudyError as exc:
+        _fail(EXIT_RUNTIME, str(exc))
 
 
 @cli.command()

@@ -410,6 +410,7 @@ def load(
 ) -> Settings:
     """Build Settings from a TOML file, `.env` and the environment, or raise ConfigError(key)."""
     file_data = _read_toml(path) if path is not None else {}
+    file_data.pop("optimize", None)  # `perpbot optimize`'s search space (bot/research/space.py)
     for name in SECRET_FIELDS:
         if name in file_data:
             raise ConfigError(name, f"secrets come from the environment only (PERPBOT_{name.upper()})")
