@@ -28,6 +28,7 @@ from bot.domain import MarketEvent, OracleUpdate
 from bot.engine import Engine
 from bot.errors import BotError, ConfigError
 from bot.execution.orders import OrderManager
+from bot.history import seed_engine, seed_vol_from_spot
 from bot.loop_monitor import LoopMonitor
 from bot.news.board import NewsBoard
 from bot.news.calendar import load_calendar
@@ -130,6 +131,10 @@ class App:
                         spot_books=spot_books, news=news, accounts=accounts)
         for event in perp.start_events:  # market status and parameters as REST reported them
             engine.on_market_event(event)
+        if hasattr(perp.market_data, "hourly_history"):  # seed the estimators (bot.history)
+            await seed_engine(engine, perp.market_data, settings.strategy.history_hours)
+        if hedge is not None and hasattr(hedge.market_data, "hourly_history"):
+            await seed_vol_from_spot(engine, hedge.market_data, settings.strategy.history_hours)
         paper = perp.paper
         if paper is not None:
             paper.restore_positions({t: s.position.size for t, s in engine.markets.items()})

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,6 +17,7 @@ import click
 
 from bot.config import Settings, load
 from bot.errors import BotError, ConfigError, DaemonUnreachable
+from bot.strategy.targets import parse_target
 
 EXIT_RUNTIME, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 1, 2, 3
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -228,11 +228,11 @@ def news_clear(config_path: Path | None, item: str | None) -> None:
 @click.argument("market")
 @click.argument("size")
 def target(config_path: Path | None, market: str, size: str) -> None:
-    """Set the directional target for MARKET to SIZE (signed, base units), e.g. `target BTC-USD -0.1`."""
+    """Set the directional target for MARKET: base units (-0.1), leverage (0.5x) or USD ($5000, -$2000)."""
     try:
-        Decimal(size)
-    except InvalidOperation:
-        raise click.BadParameter(f"{size!r} is not a number", param_hint="SIZE") from None
+        parse_target(size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SIZE") from None
     click.echo(json.dumps(_daemon(config_path).call("POST", "/v1/target",
                                                     {"market": market, "size": size})))
 

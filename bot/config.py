@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bot.errors import ConfigError
 from bot.events import KINDS as EVENT_KINDS
+from bot.strategy.targets import TargetSpec, parse_target
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.dydx.config import DydxSettings
 
@@ -85,7 +86,12 @@ class RuleSettings(_Section):
     audit_interval_secs: PositiveFloat = 3600.0
     audit_on_start: bool = True
     debounce_secs: NonNegDecimal = Decimal(1)
-    drift_tolerance: Fraction = Decimal("0.1")
+    # The no-trade band (bot.strategy.band): an audit trades only when the gap to target beats
+    # 2 x cost x equity / (band_risk_aversion x vol^2 over band_horizon_hours), capped at
+    # drift_tolerance of the target; a flag decision (>= min_flags) trades whatever the band says.
+    drift_tolerance: Fraction = Decimal("0.25")
+    band_risk_aversion: NonNegDecimal = Decimal(4)
+    band_horizon_hours: PositiveFloat = 24.0
     funding_harvest_rate_1h: PosDecimal = Decimal("0.0001")
     funding_budget_usd: PosDecimal = Decimal(50)
     funding_horizon_hours: PositiveInt = 8
@@ -113,10 +119,18 @@ class CarrySettings(_Section):
     spot_markets: dict[str, str] = Field(
         default_factory=lambda: {"BTC-USD": "BTC-USDT", "ETH-USD": "ETH-USDT"}
     )
-    horizon_hours: PositiveInt = 72
-    entry_threshold_bps: NonNegDecimal = Decimal(20)
-    exit_threshold_bps: Decimal = Decimal(5)
-    min_persistence_hours: int = Field(default=2, ge=0)
+    # Expected holding period: how long a carry opened by this rule stays open on history
+    # (tools/calibrate.py measures it: 912-1741 h on the three venues; the median is the default);
+    # entry amortises the round-trip costs over it. The defaults here are the calibrated values.
+    horizon_hours: PositiveInt = 1028
+    # The funding trends the sleeve reads: bias-corrected EWMAs of settled hourly rates; a closed
+    # carry opens on the entry trend, an open one closes on the (slower) exit trend.
+    signal_half_life_hours: PositiveFloat = 168.0
+    entry_half_life_hours: PositiveFloat = 168.0
+    entry_threshold_bps: NonNegDecimal = Decimal(20)  # net of round-trip costs, over horizon_hours
+    exit_threshold_bps: Decimal = Decimal(-20)  # carry left net of close costs, over horizon_hours
+    exit_confirm_hours: PositiveInt = 48  # adverse settled hours in a row before the carry closes
+    min_persistence_hours: int = Field(default=0, ge=0)
     expected_slippage_bps: NonNegDecimal = Decimal(3)  # per leg, per trade
     spot_maker_fee_rate: Decimal = Decimal("0.001")
     spot_taker_fee_rate: Decimal = Decimal("0.001")
@@ -127,11 +141,19 @@ class CarrySettings(_Section):
 
 
 class StrategySettings(_Section):
-    # Directional targets in base units per market, e.g. {"BTC-USD" = "0.05"}.
-    targets: dict[str, Decimal] = Field(
-        default_factory=lambda: {"BTC-USD": Decimal("0.05"), "ETH-USD": Decimal("-0.5")}
-    )
-    target_vol_annual: PosDecimal = Decimal("0.5")
+    # Directional targets per market: base units ("0.05"), leverage of equity ("0.5x", "-0.25x")
+    # or USD notional ("$5000", "-$2000"). None by default: presets in examples/ set them.
+    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    target_vol_annual: PosDecimal = Decimal("0.3")
+    # Sizing volatility: EWMA of hourly returns with this half-life, seeded from venue candles at
+    # start; used once it has `vol_min_hours` returns (the short 1 s windows feed only the flag).
+    vol_half_life_days: PositiveFloat = 7.0
+    vol_min_hours: int = Field(default=24, ge=1)
+    history_hours: int = Field(default=720, ge=0)  # venue history read at start to seed estimators
+    # The directional thesis is cut by adverse_funding_cap_factor while the funding trend makes it
+    # pay more than this (annualised), and by flag_risk_factor while >= min_flags flags agree.
+    adverse_funding_rate_annual: NonNegDecimal = Decimal("0.3")
+    flag_risk_factor: Fraction = Decimal(1)
     max_leverage: PosDecimal = Decimal(3)
     max_notional_usd: PosDecimal = Decimal(25_000)
     adverse_funding_cap_factor: Fraction = Decimal("0.5")
@@ -139,10 +161,23 @@ class StrategySettings(_Section):
     # An adverse move of at least this fraction of price must not reach maintenance margin.
     min_liquidation_distance: Fraction = Decimal("0.2")
     # Risk budget per sleeve, as shares of equity per market (their sum is at most 1).
-    directional_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.6")
-    carry_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.4")
+    directional_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal(0)
+    carry_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal(1)
     vol_provision_budget: Annotated[Decimal, Field(ge=0, le=1)] = Decimal(0)
     carry: CarrySettings = CarrySettings()
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _parse_targets(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        parsed = {}
+        for market, text in value.items():
+            try:
+                parsed[market] = text if isinstance(text, TargetSpec) else parse_target(text)
+            except (ValueError, TypeError) as exc:
+                raise FieldValueError(str(market), str(exc)) from None
+        return parsed
 
     @model_validator(mode="after")
     def _budgets_fit(self) -> StrategySettings:

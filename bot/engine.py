@@ -50,17 +50,20 @@ from bot.execution import hedge as hedging
 from bot.execution.hedge import HedgeState
 from bot.execution.orders import ActiveParent, OrderManager
 from bot.execution.twap import TwapPlan, plan_twap
+from bot.history import MarketHistory
 from bot.ledger import NO_PNL, FundingLedger, PnlAttribution, attribute_pnl, expected_funding_usd
 from bot.market_info import MarketStatuses, apply_params
 from bot.news.board import NewsBoard
-from bot.rules.estimators import EwmaVol, FundingForecast, RollingMedian
+from bot.rules.estimators import NS_PER_HOUR, EwmaVol, FundingForecast, FundingTrend, RollingMedian, seed_vol
 from bot.rules.flags import FLAG_NAMES, FlagInputs, Flags, evaluate_flags
-from bot.rules.gate import GateState, evaluate_gate, in_band
+from bot.rules.gate import GateState, evaluate_gate
 from bot.store import Store
+from bot.strategy import decide as strategy_decide
 from bot.strategy import market_status as status_rules
-from bot.strategy.market_status import no_growth as _no_growth
-from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target, vol_target_leverage
-from bot.strategy.sleeves import SleeveBook, SleeveInputs, plan_sleeves
+from bot.strategy.carry import CarryWatch
+from bot.strategy.sizing import Target
+from bot.strategy.sleeves import SleeveBook
+from bot.strategy.targets import FLAT, TargetSpec, parse_target, resolve_target
 from bot.telemetry import Metrics
 
 log = structlog.get_logger("engine")
@@ -101,6 +104,11 @@ class MarketState:
     funding: FundingForecast = field(default_factory=FundingForecast)
     vol_short: EwmaVol = field(default_factory=lambda: EwmaVol(half_life_secs=60))
     vol_long: EwmaVol = field(default_factory=lambda: EwmaVol(half_life_secs=900))
+    # Sizing vol (hourly returns, half-life in days) and the funding trend: set by the engine.
+    vol_sizing: EwmaVol = field(default_factory=lambda: EwmaVol(7 * 86400, 3600))
+    funding_trend: FundingTrend = field(default_factory=lambda: FundingTrend(168))
+    entry_trend: FundingTrend = field(default_factory=lambda: FundingTrend(168))
+    carry_watch: CarryWatch = field(default_factory=CarryWatch)
     depth_median: RollingMedian = field(default_factory=lambda: RollingMedian(300))
     ledger: FundingLedger = field(default_factory=FundingLedger)
     spot: SpotLeg | None = None
@@ -108,6 +116,7 @@ class MarketState:
     gate: GateState = field(default_factory=GateState)
     target: Decimal = ZERO
     carry_side: int = 0  # the carry sleeve's committed state: 0 closed, -1 short perp, +1 long
+    carry_size: Decimal = ZERO  # and its base size while open (held, not re-sized)
     sleeves: SleeveBook | None = None
     sizing: Target | None = None
     pending_spot_target: Decimal = ZERO
@@ -159,7 +168,10 @@ class Engine:
         window = settings.rules.liquidity_median_window_secs
         self.markets = {
             t: MarketState(spec, books.get(t) or OrderBook(t), Position(t),
-                           depth_median=RollingMedian(window))
+                           depth_median=RollingMedian(window),
+                           vol_sizing=EwmaVol(settings.strategy.vol_half_life_days * 86400, 3600),
+                           funding_trend=FundingTrend(settings.strategy.carry.signal_half_life_hours),
+                           entry_trend=FundingTrend(settings.strategy.carry.entry_half_life_hours))
             for t, spec in specs.items()
         }
         self.spot_specs = spot_specs or {}
@@ -185,7 +197,10 @@ class Engine:
         if store.kill_latch() is not None:
             self.risk_mode = RiskMode.HALTED
         self.paused = False
-        self.directional = dict(settings.strategy.targets)
+        # Settings built with model_copy skip validation: a plain number is a base-unit target.
+        self.directional: dict[str, TargetSpec] = {
+            m: t if isinstance(t, TargetSpec) else parse_target(t)
+            for m, t in settings.strategy.targets.items()}
         self._seed = settings.sim.seed
         self._eval_interval_ns = int(settings.rules.eval_interval_secs * NS_PER_SEC)
         self._audit_ns = int(settings.rules.audit_interval_secs * NS_PER_SEC)
@@ -244,6 +259,7 @@ class Engine:
             # A spot hedge on the book means the carry sleeve was open (long spot: short perp).
             if state.spot is not None and state.spot.position.size:
                 state.carry_side = -1 if state.spot.position.size > 0 else 1
+                state.carry_size = abs(state.spot.position.size)
                 state.spot.target = state.spot.position.size
         for market, record in self._store.last_decisions().items():
             if market in self.markets:
@@ -280,8 +296,12 @@ class Engine:
             price = event.oracle_price  # type: ignore[union-attr]
             state.oracle_price = price
             state.funding.on_predicted(event.next_funding_rate, event.ts_event)  # type: ignore[union-attr]
+            if state.funding.last_realised is not None and state.funding.last_folded_hour is not None:
+                state.funding_trend.on_settled(state.funding.last_realised, state.funding.last_folded_hour)
+                state.entry_trend.on_settled(state.funding.last_realised, state.funding.last_folded_hour)
             state.vol_short.update(price, now)
             state.vol_long.update(price, now)
+            state.vol_sizing.update(price, now)
         elif kind is BookSnapshot:
             state.book.apply_snapshot(event)  # type: ignore[arg-type]
         elif kind is Trade:
@@ -469,12 +489,7 @@ class Engine:
                      previous=list(previous))
             for flag in state.flags.all():
                 self._metrics.flag_tripped.labels(state.spec.ticker, flag.name).set(int(flag.tripped))
-        drifted = not in_band(state.position.size, target.size, rules.drift_tolerance,
-                              state.spec.min_order_size)
-        spot = state.spot
-        if spot is not None and not drifted:
-            drifted = not in_band(spot.position.size, spot_target, rules.drift_tolerance,
-                                  spot.spec.min_order_size)
+        drifted = self._outside_band(state, target.size, spot_target, mark)
         if state.gate.last_audit_ns == 0 and not rules.audit_on_start:
             # A zero last-audit time makes the first audit due at once; skip it when asked.
             state.gate = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, now_ns)
@@ -485,9 +500,29 @@ class Engine:
         )
         state.gate = gate.state
         if gate.act and not self.paused and self.risk_mode is not RiskMode.HALTED:
-            if state.last_target_ns != now_ns:
-                self.refresh_targets(state, mark, now_ns)
+            if state.last_target_ns != now_ns or gate.reason == "flags":
+                self.refresh_targets(state, mark, now_ns)  # the flags just changed: they cut risk
             self.decide(state, gate.reason, inputs, now_ns)
+
+    def _outside_band(self, state: MarketState, target: Decimal, spot_target: Decimal,
+                      mark: Decimal) -> bool:
+        """An audit trades when a sleeve opens or closes, or a leg is outside its no-trade band."""
+        if state.sleeves is not None and state.sleeves.carry_side != state.carry_side:
+            return True
+        equity, vol, fees = self.equity(), self.sizing_vol(state), self.fee_rates()
+        slippage = self._settings.strategy.carry.expected_slippage_bps / 10_000
+        cost = fees["dydx"].taker + slippage
+        if strategy_decide.audit_should_trade(state.position.size, target, mark, equity, vol, cost,
+                                              state.spec.min_order_size, self._settings.rules).outside:
+            return True
+        spot = state.spot
+        spot_mid = spot.book.mid() if spot is not None else None
+        if spot is None or spot_mid is None:
+            return False
+        spot_cost = fees["binance"].taker + slippage
+        return strategy_decide.audit_should_trade(spot.position.size, spot_target, spot_mid, equity, vol,
+                                                  spot_cost, spot.spec.min_order_size,
+                                                  self._settings.rules).outside
 
     def refresh_targets(self, state: MarketState, mark: Decimal, now_ns: int) -> None:
         """Recompute the sleeves and the hard-limited targets for one market."""
@@ -497,66 +532,51 @@ class Engine:
     def compute_targets(self, state: MarketState, mark: Decimal) -> tuple[SleeveBook, Target, Decimal]:
         """Sum the sleeves, apply the hard limits; return (sleeves, perp target, spot target)."""
         p = self._settings.strategy
+        now_ns = self._clock.now_ns()
         hedge = self.hedges.get(state.spec.ticker)
-        if hedge is not None and hedge.latched(self._clock.now_ns()):
+        if hedge is not None and hedge.latched(now_ns):
             p = self._strategy_carry_off  # a leg failed: the carry stays closed for the cooldown
         equity = self.equity()
         fees = self.fee_rates()
         spot = state.spot
-        spot_mid = spot.book.mid() if spot is not None else None
-        sleeves = plan_sleeves(
-            SleeveInputs(
-                market=state.spec.ticker,
-                price=mark,
-                spot_price=spot_mid,
-                equity_usd=equity,
-                market_count=len(self.markets),
-                leverage=vol_target_leverage(p.target_vol_annual, state.vol_short.annualised,
-                                             p.max_leverage),
-                funding_rate_1h=state.funding.rate_1h,
-                persistence_hours=state.funding.persistence_hours,
-                step_size=state.spec.step_size,
-                spot_step_size=spot.spec.step_size if spot is not None else None,
-                perp_fee_rate=fees["dydx"].taker,
-                operator_target=self.directional.get(state.spec.ticker, ZERO),
-                spot_fee_rate=fees["binance"].taker,
-            ),
-            p,
-            state.carry_side,
+        flags = state.flags.tripped if state.flags is not None else ()
+        readings = strategy_decide.MarketReadings(
+            market=state.spec.ticker, now_ns=now_ns, price=mark,
+            spot_price=spot.book.mid() if spot is not None else None,
+            equity_usd=equity, peak_equity_usd=self.peak_equity, market_count=len(self.markets),
+            sizing_vol=self.sizing_vol(state), funding_trend_1h=state.funding_trend.rate_1h,
+            persistence_hours=state.funding.persistence_hours, step_size=state.spec.step_size,
+            spot_step_size=spot.spec.step_size if spot is not None else None,
+            perp_fee_rate=fees["dydx"].taker, spot_fee_rate=fees["binance"].taker,
+            operator_target=self.resolved_target(state.spec.ticker, mark, equity),
+            flags_agree=len(flags) >= self._settings.rules.min_flags,
+            maintenance_margin_fraction=state.spec.maintenance_margin_fraction,
+            entry_trend_1h=state.entry_trend.rate_1h,
         )
-        p = self._settings.strategy
-        desired, spot_desired = sleeves.perp, sleeves.spot
+        reduce_only = None
         if self.risk_mode is RiskMode.REDUCE_ONLY:
-            desired = _no_growth(desired, state.position.size)
-            if spot is not None:
-                spot_desired = _no_growth(spot_desired, spot.position.size)
+            reduce_only = (state.position.size, spot.position.size if spot is not None else None)
         status = self.statuses.status[state.spec.ticker]
-        restricted, status_why = status_rules.restrict_target(status, desired, state.position.size)
-        if status_why and spot is not None:
-            spot_desired = scale_hedge(spot_desired, desired, restricted, spot.spec.step_size)
-        desired = restricted
-        target = size_target(
-            SizingInputs(
-                market=state.spec.ticker,
-                desired_size=desired,
-                price=mark,
-                equity_usd=equity,
-                peak_equity_usd=self.peak_equity,
-                realised_vol=state.vol_short.annualised,
-                funding_rate_1h=state.funding.rate_1h,
-                step_size=state.spec.step_size,
-                market_count=len(self.markets),
-                maintenance_margin_fraction=state.spec.maintenance_margin_fraction,
-            ),
-            p,
-        )
-        if status_why:
-            held = target.size if status_rules.may_place(status) else state.position.size
-            target = replace(target, size=held, limited_by=status_why)
-        spot_target = ZERO
-        if spot is not None:
-            spot_target = scale_hedge(spot_desired, desired, target.size, spot.spec.step_size)
-        return sleeves, target, spot_target
+        out = strategy_decide.market_targets(readings, p, state.carry_side, state.carry_watch,
+                                             carry_size=state.carry_size,
+                                             reduce_only_from=reduce_only,
+                                             restrict=lambda d: status_rules.restrict_target(
+                                                 status, d, state.position.size),
+                                             held_size=lambda t: t.size if status_rules.may_place(status)
+                                             else state.position.size)
+        state.carry_watch = out.watch
+        return out.sleeves, out.sizing, out.spot
+
+    def sizing_vol(self, state: MarketState) -> float | None:
+        """Annualised vol of hourly returns once warm (seeded from venue candles at start)."""
+        return strategy_decide.sizing_vol(state.vol_sizing.annualised, state.vol_sizing.samples,
+                                          self._settings.strategy.vol_min_hours)
+
+    def resolved_target(self, market: str, mark: Decimal | None, equity: Decimal | None = None) -> Decimal:
+        """The operator's directional target for a market in base units at this equity and price."""
+        spec = self.directional.get(market, FLAT)
+        return resolve_target(spec, self.equity() if equity is None else equity, mark,
+                              self.markets[market].spec.step_size)
 
     def decide(self, state: MarketState, reason: str, inputs: FlagInputs, now_ns: int) -> None:
         """Record a decision and start the plans that move the perp (and spot hedge) to target."""
@@ -599,6 +619,8 @@ class Engine:
                                                   state.flags.as_dict(), record)
         state.target = target
         state.carry_side = sleeves.carry_side
+        carry = next((t for t in sleeves.targets if t.sleeve == "carry"), None)
+        state.carry_size = abs(carry.perp) if carry is not None and sleeves.carry_side else ZERO
         if spot is not None:
             spot.target = spot_target
         state.last_decision = _decision_summary_from(now_ns, reason, state.flags.tripped, record)
@@ -618,9 +640,23 @@ class Engine:
         if plan is not None:
             self._orders.start_parent(plan, decision_id)
 
-    def set_directional_target(self, market: str, size: Decimal) -> None:
-        """Change an operator target; the next evaluation sees the drift and rebalances."""
-        self.directional[market] = size
+    def seed_history(self, history: MarketHistory) -> None:
+        """Fold a market's venue history into its sizing vol and funding estimators (bot.history)."""
+        state = self.markets.get(history.market)
+        if state is None:
+            return
+        seed_vol(state.vol_sizing, history.closes)
+        # A rate effective at T settled the hour before T: label it by that hour, as the live
+        # forecast labels the hour it settles.
+        accrued = [(ts_ns - NS_PER_HOUR, rate) for ts_ns, rate in history.funding]
+        state.funding_trend.seed(accrued)
+        state.entry_trend.seed(accrued)
+        for ts_ns, rate in sorted(accrued):
+            state.funding.on_realised(rate, ts_ns // NS_PER_HOUR)
+
+    def set_directional_target(self, market: str, target: TargetSpec | Decimal) -> None:
+        """Change an operator target (a spec, or base units); the next evaluation rebalances."""
+        self.directional[market] = target if isinstance(target, TargetSpec) else TargetSpec(target)
         state = self.markets[market]
         # An ancient last audit makes one due now, whatever audit_on_start says.
         state.gate = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, 1)

@@ -39,6 +39,12 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
         "PERPBOT_TELEMETRY__STATUS_INTERVAL_SECS": "1",
         "PERPBOT_TELEMETRY__LOG_FORMAT": "json",
         "PERPBOT_EXECUTION__TWAP_DURATION_SECS": "3",
+        # The daemon tests watch orders move: a fixed thesis in both markets (unscaled by vol),
+        # no carry (tests of the hedge turn it on). The shipped default trades the carry only.
+        "PERPBOT_STRATEGY__TARGETS": '{"BTC-USD": "0.05", "ETH-USD": "-0.5"}',
+        "PERPBOT_STRATEGY__TARGET_VOL_ANNUAL": "5",
+        "PERPBOT_STRATEGY__ADVERSE_FUNDING_RATE_ANNUAL": "100",  # never cut the thesis for funding
+        "PERPBOT_STRATEGY__CARRY__ENABLED": "false",
     })
     env.update(extra)
     return env

@@ -18,6 +18,7 @@ from bot.errors import BotError
 from bot.execution.orders import OrderManager
 from bot.news.state import save_operator_items
 from bot.store import Store
+from bot.strategy.targets import parse_target
 
 log = structlog.get_logger("control")
 NS_PER_SEC = 1_000_000_000
@@ -27,7 +28,6 @@ KILL_CONFIRM_SECS = 3.0
 FLATTEN_SETTLE_SECS = 5.0
 CONFIRM_POLL_SECS = 0.05
 # Operator input bounds: far beyond any real use, well inside what Decimal and int ns can hold.
-MAX_TARGET_UNITS = Decimal(10) ** 9
 MAX_NEWS_TTL_SECS = 366 * 24 * 3600
 
 
@@ -124,6 +124,14 @@ class Controller:
             }
         return out
 
+    def _operator_target(self, ticker: str) -> dict[str, str] | None:
+        """The operator's directional target as set and resolved to base units now (None: unset)."""
+        spec = self._engine.directional.get(ticker)
+        if spec is None:
+            return None
+        return {"spec": spec.text, "base": _size(self._engine.resolved_target(
+            ticker, self._engine.markets[ticker].mark))}
+
     def _market_status(self, ticker: str) -> dict[str, Any]:
         engine = self._engine
         state = engine.markets[ticker]
@@ -139,6 +147,7 @@ class Controller:
             "avg_entry": _money(pos.avg_entry),
             "target": _size(state.target),
             "market_status": engine.statuses.status[ticker].value,
+            "operator_target": self._operator_target(ticker),
             "oracle_price": str(state.oracle_price) if state.oracle_price is not None else None,
             "mid": str(mid) if mid is not None else None,
             "funding_rate_1h": str(state.funding.rate_1h),
@@ -284,16 +293,12 @@ class Controller:
         """Set the directional sleeve's target for a market; raises ValueError on bad input."""
         if market not in self._engine.markets:
             raise ValueError(f"unknown market {market!r}; trading {sorted(self._engine.markets)}")
-        try:
-            value = Decimal(size)
-        except ArithmeticError:
-            raise ValueError(f"size {size!r} is not a number") from None
-        # copy_abs, not abs(): abs() rounds in the context and 1e999999999 overflows there.
-        if not value.is_finite() or value.copy_abs() > MAX_TARGET_UNITS:
-            raise ValueError(f"size {size[:40]!r} is not a number within +-{MAX_TARGET_UNITS}")
-        self._engine.set_directional_target(market, value)
-        log.warning("target_set", market=market, size=str(value))
-        return {"market": market, "target": str(value)}
+        spec = parse_target(size)  # ValueError names what is wrong
+        self._engine.set_directional_target(market, spec)
+        state = self._engine.markets[market]
+        base = self._engine.resolved_target(market, state.mark)
+        log.warning("target_set", market=market, size=spec.text, base=str(base))
+        return {"market": market, "target": spec.text, "base": str(base)}
 
     def news_set(self, item: str, ttl_secs: float) -> dict[str, Any]:
         """Raise an operator news flag for all markets until the TTL runs out (survives restarts).

@@ -160,9 +160,60 @@ class FundingForecast:
         return rate
 
     @property
+    def last_folded_hour(self) -> int | None:
+        """The hour (since the epoch) of the last settled rate folded in, when known."""
+        return self._last_folded_hour
+
+    @property
     def persistence_hours(self) -> int:
         """Settled hours in a row whose sign matches the forecast's sign (0 when they disagree)."""
         rate, last = self.rate_1h, self.last_realised
         if last is None or rate == 0 or last == 0 or (rate > 0) != (last > 0):
             return 0
         return self.same_sign_streak
+
+
+class FundingTrend:
+    """A slow, bias-corrected EWMA of settled hourly funding rates (half-life in hours).
+
+    The carry sleeve and the adverse-funding cap read this, not the hour's prediction: one hour's
+    sign says little about the next day's. Seeded from venue history at start (`seed`), so a
+    restart does not have to relearn it; each hour counts once (later duplicates are ignored).
+    """
+
+    __slots__ = ("_alpha", "_decay", "_ewma", "_last_hour", "hours")
+
+    def __init__(self, half_life_hours: float) -> None:
+        self._alpha = 1 - 0.5 ** (1 / half_life_hours)
+        self._ewma = 0.0
+        self._decay = 1.0
+        self._last_hour: int | None = None
+        self.hours = 0
+
+    def on_settled(self, rate_1h: Decimal | float, hour: int) -> None:
+        """Fold in the rate settled for `hour` (hours since the epoch); skipped hours count once."""
+        if self._last_hour is not None and hour <= self._last_hour:
+            return
+        self._last_hour = hour
+        self._ewma += self._alpha * (float(rate_1h) - self._ewma)
+        self._decay *= 1 - self._alpha
+        self.hours += 1
+
+    def seed(self, rates: list[tuple[int, Decimal]]) -> None:
+        """Fold in (ts_ns, hourly rate) history, oldest first or not (it is sorted here)."""
+        for ts_ns, rate in sorted(rates):
+            self.on_settled(rate, ts_ns // NS_PER_HOUR)
+
+    @property
+    def rate_1h(self) -> Decimal:
+        """The trend hourly rate (positive: longs pay); zero before any hour is seen."""
+        if self.hours == 0:
+            return Decimal(0)
+        return Decimal(repr(round(self._ewma / (1 - self._decay), 12)))
+
+
+def seed_vol(vol: EwmaVol, closes: list[tuple[int, Decimal]]) -> None:
+    """Fold (ts_ns, close) history into a volatility estimator, oldest first."""
+    for ts_ns, close in sorted(closes):
+        if close > 0:
+            vol.update(close, ts_ns)

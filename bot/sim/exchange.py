@@ -102,6 +102,7 @@ from bot.domain import OrderRequest as DomainOrder
 from bot.domain import TimeInForce as DomainTif
 from bot.sim.event_drafts import block_height
 from bot.sim.event_drafts import trade as make_trade
+from bot.sim.history import NS_PER_HOUR, HistoryBar
 from bot.sim.market import PreEmitHook, SimMarket, SimMarketParams, TakerHook
 from bot.venues.paper.fills import (
     FeeSchedule,
@@ -715,9 +716,22 @@ class SimExchange:
                 for index, trade, height in (trades[-1 - k] for k in range(min(limit, len(trades))))]
 
     def historical_funding(self, ticker: str, limit: int = 100) -> list[HistoricalFunding]:
-        """Newest first."""
+        """Newest first: the settlements since the simulator started."""
         funding = self._by_ticker[ticker].funding
         return [funding[-1 - k] for k in range(min(limit, len(funding)))]
+
+    def past_funding(self, ticker: str, hours: int) -> list[HistoricalFunding]:
+        """Newest first: the hourly settlements of the market's past (bot.sim.history)."""
+        market = self._by_ticker[ticker]
+        blocks_per_hour = max(1, NS_PER_HOUR // market.sim.params.block_interval_ns)
+        first = market.sim.params.initial_height
+        return [HistoricalFunding(ticker, bar.funding_rate_1h, bar.close, max(1, first - k * blocks_per_hour),
+                                  bar.ts_ns + NS_PER_HOUR)
+                for k, bar in enumerate(reversed(self.history(ticker, hours)))]
+
+    def history(self, ticker: str, hours: int) -> list[HistoryBar]:
+        """The hourly bars (oldest first) of a market's past before the simulator started."""
+        return self._by_ticker[ticker].sim.history(hours)
 
     # ---- accounts ----------------------------------------------------------------------------
     def create_account(self, owner: str, usdc: Decimal, subaccount_number: int = 0) -> int:

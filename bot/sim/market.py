@@ -46,6 +46,7 @@ from bot.sim.event_drafts import (
     book_snapshot,
     oracle_update,
 )
+from bot.sim.history import HistoryBar, history_bars
 
 NS_PER_SEC = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SEC
@@ -199,6 +200,7 @@ class SimMarket:
 
     def __init__(self, params: SimMarketParams, seed: int, start_ns: int) -> None:
         p = self.params = params
+        self.seed = seed
         self._rng = random.Random(seed)
         self._random, self._bits = self._rng.random, self._rng.getrandbits
         self._gauss_next: float | None = None
@@ -273,6 +275,10 @@ class SimMarket:
         if self._hour_ns > 0:
             return _rate(self._hour_weight / self._hour_ns)
         return _rate(self._clamped_premium())
+
+    def history(self, hours: int) -> list[HistoryBar]:
+        """The market's deterministic past before it started: hourly bars and funding."""
+        return history_bars(self.params, self.seed, self._start_ns, hours)
 
     def last_funding_settlement(self) -> tuple[int, Decimal] | None:
         """Return (hour boundary ns, settled 1-hour rate) of the latest top of the hour crossed."""

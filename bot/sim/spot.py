@@ -45,6 +45,7 @@ from bot.domain import (
     TimeInForce,
     Trade,
 )
+from bot.sim.history import HistoryBar
 from bot.sim.market import SimMarket, SimMarketParams
 from bot.venues.paper.fills import (
     ConsumedLiquidity,
@@ -376,6 +377,10 @@ class SpotExchange:
     def book_ticker(self, symbol: str) -> tuple[int, BookLevel | None, BookLevel | None]:
         st = self._sym(symbol)
         return st.last_update_id, st.top[0], st.top[1]
+
+    def klines(self, symbol: str, hours: int) -> list[HistoryBar]:
+        """The symbol's past before the simulator started, hourly, oldest first (bot.sim.history)."""
+        return self._sym(symbol).market.history(hours)
 
     def mid(self, symbol: str) -> Decimal | None:
         bid, ask = self._sym(symbol).top

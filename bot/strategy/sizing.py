@@ -1,8 +1,10 @@
 """Volatility-targeted, capped position targets (pure).
 
-Hard limits are applied here and never depend on flags: leverage cap, notional cap (tighter
-when funding runs against the position), liquidation-distance floor, drawdown stop. They apply to
+Hard limits are applied here and never depend on flags: leverage cap (`max_leverage` of the
+market's equity share), notional cap, liquidation-distance floor, drawdown stop. They apply to
 the sum of the sleeves' perp targets; `scale_hedge` shrinks a spot hedge with its perp leg.
+Volatility targeting and the adverse-funding cut are risk management of the directional thesis
+and live in its sleeve (bot.strategy.sleeves): a hedged carry is not re-sized by volatility.
 
 Liquidation distance: with equity E allotted to a market and a perp notional N, an adverse move
 of d costs N x d, and the position is liquidated when what is left reaches maintenance margin
@@ -51,7 +53,9 @@ class Target:
 
 
 def vol_target_leverage(target_vol: Decimal, realised_vol: float | None, max_lev: Decimal) -> Decimal:
-    """Return min(max_leverage, target_vol / realised_vol); max_leverage while vol is unknown."""
+    """Return min(max_lev, target_vol / realised_vol); max_lev while vol is unknown.
+
+    The directional sleeve calls it with max_lev = 1: a scale on the operator's thesis."""
     if realised_vol is None or realised_vol <= 0:
         return max_lev
     lev = target_vol / Decimal(repr(realised_vol))
@@ -64,23 +68,20 @@ def round_to_step(size: Decimal, step: Decimal) -> Decimal:
 
 
 def size_target(inp: SizingInputs, p: StrategySettings) -> Target:
-    """Clamp the desired size by vol-targeted leverage, notional caps and the drawdown stop."""
-    lev = vol_target_leverage(p.target_vol_annual, inp.realised_vol, p.max_leverage)
+    """Clamp the desired size by the leverage, notional and liquidation caps and the drawdown stop."""
+    lev = vol_target_leverage(p.target_vol_annual, inp.realised_vol, Decimal(1))
     if inp.peak_equity_usd > 0 and inp.equity_usd < inp.peak_equity_usd * (1 - p.drawdown_stop):
         return Target(inp.market, ZERO, lev, ZERO, "drawdown")
     if inp.price <= 0 or inp.equity_usd <= 0:
         return Target(inp.market, ZERO, lev, ZERO, "no_equity")
     budget_usd = inp.equity_usd / max(inp.market_count, 1)
-    cap = budget_usd * lev
+    cap = budget_usd * p.max_leverage
     limited_by = "leverage"
     if p.max_notional_usd < cap:
         cap, limited_by = p.max_notional_usd, "notional"
     liquidation_cap = budget_usd / (p.min_liquidation_distance + inp.maintenance_margin_fraction)
     if liquidation_cap < cap:
         cap, limited_by = liquidation_cap, "liquidation"
-    # Positive funding: longs pay. A position that pays funding gets a tighter cap.
-    if inp.desired_size * inp.funding_rate_1h > 0:
-        cap, limited_by = cap * p.adverse_funding_cap_factor, "adverse_funding"
     desired_usd = abs(inp.desired_size) * inp.price
     if desired_usd <= cap:
         size, limited_by = inp.desired_size, ""

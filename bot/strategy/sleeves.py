@@ -2,13 +2,23 @@
 
 Capital per market (equity / market count) is split by risk budget across sleeves:
 
-- directional: the operator's target (config or `perpbot target`), capped at its share of the
-  market's budget times the volatility-targeted leverage;
+- directional: the operator's thesis (config or `perpbot target`, resolved to base units) scaled
+  by volatility targeting (min(1, target_vol / sizing vol), sizing vol on the rebalance horizon),
+  cut by `adverse_funding_cap_factor` while the funding *trend* makes the position pay more than
+  `adverse_funding_rate_annual`, and by `flag_risk_factor` while the flags agree: risk falls when
+  volatility or funding turns against the thesis;
 - carry (funding capture): a delta-neutral perp + spot pair on the side that *receives* funding
-  (positive rate: short perp, long spot), opened when the forecast carry over the horizon, net of
-  open and close fees on both legs, expected slippage and (for a short spot leg) borrow, beats the
-  entry threshold and the rate's sign has persisted; held while the carry still left, net of the
-  close costs, beats the lower exit threshold (hysteresis);
+  (positive rate: short perp, long spot). It opens when the entry trend (an EWMA of settled
+  hourly rates, half-life `entry_half_life_hours`) over the expected holding period
+  `horizon_hours` (how long funding regimes last, estimated from history by
+  `bot.strategy.carry.regime_hold_hours`), net of open and close costs on
+  both legs and (for a short spot leg) borrow, beats `entry_threshold_bps`. It closes only after
+  `exit_confirm_hours` settled hours in a row in which the exit trend's carry left (a slower EWMA,
+  `signal_half_life_hours`: quick to re-enter, slow to leave), net of close costs,
+  is below `exit_threshold_bps`: never on one hour's sign. Its size is the carry notional
+  (equity share x `carry.max_leverage`) at entry, then held in base units while open: never
+  re-sized by volatility targeting or price; the hard limits (liquidation distance, notional
+  cap) still bound it;
 - vol provision: the hook for a later market-making sleeve; it asks for nothing today.
 
 The engine sums the sleeves (`plan_sleeves`) and `sizing.size_target` applies the hard limits to
@@ -38,13 +48,17 @@ class SleeveInputs:
     spot_price: Decimal | None  # spot hedge mid; None: no hedge available now
     equity_usd: Decimal
     market_count: int
-    leverage: Decimal  # volatility-targeted leverage for directional risk
-    funding_rate_1h: Decimal  # forecast, positive: longs pay
+    leverage: Decimal  # volatility scale for directional risk: min(1, target_vol / sizing vol)
+    funding_rate_1h: Decimal  # funding trend (slow EWMA of settled rates), positive: longs pay
     persistence_hours: int
     step_size: Decimal
     spot_step_size: Decimal | None
     perp_fee_rate: Decimal  # taker: carry legs go out as IOC children
-    operator_target: Decimal = ZERO
+    operator_target: Decimal = ZERO  # resolved to base units
+    adverse_hours: int = 0  # settled hours in a row the open carry's outlook was below exit
+    carry_size: Decimal = ZERO  # the open carry's base size (unsigned), held while it stays open
+    entry_rate_1h: Decimal | None = None  # the entry trend (None: funding_rate_1h decides entry too)
+    flags_agree: bool = False  # at least `rules.min_flags` flags are tripped
     spot_fee_rate: Decimal | None = None  # the hedge venue's taker rate; None: carry.spot_taker_fee_rate
 
 
@@ -113,17 +127,24 @@ def carry_economics(rate_1h: Decimal, side: int, p: CarrySettings, perp_fee_rate
     return CarryEconomics(side, gross, leg_bps, leg_bps, borrow)
 
 
-def directional_sleeve(inp: SleeveInputs, budget_share: Decimal) -> SleeveTarget:
-    """The operator's target, capped at the sleeve's share of the market's leveraged budget."""
+def directional_sleeve(inp: SleeveInputs, p: StrategySettings) -> SleeveTarget:
+    """The operator's thesis scaled by volatility targeting, adverse funding and agreeing flags."""
     desired = inp.operator_target
-    cap_usd = inp.equity_usd / max(inp.market_count, 1) * budget_share * inp.leverage
-    values: dict[str, Any] = {"operator_target": desired, "cap_usd": cap_usd.quantize(_Q)}
-    if inp.price <= 0 or cap_usd <= 0:
-        return SleeveTarget("directional", ZERO, ZERO, "no_budget", values)
-    if abs(desired) * inp.price <= cap_usd:
-        return SleeveTarget("directional", desired, ZERO, "operator_target", values)
-    size = _floor(cap_usd / inp.price, inp.step_size).copy_sign(desired)
-    return SleeveTarget("directional", size, ZERO, "budget_cap", values)
+    scale = inp.leverage
+    values: dict[str, Any] = {"operator_target": desired, "vol_scale": inp.leverage}
+    if desired == 0 or inp.price <= 0:
+        return SleeveTarget("directional", ZERO, ZERO, "no_target", values)
+    why = "operator_target" if scale >= 1 else "vol_target"
+    rate_annual = inp.funding_rate_1h * HOURS_PER_YEAR
+    if desired * rate_annual > 0 and abs(rate_annual) >= p.adverse_funding_rate_annual:
+        scale *= p.adverse_funding_cap_factor
+        why = "adverse_funding"
+    if inp.flags_agree:
+        scale *= p.flag_risk_factor
+        why = "flags"
+    values["scale"] = scale.quantize(Decimal("0.0001"))
+    size = _floor(abs(desired) * min(scale, Decimal(1)), inp.step_size).copy_sign(desired)
+    return SleeveTarget("directional", size, ZERO, why if size != desired else "operator_target", values)
 
 
 def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
@@ -133,7 +154,8 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
     `open_side` is the sleeve's state from the previous evaluation (0 closed, -1 short perp,
     +1 long perp). The returned target's `values["side"]` is the new state.
     """
-    rate = inp.funding_rate_1h
+    # A closed carry decides on the entry trend (it may be faster); an open one on the exit trend.
+    rate = inp.funding_rate_1h if open_side or inp.entry_rate_1h is None else inp.entry_rate_1h
     receive_side = -1 if rate > 0 else (1 if rate < 0 else 0)
     side = open_side or receive_side
     values: dict[str, Any] = {"rate_1h": rate, "persistence_hours": inp.persistence_hours}
@@ -154,21 +176,36 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
     # An open carry whose hedge book is missing for now holds its size: never unwind blind.
     if side > 0 and not p.allow_spot_short:
         return closed("spot_short_not_allowed")
+    values["adverse_hours"] = inp.adverse_hours
     if open_side:
-        if econ.net_hold_bps < p.exit_threshold_bps:
+        if inp.adverse_hours >= p.exit_confirm_hours:
             return closed("carry_decayed")
     elif econ.net_open_bps < p.entry_threshold_bps:
         return closed("below_entry_threshold")
     elif inp.persistence_hours < p.min_persistence_hours:
         return closed("not_persistent")
-    notional = inp.equity_usd / max(inp.market_count, 1) * budget_share * p.max_leverage
-    ref_price = inp.price if no_book or inp.spot_price is None else max(inp.price, inp.spot_price)
-    size = _floor(_floor(notional / ref_price, inp.step_size), inp.spot_step_size)
+    if open_side and inp.carry_size > 0:
+        # An open carry keeps its base size: its legs offset, so price moves change nothing to
+        # hedge, and re-sizing to a notional would trade (and pay) on every trend. The hard
+        # limits (liquidation distance, notional, leverage) still cut it if price runs far.
+        size = inp.carry_size
+    else:
+        notional = inp.equity_usd / max(inp.market_count, 1) * budget_share * p.max_leverage
+        ref_price = inp.price if no_book or inp.spot_price is None else max(inp.price, inp.spot_price)
+        size = _floor(_floor(notional / ref_price, inp.step_size), inp.spot_step_size)
     values["notional_usd"] = (size * inp.price).quantize(_Q)
     if size <= 0:
         return closed("too_small")
     why = "hold" if open_side else "open"
     return SleeveTarget("carry", size * side, -size * side, why, {**values, "side": side})
+
+
+def carry_outlook_adverse(inp: SleeveInputs, p: CarrySettings, open_side: int) -> bool:
+    """True when an open carry's trend carry left, net of close costs, is below the exit line."""
+    if not open_side:
+        return False
+    econ = carry_economics(inp.funding_rate_1h, open_side, p, inp.perp_fee_rate, inp.spot_fee_rate)
+    return econ.net_hold_bps < p.exit_threshold_bps
 
 
 def vol_provision_sleeve(inp: SleeveInputs, budget_share: Decimal) -> SleeveTarget:
@@ -180,7 +217,7 @@ def plan_sleeves(inp: SleeveInputs, p: StrategySettings, carry_side: int) -> Sle
     """Run every sleeve and sum their targets; `carry_side` is the carry sleeve's previous state."""
     carry = carry_sleeve(inp, p.carry, p.carry_budget, carry_side)
     targets = (
-        directional_sleeve(inp, p.directional_budget),
+        directional_sleeve(inp, p),
         carry,
         vol_provision_sleeve(inp, p.vol_provision_budget),
     )

@@ -98,7 +98,9 @@ def open_in_process(settings: Settings, clock: Clock) -> PerpVenue:
     spots = {carry.spot_markets[t]: SimMarket(replace(perps[t].params, ticker=carry.spot_markets[t]),
                                               settings.sim.seed + i, start_ns)
              for i, t in enumerate(settings.markets) if carry.enabled and t in carry.spot_markets}
-    feed = SimFeed({**perps, **spots}, clock, settings.sim.step_interval_secs)
+    # Spot books step first: the perp's first event (and the start-up audit it triggers) then
+    # sees the hedge's book, so a carry the audit should open is not missed for an hour.
+    feed = SimFeed({**spots, **perps}, clock, settings.sim.step_interval_secs)
     specs = {t: m.spec() for t, m in perps.items()}
     books = {t: OrderBook(t) for t in specs}
     paper = _paper(settings, books, clock)

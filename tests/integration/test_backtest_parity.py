@@ -46,7 +46,10 @@ def _settings(state_dir: Path) -> Settings:
         watchdog={"enabled": False},  # wall-clock probes have no backtest counterpart here
         rules={"audit_interval_secs": 6},  # an audit (re-size and rebalance) every few seconds
         execution={"twap_duration_secs": 4, "twap_slices": 4},
-        strategy={"carry": {"enabled": False}},  # protocol mode has no spot hedge venue
+        strategy={"carry": {"enabled": False},  # protocol mode has no spot hedge venue
+                  "targets": {"BTC-USD": "0.05", "ETH-USD": "-0.5"},
+                  "target_vol_annual": "5",  # the whole thesis, whatever the vol: enough fills
+                  "history_hours": 0},  # the backtest starts cold: so does the live run here
     )
 
 

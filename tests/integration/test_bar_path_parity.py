@@ -33,8 +33,12 @@ def _runs() -> dict[int, Any]:
     settings = load(None, env_file=None)
     settings = settings.model_copy(update={
         "rules": settings.rules.model_copy(update={"min_flags": 4}),
-        "strategy": settings.strategy.model_copy(update={"target_vol_annual": Decimal(1000),
-                                                         "targets": {"BTC-USD": Decimal("0.3")}})})
+        "strategy": settings.strategy.model_copy(update={
+            "target_vol_annual": Decimal(1000), "targets": {"BTC-USD": Decimal("0.3")},
+            # a carry that follows the 40 h / 8 h funding cycle within the week (several decisions)
+            "carry": settings.strategy.carry.model_copy(update={
+                "signal_half_life_hours": 3.0, "entry_half_life_hours": 3.0, "exit_confirm_hours": 1,
+                "horizon_hours": 72, "exit_threshold_bps": Decimal(5), "min_persistence_hours": 2})})})
     data = sources.load_candle_data([str(CANDLES)], start_ns=sources.parse_time("2022-11-01", "s"),
                                     end_ns=sources.parse_time("2022-11-08", "e"))
     data.funding = {"BTC-USD": {b.ts_ns + HOUR: Decimal("0.0003") * (1 if (b.ts_ns // HOUR) % 48 < 40 else -1)
@@ -54,7 +58,10 @@ def test_bar_path_and_event_path_agree() -> None:
     step = Decimal("0.0001")  # BTC-USD step size
     for a, b in zip(d_event, d_bar, strict=True):
         assert abs(Decimal(a["target_after"]) - Decimal(b["target_after"])) <= step
-    assert event.summary["fills"] == bar.summary["fills"]
+    # The carry's legs are TWAP children on two books whose intrabar paths differ: the counts may
+    # differ by a few children (the decisions above and the equity below must agree).
+    fills_event, fills_bar = event.summary["fills"], bar.summary["fills"]
+    assert abs(fills_event - fills_bar) <= max(2, fills_event // 20), (fills_event, fills_bar)
     initial = Decimal(event.summary["initial_equity"])
     gap = abs(Decimal(event.summary["final_equity"]) - Decimal(bar.summary["final_equity"]))
     assert gap <= initial * EQUITY_TOLERANCE, gap

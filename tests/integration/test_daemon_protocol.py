@@ -16,7 +16,8 @@ def venue_open_orders(status: dict) -> list[dict]:  # type: ignore[type-arg]
 def test_live_on_the_simulator_trades_through_the_chain_and_kill_leaves_nothing_open(  # type: ignore[no-untyped-def]
     daemon_factory,
 ) -> None:
-    daemon = daemon_factory(PERPBOT_SIM__MODE="protocol", PERPBOT_TRADING="live").start()
+    daemon = daemon_factory(PERPBOT_SIM__MODE="protocol", PERPBOT_TRADING="live",
+                            PERPBOT_STRATEGY__CARRY__ENABLED="true").start()
     status = eventually(lambda: (s := daemon.status())["markets"]["ETH-USD"]["position"] != "0" and s,
                         timeout_secs=20)
     assert status["trading"] == "live" and status["sim"]["mode"] == "embedded"
@@ -43,7 +44,7 @@ def test_live_on_the_simulator_trades_through_the_chain_and_kill_leaves_nothing_
 
 
 def test_paper_on_the_protocol_simulator_needs_no_keys(daemon_factory) -> None:  # type: ignore[no-untyped-def]
-    daemon = daemon_factory(PERPBOT_SIM__MODE="protocol").start()
+    daemon = daemon_factory(PERPBOT_SIM__MODE="protocol", PERPBOT_STRATEGY__CARRY__ENABLED="true").start()
     status = eventually(lambda: (s := daemon.status())["markets"]["BTC-USD"]["position"] != "0" and s,
                         timeout_secs=20)
     assert status["trading"] == "paper" and status["account"]["dydx"]["address"] is None

@@ -55,6 +55,7 @@ def sim_env(sim: dict[str, Any]) -> dict[str, str]:
         "PERPBOT_BINANCE_API_SECRET": secret,
         # The carry opens at the first audit once the test raised the funding: a spot leg to flatten.
         "PERPBOT_STRATEGY__CARRY__MIN_PERSISTENCE_HOURS": "0",
+        "PERPBOT_STRATEGY__CARRY__ENABLED": "true", "PERPBOT_STRATEGY__CARRY_BUDGET": "0.4",
         "PERPBOT_STRATEGY__CARRY__ENTRY_THRESHOLD_BPS": "0",
         "PERPBOT_STRATEGY__CARRY__EXPECTED_SLIPPAGE_BPS": "0",
         "PERPBOT_STRATEGY__CARRY__SPOT_TAKER_FEE_RATE": "0",

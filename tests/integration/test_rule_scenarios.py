@@ -103,7 +103,7 @@ class Harness:
 async def test_persistent_positive_funding_opens_a_delta_neutral_carry(tmp_path: Path) -> None:
     h = Harness(
         tmp_path,
-        {"strategy": {"targets": {"BTC-USD": "0"}},
+        {"strategy": {"targets": {"BTC-USD": "0"}, "carry": {"min_persistence_hours": 2}},
          "rules": {"audit_interval_secs": 600, "audit_on_start": False}},
         funding_mean_1h=0.0002, funding_vol_1h=0.000002, funding_reversion_per_hour=1.0,
     )
@@ -139,7 +139,8 @@ async def test_persistent_positive_funding_opens_a_delta_neutral_carry(tmp_path:
 
 
 async def test_volatility_spike_with_thin_liquidity_reduces_exposure(tmp_path: Path) -> None:
-    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0.05"}, "carry": {"enabled": False}},
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0.05"}, "carry": {"enabled": False},
+                                        "flag_risk_factor": "0.5"},
                            "rules": {"audit_interval_secs": 36000}},
                 high_vol_exit_per_sec=0.0)  # the spike lasts until the test ends it
     await h.run_for(1200)  # the start-up audit opens the directional position; estimators warm up
@@ -186,7 +187,8 @@ async def test_same_stream_same_decisions(tmp_path: Path) -> None:
 
 async def test_an_unhedged_gap_left_by_a_crash_is_still_hedged_after_restart(tmp_path: Path) -> None:
     """The hedge's owed spot position and carry latch survive a restart (store meta)."""
-    before = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    quiet = {"strategy": {"targets": {"BTC-USD": "0"}}, "rules": {"audit_on_start": False}}
+    before = Harness(tmp_path, quiet)
     await before.run_for(5)
     latched_until = before.clock.now + 3600 * SEC
     # As after perp fills of a carry open: 0.3 BTC of spot owed, none bought yet; then a crash.
@@ -195,7 +197,7 @@ async def test_an_unhedged_gap_left_by_a_crash_is_still_hedged_after_restart(tmp
     before.engine._set_hedge("BTC-USD", owed)
     before.store.close()
 
-    after = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    after = Harness(tmp_path, quiet)  # no start-up audit: the hedge alone acts
     hedge = after.engine.hedges["BTC-USD"]
     assert hedge.required == Decimal("0.3") and hedge.latched(after.clock.now)
     assert hedge.mismatch(after.state.spot.position.size) == Decimal("-0.3")

@@ -331,14 +331,24 @@ async def test_rest_market_endpoints(sim: Sim, http: httpx.AsyncClient) -> None:
     assert 0 < len(trades["trades"]) <= 5
     assert_shape(trades, fixture("rest", "mainnet_2025-12-08_trades.json"))
     funding = (await http.get("/v4/historicalFunding/BTC-USD")).json()
-    assert len(funding["historicalFunding"]) == 1
+    rows = funding["historicalFunding"]
+    # the one settlement since start, then the market's past (bot.sim.history), newest first
+    assert len(rows) == 100 and Decimal(rows[0]["rate"]) != 0
+    times = [r["effectiveAt"] for r in rows]
+    assert times == sorted(times, reverse=True)
     assert_shape(funding, *ccxt("/v4/historicalFunding"))
-    before = funding["historicalFunding"][0]["effectiveAtHeight"]
+    before = rows[0]["effectiveAtHeight"]
     paged = (await http.get("/v4/historicalFunding/BTC-USD",
-                            params={"effectiveBeforeOrAtHeight": int(before) - 1})).json()
-    assert paged["historicalFunding"] == []
+                            params={"effectiveBeforeOrAtHeight": int(before) - 1, "limit": 1000})).json()
+    assert paged["historicalFunding"] == rows[1:] + paged["historicalFunding"][99:]  # the past only
     candles = (await http.get("/v4/candles/perpetualMarkets/BTC-USD", params={"resolution": "1MIN"})).json()
     assert_shape(candles, fixture("rest", "mainnet_2025-12-08_candles.json"))
+    hourly = (await http.get("/v4/candles/perpetualMarkets/BTC-USD",
+                             params={"resolution": "1HOUR", "limit": 1000})).json()["candles"]
+    started = [c["startedAt"] for c in hourly]
+    assert len(hourly) == 722  # the two hours the step spans (trades), then 720 hours of the past
+    assert started == sorted(set(started), reverse=True)
+    assert_shape({"candles": hourly}, fixture("rest", "mainnet_2025-12-08_candles.json"))
     bad = await http.get("/v4/candles/perpetualMarkets/BTC-USD")
     assert bad.status_code == 400 and bad.json()["errors"][0]["msg"]
     assert (await http.get("/v4/orderbooks/perpetualMarket/NOPE-USD")).status_code == 400

@@ -19,7 +19,9 @@ def test_fills_per_bar_stay_within_the_cap_of_a_thin_bar() -> None:
     strategy = settings.strategy.model_copy(update={
         "targets": {"BTC-USD": Decimal("0.4")}, "max_leverage": Decimal(3),
         "carry": settings.strategy.carry.model_copy(update={"enabled": False})})
-    settings = settings.model_copy(update={"strategy": strategy})
+    # A tight no-trade band: the remainder a capped bar leaves is always worth finishing here.
+    rules = settings.rules.model_copy(update={"drift_tolerance": Decimal("0.01")})
+    settings = settings.model_copy(update={"strategy": strategy, "rules": rules})
     volume = 1.0  # BTC per hour: the cap lets 0.1 BTC trade per bar
     bars = [sources.Bar(T0 + k * HOUR, 20000, 20010, 19990, 20000, volume) for k in range(8)]
     result = Backtest(settings, sources.candle_source(settings, {"BTC-USD": bars}, {})).run()

@@ -18,7 +18,7 @@ CANDLES = Path(__file__).resolve().parents[3] / "shared/data/candles/BTCUSDT_1h_
 
 def _run(monkeypatch: pytest.MonkeyPatch | None, seed: int,
          activity: dict[str, float]) -> tuple[Backtest, Any]:
-    settings = load(None, env_file=None)
+    settings = load(None, env_file=None, strategy={"targets": {"BTC-USD": "0.05", "ETH-USD": "-0.5"}})
     src = sources.sim_source(settings, seed, 0.05, step_secs=0.1, activity=activity or None)
     backtest = Backtest(settings, src)
     if monkeypatch is not None:
@@ -93,7 +93,8 @@ def test_folding_idle_ticks_keeps_the_hedge_clock_and_every_decision() -> None:
     fast, fast_result = _carry_run(True)
     full, full_result = _carry_run(False)
     decisions = [e for e in fast_result.timeline if e["kind"] == "decision"]
-    assert len(decisions) >= 3 and any(e["carry"] == "open" for e in decisions)
+    # The carry opens and then holds its base size (it is not re-sized): one decision at least.
+    assert decisions and any(e["carry"] == "open" for e in decisions)
     assert decisions == [e for e in full_result.timeline if e["kind"] == "decision"]
     assert fast_result.fills == full_result.fills
     assert _same(fast_result.summary) == _same(full_result.summary)

@@ -18,7 +18,7 @@ from bot.control.dashboard import Dashboard
 from bot.control.history import RANGES, StatusHistory, Thresholds, marker_from_status, thresholds_from
 from bot.control.palette import MODE_COLOURS, colour
 from bot.control.svg import Line, line_chart, nice_ticks, rate_axis, usd_axis
-from bot.strategy.sleeves import SleeveInputs, carry_sleeve
+from bot.strategy.sleeves import SleeveInputs, carry_outlook_adverse, carry_sleeve
 
 SEC = 1_000_000_000
 T0 = 1_780_000_000 * SEC
@@ -96,14 +96,18 @@ def test_carry_thresholds_drawn_are_where_the_sleeve_opens_and_exits() -> None:
     (entry,), (exit_,) = thresholds.carry_entry_rate_1h, thresholds.carry_exit_rate_1h
     assert entry > exit_ > 0
 
+    def inputs(rate: float) -> SleeveInputs:
+        return SleeveInputs("BTC-USD", Decimal(60000), Decimal(60000), Decimal(100_000), 1, Decimal(1),
+                            Decimal(repr(rate)), 24, Decimal("0.0001"), Decimal("0.0001"),
+                            cfg.paper.taker_fee_rate)
+
     def sleeve(rate: float, open_side: int) -> str:
-        inputs = SleeveInputs("BTC-USD", Decimal(60000), Decimal(60000), Decimal(100_000), 1, Decimal(1),
-                              Decimal(repr(rate)), 24, Decimal("0.0001"), Decimal("0.0001"),
-                              cfg.paper.taker_fee_rate)
-        return carry_sleeve(inputs, cfg.strategy.carry, Decimal("0.4"), open_side).why
+        return carry_sleeve(inputs(rate), cfg.strategy.carry, Decimal("0.4"), open_side).why
 
     assert sleeve(entry * 1.001, 0) == "open" and sleeve(entry * 0.999, 0) == "below_entry_threshold"
-    assert sleeve(exit_ * 1.001, -1) == "hold" and sleeve(exit_ * 0.999, -1) == "carry_decayed"
+    # Below the exit line an hour counts as adverse; the carry closes after exit_confirm_hours of them.
+    assert not carry_outlook_adverse(inputs(exit_ * 1.001), cfg.strategy.carry, -1)
+    assert carry_outlook_adverse(inputs(exit_ * 0.999), cfg.strategy.carry, -1)
     assert thresholds_from(None) == Thresholds()
 
 

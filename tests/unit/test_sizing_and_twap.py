@@ -35,17 +35,19 @@ def test_leverage_is_vol_targeted_and_capped() -> None:
     assert vol_target_leverage(Decimal("0.5"), None, Decimal(3)) == Decimal(3)
 
 
-def test_target_capped_by_leverage_budget() -> None:
-    t = size_target(inputs(), S)  # budget 5000 x lev 1 = 5000 USD -> 0.0833 BTC
-    assert t.size == Decimal("0.0833")
+def test_target_capped_by_max_leverage_budget() -> None:
+    t = size_target(inputs(), S)  # budget 5000 x max_leverage 3 = 15000 USD -> 0.25 BTC
+    assert t.size == Decimal("0.25")
     assert t.limited_by == "leverage"
 
 
-def test_adverse_funding_tightens_the_cap() -> None:
-    favourable = size_target(inputs(funding_rate_1h=Decimal("-0.0001")), S)
-    adverse = size_target(inputs(funding_rate_1h=Decimal("0.0001")), S)
-    assert adverse.size < favourable.size
-    assert adverse.limited_by == "adverse_funding"
+def test_sizing_does_not_resize_by_vol_or_funding() -> None:
+    # vol targeting and the adverse-funding cut belong to the directional sleeve: a hedged carry
+    # passes through the hard limits at its size whatever the vol or the funding
+    calm = size_target(inputs(desired_size=Decimal("-0.05"), realised_vol=0.2), S)
+    wild = size_target(inputs(desired_size=Decimal("-0.05"), realised_vol=3.0,
+                              funding_rate_1h=Decimal("-0.001")), S)
+    assert calm.size == wild.size == Decimal("-0.05")
 
 
 def test_drawdown_stop_flattens() -> None:
@@ -85,10 +87,7 @@ def test_targets_never_exceed_any_cap_property(desired, price, vol, rate, equity
     t = size_target(inputs(desired_size=desired, price=price, realised_vol=vol, funding_rate_1h=rate,
                            equity_usd=equity, peak_equity_usd=equity + peak_extra), p)
     budget = equity / 2
-    lev = vol_target_leverage(p.target_vol_annual, vol, p.max_leverage)
-    caps = [budget * lev, p.max_notional_usd, budget / (liq + Decimal("0.03"))]
-    if desired * rate > 0:
-        caps = [min(caps) * p.adverse_funding_cap_factor]
+    caps = [budget * p.max_leverage, p.max_notional_usd, budget / (liq + Decimal("0.03"))]
     notional = abs(t.size) * price
     assert notional <= min(caps) + Decimal("1e-12")
     assert abs(t.size) <= abs(desired)

@@ -15,7 +15,8 @@ from bot.strategy.sleeves import (
     vol_provision_sleeve,
 )
 
-C = CarrySettings()
+C = CarrySettings(horizon_hours=72, exit_threshold_bps=Decimal(5), min_persistence_hours=2,
+                  exit_confirm_hours=3)
 S = StrategySettings()
 TAKER = Decimal("0.0005")
 BASE = SleeveInputs(
@@ -52,8 +53,10 @@ def test_positive_funding_opens_short_perp_long_spot() -> None:
         ({"funding_rate_1h": Decimal(0)}, 0, "no_funding"),
         # held: 0.00005 x 72 = 36 bps - 21 close = 15 >= 5 exit threshold (hysteresis)
         ({"funding_rate_1h": Decimal("0.00005")}, -1, "hold"),
-        ({"funding_rate_1h": Decimal("0.00003")}, -1, "carry_decayed"),  # 21.6 - 21 < 5
-        ({"funding_rate_1h": Decimal("-0.0001")}, -1, "carry_decayed"),  # the sign flipped: we pay
+        # adverse outlook, but not for exit_confirm_hours in a row yet: never on one hour
+        ({"funding_rate_1h": Decimal("-0.0001"), "adverse_hours": 1}, -1, "hold"),
+        ({"funding_rate_1h": Decimal("0.00003"), "adverse_hours": 3}, -1, "carry_decayed"),
+        ({"funding_rate_1h": Decimal("-0.0001"), "adverse_hours": 5}, -1, "carry_decayed"),
         ({"spot_price": None}, -1, "hold"),  # a missing hedge book never unwinds blind
     ],
 )
@@ -71,12 +74,27 @@ def test_negative_funding_with_borrow_allowed_pays_borrow() -> None:
     assert Decimal(t.values["borrow_bps"]) > 0
 
 
-def test_directional_sleeve_is_capped_by_its_budget() -> None:
+def test_directional_sleeve_is_the_thesis_scaled_by_vol() -> None:
+    inp = replace(BASE, operator_target=Decimal(1), funding_rate_1h=Decimal(0))
+    assert directional_sleeve(inp, S).perp == Decimal(1)
+    t = directional_sleeve(replace(inp, leverage=Decimal("0.6")), S)
+    assert t.perp == Decimal("0.6") and t.why == "vol_target"
+    short = directional_sleeve(replace(inp, operator_target=Decimal("-0.01"), leverage=Decimal("0.5")), S)
+    assert short.perp == Decimal("-0.005")
+
+
+def test_directional_risk_falls_on_adverse_funding_and_agreeing_flags() -> None:
     inp = replace(BASE, operator_target=Decimal(1))
-    t = directional_sleeve(inp, Decimal("0.6"))  # 5000 x 0.6 x 1 = 3000 USD -> 0.05 BTC
-    assert t.perp == Decimal("0.05") and t.why == "budget_cap"
-    small = directional_sleeve(replace(inp, operator_target=Decimal("-0.01")), Decimal("0.6"))
-    assert small.perp == Decimal("-0.01") and small.why == "operator_target"
+    # 0.0002/h x 8760 = 175% a year against a long: cut by adverse_funding_cap_factor
+    adverse = directional_sleeve(inp, S)
+    assert adverse.perp == Decimal("0.5") and adverse.why == "adverse_funding"
+    # the same rate favours a short: no cut
+    assert directional_sleeve(replace(inp, operator_target=Decimal(-1)), S).perp == Decimal(-1)
+    # a trend below adverse_funding_rate_annual (0.00001 x 8760 = 8.8% < 30%) does not cut either
+    assert directional_sleeve(replace(inp, funding_rate_1h=Decimal("0.00001")), S).perp == Decimal(1)
+    flags_cut = S.model_copy(update={"flag_risk_factor": Decimal("0.5")})
+    flagged = directional_sleeve(replace(inp, funding_rate_1h=Decimal(0), flags_agree=True), flags_cut)
+    assert flagged.perp == Decimal("0.5") and flagged.why == "flags"
 
 
 def test_vol_provision_is_a_hook() -> None:
@@ -84,8 +102,9 @@ def test_vol_provision_is_a_hook() -> None:
 
 
 def test_plan_sleeves_sums_perp_and_spot() -> None:
-    book = plan_sleeves(replace(BASE, operator_target=Decimal("0.02")), S, 0)
-    assert book.perp == Decimal("0.02") + Decimal("-0.0333")
+    p = S.model_copy(update={"carry": C, "carry_budget": Decimal("0.4")})
+    book = plan_sleeves(replace(BASE, operator_target=Decimal("-0.02")), p, 0)
+    assert book.perp == Decimal("-0.02") + Decimal("-0.0333")
     assert book.spot == Decimal("0.0333") and book.carry_side == -1
     assert set(book.as_dict()) == {"directional", "carry", "vol_provision"}
 
@@ -99,6 +118,7 @@ rates = st.decimals(Decimal("-0.002"), Decimal("0.002"), places=7)
 def test_carry_never_opens_below_threshold_property(rate, persistence, entry, fee, slip, allow_short) -> None:  # type: ignore[no-untyped-def]
     p = CarrySettings(entry_threshold_bps=entry, expected_slippage_bps=slip, spot_taker_fee_rate=fee,
                       allow_spot_short=allow_short)
+    p = p.model_copy(update={"min_persistence_hours": 2})
     inp = replace(BASE, funding_rate_1h=rate, persistence_hours=persistence)
     t = carry_sleeve(inp, p, Decimal("0.4"), 0)
     side = -1 if rate > 0 else 1
@@ -116,3 +136,14 @@ def test_same_inputs_same_sleeves_property(rate, persistence, open_side, target,
     inp = replace(BASE, funding_rate_1h=rate, persistence_hours=persistence, operator_target=target,
                   leverage=lev)
     assert plan_sleeves(inp, S, open_side) == plan_sleeves(inp, S, open_side)
+
+
+def test_an_open_carry_keeps_its_base_size_whatever_the_price() -> None:
+    opened = carry_sleeve(BASE, C, Decimal("0.4"), 0)
+    size = abs(opened.perp)
+    doubled = replace(BASE, price=Decimal(120000), spot_price=Decimal(120010), carry_size=size)
+    held = carry_sleeve(doubled, C, Decimal("0.4"), -1)
+    assert held.why == "hold" and held.perp == -size and held.spot == size
+    # a new carry after a close is sized afresh from the notional
+    fresh = carry_sleeve(replace(doubled, carry_size=Decimal(0)), C, Decimal("0.4"), 0)
+    assert abs(fresh.perp) < size

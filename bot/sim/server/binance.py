@@ -3,7 +3,8 @@
 Speaks the wire protocol of api.binance.com / stream.binance.com over a `SpotExchange`:
 
 REST (JSON; errors are `{"code": <negative int>, "msg": ...}` with HTTP 400, 401 for API keys):
-    GET  /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo, /api/v3/depth, /api/v3/ticker/bookTicker
+    GET  /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo, /api/v3/depth, /api/v3/ticker/bookTicker,
+         /api/v3/klines (1h: the symbol's simulated past)
     SIGNED  POST|DELETE|GET /api/v3/order, GET|DELETE /api/v3/openOrders, GET /api/v3/account
     API-key POST|PUT|DELETE /api/v3/userDataStream
 WebSocket: `/ws/<stream>[/<stream>...]` (raw payloads) and `/stream?streams=a/b` (combined:
@@ -88,6 +89,7 @@ WEIGHTS: dict[tuple[str, str], int | Callable[[Mapping[str, str]], int]] = {
     ("GET", "/api/v3/exchangeInfo"): 20,
     ("GET", "/api/v3/depth"): lambda p: _depth_weight(p.get("limit", "100")),
     ("GET", "/api/v3/ticker/bookTicker"): lambda p: 2 if "symbol" in p else 4,
+    ("GET", "/api/v3/klines"): 2,
     ("POST", "/api/v3/order"): 1,
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
@@ -209,6 +211,7 @@ class BinanceServer:
             ("GET", "/api/v3/exchangeInfo"): (self._exchange_info, _PUBLIC),
             ("GET", "/api/v3/depth"): (self._depth, _PUBLIC),
             ("GET", "/api/v3/ticker/bookTicker"): (self._book_ticker, _PUBLIC),
+            ("GET", "/api/v3/klines"): (self._klines, _PUBLIC),
             ("POST", "/api/v3/order"): (self._new_order, _SIGNED),
             ("DELETE", "/api/v3/order"): (self._cancel_order, _SIGNED),
             ("GET", "/api/v3/order"): (self._query_order, _SIGNED),
@@ -476,6 +479,16 @@ class BinanceServer:
         limit = _int(req.params, "limit") or 100
         last_id, bids, asks = self.spot.depth(symbol, min(limit, 5000))
         return {"lastUpdateId": last_id, "bids": _levels(bids), "asks": _levels(asks)}
+
+    def _klines(self, req: _Req) -> list[list[Any]]:
+        """Hourly klines of the symbol's simulated past (1h only), oldest first, as Binance sends."""
+        symbol = _str(req.params, "symbol", required=True)
+        if _str(req.params, "interval", required=True) != "1h":
+            raise SpotError(-1120, "Invalid interval.")
+        limit = min(max(_int(req.params, "limit") or 500, 1), 1000)
+        hour_ms = 3_600_000
+        return [[_ms(b.ts_ns), _f(b.open), _f(b.high), _f(b.low), _f(b.close), "0",
+                 _ms(b.ts_ns) + hour_ms - 1, "0", 0, "0", "0", "0"] for b in self.spot.klines(symbol, limit)]
 
     def _book_ticker(self, req: _Req) -> Any:
         def one(symbol: str) -> dict[str, str]:

@@ -691,7 +691,13 @@ class IndexerServer:
         rows = [r for r in self._exchange.trades(ticker, limit=10_000)
                 if (from_ns is None or r[1].ts_event >= from_ns)
                 and (to_ns is None or r[1].ts_event <= to_ns)]
-        return _json({"candles": self._candles_for(ticker, resolution, rows)[:limit]})
+        candles = self._candles_for(ticker, resolution, rows)[:limit]
+        if resolution == "1HOUR" and len(candles) < limit:  # the market's past, before the start
+            oldest = candles[-1]["startedAt"] if candles else None
+            past = [wire.history_candle_json(ticker, b) for b in reversed(self._exchange.history(ticker, 720))
+                    if (from_ns is None or b.ts_ns >= from_ns) and (to_ns is None or b.ts_ns <= to_ns)]
+            candles += [c for c in past if oldest is None or c["startedAt"] < oldest][:limit - len(candles)]
+        return _json({"candles": candles})
 
     async def _historical_funding(self, request: web.Request) -> web.Response:
         ticker = self._ticker(request)
@@ -700,6 +706,7 @@ class IndexerServer:
         before_ns = _iso(request, "effectiveBeforeOrAt")
         paged = before_h is not None or before_ns is not None
         rows = self._exchange.historical_funding(ticker, limit=100_000 if paged else limit)
+        rows += self._exchange.past_funding(ticker, 720)  # the market's past, before the start
         rows = [p for p in rows if (before_h is None or p.height <= before_h)
                 and (before_ns is None or p.ts_ns <= before_ns)][:limit]
         return _json({"historicalFunding": [wire.historical_funding_json(p) for p in rows]})

@@ -30,6 +30,7 @@ from bot.sim.exchange import (
     TimeInForce,
     TransferRecord,
 )
+from bot.sim.history import HistoryBar
 
 Json = dict[str, Any]
 Level = tuple[Decimal, Decimal]
@@ -277,6 +278,16 @@ def build_candles(ticker: str, resolution: str, trades: Iterable[tuple[str, Trad
             "orderbookMidPriceClose": mid_text,
         })
     return out
+
+
+def history_candle_json(ticker: str, bar: HistoryBar) -> Json:
+    """One 1HOUR candle of a simulated market's past (bot.sim.history); no trades behind it."""
+    return {
+        "startedAt": iso_ms(bar.ts_ns), "ticker": ticker, "resolution": "1HOUR",
+        "low": dec(bar.low), "high": dec(bar.high), "open": dec(bar.open), "close": dec(bar.close),
+        "baseTokenVolume": "0", "usdVolume": "0", "trades": 0, "startingOpenInterest": "0",
+        "orderbookMidPriceOpen": dec(bar.open), "orderbookMidPriceClose": dec(bar.close),
+    }
 
 
 def historical_funding_json(point: HistoricalFunding) -> Json:

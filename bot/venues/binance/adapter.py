@@ -26,6 +26,7 @@ from bot.book import OrderBook
 from bot.clock import Clock
 from bot.domain import MarketSpec, OrderRequest, OrderUpdate
 from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
+from bot.history import MarketHistory
 from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
 from bot.venues.binance import wire
@@ -90,6 +91,17 @@ class BinanceVenue:
         self.user_stream: UserStream | None = None
 
     # ---- set-up -------------------------------------------------------------------------------
+
+    async def hourly_history(self, market: str, hours: int) -> MarketHistory:
+        """The last `hours` hourly closes of a spot market (klines); no funding on spot."""
+        rows = await self.rest.klines(self.symbols[market], "1h", max(1, min(hours, 1000)))
+        closes = []
+        for row in rows:
+            with contextlib.suppress(ArithmeticError, TypeError, ValueError, IndexError):
+                open_ms, close = int(row[0]), Decimal(str(row[4]))
+                if close.is_finite() and close > 0:
+                    closes.append((open_ms * 1_000_000, close))
+        return MarketHistory(market, closes, [], source=self.name)
 
     async def load_markets(self) -> dict[str, MarketSpec]:
         """Read the symbols' filters from exchangeInfo; refuse symbols that are not trading."""

@@ -320,6 +320,11 @@ class BinanceRest:
         return await self._read("GET", "/api/v3/depth", wire.DepthSnapshot,
                                 {"symbol": symbol, "limit": limit})
 
+    async def klines(self, symbol: str, interval: str = "1h", limit: int = 500) -> list[wire.Kline]:
+        """Oldest first; Binance returns at most 1000."""
+        return await self._read("GET", "/api/v3/klines", list[wire.Kline],
+                                {"symbol": symbol, "interval": interval, "limit": limit})
+
     async def account(self) -> wire.Account:
         return await self._read("GET", "/api/v3/account", wire.Account, {"omitZeroBalances": "true"},
                                 security=SIGNED)

@@ -8,7 +8,7 @@ turns them into domain types. Decoders are built once at import.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -68,6 +68,10 @@ class DepthSnapshot(msgspec.Struct, frozen=True):
     lastUpdateId: int
     bids: list[Level]
     asks: list[Level]
+
+
+# A kline is a JSON array: [open time ms, open, high, low, close, volume, close time ms, ...].
+Kline = list[Any]
 
 
 class OrderAck(msgspec.Struct, frozen=True):

@@ -8,6 +8,7 @@ execution needs a `NodeGateway`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,7 +19,8 @@ import structlog
 from bot.book import OrderBook
 from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side
 from bot.domain import MarketParams as MarketParamsEvent
-from bot.errors import BotError, OrderRejected
+from bot.errors import BotError, MalformedMessage, OrderRejected
+from bot.history import MarketHistory
 from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
 from bot.venues.dydx import wire
@@ -27,7 +29,7 @@ from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscriptions
 from bot.venues.dydx.node import NodeGateway
 from bot.venues.dydx.orders import MarketParams, VenueOrder, to_venue_order
-from bot.venues.dydx.parse import DomainEvent, is_uint, market_status_events
+from bot.venues.dydx.parse import DomainEvent, is_uint, iso_to_ns, market_status_events
 from bot.venues.ports import AccountSink, MarketSink
 
 log = structlog.get_logger("dydx")
@@ -150,6 +152,24 @@ class DydxVenue:
         """The markets' status and parameters as REST reported them at `load_markets` (replayed to
         the engine at start, before the stream's own snapshot)."""
         return list(self._start_events)
+
+    async def hourly_history(self, market: str, hours: int) -> MarketHistory:
+        """The last `hours` hourly candles and settled funding rates of a market (REST)."""
+        limit = max(1, min(hours, 1000))
+        candles = await self.rest.candles(market, "1HOUR", limit)
+        funding = await self.rest.historical_funding(market, limit)
+        closes, rates = [], []
+        for c in candles:
+            with contextlib.suppress(MalformedMessage, ArithmeticError):
+                close = Decimal(c.close)
+                if close.is_finite() and close > 0:
+                    closes.append((iso_to_ns(c.startedAt), close))
+        for f in funding:
+            with contextlib.suppress(MalformedMessage, ArithmeticError):
+                rate = Decimal(f.rate)
+                if rate.is_finite():
+                    rates.append((iso_to_ns(f.effectiveAt), rate))
+        return MarketHistory(market, closes, rates, source=VENUE)
 
     def specs(self) -> dict[str, MarketSpec]:
         specs = {}

@@ -49,6 +49,18 @@ class HistoricalFundingResponse(msgspec.Struct, frozen=True):
     historicalFunding: list[HistoricalFundingPoint]
 
 
+class CandleWire(msgspec.Struct, frozen=True):
+    startedAt: str
+    close: str
+    high: str = "0"
+    low: str = "0"
+    open: str = "0"
+
+
+class CandlesResponse(msgspec.Struct, frozen=True):
+    candles: list[CandleWire]
+
+
 class FillsResponse(msgspec.Struct, frozen=True):
     fills: list[wire.FillWire]
 
@@ -156,6 +168,12 @@ class IndexerRest:
     async def historical_funding(self, ticker: str, limit: int = 100) -> list[HistoricalFundingPoint]:
         path = f"/v4/historicalFunding/{ticker}"
         return (await self.get(path, HistoricalFundingResponse, {"limit": limit})).historicalFunding
+
+    async def candles(self, ticker: str, resolution: str = "1HOUR", limit: int = 100) -> list[CandleWire]:
+        """Newest first; the indexer returns at most 1000 rows."""
+        path = f"/v4/candles/perpetualMarkets/{ticker}"
+        params = {"resolution": resolution, "limit": limit}
+        return (await self.get(path, CandlesResponse, params)).candles
 
     async def orders(self, address: str, subaccount: int, **filters: Any) -> list[wire.OrderWire]:
         params = {"address": address, "subaccountNumber": subaccount, **filters}

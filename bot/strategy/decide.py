@@ -1,0 +1,128 @@
+"""From one market's readings to its targets, and whether an audit should trade (pure).
+
+The engine gathers the readings (`MarketReadings`) and calls `market_targets` on every refresh
+and `audit_should_trade` on every evaluation; the research script (tools/calibrate.py) calls
+the same two functions over hourly history, so what is calibrated is what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from bot.config import RuleSettings, StrategySettings
+from bot.strategy.band import BandCheck, BandInputs, check_band
+from bot.strategy.carry import CarryWatch, watch_carry
+from bot.strategy.market_status import no_growth
+from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target, vol_target_leverage
+from bot.strategy.sleeves import SleeveBook, SleeveInputs, carry_outlook_adverse, plan_sleeves
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketReadings:
+    """What the strategy reads for one market at one time."""
+
+    market: str
+    now_ns: int
+    price: Decimal
+    spot_price: Decimal | None
+    equity_usd: Decimal
+    peak_equity_usd: Decimal
+    market_count: int
+    sizing_vol: float | None  # annualised, hourly returns; None: not warm
+    funding_trend_1h: Decimal
+    persistence_hours: int
+    step_size: Decimal
+    spot_step_size: Decimal | None
+    perp_fee_rate: Decimal
+    operator_target: Decimal  # resolved, base units
+    flags_agree: bool
+    maintenance_margin_fraction: Decimal = Decimal("0.03")
+    entry_trend_1h: Decimal | None = None  # the carry's entry trend (None: funding_trend_1h)
+    spot_fee_rate: Decimal | None = None  # the hedge venue's taker rate (None: carry settings)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTargets:
+    sleeves: SleeveBook
+    sizing: Target
+    spot: Decimal
+    watch: CarryWatch
+
+    @property
+    def carry_size(self) -> Decimal:
+        """The carry sleeve's base size (unsigned) in this plan: what to commit if it is traded."""
+        for target in self.sleeves.targets:
+            if target.sleeve == "carry":
+                return abs(target.perp)
+        return ZERO
+
+
+def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watch: CarryWatch,
+                   *, carry_size: Decimal = ZERO,
+                   reduce_only_from: tuple[Decimal, Decimal | None] | None = None,
+                   restrict: Callable[[Decimal], tuple[Decimal, str]] | None = None,
+                   held_size: Callable[[Target], Decimal] | None = None) -> MarketTargets:
+    """Sleeves, then hard limits: the perp and spot targets for one market.
+
+    `carry_side`/`watch`/`carry_size` are the carry sleeve's committed state; `reduce_only_from` (perp, spot
+    positions) forbids any growth of exposure (REDUCE_ONLY); `restrict` (the market's status,
+    bot.strategy.market_status) may cut the desired perp and say why, and then `held_size` gives
+    the size the hard-limited target is held at.
+    """
+    inp = SleeveInputs(
+        market=r.market, price=r.price, spot_price=r.spot_price, equity_usd=r.equity_usd,
+        market_count=r.market_count,
+        leverage=vol_target_leverage(p.target_vol_annual, r.sizing_vol, ONE),
+        funding_rate_1h=r.funding_trend_1h, persistence_hours=r.persistence_hours,
+        step_size=r.step_size, spot_step_size=r.spot_step_size, perp_fee_rate=r.perp_fee_rate,
+        operator_target=r.operator_target, flags_agree=r.flags_agree, carry_size=carry_size,
+        entry_rate_1h=r.entry_trend_1h, spot_fee_rate=r.spot_fee_rate,
+    )
+    adverse = carry_outlook_adverse(inp, p.carry, carry_side)
+    watch = watch_carry(watch, carry_side, adverse, r.now_ns)
+    sleeves = plan_sleeves(replace(inp, adverse_hours=watch.adverse_hours), p, carry_side)
+    desired, spot_desired = sleeves.perp, sleeves.spot
+    if reduce_only_from is not None:
+        desired = no_growth(desired, reduce_only_from[0])
+        if reduce_only_from[1] is not None:
+            spot_desired = no_growth(spot_desired, reduce_only_from[1])
+    status_why = ""
+    if restrict is not None:
+        restricted, status_why = restrict(desired)
+        if status_why and r.spot_step_size is not None:
+            spot_desired = scale_hedge(spot_desired, desired, restricted, r.spot_step_size)
+        desired = restricted
+    target = size_target(
+        SizingInputs(market=r.market, desired_size=desired, price=r.price, equity_usd=r.equity_usd,
+                     peak_equity_usd=r.peak_equity_usd, realised_vol=r.sizing_vol,
+                     funding_rate_1h=r.funding_trend_1h, step_size=r.step_size,
+                     market_count=r.market_count,
+                     maintenance_margin_fraction=r.maintenance_margin_fraction),
+        p,
+    )
+    if status_why and held_size is not None:
+        target = replace(target, size=held_size(target), limited_by=status_why)
+    spot = ZERO
+    if r.spot_step_size is not None:
+        spot = scale_hedge(spot_desired, desired, target.size, r.spot_step_size)
+    return MarketTargets(sleeves, target, spot, watch)
+
+
+def audit_should_trade(position: Decimal, target: Decimal, price: Decimal, equity_usd: Decimal,
+                       sizing_vol: float | None, cost_rate: Decimal, min_size: Decimal,
+                       rules: RuleSettings) -> BandCheck:
+    """The no-trade band for one leg at an audit (bot.strategy.band)."""
+    return check_band(BandInputs(
+        position=position, target=target, price=price, equity_usd=equity_usd, cost_rate=cost_rate,
+        vol_annual=sizing_vol, horizon_hours=rules.band_horizon_hours,
+        risk_aversion=rules.band_risk_aversion, max_fraction=rules.drift_tolerance, min_size=min_size))
+
+
+def sizing_vol(hourly_vol: float | None, hourly_samples: int, min_hours: int) -> float | None:
+    """The sizing volatility once it has `min_hours` hourly returns; None before."""
+    return hourly_vol if hourly_samples >= min_hours else None
