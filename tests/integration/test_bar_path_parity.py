@@ -37,7 +37,7 @@ def _runs() -> dict[int, Any]:
             "target_vol_annual": Decimal(1000), "targets": {"BTC-USD": Decimal("0.3")},
             # a carry that follows the 40 h / 8 h funding cycle within the week (several decisions)
             "carry": settings.strategy.carry.model_copy(update={
-                "signal_half_life_hours": 3.0, "entry_half_life_hours": 3.0, "exit_confirm_hours": 1,
+                "signal_half_life_hours": 6.0, "entry_half_life_hours": 6.0, "exit_confirm_hours": 3,
                 "horizon_hours": 72, "exit_threshold_bps": Decimal(5), "min_persistence_hours": 2})})})
     data = sources.load_candle_data([str(CANDLES)], start_ns=sources.parse_time("2022-11-01", "s"),
                                     end_ns=sources.parse_time("2022-11-08", "e"))

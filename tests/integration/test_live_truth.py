@@ -93,9 +93,9 @@ def test_equity_fees_and_sizing_come_from_the_venue_not_from_paper(daemon_factor
     done = eventually(traded, 60)
     market = done["markets"]["BTC-USD"]
     notional = Decimal(market["position"]) * Decimal(market["oracle_price"])
-    directional = market["sleeves"]["directional"]
-    assert directional["why"] == "budget_cap"  # equity x budget share (1) x leverage (0.5)
-    assert Decimal("1150") < Decimal(directional["cap_usd"]) < Decimal("1175"), directional
+    sizing = market["sizing"]  # the thesis (1 BTC) is cut by the hard leverage cap
+    assert sizing["limited_by"] == "leverage"  # equity (one market) x max_leverage (0.5)
+    assert Decimal("1150") < Decimal(sizing["cap_usd"]) < Decimal("1175"), sizing
     assert Decimal("1100") < notional < Decimal("1200"), notional  # 0.5 x 2345.67, not 0.5 x 10000
     account = done["account"]["dydx"]
     assert Decimal(account["equity"]) < Decimal("2345.67")  # fees paid, read back from the venue
