@@ -24,9 +24,10 @@ from bot.config import Settings
 from bot.control.api import ControlServer, ensure_token
 from bot.control.commands import Controller
 from bot.control.dashboard import StatusHistory
-from bot.domain import MarketEvent, OracleUpdate
+from bot.domain import MarketEvent, OracleUpdate, RiskMode
 from bot.engine import Engine
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, InvariantViolation
+from bot.execution.exit import cancel_and_settle
 from bot.execution.orders import OrderManager
 from bot.history import seed_engine, seed_vol_from_spot
 from bot.loop_monitor import LoopMonitor
@@ -233,6 +234,9 @@ class App:
                 tg.create_task(self._wait_for_stop(), name="stop")
         except* _Shutdown:
             log.info("daemon_stopping")
+        except* InvariantViolation as group:
+            self._latch_invariant(group)
+            code = 1
         except* Exception as group:
             for exc in group.exceptions:
                 log.error("daemon_failed", error=repr(exc), exc_info=exc)
@@ -243,20 +247,25 @@ class App:
         log.info("daemon_stopped", exit_code=code)
         return code
 
+    def _latch_invariant(self, group: BaseExceptionGroup[InvariantViolation]) -> None:
+        """Something that must never happen did: the kill latch and HALTED hold across restarts."""
+        exc = _leaves(group)[0]
+        log.error("daemon_failed", error=repr(exc), exc_info=exc)
+        self.store.latch_kill(f"invariant violated: {exc}", self.clock.now_ns())
+        self.engine.set_risk_mode(RiskMode.HALTED, f"invariant violated: {exc}")
+        log.error("kill_latched", reason="invariant violated", error=str(exc))
+
     async def _wait_for_stop(self) -> None:
         await self.stop.wait()
         raise _Shutdown
 
     async def _shutdown(self) -> None:
-        """Cancel resting orders and close the store within the shutdown budget."""
+        """Cancel resting orders, read the venues' answers, then close the store, within the budget."""
+        budget = self.settings.shutdown_budget_secs
         try:
-            async with asyncio.timeout(self.settings.shutdown_budget_secs):
-                # Resting orders must not outlive the process that manages them.
-                for manager in self.engine.order_managers:
-                    cancelled = await manager.cancel_all()
-                    if cancelled:
-                        log.info("orders_cancelled_on_exit", venue=manager.venue.name,
-                                 count=len(cancelled))
+            async with asyncio.timeout(budget):
+                # Resting orders must not outlive the process that manages them (bot.execution.exit).
+                await cancel_and_settle(self.engine.order_managers, self.store, settle_secs=budget * 0.6)
         except TimeoutError:
             log.error("shutdown_budget_exceeded", budget_secs=self.settings.shutdown_budget_secs)
         finally:
@@ -281,6 +290,12 @@ class App:
     def _restore_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 class _FeedService:

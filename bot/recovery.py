@@ -20,6 +20,7 @@ import structlog
 
 from bot.clock import Clock
 from bot.domain import AccountEvent, Fill, OrderStatus
+from bot.errors import BotError
 from bot.store import Store
 from bot.store.reconcile import reconcile_open_orders
 from bot.venues.ports import ExecutionVenue
@@ -74,13 +75,16 @@ async def reconcile_venue(
         filled = max(filled, order.filled_size if order else Decimal(0))
         reason = "venue state on start" if client_id in account.order_states else "not at venue on start"
         store.update_order(client_id, status, filled, clock.now_ns(), reason)
-    cancelled, foreign = [], []
+    cancelled, foreign, errors = [], [], []
     for client_id in fixes.cancel_at_venue:
-        if store.get_order(client_id) is not None or cancel_foreign:
-            await venue.cancel(client_id)
-            cancelled.append(client_id)
-        else:
+        if store.get_order(client_id) is None and not cancel_foreign:
             foreign.append(client_id)
+            continue
+        try:  # a predecessor's order: the venue finds it by client id
+            if await venue.cancel(client_id):
+                cancelled.append(client_id)
+        except BotError as exc:  # the next start (or the exit's cancel-all) tries again
+            errors.append(f"cancel {client_id}: {exc}")
     mismatches = {}
     if account.positions is not None and compare_positions:
         ours = positions()
@@ -90,7 +94,9 @@ async def reconcile_venue(
                 mismatches[market] = {"store": str(mine), "venue": str(theirs)}
     report = {"venue": venue.name, "fills_applied": len(new_fills),
               "closed_in_store": list(fixes.close_in_store), "cancelled_at_venue": cancelled,
-              "foreign_open_orders": foreign, "position_mismatches": mismatches}
+              "foreign_open_orders": foreign, "position_mismatches": mismatches, "errors": errors}
+    if errors:
+        log.error("start_cancels_failed", venue=venue.name, errors=errors)
     if mismatches:
         log.error("reconcile_position_mismatch", **report)
     else:

@@ -121,9 +121,9 @@ class ScenarioVenue:
                 self._sink(OrderUpdate(order.client_id, order.market, OrderStatus.REJECTED, ZERO, now_ns,
                                        str(exc)))
 
-    async def cancel(self, client_id: int) -> None:
+    async def cancel(self, client_id: int) -> bool:
         self.delayed = [(t, o) for t, o in self.delayed if o.client_id != client_id]
-        await self.inner.cancel(client_id)
+        return await self.inner.cancel(client_id)
 
     async def open_orders(self) -> list[int]:
         return await self.inner.open_orders()

@@ -204,7 +204,7 @@ class Controller:
         async def cancel_on(manager: OrderManager) -> None:
             name = manager.venue.name
             try:
-                sent, failed = await cancel_orders(manager, self._store, all_orders=all_orders)
+                sent, failed = await manager.cancel_all(all_open=all_orders)
             except BotError as exc:
                 errors.append(f"{name}: {exc}")
                 sent, failed = [], []
@@ -328,36 +328,6 @@ class Controller:
             save_operator_items(self._settings.news_state_path, dict(board.operator))
         except OSError as exc:  # the flag still holds in memory; only the restart copy is lost
             log.error("news_state_not_saved", error=str(exc))
-
-
-async def cancel_orders(
-    manager: OrderManager, store: Store, *, all_orders: bool
-) -> tuple[list[int], list[str]]:
-    """Stop a manager's plans and cancel its open orders; with `all_orders` also orders it did not place.
-
-    Venues that can cancel in bulk (dYdX: MsgBatchCancel for short-term orders) get one call;
-    others are cancelled one by one. Returns (cancelled client ids, errors).
-    """
-    manager.parents.clear()
-    venue = manager.venue
-    ours = [o.client_id for o in store.open_orders(venue.name)]
-    cancel_many = getattr(venue, "cancel_many", None)
-    if cancel_many is not None:
-        result: tuple[list[int], list[str]] = await cancel_many(ours, all_open=all_orders)
-        return result
-    targets = list(ours)
-    if all_orders:
-        targets += [cid for cid in await venue.open_orders() if cid not in set(ours)]
-    cancelled: list[int] = []
-    errors: list[str] = []
-    for client_id in targets:
-        try:
-            await venue.cancel(client_id)
-        except BotError as exc:
-            errors.append(f"cancel {client_id}: {exc}")
-            continue
-        cancelled.append(client_id)
-    return cancelled, errors
 
 
 def _sellable(venue: Any, spec: Any, size: Decimal) -> Decimal:

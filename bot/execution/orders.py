@@ -37,7 +37,7 @@ from bot.domain import (
     Side,
     TimeInForce,
 )
-from bot.errors import OrderRejected, OrderStateUnknown, TransientVenueError
+from bot.errors import BotError, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.execution.passive import CancelChild, PassiveAction, RestingChild, plan_passive
 from bot.execution.state import OrderState, TokenBucket, apply_update
 from bot.execution.twap import TwapPlan, size_child
@@ -413,20 +413,37 @@ class OrderManager:
         if step.became_terminal:
             self._arrival_mid.pop(client_id, None)
 
-    async def cancel_all(self) -> list[int]:
-        """Stop every parent and cancel every open order of ours on the venue."""
+    async def cancel_all(self, *, all_open: bool = False) -> tuple[list[int], list[str]]:
+        """Stop every parent and cancel every open order of ours on the venue (the exit and kill path).
+
+        Ours: open in the store, or listed open by the venue and known to the store (a closed row
+        whose order still works). With `all_open`, the venue's other open orders too. Venues that
+        cancel in bulk (`cancel_many`) get one call; others one cancel each. A failed cancel does
+        not stop the rest. Returns (client ids a cancel was sent for, errors).
+        """
         self.parents.clear()
         self._orphans.clear()
-        cancelled = []
-        for stored in self._store.open_orders(self.venue.name):
-            await self.venue.cancel(stored.client_id)
-            cancelled.append(stored.client_id)
-        for client_id in await self.venue.open_orders():
-            if client_id not in cancelled:
-                await self.venue.cancel(client_id)
-                cancelled.append(client_id)
-        return cancelled
-
+        errors: list[str] = []
+        ours = {o.client_id for o in self._store.open_orders(self.venue.name)}
+        listed: list[int] = []
+        try:
+            listed = await self.venue.open_orders()
+        except BotError as exc:
+            errors.append(f"open orders: {exc}")
+        ours |= {cid for cid in listed if self._store.get_order(cid) is not None}
+        cancel_many = getattr(self.venue, "cancel_many", None)
+        if cancel_many is not None:
+            sent, failed = await cancel_many(sorted(ours), all_open=all_open)
+            return list(sent), errors + list(failed)
+        targets = sorted(ours) + ([cid for cid in listed if cid not in ours] if all_open else [])
+        cancelled: list[int] = []
+        for client_id in targets:
+            try:
+                if await self.venue.cancel(client_id):
+                    cancelled.append(client_id)
+            except BotError as exc:
+                errors.append(f"cancel {client_id}: {exc}")
+        return cancelled, errors
 
 
 def _deadline_ns(plan: TwapPlan) -> int:

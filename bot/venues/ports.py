@@ -27,6 +27,8 @@ class ExecutionVenue(Protocol):
 
     `place` raises OrderRejected (no retry), TransientVenueError (nothing was sent) or
     OrderStateUnknown (it may have been sent: reconcile by client id before anything else).
+    `cancel` finds orders this process did not place on the venue by client id; it returns
+    False when the venue does not list the order open (no cancel was sent).
     """
 
     name: str
@@ -35,7 +37,7 @@ class ExecutionVenue(Protocol):
 
     async def place(self, order: OrderRequest) -> None: ...
 
-    async def cancel(self, client_id: int) -> None: ...
+    async def cancel(self, client_id: int) -> bool: ...
 
     async def open_orders(self) -> list[int]: ...
 

@@ -255,10 +255,12 @@ class Watchdog:
         self._last_cancel_ns = now_ns
         for manager in self._engine.order_managers:
             try:
-                cancelled = await manager.cancel_all()
+                cancelled, failed = await manager.cancel_all()
             except BotError as exc:
                 log.error("watchdog_cancel_failed", venue=manager.venue.name, error=str(exc))
                 continue
+            if failed:
+                log.error("watchdog_cancel_failed", venue=manager.venue.name, errors=failed)
             log.warning("watchdog_orders_cancelled", venue=manager.venue.name, count=len(cancelled))
         if flatten and self._s.halt_flatten and self._flatten is not None:
             try:

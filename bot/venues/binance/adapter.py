@@ -174,6 +174,10 @@ class BinanceVenue:
     async def _reconcile(self) -> None:
         """After a user stream (re)connect: re-read balances and the orders we believe open."""
         self.balances = parse_account(await self.rest.account())
+        await self.sweep_account()
+
+    async def sweep_account(self) -> None:
+        """Re-read the orders we believe open over REST and report their states (no stream needed)."""
         for client_id in sorted(self._open):
             update = await self.query_order(client_id)
             if update is not None:
@@ -206,24 +210,28 @@ class BinanceVenue:
                 log.warning("order_state_unknown", client_order_id=order.client_id)
                 raise
 
-    async def cancel(self, client_id: int) -> None:
-        """Cancel one of our orders; an order that is no longer open counts as cancelled."""
+    async def cancel(self, client_id: int) -> bool:
+        """Cancel one of our orders; False when the venue no longer lists it open (its final
+        state, if the venue knows the order, still goes to the account sink)."""
         with bound_contextvars(venue=VENUE, client_order_id=client_id):
             market = self._market_of.get(client_id) or await self._find_open(client_id)
             if market is None:
                 log.warning("cancel_unknown_order", client_order_id=client_id)
-                return
+                return False
             spec = self._spec(market, "cancel")
+            sent = True
             try:
                 row = await self.rest.cancel_order(spec.symbol, client_order_id(client_id))
             except OrderNotFound:
                 log.info("cancel_order_not_open", client_order_id=client_id)
                 update = await self.query_order(client_id)
+                sent = False
             else:
                 update = parse_order_info(row, spec)
             if update is not None:
                 self._track(update)
                 self._account_sink(update)
+            return sent
 
     async def cancel_many(self, client_ids: list[int], *, all_open: bool = False
                           ) -> tuple[list[int], list[str]]:

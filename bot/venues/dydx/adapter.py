@@ -19,7 +19,7 @@ import structlog
 from bot.book import OrderBook
 from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side
 from bot.domain import MarketParams as MarketParamsEvent
-from bot.errors import BotError, MalformedMessage, OrderRejected
+from bot.errors import BotError, MalformedMessage, OrderRejected, TransientVenueError
 from bot.history import MarketHistory
 from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
@@ -253,7 +253,8 @@ class DydxVenue:
         The account sink deduplicates (fills by id, order states by rank), so reporting what the
         stream already delivered changes nothing. Returns (fills, order updates) reported.
         """
-        assert self.account is not None
+        if self.account is None:
+            return 0, 0
         address, number = self.account
         orders = await self.rest.orders(address, number, limit=100)
         fills = await self._fills_down_to(self._swept_height)  # read after: covers those orders
@@ -330,16 +331,26 @@ class DydxVenue:
         self._last_place = time.monotonic()
         await gateway.place(venue_order)
 
-    async def cancel(self, client_id: int) -> None:
+    async def cancel(self, client_id: int) -> bool:
+        """Cancel one order; False when the venue does not list it open (nothing was sent).
+
+        An order this process did not place (a crashed predecessor's) is looked up on the
+        indexer by client id, which carries its full order id (see `cancel_many`).
+        """
         gateway = self._require_gateway()
         venue_order = self._orders.get(client_id)
         if venue_order is None:
-            log.warning("cancel_unknown_order", client_order_id=client_id)
-            return
+            cancelled, errors = await self.cancel_many([client_id])
+            if errors:
+                raise TransientVenueError(VENUE, f"cancel {client_id}", "; ".join(errors))
+            if not cancelled:
+                log.info("cancel_not_open", client_order_id=client_id)
+            return bool(cancelled)
         if venue_order.is_stateful:
             await gateway.cancel(venue_order, good_til_block_time=int(time.time()) + 120)
         else:
             await gateway.cancel(venue_order, good_til_block=await self.fresh_height() + self._gtb_offset)
+        return True
 
     async def cancel_many(
         self, client_ids: list[int], *, all_open: bool = False
@@ -367,6 +378,8 @@ class DydxVenue:
                     cid = int(row.clientId)
                     if cid not in targets and (all_open or cid in wanted):
                         targets[cid] = cancel_target(cid, int(row.clobPairId), int(row.orderFlags))
+                        if cid in wanted:  # ours: account sweeps now report its end too
+                            self._orders[cid] = targets[cid]
         cancelled: list[int] = []
         short = sorted((o.clob_pair_id, cid) for cid, o in targets.items() if not o.is_stateful)
         if short:

@@ -125,13 +125,14 @@ class PaperVenue:
         if position == 0 or (position > 0) == (order.side.sign > 0) or order.size > abs(position):
             raise OrderRejected(self.name, "place", "reduce-only order would increase the position")
 
-    async def cancel(self, client_id: int) -> None:
+    async def cancel(self, client_id: int) -> bool:
         """Cancel a resting order; cancelling an unknown or finished order is a no-op report."""
         resting = self._resting.pop(client_id, None)
         market = resting.order.market if resting else ""
         filled = resting.filled_size if resting else ZERO
         self._emit(OrderUpdate(client_id, market, OrderStatus.CANCELLED, filled,
                                self._clock.now_ns(), "cancelled"))
+        return resting is not None
 
     async def open_orders(self) -> list[int]:
         return list(self._resting)

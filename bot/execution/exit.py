@@ -1,0 +1,64 @@
+"""The exit path: cancel what works, then listen until the venues confirm it, then sweep once more.
+
+Streams are gone by the time the daemon exits (their tasks end with the TaskGroup), so the
+venues' answers are read over REST: each venue's `sweep_account` reports the states of our
+orders (and, on dYdX, the recent fills) to the same account sink the streams feed. A fill found
+here is therefore recorded, with its hedge obligation, exactly like one from the stream; the
+store closes only after that. A failed cancel does not stop the others; it is logged and the
+final sweep still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from bot.errors import BotError
+from bot.execution.orders import OrderManager
+from bot.store import Store
+
+log = structlog.get_logger("exit")
+SETTLE_POLL_SECS = 0.25
+
+
+async def sweep(manager: OrderManager) -> None:
+    """One REST sweep of a venue's account into its sink (venues without one: nothing to do)."""
+    sweep_account = getattr(manager.venue, "sweep_account", None)
+    if sweep_account is None:
+        return
+    try:
+        await sweep_account()
+    except BotError as exc:
+        log.warning("exit_sweep_failed", venue=manager.venue.name, error=str(exc))
+
+
+async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, settle_secs: float) -> list[str]:
+    """Cancel every open order of ours, wait up to `settle_secs` until the store holds none open
+    (sweeping meanwhile), then sweep once more. Returns the errors (failed cancels)."""
+    errors: list[str] = []
+    for manager in managers:
+        name = manager.venue.name
+        try:
+            cancelled, failed = await manager.cancel_all()
+        except BotError as exc:  # the listing or the venue as a whole failed: still settle the rest
+            cancelled, failed = [], [str(exc)]
+        errors += [f"{name}: {e}" for e in failed]
+        if cancelled or failed:
+            log.info("orders_cancelled_on_exit", venue=name, count=len(cancelled), errors=failed or None)
+    deadline = time.monotonic() + settle_secs
+    while time.monotonic() < deadline:
+        waiting = [m for m in managers if store.open_orders(m.venue.name)]
+        if not waiting:
+            break
+        await asyncio.sleep(SETTLE_POLL_SECS)
+        for manager in waiting:
+            await sweep(manager)
+    for manager in managers:  # fills reported after the last state change (indexer lag)
+        await sweep(manager)
+    remaining = [o.client_id for o in store.open_orders()]
+    if remaining or errors:
+        log.error("orders_unsettled_on_exit", open_orders=remaining, errors=errors)
+    return errors
