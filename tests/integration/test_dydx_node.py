@@ -14,7 +14,7 @@ from bot.errors import OrderRejected, OrderStateUnknown, PostOnlyWouldCross, Tra
 from bot.sim.accounts import sim_accounts
 from bot.sim.exchange import SimExchange
 from bot.sim.server.node import NodeServer
-from bot.venues.dydx.node import NodeGateway
+from bot.venues.dydx.node import SEQUENCE_ATTEMPTS, NodeGateway
 from bot.venues.dydx.orders import MarketParams, to_venue_order
 from bot.venues.sim.feed import default_params
 
@@ -96,16 +96,36 @@ async def test_chain_rejections_are_typed(sim) -> None:  # type: ignore[no-untyp
         await gw.place(stale)
 
 
-async def test_sequence_mismatch_resyncs_and_next_stateful_succeeds(sim) -> None:  # type: ignore[no-untyped-def]
+async def test_sequence_mismatch_resyncs_and_resends(sim) -> None:  # type: ignore[no-untyped-def]
     exchange, _, gw = sim
     market = btc(exchange)
     height = await gw.latest_height()
     await gw.refresh_account()
     gw._sequence += 5  # type: ignore[operator]  # as if another process had signed with this key
-    bad = to_venue_order(order(301, exchange, TimeInForce.GTT), market, height, int(time.time()))
-    with pytest.raises(TransientVenueError):
-        await gw.place(bad)
-    assert (await gw.place(bad)).code == 0  # the rejected tx did nothing; retrying is safe
+    resting = to_venue_order(order(301, exchange, TimeInForce.GTT), market, height, int(time.time()))
+    assert (await gw.place(resting)).code == 0  # the rejected tx did nothing: re-sent at once
+    gw._sequence -= 1  # type: ignore[operator]  # another signer again, before the cancel
+    assert (await gw.cancel(resting, good_til_block_time=int(time.time()) + 60)).code == 0
+    assert not exchange.orders(gw.owner, open_only=True)
+
+
+async def test_a_sequence_that_keeps_moving_fails_after_bounded_attempts(sim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    exchange, _, gw = sim
+    market = btc(exchange)
+    height = await gw.latest_height()
+    await gw.refresh_account()
+    broadcast, attempts = gw._broadcast, []
+
+    async def after_another_signer(message, op):  # type: ignore[no-untyped-def]
+        attempts.append(op)
+        gw._sequence += 7  # another signer used the key again before each attempt
+        return await broadcast(message, op)
+
+    monkeypatch.setattr(gw, "_broadcast", after_another_signer)
+    with pytest.raises(TransientVenueError, match="sequence"):
+        await gw.place(to_venue_order(order(302, exchange, TimeInForce.GTT), market, height,
+                                      int(time.time())))
+    assert len(attempts) == SEQUENCE_ATTEMPTS
 
 
 async def test_unavailable_node_makes_the_order_state_unknown(sim) -> None:  # type: ignore[no-untyped-def]

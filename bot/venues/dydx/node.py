@@ -5,7 +5,9 @@
 - Short-term messages (GoodTilBlock) skip sequence numbers on chain; stateful ones (long-term
   orders and their cancels) need the exact account sequence: they are serialised under a lock,
   and the local sequence advances only when the chain accepted the transaction. A sequence
-  mismatch resyncs from the node; the rejected tx was not executed, so the caller may retry.
+  mismatch (another signer used the key, e.g. `kill --direct` beside a hung daemon) resyncs from
+  the node and re-signs and re-sends the tx, up to SEQUENCE_ATTEMPTS times: the rejected tx was
+  not executed, so sending it again is safe.
 - A transport failure after a signed order may have left the machine is `OrderStateUnknown`:
   never resend it blindly; the order manager reconciles by client id first.
 - Broadcasts are paced (public validators throttle around 4-5 per second).
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+import structlog
 from dydx_v4_client.key_pair import KeyPair
 from dydx_v4_client.node.builder import Builder
 from dydx_v4_client.node.message import batch_cancel, cancel_order
@@ -57,11 +61,19 @@ from bot.venues.dydx.orders import (
 from bot.venues.dydx.signer import EncodedMessage, TxSigner
 
 T = TypeVar("T")
+log = structlog.get_logger("dydx_node")
 VENUE = "dydx"
 USDC_DENOM = "ibc/8E27BA2D5493AF5636760E354E46004562C46AB7EC0CC4C1CA14E9E20E2545B5"
 SDK_WRONG_SEQUENCE = 32
+EXPECTED_SEQUENCE = re.compile(r"account sequence mismatch, expected (\d+)")
+SEQUENCE_ATTEMPTS = 3  # a stateful tx refused for its sequence is re-signed and sent again
 CLOB_POST_ONLY_WOULD_CROSS = 2003
 CLOB_COLLATERALIZATION_FAILED = 3007
+
+
+class SequenceResynced(TransientVenueError):
+    """The chain refused a stateful tx for its sequence (another signer used the key); the
+    sequence was read again. The tx was not executed, so sending it again is safe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +207,21 @@ class NodeGateway:
         if not is_stateful:
             return await self._broadcast(message, op)
         async with self._stateful_lock:
-            try:
-                result = await self._broadcast(message, op)
-            except OrderStateUnknown:
-                self._sequence = None  # it may or may not have been used: read it again
-                raise
-            assert self._sequence is not None
-            self._sequence += 1
-            return result
+            for attempt in range(1, SEQUENCE_ATTEMPTS + 1):
+                try:
+                    result = await self._broadcast(message, op)
+                except OrderStateUnknown:
+                    self._sequence = None  # it may or may not have been used: read it again
+                    raise
+                except SequenceResynced as exc:
+                    if attempt == SEQUENCE_ATTEMPTS:
+                        raise
+                    log.warning("sequence_resynced_resend", op=op, attempt=attempt, error=str(exc))
+                    continue
+                assert self._sequence is not None
+                self._sequence += 1
+                return result
+        raise AssertionError("unreachable")
 
     def _build(self, message: Any) -> bytes:
         """The signed tx bytes: exactly what the client's `Builder.build` would serialise.
@@ -238,8 +257,14 @@ class NodeGateway:
     async def _raise_for(self, result: TxResult, op: str) -> None:
         detail = f"{result.codespace}/{result.code}: {result.raw_log}"
         if result.codespace == "sdk" and result.code == SDK_WRONG_SEQUENCE:
-            await self.refresh_account()
-            raise TransientVenueError(VENUE, op, f"sequence resynced: {detail}")
+            # The chain's own answer ("expected N") is ahead of a query, which reads committed
+            # state and so lags stateful txs of the current block (DYDX_V4.md §4.4).
+            expected = EXPECTED_SEQUENCE.search(result.raw_log)
+            if expected is not None:
+                self._sequence = int(expected.group(1))
+            else:
+                await self.refresh_account()
+            raise SequenceResynced(VENUE, op, f"sequence resynced: {detail}")
         if result.codespace == "clob" and result.code == CLOB_POST_ONLY_WOULD_CROSS:
             raise PostOnlyWouldCross(VENUE, op, detail)
         if result.codespace == "clob" and result.code == CLOB_COLLATERALIZATION_FAILED:
