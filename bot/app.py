@@ -37,9 +37,11 @@ from bot.news.feeds import FeedPoller
 from bot.news.state import load_operator_items
 from bot.notify import build_notifier
 from bot.recovery import reconcile_venue
+from bot.state_dir import prepare_state_dir
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
 from bot.venues.setup import open_accounts, open_dydx, open_hedge, open_in_process
+from bot.venues.start_retry import retry_start
 from bot.watchdog.probes import build_watchdog
 
 log = structlog.get_logger("app")
@@ -98,7 +100,7 @@ class App:
                      clock: Clock | None = None) -> App:
         """Wire the daemon from settings (opens venues, loads markets); nothing trades until `run()`."""
         clock = clock or SystemClock()
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        prepare_state_dir(settings.state_dir)
         token = ensure_token(
             settings.control_token.get_secret_value() if settings.control_token else None,
             settings.token_path,
@@ -225,9 +227,9 @@ class App:
                  kill_latched=self.store.kill_latch() is not None)
         code = 0
         try:
-            await self.reconcile()
-            if self.engine.accounts is not None:
-                await self.engine.accounts.refresh()  # size nothing on a paper equity
+            await retry_start("reconcile", self.reconcile, s.start_retry_secs)
+            if self.engine.accounts is not None:  # size nothing on a paper equity
+                await retry_start("accounts", self.engine.accounts.refresh, s.start_retry_secs)
             async with asyncio.TaskGroup() as tg:
                 for service in self.services:
                     tg.create_task(service.run(), name=service.name)

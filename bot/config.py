@@ -342,6 +342,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `KEY=` (as in .env.example) means unset, never an empty value
         extra="forbid",
         frozen=True,
     )
@@ -351,6 +352,7 @@ class Settings(BaseSettings):
     markets: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     state_dir: Path = Path("state")
     shutdown_budget_secs: PositiveFloat = 10.0
+    start_retry_secs: PositiveFloat = 60.0  # transient venue errors at start are retried this long
     live_confirm: str = ""
     # A trade-only dYdX key (`perpbot keys grant`): the account it trades for and its authenticator.
     dydx_address: str | None = None

@@ -1,5 +1,6 @@
 """HTTP control API over the control core: loopback by default, bearer token on every route
-except `/healthz` and `/metrics`.
+except `/healthz` and, on a loopback bind only, `/metrics` (it shows positions, PnL and orders:
+on any other address Prometheus scrapes it with the token, `authorization: {credentials: ...}`).
 
 The dashboard (`/`, `/v1/dashboard`, `/static/*`) also accepts a session cookie, obtained by
 presenting the token once (`/?token=...` redirects to `/`, as Jupyter does, or a bearer header on
@@ -22,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.clock import Clock, SystemClock
+from bot.config import LOOPBACK_HOSTS
 from bot.control.commands import Controller
 from bot.control.dashboard import (
     CSRF_HEADER,
@@ -32,11 +34,12 @@ from bot.control.dashboard import (
     Sessions,
     StatusHistory,
 )
+from bot.state_dir import check_private_file
 from bot.telemetry import Metrics
 
 log = structlog.get_logger("control_api")
 MAX_BODY_BYTES = 16 * 1024
-PUBLIC_PATHS = ("/healthz", "/metrics")
+PUBLIC_PATHS = ("/healthz", "/metrics")  # /metrics only on a loopback bind (positions, PnL, orders)
 # Routes a dashboard session cookie may use; writes among them also need the CSRF header.
 COOKIE_PATHS = ("/", "/v1/dashboard", "/v1/kill", "/static/dashboard.js", "/static/dashboard.css")
 
@@ -48,6 +51,7 @@ def ensure_token(env_token: str | None, token_path: Path) -> str:
     try:
         stored = token_path.read_text().strip()
         if stored:
+            check_private_file(token_path, "control_token")
             return stored
     except FileNotFoundError:
         pass
@@ -74,6 +78,7 @@ class ControlServer:
         self._metrics = metrics
         self._token = token.encode()
         self._host = host
+        self._public = PUBLIC_PATHS if host in LOOPBACK_HOSTS else ("/healthz",)
         self._port = port
         self._endpoint_file = endpoint_file
         self.url: str | None = None
@@ -100,7 +105,7 @@ class ControlServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in self._public:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

@@ -39,6 +39,7 @@ from bot.clock import SystemClock
 from bot.config import Settings
 from bot.domain import ZERO, Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError, ConfigError
+from bot.state_dir import prepare_state_dir
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
 from bot.venues.binance.config import BinanceSettings
@@ -69,7 +70,7 @@ async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_ord
     if live and not embedded_sim and dydx_signer(settings) is None:
         raise ConfigError("dydx_trading_mnemonic", "a direct kill on a live venue needs "
                           "PERPBOT_DYDX_TRADING_MNEMONIC (or PERPBOT_DYDX_MNEMONIC)")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    prepare_state_dir(settings.state_dir)
     store = Store.open(settings.db_path)
     try:
         now = clock.now_ns()

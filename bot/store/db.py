@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -22,7 +23,10 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the database at `path` in WAL mode with explicit transaction control."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(path) != ":memory:" and not path.exists():
+        # Created private: SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     # check_same_thread=False lets callers use asyncio.to_thread; repo.Store serialises access.
     conn = sqlite3.connect(
         path,

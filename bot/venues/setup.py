@@ -48,6 +48,7 @@ from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
 from bot.venues.ports import AccountSource, ExecutionVenue
 from bot.venues.sim.feed import SimFeed, default_params
+from bot.venues.start_retry import retry_start
 
 log = structlog.get_logger("setup")
 
@@ -153,7 +154,7 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> PerpV
                       gtb_offset_blocks=settings.dydx.gtb_offset_blocks,
                       long_term_secs=settings.dydx.long_term_secs)
     closers.insert(0, venue.close)
-    specs = await venue.load_markets()
+    specs = await retry_start("dydx markets", venue.load_markets, settings.start_retry_secs)
     books = {t: OrderBook(t) for t in specs}
     venue.use_books(books)
     paper = _paper(settings, books, clock) if settings.trading == "paper" else None
@@ -226,9 +227,10 @@ async def open_hedge(settings: Settings, perp: PerpVenue, metrics: Metrics,
     key_status = None
     try:
         if live:
-            key_status = await check_key(venue.rest, network=settings.network,
-                                         allow_withdraw=settings.allow_withdraw_key == "yes")
-        specs = await venue.load_markets()
+            key_status = await retry_start("binance key", lambda: check_key(
+                venue.rest, network=settings.network, allow_withdraw=settings.allow_withdraw_key == "yes"),
+                settings.start_retry_secs)
+        specs = await retry_start("binance markets", venue.load_markets, settings.start_retry_secs)
     except BaseException:
         await venue.close()
         raise

@@ -160,3 +160,15 @@ def test_sigterm_during_a_twap_exits_clean_and_leaves_nothing_working(daemon_fac
     assert venue.open_ids() == []  # the shutdown cancelled what it had resting
     daemons = [daemon, restart_and_reconcile(lambda: daemon_factory(**env).start())]
     assert_invariants(daemons, venue, daemon.state_dir / "perpbot.sqlite", "sigterm")
+
+
+def test_venue_503_at_start_is_retried_then_the_daemon_runs(daemon_factory, external_sim) -> None:  # type: ignore[no-untyped-def]
+    """More 503s than one read's own retries absorb: start-up waits them out, a line per attempt."""
+    burst = {"name": "http_5xx", "duration_s": 60, "count": 8, "retry_after_secs": 0.1}
+    assert httpx.post(external_sim["admin"] + "/scenario", json=burst, timeout=5).status_code == 200
+    daemon = daemon_factory(**live_env(external_sim)).start()
+    eventually(lambda: reconciled(daemon), 30)
+    retries = events(daemon, "venue_start_retry")
+    assert retries, daemon.log()[-2000:]
+    assert retries[0]["what"] == "dydx markets" and "503" in retries[0]["error"]
+    assert daemon.stop() == 0
