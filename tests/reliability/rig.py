@@ -81,6 +81,7 @@ class Rig:
     risk_mode: RiskMode = RiskMode.NORMAL
     caps: dict[str, Decimal] = field(default_factory=dict)  # largest |position| a parent aimed at
     errors: list[BaseException] = field(default_factory=list)  # escaped a tick or the feed
+    services: list[asyncio.Task[None]] = field(default_factory=list)  # the feed and the ticks
     _seed: int = 0
 
     @property
@@ -91,6 +92,14 @@ class Rig:
 
     def trigger(self, name: str, duration_s: float = 60.0, **params: Any) -> None:
         self.sim.scheduler.trigger(ScenarioSpec(name, 0.0, duration_s, params), self.sim.clock.now_ns())
+
+    async def stop_services(self) -> None:
+        """End the feed (stream and account sweeps) and the ticks, as a daemon's exit does."""
+        for task in self.services:
+            task.cancel()
+        for task in self.services:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def heal(self, key: str) -> None:
         """End a fault switch now (scenarios otherwise end after their duration)."""
@@ -205,6 +214,7 @@ async def open_rig(tmp_path: Path, *, seed: int = 11, sim_clock: Clock | None = 
 
         await rig.until(warm, 10.0, "feed warm")
         tasks.append(asyncio.create_task(ticks(), name="ticks"))
+        rig.services = tasks[1:]
         yield rig
     finally:
         for task in tasks:

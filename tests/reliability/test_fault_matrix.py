@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ from reliability.invariants import (
 )
 from reliability.rig import Rig, SkewedClock, open_rig
 
-from bot.domain import OrderStatus, Side
+from bot.domain import OrderRequest, OrderStatus, Side, TimeInForce
+from bot.execution.exit import cancel_and_settle
+from bot.venues.dydx.node import NodeGateway
+from bot.venues.dydx.orders import to_venue_order
 
 ALL = ("no_duplicate_client_id", "positions_match", "no_open_order", "exposure_within_caps", "no_lost_fill")
 
@@ -234,6 +238,46 @@ async def kill_while_stalled(rig: Rig) -> None:
     await rig.until(lambda: not rig.store.open_orders(), 6.0, "the store closes them without the stream")
 
 
+async def fill_during_shutdown(rig: Rig) -> None:
+    """A resting child fills after the daemon stopped listening (its streams end first on exit):
+    the exit path's sweeps must record the fill and the order's end before the store closes."""
+    rig.twap("ETH-USD", Side.BUY, "1.0", passive=True)
+    await first_child_sent(rig)
+    cid = rig.venue.sent[0]
+    await rig.until(lambda: cid in rig.venue_open(), 3.0, "child resting")
+    await rig.stop_services()
+    known = set(rig.venue_fills())
+    rig.trigger("price_gap", market="ETH-USD", pct=-3)  # the market trades through the bid
+    await rig.until(lambda: set(rig.venue_fills()) - known, 5.0, "the resting child filled")
+    assert not set(rig.venue_fills()) <= {f.fill_id for f in rig.store.fills()}  # unseen so far
+    await cancel_and_settle([rig.orders], rig.store, settle_secs=5.0)
+
+
+async def sequence_mismatch_during_kill(rig: Rig) -> None:
+    """Another signer uses the key (`kill --direct` beside a hung daemon) after our long-term
+    order went out: the kill's cancel meets a sequence mismatch, is re-signed and goes through."""
+    spec = rig.venue.specs()["ETH-USD"]
+    bid = rig.venue.books["ETH-USD"].best_bid()
+    assert bid is not None
+    price = (bid.price * Decimal("0.9") / spec.tick_size).to_integral_value() * spec.tick_size
+    resting = OrderRequest(rig.orders.next_client_id(), "ETH-USD", Side.BUY, Decimal("0.1"), price,
+                           TimeInForce.GTT)
+    await rig.orders.submit(resting)
+    await rig.until(lambda: resting.client_id in rig.venue_open(), 3.0, "long-term order resting")
+    other = NodeGateway(rig.sim.node.target, rig.sim.config.chain_id, rig.sim.accounts["dydx"]["mnemonic"],
+                        secure=False)
+    try:
+        theirs = to_venue_order(replace(resting, client_id=resting.client_id + 10**6),
+                                rig.venue.params["ETH-USD"], 0, int(time.time()))
+        await other.place(theirs)  # two stateful txs: the chain's sequence moves on by two
+        await other.cancel(theirs, good_til_block_time=int(time.time()) + 60)
+    finally:
+        other.close()
+    cancelled, errors = await rig.orders.cancel_all()
+    assert errors == [] and resting.client_id in cancelled, errors
+    await rig.until(lambda: not rig.venue_open(), 3.0, "nothing working at the venue")
+
+
 @dataclass(frozen=True)
 class Case:
     fault: str
@@ -265,6 +309,9 @@ MATRIX = [
     Case("sqlite_locked", sqlite_locked, after_restart=True),
     Case("disk_full", disk_full, after_restart=True, rig={"twap_slices": 80, "twap_duration_secs": 4.0}),
     Case("kill_with_stalled_stream", kill_while_stalled, ("no_open_order", "no_duplicate_client_id")),
+    Case("sequence_mismatch_during_kill", sequence_mismatch_during_kill,
+         ("no_open_order", "no_duplicate_client_id")),
+    Case("fill_during_shutdown", fill_during_shutdown),
 ]
 
 
