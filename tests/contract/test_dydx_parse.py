@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import SHARED, needs_shared
 
 from bot.book import OrderBook
 from bot.domain import (
@@ -28,7 +29,8 @@ from bot.domain import (
 from bot.errors import MalformedMessage
 from bot.venues.dydx.parse import FeedParser
 
-WS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "dydx" / "ws"
+WS = SHARED / "fixtures" / "dydx" / "ws"
+pytestmark = needs_shared
 SAMPLES = sorted(WS.glob("*.json"))
 
 EXPECTED = {

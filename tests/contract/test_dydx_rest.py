@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from aiohttp import web
+from helpers import SHARED, require_shared
 
 from bot.errors import MalformedMessage, RateLimited, TransientVenueError, VenueError
 from bot.venues.dydx.indexer_rest import IndexerRest
 
-REST = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "dydx" / "rest"
+require_shared()
+REST = SHARED / "fixtures" / "dydx" / "rest"
 CCXT = json.loads((REST / "ccxt_testnet_2025_http_responses.json").read_text())
 ROUTES = {
     "/v4/height": (REST / "mainnet_2025-12-08_block_height.json").read_bytes(),

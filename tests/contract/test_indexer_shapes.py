@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SHARED, needs_shared
 from shape import Shape, learn, mismatches
 
 from bot.domain import BookLevel, Side, Trade
@@ -33,7 +33,8 @@ from bot.sim.exchange import (
 )
 from bot.sim.server import indexer_wire as wire
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "dydx"
+FIXTURES = SHARED / "fixtures" / "dydx"
+pytestmark = needs_shared
 OWNER = "dydx1n56z5fhmemtffzkt2eqyf9kuc7ycjfs86mvqy7"
 TS = 1_765_210_316_125_000_000
 CONN = "7ad53844-1f2c-4d86-83d1-42f6562844f3"

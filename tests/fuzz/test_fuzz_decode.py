@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fuzz.known import is_known
 from fuzz.mutate import DYDX_FIXTURES, fuzz_settings, load_json_dir, mutated_bytes
+from helpers import needs_shared
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ def recordings(draw: st.DrawFn) -> bytes:
     return draw(st.binary(max_size=300))
 
 
+@needs_shared
 @fuzz_settings(60)
 @given(content=recordings())
 def test_decode_file_reports_errors_per_message(tmp_path: Path, content: bytes) -> None:
@@ -49,6 +51,7 @@ def test_decode_file_reports_errors_per_message(tmp_path: Path, content: bytes) 
     json.dumps(events)  # what the CLI prints
 
 
+@needs_shared
 def test_a_line_of_bad_bytes_is_one_error_among_good_messages(tmp_path: Path) -> None:
     good = json.dumps(load_json_dir(DYDX_FIXTURES / "ws")["v4_trades.json"]).encode()
     path = tmp_path / "recording.jsonl"

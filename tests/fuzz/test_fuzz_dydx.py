@@ -16,6 +16,7 @@ import msgspec
 import pytest
 from fuzz.known import is_known
 from fuzz.mutate import DYDX_FIXTURES, batch_of, fuzz_settings, load_json_dir, mutated_bytes
+from helpers import require_shared
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,6 +38,7 @@ from bot.venues.dydx import indexer_rest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription
 from bot.venues.dydx.parse import FeedParser, ParsedFrame, apply_book_frame, book_events
 
+require_shared()
 WS = load_json_dir(DYDX_FIXTURES / "ws")
 FRAMES = [*WS.values(), *(b for b in map(batch_of, WS.values()) if b is not None)]
 BOOK_FRAMES = [f for f in FRAMES if f.get("channel") == "v4_orderbook"]

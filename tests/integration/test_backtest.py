@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.recording import record_sim, record_venue
@@ -18,7 +19,6 @@ from bot.backtest.runner import Backtest, BacktestResult
 from bot.backtest.scenarios import load_scenario
 from bot.config import load
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
 FUNDING = SHARED / "data/funding"
 DYDX_BTC = FUNDING / "BTC-USDT_dydx_2022-01-01_2024-01-01_funding_history.csv"
@@ -48,6 +48,7 @@ def _events(result: BacktestResult, kind: str) -> list[dict[str, Any]]:
     return [e for e in result.timeline if e["kind"] == kind]
 
 
+@needs_shared
 def test_same_seed_same_summary_bytes(tmp_path: Path) -> None:
     outs = []
     for i in range(2):
@@ -65,6 +66,7 @@ def test_same_seed_same_summary_bytes(tmp_path: Path) -> None:
         assert isinstance(summary[key], str) and Decimal(summary[key]).is_finite()  # money: decimal strings
 
 
+@needs_shared
 def test_chain_halt_2024_04_08_halts_on_its_real_date_and_recovers() -> None:
     result = _candle_run("2024-04-07", "2024-04-10", "chain-halt-2024-04-08")
     modes = [(e["new"], e["ts_ns"]) for e in _events(result, "risk_mode")]
@@ -75,6 +77,7 @@ def test_chain_halt_2024_04_08_halts_on_its_real_date_and_recovers() -> None:
     assert result.summary["risk_mode_secs"]["HALTED"] > 9 * 3600
 
 
+@needs_shared
 def test_chain_halt_2025_10_10_stays_reduce_only_while_the_oracle_is_stale() -> None:
     result = _candle_run("2024-04-07", "2024-04-09", "chain-halt-2025-10-10")
     modes = _events(result, "risk_mode")
@@ -84,6 +87,7 @@ def test_chain_halt_2025_10_10_stays_reduce_only_while_the_oracle_is_stale() -> 
     assert modes[3]["ts_ns"] >= restart + int(1.5 * 3600e9)
 
 
+@needs_shared
 def test_funding_squeeze_opens_then_exits_the_carry() -> None:
     # A one-day squeeze: a trend that forgets in hours and an exit confirmed within the hour.
     fast = {"signal_half_life_hours": 2, "exit_confirm_hours": 1, "horizon_hours": 72}
@@ -101,6 +105,7 @@ def test_funding_squeeze_opens_then_exits_the_carry() -> None:
     assert float(result.summary["funding_pnl"]) > -0.001 * 6 * notional / 2
 
 
+@needs_shared
 def test_bridge_outage_keeps_the_bot_reduce_only_for_six_hours() -> None:
     result = _candle_run("2024-04-07", "2024-04-08", "bridge-outage-6h")
     modes = _events(result, "risk_mode")
@@ -109,6 +114,7 @@ def test_bridge_outage_keeps_the_bot_reduce_only_for_six_hours() -> None:
     assert 6 * 3600e9 <= modes[1]["ts_ns"] - modes[0]["ts_ns"] <= 6 * 3600e9 + 120e9
 
 
+@needs_shared
 def test_liquidity_drought_trips_the_liquidity_flag_while_it_lasts() -> None:
     result = _candle_run("2024-04-07", "2024-04-08", "liquidity-drought")
     window = _events(result, "scenario_start")[0]["ts_ns"], _events(result, "scenario_end")[0]["ts_ns"]
@@ -116,6 +122,7 @@ def test_liquidity_drought_trips_the_liquidity_flag_while_it_lasts() -> None:
     assert any(window[0] <= e["ts_ns"] <= window[0] + 600e9 for e in trips)
 
 
+@needs_shared
 def test_real_csvs_ftx_weeks_with_dydx_hourly_and_binance_8h_funding(tmp_path: Path) -> None:
     hourly = sources.load_funding(FUNDING / "BTC-USDT_dydx_2022-01-01_2024-01-01_funding_history.csv", 1)
     # The shared Binance files carry the fetcher's UTC+3 clock (../shared/data/README.md): -3 h.
@@ -153,6 +160,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
 
 
+@needs_shared
 @pytest.mark.parametrize("args, option", [
     (["--candles", "missing.csv"], "--candles"),
     (["--candles", str(CANDLES), "--funding-interval", "1.5h"], "--funding-interval"),
@@ -168,6 +176,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     (["--data", "nope.jsonl.gz"], "--data"),
     ([], "--sim"),
 ])
+@needs_shared
 def test_cli_bad_input_exits_2_with_one_line_naming_the_option(tmp_path: Path, args: list[str],
                                                                option: str) -> None:
     (tmp_path / "nan.csv").write_text("Symbol,Date,Funding Rate\nBTC-USDT,2022-01-01 00:00:00,0.0001\n"
@@ -178,6 +187,7 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_option(tmp_path: Path, a
     assert len(lines) == 1 and lines[0].startswith(f"perpbot: {option}:"), proc.stderr
 
 
+@needs_shared
 def test_cli_backtest_and_report(tmp_path: Path) -> None:
     proc = _cli("backtest", "--candles", str(CANDLES), "--start", "2023-06-01", "--end", "2023-06-03",
                 "--funding", str(FUNDING / "BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"),

@@ -11,12 +11,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+from helpers import SHARED, needs_shared
 from shape import learn, mismatches
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -27,7 +27,8 @@ from bot.sim.exchange import OrderId, OrderRequest, SimExchange, TimeInForce
 from bot.sim.server.indexer import IndexerServer
 from bot.venues.sim.feed import default_params
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "dydx"
+FIXTURES = SHARED / "fixtures" / "dydx"
+pytestmark = needs_shared
 OWNER = "dydx1n56z5fhmemtffzkt2eqyf9kuc7ycjfs86mvqy7"
 STRANGER = "dydx1kzsvkf2ghjqlysuffdkhcdctknl4rsvcx5hkm5"
 T0 = 1_765_209_600_000_000_000 - 2_000_000_000  # two seconds before the top of an hour

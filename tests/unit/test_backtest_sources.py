@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import SHARED, needs_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,9 +42,9 @@ def test_dydx_hourly_files_are_utc_and_offsets_can_be_forced(tmp_path: Path) -> 
     assert info.value.option == "--funding-interval"
 
 
+@needs_shared
 def test_lean_headerless_v4_file_parses() -> None:
-    shared = Path(__file__).resolve().parents[3] / "shared"
-    path = shared / "data/funding/dydx_v4_btcusd_2026-01-10_hourly_lean.csv"
+    path = SHARED / "data/funding/dydx_v4_btcusd_2026-01-10_hourly_lean.csv"
     rates = sources.load_funding(path, 1)["BTC-USD"]
     assert len(rates) == 24 and rates[sources.parse_time("2026-01-10", "x")] == Decimal("-0.000019625")
 
