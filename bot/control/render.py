@@ -21,6 +21,10 @@ FLAGS = ("funding", "liquidity", "volatility", "news")
 MODE_STYLE = {"NORMAL": "bold black on green", "REDUCE_ONLY": "bold black on yellow",
               "HALTED": "bold white on red"}
 SPARK = "▁▂▃▄▅▆▇█"
+# Below this width the markets table keeps whole names and only its core columns (tripped flags in
+# one cell, no hedge column); below TALL_ROWS `watch` leaves out the watchdog inputs (80x24 fits).
+WIDE_COLS = 120
+TALL_ROWS = 48
 
 
 def _num(value: Any, places: int = 2) -> str:
@@ -123,8 +127,13 @@ def header(data: dict[str, Any]) -> Text:
     return text
 
 
-def markets_table(data: dict[str, Any], detail: bool = False) -> Table:
-    """One row per market: position, notional, leverage, the four flags, funding, PnL, hedge."""
+def markets_table(data: dict[str, Any], detail: bool = False, width: int | None = None) -> Table:
+    """One row per market: position, notional, leverage, the four flags, funding, PnL, hedge.
+
+    Narrower than WIDE_COLS: the core columns only, the tripped flags named in one cell.
+    """
+    if width is not None and width < WIDE_COLS:
+        return _narrow_markets_table(data)
     equity = Decimal(str(data.get("equity") or 0))
     table = Table(show_edge=False, pad_edge=False, header_style="bold dim", expand=False)
     for column, justify in (("market", "left"), ("pos / target", "right"), ("notional", "right"),
@@ -150,6 +159,24 @@ def markets_table(data: dict[str, Any], detail: bool = False) -> Table:
             *(_flag_cell(flags.get(name) or {}, detail) for name in FLAGS),
             rate, _signed((m.get("pnl") or {}).get("total")), hedge,
         )
+    return table
+
+
+def _narrow_markets_table(data: dict[str, Any]) -> Table:
+    equity = Decimal(str(data.get("equity") or 0))
+    table = Table(show_edge=False, pad_edge=False, header_style="bold dim", expand=False)
+    table.add_column("market", no_wrap=True)  # never cut: BTC-USD and ETH-USD must stay apart
+    for column in ("pos / target", "notional", "lev", "pnl"):
+        table.add_column(column, justify="right")
+    table.add_column("flags")
+    for ticker, m in (data.get("markets") or {}).items():
+        notional = _notional(m)
+        leverage = f"{abs(notional) / equity:.1f}x" if notional is not None and equity else "-"
+        flags = m.get("flags") or {}
+        tripped = [name[:4] for name in FLAGS if (flags.get(name) or {}).get("tripped")]
+        table.add_row(Text(ticker, style="bold"), f"{m.get('position')} / {m.get('target')}",
+                      _num(notional, 0), leverage, _signed((m.get("pnl") or {}).get("total")),
+                      Text(",".join(tripped) or "-", style="bold red" if tripped else "green"))
     return table
 
 
@@ -251,19 +278,26 @@ def decision_lines(data: dict[str, Any]) -> Text:
     return text
 
 
-def status_view(data: dict[str, Any], *, detail: bool = False,
-                history: dict[str, Any] | None = None) -> Group:
-    """The status as one rich renderable (compact, or detailed for `watch`)."""
-    parts: list[RenderableType] = [header(data), Text(), markets_table(data, detail), Text(),
-                                   decision_lines(data)]
+def status_view(data: dict[str, Any], *, detail: bool = False, history: dict[str, Any] | None = None,
+                size: tuple[int, int] | None = None) -> Group:
+    """The status as one rich renderable (compact, or detailed for `watch`); `size` is the
+    terminal's (columns, rows): a small one gets the narrow table and no watchdog inputs."""
+    width, height = size if size is not None else (None, None)
+    decisions = decision_lines(data)
+    if width is not None and width < WIDE_COLS:
+        decisions.no_wrap, decisions.overflow = True, "ellipsis"  # one row per market
+    parts: list[RenderableType] = [header(data), Text(), markets_table(data, detail, width), Text(),
+                                   decisions]
     if detail:
-        parts += [Text(), funding_table(data)]
+        short = height is not None and height < TALL_ROWS
+        gap: list[RenderableType] = [] if short else [Text()]
+        parts += [*gap, funding_table(data)]
         watchdog = watchdog_table(data)
-        if watchdog is not None:
-            parts += [Text(), watchdog]
+        if watchdog is not None and not short:
+            parts += [*gap, watchdog]
         lines = history_lines(history)
         if lines is not None:
-            parts += [Text(), lines]
+            parts += [*gap, lines]
     return Group(*parts)
 
 

@@ -48,13 +48,13 @@ def _get(client: httpx.Client, path: str) -> dict[str, Any] | None:
 
 
 def _frame(url: str, data: dict[str, Any], history: dict[str, Any] | None, interval_secs: float,
-           problem: str | None = None) -> Group:
+           problem: str | None = None, size: tuple[int, int] | None = None) -> Group:
     line = Text(f"perpbot watch  {url}  ", style="bold")
     line.append(f"updated {datetime.now().strftime('%H:%M:%S')}  every {interval_secs:g}s  Ctrl-C quits",
                 style="dim")
     if problem:
         line.append(f"\n{problem}", style="bold red")
-    return Group(line, Text(), status_view(data, detail=True, history=history))
+    return Group(line, Text(), status_view(data, detail=True, history=history, size=size))
 
 
 def run_watch(url: str, token: str | None, *, interval_secs: float = 1.0, once: bool = False,
@@ -76,7 +76,7 @@ def run_watch(url: str, token: str | None, *, interval_secs: float = 1.0, once: 
                 errors.print("perpbot: control API refused the token (set PERPBOT_CONTROL_TOKEN)")
                 return EXIT_RUNTIME
             if once:
-                console.print(_frame(url, data, history, interval_secs))
+                console.print(_frame(url, data, history, interval_secs, size=tuple(console.size)))
                 return EXIT_OK
             return _live(client, console, errors, url, data, history, interval_secs, give_up_secs)
     except KeyboardInterrupt:
@@ -86,8 +86,9 @@ def run_watch(url: str, token: str | None, *, interval_secs: float = 1.0, once: 
 def _live(client: httpx.Client, console: Console, errors: Console, url: str, data: dict[str, Any],
           history: dict[str, Any] | None, interval_secs: float, give_up_secs: float) -> int:
     last_ok = last_history = time.monotonic()
-    with Live(_frame(url, data, history, interval_secs), console=console, auto_refresh=False,
-              redirect_stdout=False, redirect_stderr=False) as live:
+    first = _frame(url, data, history, interval_secs, size=tuple(console.size))
+    with Live(first, console=console, auto_refresh=False, redirect_stdout=False,
+              redirect_stderr=False) as live:
         while True:
             time.sleep(interval_secs)
             problem = None
@@ -108,4 +109,4 @@ def _live(client: httpx.Client, console: Console, errors: Console, url: str, dat
                                  highlight=False)
                     return EXIT_UNREACHABLE
                 problem = f"daemon unreachable for {down_secs:.0f}s ({exc}); showing the last state"
-            live.update(_frame(url, data, history, interval_secs, problem), refresh=True)
+            live.update(_frame(url, data, history, interval_secs, problem, tuple(console.size)), refresh=True)

@@ -100,3 +100,16 @@ def test_watch_once_and_unreachable(daemon_factory: Any, tmp_path: Path) -> None
     gone = Daemon(tmp_path, env).cli("watch", "--interval", "0.2")
     assert gone.returncode == 3
     assert "unreachable" in gone.stderr
+
+
+def test_watch_fits_80x24_with_whole_market_names(daemon_factory: Any) -> None:
+    daemon = daemon_factory().start()
+    daemon.env.update({"COLUMNS": "80", "LINES": "24"})
+    once = daemon.cli("watch", "--once")
+    assert daemon.stop() == 0
+    assert once.returncode == 0, once.stderr
+    lines = once.stdout.rstrip("\n").splitlines()
+    assert len(lines) <= 24, once.stdout
+    assert all(len(line) <= 80 for line in lines), once.stdout
+    rows = [line for line in lines if line.startswith(("BTC-USD ", "ETH-USD ")) and "│" in line]
+    assert len(rows) >= 2 and not any("…" in row for row in rows), once.stdout  # whole names, no ellipses
