@@ -264,3 +264,25 @@ def test_worked_example_and_eth_like_market() -> None:
 def test_integer_decimal_round_trip(n: int) -> None:
     assert price_to_subticks(subticks_to_price(n, BTC), BTC) == n
     assert size_to_quantums(quantums_to_size(n, BTC), BTC) == n
+
+
+async def test_pacer_lets_a_burst_through_then_paces(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bot.venues.dydx import node
+
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(secs: float) -> None:
+        slept.append(round(secs, 6))
+        now[0] += secs
+
+    monkeypatch.setattr(node.asyncio, "sleep", sleep)
+    pacer = node.Pacer(4.0, clock=lambda: now[0], burst=3)
+    for _ in range(5):
+        await pacer.wait()
+    assert slept == [0.25, 0.25]  # three at once, then one per 1/4 s
+    now[0] += 10.0  # idle: the bucket refills to the burst, no more
+    slept.clear()
+    for _ in range(4):
+        await pacer.wait()
+    assert slept == [0.25]

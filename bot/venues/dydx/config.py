@@ -28,6 +28,7 @@ class DydxSettings(BaseModel):
     authenticator_ids: tuple[int, ...] = ()  # trade-only permissioned key
     node_timeout_secs: PositiveFloat = 5.0
     broadcasts_per_sec: PositiveFloat = 4.0
+    broadcast_burst: int = Field(default=16, ge=1, le=100)  # back to back (a kill's cancels), then paced
     gtb_offset_blocks: int = Field(default=10, ge=3, le=20)
     long_term_secs: int = Field(default=3600, ge=60, le=95 * 24 * 3600)
 

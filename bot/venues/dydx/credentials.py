@@ -69,6 +69,7 @@ def node_gateway(settings: Settings, endpoints: dict[str, str | None], signer: D
             subaccount_number=d.subaccount_number, owner_address=signer.owner_address,
             authenticator_ids=signer.authenticator_ids, secure=settings.network != "sim",
             timeout_secs=d.node_timeout_secs, broadcasts_per_sec=d.broadcasts_per_sec,
+            broadcast_burst=d.broadcast_burst,
         )
     except Exception:  # bip_utils' mnemonic errors (several types; a message may quote a word)
         raise ConfigError(signer.setting, "not a valid BIP39 mnemonic") from None

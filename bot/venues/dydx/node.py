@@ -10,7 +10,10 @@
   not executed, so sending it again is safe.
 - A transport failure after a signed order may have left the machine is `OrderStateUnknown`:
   never resend it blindly; the order manager reconciles by client id first.
-- Broadcasts are paced (public validators throttle around 4-5 per second).
+- Broadcasts are paced (public validators throttle around 4-5 per second), with a burst allowance:
+  a venue takes one cancel per transaction (v4-chain's clob ante handler refuses a tx holding a
+  clob message beside any other message), so a kill's long-term cancels go out back to back
+  within the burst rather than one per pacing interval.
 - The signer may be the account's own mnemonic or a trade-only permissioned key (dYdX
   authenticators): then `owner_address` is the trading account and `authenticator_ids` select
   the authenticator.
@@ -85,19 +88,21 @@ class TxResult:
 
 
 class Pacer:
-    """Space calls at least `1 / per_sec` apart (a token bucket of depth one)."""
+    """At most `per_sec` calls a second on average, up to `burst` of them back to back (a token
+    bucket of depth `burst`, kept as the time the bucket is next full: GCRA)."""
 
-    def __init__(self, per_sec: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_sec: float, clock: Callable[[], float] = time.monotonic, burst: int = 1) -> None:
         self._interval = 1.0 / per_sec
         self._clock = clock
+        self._slack = (burst - 1) * self._interval
         self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
         async with self._lock:
             now = self._clock()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
+            if self._next - self._slack > now:
+                await asyncio.sleep(self._next - self._slack - now)
             self._next = max(now, self._next) + self._interval
 
 
@@ -116,6 +121,7 @@ class NodeGateway:
         secure: bool = True,
         timeout_secs: float = 5.0,
         broadcasts_per_sec: float = 4.0,
+        broadcast_burst: int = 1,
         memo: str = "perpbot",
     ) -> None:
         credentials = grpc.ssl_channel_credentials() if secure else None
@@ -129,7 +135,7 @@ class NodeGateway:
         self._subaccount_field = subaccount_field(self.owner, subaccount_number)
         self._authenticators = authenticator_ids
         self._timeout = timeout_secs
-        self._pacer = Pacer(broadcasts_per_sec)
+        self._pacer = Pacer(broadcasts_per_sec, burst=broadcast_burst)
         self._stateful_lock = asyncio.Lock()
         self._sequence: int | None = None
         self._account_number = 0
