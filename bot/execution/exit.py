@@ -36,9 +36,10 @@ async def sweep(manager: OrderManager) -> None:
 
 
 async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, settle_secs: float) -> list[str]:
-    """Cancel every open order of ours, wait up to `settle_secs` until the store holds none open
-    (sweeping meanwhile), then sweep once more. Returns the errors (failed cancels)."""
+    """Cancel every open order of ours, wait up to `settle_secs` until each order a cancel went to
+    is final in the store (sweeping meanwhile), then sweep once more. Returns the errors."""
     errors: list[str] = []
+    sent: dict[str, set[int]] = {}
     for manager in managers:
         name = manager.venue.name
         try:
@@ -46,11 +47,13 @@ async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, sett
         except BotError as exc:  # the listing or the venue as a whole failed: still settle the rest
             cancelled, failed = [], [str(exc)]
         errors += [f"{name}: {e}" for e in failed]
+        sent[name] = set(cancelled)
         if cancelled or failed:
             log.info("orders_cancelled_on_exit", venue=name, count=len(cancelled), errors=failed or None)
     deadline = time.monotonic() + settle_secs
     while time.monotonic() < deadline:
-        waiting = [m for m in managers if store.open_orders(m.venue.name)]
+        waiting = [m for m in managers
+                   if sent[m.venue.name] & {o.client_id for o in store.open_orders(m.venue.name)}]
         if not waiting:
             break
         await asyncio.sleep(SETTLE_POLL_SECS)
