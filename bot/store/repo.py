@@ -155,12 +155,18 @@ class Store:
         """
         rows = [(o.client_id, venue, o.market, o.side.value, str(o.size), str(o.price), o.tif.value,
                  int(o.reduce_only), status.value, "0", ts_ns, ts_ns, "") for o in orders]
-        with self._write() as conn:
-            inserted = conn.executemany(_INSERT_ORDER, rows).rowcount
-            if inserted != len(rows):  # rolled back: none of them is recorded
-                ids = ", ".join(str(row[0]) for row in rows)
-                raise InvariantViolation(f"client id {ids} is already recorded" if len(rows) == 1
-                                         else f"a client id of {ids} is already recorded")
+        try:
+            with self._write() as conn:
+                inserted = conn.executemany(_INSERT_ORDER, rows).rowcount
+                if inserted != len(rows):  # rolled back: none of them is recorded
+                    ids = ", ".join(str(row[0]) for row in rows)
+                    raise InvariantViolation(f"client id {ids} is already recorded" if len(rows) == 1
+                                             else f"a client id of {ids} is already recorded")
+        except InvariantViolation as exc:
+            # The kill latch holds from here on, whichever caller catches this (an operator
+            # flatten, the watchdog): the watchdog reads it, a restart starts HALTED.
+            self.latch_kill(f"invariant violated: {exc}", ts_ns)
+            raise
 
     def update_order(
         self,

@@ -158,9 +158,12 @@ def test_record_order_round_trips_and_rejects_duplicate_client_id(tmp_path: Path
         assert stored.filled_size == 0
         assert (stored.created_ns, stored.updated_ns, stored.venue) == (100, 100, "dydx")
         assert stored.to_request() == order(1, size=HUGE)
+        assert store.kill_latch() is None
         with pytest.raises(InvariantViolation):
             store.record_order("dydx", order(1), ts_ns=200)
         assert store.get_order(2) is None
+        latch = store.kill_latch()  # whoever catches the error, the kill latch holds
+        assert latch is not None and "client id 1" in latch.reason and latch.latched_ns == 200
 
 
 def test_update_order_never_leaves_terminal_status_nor_lowers_filled(tmp_path: Path) -> None:
