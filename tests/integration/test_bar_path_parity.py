@@ -17,14 +17,15 @@ sizing on bar-scale horizons removes that dependence).
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
+
+from helpers import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
 from bot.config import load
 
-CANDLES = Path(__file__).resolve().parents[3] / "shared/data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
+CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
 HOUR = sources.NS_PER_HOUR
 EQUITY_TOLERANCE = Decimal("0.001")  # of the initial equity
 
@@ -47,6 +48,7 @@ def _runs() -> dict[int, Any]:
             for n in (13, sources.BAR_PATH_STEPS)}
 
 
+@needs_shared
 def test_bar_path_and_event_path_agree() -> None:
     runs = _runs()
     event, bar = runs[13], runs[sources.BAR_PATH_STEPS]

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
 from bot.config import load
 
-CANDLES = Path(__file__).resolve().parents[3] / "shared/data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
+CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
 
 
 def _run(monkeypatch: pytest.MonkeyPatch | None, seed: int,
@@ -89,6 +89,7 @@ def _carry_run(skip_idle: bool) -> tuple[Backtest, Any]:
 
 # The skipped idle ticks are folded exactly: a hedge's leg-risk clock is where a tick-by-tick run has
 # it when the next perp child fills (a stale clock made a false `leg_risk_budget` unwind).
+@needs_shared
 def test_folding_idle_ticks_keeps_the_hedge_clock_and_every_decision() -> None:
     fast, fast_result = _carry_run(True)
     full, full_result = _carry_run(False)
