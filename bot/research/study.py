@@ -42,6 +42,7 @@ from .space import OptimizeSpec, SpecError, Value, settings_for
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 POLL_SECS = 0.5
+STALE_RUNNING_SECS = 600.0  # a RUNNING trial with no progress for this long is a dead worker's
 OPEN_ATTEMPTS = 5
 
 
@@ -248,6 +249,7 @@ def wait_fold(plan: Plan, fold: Fold, procs: list[multiprocessing.process.BasePr
               on_progress: Callable[[int, float | None], None] | None = None) -> optuna.Study:
     """Block until the fold's study holds `plan.trials` finished trials."""
     study = _study(plan, fold, open_storage(plan.storage))
+    finished_before, changed_at = -1, time.monotonic()
     while True:
         trials = study.get_trials(deepcopy=False, states=FINISHED)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -255,11 +257,21 @@ def wait_fold(plan: Plan, fold: Fold, procs: list[multiprocessing.process.BasePr
             on_progress(len(trials), max((t.value for t in done if t.value is not None), default=None))
         if len(trials) >= plan.trials:
             return study
-        if procs and not any(p.is_alive() for p in procs):
+        if len(trials) != finished_before:
+            finished_before, changed_at = len(trials), time.monotonic()
+        if procs and not any(p.is_alive() for p in procs) and not _others_at_work(study, changed_at):
             codes = sorted({p.exitcode for p in procs}, key=str)
             raise StudyError(f"every worker exited (codes {codes}) with fold {fold.index + 1} at "
                              f"{len(trials)} of {plan.trials} trials")
         time.sleep(POLL_SECS)
+
+
+def _others_at_work(study: optuna.Study, changed_at: float) -> bool:
+    """A joined worker elsewhere still runs a trial (our workers stop when the count, running ones
+    included, is reached): wait for it, unless nothing finished for STALE_RUNNING_SECS (a worker
+    that died mid-trial leaves it RUNNING for ever)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return bool(running) and time.monotonic() - changed_at < STALE_RUNNING_SECS
 
 
 def pick(fold: Fold, study: optuna.Study, waited: float) -> Picked:

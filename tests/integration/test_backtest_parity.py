@@ -117,8 +117,10 @@ async def test_live_path_and_backtest_make_the_same_decisions_and_fills(tmp_path
     result = await Backtest(settings, source).run_async()
 
     bt_decisions = [e for e in result.timeline if e["kind"] == "decision"]
-    # At least the start-up audit of each market, each with a 4-child TWAP.
-    assert len(live_decisions) >= 2 and len(live_fills) >= 8, "too little happened live to compare"
+    # At least the start-up audit of each market, each with a 4-child TWAP (most of whose children
+    # have filled by the cut: a child's IOC can land just after it).
+    assert len(live_decisions) >= 2 and len(live_fills) >= 6, (
+        f"too little happened live to compare: {len(live_decisions)} decisions, {len(live_fills)} fills")
     assert [(d["market"], d["reason"]) for d in bt_decisions] == [
         (d["market"], d["reason"]) for d in live_decisions]
     for live, bt in zip(live_decisions, bt_decisions, strict=True):

@@ -249,3 +249,21 @@ def test_the_kubernetes_jobs_share_one_study_through_the_secret() -> None:
     assert coordinator["envFrom"] == worker["envFrom"] == [{"secretRef": {"name": "perpbot-optuna"}}]
     assert "--storage" not in a + b  # PERPBOT_OPTIMIZE_STORAGE comes from the secret
     assert ("Service", "perpbot-optuna-db") in docs and ("StatefulSet", "perpbot-optuna-db") in docs
+
+
+def test_the_coordinator_waits_for_a_trial_a_joined_worker_is_still_running() -> None:
+    """Our workers stop once the count (running trials included) is reached; a joined worker's
+    running trial must then be waited for, unless it has made no progress for the stale limit."""
+    import time
+
+    import optuna
+
+    from bot.research.study import STALE_RUNNING_SECS, _others_at_work
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    trial = study.ask()
+    assert _others_at_work(study, time.monotonic())
+    assert not _others_at_work(study, time.monotonic() - STALE_RUNNING_SECS - 1)
+    study.tell(trial, 1.0)
+    assert not _others_at_work(study, time.monotonic())
