@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.sim.exchange import ScenarioState
+from bot.sim.faults import ScenarioState
 
 NS_PER_SEC = 1_000_000_000
 INJECTED_FRAMES = ("garbage", "oversized", "wrong_type")  # the indexer's "ws_inject" kinds

@@ -10,10 +10,10 @@ import structlog
 from pydantic import SecretStr
 
 from bot.errors import ConfigError
-from bot.sim.exchange import ScenarioState
+from bot.sim.faults import ScenarioState
 from bot.sim.scenarios import SCENARIOS, parse_spec
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 from bot.venues.binance.key_check import check_key
 from bot.venues.binance.rest import BinanceRest
 

@@ -30,7 +30,7 @@ from bot.errors import (
     VenueError,
 )
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue
 from bot.venues.binance.errors import TimestampRejected

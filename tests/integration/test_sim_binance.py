@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bot.sim.market import NS_PER_SEC
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 
 D = Decimal
 START_NS = 1_700_000_000 * NS_PER_SEC + 123_456_789

@@ -23,7 +23,8 @@ from websockets.exceptions import ConnectionClosed
 
 from bot.book import OrderBook
 from bot.domain import BookDelta, BookLevel, BookSnapshot, Side
-from bot.sim.exchange import OrderId, OrderRequest, SimExchange, TimeInForce
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import OrderId, OrderRequest, TimeInForce
 from bot.sim.server.indexer import IndexerServer
 from bot.venues.sim.feed import default_params
 

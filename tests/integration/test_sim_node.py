@@ -29,7 +29,8 @@ from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
 from bot.sim.accounts import sim_accounts
-from bot.sim.exchange import (
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import (
     ERR_DEPRECATED_FIELD,
     ERR_GOOD_TIL_BLOCK_EXCEEDS_SHORT_BLOCK_WINDOW,
     ERR_GOOD_TIL_BLOCK_TIME_EXCEEDS_STATEFUL_ORDER_TIME_WINDOW,
@@ -40,7 +41,6 @@ from bot.sim.exchange import (
     MarketInfo,
     OrderRecord,
     OrderState,
-    SimExchange,
 )
 from bot.sim.server.node import USDC_DENOM, NodeServer, serializable_int
 from bot.venues.sim.feed import default_params

@@ -58,7 +58,8 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from bot.domain import BookLevel, Side
-from bot.sim.spot import (
+from bot.sim.spot.exchange import SpotExchange
+from bot.sim.spot.records import (
     AccountPosition,
     BookTickerUpdate,
     DepthUpdate,
@@ -67,7 +68,6 @@ from bot.sim.spot import (
     OrderType,
     SpotError,
     SpotEvent,
-    SpotExchange,
     SpotFill,
     SpotOrder,
     SpotTimeInForce,

@@ -47,7 +47,8 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from bot.domain import BlockHeight, BookDelta, BookLevel, BookSnapshot, OracleUpdate, Trade
-from bot.sim.exchange import AccountUpdate, ChainError, ExchangeEvent, MarketChange, SimExchange
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import AccountUpdate, ChainError, ExchangeEvent, MarketChange
 from bot.sim.server import indexer_wire as wire
 
 Key = tuple[str, str]  # (channel, id); v4_markets uses id ""

@@ -96,15 +96,8 @@ from v4_proto.tendermint.types import types_pb2 as tm_types
 from v4_proto.tendermint.version.types_pb2 import Consensus
 
 from bot.domain import Side
-from bot.sim.exchange import (
-    ChainError,
-    ExchangeConfig,
-    MarketInfo,
-    OrderId,
-    OrderRequest,
-    SimExchange,
-    TimeInForce,
-)
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import ChainError, ExchangeConfig, MarketInfo, OrderId, OrderRequest, TimeInForce
 from bot.sim.server.node_auth import AuthenticatorStore, AuthRequest, authenticate
 from bot.sim.server.node_tx import (
     DecodedTx,
