@@ -111,10 +111,11 @@ class Simulator:
         self.binance.publish(self.spot.advance(now))
 
     def _apply_one_shots(self) -> None:
-        fault = self.exchange.scenario.extra.pop("binance_http_error", None)
+        faults = self.exchange.scenario
+        fault, faults.binance_http_error = faults.binance_http_error, None
         if fault is not None:
-            self.binance.faults["http_error"] = fault
-        restrictions = self.exchange.scenario.extra.pop("binance_api_restrictions", None)
+            self.binance.faults.http_error = fault
+        restrictions, faults.binance_api_restrictions = faults.binance_api_restrictions, None
         if restrictions is not None:
             self.binance.api_restrictions.update(restrictions)
 

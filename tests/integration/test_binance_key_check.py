@@ -81,7 +81,7 @@ def test_the_restrictions_scenario_sets_flags_and_refuses_non_booleans() -> None
     spec = parse_spec({"name": "binance_key_restrictions", "enableWithdrawals": True, "ipRestrict": False})
     state = ScenarioState()
     SCENARIOS[spec.name].start(state, spec.params)
-    assert state.extra["binance_api_restrictions"] == {"enableWithdrawals": True, "ipRestrict": False}
+    assert state.binance_api_restrictions == {"enableWithdrawals": True, "ipRestrict": False}
     for bad in ({"enableWithdrawals": "false"}, {"canFly": True}):
         with pytest.raises(ConfigError):
             parse_spec({"name": "binance_key_restrictions", **bad})

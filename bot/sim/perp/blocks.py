@@ -236,14 +236,14 @@ class Blocks:
             self._applied_spike = s.funding_spike_1h
             for m in self._markets:
                 m.sim.set_funding_override(s.funding_spike_1h)
-        wanted = {str(v): k.split(":", 1)[1] for k, v in s.extra.items() if k.startswith("market_status:")}
+        wanted = {market: status for status, market in s.market_status.items()}
         for ticker in sorted(set(self._scenario_status) | set(wanted)):
             if ticker in self._by_ticker and wanted.get(ticker) != self._scenario_status.get(ticker):
                 self.set_market_status(ticker, wanted.get(ticker, "ACTIVE"))
         self._scenario_status = {t: v for t, v in wanted.items() if t in self._by_ticker}
-        margin = s.extra.get("margin_fractions")
-        margin_key = ((str(margin["market"]), Decimal(str(margin["imf"])), Decimal(str(margin["mmf"])))
-                      if isinstance(margin, dict) and margin.get("market") in self._by_ticker else None)
+        margin = s.margin_fractions
+        margin_key = ((margin.market, margin.imf, margin.mmf)
+                      if margin is not None and margin.market in self._by_ticker else None)
         if margin_key != self._scenario_margin:
             if self._scenario_margin is not None:
                 ticker = self._scenario_margin[0]
@@ -251,9 +251,9 @@ class Blocks:
             if margin_key is not None:
                 self.set_margin_fractions(*margin_key)
             self._scenario_margin = margin_key
-        gap = s.extra.pop("price_gap", None)
-        if isinstance(gap, dict) and gap.get("market") in self._by_ticker:
-            self._by_ticker[str(gap["market"])].sim.shift_price(float(gap.get("pct", 0)))
+        gap, s.price_gap = s.price_gap, None
+        if gap is not None and gap.market in self._by_ticker:
+            self._by_ticker[gap.market].sim.shift_price(gap.pct)
 
     def _event_ts(self) -> int:
         return self._now_ns

@@ -24,12 +24,12 @@ windows of the server clock); going over `weight_limit_1m` answers 429 -1003 wit
 the client: 418 with `Retry-After` until the ban ends. Order placements carry
 `X-MBX-ORDER-COUNT-10S`/`-1D`.
 
-Fault switches (`server.faults`, a plain dict a test or the admin endpoint mutates):
-    {"http_error": {"status": 429|418|500|503, "count": N, "retry_after_secs": S, "execute": bool}}
+Fault switches (`server.faults`, a bot.sim.faults.BinanceFaults a test or the runner sets):
+    http_error: HttpError(status 429|418|500|503, count N, retry_after_secs S, execute)
         the next N REST requests answer `status` (-1003 for 429/418, -1001 for 500, -1008 for
-        503); with "execute" true the request is processed first (5xx: "execution status
+        503); with `execute` true the request is processed first (5xx: "execution status
         UNKNOWN").
-    {"depth_gap": {"count": N}}  the next N diff-depth events are not sent (clients see a U gap).
+    depth_gap: DepthGap(count N)  the next N diff-depth events are not sent (clients see a U gap).
 `api_restrictions` (constructor argument, or the attribute, or the `binance_key_restrictions`
 scenario) is what GET /sapi/v1/account/apiRestrictions answers for every key: by default a new
 key's (reading and spot trading, no withdrawals, no IP restriction).
@@ -52,6 +52,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sim.faults import BinanceFaults
 from bot.sim.server.binance_rest import RestHandlers
 from bot.sim.server.binance_wire import (
     API_KEY,
@@ -94,7 +95,7 @@ class BinanceServer(RestHandlers, WsHandlers):
         self.ping_interval_secs, self.pong_timeout_secs = ping_interval_secs, pong_timeout_secs
         self.max_connection_secs = max_connection_secs
         self.send_queue_size = send_queue_size
-        self.faults: dict[str, dict[str, Any]] = {}
+        self.faults = BinanceFaults()
         self.api_restrictions = {**DEFAULT_API_RESTRICTIONS, **(api_restrictions or {})}
         self.request_count = 0  # REST requests seen, faulted ones included (for tests)
         self._weight_window = -1

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.domain import BookLevel, Side
+from bot.sim.faults import countdown
 from bot.sim.server.binance_wire import (
     API_KEY_HEADER,
     API_KEY_RE,
@@ -60,12 +61,12 @@ class RestHandlers:
         if route is None:
             return web.Response(status=404, text="Not Found")
         handler, security = route
-        fault = self.faults.get("http_error")
-        if fault and fault.get("count", 0) > 0:
-            fault["count"] -= 1
-            if fault.get("execute"):
+        fault = self.faults.http_error
+        if fault is not None and fault.count > 0:
+            self.faults.http_error = countdown(fault)
+            if fault.execute:
                 await self._serve(request, handler, security, now_ns)
-            return self._fault_response(int(fault["status"]), fault.get("retry_after_secs"), now_ns)
+            return self._fault_response(fault.status, fault.retry_after_secs, now_ns)
         return await self._serve(request, handler, security, now_ns)
 
     async def _serve(self, request: web.Request, handler: Callable[[Req], Any], security: str,

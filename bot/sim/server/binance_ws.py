@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.domain import BookLevel
+from bot.sim.faults import countdown
 from bot.sim.server.binance_wire import (
     Conn,
     dumps,
@@ -51,9 +52,9 @@ class WsHandlers:
 
     def _route(self, event: SpotEvent) -> tuple[list[str], dict[str, Any]] | None:
         if isinstance(event, DepthUpdate):
-            gap = self.faults.get("depth_gap")
-            if gap and gap.get("count", 0) > 0:
-                gap["count"] -= 1
+            gap = self.faults.depth_gap
+            if gap is not None and gap.count > 0:
+                self.faults.depth_gap = countdown(gap)
                 return None
             sym = event.symbol.lower()
             return [f"{sym}@depth", f"{sym}@depth@100ms"], {

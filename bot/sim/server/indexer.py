@@ -12,24 +12,24 @@ subscriber gets it spliced behind its own `connection_id`/`message_id` and appen
 per-connection queue drained by that connection's writer task. A client that lets its queue
 overflow is disconnected (the real socks server terminates slow sockets too).
 
-Fault switches, read from `exchange.scenario.extra` (bot.sim.scenarios sets them):
-  "http_error": {"status": 429|500|503, "count": N, "retry_after_secs": S}
-      the next N REST responses fail with that status (429 adds `Retry-After`); the key is
-      removed when the count reaches 0 (a missing count means 1).
-  "ws_drop": truthy -> every WS connection is closed once (code 1012; the value "abort" drops the
-      TCP connection without a close frame), then the key is removed.
-  "ws_stall": truthy -> no channel data is sent while set (it is dropped, as a stuck indexer
+Fault switches, fields of `exchange.scenario` (bot.sim.faults.ScenarioState; bot.sim.scenarios sets them):
+  http_error: HttpError(status 429|500|503, count N, retry_after_secs S)
+      the next N REST responses fail with that status (429 adds `Retry-After`); the switch
+      clears when the count is spent.
+  ws_drop: WsDrop.CLOSE | ABORT -> every WS connection is closed once (code 1012; ABORT drops the
+      TCP connection without a close frame), then the switch clears.
+  ws_stall: true -> no channel data is sent while set (it is dropped, as a stuck indexer
       would); sockets stay open, pings and subscribe replies still flow.
-  "book_fault": "gap" | "crossed" -> the next orderbook update goes out with a skipped
+  book_fault: BookFault.GAP | CROSSED -> the next orderbook update goes out with a skipped
       message_id, or with an extra bid level crossing the best ask, to every subscriber of that
-      book; then the key is removed.
-  "ws_inject": "garbage" | "oversized" | "wrong_type" -> every WS connection gets one bad frame
+      book; then the switch clears.
+  ws_inject: BadFrame.GARBAGE | OVERSIZED | WRONG_TYPE -> every WS connection gets one bad frame
       (text that is not JSON; a frame above the client's 8 MiB limit; a channel_data frame on
       one of its subscriptions, with the right message_id, whose fields have the wrong types);
-      then the key is removed.
-  "account_fault": "duplicate" | "reorder" -> while set, every v4_subaccounts message is sent
-      twice, or held back and sent after the next one of the same subaccount (what was held is
-      released when the switch goes).
+      then the switch clears.
+  account_fault: AccountFault.DUPLICATE | REORDER -> while set, every v4_subaccounts message is
+      sent twice, or held back and sent after the next one of the same subaccount (what was held
+      is released when the switch goes).
 
 Layout: this module wires the server; `indexer_publish` (fan-out and faults), `indexer_ws` (socket
 side), `indexer_rest` (REST routes) and `indexer_wire` (JSON shapes) hold its parts.

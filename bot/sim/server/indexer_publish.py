@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.domain import BlockHeight, BookDelta, BookLevel, BookSnapshot, OracleUpdate, Trade
+from bot.sim.faults import AccountFault, BadFrame, BookFault, WsDrop
 from bot.sim.perp.records import AccountUpdate, ExchangeEvent, MarketChange
 from bot.sim.server import indexer_wire as wire
 from bot.sim.server.indexer_rest import LOOKUP_ERRORS, oracle_of
@@ -18,28 +19,27 @@ class Publisher:
 
     def publish(self, events: list[ExchangeEvent]) -> None:
         """Fan exchange events out to WebSocket subscribers; synchronous and non-blocking."""
-        extra = self._exchange.scenario.extra
+        faults = self._exchange.scenario
         for ev in events:  # REST-side bookkeeping, subscribers or not
             if type(ev) is BlockHeight:
                 self._remember_height(ev.height, ev.ts_event)
             elif type(ev) is AccountUpdate:
                 self._accounts.setdefault(ev.owner, set()).add(ev.subaccount_number)
-        drop = extra.get("ws_drop")
-        if drop:
-            extra.pop("ws_drop", None)
+        drop, faults.ws_drop = faults.ws_drop, None
+        if drop is not None:
             for conn in list(self._conns):
-                self._close(conn, 1012, abort=drop == "abort")
+                self._close(conn, 1012, abort=drop is WsDrop.ABORT)
         if not self._conns:
             self._shown.clear()
             return
-        inject = extra.pop("ws_inject", None)
+        inject, faults.ws_inject = faults.ws_inject, None
         if inject is not None:
             for conn in list(self._conns):
-                self._push(conn, self._bad_frame(conn, str(inject)))
+                self._push(conn, self._bad_frame(conn, inject))
         messages = self._translate(events)
-        if extra.get("ws_stall"):
+        if faults.ws_stall:
             return
-        account_fault = extra.get("account_fault")
+        account_fault = faults.account_fault
         if account_fault or self._held:
             messages = self._fault_accounts(messages, account_fault)
         batches: dict[Key, list[Any]] = {}
@@ -48,8 +48,9 @@ class Publisher:
             batched = self._batched.get(key)
             if not direct and not batched:
                 continue
-            if key[0] == "v4_orderbook" and extra.get("book_fault"):
-                contents = self._apply_book_fault(key, contents, extra.pop("book_fault"))
+            if key[0] == "v4_orderbook" and faults.book_fault is not None:
+                book_fault, faults.book_fault = faults.book_fault, None
+                contents = self._apply_book_fault(key, contents, book_fault)
             if direct:
                 body = wire.channel_body(key[0], _wire_id(key), contents)
                 for conn in direct:
@@ -185,13 +186,13 @@ class Publisher:
         # further transfers of the same block go out as their own messages
         return [contents] + [{"transfers": t, "blockHeight": height} for t in transfers[1:]]
 
-    def _apply_book_fault(self, key: Key, contents: dict[str, Any], fault: object) -> dict[str, Any]:
+    def _apply_book_fault(self, key: Key, contents: dict[str, Any], fault: BookFault) -> dict[str, Any]:
         subscribers = self._direct.get(key, set()) | self._batched.get(key, set())
-        if fault == "gap":
+        if fault is BookFault.GAP:
             for conn in subscribers:
                 conn.message_id += 1  # this update arrives with a skipped message_id
             return contents
-        if fault == "crossed":
+        if fault is BookFault.CROSSED:
             shown = self._shown.get(key[1])
             if shown and shown[1]:
                 tick = self._tick(key[1])
@@ -201,10 +202,10 @@ class Publisher:
                 return faulted
         return contents
 
-    def _bad_frame(self, conn: Conn, kind: str) -> bytes:
-        if kind == "oversized":
+    def _bad_frame(self, conn: Conn, kind: BadFrame) -> bytes:
+        if kind is BadFrame.OVERSIZED:
             return b'{"type":"channel_data","pad":"' + b"x" * OVERSIZED_BYTES + b'"}'
-        if kind == "wrong_type" and conn.subs:
+        if kind is BadFrame.WRONG_TYPE and conn.subs:
             key = sorted(conn.subs)[-1]  # v4_subaccounts when subscribed, else v4_trades / orderbook
             contents = ({"fills": [{"id": 7, "side": 1, "size": 0.5, "price": None}]}
                         if key[0] == "v4_subaccounts" else {"bids": [[1, {"x": 2}]], "trades": 3})
@@ -212,14 +213,15 @@ class Publisher:
                                      wire.channel_body(key[0], _wire_id(key), contents))
         return b'{"type": "channel_data", "connection_id": "' + conn.connection_id.encode() + b'", "mes'
 
-    def _fault_accounts(self, messages: list[tuple[Key, Any]], fault: object) -> list[tuple[Key, Any]]:
+    def _fault_accounts(self, messages: list[tuple[Key, Any]],
+                        fault: AccountFault | None) -> list[tuple[Key, Any]]:
         out: list[tuple[Key, Any]] = []
         for key, contents in messages:
             if key[0] != "v4_subaccounts":
                 out.append((key, contents))
-            elif fault == "duplicate":
+            elif fault is AccountFault.DUPLICATE:
                 out += [(key, contents), (key, contents)]
-            elif fault == "reorder":
+            elif fault is AccountFault.REORDER:
                 held = self._held.pop(key, None)
                 if held is None:
                     self._held[key] = contents
@@ -227,7 +229,7 @@ class Publisher:
                     out += [(key, contents), (key, held)]
             else:
                 out.append((key, contents))
-        if fault != "reorder":
+        if fault is not AccountFault.REORDER:
             out += list(self._held.items())
             self._held.clear()
         return out

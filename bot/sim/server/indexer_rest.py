@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sim.faults import countdown
 from bot.sim.perp.records import ChainError
 from bot.sim.server import indexer_wire as wire
 
@@ -21,15 +22,12 @@ class RestHandlers:
     @web.middleware
     async def _faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path != "/v4/ws":
-            fault = self._exchange.scenario.extra.get("http_error")
-            if isinstance(fault, dict):
-                count = int(fault.get("count", 1))
-                if count <= 1:
-                    self._exchange.scenario.extra.pop("http_error", None)
-                else:
-                    fault["count"] = count - 1
-                if count >= 1:
-                    return _http_fault(int(fault.get("status", 503)), fault.get("retry_after_secs"))
+            faults = self._exchange.scenario
+            fault = faults.http_error
+            if fault is not None:
+                faults.http_error = countdown(fault)
+                if fault.count >= 1:
+                    return _http_fault(fault.status, fault.retry_after_secs)
         try:
             return await handler(request)
         except _BadRequest as exc:
