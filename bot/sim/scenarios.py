@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.errors import ConfigError
 from bot.sim.faults import (
+    BACKTEST_FAULTS,
     SIM_FAULTS,
     AccountFault,
     BadFrame,
@@ -182,7 +183,8 @@ def parse_spec(data: Any, where: str = "scenario") -> ScenarioSpec:
         raise ConfigError(where, "must be an object")
     name = parse_fault(data.get("name"), SIM_FAULTS)
     if name is None:
-        raise ConfigError(f"{where}.name", f"unknown scenario {data.get('name')!r}; "
+        hint = " (a backtest step kind)" if parse_fault(data.get("name"), BACKTEST_FAULTS) else ""
+        raise ConfigError(f"{where}.name", f"unknown scenario {data.get('name')!r}{hint}; "
                           f"known: {sorted(str(f) for f in SCENARIOS)}")
     params = {k: v for k, v in data.items() if k not in ("name", "at_s", "duration_s")}
     try:
