@@ -96,7 +96,8 @@ class AccountFault(enum.StrEnum):
 
 
 class _Counted(Protocol):
-    count: int
+    @property
+    def count(self) -> int: ...
 
 
 _C = TypeVar("_C", bound=_Counted)

@@ -15,9 +15,10 @@ from bot.sim.market_params import (
     CACHE_MAX,
     merged,
 )
+from bot.sim.part import Part
 
 
-class Emission:
+class Emission(Part):
     """Book events of a SimMarket (a part of it: it reads its levels and caches)."""
 
     def _snapshot(self, now_ns: int) -> BookSnapshot:

@@ -11,10 +11,14 @@ from bot.sim.market_params import (
     TakerHook,
     merged,
 )
+from bot.sim.part import Part
 
 
-class ExchangeHooks:
+class ExchangeHooks(Part):
     """What the exchange core asks of a SimMarket (a part of it: it reads and writes its state)."""
+
+    _traded_units: int
+    _depth_factor: float
 
     @property
     def now_ns(self) -> int:

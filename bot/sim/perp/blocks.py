@@ -13,6 +13,7 @@ from bot.domain import (
     Trade,
 )
 from bot.sim.event_drafts import block_height
+from bot.sim.part import Part
 from bot.sim.perp.records import (
     CODESPACE_SDK,
     DEFAULT_MARGIN,
@@ -27,6 +28,7 @@ from bot.sim.perp.records import (
     FundingRecord,
     HistoricalFunding,
     MarketInfo,
+    OrderId,
     OrderState,
     PositionRecord,
     TransferRecord,
@@ -44,8 +46,17 @@ from bot.venues.paper.fills import (
 )
 
 
-class Blocks:
+class Blocks(Part):
     """Perp blocks: order expiry, funding settlement, liquidation, margin and per-account change sets."""
+
+    _trade_index: int
+    _funding_epoch: int
+    _short_cancels: dict[OrderId, int]
+    _applied_liquidity: float
+    _applied_spike: Decimal | None
+    _scenario_status: dict[str, str]
+    _scenario_margin: tuple[str, Decimal, Decimal] | None
+    _changes: dict[tuple[str, int], Changes]
 
     # ---- blocks ------------------------------------------------------------------------------
     def _step_markets(self, now_ns: int) -> None:

@@ -13,6 +13,7 @@ from bot.domain import (
 from bot.domain import OrderRequest as DomainOrder
 from bot.sim.event_drafts import trade as make_trade
 from bot.sim.market import PreEmitHook, TakerHook
+from bot.sim.part import Part
 from bot.sim.perp.records import (
     ORDER_FLAGS_SHORT_TERM,
     REMOVAL_SELF_TRADE,
@@ -35,7 +36,7 @@ from bot.venues.paper.fills import (
 )
 
 
-class Matching:
+class Matching(Part):
     """Perp matching: account takers against model levels and resting orders, fills, the model's hooks."""
 
     # ---- matching ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from bot.domain import (
     Liquidity,
     Side,
 )
+from bot.sim.part import Part
 from bot.sim.perp.records import (
     CODESPACE_SDK,
     ERR_DEPRECATED_FIELD,
@@ -48,7 +49,7 @@ from bot.sim.perp.state import (
 )
 
 
-class Validation:
+class Validation(Part):
     """Order checks before matching (a part of SimExchange: it reads its state)."""
 
     # ---- validation --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.domain import BookLevel, Side
 from bot.sim.faults import countdown
+from bot.sim.part import Part
 from bot.sim.server.binance_wire import (
     API_KEY_HEADER,
     API_KEY_RE,
@@ -51,8 +52,11 @@ from bot.sim.spot.records import (
 )
 
 
-class RestHandlers:
+class RestHandlers(Part):
     """REST side of BinanceServer (a part of it: it reads and writes the server's state)."""
+
+    _weight_window: int
+    _banned_until_ns: int
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.request_count += 1

@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from bot.domain import BookLevel
 from bot.sim.faults import countdown
+from bot.sim.part import Part
 from bot.sim.server.binance_wire import (
     Conn,
     dumps,
@@ -30,7 +31,7 @@ from bot.sim.spot.records import (
 )
 
 
-class WsHandlers:
+class WsHandlers(Part):
     """WebSocket side of BinanceServer (a part of it: it reads and writes the server's state)."""
 
     # ---- events -------------------------------------------------------------------------------

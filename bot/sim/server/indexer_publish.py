@@ -8,14 +8,17 @@ from typing import Any
 
 from bot.domain import BlockHeight, BookDelta, BookLevel, BookSnapshot, OracleUpdate, Trade
 from bot.sim.faults import AccountFault, BadFrame, BookFault, WsDrop
+from bot.sim.part import Part
 from bot.sim.perp.records import AccountUpdate, ExchangeEvent, MarketChange
 from bot.sim.server import indexer_wire as wire
 from bot.sim.server.indexer_rest import LOOKUP_ERRORS, oracle_of
 from bot.sim.server.indexer_ws import HEIGHT_ID, OVERSIZED_BYTES, Conn, Key
 
 
-class Publisher:
+class Publisher(Part):
     """Publishing side of IndexerServer (a part of it: it reads and writes the server's state)."""
+
+    _last_ws_height: int
 
     def publish(self, events: list[ExchangeEvent]) -> None:
         """Fan exchange events out to WebSocket subscribers; synchronous and non-blocking."""

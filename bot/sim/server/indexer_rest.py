@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.sim.faults import countdown
+from bot.sim.part import Part
 from bot.sim.perp.records import ChainError
 from bot.sim.server import indexer_wire as wire
 
@@ -16,7 +17,7 @@ MAX_SUBACCOUNT_NUMBER = 128_000
 LOOKUP_ERRORS = (ChainError, LookupError, ValueError)  # unknown account or market
 
 
-class RestHandlers:
+class RestHandlers(Part):
     """REST routes of IndexerServer (a part of it: it reads the exchange and the server's state)."""
 
     @web.middleware

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from bot.sim.part import Part
 from bot.sim.server import indexer_wire as wire
 from bot.sim.server.indexer_rest import LOOKUP_ERRORS, MAX_SUBACCOUNT_NUMBER
 
@@ -46,8 +47,10 @@ class Conn:
         return self.message_id
 
 
-class WsHandlers:
+class WsHandlers(Part):
     """WebSocket side of IndexerServer (a part of it: it reads and writes the server's state)."""
+
+    _last_ws_height: int  # (also written by Publisher)
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=64 * 1024)

@@ -16,6 +16,7 @@ from bot.domain import (
     TimeInForce,
     Trade,
 )
+from bot.sim.part import Part
 from bot.sim.spot.records import (
     HUGE,
     AccountState,
@@ -37,7 +38,7 @@ from bot.venues.paper.fills import (
 )
 
 
-class Matching:
+class Matching(Part):
     """Order matching of SpotExchange (a part of it: it reads and writes its state)."""
 
     # ---- matching -----------------------------------------------------------------------------
