@@ -45,14 +45,14 @@ from bot.domain import (
     Side,
     Trade,
 )
+from bot.sim.faults import BACKTEST_FAULTS, SIM_FAULTS, Fault, parse_fault
 
 NS_PER_SEC = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SEC
 HALT_GATING_BLOCKS = 50  # INCIDENTS.md: exits frozen 50 blocks after an outage of 5+ minutes
 HALT_GATING_MIN_NS = 300 * NS_PER_SEC
-KINDS = ("price_gap", "crash", "funding", "liquidity_drought", "chain_halt", "indexer_lag",
-         "bridge_outage", "hedge_delay", "order_rejects")
-_BOOK_KINDS = ("price_gap", "crash", "liquidity_drought")
+KINDS = BACKTEST_FAULTS  # the step kinds: bot.sim.faults is the vocabulary the simulator shares
+_BOOK_KINDS = (Fault.PRICE_GAP, Fault.CRASH, Fault.LIQUIDITY_DROUGHT)
 
 
 class ScenarioError(ValueError):
@@ -61,11 +61,17 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    kind: str
+    kind: Fault
     at_h: float = 0.0
     duration_h: float = 1.0
     at: str | None = None  # ISO time: used when inside the data, else at_h
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kind = parse_fault(self.kind, KINDS)  # a plain name is accepted, kept as its Fault
+        if kind is None:
+            raise ValueError(f"{self.kind!r} is not a backtest step kind")
+        object.__setattr__(self, "kind", kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,41 +85,41 @@ NAMED: dict[str, Scenario] = {
     "chain-halt-2024-04-08": Scenario(
         "chain-halt-2024-04-08",
         "v4.0.0 upgrade halt: about 9.5 h without blocks, fills, oracle or funding (05:30 UTC)",
-        (Step("chain_halt", at_h=2, duration_h=9.5, at="2024-04-08T05:30:00+00:00"),)),
+        (Step(Fault.CHAIN_HALT, at_h=2, duration_h=9.5, at="2024-04-08T05:30:00+00:00"),)),
     "chain-halt-2025-10-10": Scenario(
         "chain-halt-2025-10-10",
         "liquidation-cascade halt (21:35 UTC, about 8 h) with stale oracle prices for 1.5 h after restart",
-        (Step("chain_halt", at_h=2, duration_h=8, at="2025-10-10T21:35:00+00:00",
+        (Step(Fault.CHAIN_HALT, at_h=2, duration_h=8, at="2025-10-10T21:35:00+00:00",
               params={"stale_oracle_h": 1.5}),)),
     "funding-squeeze": Scenario(
         "funding-squeeze",
         "8 h of rich positive funding (carry opens), then 6 h of extreme negative funding (carry exits)",
-        (Step("funding", at_h=0, duration_h=8, params={"rate_1h": "0.0002"}),
-         Step("funding", at_h=8, duration_h=6, params={"rate_1h": "-0.001"}))),
+        (Step(Fault.FUNDING, at_h=0, duration_h=8, params={"rate_1h": "0.0002"}),
+         Step(Fault.FUNDING, at_h=8, duration_h=6, params={"rate_1h": "-0.001"}))),
     "bridge-outage-6h": Scenario(
         "bridge-outage-6h", "withdrawals gated for 6 h from hour 1",
-        (Step("bridge_outage", at_h=1, duration_h=6),)),
+        (Step(Fault.BRIDGE_OUTAGE, at_h=1, duration_h=6),)),
     "liquidity-drought": Scenario(
         "liquidity-drought", "perp depth at 15% of normal for 4 h from hour 1",
-        (Step("liquidity_drought", at_h=1, duration_h=4, params={"factor": 0.15}),)),
+        (Step(Fault.LIQUIDITY_DROUGHT, at_h=1, duration_h=4, params={"factor": 0.15}),)),
     "crash-day": Scenario(
         "crash-day", "prices slide 15% over 2 h from hour 1, recover over the last 4 h of a 12 h window",
-        (Step("crash", at_h=1, duration_h=12, params={"pct": -15, "fall_h": 2, "recover_h": 4}),)),
+        (Step(Fault.CRASH, at_h=1, duration_h=12, params={"pct": -15, "fall_h": 2, "recover_h": 4}),)),
     "price-gap": Scenario(
         "price-gap", "a 10% gap down at hour 1, for 3 h",
-        (Step("price_gap", at_h=1, duration_h=3, params={"pct": -10}),)),
+        (Step(Fault.PRICE_GAP, at_h=1, duration_h=3, params={"pct": -10}),)),
     "funding-flip": Scenario(
         "funding-flip", "the funding rate's sign flipped for 12 h from hour 1",
-        (Step("funding", at_h=1, duration_h=12, params={"flip": True}),)),
+        (Step(Fault.FUNDING, at_h=1, duration_h=12, params={"flip": True}),)),
     "indexer-lag": Scenario(
         "indexer-lag", "the indexer 30 blocks behind for 1 h from hour 1",
-        (Step("indexer_lag", at_h=1, duration_h=1, params={"blocks": 30}),)),
+        (Step(Fault.INDEXER_LAG, at_h=1, duration_h=1, params={"blocks": 30}),)),
     "hedge-delay": Scenario(
         "hedge-delay", "spot hedge orders 30 s late for 6 h from hour 1",
-        (Step("hedge_delay", at_h=1, duration_h=6, params={"secs": 30}),)),
+        (Step(Fault.HEDGE_DELAY, at_h=1, duration_h=6, params={"secs": 30}),)),
     "order-rejects": Scenario(
         "order-rejects", "half of all orders rejected for 4 h from hour 1",
-        (Step("order_rejects", at_h=1, duration_h=4, params={"rate": 0.5, "venue": "both"}),)),
+        (Step(Fault.ORDER_REJECTS, at_h=1, duration_h=4, params={"rate": 0.5, "venue": "both"}),)),
 }
 
 
@@ -128,9 +134,11 @@ def parse_step(data: Any, where: str) -> Step:
     """Validate one step; ScenarioError names the field."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{where}: must be an object")
-    kind = data.get("kind")
-    if kind not in KINDS:
-        raise ScenarioError(f"{where}.kind: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    kind = parse_fault(data.get("kind"), KINDS)
+    if kind is None:
+        hint = " (a simulator scenario)" if parse_fault(data.get("kind"), SIM_FAULTS) else ""
+        raise ScenarioError(f"{where}.kind: unknown kind {data.get('kind')!r}{hint}; "
+                            f"known: {', '.join(KINDS)}")
     params = {k: v for k, v in data.items() if k not in ("kind", "at_h", "duration_h", "at")}
     at_h = _number(data, "at_h", 0.0, where)
     duration_h = _number(data, "duration_h", 1.0, where)
@@ -142,7 +150,7 @@ def parse_step(data: Any, where: str) -> Step:
             datetime.fromisoformat(str(at))
         except ValueError:
             raise ScenarioError(f"{where}.at: {at!r} is not an ISO time") from None
-    if kind == "funding" and not ({"rate_1h", "flip", "scale"} & params.keys()):
+    if kind is Fault.FUNDING and not ({"rate_1h", "flip", "scale"} & params.keys()):
         raise ScenarioError(f"{where}: a funding step needs rate_1h, flip or scale")
     for key in ("pct", "factor", "fall_h", "recover_h", "stale_oracle_h", "blocks", "secs", "rate", "scale"):
         if key in params:
@@ -259,11 +267,11 @@ class StressModel:
 
     def withdrawals_gated(self, now_ns: int) -> bool:
         return self.halted or now_ns < self.gating_until_ns or any(
-            w.step.kind == "bridge_outage" for w in self.active)
+            w.step.kind is Fault.BRIDGE_OUTAGE for w in self.active)
 
     def gating_blocks_left(self, now_ns: int) -> int:
         """Blocks until exits unfreeze (a large number while a bridge outage lasts)."""
-        outage = [w.end_ns for w in self.active if w.step.kind == "bridge_outage"]
+        outage = [w.end_ns for w in self.active if w.step.kind is Fault.BRIDGE_OUTAGE]
         until = max([self.gating_until_ns, *outage])
         return max(0, -(-(until - now_ns) // self._block_ns))
 
@@ -350,7 +358,7 @@ class StressModel:
         if frozen is not None and ts < self.oracle_stale_until_ns:
             ev = replace(ev, oracle_price=frozen.oracle_price)
         for w in self.active:
-            if w.step.kind != "funding" or w.step.params.get("market", ev.market) != ev.market:
+            if w.step.kind is not Fault.FUNDING or w.step.params.get("market", ev.market) != ev.market:
                 continue
             p = w.step.params
             if "rate_1h" in p:
@@ -394,19 +402,19 @@ class StressModel:
     def _start(self, w: Window, ts: int) -> None:
         p = w.step.params
         self.log.append((ts, "start", w.label, dict(p)))
-        if w.step.kind == "chain_halt":
+        if w.step.kind is Fault.CHAIN_HALT:
             self.halted_since_ns = ts
             self._frozen_oracle = dict(self._last_oracle)
-        elif w.step.kind == "indexer_lag":
+        elif w.step.kind is Fault.INDEXER_LAG:
             self.indexer_lag_blocks = int(float(p.get("blocks", 30)))
-        elif w.step.kind == "hedge_delay":
+        elif w.step.kind is Fault.HEDGE_DELAY:
             self.hedge_delay_ns = int(float(p.get("secs", 30)) * NS_PER_SEC)
-        elif w.step.kind == "order_rejects":
+        elif w.step.kind is Fault.ORDER_REJECTS:
             venue = p.get("venue", "both")
             for leg in ("perp", "spot"):
                 if venue in (leg, "both"):
                     self.reject_rate[leg] = float(p.get("rate", 0.5))
-        elif w.step.kind in ("price_gap", "crash"):
+        elif w.step.kind in (Fault.PRICE_GAP, Fault.CRASH):
             for market in self._specs:
                 mid = self._shadow[market].mid()
                 if mid is not None:
@@ -415,30 +423,30 @@ class StressModel:
     def _end(self, w: Window, ts: int) -> None:
         p = w.step.params
         self.log.append((ts, "end", w.label, dict(p)))
-        if w.step.kind == "chain_halt" and self.halted_since_ns is not None:
+        if w.step.kind is Fault.CHAIN_HALT and self.halted_since_ns is not None:
             stale_ns = int(float(p.get("stale_oracle_h", 0)) * NS_PER_HOUR)
             self.oracle_stale_until_ns = ts + stale_ns if stale_ns else 0
             if ts - self.halted_since_ns >= HALT_GATING_MIN_NS:
                 self.gating_until_ns = ts + HALT_GATING_BLOCKS * self._block_ns
             self.halted_since_ns = None
             self._resync.update(self._perps)  # the restarted indexer serves fresh snapshots
-        elif w.step.kind == "indexer_lag":
+        elif w.step.kind is Fault.INDEXER_LAG:
             self.indexer_lag_blocks = 0
-        elif w.step.kind == "hedge_delay":
+        elif w.step.kind is Fault.HEDGE_DELAY:
             self.hedge_delay_ns = 0
-        elif w.step.kind == "order_rejects":
+        elif w.step.kind is Fault.ORDER_REJECTS:
             self.reject_rate = {"perp": 0.0, "spot": 0.0}
 
     def _update_transforms(self, ts: int) -> None:
         wanted = {t: _Transform() for t in self._specs}
         for w in self.active:
             p = w.step.params
-            if w.step.kind == "liquidity_drought":
+            if w.step.kind is Fault.LIQUIDITY_DROUGHT:
                 for t in self._perps:
                     wanted[t].factor *= float(p.get("factor", 0.15))
-            elif w.step.kind in ("price_gap", "crash"):
-                pct = float(p.get("pct", -10 if w.step.kind == "price_gap" else -15)) / 100
-                if w.step.kind == "crash":
+            elif w.step.kind in (Fault.PRICE_GAP, Fault.CRASH):
+                pct = float(p.get("pct", -10 if w.step.kind is Fault.PRICE_GAP else -15)) / 100
+                if w.step.kind is Fault.CRASH:
                     fall = float(p.get("fall_h", 2)) * NS_PER_HOUR
                     recover = float(p.get("recover_h", 4)) * NS_PER_HOUR
                     since, left = ts - w.start_ns, w.end_ns - ts

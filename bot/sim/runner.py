@@ -19,13 +19,14 @@ import structlog
 
 from bot.clock import Clock, SystemClock
 from bot.sim.accounts import sim_accounts
-from bot.sim.exchange import ExchangeConfig, SimExchange
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import ExchangeConfig
 from bot.sim.scenarios import ScenarioScheduler, ScenarioSpec, load_scenario_file
 from bot.sim.server.admin import AdminServer
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
 from bot.sim.server.indexer import IndexerServer
 from bot.sim.server.node import NodeServer
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 from bot.telemetry import configure_logging
 from bot.venues.sim.feed import default_params
 
@@ -110,10 +111,11 @@ class Simulator:
         self.binance.publish(self.spot.advance(now))
 
     def _apply_one_shots(self) -> None:
-        fault = self.exchange.scenario.extra.pop("binance_http_error", None)
+        faults = self.exchange.scenario
+        fault, faults.binance_http_error = faults.binance_http_error, None
         if fault is not None:
-            self.binance.faults["http_error"] = fault
-        restrictions = self.exchange.scenario.extra.pop("binance_api_restrictions", None)
+            self.binance.faults.http_error = fault
+        restrictions, faults.binance_api_restrictions = faults.binance_api_restrictions, None
         if restrictions is not None:
             self.binance.api_restrictions.update(restrictions)
 

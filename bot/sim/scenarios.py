@@ -17,21 +17,36 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.sim.exchange import ScenarioState
+from bot.sim.faults import (
+    BACKTEST_FAULTS,
+    SIM_FAULTS,
+    AccountFault,
+    BadFrame,
+    BookFault,
+    Fault,
+    FrontRun,
+    HttpError,
+    MarginChange,
+    OrderReject,
+    PriceGap,
+    ScenarioState,
+    WsDrop,
+    parse_fault,
+)
 
 NS_PER_SEC = 1_000_000_000
-INJECTED_FRAMES = ("garbage", "oversized", "wrong_type")  # the indexer's "ws_inject" kinds
+INJECTED_FRAMES = tuple(BadFrame)  # the "ws_bad_frame" kinds
 
 
 @dataclass(frozen=True, slots=True)
 class ScenarioSpec:
-    name: str
+    name: Fault
     at_s: float = 0.0
     duration_s: float = 60.0
     params: dict[str, Any] = field(default_factory=dict)
@@ -44,48 +59,43 @@ class Scenario:
     end: Callable[[ScenarioState, dict[str, Any]], None] | None  # None: one-shot
 
 
-def _set(attr: str, value: Callable[[dict[str, Any]], Any], reset: Any) -> Scenario:
+_SWITCHES = frozenset(f.name for f in fields(ScenarioState))
+
+
+def _switch(attr: str, value: Callable[[dict[str, Any]], Any], reset: Any = None,
+            one_shot: bool = False) -> Scenario:
+    """Set the ScenarioState field `attr` to `value(params)`; put `reset` back at the end."""
+    if attr not in _SWITCHES:
+        raise AttributeError(f"ScenarioState has no switch {attr!r}")
+
     def start(state: ScenarioState, params: dict[str, Any]) -> None:
         setattr(state, attr, value(params))
 
     def end(state: ScenarioState, params: dict[str, Any]) -> None:
         setattr(state, attr, reset)
 
-    return Scenario(f"sets {attr}", start, end)
+    return Scenario(f"sets {attr}", start, None if one_shot else end)
 
 
-def _extra(key: str, value: Callable[[dict[str, Any]], Any], one_shot: bool = False) -> Scenario:
-    def start(state: ScenarioState, params: dict[str, Any]) -> None:
-        state.extra[key] = value(params)
-
-    def end(state: ScenarioState, params: dict[str, Any]) -> None:
-        state.extra.pop(key, None)
-
-    return Scenario(f"sets extra[{key!r}]", start, None if one_shot else end)
-
-
-def _http_error(status: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def build(params: dict[str, Any]) -> dict[str, Any]:
-        return {"status": int(params.get("status", status)), "count": int(params.get("count", 5)),
-                "retry_after_secs": float(params.get("retry_after_secs", 1))}
+def _http_error(status: int) -> Callable[[dict[str, Any]], HttpError]:
+    def build(params: dict[str, Any]) -> HttpError:
+        return HttpError(int(params.get("status", status)), int(params.get("count", 5)),
+                         float(params.get("retry_after_secs", 1)))
 
     return build
 
 
-def _choice(key: str, default: str, allowed: tuple[str, ...]) -> Callable[[dict[str, Any]], str]:
-    def build(params: dict[str, Any]) -> str:
-        value = str(params.get(key, default))
-        if value not in allowed:
-            raise ValueError(f"{key} must be one of {list(allowed)}")
-        return value
-
-    return build
+def _bad_frame(params: dict[str, Any]) -> BadFrame:
+    value = str(params.get("kind", BadFrame.GARBAGE))
+    if value not in INJECTED_FRAMES:
+        raise ValueError(f"kind must be one of {[str(k) for k in INJECTED_FRAMES]}")
+    return BadFrame(value)
 
 
-def _reject(params: dict[str, Any]) -> dict[str, Any]:
-    return {"codespace": str(params.get("codespace", "clob")), "code": int(params.get("code", 3007)),
-            "count": int(params.get("count", 3)),
-            "log": str(params.get("log", "Order is undercollateralized (simulated fault)"))}
+def _reject(params: dict[str, Any]) -> OrderReject:
+    return OrderReject(str(params.get("codespace", "clob")), int(params.get("code", 3007)),
+                       int(params.get("count", 3)),
+                       str(params.get("log", "Order is undercollateralized (simulated fault)")))
 
 
 def _key_flags(params: dict[str, Any]) -> dict[str, bool]:
@@ -106,19 +116,28 @@ def _market_status(status: str) -> Scenario:
         market = params.get("market", "BTC-USD")
         if not isinstance(market, str) or "-" not in market:
             raise ValueError("market must be a ticker like 'BTC-USD'")
-        state.extra[f"market_status:{status}"] = market
+        state.market_status[status] = market
 
     def end(state: ScenarioState, params: dict[str, Any]) -> None:
-        state.extra.pop(f"market_status:{status}", None)
+        state.market_status.pop(status, None)
 
     return Scenario(f"sets the market's status to {status}", start, end)
 
 
-def _margin(params: dict[str, Any]) -> dict[str, Any]:
+def _margin(params: dict[str, Any]) -> MarginChange:
     imf, mmf = _decimal(params, "imf", "0.1"), _decimal(params, "mmf", "0.05")
     if not 0 < mmf <= imf <= 1:
         raise ValueError("need 0 < mmf <= imf <= 1")
-    return {"market": str(params.get("market", "BTC-USD")), "imf": str(imf), "mmf": str(mmf)}
+    return MarginChange(str(params.get("market", "BTC-USD")), imf, mmf)
+
+
+def _price_gap(params: dict[str, Any]) -> PriceGap:
+    market = params.get("market", "BTC-USD")
+    return PriceGap(market if isinstance(market, str) else "", float(params.get("pct", -5)))
+
+
+def _front_run(params: dict[str, Any]) -> FrontRun:
+    return FrontRun(_decimal(params, "leave", "0.5"), int(params.get("count", 1)))
 
 
 def _decimal(params: dict[str, Any], key: str, default: str) -> Decimal:
@@ -128,44 +147,45 @@ def _decimal(params: dict[str, Any], key: str, default: str) -> Decimal:
         raise ValueError(f"{key} must be a number") from None
 
 
-SCENARIOS: dict[str, Scenario] = {
-    "chain_halt": _set("chain_halted", lambda p: True, False),
-    "indexer_lag": _set("indexer_lag_blocks", lambda p: int(p.get("blocks", 30)), 0),
-    "withdrawal_gating": _set("withdrawals_gated", lambda p: True, False),
-    "liquidity_drought": _set("liquidity_factor", lambda p: float(p.get("factor", 0.2)), 1.0),
-    "funding_spike": _set("funding_spike_1h", lambda p: _decimal(p, "rate_1h", "0.001"), None),
-    "ws_drop": _extra("ws_drop", lambda p: True, one_shot=True),
-    "ws_stall": _extra("ws_stall", lambda p: True),
-    "book_gap": _extra("book_fault", lambda p: "gap", one_shot=True),
-    "book_crossed": _extra("book_fault", lambda p: "crossed", one_shot=True),
-    "http_429": _extra("http_error", _http_error(429), one_shot=True),
-    "http_5xx": _extra("http_error", _http_error(503), one_shot=True),
-    "grpc_unavailable": _extra("grpc_unavailable", lambda p: True),
-    "price_gap": _extra("price_gap", lambda p: {"market": p.get("market", "BTC-USD"),
-                                                "pct": float(p.get("pct", -5))}, one_shot=True),
-    "binance_http_error": _extra("binance_http_error", _http_error(503), one_shot=True),
-    "binance_key_restrictions": _extra("binance_api_restrictions", _key_flags, one_shot=True),
-    "ws_bad_frame": _extra("ws_inject", _choice("kind", "garbage", INJECTED_FRAMES), one_shot=True),
-    "account_duplicate": _extra("account_fault", lambda p: "duplicate"),
-    "account_reorder": _extra("account_fault", lambda p: "reorder"),
-    "order_reject": _extra("reject_orders", _reject, one_shot=True),
-    "market_cancel_only": _market_status("CANCEL_ONLY"),
-    "market_post_only": _market_status("POST_ONLY"),
-    "market_final_settlement": _market_status("FINAL_SETTLEMENT"),
-    "market_paused": _market_status("PAUSED"),
-    "margin_change": _extra("margin_fractions", _margin),
-    "front_run": _extra("front_run", lambda p: {"leave": str(_decimal(p, "leave", "0.5")),
-                                                "count": int(p.get("count", 1))}, one_shot=True),
+SCENARIOS: dict[Fault, Scenario] = {
+    Fault.CHAIN_HALT: _switch("chain_halted", lambda p: True, False),
+    Fault.INDEXER_LAG: _switch("indexer_lag_blocks", lambda p: int(p.get("blocks", 30)), 0),
+    Fault.WITHDRAWAL_GATING: _switch("withdrawals_gated", lambda p: True, False),
+    Fault.LIQUIDITY_DROUGHT: _switch("liquidity_factor", lambda p: float(p.get("factor", 0.2)), 1.0),
+    Fault.FUNDING_SPIKE: _switch("funding_spike_1h", lambda p: _decimal(p, "rate_1h", "0.001"), None),
+    Fault.WS_DROP: _switch("ws_drop", lambda p: WsDrop.CLOSE, one_shot=True),
+    Fault.WS_STALL: _switch("ws_stall", lambda p: True, False),
+    Fault.BOOK_GAP: _switch("book_fault", lambda p: BookFault.GAP, one_shot=True),
+    Fault.BOOK_CROSSED: _switch("book_fault", lambda p: BookFault.CROSSED, one_shot=True),
+    Fault.HTTP_429: _switch("http_error", _http_error(429), one_shot=True),
+    Fault.HTTP_5XX: _switch("http_error", _http_error(503), one_shot=True),
+    Fault.GRPC_UNAVAILABLE: _switch("grpc_unavailable", lambda p: True, False),
+    Fault.PRICE_GAP: _switch("price_gap", _price_gap, one_shot=True),
+    Fault.BINANCE_HTTP_ERROR: _switch("binance_http_error", _http_error(503), one_shot=True),
+    Fault.BINANCE_KEY_RESTRICTIONS: _switch("binance_api_restrictions", _key_flags, one_shot=True),
+    Fault.WS_BAD_FRAME: _switch("ws_inject", _bad_frame, one_shot=True),
+    Fault.ACCOUNT_DUPLICATE: _switch("account_fault", lambda p: AccountFault.DUPLICATE),
+    Fault.ACCOUNT_REORDER: _switch("account_fault", lambda p: AccountFault.REORDER),
+    Fault.ORDER_REJECT: _switch("reject_orders", _reject, one_shot=True),
+    Fault.MARKET_CANCEL_ONLY: _market_status("CANCEL_ONLY"),
+    Fault.MARKET_POST_ONLY: _market_status("POST_ONLY"),
+    Fault.MARKET_FINAL_SETTLEMENT: _market_status("FINAL_SETTLEMENT"),
+    Fault.MARKET_PAUSED: _market_status("PAUSED"),
+    Fault.MARGIN_CHANGE: _switch("margin_fractions", _margin),
+    Fault.FRONT_RUN: _switch("front_run", _front_run, one_shot=True),
 }
+assert set(SCENARIOS) == set(SIM_FAULTS)
 
 
 def parse_spec(data: Any, where: str = "scenario") -> ScenarioSpec:
     """Validate one scenario entry; raise ConfigError naming the field."""
     if not isinstance(data, dict):
         raise ConfigError(where, "must be an object")
-    name = data.get("name")
-    if name not in SCENARIOS:
-        raise ConfigError(f"{where}.name", f"unknown scenario {name!r}; known: {sorted(SCENARIOS)}")
+    name = parse_fault(data.get("name"), SIM_FAULTS)
+    if name is None:
+        hint = " (a backtest step kind)" if parse_fault(data.get("name"), BACKTEST_FAULTS) else ""
+        raise ConfigError(f"{where}.name", f"unknown scenario {data.get('name')!r}{hint}; "
+                          f"known: {sorted(str(f) for f in SCENARIOS)}")
     params = {k: v for k, v in data.items() if k not in ("name", "at_s", "duration_s")}
     try:
         at_s = float(data.get("at_s", 0))
@@ -211,7 +231,7 @@ class ScenarioScheduler:
         self._start_ns = start_ns
         self._pending: list[ScenarioSpec] = []
         self._running: list[_Running] = []
-        self.log: list[tuple[int, str, str]] = []  # (ns, "start"|"end", name)
+        self.log: list[tuple[int, str, Fault]] = []  # (ns, "start"|"end", name)
 
     def schedule(self, specs: list[ScenarioSpec]) -> None:
         self._pending.extend(specs)
@@ -222,7 +242,7 @@ class ScenarioScheduler:
         self._start(spec, now_ns)
 
     def active(self) -> list[str]:
-        return [r.spec.name for r in self._running]
+        return [str(r.spec.name) for r in self._running]
 
     def tick(self, now_ns: int) -> None:
         """Start due scenarios and end expired ones."""

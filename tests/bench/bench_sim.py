@@ -40,15 +40,9 @@ from dataclasses import replace
 from decimal import Decimal
 
 from bot.domain import Side
-from bot.sim.exchange import (
-    ORDER_FLAGS_SHORT_TERM,
-    ChainError,
-    OrderId,
-    OrderRequest,
-    SimExchange,
-    TimeInForce,
-)
+from bot.sim.exchange import SimExchange
 from bot.sim.market import SimMarket, SimMarketParams
+from bot.sim.perp.records import ORDER_FLAGS_SHORT_TERM, ChainError, OrderId, OrderRequest, TimeInForce
 from bot.venues.sim.feed import default_params
 
 START_NS = 1_700_000_000 * 1_000_000_000

@@ -17,7 +17,7 @@ from helpers import SHARED, needs_shared
 from shape import Shape, learn, mismatches
 
 from bot.domain import BookLevel, Side, Trade
-from bot.sim.exchange import (
+from bot.sim.perp.records import (
     FillRecord,
     FundingRecord,
     HistoricalFunding,

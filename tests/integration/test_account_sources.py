@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.book import OrderBook
 from bot.domain import MarketEvent, MarketStatus, MarketStatusKind
-from bot.sim.exchange import ExchangeConfig
+from bot.sim.perp.records import ExchangeConfig
 from bot.sim.runner import Simulator
 from bot.telemetry import Metrics
 from bot.venues.binance.account_state import BinanceAccount

@@ -10,10 +10,10 @@ import structlog
 from pydantic import SecretStr
 
 from bot.errors import ConfigError
-from bot.sim.exchange import ScenarioState
+from bot.sim.faults import ScenarioState
 from bot.sim.scenarios import SCENARIOS, parse_spec
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 from bot.venues.binance.key_check import check_key
 from bot.venues.binance.rest import BinanceRest
 
@@ -81,7 +81,7 @@ def test_the_restrictions_scenario_sets_flags_and_refuses_non_booleans() -> None
     spec = parse_spec({"name": "binance_key_restrictions", "enableWithdrawals": True, "ipRestrict": False})
     state = ScenarioState()
     SCENARIOS[spec.name].start(state, spec.params)
-    assert state.extra["binance_api_restrictions"] == {"enableWithdrawals": True, "ipRestrict": False}
+    assert state.binance_api_restrictions == {"enableWithdrawals": True, "ipRestrict": False}
     for bad in ({"enableWithdrawals": "false"}, {"canFly": True}):
         with pytest.raises(ConfigError):
             parse_spec({"name": "binance_key_restrictions", **bad})

@@ -29,8 +29,9 @@ from bot.errors import (
     TransientVenueError,
     VenueError,
 )
+from bot.sim.faults import DepthGap, HttpError
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue
 from bot.venues.binance.errors import TimestampRejected
@@ -203,7 +204,7 @@ async def test_book_equals_the_server_after_sync_gap_and_reconnect(running: Runn
     await assert_books_match(running)
 
     resyncs = stream.resyncs
-    running.server.faults["depth_gap"] = {"count": 1}
+    running.server.faults.depth_gap = DepthGap(1)
     await eventually(lambda: stream.resyncs > resyncs)
     await eventually(lambda: all(stream.is_synced(s) for s in SYMBOLS.values()))
     await assert_books_match(running)
@@ -308,7 +309,7 @@ async def test_5xx_on_place_is_state_unknown_then_query_by_client_id_finds_it(ru
     venue, server = running.venue, running.server
     bid = venue.books["BTC-USDT"].best_bid()
     assert bid is not None
-    server.faults["http_error"] = {"status": 503, "count": 1, "execute": True}
+    server.faults.http_error = HttpError(503, 1, execute=True)
     sent = server.request_count
     with pytest.raises(OrderStateUnknown):
         await venue.place(OrderRequest(107, "BTC-USDT", Side.BUY, D("0.01"), bid.price - 50, TimeInForce.GTT))
@@ -316,7 +317,7 @@ async def test_5xx_on_place_is_state_unknown_then_query_by_client_id_finds_it(ru
     found = await venue.query_order(107)
     assert found is not None and found.status is OrderStatus.ACKED
 
-    server.faults["http_error"] = {"status": 500, "count": 1}
+    server.faults.http_error = HttpError(500, 1)
     with pytest.raises(OrderStateUnknown):
         await venue.place(OrderRequest(108, "BTC-USDT", Side.BUY, D("0.01"), bid.price - 50, TimeInForce.GTT))
     assert await venue.query_order(108) is None
@@ -422,13 +423,13 @@ async def test_server_time_offset_and_minus_1021_resync(server: BinanceServer, c
 
 async def test_429_retry_after_is_honoured(server: BinanceServer, clock: VirtualClock,
                                            rest: BinanceRest) -> None:
-    server.faults["http_error"] = {"status": 429, "count": 1, "retry_after_secs": 3}
+    server.faults.http_error = HttpError(429, 1, 3)
     sent = server.request_count
     snapshot = await rest.depth("BTCUSDT", 5)  # a read: waits Retry-After, then retries
     assert snapshot.lastUpdateId > 0 and server.request_count == sent + 2
     assert max(clock.sleeps) >= 3
 
-    server.faults["http_error"] = {"status": 429, "count": 1, "retry_after_secs": 30}
+    server.faults.http_error = HttpError(429, 1, 30)
     with pytest.raises(RateLimited) as info:
         await rest.depth("BTCUSDT", 5)  # too long to wait in place: back to the caller
     assert info.value.retry_after_secs == 30
@@ -444,7 +445,7 @@ async def test_429_retry_after_is_honoured(server: BinanceServer, clock: Virtual
 async def test_418_ban_refuses_every_call_until_it_ends(server: BinanceServer, clock: VirtualClock,
                                                        rest: BinanceRest) -> None:
     await rest.sync_time()
-    server.faults["http_error"] = {"status": 418, "count": 1, "retry_after_secs": 120}
+    server.faults.http_error = HttpError(418, 1, 120)
     with pytest.raises(RateLimited) as info:
         await rest.depth("BTCUSDT", 5)
     assert info.value.retry_after_secs == 120 and rest.is_banned
@@ -488,7 +489,7 @@ async def test_keys_are_never_logged(server: BinanceServer, clock: VirtualClock)
     try:
         with structlog.testing.capture_logs() as logs:
             await rest.account()
-            server.faults["http_error"] = {"status": 429, "count": 1, "retry_after_secs": 30}
+            server.faults.http_error = HttpError(429, 1, 30)
             with pytest.raises(RateLimited):
                 await rest.account()
         text = repr(logs) + repr(rest)
@@ -512,11 +513,11 @@ async def test_time_offset_is_refreshed_periodically(server: BinanceServer, cloc
 
 async def test_5xx_on_reads_is_retried_with_bounded_backoff(server: BinanceServer, clock: VirtualClock,
                                                            rest: BinanceRest) -> None:
-    server.faults["http_error"] = {"status": 500, "count": 2}
+    server.faults.http_error = HttpError(500, 2)
     sent = server.request_count
     await rest.depth("BTCUSDT", 5)
     assert server.request_count == sent + 3 and len(clock.sleeps) == 2
-    server.faults["http_error"] = {"status": 503, "count": 100}
+    server.faults.http_error = HttpError(503, 100)
     sent = server.request_count
     with pytest.raises(TransientVenueError):
         await rest.depth("BTCUSDT", 5)

@@ -12,6 +12,7 @@ import pytest
 from bot.book import OrderBook
 from bot.domain import BlockHeight, Side
 from bot.sim.exchange import SimExchange
+from bot.sim.faults import BookFault, WsDrop
 from bot.sim.server.indexer import IndexerServer
 from bot.telemetry import Metrics
 from bot.venues.dydx.indexer_ws import IndexerFeed, default_subscriptions
@@ -89,7 +90,7 @@ async def test_snapshot_and_updates_track_the_simulator(harness: Harness) -> Non
 
 async def test_disconnect_mid_stream_resyncs_to_the_same_book(harness: Harness) -> None:
     await quiesce(harness)
-    harness.exchange.scenario.extra["ws_drop"] = True
+    harness.exchange.scenario.ws_drop = WsDrop.CLOSE
     await eventually(lambda: harness.feed.connections >= 2)
     await quiesce(harness)
 
@@ -98,7 +99,7 @@ async def test_disconnect_mid_stream_resyncs_to_the_same_book(harness: Harness) 
 async def test_gap_or_crossed_update_forces_a_resync(harness: Harness, fault: str) -> None:
     await quiesce(harness)
     before = harness.feed.resyncs
-    harness.exchange.scenario.extra["book_fault"] = fault
+    harness.exchange.scenario.book_fault = BookFault(fault)
     await eventually(lambda: harness.feed.resyncs > before)
     await quiesce(harness)
 
@@ -106,7 +107,7 @@ async def test_gap_or_crossed_update_forces_a_resync(harness: Harness, fault: st
 async def test_silent_stall_is_detected_and_healed(harness: Harness) -> None:
     await quiesce(harness)
     before = harness.feed.resyncs + harness.feed.connections
-    harness.exchange.scenario.extra["ws_stall"] = True
+    harness.exchange.scenario.ws_stall = True
     await eventually(lambda: harness.feed.resyncs + harness.feed.connections > before, timeout_secs=10)
-    harness.exchange.scenario.extra.pop("ws_stall", None)
+    harness.exchange.scenario.ws_stall = False
     await quiesce(harness)

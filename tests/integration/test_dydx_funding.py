@@ -9,7 +9,8 @@ from decimal import Decimal
 from bot.book import OrderBook
 from bot.domain import Fill, FundingPayment, OrderRequest, Side, TimeInForce
 from bot.sim.accounts import sim_accounts
-from bot.sim.exchange import ExchangeConfig, SimExchange
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import ExchangeConfig
 from bot.sim.server.indexer import IndexerServer
 from bot.sim.server.node import NodeServer
 from bot.telemetry import Metrics

@@ -133,7 +133,7 @@ async def test_unavailable_node_makes_the_order_state_unknown(sim) -> None:  # t
     market = btc(exchange)
     height = await gw.latest_height()
     await gw.refresh_account()
-    exchange.scenario.extra["grpc_unavailable"] = True
+    exchange.scenario.grpc_unavailable = True
     with pytest.raises(OrderStateUnknown):
         await gw.place(to_venue_order(order(401, exchange, TimeInForce.POST_ONLY), market, height,
                                       int(time.time())))

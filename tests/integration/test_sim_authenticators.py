@@ -30,7 +30,8 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 
 from bot.sim.accounts import SIM_DYDX_OTHER_MNEMONIC, sim_accounts
-from bot.sim.exchange import ExchangeConfig, SimExchange
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import ExchangeConfig
 from bot.sim.server.node import USDC_DENOM, NodeServer
 from bot.venues.dydx.keys import new_mnemonic, stored_config, trading_authenticator
 from bot.venues.sim.feed import default_params

@@ -14,9 +14,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from bot.sim.faults import DepthGap, HttpError
 from bot.sim.market import NS_PER_SEC
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot import SpotExchange
+from bot.sim.spot.exchange import SpotExchange
 
 D = Decimal
 START_NS = 1_700_000_000 * NS_PER_SEC + 123_456_789
@@ -315,7 +316,7 @@ async def test_depth_gap_fault_breaks_the_update_id_chain(server: BinanceServer,
     async with connect(f"{server.ws_url}/ws/btcusdt@depth") as ws:
         step(server, clock)
         first = await recv_json(ws)
-        server.faults["depth_gap"] = {"count": 1}
+        server.faults.depth_gap = DepthGap(1)
         step(server, clock, 2)
         second = await recv_json(ws)
     assert second["U"] > first["u"] + 1
@@ -458,7 +459,7 @@ async def test_weight_budget_answers_429_with_retry_after_then_418_ban(clock: Cl
 
 @pytest.mark.parametrize("status", [429, 418, 500, 503])
 async def test_http_error_fault_switch(server: BinanceServer, client: httpx.AsyncClient, status: int):
-    server.faults["http_error"] = {"status": status, "count": 2, "retry_after_secs": 7}
+    server.faults.http_error = HttpError(status, 2, 7)
     first, second, third = [await client.get("/api/v3/ping") for _ in range(3)]
     assert first.status_code == second.status_code == status
     assert first.headers["Retry-After"] == "7" and isinstance(first.json()["code"], int)
@@ -470,7 +471,7 @@ async def test_5xx_fault_can_execute_the_request_anyway(server: BinanceServer, c
                                                         clock: Clock):
     """'Execution status UNKNOWN': the order exists although the response was a 503."""
     bid, _ = await touch(client)
-    server.faults["http_error"] = {"status": 503, "count": 1, "execute": True}
+    server.faults.http_error = HttpError(503, 1, execute=True)
     r = await signed(client, clock, "POST", "/api/v3/order", {
         "symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001",
         "price": str(bid - 50), "newClientOrderId": "unknown-state"})

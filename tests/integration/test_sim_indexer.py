@@ -23,7 +23,9 @@ from websockets.exceptions import ConnectionClosed
 
 from bot.book import OrderBook
 from bot.domain import BookDelta, BookLevel, BookSnapshot, Side
-from bot.sim.exchange import OrderId, OrderRequest, SimExchange, TimeInForce
+from bot.sim.exchange import SimExchange
+from bot.sim.faults import BookFault, HttpError, WsDrop
+from bot.sim.perp.records import OrderId, OrderRequest, TimeInForce
 from bot.sim.server.indexer import IndexerServer
 from bot.venues.sim.feed import default_params
 
@@ -378,15 +380,14 @@ async def test_rest_height_time_and_errors(sim: Sim, http: httpx.AsyncClient) ->
 
 
 async def test_http_error_injection(sim: Sim, http: httpx.AsyncClient) -> None:
-    extra = sim.ex.scenario.extra
-    extra["http_error"] = {"status": 429, "count": 2, "retry_after_secs": 3}
+    sim.ex.scenario.http_error = HttpError(429, 2, 3)
     for _ in range(2):
         r = await http.get("/v4/height")
         assert r.status_code == 429 and r.headers["Retry-After"] == "3"
         assert r.json()["errors"][0]["msg"]
     assert (await http.get("/v4/height")).status_code == 200
-    assert "http_error" not in extra
-    extra["http_error"] = {"status": 503, "count": 1}
+    assert sim.ex.scenario.http_error is None
+    sim.ex.scenario.http_error = HttpError(503, 1)
     r = await http.get("/v4/perpetualMarkets")
     assert r.status_code == 503 and "Retry-After" not in r.headers
     assert (await http.get("/v4/perpetualMarkets")).status_code == 200
@@ -438,21 +439,21 @@ async def test_server_pings_keep_a_ponging_client_and_drop_a_silent_one(
         assert sim.server.connections == 1
 
 
-@pytest.mark.parametrize("value", [True, "abort"])
+@pytest.mark.parametrize("value", [WsDrop.CLOSE, WsDrop.ABORT])
 async def test_ws_drop_closes_every_connection_once(sim: Sim, client: Client, value: object) -> None:
     async with connect(sim.server.ws_url) as other:
         await other.recv()
-        sim.ex.scenario.extra["ws_drop"] = value
+        sim.ex.scenario.ws_drop = value
         sim.step()
         for ws in (client.ws, other):
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
                     await asyncio.wait_for(ws.recv(), 3)
-            if value == "abort":  # TCP dropped: no close frame at all
+            if value is WsDrop.ABORT:  # TCP dropped: no close frame at all
                 assert closed.value.rcvd is None
             else:
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-    assert "ws_drop" not in sim.ex.scenario.extra
+    assert sim.ex.scenario.ws_drop is None
     async with connect(sim.server.ws_url) as again:  # reconnecting works and stays up
         c = Client(again)
         await c.recv()
@@ -463,11 +464,11 @@ async def test_ws_drop_closes_every_connection_once(sim: Sim, client: Client, va
 
 async def test_ws_stall_holds_data_but_answers_pings(sim: Sim, client: Client) -> None:
     await client.subscribe("v4_orderbook", "BTC-USD")
-    sim.ex.scenario.extra["ws_stall"] = True
+    sim.ex.scenario.ws_stall = True
     sim.step(20)
     assert await client.drain() == []
     await asyncio.wait_for(await client.ws.ping(), 2)  # protocol pings still answered
-    del sim.ex.scenario.extra["ws_stall"]
+    sim.ex.scenario.ws_stall = False
     sim.step(20)
     assert [m for m in await client.drain() if m["type"] == "channel_data"]
 
@@ -476,26 +477,26 @@ async def test_book_fault_gap_skips_a_message_id(sim: Sim, client: Client) -> No
     await client.subscribe("v4_orderbook", "BTC-USD")
     sim.step(10)
     last = (await client.drain())[-1]["message_id"]
-    sim.ex.scenario.extra["book_fault"] = "gap"
+    sim.ex.scenario.book_fault = BookFault.GAP
     frames: list[dict[str, Any]] = []
     while not frames:
         sim.step()
         frames = await client.drain()
     assert frames[0]["message_id"] == last + 2
-    assert "book_fault" not in sim.ex.scenario.extra
+    assert sim.ex.scenario.book_fault is None
 
 
 async def test_book_fault_crossed_sends_a_crossing_level(sim: Sim, client: Client) -> None:
     sub = await client.subscribe("v4_orderbook", "BTC-USD")
     book = to_book("BTC-USD", sub["contents"])
-    sim.ex.scenario.extra["book_fault"] = "crossed"
+    sim.ex.scenario.book_fault = BookFault.CROSSED
     frames: list[dict[str, Any]] = []
     while not frames:
         sim.step()
         frames = await client.drain()
     assert not apply_update(book, frames[0]["contents"])
     assert book.is_crossed()
-    assert "book_fault" not in sim.ex.scenario.extra
+    assert sim.ex.scenario.book_fault is None
     # a resubscribe yields a clean snapshot again
     await client.send({"type": "unsubscribe", "channel": "v4_orderbook", "id": "BTC-USD"})
     fresh = await client.subscribe("v4_orderbook", "BTC-USD")

@@ -29,7 +29,8 @@ from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
 from bot.sim.accounts import sim_accounts
-from bot.sim.exchange import (
+from bot.sim.exchange import SimExchange
+from bot.sim.perp.records import (
     ERR_DEPRECATED_FIELD,
     ERR_GOOD_TIL_BLOCK_EXCEEDS_SHORT_BLOCK_WINDOW,
     ERR_GOOD_TIL_BLOCK_TIME_EXCEEDS_STATEFUL_ORDER_TIME_WINDOW,
@@ -40,7 +41,6 @@ from bot.sim.exchange import (
     MarketInfo,
     OrderRecord,
     OrderState,
-    SimExchange,
 )
 from bot.sim.server.node import USDC_DENOM, NodeServer, serializable_int
 from bot.venues.sim.feed import default_params
@@ -346,7 +346,7 @@ async def test_chain_halt_freezes_the_head_and_rejects_txs(env: Env) -> None:
 
 
 async def test_grpc_unavailable_makes_every_call_fail(env: Env) -> None:
-    env.exchange.scenario.extra["grpc_unavailable"] = True
+    env.exchange.scenario.grpc_unavailable = True
     for call in (env.client.latest_block_height(), env.client.get_account(TRADER),
                  env.client.get_withdrawal_and_transfer_gating_status(0)):
         with pytest.raises(grpc.RpcError) as info:
@@ -354,7 +354,7 @@ async def test_grpc_unavailable_makes_every_call_fail(env: Env) -> None:
         assert info.value.code() is grpc.StatusCode.UNAVAILABLE
     with pytest.raises(grpc.RpcError):
         await blocking(env.client.place_order(env.wallet, env.order(0, gtb=env.exchange.height + 5)))
-    env.exchange.scenario.extra["grpc_unavailable"] = False
+    env.exchange.scenario.grpc_unavailable = False
     assert await blocking(env.client.latest_block_height()) == env.exchange.height
 
 

@@ -103,7 +103,8 @@ class Rig:
 
     def heal(self, key: str) -> None:
         """End a fault switch now (scenarios otherwise end after their duration)."""
-        self.sim.exchange.scenario.extra.pop(key, None)
+        scenario = self.sim.exchange.scenario
+        setattr(scenario, key, getattr(type(scenario)(), key))
 
     # ---- driving --------------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ async def passive_stall_cancel(rig: Rig) -> None:
     cid = rig.venue.sent[0]
     await rig.until(lambda: (o := rig.store.get_order(cid)) is not None and not o.status.is_open, 6.0,
                     f"child {cid} closed in the store while the stream is stalled")
-    assert rig.sim.exchange.scenario.extra.get("ws_stall")
+    assert rig.sim.exchange.scenario.ws_stall
     await rig.parent_done("BTC-USD")
     rig.heal("ws_stall")
 

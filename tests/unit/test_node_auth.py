@@ -11,7 +11,7 @@ from dydx_v4_client.node.authenticators import AuthenticatorType
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgBatchCancel, MsgPlaceOrder, OrderBatch
 from v4_proto.dydxprotocol.sending.tx_pb2 import MsgCreateTransfer
 
-from bot.sim.exchange import ChainError
+from bot.sim.perp.records import ChainError
 from bot.sim.server.node_auth import AuthenticatorStore, AuthRequest, authenticate, initialize
 from bot.sim.server.node_tx import verify_signature
 from bot.venues.dydx.keys import describe, stored_config, trading_authenticator

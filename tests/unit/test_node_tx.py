@@ -20,7 +20,7 @@ from v4_proto.dydxprotocol.clob.tx_pb2 import MsgBatchCancel, MsgCancelOrder, Ms
 
 from bot.domain import Side
 from bot.sim.accounts import SIM_DYDX_MNEMONIC, sim_accounts
-from bot.sim.exchange import ChainError, MarketInfo, OrderId, TimeInForce
+from bot.sim.perp.records import ChainError, MarketInfo, OrderId, TimeInForce
 from bot.sim.server.node_tx import (
     address_from_pubkey,
     decode_tx,

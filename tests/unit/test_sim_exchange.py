@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from bot.domain import BookDelta, BookSnapshot, Side, Trade
 from bot.errors import ConfigError
-from bot.sim.exchange import (
+from bot.sim.exchange import SimExchange
+from bot.sim.market import NS_PER_HOUR, NS_PER_SEC, SimMarketParams
+from bot.sim.perp.records import (
     MAX_BATCH_CANCEL,
     ORDER_FLAGS_LONG_TERM,
     ORDER_FLAGS_SHORT_TERM,
@@ -20,12 +22,10 @@ from bot.sim.exchange import (
     OrderId,
     OrderRequest,
     OrderState,
-    SimExchange,
     TimeInForce,
     chain_params,
     tick_step_from_chain,
 )
-from bot.sim.market import NS_PER_HOUR, NS_PER_SEC, SimMarketParams
 from bot.sim.scenarios import ScenarioScheduler, parse_spec
 
 D = Decimal
@@ -564,7 +564,8 @@ def test_trade_ids_and_24h_volume():
 def test_ids_are_the_uuid5_of_the_simulator_namespace():
     import uuid
 
-    from bot.sim.exchange import _UUID_NS, _uuid5, order_uid
+    from bot.sim.perp.records import _UUID_NS, order_uid
+    from bot.sim.perp.records import uuid5 as _uuid5
 
     for name in ("fill-1", "transfer-77", "dydx1alice-0-5-0-64", "é"):
         assert _uuid5(name) == str(uuid.uuid5(_UUID_NS, name))

@@ -9,7 +9,8 @@ import pytest
 from bot.book import OrderBook
 from bot.domain import BookDelta, BookSnapshot, Side
 from bot.sim.market import NS_PER_SEC
-from bot.sim.spot import (
+from bot.sim.spot.exchange import SpotExchange
+from bot.sim.spot.records import (
     AccountPosition,
     DepthUpdate,
     ExecutionReport,
@@ -18,7 +19,6 @@ from bot.sim.spot import (
     OrderType,
     SpotError,
     SpotEvent,
-    SpotExchange,
     SpotOrderStatus,
     SpotSymbol,
     SpotTimeInForce,

@@ -19,7 +19,8 @@ from typing import Any
 import msgspec
 
 from bot.domain import ZERO, BookLevel, Trade
-from bot.sim.exchange import (
+from bot.sim.history import HistoryBar
+from bot.sim.perp.records import (
     FillRecord,
     FundingRecord,
     HistoricalFunding,
@@ -30,7 +31,6 @@ from bot.sim.exchange import (
     TimeInForce,
     TransferRecord,
 )
-from bot.sim.history import HistoryBar
 
 Json = dict[str, Any]
 Level = tuple[Decimal, Decimal]

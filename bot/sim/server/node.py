@@ -11,7 +11,7 @@ Services (generated servicers from `v4_proto`; anything not listed answers UNIMP
 * dydxprotocol.subaccounts Query/GetWithdrawalAndTransfersBlockedInfo: gated while
   `scenario.withdrawals_gated`.
 * dydxprotocol.ratelimit Query/CapacityByDenom: the genesis limiters (1 h, 1 d) for USDC, capacity =
-  baseline minimum, or `scenario.extra["withdrawal_capacity_usdc"]` when set.
+  baseline minimum, or `scenario.withdrawal_capacity_usdc` when set.
 * dydxprotocol.bridge Query/DelayedCompleteBridgeMessages: empty.
 * dydxprotocol.clob Query/ClobPair(All), perpetuals Query/Perpetual, AllPerpetuals, feetiers
   Query/PerpetualFeeParams, UserFeeTier: from `exchange.markets()` and the fee config.
@@ -37,10 +37,10 @@ same block, exactly as on mainnet (DYDX_V4.md §4.4).
 Events: the exchange queues what a tx changed; the runner publishes them on its next step. For
 prompt publication pass `on_tx`, a zero-argument callable run after every accepted tx (code 0).
 
-Faults: `scenario.extra["grpc_unavailable"]` truthy -> every RPC aborts with UNAVAILABLE.
-`scenario.extra["reject_orders"] = {"codespace", "code", "log", "count"}` -> the next `count`
+Faults (`bot.sim.faults.ScenarioState`): `grpc_unavailable` true -> every RPC aborts with UNAVAILABLE.
+`reject_orders = OrderReject(codespace, code, count, log)` -> the next `count`
 txs that place an order fail CheckTx with that error (default clob/3007, undercollateralized).
-`scenario.extra["front_run"] = {"leave": fraction, "count": N}` -> just before each of the next N
+`front_run = FrontRun(leave=fraction, count=N)` -> just before each of the next N
 IOC orders is matched, another account takes the liquidity inside its limit price except
 `fraction` of its size, so it fills partially.
 `scenario.chain_halted` is the exchange's: its height stops and it rejects txs.
@@ -96,15 +96,9 @@ from v4_proto.tendermint.types import types_pb2 as tm_types
 from v4_proto.tendermint.version.types_pb2 import Consensus
 
 from bot.domain import Side
-from bot.sim.exchange import (
-    ChainError,
-    ExchangeConfig,
-    MarketInfo,
-    OrderId,
-    OrderRequest,
-    SimExchange,
-    TimeInForce,
-)
+from bot.sim.exchange import SimExchange
+from bot.sim.faults import countdown
+from bot.sim.perp.records import ChainError, ExchangeConfig, MarketInfo, OrderId, OrderRequest, TimeInForce
 from bot.sim.server.node_auth import AuthenticatorStore, AuthRequest, authenticate
 from bot.sim.server.node_tx import (
     DecodedTx,
@@ -158,7 +152,7 @@ def _rpc(method: Callable[[Any, Any], Any]) -> Callable[[Any, Any, grpc.aio.Serv
     @functools.wraps(method)
     async def handler(self: _Servicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            if self.node.exchange.scenario.extra.get("grpc_unavailable"):
+            if self.node.exchange.scenario.grpc_unavailable:
                 raise _Abort(grpc.StatusCode.UNAVAILABLE, "node unavailable (simulated fault)")
             return method(self, request)
         except _Abort as abort:
@@ -259,31 +253,24 @@ class NodeServer:
         return response
 
     def _injected_reject(self, tx: DecodedTx) -> None:
-        fault = self.exchange.scenario.extra.get("reject_orders")
-        if not isinstance(fault, dict) or not any(isinstance(m, MsgPlaceOrder) for m in tx.messages):
+        faults = self.exchange.scenario
+        fault = faults.reject_orders
+        if fault is None or not any(isinstance(m, MsgPlaceOrder) for m in tx.messages):
             return
-        count = int(fault.get("count", 1))
-        if count <= 1:
-            self.exchange.scenario.extra.pop("reject_orders", None)
-        else:
-            fault["count"] = count - 1
-        raise ChainError(str(fault.get("codespace", "clob")), int(fault.get("code", 3007)),
-                         str(fault.get("log", "Order is undercollateralized (simulated fault)")))
+        faults.reject_orders = countdown(fault)
+        raise ChainError(fault.codespace, fault.code, fault.log)
 
     def _front_run(self, request: OrderRequest, market: MarketInfo, now: int) -> None:
-        fault = self.exchange.scenario.extra.get("front_run")
-        if not isinstance(fault, dict) or request.time_in_force is not TimeInForce.IOC:
+        faults = self.exchange.scenario
+        fault = faults.front_run
+        if fault is None or request.time_in_force is not TimeInForce.IOC:
             return
-        count = int(fault.get("count", 1))
-        if count <= 1:
-            self.exchange.scenario.extra.pop("front_run", None)
-        else:
-            fault["count"] = count - 1
+        faults.front_run = countdown(fault)
         bids, asks = self.exchange.book(market.ticker)
         buy = request.side is Side.BUY
         within = sum((size for price, size in (asks if buy else bids)
                       if (price <= request.price if buy else price >= request.price)), Decimal(0))
-        leave = request.size * Decimal(str(fault.get("leave", "0.5")))
+        leave = request.size * fault.leave
         take = ((within - leave) / market.step_size).to_integral_value(ROUND_DOWN) * market.step_size
         if take <= 0:
             return
@@ -505,7 +492,7 @@ class _RateLimit(_Servicer, rate_grpc.QueryServicer):
     ) -> rate_q.QueryCapacityByDenomResponse:
         if request.denom != USDC_DENOM:
             return rate_q.QueryCapacityByDenomResponse()
-        override = self.node.exchange.scenario.extra.get("withdrawal_capacity_usdc")
+        override = self.node.exchange.scenario.withdrawal_capacity_usdc
         limiters = []
         for period_secs, baseline_usdc, tvl_ppm in _LIMITERS:
             capacity_usdc = Decimal(str(override)) if override is not None else Decimal(baseline_usdc)

@@ -31,7 +31,7 @@ from typing import Any
 
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgBatchCancel, MsgCancelOrder, MsgPlaceOrder
 
-from bot.sim.exchange import ChainError
+from bot.sim.perp.records import ChainError
 
 CODESPACE = "dydxaccountplus"
 DATA_MAX_LENGTH = 1024  # AUTHENTICATOR_DATA_MAX_LENGTH

@@ -45,7 +45,7 @@ from v4_proto.dydxprotocol.sending.transfer_pb2 import MsgWithdrawFromSubaccount
 from v4_proto.dydxprotocol.sending.tx_pb2 import MsgCreateTransfer
 
 from bot.domain import Side
-from bot.sim.exchange import (
+from bot.sim.perp.records import (
     ORDER_FLAGS_CONDITIONAL,
     ORDER_FLAGS_LONG_TERM,
     ORDER_FLAGS_SHORT_TERM,

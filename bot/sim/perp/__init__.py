@@ -1,0 +1,1 @@
+"""The simulated dYdX perp exchange's parts: records, state, validation, matching, blocks."""

@@ -1,0 +1,1 @@
+"""The simulated Binance-style spot venue: records, matching and the exchange core."""
