@@ -22,6 +22,7 @@ from bot.domain import (
 )
 from bot.errors import OrderRejected
 from bot.sim import exchange as sim
+from bot.sim.perp.records import AccountUpdate
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import (
     ConsumedLiquidity,
@@ -394,7 +395,7 @@ def _run_parity(steps: int, every: int, maker_life: int) -> tuple[dict[int, Outc
                     paper_book.apply_delta(event)
                 elif isinstance(event, BookSnapshot):
                     paper_book.apply_snapshot(event)
-                if not isinstance(event, sim.AccountUpdate):
+                if not isinstance(event, AccountUpdate):
                     paper.on_market_event(event)
             for client_id in cancels.pop(step, ()):
                 with contextlib.suppress(sim.ChainError):
