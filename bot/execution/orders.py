@@ -439,36 +439,49 @@ class OrderManager:
             self._arrival_mid.pop(client_id, None)
 
     async def cancel_all(self, *, all_open: bool = False) -> tuple[list[int], list[str]]:
-        """Stop every parent and cancel every open order of ours on the venue (the exit and kill path).
-
-        Ours: open in the store, or listed open by the venue and known to the store (a closed row
-        whose order still works). With `all_open`, the venue's other open orders too. Venues that
-        cancel in bulk (`cancel_many`) get one call; others one cancel each. A failed cancel does
-        not stop the rest. Returns (client ids a cancel was sent for, errors).
-        """
+        """Stop every parent and cancel every open order of ours on the venue (see `cancel_all`)."""
         self.parents.clear()
         self._orphans.clear()
-        errors: list[str] = []
-        ours = {o.client_id for o in self._store.open_orders(self.venue.name)}
-        listed: list[int] = []
+        report = await cancel_all(self.venue, self._store, all_open=all_open)
+        return report.cancelled, report.errors
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReport:
+    cancelled: list[int]  # client ids a cancel was sent (accepted) for
+    errors: list[str]  # one per failure: an order's cancel, or the venue's open-order listing
+    ours: set[int]  # the orders of ours it went for: open in the store, or listed and known to it
+
+
+async def cancel_all(venue: ExecutionVenue, store: Store, *, all_open: bool = False) -> CancelReport:
+    """Cancel every open order of ours on a venue: the one path of exit, watchdog, kill and kill --direct.
+
+    Ours: open in the store, or listed open by the venue and known to the store (a closed row
+    whose order still works). With `all_open`, the venue's other open orders too. Venues that
+    cancel in bulk (`cancel_many`) get one call; others one cancel each. A failed cancel does
+    not stop the rest.
+    """
+    errors: list[str] = []
+    ours = {o.client_id for o in store.open_orders(venue.name)}
+    listed: list[int] = []
+    try:
+        listed = await venue.open_orders()
+    except BotError as exc:
+        errors.append(f"open orders: {exc}")
+    ours |= {cid for cid in listed if store.get_order(cid) is not None}
+    cancel_many = getattr(venue, "cancel_many", None)
+    if cancel_many is not None:
+        sent, failed = await cancel_many(sorted(ours), all_open=all_open)
+        return CancelReport(list(sent), errors + list(failed), ours)
+    targets = sorted(ours) + ([cid for cid in listed if cid not in ours] if all_open else [])
+    cancelled: list[int] = []
+    for client_id in targets:
         try:
-            listed = await self.venue.open_orders()
+            if await venue.cancel(client_id):
+                cancelled.append(client_id)
         except BotError as exc:
-            errors.append(f"open orders: {exc}")
-        ours |= {cid for cid in listed if self._store.get_order(cid) is not None}
-        cancel_many = getattr(self.venue, "cancel_many", None)
-        if cancel_many is not None:
-            sent, failed = await cancel_many(sorted(ours), all_open=all_open)
-            return list(sent), errors + list(failed)
-        targets = sorted(ours) + ([cid for cid in listed if cid not in ours] if all_open else [])
-        cancelled: list[int] = []
-        for client_id in targets:
-            try:
-                if await self.venue.cancel(client_id):
-                    cancelled.append(client_id)
-            except BotError as exc:
-                errors.append(f"cancel {client_id}: {exc}")
-        return cancelled, errors
+            errors.append(f"cancel {client_id}: {exc}")
+    return CancelReport(cancelled, errors, ours)
 
 
 def _deadline_ns(plan: TwapPlan) -> int:
