@@ -16,13 +16,13 @@ from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.engine import Engine, MarketState
 from bot.errors import BotError
 from bot.execution.orders import OrderManager
+from bot.execution.prices import bounded_price
 from bot.news.state import save_operator_items
 from bot.store import Store
 from bot.strategy.targets import parse_target
 
 log = structlog.get_logger("control")
 NS_PER_SEC = 1_000_000_000
-BPS = Decimal("0.0001")
 # A kill waits this long for the venues to confirm its cancels before it reports what is left.
 KILL_CONFIRM_SECS = 3.0
 FLATTEN_SETTLE_SECS = 5.0
@@ -283,7 +283,7 @@ class Controller:
                              _sellable(spot_orders.venue, state.spot.spec, state.spot.position.size)))
         for manager, spec, book, size in legs:
             order = _flatten_order(self._store.next_client_id, spec, book, size,
-                                   self._settings.execution.slippage_cap_bps * BPS)
+                                   self._settings.execution.slippage_cap_bps)
             if order is not None:
                 await manager.submit(order, book.mid())
                 sent.append(order.client_id)
@@ -339,7 +339,8 @@ def _sellable(venue: Any, spec: Any, size: Decimal) -> Decimal:
     return min(size, (held // spec.step_size) * spec.step_size)
 
 
-def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal, cap: Decimal) -> OrderRequest | None:
+def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal,
+                   cap_bps: Decimal) -> OrderRequest | None:
     """A reduce-only IOC that closes `size`, priced at the touch plus the slippage cap."""
     if not size:
         return None
@@ -347,9 +348,7 @@ def _flatten_order(next_id: Any, spec: Any, book: Any, size: Decimal, cap: Decim
     touch = book.best_bid() if side is Side.SELL else book.best_ask()
     if touch is None:
         return None
-    tick = spec.tick_size
-    raw = touch.price * (1 - cap if side is Side.SELL else 1 + cap)
-    price = (raw / tick).quantize(Decimal(1)) * tick
+    price = bounded_price(side, touch.price, cap_bps, spec.tick_size)
     return OrderRequest(next_id(), spec.ticker, side, abs(size), price, TimeInForce.IOC, reduce_only=True)
 
 

@@ -39,6 +39,8 @@ from bot.clock import SystemClock
 from bot.config import Settings
 from bot.domain import ZERO, Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError, ConfigError
+from bot.execution.orders import cancel_all
+from bot.execution.prices import bounded_price
 from bot.state_dir import prepare_state_dir
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
     from bot.venues.binance.adapter import BinanceVenue
 
 log = structlog.get_logger("kill_direct")
-BPS = Decimal("0.0001")
 CONFIRM_TIMEOUT_SECS = 10.0
 CONFIRM_POLL_SECS = 0.1
 FLATTEN_SETTLE_SECS = 5.0
@@ -117,19 +118,14 @@ def _embedded_sim_gone(store: Store) -> dict[str, Any]:
             "positions": _store_positions(store), "errors": errors}
 
 
-async def _cancel_ours(venue: Any, name: str, store: Store, all_orders: bool,
+async def _cancel_ours(venue: Any, store: Store, all_orders: bool,
                        errors: list[str]) -> tuple[list[int], list[int]]:
     """Cancel the bot's open orders on one venue (every open order with `all_orders`) and wait
     until the venue no longer lists them; return (cancelled, still open)."""
-    ours = {o.client_id for o in store.open_orders(name)}
-    try:
-        ours |= {cid for cid in await venue.open_orders() if store.get_order(cid) is not None}
-    except BotError as exc:
-        errors.append(f"open orders: {exc}")
-    cancelled, failed = await venue.cancel_many(sorted(ours), all_open=all_orders)
-    errors += failed
-    remaining = await _confirm_cancelled(venue, None if all_orders else ours, errors)
-    return cancelled, remaining
+    report = await cancel_all(venue, store, all_open=all_orders)
+    errors += report.errors
+    remaining = await _confirm_cancelled(venue, None if all_orders else report.ours, errors)
+    return report.cancelled, remaining
 
 
 def _store_positions(store: Store) -> dict[str, str]:
@@ -191,7 +187,7 @@ async def _kill_binance(settings: Settings, binance: BinanceSettings, keys: Keys
             await venue.load_markets()
         except BotError as exc:
             return {**empty, "errors": [f"markets: {exc}"]}
-        cancelled, remaining = await _cancel_ours(venue, "binance", store, all_orders, errors)
+        cancelled, remaining = await _cancel_ours(venue, store, all_orders, errors)
         filled: dict[str, str] = {}
         sent: list[int] = []
         if flatten:
@@ -207,7 +203,6 @@ async def _kill_binance(settings: Settings, binance: BinanceSettings, keys: Keys
 async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
                         errors: list[str]) -> tuple[dict[str, str], list[int]]:
     """Close the spot hedge the store's fills book, one IOC per market; record what filled."""
-    cap = settings.execution.slippage_cap_bps * BPS
     fee_rate = settings.strategy.carry.spot_taker_fee_rate
     filled: dict[str, str] = {}
     sent: list[int] = []
@@ -235,8 +230,7 @@ async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
             if touch is None:
                 errors.append(f"flatten {market}: empty book")
                 continue
-            raw = touch * (1 - cap if side is Side.SELL else 1 + cap)
-            price = (raw / spec.tick_size).quantize(Decimal(1)) * spec.tick_size
+            price = bounded_price(side, touch, settings.execution.slippage_cap_bps, spec.tick_size)
             order = OrderRequest(store.next_client_id(), market, side, abs(size), price, TimeInForce.IOC)
             store.record_order("binance", order, time.time_ns())  # persisted before it is sent
             await venue.place(order)
@@ -278,7 +272,7 @@ async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_ord
                       gtb_offset_blocks=d.gtb_offset_blocks, long_term_secs=d.long_term_secs)
     errors: list[str] = []
     try:
-        cancelled, remaining = await _cancel_ours(venue, "dydx", store, all_orders, errors)
+        cancelled, remaining = await _cancel_ours(venue, store, all_orders, errors)
         filled: dict[str, str] = {}
         flatten_orders: list[int] = []
         if flatten:
@@ -320,7 +314,6 @@ async def _flatten(
     except BotError as exc:
         errors.append(f"flatten: {exc}")
         return {}, []
-    cap = settings.execution.slippage_cap_bps * BPS
     sent: list[int] = []
     for market, size in sorted(before.items()):
         spec = specs.get(market)
@@ -335,8 +328,7 @@ async def _flatten(
             if touch is None:
                 errors.append(f"flatten {market}: empty book")
                 continue
-            raw = touch * (1 - cap if side is Side.SELL else 1 + cap)
-            price = (raw / spec.tick_size).quantize(Decimal(1)) * spec.tick_size
+            price = bounded_price(side, touch, settings.execution.slippage_cap_bps, spec.tick_size)
             order = OrderRequest(store.next_client_id(), market, side, abs(size), price, TimeInForce.IOC,
                                  reduce_only=True)
             store.record_order("dydx", order, time.time_ns())  # persisted before it is sent

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from bot.config import ExecutionSettings
 from bot.domain import ZERO, BookLevel, MarketSpec, Side
@@ -252,11 +252,3 @@ def _side_of(gap: Decimal) -> Side:
 
 def _lag_ns(p: ExecutionSettings) -> int:
     return int(p.hedge_lag_secs * NS_PER_SEC)
-
-
-def bounded_price(side: Side, touch: Decimal, cap_bps: Decimal, tick: Decimal) -> Decimal:
-    """A marketable limit at the touch plus the slippage cap, on the tick grid (never beyond the cap)."""
-    cap = cap_bps / Decimal(10_000)
-    raw = touch * (1 + cap) if side is Side.BUY else touch * (1 - cap)
-    ticks = (raw / tick).to_integral_value(rounding=ROUND_DOWN if side is Side.BUY else ROUND_CEILING)
-    return ticks * tick

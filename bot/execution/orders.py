@@ -16,7 +16,7 @@ Every place and cancel that `tick()` sends takes a token from the venue's rate-l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
@@ -128,8 +128,6 @@ class OrderManager:
         self._orphans: list[int] = []  # open children of replaced parents, cancelled next tick
         self.throttled = 0  # venue calls deferred by the rate limit
         self._client_ids: Iterator[int] = iter(())
-        # State a fill changes that must be stored with it, in its transaction: (key, value).
-        self.fill_meta: Callable[[Fill], tuple[str, str] | None] | None = None
         self._new_orders = metrics.orders.labels(venue.name, OrderStatus.NEW.value)
 
     def start_parent(self, plan: TwapPlan, decision_id: int) -> None:
@@ -140,6 +138,31 @@ class OrderManager:
             self._orphans += [c.client_id for c in old.children.values()
                               if c.is_open and c.tif is not TimeInForce.IOC]
         self.parents[plan.market] = ActiveParent(plan, decision_id)
+
+    def parent(self, market: str) -> ActiveParent | None:
+        """The running parent of a market, if any."""
+        return self.parents.get(market)
+
+    def running(self) -> list[tuple[str, ActiveParent]]:
+        """(market, parent) for every running parent."""
+        return list(self.parents.items())
+
+    def hold(self, market: str) -> ActiveParent | None:
+        """Take a market's parent out of the schedule (its children are left as they are)."""
+        return self.parents.pop(market, None)
+
+    def release(self, market: str, parent: ActiveParent) -> None:
+        """Put a held parent back, unless a decision started a new one meanwhile."""
+        self.parents.setdefault(market, parent)
+
+    async def cancel_parent(self, parent: ActiveParent) -> None:
+        """Cancel the resting children of a held parent (IOC children end by themselves)."""
+        for child in parent.children.values():
+            if child.is_open and child.tif is not TimeInForce.IOC:
+                try:
+                    await self.venue.cancel(child.client_id)
+                except BotError as exc:
+                    log.warning("order_cancel_failed", client_order_id=child.client_id, error=str(exc))
 
     def _take_token(self, now_ns: int) -> bool:
         self._bucket, ok = self._bucket.take(now_ns)
@@ -351,12 +374,14 @@ class OrderManager:
             client_id = next(self._client_ids)
         return client_id
 
-    def on_account_event(self, event: AccountEvent) -> None:
-        """Fold a venue event into the store and the parent it belongs to (idempotent)."""
+    def on_account_event(self, event: AccountEvent, meta: tuple[str, str] | None = None) -> None:
+        """Fold a venue event into the store and the parent it belongs to (idempotent).
+
+        `meta`: state a fill changes that must be stored with it, in its transaction: (key, value).
+        """
         if isinstance(event, OrderUpdate):
             self._transition(event.client_id, event.status, event.filled_size, event.reason)
         elif isinstance(event, Fill):
-            meta = self.fill_meta(event) if self.fill_meta is not None else None
             if not self._store.record_fill(self.venue.name, event, meta):
                 return
             self._metrics.fills.labels(self.venue.name, event.market).inc()
@@ -414,36 +439,49 @@ class OrderManager:
             self._arrival_mid.pop(client_id, None)
 
     async def cancel_all(self, *, all_open: bool = False) -> tuple[list[int], list[str]]:
-        """Stop every parent and cancel every open order of ours on the venue (the exit and kill path).
-
-        Ours: open in the store, or listed open by the venue and known to the store (a closed row
-        whose order still works). With `all_open`, the venue's other open orders too. Venues that
-        cancel in bulk (`cancel_many`) get one call; others one cancel each. A failed cancel does
-        not stop the rest. Returns (client ids a cancel was sent for, errors).
-        """
+        """Stop every parent and cancel every open order of ours on the venue (see `cancel_all`)."""
         self.parents.clear()
         self._orphans.clear()
-        errors: list[str] = []
-        ours = {o.client_id for o in self._store.open_orders(self.venue.name)}
-        listed: list[int] = []
+        report = await cancel_all(self.venue, self._store, all_open=all_open)
+        return report.cancelled, report.errors
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReport:
+    cancelled: list[int]  # client ids a cancel was sent (accepted) for
+    errors: list[str]  # one per failure: an order's cancel, or the venue's open-order listing
+    ours: set[int]  # the orders of ours it went for: open in the store, or listed and known to it
+
+
+async def cancel_all(venue: ExecutionVenue, store: Store, *, all_open: bool = False) -> CancelReport:
+    """Cancel every open order of ours on a venue: the one path of exit, watchdog, kill and kill --direct.
+
+    Ours: open in the store, or listed open by the venue and known to the store (a closed row
+    whose order still works). With `all_open`, the venue's other open orders too. Venues that
+    cancel in bulk (`cancel_many`) get one call; others one cancel each. A failed cancel does
+    not stop the rest.
+    """
+    errors: list[str] = []
+    ours = {o.client_id for o in store.open_orders(venue.name)}
+    listed: list[int] = []
+    try:
+        listed = await venue.open_orders()
+    except BotError as exc:
+        errors.append(f"open orders: {exc}")
+    ours |= {cid for cid in listed if store.get_order(cid) is not None}
+    cancel_many = getattr(venue, "cancel_many", None)
+    if cancel_many is not None:
+        sent, failed = await cancel_many(sorted(ours), all_open=all_open)
+        return CancelReport(list(sent), errors + list(failed), ours)
+    targets = sorted(ours) + ([cid for cid in listed if cid not in ours] if all_open else [])
+    cancelled: list[int] = []
+    for client_id in targets:
         try:
-            listed = await self.venue.open_orders()
+            if await venue.cancel(client_id):
+                cancelled.append(client_id)
         except BotError as exc:
-            errors.append(f"open orders: {exc}")
-        ours |= {cid for cid in listed if self._store.get_order(cid) is not None}
-        cancel_many = getattr(self.venue, "cancel_many", None)
-        if cancel_many is not None:
-            sent, failed = await cancel_many(sorted(ours), all_open=all_open)
-            return list(sent), errors + list(failed)
-        targets = sorted(ours) + ([cid for cid in listed if cid not in ours] if all_open else [])
-        cancelled: list[int] = []
-        for client_id in targets:
-            try:
-                if await self.venue.cancel(client_id):
-                    cancelled.append(client_id)
-            except BotError as exc:
-                errors.append(f"cancel {client_id}: {exc}")
-        return cancelled, errors
+            errors.append(f"cancel {client_id}: {exc}")
+    return CancelReport(cancelled, errors, ours)
 
 
 def _deadline_ns(plan: TwapPlan) -> int:

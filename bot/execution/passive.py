@@ -24,7 +24,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from bot.config import ExecutionSettings
 from bot.domain import BookLevel, MarketSpec, Side, TimeInForce
-from bot.execution.twap import BPS, NS_PER_SEC, size_child
+from bot.execution.prices import bounded_price
+from bot.execution.twap import NS_PER_SEC, size_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,7 @@ def _round(price: Decimal, tick: Decimal, side: Side) -> Decimal:
 
 def chase_limit(side: Side, arrival_price: Decimal, tick: Decimal, max_chase_bps: Decimal) -> Decimal:
     """The furthest a passive child may rest from the arrival price (rounded toward arrival)."""
-    away = max_chase_bps * BPS * side.sign
-    return _round(arrival_price * (1 + away), tick, side)
+    return bounded_price(side, arrival_price, max_chase_bps, tick)
 
 
 def peg_price(

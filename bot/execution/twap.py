@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from bot.config import ExecutionSettings
 from bot.domain import BookLevel, MarketSpec, Side
+from bot.execution.prices import bounded_price
 
 NS_PER_SEC = 1_000_000_000
 BPS = Decimal("0.0001")
@@ -106,15 +107,13 @@ def size_child(
     if not touch_levels or wanted <= 0:
         return None
     best = touch_levels[0].price
-    cap = p.slippage_cap_bps * BPS
+    limit = bounded_price(side, best, p.slippage_cap_bps, market.tick_size)
     if side is Side.BUY:
-        limit = ((best * (1 + cap)) / market.tick_size).to_integral_value(ROUND_DOWN)
-        within = [lv for lv in touch_levels if lv.price <= limit * market.tick_size]
+        within = [lv for lv in touch_levels if lv.price <= limit]
     else:
-        limit = ((best * (1 - cap)) / market.tick_size).to_integral_value(ROUND_UP)
-        within = [lv for lv in touch_levels if lv.price >= limit * market.tick_size]
+        within = [lv for lv in touch_levels if lv.price >= limit]
     depth = sum((lv.size for lv in within), Decimal(0))
     size = _floor_step(min(wanted, depth * p.max_depth_share), market.step_size)
     if size < market.min_order_size or size * best < p.min_notional_usd:
         return None
-    return ChildOrder(side, size, limit * market.tick_size)
+    return ChildOrder(side, size, limit)

@@ -194,7 +194,7 @@ async def test_an_unhedged_gap_left_by_a_crash_is_still_hedged_after_restart(tmp
     # As after perp fills of a carry open: 0.3 BTC of spot owed, none bought yet; then a crash.
     owed = replace(before.engine.hedges["BTC-USD"], required=Decimal("0.3"), goal=Decimal("0.3"),
                    latched_until_ns=latched_until)
-    before.engine._set_hedge("BTC-USD", owed)
+    before.engine.hedge_control.set("BTC-USD", owed)
     before.store.close()
 
     after = Harness(tmp_path, quiet)  # no start-up audit: the hedge alone acts
@@ -213,7 +213,7 @@ async def test_a_perp_fill_and_the_hedge_it_makes_due_are_stored_in_one_transact
     now = h.clock.now
     # A carry opening: the perp sells 0.3 and the spot leg follows its fills one for one.
     hedge = replace(h.engine.hedges["BTC-USD"], goal=Decimal("0.3"), ratio=Decimal(-1))
-    h.engine._set_hedge("BTC-USD", hedge)
+    h.engine.hedge_control.set("BTC-USD", hedge)
     orders = h.engine.order_managers[0]
     orders.start_parent(TwapPlan("BTC-USD", Side.SELL, Decimal("0.3"), False, (now,), (Decimal("0.3"),),
                                  now + 60 * SEC), decision_id=1)
@@ -250,7 +250,7 @@ async def test_perp_children_of_a_hedged_leg_fit_the_mismatch_headroom(tmp_path:
     await h.run_for(5)
     h.engine.order_managers[1].venue.place = _refuse  # type: ignore[method-assign]  # spot is down
     hedge = replace(h.engine.hedges["BTC-USD"], goal=Decimal(1), ratio=Decimal(-1))
-    h.engine._set_hedge("BTC-USD", hedge)
+    h.engine.hedge_control.set("BTC-USD", hedge)
     now = h.clock.now
     orders = h.engine.order_managers[0]
     orders.start_parent(TwapPlan("BTC-USD", Side.SELL, Decimal(1), False, (now,), (Decimal(1),),

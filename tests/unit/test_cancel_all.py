@@ -3,14 +3,25 @@ reports each failure by client id and goes on past it (issue 16, finding 5)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 from bot.book import OrderBook
 from bot.config import ExecutionSettings
-from bot.domain import BookLevel, BookSnapshot, OrderRequest, OrderStatus, Side, TimeInForce
+from bot.domain import (
+    BookLevel,
+    BookSnapshot,
+    MarketSpec,
+    OrderRequest,
+    OrderStatus,
+    RiskMode,
+    Side,
+    TimeInForce,
+)
 from bot.errors import TransientVenueError
 from bot.execution.orders import OrderManager
+from bot.execution.twap import plan_twap
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.paper.adapter import PaperVenue
@@ -57,3 +68,42 @@ async def test_a_failed_cancel_is_reported_and_the_others_still_go(tmp_path: Pat
         for order in resting[1:]:
             stored = store.get_order(order.client_id)
             assert stored is not None and stored.status is OrderStatus.CANCELLED
+
+
+async def test_a_held_parent_sends_nothing_until_released_and_cancel_parent_pulls_its_children(
+        tmp_path: Path) -> None:
+    book = OrderBook("BTC-USD")
+    book.apply_snapshot(BookSnapshot("BTC-USD", (BookLevel(Decimal(60000), Decimal(5)),),
+                                     (BookLevel(Decimal(60010), Decimal(5)),), 0, 0))
+    spec = MarketSpec("BTC-USD", Decimal(1), Decimal("0.001"), Decimal("0.001"))
+    venue = FlakyPaperVenue({"BTC-USD": book}, FeeSchedule(Decimal(0), Decimal(0)), Clock())
+    settings = ExecutionSettings()
+    with Store.open(tmp_path / "s.sqlite") as store:
+        manager = OrderManager(venue, store, Metrics(), Clock(), settings)
+        venue.set_account_sink(manager.on_account_event)
+        plan = plan_twap(spec, Decimal(0), Decimal("0.5"), settings, Clock().now_ns(), 1)
+        assert plan is not None
+        plan = replace(plan, passive=True, post_only=True)
+        manager.start_parent(plan, 1)
+        parent = manager.hold("BTC-USD")
+        assert parent is not None and manager.parent("BTC-USD") is None and manager.running() == []
+        await manager.tick({"BTC-USD": book}, {"BTC-USD": spec}, RiskMode.NORMAL)
+        assert await venue.open_orders() == []  # held: nothing sent
+        manager.release("BTC-USD", parent)
+        await manager.tick({"BTC-USD": book}, {"BTC-USD": spec}, RiskMode.NORMAL)
+        resting = await venue.open_orders()
+        assert len(resting) == 1 and list(parent.children) == resting
+
+        newer = replace(plan, total=Decimal("0.2"))
+        manager.hold("BTC-USD")
+        manager.start_parent(newer, 2)  # a decision replaced it meanwhile: release keeps the new one
+        manager.release("BTC-USD", parent)
+        current = manager.parent("BTC-USD")
+        assert current is not None and current.plan is newer
+
+        venue.failing = resting[0]
+        await manager.cancel_parent(parent)  # a failed cancel is logged, not raised
+        assert await venue.open_orders() == resting
+        venue.failing = 0
+        await manager.cancel_parent(parent)
+        assert await venue.open_orders() == []

@@ -142,11 +142,6 @@ def test_plan_hedge_is_one_child_when_the_book_takes_it_and_twap_slices_when_not
     assert h.plan_hedge(SPOT, D("0.000001"), D(0), asks, P, 0, 1) is None
 
 
-def test_bounded_price_stays_inside_the_slippage_cap_on_the_tick_grid() -> None:
-    assert h.bounded_price(Side.BUY, D("60000"), D(10), D("0.01")) == D("60060.00")
-    assert h.bounded_price(Side.SELL, D("60000.03"), D(10), D("1")) == D(59941)
-
-
 fills = st.lists(st.decimals(min_value=D("-0.3"), max_value=D("0.3"), places=4), min_size=1, max_size=30)
 
 

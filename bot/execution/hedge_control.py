@@ -1,0 +1,247 @@
+"""The hedge controller: drives each hedged market's spot leg from its perp fills and unwinds a leg
+that cannot be completed. The rules are the pure functions of `bot.execution.hedge`; this module
+applies them to the markets and the two order managers, and persists what must survive a restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.control.status import hedge_status
+from bot.domain import ZERO, Fill, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.execution import hedge as hedging
+from bot.execution.hedge import HedgeState
+from bot.execution.orders import ActiveParent, OrderManager
+from bot.execution.prices import bounded_price
+from bot.market_state import MarketState
+from bot.store import Store
+from bot.telemetry import Metrics
+
+log = structlog.get_logger("engine")
+HEDGE_META_PREFIX = "hedge:"  # store meta key per hedged market (bot.execution.hedge.persisted)
+
+
+class HedgeControl:
+    """The spot hedges of the hedged markets (`hedges`: perp ticker -> HedgeState)."""
+
+    def __init__(self, settings: Settings, markets: Mapping[str, MarketState], orders: OrderManager,
+                 spot_orders: OrderManager | None, store: Store, metrics: Metrics, clock: Clock,
+                 seeds: Iterator[int], decision_ids: Mapping[str, int]) -> None:
+        self._settings = settings
+        self._markets = markets
+        self._orders = orders
+        self._spot_orders = spot_orders
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._seeds = seeds
+        self._decision_ids = decision_ids
+        self.hedges: dict[str, HedgeState] = {}
+        self.held_perp: set[str] = set()  # markets whose perp leg waits for its hedge
+        self._unwind_orders: dict[int, str] = {}  # perp unwind order -> market (fees counted)
+        self._children_seen: set[int] = set()
+        for ticker, state in markets.items():
+            if state.spot is not None:
+                self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size,
+                                                       self._saved(ticker))
+
+    # ---- persistence ---------------------------------------------------------------------------
+
+    def set(self, ticker: str, hedge: HedgeState) -> None:
+        """Replace a market's hedge; persist what must survive a restart when it changed."""
+        before = self.hedges.get(ticker)
+        self.hedges[ticker] = hedge
+        if before is None or hedging.persisted(before) != hedging.persisted(hedge):
+            self._store.meta_set(*record(ticker, hedge))
+
+    def _saved(self, ticker: str) -> tuple[Decimal, int] | None:
+        raw = self._store.meta_get(f"{HEDGE_META_PREFIX}{ticker}")
+        if raw is None:
+            return None
+        saved = json.loads(raw)
+        return Decimal(saved["required"]), int(saved["latched_until_ns"])
+
+    # ---- perp fills ----------------------------------------------------------------------------
+
+    def after_fill(self, fill: Fill) -> HedgeState | None:
+        """The fill's market hedge once the fill counts; None when the fill changes no hedge.
+
+        A perp fill of the running parent makes its spot hedge due; an unwind's fill costs fees.
+        """
+        hedge = self.hedges.get(fill.market)
+        if hedge is None:
+            return None
+        if fill.client_id in self._unwind_orders:
+            return hedging.add_unwind_fee(hedge, fill.fee)
+        parent = self._orders.parent(fill.market)
+        if parent is not None and fill.client_id in parent.children:
+            return hedging.on_perp_fill(hedge, fill.size * fill.side.sign, self._clock.now_ns(),
+                                        self._settings.execution)
+        return None
+
+    def fill_meta(self, market: str, after: HedgeState | None) -> tuple[str, str] | None:
+        """The hedge record to store in the fill's own transaction (None: nothing persisted changes)."""
+        before = self.hedges.get(market)
+        if after is None or before is None or hedging.persisted(before) == hedging.persisted(after):
+            return None
+        return record(market, after)
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def status(self, ticker: str) -> dict[str, Any] | None:
+        """The hedge of one market for `status` (None: unhedged)."""
+        hedge = self.hedges.get(ticker)
+        state = self._markets[ticker]
+        if hedge is None or state.spot is None:
+            return None
+        return hedge_status(hedge, state.spot.position, state.mark, ticker in self.held_perp,
+                            self._settings.execution, self._clock.now_ns())
+
+    # ---- the perp leg's limits -----------------------------------------------------------------
+
+    def perp_caps(self) -> dict[str, Decimal]:
+        """Per hedged market, what new perp children may add: the hedge's headroom less what works."""
+        caps: dict[str, Decimal] = {}
+        for ticker, hedge in self.hedges.items():
+            state = self._markets[ticker]
+            parent = self._orders.parent(ticker)
+            if parent is None or state.spot is None:
+                continue
+            room = hedging.perp_headroom(hedge, state.spot.position.size, state.mark,
+                                         self._settings.execution)
+            if room is not None:
+                working = sum((c.size - c.filled for c in parent.children.values() if c.is_open), ZERO)
+                caps[ticker] = max(room - working, ZERO)
+        return caps
+
+    def hold_unhedged_perp(self) -> dict[str, ActiveParent]:
+        """Take out of this tick the perp parents whose unhedged delta is over the limit.
+
+        Only a parent with no child working is held, so no fill of it can arrive meanwhile.
+        """
+        held: dict[str, ActiveParent] = {}
+        ex = self._settings.execution
+        for ticker, hedge in self.hedges.items():
+            state = self._markets[ticker]
+            parent = self._orders.parent(ticker)
+            wait = parent is not None and state.spot is not None and not hedging.perp_may_trade(
+                hedge, state.spot.position.size, state.mark, ex)
+            if wait and parent is not None and not any(c.is_open for c in parent.children.values()):
+                self._orders.hold(ticker)
+                held[ticker] = parent
+            if wait != (ticker in self.held_perp):
+                log.info("perp_leg_held" if wait else "perp_leg_released", market=ticker,
+                         mismatch=str(hedge.mismatch(state.spot.position.size) if state.spot else None))
+                (self.held_perp.add if wait else self.held_perp.discard)(ticker)
+        return held
+
+    # ---- the spot leg --------------------------------------------------------------------------
+
+    async def tick(self, now_ns: int, risk_mode: RiskMode) -> None:
+        """Per hedged market: accrue leg risk, give a failed leg up, send what the hedge still needs."""
+        ex = self._settings.execution
+        for ticker in list(self.hedges):
+            state = self._markets[ticker]
+            spot = state.spot
+            if spot is None:
+                continue
+            hedge = hedging.observe(self.hedges[ticker], spot.position.size, state.mark, now_ns, ex)
+            self.hedges[ticker] = hedge
+            reason = hedging.unwind_reason(hedge, ex)
+            if reason is not None and risk_mode is not RiskMode.HALTED:
+                await self._unwind(state, reason, now_ns)
+            hedge = self.hedges[ticker]
+            mismatch = hedge.mismatch(spot.position.size)
+            self._metrics.hedge_mismatch_base.labels(ticker).set(float(mismatch))
+            self._metrics.hedge_mismatch_usd.labels(ticker).set(
+                float(hedge.mismatch_usd(spot.position.size, state.mark)))
+            self._metrics.leg_risk_usd_secs.labels(ticker).set(float(hedge.leg_risk_usd_secs))
+            if risk_mode is not RiskMode.HALTED:
+                self._top_up(state, hedge, now_ns)
+
+    def _top_up(self, state: MarketState, hedge: HedgeState, now_ns: int) -> None:
+        """Start a spot parent for what the hedge needs beyond what is filled and working."""
+        spot, manager = state.spot, self._spot_orders
+        assert spot is not None and manager is not None
+        ex = self._settings.execution
+        parent = manager.parent(spot.ticker)
+        in_flight = unsent = ZERO
+        if parent is not None:
+            sign = parent.plan.side.sign
+            in_flight = sign * sum((c.size - c.filled for c in parent.children.values() if c.is_open), ZERO)
+            unsent = sign * max(parent.plan.total - parent.sent, ZERO)
+        gap = hedging.hedge_gap(hedge, spot.position.size, in_flight + unsent)
+        mid = spot.book.mid()
+        if mid is None or abs(gap) < spot.spec.min_order_size or abs(gap) * mid < ex.min_notional_usd:
+            return
+        # The new parent takes over the old one's unsent part; its open children still count.
+        gap = hedging.hedge_gap(hedge, spot.position.size, in_flight)
+        plan = hedging.plan_hedge(spot.spec, gap, spot.position.size + in_flight,
+                                  spot.book.levels(Side.BUY if gap > 0 else Side.SELL, 20), ex, now_ns,
+                                  next(self._seeds))
+        if plan is not None:
+            manager.start_parent(plan, self._decision_ids.get(state.spec.ticker, 0))
+
+    def count_results(self) -> None:
+        """Spot hedge children that ended since the last tick: refusals count toward an unwind."""
+        manager = self._spot_orders
+        assert manager is not None
+        current: set[int] = set()
+        for ticker, hedge in self.hedges.items():
+            parent = manager.parent(hedge.spot_market)
+            if parent is None:
+                continue
+            for child in parent.children.values():
+                current.add(child.client_id)
+                if child.is_open or child.client_id in self._children_seen:
+                    continue
+                order = manager.order_state(child.client_id)
+                rejected = order is not None and order.status is OrderStatus.REJECTED
+                if rejected or child.filled:
+                    hedge = hedging.on_spot_result(hedge, rejected)
+                self._children_seen.add(child.client_id)
+            self.hedges[ticker] = hedge
+        self._children_seen &= current
+
+    async def _unwind(self, state: MarketState, reason: str, now_ns: int) -> None:
+        """The leg cannot be completed: stop both legs, bring the perp back to the hedged size."""
+        spot = state.spot
+        assert spot is not None
+        ticker = state.spec.ticker
+        ex = self._settings.execution
+        hedge, unwind = hedging.plan_unwind(self.hedges[ticker], state.position.size, spot.position.size,
+                                            reason, now_ns, ex, state.spec.step_size)
+        self.set(ticker, hedge)
+        for manager, market in ((self._orders, ticker), (self._spot_orders, spot.ticker)):
+            parent = manager.hold(market) if manager is not None else None
+            if manager is not None and parent is not None:
+                await manager.cancel_parent(parent)
+        self._metrics.hedge_unwinds.labels(ticker, reason).inc()
+        log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
+                    perp=str(state.position.size), spot=str(spot.position.size),
+                    cooldown_secs=ex.hedge_cooldown_secs)
+        if abs(unwind.perp_change) < state.spec.min_order_size:
+            return
+        side = Side.BUY if unwind.perp_change > 0 else Side.SELL
+        touch = state.book.best_ask() if side is Side.BUY else state.book.best_bid()
+        if touch is None:
+            return
+        price = bounded_price(side, touch.price, ex.slippage_cap_bps, state.spec.tick_size)
+        order = OrderRequest(self._store.next_client_id(), ticker, side, abs(unwind.perp_change), price,
+                             TimeInForce.IOC, reduce_only=True)
+        self._unwind_orders[order.client_id] = ticker
+        await self._orders.submit(order, state.book.mid())
+
+
+def record(ticker: str, hedge: HedgeState) -> tuple[str, str]:
+    """The store meta (key, value) that a hedge keeps across restarts."""
+    required, latched_until_ns = hedging.persisted(hedge)
+    saved = {"required": str(required), "latched_until_ns": latched_until_ns}
+    return f"{HEDGE_META_PREFIX}{ticker}", json.dumps(saved)

@@ -1,0 +1,123 @@
+"""Positions, PnL and equity of the account: both legs of every market, rebuilt from the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+import structlog
+
+from bot.accounts import AccountBook, decision_fees
+from bot.config import Settings
+from bot.domain import ZERO, FeeRates, FundingPayment, Position
+from bot.execution.orders import OrderManager
+from bot.ledger import NO_PNL, PnlAttribution, attribute_pnl, expected_funding_usd
+from bot.market_state import MarketState
+from bot.store import Store
+
+log = structlog.get_logger("engine")
+
+
+def restore_positions(store: Store, markets: Mapping[str, MarketState],
+                      spot_markets: Mapping[str, MarketState]) -> None:
+    """Fold the stored fills and funding payments into the positions and funding ledgers."""
+    for fill in store.fills():
+        state = markets.get(fill.market)
+        if state is not None:
+            state.position.apply_fill(fill)
+            continue
+        spot_state = spot_markets.get(fill.market)
+        if spot_state is not None and spot_state.spot is not None:
+            spot_state.spot.position.apply_fill(fill)
+    for payment in store.funding_payments():
+        state = markets.get(payment.market)
+        if state is not None and state.ledger.record(payment):
+            state.position.funding_pnl += payment.amount
+    for state in markets.values():
+        # A spot hedge on the book means the carry sleeve was open (long spot: short perp).
+        if state.spot is not None and state.spot.position.size:
+            state.carry_side = -1 if state.spot.position.size > 0 else 1
+            state.carry_size = abs(state.spot.position.size)
+            state.spot.target = state.spot.position.size
+
+
+def leg_value(position: Position, mark: Decimal | None) -> Decimal:
+    """Realised PnL less fees plus funding, and the unrealised PnL at `mark`."""
+    value = position.realised_pnl - position.fees_paid + position.funding_pnl
+    if mark is not None and position.size:
+        value += position.unrealised_pnl(mark)
+    return value
+
+
+class Portfolio:
+    """Equity, expected funding and PnL attribution over the engine's markets."""
+
+    def __init__(self, markets: Mapping[str, MarketState], settings: Settings, accounts: AccountBook | None,
+                 orders: OrderManager, spot_orders: OrderManager | None) -> None:
+        self._markets = markets
+        self._settings = settings
+        self.initial_equity = settings.paper.initial_equity_usd
+        self._accounts = accounts
+        self._orders = orders
+        self._spot_orders = spot_orders
+
+    def on_funding(self, payment: FundingPayment, store: Store, venue: str) -> None:
+        """Store a funding payment once and count it in its market's ledger and position."""
+        state = self._markets.get(payment.market)
+        if store.record_funding(venue, payment) and state is not None:
+            if state.ledger.record(payment):
+                state.position.funding_pnl += payment.amount
+            log.info("funding_settled", market=payment.market, rate=str(payment.rate),
+                     position=str(payment.position_size), amount=str(payment.amount))
+
+    def perp_positions(self) -> dict[str, Decimal]:
+        return {t: s.position.size for t, s in self._markets.items() if s.position.size}
+
+    def spot_positions(self) -> dict[str, Decimal]:
+        return {s.spot.ticker: s.spot.position.size for s in self._markets.values()
+                if s.spot is not None and s.spot.position.size}
+
+    def fee_rates(self) -> dict[str, FeeRates]:
+        """The fee rates decisions use: {"dydx": perp venue, "binance": spot hedge venue}."""
+        return decision_fees(self._settings, self._accounts)
+
+    def equity(self) -> Decimal:
+        """Live: what the venues report (zero until read). Paper: initial equity plus every leg's
+        realised and unrealised PnL, fees and funding."""
+        if self._accounts is not None:
+            return self._accounts.equity() or ZERO
+        total = self.initial_equity
+        for state in self._markets.values():
+            total += leg_value(state.position, state.mark)
+            if state.spot is not None:
+                total += leg_value(state.spot.position, state.spot.book.mid())
+        return total
+
+    def expected_funding_market(self, state: MarketState) -> Decimal:
+        """Expected funding over the horizon for a market's position (negative: we pay)."""
+        mark = state.mark
+        if mark is None or not state.position.size:
+            return ZERO
+        return expected_funding_usd(state.position.size, mark, state.funding.rate_1h,
+                                    self._settings.rules.funding_horizon_hours)
+
+    def expected_funding(self) -> Decimal:
+        """Expected funding over the horizon for current positions (negative: we pay)."""
+        return sum((self.expected_funding_market(s) for s in self._markets.values()), ZERO)
+
+    def pnl(self, state: MarketState) -> PnlAttribution:
+        """PnL attribution for one market, both legs: price, slippage, fees, funding."""
+        perp = attribute_pnl(state.position, state.mark,
+                             self._orders.slippage_usd.get(state.spec.ticker, ZERO),
+                             state.ledger.realised_usd)
+        spot = state.spot
+        if spot is None or self._spot_orders is None:
+            return perp
+        return perp + attribute_pnl(spot.position, spot.book.mid(),
+                                    self._spot_orders.slippage_usd.get(spot.ticker, ZERO), ZERO)
+
+    def total_pnl(self) -> PnlAttribution:
+        total = NO_PNL
+        for state in self._markets.values():
+            total = total + self.pnl(state)
+        return total
