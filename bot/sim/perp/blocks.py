@@ -1,5 +1,4 @@
-"""Perp blocks: order expiry, funding settlement, liquidation, margin and per-account change sets.
-"""
+"""Perp blocks: order expiry, funding settlement, liquidation, margin and per-account change sets."""
 
 from __future__ import annotations
 
@@ -47,7 +46,7 @@ from bot.venues.paper.fills import (
 
 
 class Blocks(Part):
-    """Perp blocks: order expiry, funding settlement, liquidation, margin and per-account change sets."""
+    """Blocks, funding, margin and bookkeeping of SimExchange (a part of it: reads and writes its state)."""
 
     _trade_index: int
     _funding_epoch: int

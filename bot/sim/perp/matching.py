@@ -1,5 +1,4 @@
-"""Perp matching: account takers against model levels and resting orders, fills, the model's hooks.
-"""
+"""Perp matching: account takers against model levels and resting orders, fills, the model's hooks."""
 
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ from bot.venues.paper.fills import (
 
 
 class Matching(Part):
-    """Perp matching: account takers against model levels and resting orders, fills, the model's hooks."""
+    """Matching of SimExchange (a part of it: it reads and writes its state)."""
 
     # ---- matching ----------------------------------------------------------------------------
     def _match(self, order: BookOrder, ts: int) -> None:

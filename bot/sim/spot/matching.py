@@ -1,6 +1,5 @@
 """Spot matching: takers walk the model book, resting orders queue and fill, self-trade prevention."""
 
-
 from __future__ import annotations
 
 from collections.abc import Iterable
