@@ -147,3 +147,16 @@ def test_a_plan_never_overshoots_obeys_the_status_and_leaves_the_state_alone(
                                                                                      state.funding.rate_1h)
     assert d.plan.passive == (favours or status is MarketStatusKind.POST_ONLY)
     assert d.plan.post_only == (status is MarketStatusKind.POST_ONLY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes, sizes, st.sampled_from(list(MarketStatusKind)), st.sampled_from(list(RiskMode)))
+def test_targets_never_grow_exposure_in_reduce_only_or_in_a_market_that_takes_no_orders(
+        position: D, operator: D, status: MarketStatusKind, risk: RiskMode) -> None:
+    state = market(position=position)
+    before = snapshot(state)
+    out = decisions.targets(state, D(60000), NOW, context(status, risk, operator=TargetSpec(operator)))
+    assert snapshot(state) == before
+    assert out.sizing.size % SPEC.step_size == 0 and out.spot == ZERO  # no carry configured
+    if risk is RiskMode.REDUCE_ONLY or not may_place(status):
+        assert abs(out.sizing.size) <= abs(position) and out.sizing.size * position >= 0
