@@ -32,8 +32,8 @@ from bot.strategy.targets import FLAT, TargetSpec, parse_target, resolve_target
 from bot.telemetry import Metrics
 
 log = structlog.get_logger("engine")
-TARGET_REFRESH_NS = NS_PER_SEC  # sleeves + limits are recomputed at most once a second, and always
-# right before an audit or a decision
+# Sleeves and limits are recomputed at most once a second, and always right before an audit or a decision.
+TARGET_REFRESH_NS = NS_PER_SEC
 
 
 class Decider:
@@ -75,7 +75,7 @@ class Decider:
         audit_due = now_ns - state.gate.last_audit_ns >= self._audit_ns
         if state.sizing is None or audit_due or now_ns - state.last_target_ns >= TARGET_REFRESH_NS:
             self._refresh(state, mark, now_ns, ctx)
-        seen = decisions.assess(state, mark, now_ns, ctx)
+        seen = decisions.assess_gate(state, mark, now_ns, ctx)
         previous = state.flags.tripped if state.flags is not None else ()
         state.flags = seen.flags
         if state.flags.tripped != previous:
@@ -91,7 +91,7 @@ class Decider:
 
     def _refresh(self, state: MarketState, mark: Decimal, now_ns: int, ctx: decisions.Context) -> None:
         """Recompute the sleeves and the hard-limited targets for one market."""
-        out = decisions.targets(state, mark, self._clock.now_ns(), ctx)
+        out = decisions.compute_targets(state, mark, self._clock.now_ns(), ctx)
         state.carry_watch = out.watch
         state.sleeves, state.sizing, state.pending_spot_target = out.sleeves, out.sizing, out.spot
         state.last_target_ns = now_ns
@@ -101,7 +101,7 @@ class Decider:
         """Record a decision and start the plans that move the perp (and spot hedge) to target."""
         assert state.flags is not None
         ticker = state.spec.ticker
-        d = decisions.plan(state, reason, inputs, now_ns, next(self._seeds), ctx)
+        d = decisions.plan_decision(state, reason, inputs, now_ns, next(self._seeds), ctx)
         decision_id = self._store.record_decision(now_ns, ticker, reason, state.flags.as_dict(), d.record)
         position = state.position.size
         state.target, state.carry_side, state.carry_size = d.target, d.carry_side, d.carry_size

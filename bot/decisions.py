@@ -77,7 +77,8 @@ def sizing_vol(state: MarketState, strategy: StrategySettings) -> float | None:
                                       strategy.vol_min_hours)
 
 
-def targets(state: MarketState, mark: Decimal, now_ns: int, ctx: Context) -> strategy_decide.MarketTargets:
+def compute_targets(state: MarketState, mark: Decimal, now_ns: int,
+                    ctx: Context) -> strategy_decide.MarketTargets:
     """Sum the sleeves and apply the hard limits: the sleeves, perp target and spot target."""
     spot = state.spot
     flags = state.flags.tripped if state.flags is not None else ()
@@ -107,7 +108,7 @@ def targets(state: MarketState, mark: Decimal, now_ns: int, ctx: Context) -> str
                                           else state.position.size)
 
 
-def assess(state: MarketState, mark: Decimal, now_ns: int, ctx: Context) -> Assessment:
+def assess_gate(state: MarketState, mark: Decimal, now_ns: int, ctx: Context) -> Assessment:
     """The flags on the market's readings, then the gate: act on flags, or on an audit that drifted."""
     assert state.sizing is not None
     rules = ctx.settings.rules
@@ -161,7 +162,7 @@ def outside_band(state: MarketState, target: Decimal, spot_target: Decimal, mark
                                               spot_cost, spot.spec.min_order_size, rules).outside
 
 
-def plan(state: MarketState, reason: str, inputs: FlagInputs, now_ns: int, seed: int,
+def plan_decision(state: MarketState, reason: str, inputs: FlagInputs, now_ns: int, seed: int,
          ctx: Context) -> Decision:
     """The plans that move the perp (and spot hedge) to target, and the decision's record."""
     assert state.flags is not None and state.sizing is not None and state.sleeves is not None

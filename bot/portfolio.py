@@ -71,9 +71,11 @@ class Portfolio:
                      position=str(payment.position_size), amount=str(payment.amount))
 
     def perp_positions(self) -> dict[str, Decimal]:
+        """Open perp positions by market (signed base units)."""
         return {t: s.position.size for t, s in self._markets.items() if s.position.size}
 
     def spot_positions(self) -> dict[str, Decimal]:
+        """Open spot hedge positions by spot market (signed base units)."""
         return {s.spot.ticker: s.spot.position.size for s in self._markets.values()
                 if s.spot is not None and s.spot.position.size}
 
@@ -117,6 +119,7 @@ class Portfolio:
                                     self._spot_orders.slippage_usd.get(spot.ticker, ZERO), ZERO)
 
     def total_pnl(self) -> PnlAttribution:
+        """PnL attribution summed over every market."""
         total = NO_PNL
         for state in self._markets.values():
             total = total + self.pnl(state)

@@ -19,6 +19,7 @@ from bot.strategy.sleeves import SleeveBook
 
 
 def plan_text(plan: TwapPlan | None) -> str:
+    """A plan in a few words: side, total and slices."""
     if plan is None:
         return "no order"
     return f"{plan.side.value} {plan.total} in {len(plan.slice_sizes)}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import decisions
-from bot.config import Settings
+from bot.config import CarrySettings, Settings, StrategySettings
 from bot.domain import ZERO, FeeRates, MarketSpec, MarketStatusKind, Position, RiskMode, Side
 from bot.market_state import MarketState, build_markets
 from bot.rules.flags import FlagInputs, evaluate_flags
@@ -18,8 +19,8 @@ from bot.strategy.sleeves import SleeveBook, SleeveTarget
 from bot.strategy.targets import FLAT, TargetSpec
 
 SPEC = MarketSpec("BTC-USD", D("1"), D("0.001"), D("0.001"))
-S = Settings(strategy={"directional_budget": "1", "carry_budget": "0", "vol_provision_budget": "0",
-                        "carry": {"enabled": False}, "target_vol_annual": "5"})
+S = Settings(strategy=StrategySettings(directional_budget=D(1), carry_budget=D(0), vol_provision_budget=D(0),
+                                      carry=CarrySettings(enabled=False), target_vol_annual=D(5)))
 FEES = {"dydx": FeeRates(D("0.0001"), D("0.0005"), "test"),
         "binance": FeeRates(D("0.001"), D("0.001"), "test")}
 NOW = 10**18
@@ -57,48 +58,48 @@ def inputs_of(state: MarketState) -> FlagInputs:
 
 def test_the_operator_target_is_the_perp_target_and_reduce_only_never_grows_it() -> None:
     state = market()
-    out = decisions.targets(state, D(60000), NOW, context(operator=TargetSpec(D("0.3"))))
+    out = decisions.compute_targets(state, D(60000), NOW, context(operator=TargetSpec(D("0.3"))))
     assert out.sizing.size == D("0.3") and out.spot == ZERO and out.sizing.limited_by == ""
-    big = decisions.targets(state, D(60000), NOW, context(operator=TargetSpec(D(5))))
+    big = decisions.compute_targets(state, D(60000), NOW, context(operator=TargetSpec(D(5))))
     assert big.sizing.size < D(5) and big.sizing.limited_by  # the hard limits cut it, and say which
     held = market(position=D("0.2"))
     reduce_only = context(operator=TargetSpec(D("0.3")), risk=RiskMode.REDUCE_ONLY)
-    out = decisions.targets(held, D(60000), NOW, reduce_only)
+    out = decisions.compute_targets(held, D(60000), NOW, reduce_only)
     assert out.sizing.size == D("0.2")
 
 
 def test_a_market_that_takes_no_orders_is_sized_at_its_position() -> None:
     state = market(position=D("0.2"))
     ctx = context(MarketStatusKind.CANCEL_ONLY, operator=TargetSpec(D("0.3")))
-    assert decisions.targets(state, D(60000), NOW, ctx).sizing.size == D("0.2")
+    assert decisions.compute_targets(state, D(60000), NOW, ctx).sizing.size == D("0.2")
 
 
 def test_the_first_audit_trades_a_drifted_market_unless_start_up_audits_are_off() -> None:
     state = market()
     ctx = context(operator=TargetSpec(D("0.3")))
-    out = decisions.targets(state, D(60000), NOW, ctx)
+    out = decisions.compute_targets(state, D(60000), NOW, ctx)
     state.sleeves, state.sizing, state.pending_spot_target = out.sleeves, out.sizing, out.spot
-    seen = decisions.assess(state, D(60000), NOW, ctx)
+    seen = decisions.assess_gate(state, D(60000), NOW, ctx)
     # No book: the liquidity flag trips, but one flag alone never gates; the audit does.
     assert seen.gate.act and seen.gate.reason == "audit" and seen.flags.tripped == ("liquidity",)
     assert seen.inputs.target_size == D("0.3") and seen.inputs.position_size == ZERO
     quiet = S.model_copy(update={"rules": S.rules.model_copy(update={"audit_on_start": False})})
-    seen = decisions.assess(state, D(60000), NOW, decisions.Context(**{**_fields(ctx), "settings": quiet}))
+    seen = decisions.assess_gate(state, D(60000), NOW, replace(ctx, settings=quiet))
     assert not seen.gate.act and seen.gate.state.last_audit_ns == NOW
 
 
 def test_an_audit_inside_the_band_does_not_trade() -> None:
     state = market(position=D("0.3"))
     ctx = context(operator=TargetSpec(D("0.3")))
-    out = decisions.targets(state, D(60000), NOW, ctx)
+    out = decisions.compute_targets(state, D(60000), NOW, ctx)
     state.sleeves, state.sizing, state.pending_spot_target = out.sleeves, out.sizing, out.spot
     assert not decisions.outside_band(state, out.sizing.size, out.spot, D(60000), ctx)
-    assert not decisions.assess(state, D(60000), NOW, ctx).gate.act
+    assert not decisions.assess_gate(state, D(60000), NOW, ctx).gate.act
 
 
 def test_a_plan_moves_the_position_to_target_and_the_record_says_why() -> None:
     state = decided(market(position=D("0.1")), D("0.5"))
-    d = decisions.plan(state, "audit", inputs_of(state), NOW, 7, context())
+    d = decisions.plan_decision(state, "audit", inputs_of(state), NOW, 7, context())
     assert d.plan is not None and d.plan.side is Side.BUY and d.plan.total == D("0.4")
     assert d.record["gate"] == "audit" and d.record["target_after"] == "0.5"
     assert d.summary.startswith("audit perp 0->0.5 (BUY 0.4 in")
@@ -108,9 +109,10 @@ def test_a_plan_moves_the_position_to_target_and_the_record_says_why() -> None:
 def test_a_paused_or_held_market_gets_no_plan_and_a_post_only_one_rests() -> None:
     state = decided(market(position=D("0.1")), ZERO)
     paused = context(MarketStatusKind.PAUSED)
-    assert decisions.plan(state, "audit", inputs_of(state), NOW, 7, paused).plan is None
-    assert decisions.plan(state, "audit", inputs_of(state), NOW, 7, context(hold=True)).plan is None
-    post = decisions.plan(state, "audit", inputs_of(state), NOW, 7, context(MarketStatusKind.POST_ONLY)).plan
+    assert decisions.plan_decision(state, "audit", inputs_of(state), NOW, 7, paused).plan is None
+    assert decisions.plan_decision(state, "audit", inputs_of(state), NOW, 7, context(hold=True)).plan is None
+    post_only = context(MarketStatusKind.POST_ONLY)
+    post = decisions.plan_decision(state, "audit", inputs_of(state), NOW, 7, post_only).plan
     assert post is not None and post.passive and post.post_only
 
 
@@ -118,10 +120,6 @@ def snapshot(state: MarketState) -> tuple[object, ...]:
     return (state.position.size, state.target, state.carry_side, state.carry_size, state.sizing,
             state.sleeves, state.flags, state.gate, state.pending_spot_target, state.last_decision,
             state.spot)
-
-
-def _fields(ctx: decisions.Context) -> dict[str, object]:
-    return {name: getattr(ctx, name) for name in decisions.Context.__slots__}  # type: ignore[attr-defined]
 
 
 sizes = st.decimals(min_value=D(-3), max_value=D(3), places=3)
@@ -134,7 +132,7 @@ def test_a_plan_never_overshoots_obeys_the_status_and_leaves_the_state_alone(
         position: D, target: D, rate: D, status: MarketStatusKind, hold: bool, seed: int) -> None:
     state = decided(market(position=position), target, rate)
     before = snapshot(state)
-    d = decisions.plan(state, "audit", inputs_of(state), NOW, seed, context(status, hold=hold))
+    d = decisions.plan_decision(state, "audit", inputs_of(state), NOW, seed, context(status, hold=hold))
     assert snapshot(state) == before  # pure: the caller applies the decision
     assert d.target == target and d.record["plan"] == (d.plan.as_dict() if d.plan else {"action": "none"})
     if d.plan is None:
@@ -147,3 +145,17 @@ def test_a_plan_never_overshoots_obeys_the_status_and_leaves_the_state_alone(
                                                                                      state.funding.rate_1h)
     assert d.plan.passive == (favours or status is MarketStatusKind.POST_ONLY)
     assert d.plan.post_only == (status is MarketStatusKind.POST_ONLY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes, sizes, st.sampled_from(list(MarketStatusKind)), st.sampled_from(list(RiskMode)))
+def test_targets_never_grow_exposure_in_reduce_only_or_in_a_market_that_takes_no_orders(
+        position: D, operator: D, status: MarketStatusKind, risk: RiskMode) -> None:
+    state = market(position=position)
+    before = snapshot(state)
+    ctx = context(status, risk, operator=TargetSpec(operator))
+    out = decisions.compute_targets(state, D(60000), NOW, ctx)
+    assert snapshot(state) == before
+    assert out.sizing.size % SPEC.step_size == 0 and out.spot == ZERO  # no carry configured
+    if risk is RiskMode.REDUCE_ONLY or not may_place(status):
+        assert abs(out.sizing.size) <= abs(position) and out.sizing.size * position >= 0
