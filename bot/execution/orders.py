@@ -448,6 +448,8 @@ class OrderManager:
 
 @dataclass(frozen=True, slots=True)
 class CancelReport:
+    """What a cancel-everything did on one venue."""
+
     cancelled: list[int]  # client ids a cancel was sent (accepted) for
     errors: list[str]  # one per failure: an order's cancel, or the venue's open-order listing
     ours: set[int]  # the orders of ours it went for: open in the store, or listed and known to it
