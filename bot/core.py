@@ -65,7 +65,11 @@ class Core:
                 return
             engine.on_market_event(event)
 
-        sinks: list[tuple[Leg, MarketSink, BookHook]] = [(self.perp, on_market_event, engine.on_book_changed)]
+        def on_book_changed(market: str, ts_recv: int) -> None:
+            engine.on_book_changed(market, ts_recv)
+
+        # Both look the engine's handlers up at each call (a test may wrap them after wiring).
+        sinks: list[tuple[Leg, MarketSink, BookHook]] = [(self.perp, on_market_event, on_book_changed)]
         if self.hedge is not None and self.hedge.market_data is not None:
             sinks.append((self.hedge, lambda event: None, lambda market, ts_recv: None))
         return sinks
