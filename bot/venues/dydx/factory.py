@@ -17,7 +17,6 @@ from bot.venues.dydx.credentials import dydx_signer, node_gateway, refuse_owner_
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.leg import Leg
 from bot.venues.paper.factory import perp_paper
-from bot.venues.sim.factory import sim_exchange_config
 from bot.venues.start_retry import retry_start
 
 
@@ -39,6 +38,7 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> Leg:
     sim_accounts: dict[str, Any] = {}
     if settings.network == "sim" and not settings.dydx.indexer_rest:
         from bot.sim.runner import Simulator  # imported here: only this mode needs the servers
+        from bot.venues.sim.factory import sim_exchange_config
 
         sim = Simulator(seed=settings.sim.seed, clock=clock, markets=settings.markets,
                         step_secs=min(settings.sim.step_interval_secs, 0.05),
