@@ -18,29 +18,26 @@ from typing import Any, Protocol
 
 import structlog
 
-from bot.book import OrderBook
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.control.api import ControlServer, ensure_token
 from bot.control.commands import Controller
 from bot.control.dashboard import StatusHistory
-from bot.domain import MarketEvent, OracleUpdate, RiskMode
+from bot.core import build_core
+from bot.domain import RiskMode
 from bot.engine import Engine
 from bot.errors import BotError, ConfigError, InvariantViolation
 from bot.execution.exit import cancel_and_settle
 from bot.execution.orders import OrderManager
-from bot.history import seed_engine, seed_vol_from_spot
 from bot.loop_monitor import LoopMonitor
-from bot.news.board import NewsBoard
-from bot.news.calendar import load_calendar
 from bot.news.feeds import FeedPoller
-from bot.news.state import load_operator_items
 from bot.notify import build_notifier
 from bot.recovery import reconcile_venue
 from bot.state_dir import prepare_state_dir
 from bot.store import Store
 from bot.telemetry import Metrics, Redactor, configure_logging
-from bot.venues.setup import open_accounts, open_dydx, open_hedge, open_in_process
+from bot.venues.ports import MarketData, MarketSink
+from bot.venues.registry import open_health
 from bot.venues.start_retry import retry_start
 from bot.watchdog.probes import build_watchdog
 
@@ -108,101 +105,39 @@ class App:
         if redactor is not None:
             redactor.add(token)
         metrics = Metrics()
-        if settings.network == "sim" and settings.sim.mode == "in_process":
-            perp = open_in_process(settings, clock)
-        else:
-            perp = await open_dydx(settings, metrics, clock)
-        try:
-            hedge = await open_hedge(settings, perp, metrics, clock)
-        except BaseException:
-            for close in perp.closers:
-                with contextlib.suppress(Exception):
-                    await close()
-            raise
-        store = Store.open(settings.db_path)
-        orders = OrderManager(perp.execution, store, metrics, clock, settings.execution)
-        spot_specs = hedge.specs if hedge is not None else {}
-        spot_books: dict[str, OrderBook] = hedge.books if hedge is not None else {}
-        spot_orders = (OrderManager(hedge.execution, store, metrics, clock, settings.execution)
-                       if hedge is not None else None)
-        news = NewsBoard(load_calendar(settings.news.calendar_path) if settings.news.calendar_path else [],
-                         float(settings.news.calendar_before_secs), float(settings.news.calendar_after_secs))
-        news.operator.update(load_operator_items(settings.news_state_path, clock.now_ns()))
-        accounts = open_accounts(settings, perp, hedge, metrics, clock)  # live only: the venues' truth
-        engine = Engine(settings, perp.specs, store, orders, metrics, clock, perp.books,
-                        spot_orders=spot_orders if spot_specs else None, spot_specs=spot_specs,
-                        spot_books=spot_books, news=news, accounts=accounts)
-        for event in perp.start_events:  # market status and parameters as REST reported them
-            engine.on_market_event(event)
-        if hasattr(perp.market_data, "hourly_history"):  # seed the estimators (bot.history)
-            await seed_engine(engine, perp.market_data, settings.strategy.history_hours)
-        if hedge is not None and hasattr(hedge.market_data, "hourly_history"):
-            await seed_vol_from_spot(engine, hedge.market_data, settings.strategy.history_hours)
-        paper = perp.paper
-        if paper is not None:
-            paper.restore_positions({t: s.position.size for t, s in engine.markets.items()})
-        spot_paper = hedge.paper if hedge is not None else None
-        if spot_paper is not None:
-            spot_paper.restore_positions({s.spot.ticker: s.spot.position.size
-                                          for s in engine.markets.values() if s.spot is not None})
-        watch = accounts.watching if accounts is not None else (lambda sink: sink)
-        perp.execution.set_account_sink(watch(engine.on_account_event))
-        if hedge is not None:
-            hedge.execution.set_account_sink(watch(engine.on_spot_account_event))
+        core = await build_core(settings, metrics, clock)
+        engine, store, perp, hedge, accounts = core.engine, core.store, core.perp, core.hedge, core.accounts
         status_extra = dict(perp.status)
         if hedge is not None:
             status_extra["hedge_venue"] = hedge.status
-        controller = Controller(settings, engine, orders, store, clock, status_extra)
+        controller = Controller(settings, engine, core.orders, store, clock, status_extra)
         history = StatusHistory(controller.status, clock, store=store, settings=settings)  # dashboard charts
         control = ControlServer(controller, metrics, token, settings.control.host,
                                 settings.control.port, settings.state_dir / "daemon.json",
                                 history=history, clock=clock)
         notifier = build_notifier(settings, engine.events, clock, controller.status)
-
-        def on_market_event(event: MarketEvent) -> None:
-            if getattr(event, "market", None) in spot_books:
-                if not isinstance(event, OracleUpdate):  # spot has no oracle and no funding
-                    engine.on_spot_event(event)
-                    if spot_paper is not None:
-                        spot_paper.on_market_event(event)
-                return
-            engine.on_market_event(event)
-            if paper is not None:
-                paper.on_market_event(event)
-
-        if hasattr(perp.market_data, "on_book_changed"):
-            def on_book_changed(market: str, ts_recv: int) -> None:
-                engine.on_book_changed(market, ts_recv)
-                if paper is not None:
-                    paper.on_book_changed(market, ts_recv)
-
-            perp.market_data.on_book_changed = on_book_changed
-
-        spot_feed: list[Service] = []
-        if hedge is not None and hedge.market_data is not None:
-            # The Binance stream keeps the shared spot books itself: the engine reads them as they
-            # are; a paper spot venue re-checks its resting orders' queues and fills on trades.
-            if spot_paper is not None:
-                hedge.market_data.on_book_changed = spot_paper.on_book_changed
-                spot_feed.append(_FeedService(hedge.market_data, spot_paper.on_market_event))
-            else:
-                hedge.market_data.on_book_changed = lambda market, ts_recv: None
-                spot_feed.append(_FeedService(hedge.market_data, lambda event: None))
+        feeds: list[Service] = []
+        for leg, sink, on_book_changed in core.market_sinks():
+            assert leg.market_data is not None
+            leg.market_data.on_book_changed = on_book_changed
+            feeds.append(_FeedService(leg.market_data, sink))
         services: list[Service] = [
-            *perp.services, _FeedService(perp.market_data, on_market_event), *spot_feed, engine, control,
+            *perp.services, *feeds, engine, control,
             StatusLog(controller, settings.telemetry.status_interval_secs, clock), history,
             LoopMonitor(metrics), *([notifier] if notifier is not None else []),
             *([accounts] if accounts is not None else []),
         ]
         if settings.news.feeds:
-            services.append(FeedPoller(settings.news.feeds, news, clock, settings.news.poll_interval_secs,
-                                       settings.news.request_timeout_secs, settings.news.max_attempts))
+            news = settings.news
+            services.append(FeedPoller(news.feeds, core.news, clock, news.poll_interval_secs,
+                                       news.request_timeout_secs, news.max_attempts))
         if settings.watchdog.enabled:
-            watchdog = build_watchdog(settings, perp, engine, store, metrics, clock, controller.flatten)
+            watchdog = build_watchdog(settings, open_health(settings, perp), engine, store, metrics, clock,
+                                      controller.flatten)
             controller.watchdog = watchdog
             services.append(watchdog)
-        return cls(settings, store, engine, orders, controller, control, services, clock,
-                   closers=(hedge.closers if hedge is not None else []) + perp.closers)
+        return cls(settings, store, engine, core.orders, controller, control, services, clock,
+                   closers=[core.venues.close])
 
     async def reconcile(self) -> None:
         """Line the store and the engine up with every venue before trading (bot.recovery)."""
@@ -212,7 +147,7 @@ class App:
                 apply, positions = engine.on_account_event, engine.perp_positions
             else:
                 apply, positions = engine.on_spot_account_event, engine.spot_positions
-            balances = getattr(manager.venue, "positions_are_balances", False)
+            balances = manager.venue.capabilities.positions_are_balances
             await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
                                   cancel_foreign=self.settings.trading == "paper",
                                   compare_positions=not balances)
@@ -303,8 +238,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 class _FeedService:
     """Runs a MarketData source into a sink as a supervised service."""
 
-    def __init__(self, feed: Any, sink: Any) -> None:
-        self.name = getattr(feed, "name", "feed")
+    def __init__(self, feed: MarketData, sink: MarketSink) -> None:
+        self.name = feed.name
         self._feed = feed
         self._sink = sink
 

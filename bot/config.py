@@ -31,8 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bot.errors import ConfigError
 from bot.events import KINDS as EVENT_KINDS
 from bot.strategy.targets import TargetSpec, parse_target
-from bot.venues.binance.config import BinanceSettings
-from bot.venues.dydx.config import DydxSettings
+from bot.venues.sections import BinanceSettings, DydxSettings
 
 PosDecimal = Annotated[Decimal, Field(gt=0)]
 NonNegDecimal = Annotated[Decimal, Field(ge=0)]

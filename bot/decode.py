@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import MalformedMessage
-from bot.venues.dydx.parse import DomainEvent, FeedParser
+from bot.venues.registry import feed_parser
 
 
-def event_to_json(event: DomainEvent) -> dict[str, Any]:
+def event_to_json(event: Any) -> dict[str, Any]:
     """Return a domain event as JSON-ready data: Decimal as strings, enums as values."""
     return {"event": type(event).__name__, **_plain(dataclasses.asdict(event))}
 
@@ -57,9 +57,7 @@ def read_messages(path: Path) -> Iterator[tuple[int, bytes]]:
 
 def decode_file(path: Path, venue: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Decode every message; return (events, one error line per malformed message)."""
-    if venue != "dydx":
-        raise ValueError(f"venue {venue!r} has no decoder yet (only 'dydx')")
-    parser = FeedParser()
+    parser = feed_parser(venue)
     events: list[dict[str, Any]] = []
     errors: list[str] = []
     for number, raw in read_messages(path):

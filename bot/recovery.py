@@ -12,39 +12,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
 from bot.clock import Clock
-from bot.domain import AccountEvent, Fill, OrderStatus
+from bot.domain import AccountEvent, OrderStatus
 from bot.errors import BotError
 from bot.store import Store
 from bot.store.reconcile import reconcile_open_orders
-from bot.venues.ports import ExecutionVenue
+from bot.venues.ports import ExecutionVenue, VenueAccount
+
+__all__ = ["VenueAccount", "reconcile_venue"]
 
 log = structlog.get_logger("reconcile")
-
-
-@dataclass
-class VenueAccount:
-    """What a venue says about our account right now."""
-
-    open_ids: set[int]
-    order_states: dict[int, tuple[OrderStatus, Decimal]] = field(default_factory=dict)
-    fills: list[Fill] = field(default_factory=list)
-    positions: dict[str, Decimal] | None = None
-
-
-async def account_of(venue: ExecutionVenue) -> VenueAccount:
-    """Ask the venue; venues that can report order states and fills do so (`account_snapshot`)."""
-    snapshot = getattr(venue, "account_snapshot", None)
-    if snapshot is not None:
-        account: VenueAccount = await snapshot()
-        return account
-    return VenueAccount(set(await venue.open_orders()), positions=await venue.positions())
 
 
 async def reconcile_venue(
@@ -62,7 +44,7 @@ async def reconcile_venue(
     `compare_positions=False` for a venue whose positions are account balances (spot): they
     include inventory the bot never traded, so only the venue's fills and orders are reconciled.
     """
-    account = await account_of(venue)
+    account: VenueAccount = await venue.account_snapshot()
     known_fills = {f.fill_id for f in store.fills()}
     new_fills = [f for f in account.fills if f.fill_id not in known_fills]
     for fill in new_fills:

@@ -39,6 +39,7 @@ class CappedVenue:
         self.inner = inner
         self._specs = specs
         self.name = inner.name
+        self.capabilities = inner.capabilities
         self._bars = bars  # market -> (bar start ns, bar volume), kept current by the source
         self._cap = cap
         self._clock = clock

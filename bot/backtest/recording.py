@@ -23,7 +23,8 @@ import orjson
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.domain import MarketEvent, MarketSpec
+from bot.domain import BlockHeight, MarketEvent, MarketSpec
+from bot.venues.registry import open_market_data
 
 from .clock import SimClock
 from .codec import encode_event
@@ -75,7 +76,7 @@ class RecordWriter:
 
     def write(self, event: MarketEvent) -> None:
         """Record one event; spot events are the ones whose market is a spot market."""
-        venue = "spot" if getattr(event, "market", None) in self._spot else "perp"
+        venue = "spot" if not isinstance(event, BlockHeight) and event.market in self._spot else "perp"
         line = orjson.dumps(encode_event(event, venue)) + b"\n"
         ts = event.ts_recv
         if self._file is None or self._bytes >= self._rotate_bytes or (
@@ -98,13 +99,13 @@ class RecordWriter:
 async def record_sim(settings: Settings, path: Path, duration_secs: float, *, simulated: bool = False,
                      **rotation: Any) -> RecordWriter:
     """Record the in-process simulator (perps + spot twins) for `duration_secs`."""
-    from bot.venues.setup import open_in_process
-
     clock: Clock = SimClock(SIM_EPOCH_NS) if simulated else SystemClock()
-    perp = open_in_process(settings, clock)
+    perp = await open_market_data(settings, clock)
     spot_specs = {t: m.spec() for t, m in perp.spot_markets.items()}
     spot_of = {p: s for p, s in settings.strategy.carry.spot_markets.items() if s in spot_specs}
     writer = RecordWriter(path, perp.specs, spot_specs, spot_of, **rotation)
+    feed = perp.market_data
+    assert feed is not None
     try:
         if simulated:
             end = clock.now_ns() + int(duration_secs * NS_PER_SEC)
@@ -115,11 +116,11 @@ async def record_sim(settings: Settings, path: Path, duration_secs: float, *, si
                 writer.write(event)
 
             with contextlib.suppress(_Done):
-                await perp.market_data.run(sink)
+                await feed.run(sink)
         else:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(duration_secs):
-                    await perp.market_data.run(writer.write)
+                    await feed.run(writer.write)
     finally:
         writer.close()
     return writer
@@ -128,21 +129,17 @@ async def record_sim(settings: Settings, path: Path, duration_secs: float, *, si
 async def record_venue(settings: Settings, path: Path, duration_secs: float | None,
                        **rotation: Any) -> RecordWriter:
     """Record the dYdX adapter's market events (books, trades, oracle/funding, heights)."""
-    from bot.telemetry import Metrics
-    from bot.venues.setup import open_dydx
-
-    settings = settings.model_copy(update={"trading": "paper"})  # market data only: no keys needed
-    perp = await open_dydx(settings, Metrics(), SystemClock())
+    perp = await open_market_data(settings, SystemClock())  # market data only: no keys needed
     writer = RecordWriter(path, perp.specs, **rotation)
+    feed = perp.market_data
+    assert feed is not None
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration_secs), asyncio.TaskGroup() as tg:
                 for service in perp.services:
                     tg.create_task(service.run(), name=service.name)
-                tg.create_task(perp.market_data.run(writer.write), name="record_feed")
+                tg.create_task(feed.run(writer.write), name="record_feed")
     finally:
         writer.close()
-        for close in perp.closers:
-            with contextlib.suppress(Exception):
-                await close()
+        await perp.close()
     return writer

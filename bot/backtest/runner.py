@@ -58,9 +58,8 @@ from bot.execution import hedge as hedging
 from bot.execution.orders import OrderManager
 from bot.store import Store
 from bot.telemetry import Metrics
-from bot.venues.paper.adapter import PaperVenue
-from bot.venues.paper.fills import FeeSchedule
-from bot.venues.ports import AccountSink
+from bot.venues.ports import AccountSink, ExecutionVenue
+from bot.venues.registry import paper_venues
 from bot.watchdog.mode import InputState, ModeState, Observation, Reading, classify, step_mode, target_mode
 
 from .clock import SimClock
@@ -87,9 +86,10 @@ def auto_sample_secs(span_ns: int) -> int:
 class ScenarioVenue:
     """An ExecutionVenue wrapper that lets scenarios fail, reject or delay orders."""
 
-    def __init__(self, inner: PaperVenue, stress: StressModel, leg: str, clock: SimClock) -> None:
+    def __init__(self, inner: ExecutionVenue, stress: StressModel, leg: str, clock: SimClock) -> None:
         self.inner = inner
         self.name = inner.name
+        self.capabilities = inner.capabilities
         self._stress = stress
         self._leg = leg
         self._clock = clock
@@ -173,12 +173,7 @@ class Backtest:
         metrics = Metrics()
         books = {t: OrderBook(t) for t in src.specs}
         spot_books = {t: OrderBook(t) for t in src.spot_specs}
-        carry = s.strategy.carry
-        self.paper = PaperVenue(books, FeeSchedule(s.paper.maker_fee_rate, s.paper.taker_fee_rate), clock,
-                                s.sim.funding_interval_secs)
-        spot_fees = FeeSchedule(carry.spot_maker_fee_rate, carry.spot_taker_fee_rate)
-        self.spot_paper = PaperVenue(spot_books, spot_fees, clock, s.sim.funding_interval_secs)
-        self.spot_paper.name = "paper_spot"
+        self.paper, self.spot_paper = paper_venues(s, books, spot_books, clock)
         windows = place(self.scenarios, src.start_ns, src.end_ns) if self.scenarios else []
         self.stress = StressModel(windows, src.specs, src.spot_specs, src.spot_of,
                                   s.sim.block_interval_secs) if windows else None

@@ -35,7 +35,7 @@ from bot.domain import (
     Trade,
 )
 from bot.sim.market import SimMarket
-from bot.venues.sim.feed import default_params
+from bot.venues.registry import sim_market_params as default_params
 
 from .codec import decode_event
 from .history import (  # noqa: F401  (re-exported: the loaders' home was here)

@@ -22,7 +22,7 @@ from bot.errors import BotError, ConfigError
 def sim(seed: int, scenario_path: Path | None, host: str) -> None:
     """Run the exchange simulator standalone; the first stdout line is its endpoints as JSON."""
     from bot.sim.runner import run_standalone
-    from bot.venues.setup import sim_exchange_config
+    from bot.venues.registry import sim_exchange_config
 
     settings = load_settings(None)  # [sim] account_equity_usd and fee tier (PERPBOT_SIM__*)
     try:

@@ -333,7 +333,7 @@ class Controller:
 def _sellable(venue: Any, spec: Any, size: Decimal) -> Decimal:
     """A spot sell never exceeds the base balance the venue reports (Binance takes a buy's
     commission in the base asset, so the account may hold a little less than the fills add up to)."""
-    if size <= 0 or not getattr(venue, "positions_are_balances", False):
+    if size <= 0 or not venue.capabilities.positions_are_balances:
         return size
     held = venue.cached_positions().get(spec.ticker, Decimal(0))
     return min(size, (held // spec.step_size) * spec.step_size)

@@ -26,11 +26,10 @@ start-up reconciliation (the venue is the truth).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
 import time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from pydantic import SecretStr
@@ -43,14 +42,8 @@ from bot.execution.orders import cancel_all
 from bot.execution.prices import bounded_price
 from bot.state_dir import prepare_state_dir
 from bot.store import Store
-from bot.telemetry import Metrics, Redactor, configure_logging
-from bot.venues.binance.config import BinanceSettings
-from bot.venues.dydx.adapter import DydxVenue
-from bot.venues.dydx.credentials import dydx_signer, node_gateway
-from bot.venues.dydx.indexer_rest import IndexerRest
-
-if TYPE_CHECKING:
-    from bot.venues.binance.adapter import BinanceVenue
+from bot.telemetry import Redactor, configure_logging
+from bot.venues.registry import kill_signer_missing, open_spot_for_kill, perp_for_kill, spot_for_kill
 
 log = structlog.get_logger("kill_direct")
 CONFIRM_TIMEOUT_SECS = 10.0
@@ -68,7 +61,7 @@ async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_ord
     clock = SystemClock()
     live = settings.trading == "live"
     embedded_sim = settings.network == "sim" and not settings.dydx.indexer_rest
-    if live and not embedded_sim and dydx_signer(settings) is None:
+    if live and not embedded_sim and kill_signer_missing(settings):
         raise ConfigError("dydx_trading_mnemonic", "a direct kill on a live venue needs "
                           "PERPBOT_DYDX_TRADING_MNEMONIC (or PERPBOT_DYDX_MNEMONIC)")
     prepare_state_dir(settings.state_dir)
@@ -138,7 +131,7 @@ def _store_positions(store: Store) -> dict[str, str]:
 async def _kill_live(settings: Settings, store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
     """Both venues at once; the report merges them and keeps each under `venues`."""
     jobs = {"dydx": _kill_dydx(settings, store, flatten=flatten, all_orders=all_orders)}
-    binance, keys = _binance_for_kill(settings)
+    binance, keys = spot_for_kill(settings)
     if binance is not None:
         jobs["binance"] = _kill_binance(settings, binance, keys, store, flatten=flatten,
                                         all_orders=all_orders)
@@ -154,33 +147,14 @@ async def _kill_live(settings: Settings, store: Store, *, flatten: bool, all_ord
     return merged
 
 
-Keys = tuple[SecretStr, SecretStr]
-
-
-def _binance_for_kill(settings: Settings) -> tuple[BinanceSettings | None, Keys | None]:
-    """The hedge venue's settings (hedged symbols only) and keys; None when there is no spot leg."""
-    markets = settings.hedged_spot_markets()
-    binance = settings.binance
-    if not markets or (settings.network == "sim" and binance.rest_url == BinanceSettings().rest_url):
-        return None, None
-    keys = None
-    if settings.binance_api_key is not None and settings.binance_api_secret is not None:
-        keys = (settings.binance_api_key, settings.binance_api_secret)
-    symbols = {m: binance.symbols[m] for m in markets if m in binance.symbols}
-    return binance.model_copy(update={"symbols": symbols}), keys
-
-
-async def _kill_binance(settings: Settings, binance: BinanceSettings, keys: Keys | None, store: Store, *,
-                        flatten: bool, all_orders: bool) -> dict[str, Any]:
+async def _kill_binance(settings: Settings, binance: Any, keys: tuple[SecretStr, SecretStr] | None,
+                        store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
     empty: dict[str, Any] = {"cancelled": [], "filled": {}, "flatten_orders": [],
                              "remaining_open_orders": [o.client_id for o in store.open_orders("binance")],
                              "positions": {}, "errors": []}
     if keys is None:
         return {**empty, "errors": ["no PERPBOT_BINANCE_API_KEY / _SECRET: the spot leg was not touched"]}
-    # The adapter's imports (httpx and what it pulls in) take a few hundred ms of a kill that must
-    # finish within 2 s: load them on a thread while the dYdX side waits on the network.
-    adapter = await asyncio.to_thread(importlib.import_module, "bot.venues.binance.adapter")
-    venue = adapter.build_venue(binance, Metrics(), api_key=keys[0], api_secret=keys[1])
+    venue = await open_spot_for_kill(binance, keys)
     errors: list[str] = []
     try:
         try:
@@ -200,7 +174,7 @@ async def _kill_binance(settings: Settings, binance: BinanceSettings, keys: Keys
             "remaining_open_orders": remaining, "positions": positions, "errors": errors}
 
 
-async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
+async def _flatten_spot(settings: Settings, store: Store, venue: Any,
                         errors: list[str]) -> tuple[dict[str, str], list[int]]:
     """Close the spot hedge the store's fills book, one IOC per market; record what filled."""
     fee_rate = settings.strategy.carry.spot_taker_fee_rate
@@ -235,20 +209,19 @@ async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
             store.record_order("binance", order, time.time_ns())  # persisted before it is sent
             await venue.place(order)
             sent.append(order.client_id)
-            found = await venue.order_row(order.client_id)
+            found = await venue.executed(order.client_id)
         except BotError as exc:
             errors.append(f"flatten {market}: {exc}")
             continue
         if found is None:
             errors.append(f"flatten {market}: order {order.client_id} not found after placing")
             continue
-        _, row = found
-        executed, quote = Decimal(row.executedQty), Decimal(row.cummulativeQuoteQty)
+        venue_id, executed, quote = found
         now = time.time_ns()
         if executed:
             # No user stream here: the fill is booked from the order's final state (fee estimated
             # at the taker rate), so a restarted daemon sees the hedge closed.
-            store.record_fill("binance", Fill(f"binance-kill-{row.orderId}", order.client_id, market, side,
+            store.record_fill("binance", Fill(f"binance-kill-{venue_id}", order.client_id, market, side,
                                               quote / executed, executed, quote * fee_rate,
                                               Liquidity.TAKER, now))
             filled[market] = str(executed)
@@ -258,18 +231,7 @@ async def _flatten_spot(settings: Settings, store: Store, venue: BinanceVenue,
 
 
 async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
-    endpoints = settings.dydx.endpoints(settings.network)
-    missing = [key for key, value in endpoints.items() if not value]
-    if missing:
-        raise ConfigError(f"dydx.{missing[0]}", f"no endpoint for network {settings.network!r}")
-    signer = dydx_signer(settings)
-    assert signer is not None  # checked before the latch
-    d = settings.dydx
-    gateway = node_gateway(settings, endpoints, signer)  # the trading key when one is configured
-    venue = DydxVenue(IndexerRest(str(endpoints["indexer_rest"])), str(endpoints["indexer_ws"]),
-                      settings.markets, Metrics(), gateway=gateway,
-                      account=(gateway.owner, d.subaccount_number),
-                      gtb_offset_blocks=d.gtb_offset_blocks, long_term_secs=d.long_term_secs)
+    venue = perp_for_kill(settings)  # the trading key when one is configured
     errors: list[str] = []
     try:
         cancelled, remaining = await _cancel_ours(venue, store, all_orders, errors)

@@ -26,11 +26,8 @@ SETTLE_POLL_SECS = 0.25
 
 async def sweep(manager: OrderManager) -> None:
     """One REST sweep of a venue's account into its sink (venues without one: nothing to do)."""
-    sweep_account = getattr(manager.venue, "sweep_account", None)
-    if sweep_account is None:
-        return
     try:
-        await sweep_account()
+        await manager.venue.sweep_account()
     except BotError as exc:
         log.warning("exit_sweep_failed", venue=manager.venue.name, error=str(exc))
 

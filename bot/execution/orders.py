@@ -471,9 +471,8 @@ async def cancel_all(venue: ExecutionVenue, store: Store, *, all_open: bool = Fa
     except BotError as exc:
         errors.append(f"open orders: {exc}")
     ours |= {cid for cid in listed if store.get_order(cid) is not None}
-    cancel_many = getattr(venue, "cancel_many", None)
-    if cancel_many is not None:
-        sent, failed = await cancel_many(sorted(ours), all_open=all_open)
+    if venue.capabilities.batch_cancel:
+        sent, failed = await venue.cancel_many(sorted(ours), all_open=all_open)
         return CancelReport(list(sent), errors + list(failed), ours)
     targets = sorted(ours) + ([cid for cid in listed if cid not in ours] if all_open else [])
     cancelled: list[int] = []

@@ -34,14 +34,11 @@ from bot.domain import RiskMode
 from bot.errors import BotError
 from bot.store import Store
 from bot.telemetry import Metrics
+from bot.venues.ports import ChainHealth, FeedHealth, HealthProbes, IndexerHealth
 from bot.watchdog.mode import InputState, ModeState, Observation, Reading, classify, step_mode, target_mode
 
 if TYPE_CHECKING:
     from bot.engine import Engine
-    from bot.venues.dydx.chain import ChainQueries
-    from bot.venues.dydx.indexer_rest import IndexerRest
-    from bot.venues.dydx.indexer_ws import IndexerFeed
-    from bot.venues.setup import PerpVenue
 
 log = structlog.get_logger("watchdog")
 NS_PER_SEC = 1_000_000_000
@@ -61,9 +58,9 @@ class Watchdog:
         metrics: Metrics,
         clock: Clock,
         *,
-        chain: ChainQueries | None = None,
-        indexer: IndexerRest | None = None,
-        feed: Callable[[], IndexerFeed | None] | None = None,
+        chain: ChainHealth | None = None,
+        indexer: IndexerHealth | None = None,
+        feed: Callable[[], FeedHealth | None] | None = None,
         perpetual_ids: tuple[int, ...] = (0,),
         flatten: Callable[[], Awaitable[Any]] | None = None,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
@@ -273,41 +270,14 @@ class Watchdog:
 
 def build_watchdog(
     settings: Settings,
-    perp: PerpVenue,
+    probes: HealthProbes,
     engine: Engine,
     store: Store,
     metrics: Metrics,
     clock: Clock,
     flatten: Callable[[], Awaitable[Any]] | None = None,
 ) -> Watchdog:
-    """Wire a Watchdog to the venue the app opened; its own connections close with the venue's."""
-    from bot.venues.dydx.adapter import DydxVenue
-    from bot.venues.dydx.chain import ChainQueries
-    from bot.venues.dydx.indexer_rest import IndexerRest
-
-    w = settings.watchdog
-    venue = perp.market_data if isinstance(perp.market_data, DydxVenue) else None
-    if venue is None:  # the in-process simulator: heights and staleness from the engine's events
-        return Watchdog(w, engine, store, metrics, clock, flatten=flatten)
-    endpoints = {**settings.dydx.endpoints(settings.network), **perp.status.get("sim", {})}
-    chain = None
-    if venue.gateway is not None:
-        chain = venue.gateway.chain_queries(w.probe_timeout_secs)
-    elif w.node_queries and endpoints.get("node_grpc"):
-        own = ChainQueries.connect(str(endpoints["node_grpc"]), secure=settings.network != "sim",
-                                   timeout_secs=w.probe_timeout_secs)
-        chain = own
-
-        async def close_chain() -> None:
-            own.close()
-
-        perp.closers.append(close_chain)
-    indexer = None
-    if endpoints.get("indexer_rest"):
-        # One attempt per sample: a failure is a data point for the error rate, not a retry loop.
-        indexer = IndexerRest(str(endpoints["indexer_rest"]), timeout_secs=w.probe_timeout_secs,
-                              max_attempts=1)
-        perp.closers.append(indexer.aclose)
-    return Watchdog(w, engine, store, metrics, clock, chain=chain, indexer=indexer,
-                    feed=lambda: venue.feed, flatten=flatten,
-                    perpetual_ids=tuple(p.clob_pair_id for p in venue.params.values()))
+    """Wire a Watchdog to the venue's health probes (bot.venues.registry.open_health)."""
+    return Watchdog(settings.watchdog, engine, store, metrics, clock, chain=probes.chain,
+                    indexer=probes.indexer, feed=probes.feed, flatten=flatten,
+                    perpetual_ids=probes.perpetual_ids)

@@ -139,8 +139,10 @@ def test_undecodable_bodies_and_passthrough() -> None:
     assert isinstance(classify(bad, "POST /api/v3/order", is_submit=True), OrderStateUnknown)
     mine = RateLimited("binance", "x", 3)
     assert classify(mine, "x") is mine
-    other = classify(RuntimeError("boom"), "x")
-    assert type(other) is VenueError and "boom" in str(other)
+    with pytest.raises(RuntimeError, match="boom"):  # not the venue's: a bug surfaces as itself
+        classify(RuntimeError("boom"), "x")
+    odd = classify(httpx.InvalidURL("no host"), "x")  # httpx's own, not a transport failure
+    assert type(odd) is VenueError and "no host" in str(odd)
 
 
 def test_caller_action_groups() -> None:

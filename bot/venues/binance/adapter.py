@@ -27,7 +27,6 @@ from bot.clock import Clock
 from bot.domain import MarketSpec, OrderRequest, OrderUpdate
 from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.history import MarketHistory
-from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
 from bot.venues.binance import wire
 from bot.venues.binance.config import BinanceSettings
@@ -45,7 +44,7 @@ from bot.venues.binance.parse import (
 )
 from bot.venues.binance.rest import BinanceRest
 from bot.venues.binance.user_stream import UserStream
-from bot.venues.ports import AccountSink, MarketSink
+from bot.venues.ports import AccountSink, Capabilities, MarketSink, VenueAccount
 
 log = structlog.get_logger("binance")
 CANCEL_CONCURRENCY = 16  # cancels in flight at once on the kill path (each weighs 1)
@@ -55,7 +54,7 @@ class BinanceVenue:
     """Market data for a set of spot markets and, with keys, execution on one account."""
 
     name = VENUE
-    positions_are_balances = True  # base asset balances, not only what the bot traded
+    capabilities = Capabilities(positions_are_balances=True, batch_cancel=True)
 
     def __init__(
         self,
@@ -301,6 +300,15 @@ class BinanceVenue:
             except OrderNotFound:
                 continue
         return None
+
+    async def executed(self, client_id: int) -> tuple[str, Decimal, Decimal] | None:
+        """(venue order id, base executed, quote executed) of one of our orders, or None when the
+        venue does not know it (`kill --direct` books a flatten's fill from it: no user stream)."""
+        found = await self.order_row(client_id)
+        if found is None:
+            return None
+        _, row = found
+        return str(row.orderId), Decimal(row.executedQty), Decimal(row.cummulativeQuoteQty)
 
     async def touch(self, market: str) -> tuple[Decimal | None, Decimal | None]:
         """Best bid and ask from a REST depth read (no stream needed)."""

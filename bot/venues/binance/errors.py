@@ -129,6 +129,7 @@ def classify(exc: Exception, op: str, *, is_submit: bool = False) -> BotError:
 
     `is_submit`: the call placed an order, so anything that may have reached the matching
     engine is OrderStateUnknown (query by client id before anything else; never resend).
+    An exception that is none of the above is re-raised (use as `raise classify(exc, op) from exc`).
     """
     if isinstance(exc, BotError):
         return exc
@@ -144,7 +145,9 @@ def classify(exc: Exception, op: str, *, is_submit: bool = False) -> BotError:
         if is_submit:
             return OrderStateUnknown(VENUE, op, f"undecodable answer: {exc}")
         return MalformedMessage(f"{VENUE} {op}: {exc}")
-    return VenueError(VENUE, op, repr(exc))
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):  # bad URL, redirects, undecodable stream
+        return VenueError(VENUE, op, repr(exc))
+    raise exc  # none of the venue's: a bug surfaces as itself
 
 
 def _classify_status(response: httpx.Response, op: str, is_submit: bool) -> BotError:

@@ -21,7 +21,6 @@ from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate,
 from bot.domain import MarketParams as MarketParamsEvent
 from bot.errors import BotError, MalformedMessage, OrderRejected, TransientVenueError
 from bot.history import MarketHistory
-from bot.recovery import VenueAccount
 from bot.telemetry import Metrics
 from bot.venues.dydx import wire
 from bot.venues.dydx.account import client_ids_by_uid, fill_from_rest, funding_from_rest, order_state
@@ -30,7 +29,7 @@ from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscr
 from bot.venues.dydx.node import NodeGateway
 from bot.venues.dydx.orders import MarketParams, VenueOrder, to_venue_order
 from bot.venues.dydx.parse import DomainEvent, is_uint, iso_to_ns, market_status_events
-from bot.venues.ports import AccountSink, MarketSink
+from bot.venues.ports import AccountSink, Capabilities, MarketSink, VenueAccount
 
 log = structlog.get_logger("dydx")
 VENUE = "dydx"
@@ -88,6 +87,7 @@ class DydxVenue:
     """Market data for a set of markets, and (with a gateway) execution for one subaccount."""
 
     name = VENUE
+    capabilities = Capabilities(batch_cancel=True)
 
     def __init__(
         self,

@@ -25,10 +25,9 @@ from v4_proto.dydxprotocol.ratelimit import query_pb2_grpc as rate_grpc
 from v4_proto.dydxprotocol.subaccounts import query_pb2 as sub_q
 from v4_proto.dydxprotocol.subaccounts import query_pb2_grpc as sub_grpc
 
-from bot.errors import TransientVenueError
+from bot.venues.dydx.errors import classify
 
 T = TypeVar("T")
-VENUE = "dydx"
 USDC_DENOM = "ibc/8E27BA2D5493AF5636760E354E46004562C46AB7EC0CC4C1CA14E9E20E2545B5"
 USDC_QUANTUMS = Decimal(10**6)
 
@@ -93,10 +92,8 @@ class ChainQueries:
         try:
             async with asyncio.timeout(self._timeout + 0.5):
                 return await asyncio.to_thread(fn)
-        except grpc.RpcError as exc:
-            raise TransientVenueError(VENUE, op, f"gRPC {exc.code().name}") from exc  # type: ignore[attr-defined]
-        except TimeoutError as exc:
-            raise TransientVenueError(VENUE, op, "timeout") from exc
+        except (grpc.RpcError, TimeoutError) as exc:
+            raise classify(exc, op) from exc
 
     async def head(self) -> Head:
         """The latest block's height and time."""

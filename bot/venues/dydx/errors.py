@@ -7,12 +7,16 @@
 | HTTP 5xx                                        | TransientVenueError   | retry with backoff       |
 | HTTP 4xx other than 429                         | VenueError            | no retry; fix the call   |
 | body that does not decode to the expected shape | MalformedMessage      | count, log; no retry     |
-| gRPC UNAVAILABLE / DEADLINE_EXCEEDED on a query | TransientVenueError   | retry with backoff       |
+| other httpx errors (bad URL, redirects, decode) | VenueError            | no retry; fix the call   |
+| any gRPC error or timeout on a query            | TransientVenueError   | retry with backoff       |
 | any failure after a signed tx may have left     | OrderStateUnknown     | query by client id first |
+|                                                 | (bot.venues.dydx.node)|                          |
+| anything else (a bug, not the venue)            | re-raised as it is    | crash loudly             |
 """
 
 from __future__ import annotations
 
+import grpc
 import httpx
 import msgspec
 
@@ -31,7 +35,8 @@ def retry_after_secs(response: httpx.Response, default: float = 1.0) -> float:
 
 
 def classify(exc: Exception, op: str) -> BotError:
-    """Return the BotError the caller should see for an exception raised during `op`."""
+    """Return the BotError the caller should see for an exception raised during `op`; re-raise
+    an exception that is none of the above (use as `raise classify(exc, op) from exc`)."""
     if isinstance(exc, BotError):
         return exc
     if isinstance(exc, httpx.HTTPStatusError):
@@ -43,6 +48,12 @@ def classify(exc: Exception, op: str) -> BotError:
         return VenueError(VENUE, op, f"HTTP {status}: {exc.response.text[:200]}")
     if isinstance(exc, httpx.TransportError):
         return TransientVenueError(VENUE, op, type(exc).__name__)
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        return VenueError(VENUE, op, repr(exc))
     if isinstance(exc, msgspec.MsgspecError):
         return MalformedMessage(f"{op}: {exc}")
-    return VenueError(VENUE, op, repr(exc))
+    if isinstance(exc, grpc.RpcError):
+        return TransientVenueError(VENUE, op, f"gRPC {exc.code().name}")  # type: ignore[attr-defined]
+    if isinstance(exc, TimeoutError):
+        return TransientVenueError(VENUE, op, "timeout")
+    raise exc

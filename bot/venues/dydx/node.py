@@ -54,6 +54,7 @@ from bot.errors import (
     VenueError,
 )
 from bot.venues.dydx.chain import ChainQueries
+from bot.venues.dydx.errors import classify
 from bot.venues.dydx.orders import (
     PLACE_ORDER_TYPE_URL,
     VenueOrder,
@@ -177,10 +178,8 @@ class NodeGateway:
     async def _query(self, fn: Callable[[], T], op: str) -> T:
         try:
             return await self._off_loop(fn)
-        except grpc.RpcError as exc:
-            raise TransientVenueError(VENUE, op, f"gRPC {exc.code().name}") from exc  # type: ignore[attr-defined]
-        except TimeoutError as exc:
-            raise TransientVenueError(VENUE, op, "timeout") from exc
+        except (grpc.RpcError, TimeoutError) as exc:
+            raise classify(exc, op) from exc
 
     # ---- transactions ----------------------------------------------------------------------------
 

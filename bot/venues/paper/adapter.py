@@ -41,7 +41,7 @@ from bot.venues.paper.fills import (
     on_trade,
     post_only_would_cross,
 )
-from bot.venues.ports import AccountSink
+from bot.venues.ports import AccountSink, Capabilities, VenueAccount
 
 log = structlog.get_logger("paper")
 NS_PER_SEC = 1_000_000_000
@@ -51,6 +51,7 @@ class PaperVenue:
     """Simulated execution with queue-aware maker fills, book-walking taker fills and funding."""
 
     name = "paper"
+    capabilities = Capabilities()
 
     def __init__(
         self,
@@ -134,8 +135,21 @@ class PaperVenue:
                                self._clock.now_ns(), "cancelled"))
         return resting is not None
 
+    async def cancel_many(self, client_ids: list[int], *, all_open: bool = False
+                          ) -> tuple[list[int], list[str]]:
+        """Cancel each order (with `all_open`, every resting one too); nothing here can fail."""
+        targets = list(client_ids) + ([c for c in self._resting if c not in client_ids] if all_open else [])
+        return [c for c in targets if await self.cancel(c)], []
+
     async def open_orders(self) -> list[int]:
         return list(self._resting)
+
+    async def account_snapshot(self) -> VenueAccount:
+        """The paper account lives in this process: its open orders and positions are all there is."""
+        return VenueAccount(set(self._resting), positions=dict(self._positions))
+
+    async def sweep_account(self) -> None:
+        """Nothing to read back: every fill and order update already went to the sink."""
 
     @property
     def resting(self) -> dict[int, RestingOrder]:
@@ -145,6 +159,9 @@ class PaperVenue:
         return self._resting
 
     async def positions(self) -> dict[str, Decimal]:
+        return dict(self._positions)
+
+    def cached_positions(self) -> dict[str, Decimal]:
         return dict(self._positions)
 
     def on_market_event(self, event: MarketEvent) -> None:

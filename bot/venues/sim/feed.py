@@ -10,7 +10,7 @@ from bot.domain import MarketSpec
 from bot.history import MarketHistory
 from bot.sim.history import NS_PER_HOUR
 from bot.sim.market import SimMarket, SimMarketParams
-from bot.venues.ports import MarketSink
+from bot.venues.ports import BookHook, MarketSink
 
 # Starting points close to real markets; unknown tickers get a generic 100 USD market.
 # BTC-USD funds at 0.003%/h on average (26% a year, a bull-market regime as on dYdX in 2024) so
@@ -39,6 +39,7 @@ class SimFeed:
     """Streams simulated market events for several markets until cancelled."""
 
     name = "sim_feed"
+    on_book_changed: BookHook | None = None  # never called: its book events carry every change
 
     def __init__(self, markets: dict[str, SimMarket], clock: Clock, step_interval_secs: float):
         self._markets = markets
