@@ -20,6 +20,7 @@ import structlog
 from bot.clock import Clock, SystemClock
 from bot.sim.accounts import sim_accounts
 from bot.sim.exchange import SimExchange
+from bot.sim.market import SimMarketParams
 from bot.sim.perp.records import ExchangeConfig
 from bot.sim.scenarios import ScenarioScheduler, ScenarioSpec, load_scenario_file
 from bot.sim.server.admin import AdminServer
@@ -51,13 +52,15 @@ class Simulator:
         scenarios: list[ScenarioSpec] | None = None,
         config: ExchangeConfig | None = None,
         account_equity_usd: Decimal = STARTING_USDC,
+        market_params: list[SimMarketParams] | None = None,
     ) -> None:
+        """`market_params` replaces the models' defaults for `markets` (tests quieten a market)."""
         self.clock = clock or SystemClock()
         self.seed = seed
         self._step_secs = step_secs
         start = self.clock.now_ns()
         config = self.config = config or ExchangeConfig()
-        params = [default_params(t, config.block_interval_ns / 1e9) for t in markets]
+        params = market_params or [default_params(t, config.block_interval_ns / 1e9) for t in markets]
         self.exchange = SimExchange(params, seed, start, config)
         self.spot = SpotExchange(seed=seed + 1000, start_ns=start)
         self.accounts = sim_accounts()

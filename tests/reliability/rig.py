@@ -27,6 +27,8 @@ from bot.domain import OrderRequest, RiskMode, Side
 from bot.execution.orders import OrderManager
 from bot.execution.twap import TwapPlan, plan_twap
 from bot.recovery import reconcile_venue
+from bot.sim.market import SimMarketParams
+from bot.sim.perp.records import ExchangeConfig
 from bot.sim.runner import Simulator
 from bot.sim.scenarios import ScenarioSpec
 from bot.store import Store
@@ -34,6 +36,7 @@ from bot.telemetry import Metrics
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.node import NodeGateway
+from bot.venues.sim.feed import default_params
 
 MARKETS = ("BTC-USD", "ETH-USD")
 TICK_SECS = 0.05
@@ -166,10 +169,22 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def market_params(quiet: tuple[str, ...]) -> list[SimMarketParams]:
+    """The simulator's markets; a `quiet` one's price moves only when a scenario moves it (no
+    random walk, jumps, high-volatility regime or taker flow): a resting order there fills only
+    when a test says so."""
+    block_secs = ExchangeConfig().block_interval_ns / 1e9
+    params = [default_params(t, block_secs) for t in MARKETS]
+    return [replace(p, annual_vol=0.0, jump_per_sec=0.0, high_vol_enter_per_sec=0.0, taker_trades_per_sec=0.0)
+            if p.ticker in quiet else p for p in params]
+
+
 @contextlib.asynccontextmanager
 async def open_rig(tmp_path: Path, *, seed: int = 11, sim_clock: Clock | None = None,
-                   bot_clock: Clock | None = None, **execution: Any) -> AsyncIterator[Rig]:
-    sim = Simulator(seed, clock=sim_clock, markets=MARKETS, step_secs=0.02)
+                   bot_clock: Clock | None = None, quiet: tuple[str, ...] = (),
+                   **execution: Any) -> AsyncIterator[Rig]:
+    sim = Simulator(seed, clock=sim_clock, markets=MARKETS, step_secs=0.02,
+                    market_params=market_params(quiet))
     await sim.start()
     account = sim.accounts["dydx"]
     gateway = NodeGateway(sim.node.target, sim.config.chain_id, account["mnemonic"], secure=False,

@@ -240,7 +240,9 @@ async def kill_while_stalled(rig: Rig) -> None:
 
 async def fill_during_shutdown(rig: Rig) -> None:
     """A resting child fills after the daemon stopped listening (its streams end first on exit):
-    the exit path's sweeps must record the fill and the order's end before the store closes."""
+    the exit path's sweeps must record the fill and the order's end before the store closes.
+    ETH-USD is quiet in this case (see rig.market_params): at the touch on a moving market the
+    passive child often filled before it was seen resting, so only the gap below may fill it."""
     rig.twap("ETH-USD", Side.BUY, "1.0", passive=True)
     await first_child_sent(rig)
     cid = rig.venue.sent[0]
@@ -311,7 +313,7 @@ MATRIX = [
     Case("kill_with_stalled_stream", kill_while_stalled, ("no_open_order", "no_duplicate_client_id")),
     Case("sequence_mismatch_during_kill", sequence_mismatch_during_kill,
          ("no_open_order", "no_duplicate_client_id")),
-    Case("fill_during_shutdown", fill_during_shutdown),
+    Case("fill_during_shutdown", fill_during_shutdown, rig={"quiet": ("ETH-USD",)}),
 ]
 
 
