@@ -10,12 +10,9 @@ The venue's truth is read over the simulator's REST; the store straight from SQL
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -24,13 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import Daemon, eventually
 from reliability.invariants import (
     assert_exposure_within,
     assert_no_lost_fill,
     assert_no_open_orders,
     assert_positions_match,
 )
+from support.daemon import Daemon
+from support.sim import standalone_sim
+from support.wait import eventually
 
 from bot.store import Store
 
@@ -42,14 +41,8 @@ PRICE_MOVE_TOLERANCE = Decimal("1.02")  # sizing uses the mark at decision time;
 
 @pytest.fixture
 def external_sim() -> Iterator[dict[str, Any]]:
-    perpbot = Path(sys.executable).parent / "perpbot"
-    proc = subprocess.Popen([str(perpbot), "sim", "--seed", "5"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    endpoints: dict[str, Any] = json.loads(proc.stdout.readline())
-    yield endpoints
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    with standalone_sim(5) as endpoints:
+        yield endpoints
 
 
 def live_env(ep: dict[str, Any]) -> dict[str, str]:
