@@ -140,3 +140,34 @@ async def test_a_sweep_pages_back_through_a_burst_of_fills(venue, monkeypatch) -
     assert {e.fill_id for e in events if isinstance(e, Fill)} == at_venue
     again, _ = await dydx.sweep_account()
     assert again < read  # the next one stops at the block the last one reached
+
+
+async def test_a_fill_whose_order_came_after_the_sweeps_orders_read_keeps_its_client_id(  # type: ignore[no-untyped-def]
+    venue, monkeypatch,
+) -> None:
+    """A sweep reads the orders, then the fills. An order placed and filled between the two reads
+    (a loaded machine widens the gap) must still go out with our client id: a fill reported with
+    none is stored under it for good (the stream's copy is a duplicate), so no parent counts it
+    and no hedge follows it."""
+    dydx, exchange, events = venue
+    real_orders = dydx.rest.orders
+    pending = [40]
+
+    async def orders_then_a_fill(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = await real_orders(*args, **kwargs)
+        if pending:
+            client_id = pending.pop()
+            before = len(exchange.fills(ACCOUNT["address"], 0, limit=10_000))
+            touch = dydx.books["BTC-USD"].best_ask()
+            assert touch is not None
+            await dydx.place(OrderRequest(client_id, "BTC-USD", Side.BUY, Decimal("0.003"), touch.price + 200,
+                                          TimeInForce.IOC))
+            await eventually_async(lambda: len(exchange.fills(ACCOUNT["address"], 0, limit=10_000)) > before)
+        return rows
+
+    monkeypatch.setattr(dydx.rest, "orders", orders_then_a_fill)
+    await dydx.sweep_account()
+    assert not pending
+    ours = {f.fill_id for f in exchange.fills(ACCOUNT["address"], 0, limit=10_000)}
+    reported = [e for e in events if isinstance(e, Fill) and e.fill_id in ours]
+    assert reported and all(f.client_id == 40 for f in reported), reported
