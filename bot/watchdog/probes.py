@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings, WatchdogSettings
 from bot.domain import RiskMode
 from bot.errors import BotError
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from bot.venues.setup import PerpVenue
 
 log = structlog.get_logger("watchdog")
-NS_PER_SEC = 1_000_000_000
 T = TypeVar("T")
 
 

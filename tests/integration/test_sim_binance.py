@@ -15,8 +15,8 @@ import pytest
 from support.clock import ManualClock
 from websockets.asyncio.client import ClientConnection, connect
 
+from bot.clock import NS_PER_SEC
 from bot.sim.faults import DepthGap, HttpError
-from bot.sim.market import NS_PER_SEC
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
 from bot.sim.spot.exchange import SpotExchange
 

@@ -48,6 +48,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_SEC
 from bot.domain import BookDelta, BookSnapshot
 from bot.errors import MalformedMessage
 from bot.telemetry import Metrics
@@ -62,8 +63,6 @@ from bot.venues.dydx.parse import (
 )
 
 log = structlog.get_logger("dydx_ws")
-NS_PER_SEC = 1_000_000_000
-# Channels that must keep talking on an active market; None: may be silent for long.
 DEFAULT_MAX_SILENCE_SECS: dict[str, float | None] = {
     "v4_block_height": 10.0,
     "v4_orderbook": 30.0,
