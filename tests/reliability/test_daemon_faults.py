@@ -27,7 +27,7 @@ from reliability.invariants import (
     assert_no_open_orders,
     assert_positions_match,
 )
-from support.daemon import Daemon
+from support.daemon import START_TIMEOUT_SECS, Daemon
 from support.sim import standalone_sim
 from support.wait import eventually
 
@@ -107,7 +107,7 @@ def reconciled(daemon: Daemon) -> list[dict[str, Any]]:
 def restart_and_reconcile(start: Callable[[], Daemon]) -> Daemon:
     daemon = start()
     try:
-        eventually(lambda: reconciled(daemon), 20)
+        eventually(lambda: reconciled(daemon), START_TIMEOUT_SECS)
     except AssertionError:
         raise AssertionError(f"no reconciliation: {daemon.log()[-3000:]}") from None
     assert daemon.stop() == 0, daemon.log()[-2000:]
@@ -132,7 +132,7 @@ def test_sigkill_at_random_points_then_restart_reconciles(daemon_factory, extern
         daemon = daemon_factory(**env).start()
         daemons.append(daemon)
         if point != "start":
-            eventually(lambda d=daemon, p=point: events(d, p), 20)
+            eventually(lambda d=daemon, p=point: events(d, p), START_TIMEOUT_SECS)
         print(f"round {round_}: SIGKILL {delay:.2f}s after {point}")
         time.sleep(delay)
         daemon.stop(signal.SIGKILL)
@@ -146,7 +146,7 @@ def test_sigterm_during_a_twap_exits_clean_and_leaves_nothing_working(daemon_fac
     venue = Venue(external_sim)
     daemon = daemon_factory(**env).start()
     # Mid-TWAP: a decision planned a parent and its first child went out, the parent is not done.
-    eventually(lambda: events(daemon, "order_submitted"), 20)
+    eventually(lambda: events(daemon, "order_submitted"), START_TIMEOUT_SECS)
     assert not events(daemon, "parent_done")
     assert daemon.stop(signal.SIGTERM, timeout=15) == 0, daemon.log()[-2000:]
     assert events(daemon, "daemon_stopped")

@@ -13,6 +13,8 @@ from typing import Any
 from support.sim import BIN
 from support.wait import eventually
 
+START_TIMEOUT_SECS = 60
+
 
 def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     """An environment with no PERPBOT_* leaking in from the developer's shell."""
@@ -52,7 +54,9 @@ class Daemon:
             [str(BIN / "perpbot"), "run"], cwd=self.workdir, env=self.env,
             stdout=log, stderr=subprocess.STDOUT,
         )
-        eventually(lambda: endpoint.exists() or self.proc.poll() is not None, 20)  # type: ignore[union-attr]
+        # A bound, not a budget: a cold start on a loaded 2-core machine can take well over 20 s.
+        eventually(lambda: endpoint.exists() or self.proc.poll() is not None,  # type: ignore[union-attr]
+                   START_TIMEOUT_SECS)
         assert self.proc.poll() is None, self.log()
         return self
 
