@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings
 from bot.domain import ZERO, AccountEvent, AccountState, FeeRates, Fill, FundingPayment
 from bot.errors import BotError
@@ -22,9 +22,6 @@ from bot.telemetry import Metrics
 from bot.venues.ports import AccountSink, AccountSource
 
 log = structlog.get_logger("accounts")
-NS_PER_SEC = 1_000_000_000
-
-
 def _money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01")))
 

@@ -194,6 +194,10 @@ class App:
 
     async def _wait_for_stop(self) -> None:
         await self.stop.wait()
+        with contextlib.suppress(TimeoutError):  # orders in flight get their answer first
+            async with asyncio.timeout(self.settings.shutdown_budget_secs):
+                for manager in self.engine.order_managers:
+                    await manager.quiesce()
         raise _Shutdown
 
     async def _shutdown(self) -> None:

@@ -6,7 +6,11 @@ import asyncio
 import time
 from typing import Protocol
 
+NS_PER_MS = 1_000_000
 NS_PER_SEC = 1_000_000_000
+NS_PER_HOUR = 3600 * NS_PER_SEC
+NS_PER_DAY = 86_400 * NS_PER_SEC
+SECS_PER_YEAR = 365 * 86_400
 
 
 class Clock(Protocol):

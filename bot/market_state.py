@@ -8,11 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_HOUR
 from bot.config import Settings
 from bot.domain import ZERO, MarketSpec, OracleUpdate, Position
 from bot.history import MarketHistory
 from bot.ledger import FundingLedger
-from bot.rules.estimators import NS_PER_HOUR, EwmaVol, FundingForecast, FundingTrend, RollingMedian, seed_vol
+from bot.rules.estimators import EwmaVol, FundingForecast, FundingTrend, RollingMedian, seed_vol
 from bot.rules.flags import Flags
 from bot.rules.gate import GateState
 from bot.strategy.carry import CarryWatch

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Daemon, base_env
+from support.daemon import Daemon, base_env
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from .metrics import series_stats
+from bot.clock import NS_PER_DAY
 
-NS_PER_DAY = 86_400 * 1_000_000_000
+from .metrics import series_stats
 
 
 def _money(x: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-NS_PER_SEC = 1_000_000_000
+from bot.clock import NS_PER_SEC
 
 
 class SimClock:

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from bot.clock import NS_PER_HOUR, NS_PER_SEC
+
 
 class SourceError(ValueError):
     """Bad backtest input; `option` names the CLI option it came from."""
@@ -36,8 +38,6 @@ class SourceError(ValueError):
         self.option = option
         self.reason = reason
 
-NS_PER_SEC = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SEC
 MAX_RATE = Decimal("0.1")  # per interval: 10% is no funding rate any venue publishes
 _BASE = re.compile(r"^([A-Z0-9]+?)[-_/]?(USDT|USDC|USD|BUSD)", re.IGNORECASE)
 _NOTES_SHOWN = 3  # gap times listed per note

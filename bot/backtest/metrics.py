@@ -9,9 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 
-SECS_PER_YEAR = 365 * 24 * 3600
-NS_PER_SEC = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_SEC
+from bot.clock import SECS_PER_YEAR
 
 
 def _r(x: float, digits: int = 8) -> float:

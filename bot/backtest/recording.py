@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import orjson
 
-from bot.clock import Clock, SystemClock
+from bot.clock import NS_PER_SEC, Clock, SystemClock
 from bot.config import Settings
 from bot.domain import BlockHeight, MarketEvent, MarketSpec
 from bot.venues.registry import open_market_data
@@ -29,8 +29,6 @@ from bot.venues.registry import open_market_data
 from .clock import SimClock
 from .codec import encode_event
 from .sources import SIM_EPOCH_NS
-
-NS_PER_SEC = 1_000_000_000
 
 
 class _Done(Exception):

@@ -17,12 +17,12 @@ from typing import Any
 
 import orjson
 
+from bot.clock import NS_PER_SEC
 from bot.control.palette import MODE_COLOURS, colour, label
 
 from . import metrics as stats
 from .runner import BacktestResult
 
-NS_PER_SEC = 1_000_000_000
 FILES = ("summary.json", "samples.json", "timeline.json", "funding.json", "baselines.json", "fills.json")
 SECTIONS = ("Summary", "Baselines", "Monthly returns", "Markets", "Equity curve", "Drawdown",
             "PnL attribution", "Funding ledger", "Exposure and leverage", "Trades",

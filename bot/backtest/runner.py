@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.config import Settings
 from bot.domain import (
     ZERO,
@@ -71,8 +72,6 @@ from .summary import BacktestResult, money
 from .summary import build as build_result
 from .summary import drain as _drain
 
-NS_PER_SEC = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SEC
 TICK_NS = int(TICK_SECS * NS_PER_SEC)
 PROGRESS_EVERY = 1 << 15  # events between progress-bar refreshes
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.domain import (
     BlockHeight,
     BookDelta,
@@ -47,8 +48,6 @@ from bot.domain import (
 )
 from bot.sim.faults import BACKTEST_FAULTS, SIM_FAULTS, Fault, parse_fault
 
-NS_PER_SEC = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SEC
 HALT_GATING_BLOCKS = 50  # INCIDENTS.md: exits frozen 50 blocks after an outage of 5+ minutes
 HALT_GATING_MIN_NS = 300 * NS_PER_SEC
 KINDS = BACKTEST_FAULTS  # the step kinds: bot.sim.faults is the vocabulary the simulator shares

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.config import Settings
 from bot.domain import (
     BlockHeight,
@@ -49,8 +50,6 @@ from .history import (  # noqa: F401  (re-exported: the loaders' home was here)
     parse_time,
 )
 
-NS_PER_SEC = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SEC
 DENSE_SECS = 10.0  # candle path spacing while orders are worked (a TWAP child's typical interval)
 BAR_PATH_STEPS = 4  # the bar-level fast path: Open, the two extremes, Close
 Batch = tuple[int, list[MarketEvent], list[MarketEvent]]

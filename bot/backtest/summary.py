@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.clock import NS_PER_SEC, SECS_PER_YEAR
 from bot.domain import ZERO
 
 from . import baselines as naive
 from . import metrics as stats
 
-NS_PER_SEC = 1_000_000_000
-SECS_PER_YEAR = 365 * 86_400
 CENT = Decimal("0.000001")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from bot.accounts import fees_json
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings
 from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.engine import Engine, MarketState
@@ -22,8 +22,6 @@ from bot.store import Store
 from bot.strategy.targets import parse_target
 
 log = structlog.get_logger("control")
-NS_PER_SEC = 1_000_000_000
-# A kill waits this long for the venues to confirm its cancels before it reports what is left.
 KILL_CONFIRM_SECS = 3.0
 FLATTEN_SETTLE_SECS = 5.0
 CONFIRM_POLL_SECS = 0.05

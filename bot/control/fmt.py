@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-NS_PER_SEC = 1_000_000_000
+from bot.clock import NS_PER_SEC
+
 DASH = "-"
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from bot.clock import Clock
-from bot.control.fmt import NS_PER_SEC, dec
+from bot.clock import NS_PER_SEC, Clock
+from bot.control.fmt import dec
 from bot.control.svg import CHARTABLE_MAX
 
 if TYPE_CHECKING:

@@ -32,11 +32,10 @@ import math
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.config import ExecutionSettings
 from bot.domain import ZERO, BookLevel, MarketSpec, Side
 from bot.execution.twap import TwapPlan, plan_twap, size_child
-
-NS_PER_SEC = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

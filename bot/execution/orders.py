@@ -16,6 +16,7 @@ Every place and cancel that `tick()` sends takes a token from the venue's rate-l
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -126,6 +127,7 @@ class OrderManager:
         self.slippage_usd: dict[str, Decimal] = {}  # per market, since start (> 0: a cost)
         self._bucket = TokenBucket.full(settings.max_orders_per_sec, clock.now_ns())
         self._orphans: list[int] = []  # open children of replaced parents, cancelled next tick
+        self._sending = asyncio.Lock()  # held from recording intents until the venue answered them
         self.throttled = 0  # venue calls deferred by the rate limit
         self._client_ids: Iterator[int] = iter(())
         self._new_orders = metrics.orders.labels(venue.name, OrderStatus.NEW.value)
@@ -286,19 +288,26 @@ class OrderManager:
         return order
 
     async def _submit_children(self, orders: list[OrderRequest], mids: list[Decimal | None]) -> None:
-        try:
-            self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
-        except Exception:
-            # The store refused the record (locked, full), so nothing was sent: the size goes
-            # back to the parents' schedules instead of waiting on phantom children.
+        async with self._sending:
+            try:
+                self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
+            except Exception:
+                # The store refused the record (locked, full), so nothing was sent: the size goes
+                # back to the parents' schedules instead of waiting on phantom children.
+                for order in orders:
+                    parent, _child = self._child_parent.pop(order.client_id)
+                    del parent.children[order.client_id]
+                raise
+            for order, mid in zip(orders, mids, strict=True):
+                self._opened(order, mid)
             for order in orders:
-                parent, _child = self._child_parent.pop(order.client_id)
-                del parent.children[order.client_id]
-            raise
-        for order, mid in zip(orders, mids, strict=True):
-            self._opened(order, mid)
-        for order in orders:
-            await self._send(order)
+                await self._send(order)
+
+    async def quiesce(self) -> None:
+        """Let the orders being sent get their venue's answer, then send no more (the exit calls
+        this before cancelling the daemon's tasks: an intent cut off mid-place has an outcome
+        nobody can read back, which the exit's cancel-and-settle could not close)."""
+        await self._sending.acquire()
 
     async def _cancel(self, client_id: int) -> None:
         entry = self._child_parent.get(client_id)
@@ -336,11 +345,12 @@ class OrderManager:
 
         If the store refuses the write, nothing is sent and the error propagates.
         """
-        self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
-        for order in orders:
-            self._opened(order, arrival_mid)
-        for order in orders:
-            await self._send(order)
+        async with self._sending:
+            self._store.record_orders(self.venue.name, orders, self._clock.now_ns())
+            for order in orders:
+                self._opened(order, arrival_mid)
+            for order in orders:
+                await self._send(order)
 
     def _opened(self, order: OrderRequest, arrival_mid: Decimal | None) -> None:
         """Bookkeeping for a recorded, not yet sent, order."""

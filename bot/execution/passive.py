@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.config import ExecutionSettings
 from bot.domain import BookLevel, MarketSpec, Side, TimeInForce
 from bot.execution.prices import bounded_price
-from bot.execution.twap import NS_PER_SEC, size_child
+from bot.execution.twap import size_child
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.domain import OrderStatus
-
-NS_PER_SEC = 1_000_000_000
 
 TERMINAL: frozenset[OrderStatus] = frozenset(
     {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}

@@ -6,11 +6,11 @@ import random
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.config import ExecutionSettings
 from bot.domain import BookLevel, MarketSpec, Side
 from bot.execution.prices import bounded_price
 
-NS_PER_SEC = 1_000_000_000
 BPS = Decimal("0.0001")
 
 

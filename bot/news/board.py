@@ -12,9 +12,8 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
+from bot.clock import NS_PER_SEC
 from bot.news.calendar import CalendarEvent
-
-NS_PER_SEC = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.clock import NS_PER_SEC
 from bot.errors import ConfigError
 
-NS_PER_SEC = 1_000_000_000
 _KEY = "news.calendar_path"
 
 

@@ -29,12 +29,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import FeedSettings
 from bot.news.board import NewsBoard, NewsHit
 
 log = structlog.get_logger("news")
-NS_PER_SEC = 1_000_000_000
 _SEEN_LIMIT = 5000
 
 

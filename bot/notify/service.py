@@ -32,7 +32,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import NotifySettings, Settings
 from bot.events import EventBus, OperatorEvent
 from bot.notify.channels import (
@@ -47,7 +47,6 @@ from bot.notify.format import Message, daily_summary_fields, format_event
 from bot.telemetry import Redactor
 
 log = structlog.get_logger("notify")
-NS_PER_SEC = 1_000_000_000
 Sleep = Callable[[float], Awaitable[None]]
 # Lower is sent first; same urgency keeps arrival order.
 URGENCY = {"kill": 0, "risk_mode_changed": 0, "watchdog_alert": 1, "component_error": 1, "market_status": 1,

@@ -22,10 +22,10 @@ import pyarrow.feather as feather
 
 from bot.backtest import sources
 from bot.backtest.sources import Bar, SourceError
+from bot.clock import NS_PER_HOUR
 
 from .folds import Window
 
-NS_PER_HOUR = 3600 * 1_000_000_000
 COLUMNS = ("date", "open", "high", "low", "close", "volume")
 
 

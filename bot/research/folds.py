@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-NS_PER_SEC = 1_000_000_000
+from bot.clock import NS_PER_SEC
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ import math
 from collections import deque
 from decimal import Decimal
 
-SECS_PER_YEAR = 365 * 24 * 3600
-NS_PER_SEC = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SEC
+from bot.clock import NS_PER_HOUR, NS_PER_SEC, SECS_PER_YEAR
 
 
 class EwmaVol:

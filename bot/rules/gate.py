@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.rules.flags import Flags
-
-NS_PER_SEC = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from bot.clock import NS_PER_HOUR
 from bot.domain import (
     ZERO,
     Side,
     Trade,
 )
 from bot.sim.faults import ScenarioState
-from bot.sim.history import NS_PER_HOUR, HistoryBar
+from bot.sim.history import HistoryBar
 from bot.sim.market import SimMarket, SimMarketParams
 from bot.sim.perp.blocks import Blocks
 from bot.sim.perp.matching import Matching

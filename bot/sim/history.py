@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
+from bot.clock import NS_PER_HOUR
+
 if TYPE_CHECKING:
     from bot.sim.market import SimMarketParams
 
-NS_PER_HOUR = 3600 * 1_000_000_000
 HOURS_PER_YEAR = 8760
 MAX_HOURS = 24 * 365
 

@@ -32,6 +32,7 @@ import math
 import random
 from decimal import Decimal
 
+from bot.clock import NS_PER_HOUR, NS_PER_SEC, SECS_PER_YEAR
 from bot.domain import BookDelta, BookLevel, MarketEvent, MarketSpec, Side, Trade
 from bot.sim.event_drafts import (
     DeltaDraft,
@@ -47,11 +48,8 @@ from bot.sim.market_params import (
     LEVEL_BITS,
     LEVEL_MASK,
     MULTIPLES,
-    NS_PER_HOUR,
-    NS_PER_SEC,
     REDRAW_BITS,
     REMOVALS,
-    SECS_PER_YEAR,
     SIZE_BITS,
     TRADE_BITS,
     PoissonCount,

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from statistics import NormalDist
 
+from bot.clock import NS_PER_SEC
 from bot.domain import BookLevel, MarketEvent
 
-NS_PER_SEC = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SEC
-SECS_PER_YEAR = 365 * 24 * 3600
 RATE_DECIMALS = 9  # the indexer's 1-hour rates carry 9 decimals ("0.000002375")
 
 

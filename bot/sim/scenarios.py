@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from bot.clock import NS_PER_SEC
 from bot.errors import ConfigError
 from bot.sim.faults import (
     BACKTEST_FAULTS,
@@ -40,7 +41,6 @@ from bot.sim.faults import (
     parse_fault,
 )
 
-NS_PER_SEC = 1_000_000_000
 INJECTED_FRAMES = tuple(BadFrame)  # the "ws_bad_frame" kinds
 
 

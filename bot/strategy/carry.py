@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-NS_PER_HOUR = 3600 * 1_000_000_000
+from bot.clock import NS_PER_HOUR
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.config import WatchdogSettings
 from bot.domain import RiskMode
 
-NS_PER_SEC = 1_000_000_000
 _RANK = {RiskMode.NORMAL: 0, RiskMode.REDUCE_ONLY: 1, RiskMode.HALTED: 2}
 _RECOVERY_LEVELS = (RiskMode.NORMAL, RiskMode.REDUCE_ONLY)  # least severe first
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings, WatchdogSettings
 from bot.domain import RiskMode
 from bot.errors import BotError
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = structlog.get_logger("watchdog")
-NS_PER_SEC = 1_000_000_000
 T = TypeVar("T")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -32,15 +33,8 @@ SEC = 1_000_000_000
 HOUR = 3600 * SEC
 NOW = 1_780_000_000 * SEC
 
-
-class Clock:
-    now = NOW
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support
+from support.clock import ManualClock  # noqa: E402
 
 
 def status(t: int) -> dict[str, Any]:
@@ -54,7 +48,7 @@ def status(t: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    clock = Clock()
+    clock = ManualClock(NOW)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "bench.db")
         for hour in range(240):

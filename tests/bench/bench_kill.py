@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,9 @@ from bot.venues.binance.rest import sign
 from bot.venues.dydx.adapter import DydxVenue
 from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.node import NodeGateway
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support (run as a script)
+from support.sim import standalone_sim
 
 BIN = Path(sys.executable).parent
 
@@ -150,11 +152,7 @@ def main() -> int:
     parser.add_argument("--long-term", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    sim_proc = subprocess.Popen([str(BIN / "perpbot"), "sim", "--seed", "5"], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert sim_proc.stdout is not None
-        sim = json.loads(sim_proc.stdout.readline())
+    with standalone_sim(5) as sim:
         times: list[float] = []
         inside: list[float] = []  # kill_direct itself, without interpreter start and imports
         last_report: dict[str, Any] = {}
@@ -197,9 +195,6 @@ def main() -> int:
         print(f"cancelled_last_round: {len(last_report['cancelled'])} ({per_venue}), "
               f"errors: {len(last_report['errors'])}")
         return 0 if p99 < 2.0 else 1
-    finally:
-        sim_proc.send_signal(signal.SIGTERM)
-        sim_proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -46,16 +46,8 @@ SEC = 1_000_000_000
 DEFAULT_EVAL_SECS = RuleSettings().eval_interval_secs  # what the daemon runs with
 START = 1_700_000_000 * SEC
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support
+from support.clock import ManualClock  # noqa: E402
 
 
 def record_stream(minutes: int) -> tuple[list[MarketEvent], list[MarketEvent], SimMarket, SimMarket]:
@@ -75,7 +67,7 @@ def build(tmp: Path, perp: SimMarket, spot: SimMarket, eval_interval_secs: float
     settings = load(None, env_file=None, state_dir=str(tmp), markets=["BTC-USD"],
                     strategy={"targets": {"BTC-USD": "0.05"}},
                     rules={"eval_interval_secs": eval_interval_secs, "audit_on_start": False})
-    clock = Clock()
+    clock = ManualClock(START)
     store = Store.open(tmp / f"bench-{eval_interval_secs}.sqlite")
     books = {"BTC-USD": OrderBook("BTC-USD")}
     spot_books = {"BTC-USDT": OrderBook("BTC-USDT")}

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import SHARED, needs_shared
+from support.shared import SHARED, needs_shared
 
 from bot.book import OrderBook
 from bot.domain import (

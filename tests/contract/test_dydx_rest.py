@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from aiohttp import web
-from helpers import SHARED, require_shared
+from support.shared import SHARED, require_shared
 
 from bot.errors import MalformedMessage, RateLimited, TransientVenueError, VenueError
 from bot.venues.dydx.indexer_rest import IndexerRest

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import SHARED, needs_shared
 from shape import Shape, learn, mismatches
+from support.shared import SHARED, needs_shared
 
 from bot.domain import BookLevel, Side, Trade
 from bot.sim.perp.records import (

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from fuzz.known import is_known
 from fuzz.mutate import DYDX_FIXTURES, fuzz_settings, load_json_dir, mutated_bytes
-from helpers import needs_shared
 from hypothesis import given
 from hypothesis import strategies as st
+from support.shared import needs_shared
 
 from bot.decode import decode_file
 

@@ -16,9 +16,9 @@ import msgspec
 import pytest
 from fuzz.known import is_known
 from fuzz.mutate import DYDX_FIXTURES, batch_of, fuzz_settings, load_json_dir, mutated_bytes
-from helpers import require_shared
 from hypothesis import given
 from hypothesis import strategies as st
+from support.shared import require_shared
 
 from bot.book import OrderBook
 from bot.domain import (

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from helpers import running_simulator
 from pydantic import SecretStr
+from support.sim import running_simulator
 
 from bot.book import OrderBook
 from bot.domain import MarketEvent, MarketStatus, MarketStatusKind

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SHARED, needs_shared
+from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.recording import record_sim, record_venue

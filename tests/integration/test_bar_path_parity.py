@@ -19,7 +19,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from helpers import SHARED, needs_shared
+from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.runner import Backtest

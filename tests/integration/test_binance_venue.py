@@ -7,9 +7,8 @@ injected sleeps advance), so Retry-After and ban waits take no real time.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
@@ -17,6 +16,8 @@ import pytest
 import structlog
 from aiohttp import web
 from pydantic import SecretStr
+from support.clock import OffsetClock
+from support.wait import eventually_async
 
 from bot.book import OrderBook
 from bot.domain import Fill, Liquidity, OrderRequest, OrderStatus, OrderUpdate, Side, TimeInForce
@@ -45,73 +46,33 @@ NS = 1_000_000_000
 ALL = 1 << 20
 
 
-@dataclass
-class VirtualClock:
-    """Wall time plus an offset; `sleep` advances the offset instead of waiting."""
-
-    offset_ns: int = 0
-    sleeps: list[float] = field(default_factory=list)
-
-    def now_ns(self) -> int:
-        return time.time_ns() + self.offset_ns
-
-    async def sleep(self, secs: float) -> None:
-        self.sleeps.append(secs)
-        self.advance(secs)
-        await asyncio.sleep(0)
-
-    def advance(self, secs: float) -> None:
-        self.offset_ns += int(secs * NS)
-
-    def start_of_minute(self) -> None:
-        """Move to one second into the next minute (weight windows are whole minutes)."""
-        self.advance(60 - (self.now_ns() // NS) % 60 + 1)
-
-
-@dataclass
-class SkewedClock:
-    """The venue's clock: the shared clock off by `skew_ns` (a drifting host clock)."""
-
-    base: VirtualClock
-    skew_ns: int = 0
-
-    def now_ns(self) -> int:
-        return self.base.now_ns() + self.skew_ns
-
-    async def sleep(self, secs: float) -> None:
-        await self.base.sleep(secs)
-
-
-async def eventually(cond, timeout_secs: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_secs
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-    return value
+def start_of_minute(clock: OffsetClock) -> None:
+    """Move to one second into the next minute (weight windows are whole minutes)."""
+    clock.advance(60 - (clock.now_ns() // NS) % 60 + 1)
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
+def clock() -> OffsetClock:
+    """Wall time plus an offset that sleeps advance (shared by the server, its market and the venue)."""
+    return OffsetClock(virtual_sleep=True)
 
 
 @pytest.fixture
-async def server(clock: VirtualClock) -> AsyncIterator[BinanceServer]:
+async def server(clock: OffsetClock) -> AsyncIterator[BinanceServer]:
     srv = BinanceServer(SpotExchange(seed=5, start_ns=clock.now_ns()), clock.now_ns)
     await srv.start()
     yield srv
     await srv.stop()
 
 
-def make_rest(server: BinanceServer, clock: VirtualClock | SkewedClock, *, secret: str = SECRET,
+def make_rest(server: BinanceServer, clock: OffsetClock, *, secret: str = SECRET,
               **kw: object) -> BinanceRest:
     return BinanceRest(server.rest_url, api_key=SecretStr(KEY), api_secret=SecretStr(secret),
                        clock=clock, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-async def rest(server: BinanceServer, clock: VirtualClock) -> AsyncIterator[BinanceRest]:
+async def rest(server: BinanceServer, clock: OffsetClock) -> AsyncIterator[BinanceRest]:
     client = make_rest(server, clock)
     yield client
     await client.aclose()
@@ -121,13 +82,13 @@ async def rest(server: BinanceServer, clock: VirtualClock) -> AsyncIterator[Bina
 class Running:
     venue: BinanceVenue
     server: BinanceServer
-    clock: VirtualClock
+    clock: OffsetClock
     market_open: asyncio.Event
     events: list[object]
 
 
 @pytest.fixture
-async def running(server: BinanceServer, clock: VirtualClock) -> AsyncIterator[Running]:
+async def running(server: BinanceServer, clock: OffsetClock) -> AsyncIterator[Running]:
     venue = BinanceVenue(make_rest(server, clock), server.ws_url, SYMBOLS, Metrics(), depth_limit=5000,
                          min_session_secs=0, keepalive_secs=0.3,
                          stream_options={"first_event_wait_secs": 0.2, "snapshot_retry_secs": 0.05})
@@ -147,9 +108,9 @@ async def running(server: BinanceServer, clock: VirtualClock) -> AsyncIterator[R
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(step()), tg.create_task(venue.run(lambda e: None))]
         try:
-            await eventually(lambda: venue.market_stream and all(
+            await eventually_async(lambda: venue.market_stream and all(
                 venue.market_stream.is_synced(s) for s in SYMBOLS.values()))
-            await eventually(lambda: venue.user_stream and venue.user_stream.is_connected.is_set())
+            await eventually_async(lambda: venue.user_stream and venue.user_stream.is_connected.is_set())
             yield Running(venue, server, clock, market_open, events)
         finally:
             for task in tasks:
@@ -165,7 +126,7 @@ async def assert_books_match(r: Running) -> None:
         assert stream is not None
         for market, symbol in SYMBOLS.items():
             last_id, bids, asks = r.server.spot.depth(symbol)
-            await eventually(lambda s=symbol, i=last_id: stream.update_id(s) == i)
+            await eventually_async(lambda s=symbol, i=last_id: stream.update_id(s) == i)
             book = r.venue.books[market]
             assert book.levels(Side.BUY, ALL) == bids and book.levels(Side.SELL, ALL) == asks
             assert not book.is_crossed() and not book.needs_resync
@@ -205,20 +166,20 @@ async def test_book_equals_the_server_after_sync_gap_and_reconnect(running: Runn
 
     resyncs = stream.resyncs
     running.server.faults.depth_gap = DepthGap(1)
-    await eventually(lambda: stream.resyncs > resyncs)
-    await eventually(lambda: all(stream.is_synced(s) for s in SYMBOLS.values()))
+    await eventually_async(lambda: stream.resyncs > resyncs)
+    await eventually_async(lambda: all(stream.is_synced(s) for s in SYMBOLS.values()))
     await assert_books_match(running)
 
     connections, user = stream.connections, running.venue.user_stream
     assert user is not None
     user_connections = user.connections
     await running.server.close_streams()
-    await eventually(lambda: stream.connections > connections and user.connections > user_connections)
-    await eventually(lambda: all(stream.is_synced(s) for s in SYMBOLS.values()))
+    await eventually_async(lambda: stream.connections > connections and user.connections > user_connections)
+    await eventually_async(lambda: all(stream.is_synced(s) for s in SYMBOLS.values()))
     await assert_books_match(running)
 
 
-async def test_trades_and_book_events_reach_the_sink(server: BinanceServer, clock: VirtualClock) -> None:
+async def test_trades_and_book_events_reach_the_sink(server: BinanceServer, clock: OffsetClock) -> None:
     venue = BinanceVenue(BinanceRest(server.rest_url, clock=clock), server.ws_url, {"BTC-USDT": "BTCUSDT"},
                          Metrics(), depth_limit=5000, min_session_secs=0,
                          stream_options={"first_event_wait_secs": 0.1})
@@ -233,7 +194,7 @@ async def test_trades_and_book_events_reach_the_sink(server: BinanceServer, cloc
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(step()), tg.create_task(venue.run(seen.append))]
         try:
-            kinds = await eventually(lambda: {type(e).__name__ for e in seen} >= {
+            kinds = await eventually_async(lambda: {type(e).__name__ for e in seen} >= {
                 "BookSnapshot", "BookDelta", "Trade"} and {type(e).__name__ for e in seen})
         finally:
             for task in tasks:
@@ -256,10 +217,10 @@ async def test_place_query_cancel_round_trip(running: Running) -> None:
     state = await venue.query_order(101)
     assert state is not None and (state.status, state.filled_size, state.market) == (
         OrderStatus.ACKED, D(0), "BTC-USDT")
-    await eventually(lambda: updates(events, 101))
+    await eventually_async(lambda: updates(events, 101))
 
     await venue.cancel(101)
-    await eventually(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 101)))
+    await eventually_async(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 101)))
     assert 101 not in await venue.open_orders()
     await venue.cancel(101)  # no longer open: done, not an error
     await venue.cancel(999_999)  # never placed: logged, not an error
@@ -274,7 +235,7 @@ async def test_fill_arrives_on_the_user_stream_with_our_client_id(running: Runni
     assert ask is not None
     await venue.place(OrderRequest(102, "BTC-USDT", Side.BUY, D("0.01"), ask.price * D("1.01"),
                                    TimeInForce.IOC))
-    await eventually(lambda: any(u.status is OrderStatus.FILLED for u in updates(events, 102)))
+    await eventually_async(lambda: any(u.status is OrderStatus.FILLED for u in updates(events, 102)))
     got = fills(events, 102)
     assert got and sum(f.size for f in got) == D("0.01")
     assert all(f.side is Side.BUY and f.liquidity is Liquidity.TAKER and f.market == "BTC-USDT" for f in got)
@@ -283,7 +244,7 @@ async def test_fill_arrives_on_the_user_stream_with_our_client_id(running: Runni
     after = await venue.positions()
     commission_btc = sum((f.fee / f.price for f in got), D(0))
     assert after["BTC-USDT"] == before + D("0.01") - commission_btc
-    await eventually(lambda: venue.cached_positions()["BTC-USDT"] == after["BTC-USDT"])
+    await eventually_async(lambda: venue.cached_positions()["BTC-USDT"] == after["BTC-USDT"])
 
 
 async def test_order_rejections_map_to_caller_actions(running: Running) -> None:
@@ -324,7 +285,7 @@ async def test_5xx_on_place_is_state_unknown_then_query_by_client_id_finds_it(ru
     await venue.cancel(107)
 
 
-async def test_place_timeout_is_state_unknown(clock: VirtualClock) -> None:
+async def test_place_timeout_is_state_unknown(clock: OffsetClock) -> None:
     """A venue that takes the order and never answers: the placement is not retried."""
     posts = 0
 
@@ -364,25 +325,25 @@ async def test_place_timeout_is_state_unknown(clock: VirtualClock) -> None:
 async def test_listen_key_is_kept_alive_and_replaced_when_it_expires(running: Running) -> None:
     user = running.venue.user_stream
     assert user is not None and user.listen_key is not None
-    await eventually(lambda: user.keepalives >= 2)  # PUT every keepalive_secs (0.3 s here)
+    await eventually_async(lambda: user.keepalives >= 2)  # PUT every keepalive_secs (0.3 s here)
     opened, connections = user.listen_keys_opened, user.connections
     async with httpx.AsyncClient(base_url=running.server.rest_url) as client:
         closed = await client.delete("/api/v3/userDataStream", params={"listenKey": user.listen_key},
                                      headers={"X-MBX-APIKEY": KEY})
     assert closed.json() == {}  # the server now sends listenKeyExpired on the stream
-    await eventually(lambda: user.listen_keys_opened > opened and user.connections > connections)
-    await eventually(lambda: user.is_connected.is_set())
+    await eventually_async(lambda: user.listen_keys_opened > opened and user.connections > connections)
+    await eventually_async(lambda: user.is_connected.is_set())
     ask = running.venue.books["BTC-USDT"].best_ask()
     assert ask is not None
     await running.venue.place(OrderRequest(109, "BTC-USDT", Side.BUY, D("0.001"), ask.price * D("1.01"),
                                            TimeInForce.IOC))
-    await eventually(lambda: fills(running.events, 109))  # the new key's stream delivers
+    await eventually_async(lambda: fills(running.events, 109))  # the new key's stream delivers
 
 
 # ---- signing, time and rate limits ------------------------------------------------------------
 
 
-async def test_bad_signature_is_fatal_and_not_retried(server: BinanceServer, clock: VirtualClock) -> None:
+async def test_bad_signature_is_fatal_and_not_retried(server: BinanceServer, clock: OffsetClock) -> None:
     rest = make_rest(server, clock, secret="not-the-secret")
     try:
         await rest.sync_time()
@@ -395,20 +356,20 @@ async def test_bad_signature_is_fatal_and_not_retried(server: BinanceServer, clo
         await rest.aclose()
 
 
-async def test_server_time_offset_and_minus_1021_resync(server: BinanceServer, clock: VirtualClock) -> None:
-    skewed = SkewedClock(clock, skew_ns=-30 * NS)  # our host clock is 30 s behind the venue
+async def test_server_time_offset_and_minus_1021_resync(server: BinanceServer, clock: OffsetClock) -> None:
+    skewed = OffsetClock(-30 * NS, base=clock)  # our host clock is 30 s behind the venue
     rest = make_rest(server, skewed)
     try:
         await rest.account()  # the first signed call measures the offset
         assert rest.time_syncs == 1 and abs((rest.time_offset_ms or 0) - 30_000) < 500
 
-        skewed.skew_ns += 10 * NS  # the host clock jumps: the stored offset is now 10 s wrong
+        skewed.offset_ns += 10 * NS  # the host clock jumps: the stored offset is now 10 s wrong
         sent = server.request_count
         account = await rest.account()  # -1021, time resync, one retry of the read
         assert account.balances and rest.time_syncs == 2
         assert server.request_count == sent + 3  # rejected read, /api/v3/time, retried read
 
-        skewed.skew_ns -= 10 * NS  # and back: a placement is refused, resynced, never retried
+        skewed.offset_ns -= 10 * NS  # and back: a placement is refused, resynced, never retried
         sent = server.request_count
         params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                   "quantity": "0.01", "price": "1000", "newClientOrderId": client_order_id(77)}
@@ -421,7 +382,7 @@ async def test_server_time_offset_and_minus_1021_resync(server: BinanceServer, c
         await rest.aclose()
 
 
-async def test_429_retry_after_is_honoured(server: BinanceServer, clock: VirtualClock,
+async def test_429_retry_after_is_honoured(server: BinanceServer, clock: OffsetClock,
                                            rest: BinanceRest) -> None:
     server.faults.http_error = HttpError(429, 1, 3)
     sent = server.request_count
@@ -442,7 +403,7 @@ async def test_429_retry_after_is_honoured(server: BinanceServer, clock: Virtual
     assert server.request_count == sent + 1
 
 
-async def test_418_ban_refuses_every_call_until_it_ends(server: BinanceServer, clock: VirtualClock,
+async def test_418_ban_refuses_every_call_until_it_ends(server: BinanceServer, clock: OffsetClock,
                                                        rest: BinanceRest) -> None:
     await rest.sync_time()
     server.faults.http_error = HttpError(418, 1, 120)
@@ -464,8 +425,8 @@ async def test_418_ban_refuses_every_call_until_it_ends(server: BinanceServer, c
 
 
 async def test_weight_budget_is_self_imposed_with_headroom_for_orders(server: BinanceServer,
-                                                                     clock: VirtualClock) -> None:
-    clock.start_of_minute()
+                                                                     clock: OffsetClock) -> None:
+    start_of_minute(clock)
     rest = make_rest(server, clock, weight_budget_1m=45, weight_limit_1m=60)
     try:
         await rest.exchange_info(["BTCUSDT"])
@@ -484,7 +445,7 @@ async def test_weight_budget_is_self_imposed_with_headroom_for_orders(server: Bi
         await rest.aclose()
 
 
-async def test_keys_are_never_logged(server: BinanceServer, clock: VirtualClock) -> None:
+async def test_keys_are_never_logged(server: BinanceServer, clock: OffsetClock) -> None:
     rest = make_rest(server, clock)
     try:
         with structlog.testing.capture_logs() as logs:
@@ -498,7 +459,7 @@ async def test_keys_are_never_logged(server: BinanceServer, clock: VirtualClock)
         await rest.aclose()
 
 
-async def test_time_offset_is_refreshed_periodically(server: BinanceServer, clock: VirtualClock) -> None:
+async def test_time_offset_is_refreshed_periodically(server: BinanceServer, clock: OffsetClock) -> None:
     rest = make_rest(server, clock, time_sync_interval_secs=60)
     try:
         await rest.account()
@@ -511,7 +472,7 @@ async def test_time_offset_is_refreshed_periodically(server: BinanceServer, cloc
         await rest.aclose()
 
 
-async def test_5xx_on_reads_is_retried_with_bounded_backoff(server: BinanceServer, clock: VirtualClock,
+async def test_5xx_on_reads_is_retried_with_bounded_backoff(server: BinanceServer, clock: OffsetClock,
                                                            rest: BinanceRest) -> None:
     server.faults.http_error = HttpError(500, 2)
     sent = server.request_count

@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import BIN, base_env, eventually
+from support.daemon import base_env
+from support.sim import BIN
+from support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -4,31 +4,22 @@ position equal to the venue's."""
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
-from helpers import eventually
+from support.sim import standalone_sim
+from support.wait import eventually
 
 
 @pytest.fixture
 def external_sim() -> Iterator[dict]:  # type: ignore[type-arg]
-    perpbot = Path(sys.executable).parent / "perpbot"
-    proc = subprocess.Popen([str(perpbot), "sim", "--seed", "21"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    endpoints = json.loads(proc.stdout.readline())
-    yield endpoints
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    with standalone_sim(21) as endpoints:
+        yield endpoints
 
 
 def reconcile_reports(daemon) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]

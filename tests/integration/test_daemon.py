@@ -6,7 +6,7 @@ import signal
 import sqlite3
 import time
 
-from helpers import eventually
+from support.wait import eventually
 
 MNEMONIC = ("abandon " * 23 + "art").strip()
 TOKEN = "ctl-token-0123456789abcdef"

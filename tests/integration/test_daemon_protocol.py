@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from helpers import eventually
+from support.wait import eventually
 
 
 def venue_open_orders(status: dict) -> list[dict]:  # type: ignore[type-arg]

@@ -27,7 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from helpers import Daemon, eventually
+from support.clock import ManualClock
+from support.daemon import Daemon
+from support.wait import eventually
 
 from bot.config import Settings
 from bot.control.dashboard import (
@@ -390,7 +392,7 @@ def _week_status(t_ns: int) -> dict[str, Any]:
             "watchdog": {"chain_head_age": {"state": "OK", "value": 0.7, "reason": None}}}
 
 
-def _fill_week(store: Any, history: StatusHistory, clock: _Clock) -> None:
+def _fill_week(store: Any, history: StatusHistory, clock: ManualClock) -> None:
     """Ten days of hourly funding and six-hourly decisions in the store; eight days sampled in memory."""
     start = NOW_NS - 10 * 24 * HOUR
     for hour in range(10 * 24):
@@ -450,7 +452,7 @@ class _PageHandler(BaseHTTPRequestHandler):
 
 def test_a_week_of_history_in_chromium(browser: Any, tmp_path: Path) -> None:
     """Ranges over a week of samples and ten days of stored funding and decisions, at both sizes."""
-    clock = _Clock()
+    clock = ManualClock(1_780_000_000 * SEC)
     store = Store.open(tmp_path / "week.db")
     history = StatusHistory(lambda: _week_status(clock.now), clock, store=store, settings=Settings(),
                             store_refresh_secs=1e9)
@@ -505,17 +507,6 @@ SEC = 1_000_000_000
 HOSTILE = '<script>alert("x")</script>'
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1_780_000_000 * SEC
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
-
-
 def _status(**extra: Any) -> dict[str, Any]:
     flag = {"tripped": False, "why": ""}
     market = {
@@ -535,7 +526,7 @@ def _status(**extra: Any) -> dict[str, Any]:
 
 
 def test_every_value_on_the_page_is_escaped() -> None:
-    clock = _Clock()
+    clock = ManualClock(1_780_000_000 * SEC)
     dashboard = Dashboard(_status, clock, StatusHistory(_status, clock))
     page = dashboard.page(csrf='"><script>')
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
@@ -549,7 +540,7 @@ def test_every_value_on_the_page_is_escaped() -> None:
 
 
 def test_history_is_bounded_to_its_window_and_thinned_for_charts() -> None:
-    clock = _Clock()
+    clock = ManualClock(1_780_000_000 * SEC)
     history = StatusHistory(_status, clock, interval_secs=5, window_secs=3600)
     for _ in range(2000):  # ~2.8 h of samples every 5 s
         history.record(_status())

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from support.wait import eventually_async
 
 from bot.book import OrderBook
 from bot.domain import BlockHeight, Side
@@ -41,14 +42,6 @@ class Harness:
         return True
 
 
-async def eventually(cond, timeout_secs: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_secs
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
     exchange = SimExchange([default_params(t, 0.65) for t in MARKETS], 7, time.time_ns())
@@ -78,11 +71,11 @@ async def harness() -> AsyncIterator[Harness]:
 
 async def quiesce(h: Harness) -> None:
     """Wait until the feed's books equal the simulator's (the stream may lag a step)."""
-    await eventually(h.books_equal)
+    await eventually_async(h.books_equal)
 
 
 async def test_snapshot_and_updates_track_the_simulator(harness: Harness) -> None:
-    await eventually(lambda: any(isinstance(e, BlockHeight) for e in harness.events))
+    await eventually_async(lambda: any(isinstance(e, BlockHeight) for e in harness.events))
     await quiesce(harness)
     heights = [e.height for e in harness.events if isinstance(e, BlockHeight)]
     assert heights == sorted(heights)
@@ -91,7 +84,7 @@ async def test_snapshot_and_updates_track_the_simulator(harness: Harness) -> Non
 async def test_disconnect_mid_stream_resyncs_to_the_same_book(harness: Harness) -> None:
     await quiesce(harness)
     harness.exchange.scenario.ws_drop = WsDrop.CLOSE
-    await eventually(lambda: harness.feed.connections >= 2)
+    await eventually_async(lambda: harness.feed.connections >= 2)
     await quiesce(harness)
 
 
@@ -100,7 +93,7 @@ async def test_gap_or_crossed_update_forces_a_resync(harness: Harness, fault: st
     await quiesce(harness)
     before = harness.feed.resyncs
     harness.exchange.scenario.book_fault = BookFault(fault)
-    await eventually(lambda: harness.feed.resyncs > before)
+    await eventually_async(lambda: harness.feed.resyncs > before)
     await quiesce(harness)
 
 
@@ -108,6 +101,6 @@ async def test_silent_stall_is_detected_and_healed(harness: Harness) -> None:
     await quiesce(harness)
     before = harness.feed.resyncs + harness.feed.connections
     harness.exchange.scenario.ws_stall = True
-    await eventually(lambda: harness.feed.resyncs + harness.feed.connections > before, timeout_secs=10)
+    await eventually_async(lambda: harness.feed.resyncs + harness.feed.connections > before, timeout_secs=10)
     harness.exchange.scenario.ws_stall = False
     await quiesce(harness)

@@ -6,6 +6,8 @@ import asyncio
 import time
 from decimal import Decimal
 
+from support.wait import eventually_async
+
 from bot.book import OrderBook
 from bot.domain import Fill, FundingPayment, OrderRequest, Side, TimeInForce
 from bot.sim.accounts import sim_accounts
@@ -20,15 +22,6 @@ from bot.venues.dydx.node import NodeGateway
 from bot.venues.sim.feed import default_params
 
 ACCOUNT = sim_accounts()["dydx"]
-
-
-async def eventually(cond, timeout_secs: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_secs
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-    return value
 
 
 async def test_funding_payments_are_polled_and_signed_like_the_chain() -> None:
@@ -57,11 +50,12 @@ async def test_funding_payments_are_polled_and_signed_like_the_chain() -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(step()), tg.create_task(venue.run(lambda e: None))]
-            ask = await eventually(lambda: venue.books["BTC-USD"].best_ask())
+            ask = await eventually_async(lambda: venue.books["BTC-USD"].best_ask(), timeout_secs=15)
             await venue.place(OrderRequest(1, "BTC-USD", Side.BUY, Decimal("0.05"), ask.price + 50,
                                            TimeInForce.IOC))
-            await eventually(lambda: [e for e in events if isinstance(e, Fill)])
-            payments = await eventually(lambda: [e for e in events if isinstance(e, FundingPayment)])
+            await eventually_async(lambda: [e for e in events if isinstance(e, Fill)], timeout_secs=15)
+            payments = await eventually_async(
+                lambda: [e for e in events if isinstance(e, FundingPayment)], timeout_secs=15)
             for task in tasks:
                 task.cancel()
     finally:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from support.wait import eventually_async
 
 from bot.book import OrderBook
 from bot.domain import Fill, OrderRequest, OrderStatus, OrderUpdate, Side, TimeInForce
@@ -24,15 +25,6 @@ from bot.venues.sim.feed import default_params
 
 ACCOUNT = sim_accounts()["dydx"]
 MARKETS = ("BTC-USD", "ETH-USD")
-
-
-async def eventually(cond, timeout_secs: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_secs
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-    return value
 
 
 @pytest.fixture
@@ -60,8 +52,8 @@ async def venue() -> AsyncIterator[tuple[DydxVenue, SimExchange, list[object]]]:
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(step()), tg.create_task(venue.run(lambda e: None))]
         try:
-            await eventually(lambda: all(b.best_bid() for b in venue.books.values()))
-            await eventually(lambda: venue.feed
+            await eventually_async(lambda: all(b.best_bid() for b in venue.books.values()))
+            await eventually_async(lambda: venue.feed
                              and all(s.confirmed for s in venue.feed.subscriptions.values()))
             yield venue, exchange, account_events
         finally:
@@ -84,21 +76,21 @@ async def test_place_fill_cancel_round_trip(venue) -> None:  # type: ignore[no-u
     resting = OrderRequest(1, "BTC-USD", Side.BUY, Decimal("0.01"), best_bid.price - 50,
                            TimeInForce.POST_ONLY)
     await dydx.place(resting)
-    await eventually(lambda: updates(events, 1))
+    await eventually_async(lambda: updates(events, 1))
     assert updates(events, 1)[0].status is OrderStatus.ACKED
     assert 1 in await dydx.open_orders()
 
     taker = OrderRequest(2, "BTC-USD", Side.BUY, Decimal("0.02"), best_ask.price + 20, TimeInForce.IOC)
     await dydx.place(taker)
-    fills = await eventually(lambda: [e for e in events if isinstance(e, Fill) and e.client_id == 2])
+    fills = await eventually_async(lambda: [e for e in events if isinstance(e, Fill) and e.client_id == 2])
     assert sum(f.size for f in fills) > 0 and all(f.fee > 0 for f in fills)
-    await eventually(lambda: any(u.status in (OrderStatus.FILLED, OrderStatus.CANCELLED)
+    await eventually_async(lambda: any(u.status in (OrderStatus.FILLED, OrderStatus.CANCELLED)
                                  for u in updates(events, 2)))
     positions = await dydx.positions()
     assert positions.get("BTC-USD") == sum(f.size for f in fills)
 
     await dydx.cancel(1)
-    await eventually(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 1)))
+    await eventually_async(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 1)))
     assert 1 not in await dydx.open_orders()
 
 
@@ -108,9 +100,9 @@ async def test_long_term_order_and_stateful_cancel(venue) -> None:  # type: igno
     assert bid
     order = OrderRequest(10, "ETH-USD", Side.BUY, Decimal("0.1"), bid.price - 20, TimeInForce.GTT)
     await dydx.place(order)
-    await eventually(lambda: updates(events, 10))
+    await eventually_async(lambda: updates(events, 10))
     await dydx.cancel(10)
-    await eventually(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 10)))
+    await eventually_async(lambda: any(u.status is OrderStatus.CANCELLED for u in updates(events, 10)))
 
 
 async def test_bad_orders_are_refused_before_signing(venue) -> None:  # type: ignore[no-untyped-def]
@@ -138,7 +130,7 @@ async def test_a_sweep_pages_back_through_a_burst_of_fills(venue, monkeypatch) -
         await dydx.place(OrderRequest(client_id, "BTC-USD", side, Decimal("0.003"), price, TimeInForce.IOC))
         await asyncio.sleep(0.05)
     at_venue = {f.fill_id for f in exchange.fills(ACCOUNT["address"], 0, limit=10_000)}
-    await eventually(lambda: len({e.fill_id for e in events if isinstance(e, Fill)}) >= len(at_venue))
+    await eventually_async(lambda: len({e.fill_id for e in events if isinstance(e, Fill)}) >= len(at_venue))
     assert len(at_venue) > 2 * 4  # more than two pages
 
     events.clear()
@@ -148,3 +140,34 @@ async def test_a_sweep_pages_back_through_a_burst_of_fills(venue, monkeypatch) -
     assert {e.fill_id for e in events if isinstance(e, Fill)} == at_venue
     again, _ = await dydx.sweep_account()
     assert again < read  # the next one stops at the block the last one reached
+
+
+async def test_a_fill_whose_order_came_after_the_sweeps_orders_read_keeps_its_client_id(  # type: ignore[no-untyped-def]
+    venue, monkeypatch,
+) -> None:
+    """A sweep reads the orders, then the fills. An order placed and filled between the two reads
+    (a loaded machine widens the gap) must still go out with our client id: a fill reported with
+    none is stored under it for good (the stream's copy is a duplicate), so no parent counts it
+    and no hedge follows it."""
+    dydx, exchange, events = venue
+    real_orders = dydx.rest.orders
+    pending = [40]
+
+    async def orders_then_a_fill(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = await real_orders(*args, **kwargs)
+        if pending:
+            client_id = pending.pop()
+            before = len(exchange.fills(ACCOUNT["address"], 0, limit=10_000))
+            touch = dydx.books["BTC-USD"].best_ask()
+            assert touch is not None
+            await dydx.place(OrderRequest(client_id, "BTC-USD", Side.BUY, Decimal("0.003"), touch.price + 200,
+                                          TimeInForce.IOC))
+            await eventually_async(lambda: len(exchange.fills(ACCOUNT["address"], 0, limit=10_000)) > before)
+        return rows
+
+    monkeypatch.setattr(dydx.rest, "orders", orders_then_a_fill)
+    await dydx.sweep_account()
+    assert not pending
+    ours = {f.fill_id for f in exchange.fills(ACCOUNT["address"], 0, limit=10_000)}
+    reported = [e for e in events if isinstance(e, Fill) and e.fill_id in ours]
+    assert reported and all(f.client_id == 40 for f in reported), reported

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
+from support.clock import ManualClock
 
 from bot.book import OrderBook
 from bot.config import Settings, load
@@ -40,17 +41,6 @@ from bot.venues.sim.feed import default_params
 SEC = 1_000_000_000
 START = 1_700_002_800 * SEC + SEC
 MARKET = "BTC-USD"
-
-
-class FakeClock:
-    def __init__(self, now_ns: int) -> None:
-        self.now = now_ns
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +80,7 @@ class Harness:
     def __init__(self, tmp_path: Path, settings: dict[str, Any], **params: Any) -> None:
         self.settings: Settings = load(None, env_file=None, state_dir=str(tmp_path), markets=[MARKET],
                                        **settings)
-        self.clock = FakeClock(START)
+        self.clock = ManualClock(START)
         sim_params = replace(default_params(MARKET, 0.65), high_vol_enter_per_sec=0.0, jump_per_sec=0.0,
                              **params)
         self.perp = SimMarket(sim_params, 11, START)

@@ -66,6 +66,11 @@ def binance_base_balance(rest_url: str, asset: str) -> Decimal:
     return next(Decimal(b["free"]) + Decimal(b["locked"]) for b in account["balances"] if b["asset"] == asset)
 
 
+def top_of_book(indexer: str, market: str) -> Decimal:
+    book = httpx.get(f"{indexer}/v4/orderbooks/perpetualMarket/{market}").json()
+    return max(Decimal(book["bids"][0]["size"]), Decimal(book["asks"][0]["size"]))
+
+
 def dydx_position(indexer: str, market: str) -> Decimal:
     params = {"address": sim_accounts()["dydx"]["address"], "subaccountNumber": 0, "status": "OPEN"}
     rows = httpx.get(indexer + "/v4/perpetualPositions", params=params).json()["positions"]
@@ -82,13 +87,14 @@ def test_carry_twap_above_top_of_book_completes_with_the_spot_hedge_inside_its_l
     spike = {"name": "funding_spike", "duration_s": 300, "rate_1h": "0.0005"}
     assert httpx.post(sim["admin"] + "/scenario", json=spike).status_code == 200
     btc_before = binance_base_balance(sim["binance_rest"], "BTC")
-    book = httpx.get(sim["indexer_rest"] + "/v4/orderbooks/perpetualMarket/BTC-USD").json()
-    top = max(Decimal(book["bids"][0]["size"]), Decimal(book["asks"][0]["size"]))
 
     samples: list[dict[str, Any]] = []
     decided_at = None
+    top = Decimal(0)  # the top of book the decision faced (read until the decision shows)
     deadline = time.monotonic() + 100
     while time.monotonic() < deadline:
+        if decided_at is None:
+            top = top_of_book(sim["indexer_rest"], "BTC-USD")
         status = control.status()
         market = status["markets"]["BTC-USD"]
         samples.append({"t": time.monotonic(), "perp": Decimal(market["position"]),

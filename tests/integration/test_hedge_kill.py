@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers import eventually
 from pydantic import SecretStr
+from support.wait import eventually
 
 from bot.domain import OrderRequest, Side, TimeInForce
 from bot.sim.accounts import sim_accounts

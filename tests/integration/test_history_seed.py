@@ -8,6 +8,8 @@ import itertools
 from dataclasses import replace
 from pathlib import Path
 
+from support.clock import ManualClock
+
 from bot.book import OrderBook
 from bot.config import load
 from bot.domain import Position
@@ -27,22 +29,11 @@ from bot.venues.paper.fills import FeeSchedule
 from bot.venues.sim.feed import default_params
 
 
-class _Clock:
-    def __init__(self, now_ns: int) -> None:
-        self.now = now_ns
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * 1e9)
-
-
 def _engine(tmp_path: Path, specs: dict, now_ns: int) -> Engine:  # type: ignore[type-arg]
     settings = load(None, env_file=None, state_dir=str(tmp_path), markets=list(specs),
                     strategy={"carry": {"enabled": False}})
     store = Store.open(tmp_path / "perpbot.sqlite")
-    clock = _Clock(now_ns)
+    clock = ManualClock(now_ns)
     books = {t: OrderBook(t) for t in specs}
     fees = FeeSchedule(settings.paper.maker_fee_rate, settings.paper.taker_fee_rate)
     venue = PaperVenue(books, fees, clock)

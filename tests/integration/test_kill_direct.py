@@ -22,8 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import eventually, standalone_sim
 from pydantic import SecretStr
+from support.sim import standalone_sim
+from support.wait import eventually
 
 from bot.domain import OrderRequest, Side, TimeInForce
 from bot.sim.server.binance import sim_binance_credentials

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from helpers import eventually
+from support.wait import eventually
 
 from bot.sim.accounts import sim_accounts
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from helpers import eventually
+from support.wait import eventually
 
 BOT_TOKEN = "987654:daemon-telegram-secret-token"
 HOOK_PATH = "/hook/daemon-webhook-secret-path"

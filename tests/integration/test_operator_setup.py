@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import BIN, base_env
 from pydantic import BaseModel
+from support.daemon import base_env
+from support.sim import BIN
 
 from bot.app import App
 from bot.config import Settings, load

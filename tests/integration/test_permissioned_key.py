@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import BIN, base_env, eventually, standalone_sim
+from support.daemon import base_env
+from support.sim import BIN, standalone_sim
+from support.wait import eventually
 
 from bot.domain import OrderRequest, Side, TimeInForce
 from bot.store import Store

@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from support.clock import ManualClock
+
 from bot.book import OrderBook
 from bot.config import Settings, load
 from bot.domain import BookDelta, BookSnapshot, Fill, Liquidity, OrderRequest, Side, TimeInForce
@@ -31,24 +33,13 @@ HOUR = 3600 * SEC
 START = 1_700_002_800 * SEC + SEC  # one second after a top of the hour
 
 
-class FakeClock:
-    def __init__(self, now_ns: int) -> None:
-        self.now = now_ns
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
-
-
 class Harness:
     """One perp market (BTC-USD) with its spot hedge book (BTC-USDT), engine and paper venues."""
 
     def __init__(self, tmp_path: Path, settings: dict[str, Any], **params: Any) -> None:
         self.settings: Settings = load(None, env_file=None, state_dir=str(tmp_path),
                                        markets=["BTC-USD"], **settings)
-        self.clock = FakeClock(START)
+        self.clock = ManualClock(START)
         perp_params = replace(default_params("BTC-USD", 0.65), high_vol_enter_per_sec=0.0,
                               jump_per_sec=0.0, **params)
         self.perp = SimMarket(perp_params, 7, START)

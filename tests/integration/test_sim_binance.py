@@ -12,10 +12,11 @@ from urllib.parse import urlencode
 import aiohttp
 import httpx
 import pytest
+from support.clock import ManualClock
 from websockets.asyncio.client import ClientConnection, connect
 
+from bot.clock import NS_PER_SEC
 from bot.sim.faults import DepthGap, HttpError
-from bot.sim.market import NS_PER_SEC
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
 from bot.sim.spot.exchange import SpotExchange
 
@@ -26,27 +27,15 @@ KEY, SECRET = sim_binance_credentials()
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-class Clock:
+@pytest.fixture
+def clock() -> ManualClock:
     """Virtual time shared by the exchange, the server and the test's signed requests."""
-
-    def __init__(self, now_ns: int) -> None:
-        self.now_ns = now_ns
-
-    def __call__(self) -> int:
-        return self.now_ns
-
-    def ms(self) -> int:
-        return self.now_ns // 1_000_000
+    return ManualClock(START_NS)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START_NS)
-
-
-@pytest.fixture
-async def server(clock: Clock) -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer(SpotExchange(seed=5, start_ns=START_NS), clock)
+async def server(clock: ManualClock) -> AsyncIterator[BinanceServer]:
+    srv = BinanceServer(SpotExchange(seed=5, start_ns=START_NS), clock.now_ns)
     await srv.start()
     yield srv
     await srv.stop()
@@ -58,11 +47,11 @@ async def client(server: BinanceServer) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def step(server: BinanceServer, clock: Clock, n: int = 1) -> None:
+def step(server: BinanceServer, clock: ManualClock, n: int = 1) -> None:
     """What the simulator's runner does: advance the market and publish what happened."""
     for _ in range(n):
-        clock.now_ns += STEP_NS
-        server.publish(server.spot.advance(clock.now_ns))
+        clock.now += STEP_NS
+        server.publish(server.spot.advance(clock.now))
 
 
 # ---- the signing helper a Binance client needs (HMAC-SHA256 over query string + body) ------------
@@ -72,13 +61,13 @@ def signature(secret: str, total_params: str) -> str:
     return hmac.new(secret.encode(), total_params.encode(), hashlib.sha256).hexdigest()
 
 
-async def signed(client: httpx.AsyncClient, clock: Clock, method: str, path: str,
+async def signed(client: httpx.AsyncClient, clock: ManualClock, method: str, path: str,
                  params: dict[str, Any] | None = None, *, in_body: bool = False,
                  timestamp_ms: int | None = None, key: str = KEY, secret: str = SECRET,
                  tamper: bool = False) -> httpx.Response:
     """Send a SIGNED request: timestamp + recvWindow, then `signature` last (query or body)."""
     query = urlencode({**(params or {}), "recvWindow": 5000,
-                       "timestamp": clock.ms() if timestamp_ms is None else timestamp_ms})
+                       "timestamp": clock.now_ms() if timestamp_ms is None else timestamp_ms})
     sig = signature(secret, query)
     if tamper:
         query = query.replace("recvWindow=5000", "recvWindow=5001")
@@ -101,11 +90,11 @@ async def recv_json(ws: ClientConnection, timeout_secs: float = 2.0) -> Any:
 # ---- public REST ------------------------------------------------------------------------------
 
 
-async def test_public_endpoints_and_weight_headers(client: httpx.AsyncClient, clock: Clock):
+async def test_public_endpoints_and_weight_headers(client: httpx.AsyncClient, clock: ManualClock):
     ping = await client.get("/api/v3/ping")
     assert ping.status_code == 200 and ping.json() == {}
     assert ping.headers["X-MBX-USED-WEIGHT-1M"] == "1"
-    assert (await client.get("/api/v3/time")).json() == {"serverTime": clock.ms()}
+    assert (await client.get("/api/v3/time")).json() == {"serverTime": clock.now_ms()}
 
     info = await client.get("/api/v3/exchangeInfo", params={"symbol": "BTCUSDT"})
     assert info.headers["X-MBX-USED-WEIGHT-1M"] == "22"  # 1 + 1 + 20
@@ -136,8 +125,8 @@ async def test_binance_documented_signature_vectors_are_accepted():
     """The HMAC examples of Binance's REST docs (body, and mixed query + body) verify here."""
     api_key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
     secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-    doc_clock = Clock(1499827319559 * 1_000_000)
-    srv = BinanceServer(SpotExchange(seed=1, start_ns=doc_clock.now_ns), doc_clock,
+    doc_clock = ManualClock(1499827319559 * 1_000_000)
+    srv = BinanceServer(SpotExchange(seed=1, start_ns=doc_clock.now), doc_clock.now_ns,
                         credentials={api_key: secret})
     await srv.start()
     try:
@@ -167,28 +156,28 @@ async def test_binance_documented_signature_vectors_are_accepted():
     ({"key": "A" * 64}, 401, -2015),
     ({"key": "short"}, 401, -2014),
 ])
-async def test_bad_requests_are_rejected_with_binance_codes(client: httpx.AsyncClient, clock: Clock,
+async def test_bad_requests_are_rejected_with_binance_codes(client: httpx.AsyncClient, clock: ManualClock,
                                                             kwargs: dict[str, Any], status: int, code: int):
     if "timestamp_ms" in kwargs:
-        kwargs["timestamp_ms"] += clock.ms()
+        kwargs["timestamp_ms"] += clock.now_ms()
     r = await signed(client, clock, "GET", "/api/v3/account", **kwargs)
     assert (r.status_code, r.json()["code"]) == (status, code)
     assert "X-MBX-USED-WEIGHT-1M" in r.headers
 
 
-async def test_stale_timestamp_message_and_missing_params(client: httpx.AsyncClient, clock: Clock):
-    r = await signed(client, clock, "GET", "/api/v3/account", timestamp_ms=clock.ms() - 5001)
+async def test_stale_timestamp_message_and_missing_params(client: httpx.AsyncClient, clock: ManualClock):
+    r = await signed(client, clock, "GET", "/api/v3/account", timestamp_ms=clock.now_ms() - 5001)
     assert r.json() == {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."}
     r = await client.get("/api/v3/account", headers={"X-MBX-APIKEY": KEY})
     assert r.json()["code"] == -1102 and "'timestamp'" in r.json()["msg"]
-    r = await client.get(f"/api/v3/account?timestamp={clock.ms()}", headers={"X-MBX-APIKEY": KEY})
+    r = await client.get(f"/api/v3/account?timestamp={clock.now_ms()}", headers={"X-MBX-APIKEY": KEY})
     assert r.json()["code"] == -1102 and "'signature'" in r.json()["msg"]
 
 
 # ---- trading round trip -----------------------------------------------------------------------
 
 
-async def test_signed_order_place_query_cancel_round_trip(client: httpx.AsyncClient, clock: Clock):
+async def test_signed_order_place_query_cancel_round_trip(client: httpx.AsyncClient, clock: ManualClock):
     bid, _ = await touch(client)
     price = bid - 100
     placed = await signed(client, clock, "POST", "/api/v3/order", {
@@ -226,7 +215,7 @@ async def test_signed_order_place_query_cancel_round_trip(client: httpx.AsyncCli
     assert none_open.json()["code"] == -2011
 
 
-async def test_order_rejections_on_the_wire(client: httpx.AsyncClient, clock: Clock):
+async def test_order_rejections_on_the_wire(client: httpx.AsyncClient, clock: ManualClock):
     _, ask = await touch(client)
     base = {"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.001"}
     cases = [
@@ -250,7 +239,7 @@ async def test_order_rejections_on_the_wire(client: httpx.AsyncClient, clock: Cl
 
 
 async def test_market_order_full_response_has_fills_with_commission(client: httpx.AsyncClient,
-                                                                    clock: Clock):
+                                                                    clock: ManualClock):
     r = await signed(client, clock, "POST", "/api/v3/order",
                      {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quoteOrderQty": "1000"})
     order = r.json()
@@ -277,7 +266,7 @@ def apply_diff(book: dict[str, dict[Decimal, Decimal]], event: dict[str, Any]) -
                 book[side][D(price)] = D(qty)
 
 
-async def test_depth_snapshot_plus_diff_stream_synchronise(server: BinanceServer, clock: Clock,
+async def test_depth_snapshot_plus_diff_stream_synchronise(server: BinanceServer, clock: ManualClock,
                                                            client: httpx.AsyncClient):
     """Binance's documented procedure: buffer diffs, snapshot, drop u <= lastUpdateId, chain U = u+1."""
     async with connect(f"{server.ws_url}/ws/btcusdt@depth@100ms") as ws:
@@ -312,7 +301,7 @@ async def test_depth_snapshot_plus_diff_stream_synchronise(server: BinanceServer
     assert sorted(book["asks"].items()) == [(D(p), D(q)) for p, q in fresh["asks"]]
 
 
-async def test_depth_gap_fault_breaks_the_update_id_chain(server: BinanceServer, clock: Clock):
+async def test_depth_gap_fault_breaks_the_update_id_chain(server: BinanceServer, clock: ManualClock):
     async with connect(f"{server.ws_url}/ws/btcusdt@depth") as ws:
         step(server, clock)
         first = await recv_json(ws)
@@ -322,7 +311,7 @@ async def test_depth_gap_fault_breaks_the_update_id_chain(server: BinanceServer,
     assert second["U"] > first["u"] + 1
 
 
-async def test_combined_streams_and_live_subscribe(server: BinanceServer, clock: Clock):
+async def test_combined_streams_and_live_subscribe(server: BinanceServer, clock: ManualClock):
     async with connect(f"{server.ws_url}/stream?streams=btcusdt@trade") as ws:
         await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker"], "id": 1}))
         assert await recv_json(ws) == {"result": None, "id": 1}
@@ -345,8 +334,8 @@ async def test_combined_streams_and_live_subscribe(server: BinanceServer, clock:
     assert set(ticker) == {"u", "s", "b", "B", "a", "A"} and D(ticker["b"]) < D(ticker["a"])
 
 
-async def test_server_pings_and_drops_clients_that_do_not_pong(clock: Clock):
-    srv = BinanceServer(SpotExchange(seed=2, start_ns=START_NS), clock,
+async def test_server_pings_and_drops_clients_that_do_not_pong(clock: ManualClock):
+    srv = BinanceServer(SpotExchange(seed=2, start_ns=START_NS), clock.now_ns,
                         ping_interval_secs=0.05, pong_timeout_secs=0.3)
     await srv.start()
     try:
@@ -370,7 +359,7 @@ async def test_server_pings_and_drops_clients_that_do_not_pong(clock: Clock):
 # ---- user data stream -------------------------------------------------------------------------
 
 
-async def test_user_data_stream_reports_executions_and_balances(server: BinanceServer, clock: Clock,
+async def test_user_data_stream_reports_executions_and_balances(server: BinanceServer, clock: ManualClock,
                                                                 client: httpx.AsyncClient):
     headers = {"X-MBX-APIKEY": KEY}
     listen_key = (await client.post("/api/v3/userDataStream", headers=headers)).json()["listenKey"]
@@ -433,8 +422,8 @@ async def test_user_data_stream_reports_executions_and_balances(server: BinanceS
 # ---- rate limits and faults -------------------------------------------------------------------
 
 
-async def test_weight_budget_answers_429_with_retry_after_then_418_ban(clock: Clock):
-    srv = BinanceServer(SpotExchange(seed=2, start_ns=START_NS), clock, weight_limit_1m=45,
+async def test_weight_budget_answers_429_with_retry_after_then_418_ban(clock: ManualClock):
+    srv = BinanceServer(SpotExchange(seed=2, start_ns=START_NS), clock.now_ns, weight_limit_1m=45,
                         ban_after_429s=1, ban_secs=120)
     await srv.start()
     try:
@@ -444,13 +433,13 @@ async def test_weight_budget_answers_429_with_retry_after_then_418_ban(clock: Cl
             assert ok.headers["X-MBX-USED-WEIGHT-1M"] == "40"
             limited = await c.get("/api/v3/exchangeInfo")
             assert limited.status_code == 429 and limited.json()["code"] == -1003
-            seconds_left = 60 - (clock.now_ns // NS_PER_SEC) % 60
+            seconds_left = 60 - (clock.now // NS_PER_SEC) % 60
             assert int(limited.headers["Retry-After"]) == seconds_left
             banned = await c.get("/api/v3/exchangeInfo")
             assert banned.status_code == 418 and banned.headers["Retry-After"] == "120"
-            clock.now_ns += 60 * NS_PER_SEC
+            clock.now += 60 * NS_PER_SEC
             assert (await c.get("/api/v3/ping")).status_code == 418  # the ban outlives the window
-            clock.now_ns += 61 * NS_PER_SEC
+            clock.now += 61 * NS_PER_SEC
             after = await c.get("/api/v3/ping")
             assert after.status_code == 200 and after.headers["X-MBX-USED-WEIGHT-1M"] == "1"
     finally:
@@ -468,7 +457,7 @@ async def test_http_error_fault_switch(server: BinanceServer, client: httpx.Asyn
 
 
 async def test_5xx_fault_can_execute_the_request_anyway(server: BinanceServer, client: httpx.AsyncClient,
-                                                        clock: Clock):
+                                                        clock: ManualClock):
     """'Execution status UNKNOWN': the order exists although the response was a 503."""
     bid, _ = await touch(client)
     server.faults.http_error = HttpError(503, 1, execute=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from dydx_v4_client.network import NodeConfig, make_insecure
 from dydx_v4_client.node.client import NodeClient
 from dydx_v4_client.node.market import Market
 from dydx_v4_client.wallet import Wallet
-from helpers import running_simulator
+from support.sim import SimProcess, running_simulator
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
 from bot.sim.runner import Simulator
@@ -127,12 +126,9 @@ async def test_client_orders_show_up_on_the_stream_and_rest(sim: Simulator) -> N
 def test_perpbot_sim_prints_endpoints_and_takes_scenarios(tmp_path: Path) -> None:
     scenario = tmp_path / "s.toml"
     scenario.write_text('[[scenarios]]\nname = "indexer_lag"\nat_s = 0\nduration_s = 30\nblocks = 25\n')
-    perpbot = Path(sys.executable).parent / "perpbot"
-    proc = subprocess.Popen([str(perpbot), "sim", "--seed", "9", "--scenario", str(scenario)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sim = SimProcess(9, "--scenario", str(scenario))
     try:
-        assert proc.stdout is not None
-        endpoints = json.loads(proc.stdout.readline())
+        endpoints = sim.endpoints
         for key in ("indexer_rest", "indexer_ws", "node_grpc", "binance_rest", "binance_ws", "admin"):
             assert endpoints[key]
         assert endpoints["accounts"]["dydx"]["address"].startswith("dydx1")
@@ -151,8 +147,7 @@ def test_perpbot_sim_prints_endpoints_and_takes_scenarios(tmp_path: Path) -> Non
         bad = httpx.post(admin + "/scenario", json={"name": "meteor"})
         assert bad.status_code == 400 and "name" in bad.json()["error"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert sim.stop() == 0
 
 
 def test_perpbot_sim_rejects_a_bad_scenario_file(tmp_path: Path) -> None:

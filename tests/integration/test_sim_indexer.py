@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from helpers import SHARED, needs_shared
 from shape import learn, mismatches
+from support.shared import SHARED, needs_shared
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 

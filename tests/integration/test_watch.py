@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import BIN, Daemon, base_env
+from support.daemon import Daemon, base_env
+from support.sim import BIN
 
 
 def _read_for(fd: int, secs: float) -> bytes:

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 import httpx
-from helpers import Daemon, eventually
+from support.daemon import Daemon
+from support.wait import eventually
 
 FAST = {
     "PERPBOT_SIM__MODE": "protocol",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.invariants import store_positions
+from support.wait import eventually_async
 
 from bot.book import OrderBook
 from bot.clock import Clock, SystemClock
@@ -45,16 +45,6 @@ FAST_FEED = {
     "check_interval_secs": 0.2,
     "max_silence_secs": {"v4_block_height": 1.5, "v4_orderbook": 3.0},
 }
-
-
-class SkewedClock(SystemClock):
-    """The wall clock shifted by a fixed offset (a host whose clock is off)."""
-
-    def __init__(self, offset_secs: float) -> None:
-        self.offset_ns = int(offset_secs * 1e9)
-
-    def now_ns(self) -> int:
-        return time.time_ns() + self.offset_ns
 
 
 class RecordingVenue(DydxVenue):
@@ -125,12 +115,7 @@ class Rig:
         return plan
 
     async def until(self, cond: Any, timeout_secs: float = 10.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout_secs
-        while not (value := cond()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not met within {timeout_secs}s")
-            await asyncio.sleep(0.05)
-        return value
+        return await eventually_async(cond, timeout_secs, 0.05, what)
 
     async def parent_done(self, market: str, timeout_secs: float = 15.0) -> None:
         await self.until(lambda: market not in self.orders.parents, timeout_secs, f"{market} parent done")

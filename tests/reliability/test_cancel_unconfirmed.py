@@ -11,6 +11,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from support.clock import ManualClock
+
 from bot.book import OrderBook
 from bot.config import ExecutionSettings
 from bot.domain import BookLevel, BookSnapshot, MarketSpec, OrderRequest, RiskMode, Side, TimeInForce
@@ -21,17 +23,6 @@ from bot.telemetry import Metrics
 
 MARKET = "ETH-USD"
 SEC = 1_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * SEC
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
 
 
 class MuteVenue:
@@ -54,7 +45,7 @@ class MuteVenue:
 
 
 async def test_an_unconfirmed_cancel_is_sent_again(tmp_path: Path) -> None:
-    clock, venue = Clock(), MuteVenue()
+    clock, venue = ManualClock(1_700_000_000 * SEC), MuteVenue()
     book = OrderBook(MARKET)
     book.apply_snapshot(BookSnapshot(MARKET, (BookLevel(Decimal(3000), Decimal(50)),),
                                      (BookLevel(Decimal("3000.5"), Decimal(50)),), 0, 0))

@@ -10,12 +10,9 @@ The venue's truth is read over the simulator's REST; the store straight from SQL
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -24,13 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import Daemon, eventually
 from reliability.invariants import (
     assert_exposure_within,
     assert_no_lost_fill,
     assert_no_open_orders,
     assert_positions_match,
 )
+from support.daemon import START_TIMEOUT_SECS, Daemon
+from support.sim import standalone_sim
+from support.wait import eventually
 
 from bot.store import Store
 
@@ -42,14 +41,8 @@ PRICE_MOVE_TOLERANCE = Decimal("1.02")  # sizing uses the mark at decision time;
 
 @pytest.fixture
 def external_sim() -> Iterator[dict[str, Any]]:
-    perpbot = Path(sys.executable).parent / "perpbot"
-    proc = subprocess.Popen([str(perpbot), "sim", "--seed", "5"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    endpoints: dict[str, Any] = json.loads(proc.stdout.readline())
-    yield endpoints
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    with standalone_sim(5) as endpoints:
+        yield endpoints
 
 
 def live_env(ep: dict[str, Any]) -> dict[str, str]:
@@ -114,7 +107,7 @@ def reconciled(daemon: Daemon) -> list[dict[str, Any]]:
 def restart_and_reconcile(start: Callable[[], Daemon]) -> Daemon:
     daemon = start()
     try:
-        eventually(lambda: reconciled(daemon), 20)
+        eventually(lambda: reconciled(daemon), START_TIMEOUT_SECS)
     except AssertionError:
         raise AssertionError(f"no reconciliation: {daemon.log()[-3000:]}") from None
     assert daemon.stop() == 0, daemon.log()[-2000:]
@@ -139,7 +132,7 @@ def test_sigkill_at_random_points_then_restart_reconciles(daemon_factory, extern
         daemon = daemon_factory(**env).start()
         daemons.append(daemon)
         if point != "start":
-            eventually(lambda d=daemon, p=point: events(d, p), 20)
+            eventually(lambda d=daemon, p=point: events(d, p), START_TIMEOUT_SECS)
         print(f"round {round_}: SIGKILL {delay:.2f}s after {point}")
         time.sleep(delay)
         daemon.stop(signal.SIGKILL)
@@ -153,7 +146,7 @@ def test_sigterm_during_a_twap_exits_clean_and_leaves_nothing_working(daemon_fac
     venue = Venue(external_sim)
     daemon = daemon_factory(**env).start()
     # Mid-TWAP: a decision planned a parent and its first child went out, the parent is not done.
-    eventually(lambda: events(daemon, "order_submitted"), 20)
+    eventually(lambda: events(daemon, "order_submitted"), START_TIMEOUT_SECS)
     assert not events(daemon, "parent_done")
     assert daemon.stop(signal.SIGTERM, timeout=15) == 0, daemon.log()[-2000:]
     assert events(daemon, "daemon_stopped")

@@ -17,8 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from helpers import Daemon, eventually
 from reliability.test_daemon_faults import Venue, events, external_sim, live_env  # noqa: F401
+from support.daemon import Daemon
+from support.wait import eventually
 
 from bot.domain import OrderRequest, OrderStatus, Side, TimeInForce
 from bot.store import Store

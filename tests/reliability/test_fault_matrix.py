@@ -28,8 +28,10 @@ from reliability.invariants import (
     assert_no_open_orders,
     assert_positions_match,
 )
-from reliability.rig import Rig, SkewedClock, open_rig
+from reliability.rig import Rig, open_rig
+from support.clock import OffsetClock
 
+from bot.clock import NS_PER_SEC
 from bot.domain import OrderRequest, OrderStatus, Side, TimeInForce
 from bot.execution.exit import cancel_and_settle
 from bot.venues.dydx.node import NodeGateway
@@ -306,7 +308,8 @@ MATRIX = [
     Case("partial_fills", partial_fill),
     Case("duplicated_fills", duplicated_fills),
     Case("out_of_order_fills", reordered_fills),
-    Case("clock_skew", clock_skew, rig={"sim_clock": SkewedClock(90.0), "bot_clock": SkewedClock(-45.0)}),
+    Case("clock_skew", clock_skew,
+         rig={"sim_clock": OffsetClock(90 * NS_PER_SEC), "bot_clock": OffsetClock(-45 * NS_PER_SEC)}),
     Case("sqlite_busy", sqlite_busy_briefly),
     Case("sqlite_locked", sqlite_locked, after_restart=True),
     Case("disk_full", disk_full, after_restart=True, rig={"twap_slices": 80, "twap_duration_secs": 4.0}),

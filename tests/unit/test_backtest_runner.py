@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import SHARED, needs_shared
+from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.runner import Backtest

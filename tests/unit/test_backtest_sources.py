@@ -7,9 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import SHARED, needs_shared
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.codec import decode_event, encode_event

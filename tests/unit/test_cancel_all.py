@@ -7,6 +7,8 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+from support.clock import ManualClock
+
 from bot.book import OrderBook
 from bot.config import ExecutionSettings
 from bot.domain import (
@@ -28,11 +30,6 @@ from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
 
 
-class Clock:
-    def now_ns(self) -> int:
-        return 1_000_000_000_000
-
-
 class FlakyPaperVenue(PaperVenue):
     """The paper venue, with the cancel of one order failing as a venue outage would."""
 
@@ -48,9 +45,10 @@ async def test_a_failed_cancel_is_reported_and_the_others_still_go(tmp_path: Pat
     book = OrderBook("BTC-USD")
     book.apply_snapshot(BookSnapshot("BTC-USD", (BookLevel(Decimal(100), Decimal(5)),),
                                      (BookLevel(Decimal(101), Decimal(5)),), 0, 0))
-    venue = FlakyPaperVenue({"BTC-USD": book}, FeeSchedule(Decimal(0), Decimal(0)), Clock())
+    clock = ManualClock(1_000_000_000_000)
+    venue = FlakyPaperVenue({"BTC-USD": book}, FeeSchedule(Decimal(0), Decimal(0)), clock)
     with Store.open(tmp_path / "s.sqlite") as store:
-        manager = OrderManager(venue, store, Metrics(), Clock(), ExecutionSettings())
+        manager = OrderManager(venue, store, Metrics(), ManualClock(1_000_000_000_000), ExecutionSettings())
         venue.set_account_sink(manager.on_account_event)
         resting = [OrderRequest(manager.next_client_id(), "BTC-USD", Side.BUY, Decimal("0.1"),
                                 Decimal(90 - i), TimeInForce.POST_ONLY) for i in range(3)]
@@ -76,12 +74,13 @@ async def test_a_held_parent_sends_nothing_until_released_and_cancel_parent_pull
     book.apply_snapshot(BookSnapshot("BTC-USD", (BookLevel(Decimal(60000), Decimal(5)),),
                                      (BookLevel(Decimal(60010), Decimal(5)),), 0, 0))
     spec = MarketSpec("BTC-USD", Decimal(1), Decimal("0.001"), Decimal("0.001"))
-    venue = FlakyPaperVenue({"BTC-USD": book}, FeeSchedule(Decimal(0), Decimal(0)), Clock())
+    clock = ManualClock(1_000_000_000_000)
+    venue = FlakyPaperVenue({"BTC-USD": book}, FeeSchedule(Decimal(0), Decimal(0)), clock)
     settings = ExecutionSettings()
     with Store.open(tmp_path / "s.sqlite") as store:
-        manager = OrderManager(venue, store, Metrics(), Clock(), settings)
+        manager = OrderManager(venue, store, Metrics(), ManualClock(1_000_000_000_000), settings)
         venue.set_account_sink(manager.on_account_event)
-        plan = plan_twap(spec, Decimal(0), Decimal("0.5"), settings, Clock().now_ns(), 1)
+        plan = plan_twap(spec, Decimal(0), Decimal("0.5"), settings, clock.now_ns(), 1)
         assert plan is not None
         plan = replace(plan, passive=True, post_only=True)
         manager.start_parent(plan, 1)

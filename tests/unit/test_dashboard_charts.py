@@ -10,6 +10,7 @@ from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from support.clock import ManualClock
 
 from bot.config import Settings
 from bot.control import fmt
@@ -22,17 +23,6 @@ from bot.strategy.sleeves import SleeveInputs, carry_outlook_adverse, carry_slee
 
 SEC = 1_000_000_000
 T0 = 1_780_000_000 * SEC
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
 
 
 def status(equity: str = "10000", mode: str = "NORMAL", position: str = "0.5", rate: str = "0.0001") -> dict:
@@ -54,7 +44,7 @@ def status(equity: str = "10000", mode: str = "NORMAL", position: str = "0.5", r
 
 
 def test_history_keeps_two_hours_fine_and_a_week_coarse_and_serves_each_range() -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     history = StatusHistory(lambda: status(), clock)
     for i in range(3 * 86400 // 5):  # three days of samples every 5 s
         history.record(status(equity=str(10_000 + i), mode="HALTED" if i % 5000 < 100 else "NORMAL"))
@@ -79,7 +69,7 @@ def test_history_keeps_two_hours_fine_and_a_week_coarse_and_serves_each_range() 
 
 
 def test_samples_take_pnl_attribution_positions_and_mode() -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     history = StatusHistory(lambda: status(), clock)
     sample = history.record(status(mode="REDUCE_ONLY"))
     pnl = (sample.pnl_price, sample.pnl_funding, sample.pnl_fees, sample.pnl_slippage)
@@ -147,7 +137,7 @@ def test_chart_counts_its_points_and_takes_the_shared_colours() -> None:
 
 
 def test_page_charts_markers_and_thresholds() -> None:
-    clock = Clock()
+    clock = ManualClock(T0)
     history = StatusHistory(lambda: status(), clock, settings=Settings())
     for i in range(50):
         history.record(status(position=str(i / 100), mode="HALTED" if i > 40 else "NORMAL"))
@@ -180,7 +170,7 @@ def test_partial_or_malformed_status_never_breaks_the_page(extra: Any, range_key
                 {**base, "markets": {"BTC-USD": {**base["markets"]["BTC-USD"], "last_decision": extra,
                                                  "flags": extra, "spot": extra, "funding_ledger": extra,
                                                  "market_status": extra, "operator_target": extra}}}]
-    clock = Clock()
+    clock = ManualClock(T0)
     for variant in variants:
         value = variant if isinstance(variant, dict) else {"equity": variant}
         history = StatusHistory(lambda value=value: value, clock, settings=Settings())
@@ -191,7 +181,7 @@ def test_partial_or_malformed_status_never_breaks_the_page(extra: Any, range_key
 
 def test_fields_other_parts_add_are_shown_when_present() -> None:
     """account per venue, fee rates, market status and the operator's target spec (newer daemons)."""
-    clock = Clock()
+    clock = ManualClock(T0)
     old = status()
     old["account"] = {"dydx": "dydx1abc", "binance": None}
     html = Dashboard(lambda: old, clock).payload()["html"]

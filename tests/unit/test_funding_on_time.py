@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from support.clock import ManualClock
+
 from bot.backtest import sources
 from bot.book import OrderBook
-from bot.clock import Clock
 from bot.config import load
 from bot.domain import FundingPayment, OracleUpdate
 from bot.venues.paper.adapter import PaperVenue
@@ -22,17 +23,10 @@ SPIKE = Decimal("0.01")
 BASE = Decimal("0.00001")
 
 
-class _Clock(Clock):
-    def now_ns(self) -> int:
-        return 0
-
-    async def sleep(self, secs: float) -> None:  # pragma: no cover - not used
-        return None
-
-
 def _paper(position: Decimal) -> tuple[PaperVenue, list[FundingPayment]]:
     fees = FeeSchedule(Decimal(0), Decimal(0))
-    venue = PaperVenue({"BTC-USD": OrderBook("BTC-USD")}, fees, _Clock(), 3600.0)
+    clock = ManualClock(0, advance_on_sleep=False)
+    venue = PaperVenue({"BTC-USD": OrderBook("BTC-USD")}, fees, clock, 3600.0)
     venue.restore_positions({"BTC-USD": position})
     paid: list[FundingPayment] = []
     venue.set_account_sink(lambda e: paid.append(e) if isinstance(e, FundingPayment) else None)

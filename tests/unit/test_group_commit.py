@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from support.clock import ManualClock
 
 from bot.book import OrderBook
 from bot.config import ExecutionSettings
@@ -30,14 +31,6 @@ from bot.telemetry import Metrics
 
 SEC = 1_000_000_000
 MARKETS = ("BTC-USD", "ETH-USD", "SOL-USD")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000 * SEC
-
-    def now_ns(self) -> int:
-        return self.now
 
 
 class RecordingVenue:
@@ -97,7 +90,7 @@ def test_record_orders_is_one_transaction_all_or_none(tmp_path: Path) -> None:
 def test_submit_many_records_every_intent_before_sending_any(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite") as store:
         venue = RecordingVenue(store)
-        manager = OrderManager(venue, store, Metrics(), Clock(), ExecutionSettings())
+        manager = OrderManager(venue, store, Metrics(), ManualClock(1_000 * SEC), ExecutionSettings())
         asyncio.run(manager.submit_many([order(1), order(2), order(3)], Decimal(100)))
         assert venue.placed == [(1, True), (2, True), (3, True)]
         assert all(manager.order_state(i) is not None for i in (1, 2, 3))
@@ -106,7 +99,7 @@ def test_submit_many_records_every_intent_before_sending_any(tmp_path: Path) -> 
 def test_store_refusing_the_batch_sends_nothing(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite") as store:
         venue = RecordingVenue(store)
-        manager = OrderManager(venue, store, Metrics(), Clock(), ExecutionSettings())
+        manager = OrderManager(venue, store, Metrics(), ManualClock(1_000 * SEC), ExecutionSettings())
         store.record_order("dydx", order(2), 1)
         with pytest.raises(InvariantViolation):
             asyncio.run(manager.submit_many([order(1), order(2)]))
@@ -116,20 +109,22 @@ def test_store_refusing_the_batch_sends_nothing(tmp_path: Path) -> None:
 def test_client_ids_come_in_reserved_blocks_and_never_repeat(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with Store.open(path) as store:
-        manager = OrderManager(RecordingVenue(store), store, Metrics(), Clock(), ExecutionSettings())
+        manager = OrderManager(RecordingVenue(store), store, Metrics(), ManualClock(1_000 * SEC),
+                               ExecutionSettings())
         first = [manager.next_client_id() for _ in range(CLIENT_ID_BLOCK + 3)]
         assert first == list(range(1, CLIENT_ID_BLOCK + 4))
         # the store's counter is past the second block: another writer never gets these ids
         assert store.next_client_id() == 2 * CLIENT_ID_BLOCK + 1
     with Store.open(path) as store:  # a restart skips the rest of the block, never reuses it
-        manager = OrderManager(RecordingVenue(store), store, Metrics(), Clock(), ExecutionSettings())
+        manager = OrderManager(RecordingVenue(store), store, Metrics(), ManualClock(1_000 * SEC),
+                               ExecutionSettings())
         assert manager.next_client_id() == 2 * CLIENT_ID_BLOCK + 2
 
 
 def test_a_tick_records_every_markets_taker_child_in_one_commit(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite") as store:
         venue = RecordingVenue(store)
-        clock = Clock()
+        clock = ManualClock(1_000 * SEC)
         manager = OrderManager(venue, store, Metrics(), clock, ExecutionSettings())
         for market in MARKETS:
             manager.start_parent(one_slice(market, clock.now), decision_id=1)
@@ -149,7 +144,7 @@ def test_a_locked_store_leaves_no_phantom_children(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with Store.open(path) as store:
         venue = RecordingVenue(store)
-        clock = Clock()
+        clock = ManualClock(1_000 * SEC)
         manager = OrderManager(venue, store, Metrics(), clock, ExecutionSettings())
         manager.next_client_id()  # reserve a block first: the lock below hits the intents' write
         for market in MARKETS[:2]:

@@ -4,6 +4,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from support.clock import ManualClock
 
 from bot.book import OrderBook
 from bot.config import load
@@ -63,22 +64,11 @@ def test_ledger_books_each_settlement_once() -> None:
     assert ledger.payments == 2 and ledger.last_rate == -RATE
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10 * HOUR + SEC
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
-
-
 async def test_hourly_funding_on_the_position_at_each_settlement(tmp_path: Path) -> None:
     """Adding to and partly closing a position between settlements never double counts."""
     settings = load(None, env_file=None, state_dir=str(tmp_path), markets=["BTC-USD"],
                     strategy={"targets": {}})
-    clock = Clock()
+    clock = ManualClock(10 * HOUR + SEC)
     book = OrderBook("BTC-USD")
     levels = tuple(BookLevel(Decimal(60000 + i), Decimal(5)) for i in range(5))
     bids = tuple(BookLevel(Decimal(59999 - i), Decimal(5)) for i in range(5))

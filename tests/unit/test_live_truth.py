@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.clock import ManualClock
 
 from bot.accounts import AccountBook, decision_fees
 from bot.config import load
@@ -140,18 +141,6 @@ def test_binance_commission_from_the_account_endpoint() -> None:
     assert commission_rates(msgspec.json.decode(b'{"balances": []}', type=binance_wire.Account)) is None
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1_000 * SEC
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
-        await asyncio.sleep(0)
-
-
 class _Source:
     def __init__(self, name: str, equity: str, fees: FeeRates | None = None) -> None:
         self.name = name
@@ -168,7 +157,7 @@ class _Source:
 
 
 async def test_account_book_is_ready_once_every_venue_was_read_and_ages_when_reads_fail() -> None:
-    clock = _Clock()
+    clock = ManualClock(1_000 * SEC, real_sleep_max_secs=0)
     dydx, binance = _Source("dydx", "2345.67", FeeRates(Decimal("0.0002"), Decimal("0.0004"), "x")), _Source(
         "binance", "100")
     binance.fail = True
@@ -188,7 +177,7 @@ async def test_account_book_is_ready_once_every_venue_was_read_and_ages_when_rea
 
 
 async def test_a_fill_on_the_account_stream_triggers_a_read_soon() -> None:
-    clock = _Clock()
+    clock = ManualClock(1_000 * SEC, real_sleep_max_secs=0)
     source = _Source("dydx", "10")
     book = AccountBook([source], Metrics(), clock, poll_secs=3600, min_interval_secs=1)  # type: ignore[list-item]
     seen: list[object] = []
@@ -215,7 +204,8 @@ def test_decisions_use_the_venue_fees_when_live_and_the_configured_ones_in_paper
     assert paper["dydx"] == configured
     assert paper["binance"].taker == settings.strategy.carry.spot_taker_fee_rate
     venue = FeeRates(Decimal("0.00011"), Decimal("0.00033"), "dydx:fee_tier 2")
-    book = AccountBook([_Source("dydx", "1", venue)], Metrics(), _Clock())  # type: ignore[list-item]
+    clock = ManualClock(1_000 * SEC, real_sleep_max_secs=0)
+    book = AccountBook([_Source("dydx", "1", venue)], Metrics(), clock)  # type: ignore[list-item]
     assert decision_fees(settings, book)["dydx"].source.endswith("(venue fees not read yet)")
     asyncio.run(book.refresh())
     live = decision_fees(settings, book)

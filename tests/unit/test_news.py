@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from support.clock import ManualClock
 
 from bot.config import FeedSettings
 from bot.errors import ConfigError
@@ -125,17 +126,6 @@ RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
 </channel></rss>"""
 
 
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
-
-
 @pytest.fixture
 async def feed_server() -> AsyncIterator[tuple[str, dict[str, int]]]:
     hits: dict[str, int] = {}
@@ -174,7 +164,7 @@ async def test_feed_poller_hits_and_survives_bad_feeds(feed_server) -> None:  # 
                                markets=("BTC-USD",) if name == "good" else ())
                   for name in ("good", "broken", "garbage", "missing"))
     board = NewsBoard()
-    clock = Clock(T0 + 600 * SEC)
+    clock = ManualClock(T0 + 600 * SEC)
     slept: list[float] = []
 
     async def no_sleep(secs: float) -> None:

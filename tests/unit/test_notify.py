@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp import web
+from support.clock import ManualClock
+from support.wait import eventually_async
 
 from bot.book import OrderBook
 from bot.config import load
@@ -87,15 +89,9 @@ async def fake() -> AsyncIterator[FakeEndpoints]:
     await runner.cleanup()
 
 
-class FakeClock:
-    def __init__(self, now_ns: int = 1_780_000_000 * SEC) -> None:
-        self.now = now_ns
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        await asyncio.sleep(min(secs, 0.01))
+def frozen_clock(now_ns: int = 1_780_000_000 * SEC) -> ManualClock:
+    """Time stands still; a sleep only lets the loop run (up to 10 ms), so retries take no time."""
+    return ManualClock(now_ns, advance_on_sleep=False, real_sleep_max_secs=0.01)
 
 
 def _settings(tmp_path: Path, fake: FakeEndpoints, webhook_url: str | None = None, **notify: Any) -> Any:
@@ -116,13 +112,6 @@ async def _no_sleep(secs: float) -> None:
     await asyncio.sleep(0)
 
 
-async def _eventually(cond: Any, timeout_secs: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_secs
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def _publish_one_of_each(bus: EventBus, ts: int) -> None:
     bus.publish("risk_mode_changed", ts, old="NORMAL", new="REDUCE_ONLY", reason="watchdog: indexer lag 40")
     bus.publish("kill", ts, reason="operator", flatten=True)
@@ -139,13 +128,13 @@ def _publish_one_of_each(bus: EventBus, ts: int) -> None:
 
 async def test_each_event_kind_sends_one_message_per_channel(tmp_path: Path, fake: FakeEndpoints) -> None:
     settings = _settings(tmp_path, fake)
-    bus, clock = EventBus(), FakeClock()
+    bus, clock = EventBus(), frozen_clock()
     notifier = build_notifier(settings, bus, clock)
     assert isinstance(notifier, Notifier)
     task = asyncio.create_task(notifier.run())
     try:
         _publish_one_of_each(bus, clock.now)
-        await _eventually(lambda: len(fake.telegram) == 7 and len(fake.webhook) == 7)
+        await eventually_async(lambda: len(fake.telegram) == 7 and len(fake.webhook) == 7, timeout_secs=5)
         await asyncio.sleep(0.1)  # nothing more arrives
     finally:
         task.cancel()
@@ -176,7 +165,7 @@ async def test_each_event_kind_sends_one_message_per_channel(tmp_path: Path, fak
 
 async def test_duplicates_within_the_window_are_sent_once(tmp_path: Path, fake: FakeEndpoints) -> None:
     settings = _settings(tmp_path, fake, dedupe_window_secs=60)
-    bus, clock = EventBus(), FakeClock()
+    bus, clock = EventBus(), frozen_clock()
     notifier = build_notifier(settings, bus, clock)
     assert notifier is not None
     task = asyncio.create_task(notifier.run())
@@ -185,10 +174,10 @@ async def test_duplicates_within_the_window_are_sent_once(tmp_path: Path, fake: 
             bus.publish("risk_mode_changed", clock.now, old="NORMAL", new="HALTED", reason="chain halt")
             bus.publish("kill", clock.now, reason="operator", flatten=False)
         bus.publish("risk_mode_changed", clock.now, old="HALTED", new="NORMAL", reason="operator resume")
-        await _eventually(lambda: len(fake.telegram) == 3 and len(fake.webhook) == 3)
+        await eventually_async(lambda: len(fake.telegram) == 3 and len(fake.webhook) == 3, timeout_secs=5)
         clock.now += 61 * SEC  # the window has passed: the same alert is news again
         bus.publish("kill", clock.now, reason="operator", flatten=False)
-        await _eventually(lambda: len(fake.telegram) == 4 and len(fake.webhook) == 4)
+        await eventually_async(lambda: len(fake.telegram) == 4 and len(fake.webhook) == 4, timeout_secs=5)
         await asyncio.sleep(0.1)
     finally:
         task.cancel()
@@ -203,7 +192,7 @@ async def test_urgent_messages_overtake_queued_routine_ones(tmp_path: Path, fake
     fake.delay_secs = 0.1
     settings = _settings(tmp_path, fake, min_fill_notional_usd="0", queue_size=3)
     bus = EventBus()
-    notifier = build_notifier(settings, bus, FakeClock())
+    notifier = build_notifier(settings, bus, frozen_clock())
     assert notifier is not None
     task = asyncio.create_task(notifier.run())
     try:
@@ -211,9 +200,10 @@ async def test_urgent_messages_overtake_queued_routine_ones(tmp_path: Path, fake
             bus.publish("fill", i, venue="paper", market="BTC-USD", side="BUY", size="1", price=str(100 + i),
                         fee="0", position=str(i + 1))
             if i == 0:
-                await _eventually(lambda: fake.attempts == 2)  # in flight on both channels
+                # in flight on both channels
+                await eventually_async(lambda: fake.attempts == 2, timeout_secs=5)
         bus.publish("kill", 9, reason="operator", flatten=False)
-        await _eventually(lambda: len(fake.telegram) == 5, timeout_secs=5)
+        await eventually_async(lambda: len(fake.telegram) == 5, timeout_secs=5)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -225,7 +215,7 @@ async def test_urgent_messages_overtake_queued_routine_ones(tmp_path: Path, fake
 async def test_transient_errors_are_retried_with_bounded_backoff(tmp_path: Path,
                                                                  fake: FakeEndpoints) -> None:
     settings = _settings(tmp_path, fake, max_attempts=4)
-    bus, clock = EventBus(), FakeClock()
+    bus, clock = EventBus(), frozen_clock()
     channels = build_notifier(settings, bus, clock)._channels  # type: ignore[union-attr]
     waits: list[float] = []
 
@@ -263,7 +253,7 @@ def _event(kind: str, **fields: Any) -> Any:
 def _engine(tmp_path: Path, bus: EventBus) -> Engine:
     settings = load(None, env_file=None, state_dir=str(tmp_path), markets=["BTC-USD"],
                     strategy={"targets": {}})
-    clock = FakeClock()
+    clock = frozen_clock()
     book = OrderBook("BTC-USD")
     asks = tuple(BookLevel(Decimal(60000 + i), Decimal(5)) for i in range(5))
     bids = tuple(BookLevel(Decimal(59999 - i), Decimal(5)) for i in range(5))
@@ -287,14 +277,14 @@ async def test_a_slow_or_dead_endpoint_never_delays_publishing(tmp_path: Path, f
                          min_fill_notional_usd="0", dedupe_window_secs=0, queue_size=50,
                          request_timeout_secs=10)
     bus = EventBus()
-    notifier = build_notifier(settings, bus, FakeClock())
+    notifier = build_notifier(settings, bus, frozen_clock())
     assert notifier is not None
     engine = _engine(tmp_path / "engine", bus)
     task = asyncio.create_task(notifier.run())
     try:
-        await _eventually(lambda: fake.attempts >= 0)
+        await eventually_async(lambda: fake.attempts >= 0, timeout_secs=5)
         bus.publish("kill", 1, reason="first")  # the sender is now stuck on Telegram for 5 s
-        await _eventually(lambda: fake.attempts == 1)
+        await eventually_async(lambda: fake.attempts == 1, timeout_secs=5)
 
         publish_ns = []
         for i in range(500):
@@ -336,16 +326,16 @@ async def test_no_secret_in_any_message_or_log_line(tmp_path: Path, fake: FakeEn
     for name in ("httpx", "httpcore"):  # the libraries that see the URLs, at their chattiest
         logging.getLogger(name).setLevel(logging.DEBUG)
     bus = EventBus()
-    notifier = build_notifier(settings, bus, FakeClock())
+    notifier = build_notifier(settings, bus, frozen_clock())
     assert notifier is not None
     task = asyncio.create_task(notifier.run())
     try:
         fake.statuses = [500] * 4  # the first message fails on both channels after 2 attempts each
         bus.publish("kill", 1, reason=f"operator pasted {BOT_TOKEN} by mistake", flatten=False)
-        await _eventually(lambda: notifier.counts["failed"] == 2)
+        await eventually_async(lambda: notifier.counts["failed"] == 2, timeout_secs=5)
         hook_url = settings.notify_webhook_url.get_secret_value()
         bus.publish("component_error", 2, component="webhook", error=f"bad url {hook_url}")
-        await _eventually(lambda: len(fake.telegram) + len(fake.webhook) == 2)
+        await eventually_async(lambda: len(fake.telegram) + len(fake.webhook) == 2, timeout_secs=5)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -370,7 +360,7 @@ async def test_daily_summary_is_published_at_the_configured_time(tmp_path: Path,
     day = 1_780_012_800 * SEC  # 2026-05-29 00:00Z
     sleeps: list[float] = []
 
-    class JumpClock(FakeClock):
+    class JumpClock(ManualClock):
         async def sleep(self, secs: float) -> None:
             sleeps.append(secs)
             if len(sleeps) > 1:
@@ -384,7 +374,7 @@ async def test_daily_summary_is_published_at_the_configured_time(tmp_path: Path,
     assert notifier is not None
     task = asyncio.create_task(notifier.run())
     try:
-        await _eventually(lambda: len(fake.telegram) == 1 and len(fake.webhook) == 1)
+        await eventually_async(lambda: len(fake.telegram) == 1 and len(fake.webhook) == 1, timeout_secs=5)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -402,7 +392,7 @@ def test_next_daily_time_and_config() -> None:
     settings = load(None, env_file=None)
     assert settings.notify.daily_summary_utc == "00:00"
     assert load(None, env_file=None, notify={"daily_summary_utc": "off"}).notify.daily_summary_utc is None
-    assert build_notifier(settings, EventBus(), FakeClock()) is None  # no channel configured
+    assert build_notifier(settings, EventBus(), frozen_clock()) is None  # no channel configured
     with pytest.raises(ConfigError) as bad_time:
         load(None, env_file=None, notify={"daily_summary_utc": "25:00"})
     assert bad_time.value.key == "notify.daily_summary_utc"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.clock import ManualClock
 
 from bot.book import OrderBook
 from bot.config import ExecutionSettings
@@ -36,17 +37,6 @@ from bot.venues.paper.fills import FeeSchedule
 
 SEC = 1_000_000_000
 MARKET = "BTC-USD"
-
-
-class FixedClock:
-    def __init__(self, now_ns: int = 1_000 * SEC) -> None:
-        self.now = now_ns
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        self.now += int(secs * SEC)
 
 
 # ---- the pure state machine ---------------------------------------------------------------
@@ -140,7 +130,7 @@ def _orders() -> list[OrderRequest]:
 
 async def _history() -> list[AccountEvent]:
     """A real event stream from the paper venue: maker fills, a cancel, partial and full IOCs."""
-    clock = FixedClock()
+    clock = ManualClock(1_000 * SEC)
     venue = PaperVenue({MARKET: _book()}, FeeSchedule(), clock)
     events: list[AccountEvent] = []
     venue.set_account_sink(events.append)
@@ -167,7 +157,7 @@ EXPECTED = {
 
 async def _replay(path: Path, stream: list[AccountEvent]) -> tuple[OrderManager, ActiveParent, Store]:
     store = Store.open(path)
-    clock = FixedClock()
+    clock = ManualClock(1_000 * SEC)
     manager = OrderManager(SilentVenue(), store, Metrics(), clock, ExecutionSettings())
     plan = TwapPlan(MARKET, Side.BUY, Decimal(10), False, (0,), (Decimal(10),), 10**20)
     manager.start_parent(plan, decision_id=1)
@@ -216,7 +206,7 @@ def test_shuffled_duplicated_events_reach_the_same_final_state(data: st.DataObje
 
 def test_order_updates_for_unknown_ids_change_nothing(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.sqlite")
-    manager = OrderManager(SilentVenue(), store, Metrics(), FixedClock(), ExecutionSettings())
+    manager = OrderManager(SilentVenue(), store, Metrics(), ManualClock(1_000 * SEC), ExecutionSettings())
     manager.on_account_event(OrderUpdate(99, MARKET, OrderStatus.FILLED, Decimal(1), 0))
     assert store.get_order(99) is None and manager.order_state(99) is None
     store.close()
@@ -229,7 +219,7 @@ def _shifted_book(book: OrderBook, up: int) -> None:
 
 
 async def test_passive_parent_repegs_by_cancel_replace_on_the_paper_venue(tmp_path: Path) -> None:
-    clock = FixedClock()
+    clock = ManualClock(1_000 * SEC)
     book = _book()
     venue = PaperVenue({MARKET: book}, FeeSchedule(), clock)
     store = Store.open(tmp_path / "s.sqlite")

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.clock import ManualClock
 
 from bot.book import OrderBook
 from bot.domain import (
@@ -261,7 +262,7 @@ def test_book_moving_through_a_resting_bid_fills_it_at_its_price(book):
 
 def test_paper_venue_fills_a_crossed_resting_order_on_the_book_update(book):
     events: list[object] = []
-    venue = PaperVenue({M: book}, FEES, _Clock())
+    venue = PaperVenue({M: book}, FEES, ManualClock(0, advance_on_sleep=False))
     venue.set_account_sink(events.append)
     asyncio.run(venue.place(order(Side.SELL, "1", "2001", TimeInForce.POST_ONLY)))
     bids = (lv("2002", "0.25"), lv("2001", "5"))
@@ -272,16 +273,6 @@ def test_paper_venue_fills_a_crossed_resting_order_on_the_book_update(book):
     assert [(f.price, f.size, f.liquidity, f.ts_event) for f in fills] == [
         (D("2001"), D("1"), Liquidity.MAKER, 20)]
     assert asyncio.run(venue.open_orders()) == []
-
-
-class _Clock:
-    now = 0
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, secs: float) -> None:
-        return None
 
 
 # ---- parity with the simulator's matching engine ----------------------------------------------
@@ -354,7 +345,7 @@ def _run_parity(steps: int, every: int, maker_life: int) -> tuple[dict[int, Outc
     matching = sim.SimExchange([params], PARITY_SEED, START_NS)
     twin = sim.SimExchange([params], PARITY_SEED, START_NS)
     matching.create_account(OWNER, D(10_000_000))
-    clock = _Clock()
+    clock = ManualClock(0, advance_on_sleep=False)
     paper_book = OrderBook(PARITY_MARKET)
     paper = PaperVenue({PARITY_MARKET: paper_book}, FeeSchedule(), clock)
     paper_events: list[object] = []

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.domain import BookDelta, BookSnapshot, Side, Trade
 from bot.errors import ConfigError
 from bot.sim.exchange import SimExchange
-from bot.sim.market import NS_PER_HOUR, NS_PER_SEC, SimMarketParams
+from bot.sim.market import SimMarketParams
 from bot.sim.perp.records import (
     MAX_BATCH_CANCEL,
     ORDER_FLAGS_LONG_TERM,

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.domain import (
     BlockHeight,
     BookDelta,
@@ -19,7 +20,7 @@ from bot.domain import (
     Side,
     Trade,
 )
-from bot.sim.market import NS_PER_HOUR, NS_PER_SEC, SimMarket, SimMarketParams
+from bot.sim.market import SimMarket, SimMarketParams
 
 D = Decimal
 START_NS = 1_700_000_000 * NS_PER_SEC

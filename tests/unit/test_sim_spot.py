@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_SEC
 from bot.domain import BookDelta, BookSnapshot, Side
-from bot.sim.market import NS_PER_SEC
 from bot.sim.spot.exchange import SpotExchange
 from bot.sim.spot.records import (
     AccountPosition,

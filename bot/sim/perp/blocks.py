@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.domain import (
     ZERO,
     Fill,
@@ -17,7 +18,6 @@ from bot.sim.perp.records import (
     CODESPACE_SDK,
     DEFAULT_MARGIN,
     MARGIN_FRACTIONS,
-    NS_PER_SEC,
     REMOVAL_EXPIRED,
     REMOVAL_USER_CANCELED,
     SDK_ERR_UNKNOWN_ADDRESS,

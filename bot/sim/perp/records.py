@@ -327,7 +327,6 @@ TIMESTAMP_NONCE_MIN = 2**40  # x/accountplus: a sequence this large is a unix-ms
 TIMESTAMP_NONCE_WINDOW_MS = 30_000
 TIMESTAMP_NONCES_KEPT = 20
 _QUOTE_RESOLUTION = -6
-NS_PER_SEC = 1_000_000_000
 TRADES_KEPT = 1000
 DAY_SECS = 24 * 3600
 VOLUME_SECONDS = DAY_SECS + 1  # per-second volume buckets kept before old ones are expired

@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from bot.clock import NS_PER_SEC
 from bot.domain import (
     ZERO,
     Liquidity,
@@ -21,7 +22,6 @@ from bot.sim.market import SimMarket
 from bot.sim.perp.records import (
     DAY_SECS,
     FUNDING_KEPT,
-    NS_PER_SEC,
     TIMESTAMP_NONCES_KEPT,
     TRADES_KEPT,
     VOLUME_SECONDS,

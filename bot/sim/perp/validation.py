@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.clock import NS_PER_SEC
 from bot.domain import (
     ZERO,
     Liquidity,
@@ -30,7 +31,6 @@ from bot.sim.perp.records import (
     ERR_REDUCE_ONLY_DISABLED,
     ERR_STATEFUL_ORDER_COLLATERALIZATION_CHECK_FAILED,
     ERR_TIME_EXCEEDS_GOOD_TIL_BLOCK_TIME,
-    NS_PER_SEC,
     ORDER_FLAGS_CONDITIONAL,
     ORDER_FLAGS_LONG_TERM,
     ORDER_FLAGS_SHORT_TERM,

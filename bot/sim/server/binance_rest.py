@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.clock import NS_PER_SEC
 from bot.domain import BookLevel, Side
 from bot.sim.faults import countdown
 from bot.sim.part import Part
@@ -23,7 +24,6 @@ from bot.sim.server.binance_wire import (
     FAULT_BODIES,
     LISTEN_KEY_TTL_NS,
     MAX_RECV_WINDOW_MS,
-    NS_PER_SEC,
     OTHER_ORDER_TYPES,
     PUBLIC,
     SIGNED,

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from bot.clock import NS_PER_MS, NS_PER_SEC
 from bot.domain import BookLevel
 from bot.sim.spot.records import (
     ExecutionReport,
@@ -21,8 +22,6 @@ from bot.sim.spot.records import (
     SpotOrder,
 )
 
-NS_PER_MS = 1_000_000
-NS_PER_SEC = 1_000_000_000
 MAX_RECV_WINDOW_MS = 60_000
 DEFAULT_RECV_WINDOW_MS = 5_000
 LISTEN_KEY_TTL_NS = 3600 * NS_PER_SEC

@@ -45,6 +45,7 @@ from bot.venues.binance.book_sync import DepthSync, Step
 from bot.venues.binance.parse import parse_depth_update, parse_trade
 from bot.venues.binance.rest import BinanceRest
 from bot.venues.ports import MarketSink
+from bot.venues.reconnect import SessionGuard
 
 log = structlog.get_logger("binance_ws")
 ALL_LEVELS = 1 << 30
@@ -116,19 +117,16 @@ class MarketStream:
 
     async def run(self) -> None:
         """Connect, synchronise every book, stream; reconnect with backoff forever (until cancelled)."""
-        short_sessions = 0
+        guard = SessionGuard(self._min_session_secs, self._max_backoff_secs)
         async for ws in connect(self.url, open_timeout=self._open_timeout, max_size=8 * 2**20,
                                 compression=None):
-            started = time.monotonic()
+            guard.started()
             self.connections += 1
             await self._session(ws)
-            if time.monotonic() - started < self._min_session_secs:
-                short_sessions += 1
-                delay = min(self._max_backoff_secs, 0.5 * 2 ** min(short_sessions, 10))
-                log.warning("feed_short_session", venue="binance", delay_secs=delay, sessions=short_sessions)
+            if delay := guard.ended():
+                log.warning("feed_short_session", venue="binance", delay_secs=delay,
+                            sessions=guard.short_sessions)
                 await asyncio.sleep(delay)
-            else:
-                short_sessions = 0
 
     async def _session(self, ws: ClientConnection) -> None:
         for state in self._symbols.values():

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from bot.clock import NS_PER_MS
 from bot.domain import (
     BookDelta,
     BookLevel,
@@ -28,7 +29,6 @@ from bot.errors import MalformedMessage
 from bot.venues.binance import wire
 from bot.venues.binance.orders import ZERO, SpotSpec, client_id_of
 
-NS_PER_MS = 1_000_000
 MAX_EXPONENT = 30  # amounts beyond 1e30 (or, non-zero, below 1e-30) are no real price or quantity
 
 _STATUS = {

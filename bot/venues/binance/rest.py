@@ -41,7 +41,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot.clock import Clock, SystemClock
+from bot.clock import NS_PER_MS, NS_PER_SEC, Clock, SystemClock
 from bot.errors import RateLimited, TransientVenueError, VenueError
 from bot.venues.binance import limits, wire
 from bot.venues.binance.errors import VENUE, TimestampRejected, classify
@@ -49,8 +49,6 @@ from bot.venues.http import venue_client
 
 log = structlog.get_logger("binance_rest")
 T = TypeVar("T")
-NS_PER_MS = 1_000_000
-NS_PER_SEC = 1_000_000_000
 API_KEY_HEADER = "X-MBX-APIKEY"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 PUBLIC, API_KEY, SIGNED = "NONE", "USER_STREAM", "SIGNED"  # Binance's endpoint security types

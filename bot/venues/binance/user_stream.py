@@ -28,6 +28,7 @@ from bot.telemetry import Metrics
 from bot.venues.binance import wire
 from bot.venues.binance.errors import ListenKeyInvalid
 from bot.venues.binance.rest import BinanceRest
+from bot.venues.reconnect import SessionGuard
 
 log = structlog.get_logger("binance_user_ws")
 KNOWN_EVENTS = frozenset({"executionReport", "outboundAccountPosition", "listenKeyExpired"})
@@ -70,13 +71,13 @@ class UserStream:
 
     async def run(self) -> None:
         """Open a listen key, stream it, keep it alive; start over when it is gone (until cancelled)."""
-        short_sessions = 0
+        guard = SessionGuard(self._min_session_secs, self._max_backoff_secs)
         while True:
             key = await self._open_listen_key()
             try:
                 async for ws in connect(f"{self._ws_url}/ws/{key}", open_timeout=self._open_timeout,
                                         compression=None):
-                    started = time.monotonic()
+                    guard.started()
                     self.connections += 1
                     try:
                         is_key_gone = await self._session(ws, key)
@@ -85,13 +86,10 @@ class UserStream:
                         log.warning("user_stream_disconnected", code=exc.rcvd.code if exc.rcvd else None)
                     finally:
                         self.is_connected.clear()
-                    if time.monotonic() - started < self._min_session_secs:
-                        short_sessions += 1
-                        delay = min(self._max_backoff_secs, 0.5 * 2 ** min(short_sessions, 10))
-                        log.warning("user_stream_short_session", delay_secs=delay, sessions=short_sessions)
+                    if delay := guard.ended():
+                        log.warning("user_stream_short_session", delay_secs=delay,
+                                    sessions=guard.short_sessions)
                         await asyncio.sleep(delay)
-                    else:
-                        short_sessions = 0
                     if is_key_gone:
                         await ws.close()  # breaking out of the iterator does not close it at once
                         break

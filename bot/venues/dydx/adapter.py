@@ -259,6 +259,10 @@ class DydxVenue:
         orders = await self.rest.orders(address, number, limit=100)
         fills = await self._fills_down_to(self._swept_height)  # read after: covers those orders
         by_uid = client_ids_by_uid(orders)
+        if any(f.orderId and f.orderId not in by_uid for f in fills):
+            # An order placed and filled between the two reads (a slow machine widens the gap):
+            # read the orders again, or its fill would go out without our client id for good.
+            by_uid |= client_ids_by_uid(await self.rest.orders(address, number, limit=100))
         for fill in reversed(fills):  # oldest first
             self._account_sink(fill_from_rest(fill, by_uid.get(fill.orderId or "", 0)))
         heights = [h for h in map(_fill_height, fills) if h is not None]

@@ -48,6 +48,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_SEC
 from bot.domain import BookDelta, BookSnapshot
 from bot.errors import MalformedMessage
 from bot.telemetry import Metrics
@@ -60,10 +61,9 @@ from bot.venues.dydx.parse import (
     apply_book_frame,
     book_events,
 )
+from bot.venues.reconnect import SessionGuard
 
 log = structlog.get_logger("dydx_ws")
-NS_PER_SEC = 1_000_000_000
-# Channels that must keep talking on an active market; None: may be silent for long.
 DEFAULT_MAX_SILENCE_SECS: dict[str, float | None] = {
     "v4_block_height": 10.0,
     "v4_orderbook": 30.0,
@@ -144,10 +144,10 @@ class IndexerFeed:
 
     async def run(self) -> None:
         """Connect, subscribe, stream; reconnect with backoff forever (until cancelled)."""
-        short_sessions = 0
+        guard = SessionGuard(self._min_session_secs, self._max_backoff_secs)
         async for ws in connect(self.url, open_timeout=self._open_timeout, max_size=8 * 2**20,
                                 ping_interval=None, compression=None):
-            started = time.monotonic()
+            guard.started()
             self.connections += 1
             try:
                 await self._session(ws)
@@ -156,13 +156,9 @@ class IndexerFeed:
             finally:
                 for sub in self.subscriptions.values():
                     sub.confirmed = False
-            if time.monotonic() - started < self._min_session_secs:
-                short_sessions += 1
-                delay = min(self._max_backoff_secs, 0.5 * 2 ** min(short_sessions, 10))
-                log.warning("feed_short_session", delay_secs=delay, sessions=short_sessions)
+            if delay := guard.ended():
+                log.warning("feed_short_session", delay_secs=delay, sessions=guard.short_sessions)
                 await asyncio.sleep(delay)
-            else:
-                short_sessions = 0
 
     async def _session(self, ws: ClientConnection) -> None:
         self._last_data_id = -1

@@ -13,7 +13,7 @@ from decimal import Decimal
 import structlog
 
 from bot.book import OrderBook
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.domain import (
     ZERO,
     AccountEvent,
@@ -44,9 +44,6 @@ from bot.venues.paper.fills import (
 from bot.venues.ports import AccountSink, Capabilities, VenueAccount
 
 log = structlog.get_logger("paper")
-NS_PER_SEC = 1_000_000_000
-
-
 class PaperVenue:
     """Simulated execution with queue-aware maker fills, book-walking taker fills and funding."""
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from bot.clock import Clock
+from bot.clock import NS_PER_HOUR, Clock
 from bot.domain import MarketSpec
 from bot.history import MarketHistory
-from bot.sim.history import NS_PER_HOUR
 from bot.sim.market import SimMarket, SimMarketParams
 from bot.venues.ports import BookHook, MarketSink
 
