@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.wait import eventually_async
 
 from bot.accounts import AccountBook
 from bot.book import OrderBook
@@ -57,16 +58,7 @@ WAIT_SECS = 20.0
 async def eventually(cond: Callable[[], Any], timeout_secs: float = WAIT_SECS,
                      poke: Callable[[], Awaitable[Any]] | None = None) -> Any:
     """Wait until `cond()` is truthy; `poke` (a REST sweep) runs about once a second meanwhile."""
-    deadline = time.monotonic() + timeout_secs
-    last_poke = time.monotonic()
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        if poke is not None and time.monotonic() - last_poke > 1.0:
-            last_poke = time.monotonic()
-            await poke()
-        await asyncio.sleep(0.05)
-    return value
+    return await eventually_async(cond, timeout_secs, 0.05, poke=poke)
 
 
 async def open_ids_eventually(venue: ExecutionVenue, cond: Callable[[set[int]], bool]) -> set[int]:

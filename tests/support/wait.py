@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -33,10 +33,15 @@ def eventually(cond: Callable[[], Any], timeout_secs: float = 10.0, interval_sec
 
 
 async def eventually_async(cond: Callable[[], Any], timeout_secs: float = 10.0, interval_secs: float = 0.02,
-                           what: str = "condition") -> Any:
-    """`eventually` for a test on the event loop: the loop keeps running while it waits."""
+                           what: str = "condition", poke: Callable[[], Awaitable[Any]] | None = None) -> Any:
+    """`eventually` for a test on the event loop: the loop keeps running while it waits, and
+    `poke` (say, a REST sweep) runs about once a second meanwhile."""
     poll = _poller(cond, timeout_secs, what)
+    last_poke = time.monotonic()
     while True:
         if (value := poll()) is not None:
             return value
+        if poke is not None and time.monotonic() - last_poke > 1.0:
+            last_poke = time.monotonic()
+            await poke()
         await asyncio.sleep(interval_secs)
