@@ -43,6 +43,7 @@ from bot.config import Settings
 from bot.domain import (
     ZERO,
     AccountEvent,
+    BlockHeight,
     BookDelta,
     BookSnapshot,
     Fill,
@@ -201,6 +202,8 @@ class Backtest:
         self._last_tick_busy = True
         self.bus = self.engine.events.subscribe(maxsize=0)
         src.hooks["busy"] = self._busy
+        src.hooks["exposed"] = self._exposed
+        self.books = books
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
@@ -251,6 +254,9 @@ class Backtest:
         delta, snapshot, trade, oracle = BookDelta, BookSnapshot, Trade, OracleUpdate
         progress = self.progress
         legs = self._legs
+        # Candles: the rules see each bar's first point (decisions at bar and audit times); the
+        # points within a bar move the books, the marks and the venue only (`_between`).
+        bar_starts = src.hooks.get("bar_starts")
         count = next_progress = 0
         for ts, perp, spot in src.batches:
             if stress is not None:
@@ -269,6 +275,12 @@ class Backtest:
                     await self._timers(ts)
             if ts > clock.now:
                 clock.now = ts
+            if bar_starts is not None:
+                if ts not in bar_starts:
+                    self._between(perp)
+                    perp = ()  # type: ignore[assignment]
+                else:  # the bar's books first, so its evaluation (on the oracle) sees books and price
+                    perp, spot = self._books_first(perp, spot), ()  # type: ignore[assignment]
             for ev in perp:
                 on_perp(ev)
                 if perp_resting or ev.__class__ is oracle:
@@ -296,6 +308,46 @@ class Backtest:
             progress(count, end - src.start_ns)
         self.run_secs = time.perf_counter() - started
         return self._result(count, sample_secs)
+
+    def _between(self, perp: list[Any]) -> None:
+        """A point within a bar: books and oracle marks move, the venue sees it, the rules do not."""
+        markets, paper_on, resting = self.engine.markets, self.paper.on_market_event, self.paper.resting
+        for ev in perp:
+            kind = ev.__class__
+            if kind is OracleUpdate:
+                markets[ev.market].oracle_price = ev.oracle_price
+                paper_on(ev)
+                continue
+            if kind is BookSnapshot:
+                self.books[ev.market].apply_snapshot(ev)
+            elif kind is BlockHeight:
+                self.engine.block_height = ev.height
+                continue
+            if resting:
+                paper_on(ev)
+
+    def _books_first(self, perp: list[Any], spot: list[Any]) -> list[Any]:
+        """Apply the bar start's book snapshots (perp and spot); return the other perp events."""
+        for ev in spot:
+            if ev.__class__ is BookSnapshot:
+                self.engine.on_spot_event(ev)
+                if self.spot_paper.resting:
+                    self.spot_paper.on_market_event(ev)
+        rest = []
+        for ev in perp:
+            if ev.__class__ is BookSnapshot:
+                self.books[ev.market].apply_snapshot(ev)
+                if self.paper.resting:
+                    self.paper.on_market_event(ev)
+            else:
+                rest.append(ev)
+        return rest
+
+    def _exposed(self) -> bool:
+        for leg in self._legs:
+            if leg.size:
+                return True
+        return False
 
     async def _intrabar(self, ts: int) -> None:
         """Drawdown at this mark; a liquidation when equity is below maintenance margin (liquidation.py)."""

@@ -128,19 +128,31 @@ def sim_source(settings: Settings, seed: int, hours: float, *, start_ns: int = S
 # ---- CSV history ---------------------------------------------------------------------------
 
 
+def _vertices(bar: Bar) -> tuple[float, float, float, float]:
+    """O->L->H->C for a rising bar, O->H->L->C for a falling one."""
+    if bar.close >= bar.open:
+        return bar.open, bar.low, bar.high, bar.close
+    return bar.open, bar.high, bar.low, bar.close
+
+
+def path_at(pts: tuple[float, float, float, float], u: float) -> float:
+    """The price a fraction `u` into the bar: the vertices at 0, 1/4, 1/2 and 3/4 of the bar,
+    straight lines between them, the Close held for the last quarter. Every path (event path,
+    bar path, the 10 s points while orders are worked) samples this one curve, so two paths
+    agree on the price wherever both have a point."""
+    x = 4 * u
+    seg = int(x)
+    if seg >= 3:
+        return pts[3]
+    return pts[seg] + (pts[seg + 1] - pts[seg]) * (x - seg)
+
+
 def _path_prices(bar: Bar, n: int) -> list[float]:
-    """`n` points along O->L->H->C (rising bar) or O->H->L->C (falling bar)."""
-    pts = [bar.open, bar.low, bar.high, bar.close] if bar.close >= bar.open else \
-        [bar.open, bar.high, bar.low, bar.close]
+    """`n` points along the path at k/n of the bar (n a multiple of 4 hits High and Low exactly)."""
     if n == 1:
         return [bar.close]
-    out = []
-    for k in range(n):
-        u = 3 * k / (n - 1)
-        seg = min(int(u), 2)
-        frac = u - seg
-        out.append(pts[seg] + (pts[seg + 1] - pts[seg]) * frac)
-    return out
+    pts = _vertices(bar)
+    return [path_at(pts, k / n) for k in range(n)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +246,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         raise SourceError("--candles", "need candles at two different times")
     end_ns = min(bars[-1].ts_ns for bars in candles.values()) + bar_ns
     n = steps_per_bar or max(4, min(60, bar_ns // (300 * NS_PER_SEC)))
-    n += (1 - n) % 3  # n = 3m + 1: the path's points include the bar's High and Low exactly
+    n = -(-n // BAR_PATH_STEPS) * BAR_PATH_STEPS  # a multiple of 4: the points include High and Low
     step_ns = bar_ns // n
     block_ns = int(block * NS_PER_SEC)
     rates = {t: funding.get(t, {}) for t in candles}
@@ -246,8 +258,28 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
     times = sorted(by_time)
 
     current_bars: dict[str, tuple[int, float]] = {}  # market -> (bar start, volume): participation cap
-    hooks: dict[str, Any] = {"bars": current_bars}
+    # The engine's rules see the bar starts only (runner.py); the points between are for the venue.
+    hooks: dict[str, Any] = {"bars": current_bars, "bar_starts": frozenset(times)}
     dense_ns = int(DENSE_SECS * NS_PER_SEC)
+    bar_path = n == BAR_PATH_STEPS
+
+    def marks(ts: int, at: dict[str, tuple[float, tuple[Decimal, ...]]]) -> Batch:
+        """A bar-path point while no order is worked: the oracle (marks, funding, liquidation) and
+        the spot twin's book (the hedge leg's mark), no perp book or trade."""
+        hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
+        perp: list[MarketEvent] = []
+        spot: list[MarketEvent] = []
+        for t, (price, sizes) in at.items():
+            spec = specs[t]
+            if t in spot_of:
+                book = _book(spec, price, sizes, shape, ts)
+                spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
+                oracle = ((book.bids[0].price + book.asks[0].price) / 2).quantize(spec.tick_size)
+            else:
+                tick = spec.tick_size
+                oracle = Decimal(round(price / float(tick))) * tick
+            perp.append(OracleUpdate(t, oracle, rates[t].get(hour_end, no_rate), ts, ts))
+        return ts, perp, spot
 
     def point(ts: int, at: dict[str, tuple[float, float | None, tuple[Decimal, ...]]]) -> Batch:
         """One path point: book, trade (when the price moved), oracle + funding; spot twin; height."""
@@ -279,25 +311,37 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
-            paths = {t: (_path_prices(bar, n),
+            bars = by_time[t0]
+            paths = {t: (_vertices(bar),
                          _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape))
-                     for t, bar in by_time[t0]}
-            for t, bar in by_time[t0]:
+                     for t, bar in bars}
+            for t, bar in bars:
                 current_bars[t] = (t0, bar.volume)
+            busy = hooks.get("busy")
+            exposed = hooks.get("exposed")
+            last: dict[str, float] = {}
             for k in range(n):
                 ts = t0 + k * step_ns
                 if ts >= until:
                     break  # an off-grid bar follows: it takes over
-                yield point(ts, {t: (prices[k], prices[k - 1] if k else None, sizes)
-                                 for t, (prices, sizes) in paths.items()})
-                busy = hooks.get("busy")
+                u = k / n
+                if not bar_path or k == 0 or (busy is not None and busy()):
+                    yield point(ts, {t: (path_at(pts, u), last.get(t), sizes)
+                                     for t, (pts, sizes) in paths.items()})
+                elif exposed is None or exposed():
+                    yield marks(ts, {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()})
+                    continue
+                else:
+                    continue  # flat and idle: the extremes move nothing
+                last = {t: path_at(pts, u) for t, (pts, _) in paths.items()}
                 sub = ts + dense_ns
-                # While orders are worked, the path is walked every DENSE_SECS between two points, so
-                # TWAP children meet the moving price, not one book for a whole step.
-                while busy is not None and k + 1 < n and sub < min(ts + step_ns, until) and busy():
-                    frac = (sub - ts) / step_ns
-                    yield point(sub, {t: (prices[k] + (prices[k + 1] - prices[k]) * frac, prices[k], sizes)
-                                      for t, (prices, sizes) in paths.items()})
+                # While orders are worked, the path is walked every DENSE_SECS up to the next point,
+                # so TWAP children meet the moving price, not one book for a whole step.
+                while busy is not None and sub < min(ts + step_ns, until) and busy():
+                    v = (sub - t0) / bar_ns
+                    yield point(sub, {t: (path_at(pts, v), last[t], sizes)
+                                      for t, (pts, sizes) in paths.items()})
+                    last = {t: path_at(pts, v) for t, (pts, _) in paths.items()}
                     sub += dense_ns
 
     return Source("candles", specs, spot_specs, spot_of, start_ns, end_ns, batches(),

@@ -45,13 +45,13 @@ def _runs() -> dict[int, Any]:
     data.funding = {"BTC-USD": {b.ts_ns + HOUR: Decimal("0.0003") * (1 if (b.ts_ns // HOUR) % 48 < 40 else -1)
                                 for b in data.candles["BTC-USD"]}}
     return {n: Backtest(settings, data.source(settings, steps_per_bar=n)).run()
-            for n in (13, sources.BAR_PATH_STEPS)}
+            for n in (12, sources.BAR_PATH_STEPS)}
 
 
 @needs_shared
 def test_bar_path_and_event_path_agree() -> None:
     runs = _runs()
-    event, bar = runs[13], runs[sources.BAR_PATH_STEPS]
+    event, bar = runs[12], runs[sources.BAR_PATH_STEPS]
     assert bar.events < event.events / 2  # the point of the fast path
     d_event = [e for e in event.timeline if e["kind"] == "decision"]
     d_bar = [e for e in bar.timeline if e["kind"] == "decision"]

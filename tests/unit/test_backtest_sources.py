@@ -54,7 +54,8 @@ def test_bar_paths_visit_the_extremes_in_order() -> None:
     down = sources.Bar(0, 100, 110, 95, 97, 1)
     assert sources._path_prices(up, 4) == [100, 95, 110, 105]
     assert sources._path_prices(down, 4) == [100, 110, 95, 97]
-    assert sources._path_prices(up, 13)[0] == 100 and sources._path_prices(up, 13)[-1] == 105
+    twelve = sources._path_prices(up, 12)  # every 5 min: the vertices at 0, 15, 30, 45 min
+    assert twelve[::3] == [100, 95, 110, 105] and twelve[-1] == 105
 
 
 def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
@@ -64,8 +65,8 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     funding = {"BTC-USD": {t0 + HOUR: Decimal("0.0001"), t0 + 2 * HOUR: Decimal("-0.0002")}}
     src = sources.candle_source(settings, {"BTC-USD": bars}, funding)
     batches = list(src.batches)
-    # 13 points per bar: the path hits High and Low exactly
-    assert len(batches) == 3 * 13 and src.spot_of == {"BTC-USD": "BTC-USDT"}
+    # 12 points per bar (5 min): the path hits High and Low exactly
+    assert len(batches) == 3 * 12 and src.spot_of == {"BTC-USD": "BTC-USDT"}
     ts, perp, spot = batches[0]
     assert ts == t0 and isinstance(perp[0], BookSnapshot) and isinstance(perp[-1], BlockHeight)
     assert isinstance(spot[0], BookSnapshot) and spot[0].market == "BTC-USDT"
@@ -73,7 +74,7 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     assert book.bids[0].price < book.asks[0].price and len(book.bids) == 20
     oracles = [e for _, p, _ in batches for e in p if isinstance(e, OracleUpdate)]
     assert oracles[0].next_funding_rate == Decimal("0.0001")  # the rate settling at the hour's end
-    assert oracles[13].next_funding_rate == Decimal("-0.0002")
+    assert oracles[12].next_funding_rate == Decimal("-0.0002")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -197,11 +198,11 @@ def test_the_candle_path_is_walked_every_10s_while_orders_are_worked() -> None:
     t0 = sources.parse_time("2022-11-01", "x")
     bars = [sources.Bar(t0 + k * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
     idle = sources.candle_source(settings, {"BTC-USD": bars}, {})
-    assert len(list(idle.batches)) == 2 * 13
+    assert len(list(idle.batches)) == 2 * 12
     worked = sources.candle_source(settings, {"BTC-USD": bars}, {})
     worked.hooks["busy"] = lambda: True
     batches = list(worked.batches)
-    step = HOUR // 13
+    step = HOUR // 12
     first = [ts - t0 for ts, _, _ in batches if ts - t0 < step]
     assert first == list(range(0, step, 10 * 10**9))
     mids = [e.oracle_price for ts, p, _ in batches if ts - t0 < step
