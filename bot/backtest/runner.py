@@ -198,10 +198,12 @@ class Backtest:
         # Every leg's Position (updated in place by fills): an idle tick checks them for exposure.
         states = list(self.engine.markets.values())
         self._legs = [st.position for st in states] + [st.spot.position for st in states if st.spot]
-        self._equity_stale = True  # an account event arrived since equity was last computed
+        self._equity_stale = True  # an account event arrived since equity was last computed (or a
+        # batch moved the marks of an open leg and `_intrabar` has not computed it yet)
         self._last_tick_busy = True
         self.bus = self.engine.events.subscribe(maxsize=0)
-        src.hooks["busy"] = self._busy
+        # True while orders are worked or a hedge needs a tick: the candle path then densifies.
+        src.hooks["busy"] = lambda: self._busy() or not self._hedges_quiet()
         src.hooks["exposed"] = self._exposed
         self.books = books
         self.wd_state = ModeState()
@@ -353,6 +355,11 @@ class Backtest:
         """Drawdown at this mark; a liquidation when equity is below maintenance margin (liquidation.py)."""
         fills = self.risk.observe(self.engine, ts)
         if not fills:
+            # Equity at these marks is known: the peak takes it now and the idle ticks before the
+            # next batch (same marks, no account event) need not compute it again.
+            if self.risk.last_equity > self.engine.peak_equity:
+                self.engine.peak_equity = self.risk.last_equity
+            self._equity_stale = False
             return
         self.timeline.append(self.risk.events[-1])
         self.liquidations += 1
@@ -430,7 +437,8 @@ class Backtest:
         (`_hedges_quiet`) are observed at the last skipped tick, so their leg-risk clock is where
         the daemon's would be when the next order fills. Flat on every leg, equity moves only with
         an account event: with none since it was last computed, the computation is skipped and the
-        peak stays exact. (With exposure the marks move almost every tick, so it is computed.)
+        peak stays exact. With exposure, `_intrabar` computed it at the marks of the last batch
+        (and took the peak), so the same holds until an account event.
         """
         engine = self.engine
         if engine.hedges:
@@ -442,11 +450,7 @@ class Backtest:
                     engine.hedges[ticker] = hedging.observe(hedge, state.spot.position.size, state.mark,
                                                             last, ex)
         if not self._equity_stale:
-            for leg in self._legs:
-                if leg.size:
-                    break
-            else:
-                return  # flat everywhere
+            return
         self._equity_stale = False
         equity = engine.equity()
         if equity > engine.peak_equity:

@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +191,12 @@ class BookShape:
 
 def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decimal, ...]:
     """Per-level sizes for one bar (`base` = first level, base units), on the step grid."""
-    step = spec.step_size
-    base = max(base, float(spec.min_order_size))
-    return tuple(max((Decimal(repr(base * (1 + shape.level_size_growth * i))) / step).to_integral_value(
-        ROUND_DOWN) * step, spec.min_order_size) for i in range(shape.depth_levels))
+    step, floor = spec.step_size, spec.min_order_size
+    base = max(base, float(floor)) / float(step)
+    growth = shape.level_size_growth
+    # Whole steps, rounded down (the 1e-9 keeps 2999.9999999999995 steps at 3000).
+    return tuple(max(Decimal(int(base * (1 + growth * i) + 1e-9)) * step, floor)
+                 for i in range(shape.depth_levels))
 
 
 def _book(spec: MarketSpec, price: float, sizes: tuple[Decimal, ...], shape: BookShape,
@@ -271,8 +273,8 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         spot: list[MarketEvent] = []
         for t, (price, sizes) in at.items():
             spec = specs[t]
-            if t in spot_of:
-                book = _book(spec, price, sizes, shape, ts)
+            if t in spot_of:  # the touch only: nothing trades on it, it marks the hedge leg
+                book = _book(spec, price, sizes[:1], shape, ts)
                 spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
                 oracle = ((book.bids[0].price + book.asks[0].price) / 2).quantize(spec.tick_size)
             else:
