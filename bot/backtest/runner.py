@@ -277,6 +277,7 @@ class Backtest:
                     await self._timers(ts)
             if ts > clock.now:
                 clock.now = ts
+            count += len(perp) + len(spot)
             if bar_starts is not None:
                 if ts not in bar_starts:
                     self._between(perp)
@@ -296,7 +297,6 @@ class Backtest:
                 elif kind is trade and spot_resting:  # the engine keeps no spot trades
                     spot_on(ev)
                 # spot has no oracle, no funding and no chain: other kinds go nowhere
-            count += len(perp) + len(spot)
             for leg in legs:
                 if leg.size:
                     await self._intrabar(ts)
