@@ -257,8 +257,9 @@ class Backtest:
         progress = self.progress
         legs = self._legs
         # Candles: the rules see each bar's first point (decisions at bar and audit times); the
-        # points within a bar move the books, the marks and the venue only (`_between`).
-        bar_starts = src.hooks.get("bar_starts")
+        # points within a bar move the books, the marks and the venue only (`_between`). Under
+        # stress scenarios every point reaches the rules: a drought or a halt starts mid-bar.
+        bar_starts = src.hooks.get("bar_starts") if stress is None else None
         count = next_progress = 0
         for ts, perp, spot in src.batches:
             if stress is not None:

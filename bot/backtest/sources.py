@@ -455,6 +455,10 @@ def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] =
                      candles_offset_hours: int = 0) -> CandleData:
     """Read and check the files (`history`). Raises SourceError naming the option."""
     candle_paths, funding_paths = list(candle_paths), list(funding_paths)
+    for option, paths in (("--candles", candle_paths), ("--funding", funding_paths)):
+        missing = next((p for p in paths if not Path(p).is_file()), None)
+        if missing is not None:
+            raise SourceError(option, f"file not found: {missing}")
     notes: list[str] = []
     candles: dict[str, list[Bar]] = {}
     for path in candle_paths:
@@ -462,6 +466,8 @@ def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] =
             ticker = market if (market and len(candle_paths) == 1) else market_from_name(path)
         except ValueError as exc:
             raise SourceError("--market", str(exc)) from None
+        if ticker in candles:
+            raise SourceError("--candles", f"two files for {ticker}")
         candles[ticker] = load_candles(Path(path), start_ns, end_ns, offset_hours=candles_offset_hours,
                                        notes=notes)
     funding: dict[str, dict[int, Decimal]] = {}

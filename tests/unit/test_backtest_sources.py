@@ -80,7 +80,8 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
 @pytest.mark.parametrize("text, message", [
     ("Date,Open\n2022-01-01,1\n", "lacks column"),
     ("Date,Open,High,Low,Close,Volume\n2022-01-01,1,2,3,4,5\n2022-01-01 01:00,1,2,0.5,1,1\n", "low <="),
-    ("Date,Open,High,Low,Close,Volume\nnope,1,2,1,1,1\n", "not a candle row"),
+    ("Date,Open,High,Low,Close,Volume\nnope,1,2,1,1,1\n", "'nope' is not a date"),
+    ("Date,Open,High,Low,Close,Volume\n2022-01-01,1,2\n", ":2: not a candle row"),
 ])
 def test_bad_candle_files_name_the_option(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "BTCUSDT.csv"
