@@ -155,6 +155,18 @@ def _path_prices(bar: Bar, n: int) -> list[float]:
     return [path_at(pts, k / n) for k in range(n)]
 
 
+def _bar_points(t0: int, bar_ns: int, n: int, until: int, bar_path: bool) -> list[tuple[int, float]]:
+    """(time, fraction of the bar) of a bar's points before `until`: k/n of the bar; on the bar
+    path also every hour start within a bar longer than an hour, so funding settles each hour
+    at that hour's rate (the paper venue settles at the first oracle of an hour)."""
+    step_ns = bar_ns // n
+    at = {t0 + k * step_ns: k / n for k in range(n)}
+    if bar_path:
+        for hour in range(-(-t0 // NS_PER_HOUR) * NS_PER_HOUR, t0 + bar_ns, NS_PER_HOUR):
+            at.setdefault(hour, (hour - t0) / bar_ns)
+    return sorted((ts, u) for ts, u in at.items() if ts < until)
+
+
 @dataclass(frozen=True, slots=True)
 class BookShape:
     """The synthetic depth profile around each path price.
@@ -249,7 +261,6 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
     end_ns = min(bars[-1].ts_ns for bars in candles.values()) + bar_ns
     n = steps_per_bar or max(4, min(60, bar_ns // (300 * NS_PER_SEC)))
     n = -(-n // BAR_PATH_STEPS) * BAR_PATH_STEPS  # a multiple of 4: the points include High and Low
-    step_ns = bar_ns // n
     block_ns = int(block * NS_PER_SEC)
     rates = {t: funding.get(t, {}) for t in candles}
     by_time: dict[int, list[tuple[str, Bar]]] = {}
@@ -311,6 +322,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
 
     def batches() -> Iterator[Batch]:
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
+        point_offsets: dict[tuple[int, int], list[tuple[int, float]]] = {}
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
             bars = by_time[t0]
@@ -322,12 +334,14 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
             busy = hooks.get("busy")
             exposed = hooks.get("exposed")
             last: dict[str, float] = {}
-            for k in range(n):
-                ts = t0 + k * step_ns
-                if ts >= until:
-                    break  # an off-grid bar follows: it takes over
-                u = k / n
-                if not bar_path or k == 0 or (busy is not None and busy()):
+            shape_key = (t0 % NS_PER_HOUR, until - t0)  # bars on one grid share their points' offsets
+            offsets = point_offsets.get(shape_key)
+            if offsets is None:
+                offsets = point_offsets[shape_key] = [(ts - t0, u) for ts, u in
+                                                      _bar_points(t0, bar_ns, n, until, bar_path)]
+            at = [(t0 + off, u) for off, u in offsets]
+            for j, (ts, u) in enumerate(at):
+                if not bar_path or j == 0 or (busy is not None and busy()):
                     yield point(ts, {t: (path_at(pts, u), last.get(t), sizes)
                                      for t, (pts, sizes) in paths.items()})
                 elif exposed is None or exposed():
@@ -337,9 +351,10 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                     continue  # flat and idle: the extremes move nothing
                 last = {t: path_at(pts, u) for t, (pts, _) in paths.items()}
                 sub = ts + dense_ns
+                nxt = at[j + 1][0] if j + 1 < len(at) else until
                 # While orders are worked, the path is walked every DENSE_SECS up to the next point,
                 # so TWAP children meet the moving price, not one book for a whole step.
-                while busy is not None and sub < min(ts + step_ns, until) and busy():
+                while busy is not None and sub < nxt and busy():
                     v = (sub - t0) / bar_ns
                     yield point(sub, {t: (path_at(pts, v), last[t], sizes)
                                       for t, (pts, sizes) in paths.items()})

@@ -209,3 +209,24 @@ def test_the_candle_path_is_walked_every_10s_while_orders_are_worked() -> None:
     mids = [e.oracle_price for ts, p, _ in batches if ts - t0 < step
             for e in p if isinstance(e, OracleUpdate)]
     assert mids == sorted(mids, reverse=True) and mids[0] > mids[-1]  # O -> L, moving every 10 s
+
+
+def test_the_bar_path_visits_extremes_and_hour_starts_only_while_exposed() -> None:
+    settings = load(None, env_file=None)
+    t0 = sources.parse_time("2022-11-01", "x")
+    bars = [sources.Bar(t0 + k * 8 * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
+    rates = {t0 + h * HOUR: Decimal(h) / 10**6 for h in range(1, 17)}  # the hour ending there
+    flat = sources.candle_source(settings, {"BTC-USD": bars}, {"BTC-USD": rates}, steps_per_bar=4)
+    flat.hooks.update(busy=lambda: False, exposed=lambda: False)
+    assert [ts - t0 for ts, _, _ in flat.batches] == [0, 8 * HOUR]  # the bar starts: the rules' points
+    held = sources.candle_source(settings, {"BTC-USD": bars}, {"BTC-USD": rates}, steps_per_bar=4)
+    held.hooks.update(busy=lambda: False, exposed=lambda: True)
+    batches = list(held.batches)
+    # the extremes and close at 2, 4 and 6 h, and every hour start between (funding settles at the
+    # first oracle of an hour, at the rate the hour's own oracle carried)
+    assert [(ts - t0) // HOUR for ts, _, _ in batches] == list(range(16))
+    oracles = [e for _, p, _ in batches for e in p if isinstance(e, OracleUpdate)]
+    assert [o.next_funding_rate for o in oracles] == \
+        [rates[o.ts_event // HOUR * HOUR + HOUR] for o in oracles]
+    assert [o.oracle_price for o in oracles[0:8:2]] == [20000, 19900, 20300, 20200]  # O, L, H, C
+    assert all(isinstance(e, OracleUpdate) for _, p, _ in batches[1:8] for e in p)  # marks: no perp book
