@@ -19,6 +19,11 @@ it fires the timers that fell due, in order of time:
 After every batch with an open leg, `liquidation.IntrabarRisk` tracks drawdown on that mark and
 liquidates at maintenance margin. `summary.build` turns the finished run into the result.
 
+Candle sources mark their bar starts (`hooks["bar_starts"]`): there the bar's books are applied
+first and the rest goes to the engine (decisions at bar and audit times); points within a bar
+only move the books, the oracle marks and the paper venue (`_between`). Scenario runs send every
+point to the engine.
+
 Logging below WARNING is switched off for the run (the engine logs every decision and order).
 """
 

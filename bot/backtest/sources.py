@@ -1,12 +1,17 @@
 """Time-ordered market event sources for backtests: the seeded simulator, OHLCV candles + funding
 CSVs, and recordings. Each yields batches `(ts_ns, perp_events, spot_events)` in time order.
 
-Candles become a synthetic market: each bar is walked O->L->H->C (a rising bar) or O->H->L->C
-(a falling one) in `steps_per_bar` points, and at each point the source emits a book snapshot
-(`BookShape`: depth that thins as the bar's range and recent volatility grow, calibrated on the
-order book samples in ../shared/data/orderbook), one trade, an oracle update (price = the path
-price, `next_funding_rate` = the hourly rate settling at the end of the current hour, 0 where
-the funding file has none) and a block height; the spot hedge gets the same book. Reading and
+Candles become a synthetic market: each bar is one price curve through O->L->H->C (a rising
+bar) or O->H->L->C (a falling one), the vertices at 0, 1/4, 1/2 and 3/4 of the bar (`path_at`),
+sampled at `steps_per_bar` points (a multiple of 4). At each point the source emits a book
+snapshot (`BookShape`: depth that thins as the bar's range and recent volatility grow,
+calibrated on the order book samples in ../shared/data/orderbook), one trade, an oracle update
+(price = the path price, `next_funding_rate` = the hourly rate settling at the end of the
+current hour, 0 where the funding file has none) and a block height; the spot hedge gets the
+same book. `hooks["bar_starts"]` tells the runner which points the rules see. The bar path
+(`BAR_PATH_STEPS`) yields the bar start in full and, while nothing is worked, only oracle marks
+(and the spot twin's touch) at the extremes, the close and each hour start while a leg is open.
+While orders are worked (`hooks["busy"]`) both walk the curve every `DENSE_SECS`. Reading and
 validating the CSVs is `history`'s job (times are UTC unless an offset is given).
 """
 
