@@ -1,4 +1,8 @@
-"""Candle and funding CSVs for backtests: read, validate, report what is wrong with them.
+"""Candle and funding files for backtests and research: read, validate, report what is wrong.
+
+Candles come from CSV (`Date,Open,High,Low,Close,Volume`) or freqtrade's feather files (with
+pyarrow, the research extra); both go through one row check. `perpbot optimize` keeps them as
+columns (`bot.research.data`) after this reader.
 
 Times are UTC unless the caller shifts them (`offset_hours`: the CLI's `--candles-offset` and
 `--funding-offset`); nothing is guessed from file names. What cannot be replayed honestly is
@@ -22,6 +26,7 @@ import csv
 import itertools
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -124,33 +129,38 @@ def _dedupe(label: str, rows: list[tuple[int, object]], notes: list[str]) -> lis
     return out
 
 
+COLUMNS = ("date", "open", "high", "low", "close", "volume")
+FEATHER = (".feather", ".arrow")  # freqtrade's candle files; read with pyarrow (the research extra)
+Record = tuple[int, object, object, object, object, object, object]  # line, date, O, H, L, C, V
+
+
 def load_candles(path: Path, start_ns: int | None = None, end_ns: int | None = None,
                  option: str = "--candles", *, offset_hours: int = 0,
                  notes: list[str] | None = None) -> list[Bar]:
-    """Read `Date,Open,High,Low,Close,Volume` rows in [start, end) (any column order, any case)."""
+    """The one candle reader (backtest, bar path and research): `Date,Open,High,Low,Close,Volume`
+    rows in [start, end) from a CSV (any column order, any case) or a feather file."""
     notes = notes if notes is not None else []
     shift = offset_hours * NS_PER_HOUR
     rows: list[tuple[int, object]] = []
     try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            cols = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
-            missing = [c for c in ("date", "open", "high", "low", "close", "volume") if c not in cols]
-            if missing:
-                raise SourceError(option, f"{path} lacks column {missing[0]!r}")
-            for n, row in enumerate(reader, start=2):
-                try:
-                    ts = _ts(row[cols["date"]]) + shift
-                    if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
-                        continue
-                    o, h, lo, c, v = (float(row[cols[k]]) for k in ("open", "high", "low", "close", "volume"))
-                except (TypeError, ValueError):
-                    raise SourceError(option, f"{path}:{n}: not a candle row") from None
-                if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
-                    raise SourceError(option, f"{path}:{n}: not a finite number")
-                if min(o, h, lo, c) <= 0 or not lo <= min(o, c) <= max(o, c) <= h:
-                    raise SourceError(option, f"{path}:{n}: need 0 < low <= open/close <= high")
-                rows.append((ts, Bar(ts, o, h, lo, c, max(v, 0.0))))
+        records = _feather_records(path, option) if path.suffix in FEATHER else _csv_records(path, option)
+        for n, date, *values in records:
+            try:
+                ts = (date if isinstance(date, int) else _ts(str(date))) + shift
+            except ValueError:
+                raise SourceError(option, f"{path}:{n}: {date!r} is not a date") from None
+            if (start_ns is not None and ts < start_ns) or (end_ns is not None and ts >= end_ns):
+                continue
+            try:
+                o, h, lo, c, v = (float(x) for x in values)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise SourceError(option, f"{path}:{n}: not a candle row (a price or volume is not "
+                                          "numeric)") from None
+            if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+                raise SourceError(option, f"{path}:{n}: not a finite number")
+            if min(o, h, lo, c) <= 0 or not lo <= min(o, c) <= max(o, c) <= h:
+                raise SourceError(option, f"{path}:{n}: need 0 < low <= open/close <= high")
+            rows.append((ts, Bar(ts, o, h, lo, c, max(v, 0.0))))
     except FileNotFoundError:
         raise SourceError(option, f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -161,6 +171,53 @@ def load_candles(path: Path, start_ns: int | None = None, end_ns: int | None = N
     times = [b.ts_ns for b in bars]  # type: ignore[attr-defined]
     notes += grid_notes(path.name, times, median_spacing(times))
     return bars  # type: ignore[return-value]
+
+
+def _columns(names: list[str], path: Path, option: str) -> list[str]:
+    cols = {(name or "").strip().lower(): name for name in names}
+    missing = [c for c in COLUMNS if c not in cols]
+    if missing:
+        raise SourceError(option, f"{path} lacks column {missing[0]!r}")
+    return [cols[c] for c in COLUMNS]
+
+
+def _csv_records(path: Path, option: str) -> Iterator[Record]:
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        keys = _columns(header, path, option)
+        i_date, i_open, i_high, i_low, i_close, i_volume = (header.index(k) for k in keys)
+        for n, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                yield n, row[i_date], row[i_open], row[i_high], row[i_low], row[i_close], row[i_volume]
+            except IndexError:
+                yield n, row[0], None, None, None, None, None  # a short row: not a candle row
+
+
+def _feather_records(path: Path, option: str) -> Iterator[Record]:
+    """A feather file's rows; typed timestamps become ns since the epoch (UTC)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.feather as feather
+    except ImportError:
+        raise SourceError(option, f"{path}: feather files need pyarrow "
+                                  "(pip install 'perpbot[research]')") from None
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        table = feather.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(option, f"cannot read {path}: {exc}") from None
+    keys = _columns(table.column_names, path, option)
+    date = table.column(keys[0])
+    if pa.types.is_timestamp(date.type):
+        date = pc.cast(date, pa.timestamp("ns", tz=date.type.tz)).cast(pa.int64())
+    columns = [date.to_pylist(), *(table.column(k).to_pylist() for k in keys[1:])]
+    for n, row in enumerate(zip(*columns, strict=True), start=2):
+        yield (n, *row)  # type: ignore[misc]
 
 
 def _funding_rows(path: Path, text: str, option: str) -> list[tuple[str, int, Decimal]]:

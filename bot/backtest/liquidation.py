@@ -50,10 +50,11 @@ def liquidation_fills(engine: Any, ts_ns: int, seq: int) -> list[Fill]:
 class IntrabarRisk:
     """Peak and worst drawdown of equity at every observed mark; liquidation events."""
 
-    __slots__ = ("events", "max_drawdown", "peak")
+    __slots__ = ("events", "last_equity", "max_drawdown", "peak")
 
     def __init__(self, initial: Decimal) -> None:
         self.peak = initial
+        self.last_equity = initial  # at the last observed mark
         self.max_drawdown = ZERO
         self.events: list[dict[str, Any]] = []
 
@@ -67,7 +68,7 @@ class IntrabarRisk:
 
     def observe(self, engine: Any, ts_ns: int) -> list[Fill]:
         """Track drawdown at this mark; return the liquidation fills when margin is breached."""
-        equity = engine.equity()
+        equity = self.last_equity = engine.equity()
         self.mark_equity(equity)
         maintenance = maintenance_usd(engine)
         if not maintenance or equity >= maintenance:

@@ -19,6 +19,11 @@ it fires the timers that fell due, in order of time:
 After every batch with an open leg, `liquidation.IntrabarRisk` tracks drawdown on that mark and
 liquidates at maintenance margin. `summary.build` turns the finished run into the result.
 
+Candle sources mark their bar starts (`hooks["bar_starts"]`): there the bar's books are applied
+first and the rest goes to the engine (decisions at bar and audit times); points within a bar
+only move the books, the oracle marks and the paper venue (`_between`). Scenario runs send every
+point to the engine.
+
 Logging below WARNING is switched off for the run (the engine logs every decision and order).
 """
 
@@ -43,6 +48,7 @@ from bot.config import Settings
 from bot.domain import (
     ZERO,
     AccountEvent,
+    BlockHeight,
     BookDelta,
     BookSnapshot,
     Fill,
@@ -197,10 +203,14 @@ class Backtest:
         # Every leg's Position (updated in place by fills): an idle tick checks them for exposure.
         states = list(self.engine.markets.values())
         self._legs = [st.position for st in states] + [st.spot.position for st in states if st.spot]
-        self._equity_stale = True  # an account event arrived since equity was last computed
+        self._equity_stale = True  # an account event arrived since equity was last computed (or a
+        # batch moved the marks of an open leg and `_intrabar` has not computed it yet)
         self._last_tick_busy = True
         self.bus = self.engine.events.subscribe(maxsize=0)
-        src.hooks["busy"] = self._busy
+        # True while orders are worked or a hedge needs a tick: the candle path then densifies.
+        src.hooks["busy"] = lambda: self._busy() or not self._hedges_quiet()
+        src.hooks["exposed"] = self._exposed
+        self.books = books
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
@@ -236,6 +246,7 @@ class Backtest:
     async def _run(self) -> BacktestResult:
         self._wire()
         started = time.perf_counter()  # the engine loop: wiring and file loading are not counted
+        cpu_started = time.process_time()
         src, engine, stress = self.source, self.engine, self.stress
         clock = self.clock
         sample_secs = self.sample_secs or auto_sample_secs(src.end_ns - src.start_ns)
@@ -251,6 +262,10 @@ class Backtest:
         delta, snapshot, trade, oracle = BookDelta, BookSnapshot, Trade, OracleUpdate
         progress = self.progress
         legs = self._legs
+        # Candles: the rules see each bar's first point (decisions at bar and audit times); the
+        # points within a bar move the books, the marks and the venue only (`_between`). Under
+        # stress scenarios every point reaches the rules: a drought or a halt starts mid-bar.
+        bar_starts = src.hooks.get("bar_starts") if stress is None else None
         count = next_progress = 0
         for ts, perp, spot in src.batches:
             if stress is not None:
@@ -269,6 +284,13 @@ class Backtest:
                     await self._timers(ts)
             if ts > clock.now:
                 clock.now = ts
+            count += len(perp) + len(spot)
+            if bar_starts is not None:
+                if ts not in bar_starts:
+                    self._between(perp)
+                    perp = ()  # type: ignore[assignment]
+                else:  # the bar's books first, so its evaluation (on the oracle) sees books and price
+                    perp, spot = self._books_first(perp, spot), ()  # type: ignore[assignment]
             for ev in perp:
                 on_perp(ev)
                 if perp_resting or ev.__class__ is oracle:
@@ -282,7 +304,6 @@ class Backtest:
                 elif kind is trade and spot_resting:  # the engine keeps no spot trades
                     spot_on(ev)
                 # spot has no oracle, no funding and no chain: other kinds go nowhere
-            count += len(perp) + len(spot)
             for leg in legs:
                 if leg.size:
                     await self._intrabar(ts)
@@ -295,12 +316,58 @@ class Backtest:
         if progress is not None:
             progress(count, end - src.start_ns)
         self.run_secs = time.perf_counter() - started
+        self.run_cpu_secs = time.process_time() - cpu_started  # the benchmark's figure on a busy machine
         return self._result(count, sample_secs)
+
+    def _between(self, perp: list[Any]) -> None:
+        """A point within a bar: books and oracle marks move, the venue sees it, the rules do not."""
+        markets, paper_on, resting = self.engine.markets, self.paper.on_market_event, self.paper.resting
+        for ev in perp:
+            kind = ev.__class__
+            if kind is OracleUpdate:
+                markets[ev.market].oracle_price = ev.oracle_price
+                paper_on(ev)
+                continue
+            if kind is BookSnapshot:
+                self.books[ev.market].apply_snapshot(ev)
+            elif kind is BlockHeight:
+                self.engine.block_height = ev.height
+                continue
+            if resting:
+                paper_on(ev)
+
+    def _books_first(self, perp: list[Any], spot: list[Any]) -> list[Any]:
+        """Apply the bar start's book snapshots (perp and spot); return the other perp events."""
+        for ev in spot:
+            if ev.__class__ is BookSnapshot:
+                self.engine.on_spot_event(ev)
+                if self.spot_paper.resting:
+                    self.spot_paper.on_market_event(ev)
+        rest = []
+        for ev in perp:
+            if ev.__class__ is BookSnapshot:
+                self.books[ev.market].apply_snapshot(ev)
+                if self.paper.resting:
+                    self.paper.on_market_event(ev)
+            else:
+                rest.append(ev)
+        return rest
+
+    def _exposed(self) -> bool:
+        for leg in self._legs:
+            if leg.size:
+                return True
+        return False
 
     async def _intrabar(self, ts: int) -> None:
         """Drawdown at this mark; a liquidation when equity is below maintenance margin (liquidation.py)."""
         fills = self.risk.observe(self.engine, ts)
         if not fills:
+            # Equity at these marks is known: the peak takes it now and the idle ticks before the
+            # next batch (same marks, no account event) need not compute it again.
+            if self.risk.last_equity > self.engine.peak_equity:
+                self.engine.peak_equity = self.risk.last_equity
+            self._equity_stale = False
             return
         self.timeline.append(self.risk.events[-1])
         self.liquidations += 1
@@ -378,7 +445,8 @@ class Backtest:
         (`_hedges_quiet`) are observed at the last skipped tick, so their leg-risk clock is where
         the daemon's would be when the next order fills. Flat on every leg, equity moves only with
         an account event: with none since it was last computed, the computation is skipped and the
-        peak stays exact. (With exposure the marks move almost every tick, so it is computed.)
+        peak stays exact. With exposure, `_intrabar` computed it at the marks of the last batch
+        (and took the peak), so the same holds until an account event.
         """
         engine = self.engine
         if engine.hedges:
@@ -390,11 +458,7 @@ class Backtest:
                     engine.hedges[ticker] = hedging.observe(hedge, state.spot.position.size, state.mark,
                                                             last, ex)
         if not self._equity_stale:
-            for leg in self._legs:
-                if leg.size:
-                    break
-            else:
-                return  # flat everywhere
+            return
         self._equity_stale = False
         equity = engine.equity()
         if equity > engine.peak_equity:

@@ -1,12 +1,17 @@
 """Time-ordered market event sources for backtests: the seeded simulator, OHLCV candles + funding
 CSVs, and recordings. Each yields batches `(ts_ns, perp_events, spot_events)` in time order.
 
-Candles become a synthetic market: each bar is walked O->L->H->C (a rising bar) or O->H->L->C
-(a falling one) in `steps_per_bar` points, and at each point the source emits a book snapshot
-(`BookShape`: depth that thins as the bar's range and recent volatility grow, calibrated on the
-order book samples in ../shared/data/orderbook), one trade, an oracle update (price = the path
-price, `next_funding_rate` = the hourly rate settling at the end of the current hour, 0 where
-the funding file has none) and a block height; the spot hedge gets the same book. Reading and
+Candles become a synthetic market: each bar is one price curve through O->L->H->C (a rising
+bar) or O->H->L->C (a falling one), the vertices at 0, 1/4, 1/2 and 3/4 of the bar (`path_at`),
+sampled at `steps_per_bar` points (a multiple of 4). At each point the source emits a book
+snapshot (`BookShape`: depth that thins as the bar's range and recent volatility grow,
+calibrated on the order book samples in ../shared/data/orderbook), one trade, an oracle update
+(price = the path price, `next_funding_rate` = the hourly rate settling at the end of the
+current hour, 0 where the funding file has none) and a block height; the spot hedge gets the
+same book. `hooks["bar_starts"]` tells the runner which points the rules see. The bar path
+(`BAR_PATH_STEPS`) yields the bar start in full and, while nothing is worked, only oracle marks
+(and the spot twin's touch) at the extremes, the close and each hour start while a leg is open.
+While orders are worked (`hooks["busy"]`) both walk the curve every `DENSE_SECS`. Reading and
 validating the CSVs is `history`'s job (times are UTC unless an offset is given).
 """
 
@@ -17,7 +22,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +133,43 @@ def sim_source(settings: Settings, seed: int, hours: float, *, start_ns: int = S
 # ---- CSV history ---------------------------------------------------------------------------
 
 
+def _vertices(bar: Bar) -> tuple[float, float, float, float]:
+    """O->L->H->C for a rising bar, O->H->L->C for a falling one."""
+    if bar.close >= bar.open:
+        return bar.open, bar.low, bar.high, bar.close
+    return bar.open, bar.high, bar.low, bar.close
+
+
+def path_at(pts: tuple[float, float, float, float], u: float) -> float:
+    """The price a fraction `u` into the bar: the vertices at 0, 1/4, 1/2 and 3/4 of the bar,
+    straight lines between them, the Close held for the last quarter. Every path (event path,
+    bar path, the 10 s points while orders are worked) samples this one curve, so two paths
+    agree on the price wherever both have a point."""
+    x = 4 * u
+    seg = int(x)
+    if seg >= 3:
+        return pts[3]
+    return pts[seg] + (pts[seg + 1] - pts[seg]) * (x - seg)
+
+
 def _path_prices(bar: Bar, n: int) -> list[float]:
-    """`n` points along O->L->H->C (rising bar) or O->H->L->C (falling bar)."""
-    pts = [bar.open, bar.low, bar.high, bar.close] if bar.close >= bar.open else \
-        [bar.open, bar.high, bar.low, bar.close]
+    """`n` points along the path at k/n of the bar (n a multiple of 4 hits High and Low exactly)."""
     if n == 1:
         return [bar.close]
-    out = []
-    for k in range(n):
-        u = 3 * k / (n - 1)
-        seg = min(int(u), 2)
-        frac = u - seg
-        out.append(pts[seg] + (pts[seg + 1] - pts[seg]) * frac)
-    return out
+    pts = _vertices(bar)
+    return [path_at(pts, k / n) for k in range(n)]
+
+
+def _bar_points(t0: int, bar_ns: int, n: int, until: int, bar_path: bool) -> list[tuple[int, float]]:
+    """(time, fraction of the bar) of a bar's points before `until`: k/n of the bar; on the bar
+    path also every hour start within a bar longer than an hour, so funding settles each hour
+    at that hour's rate (the paper venue settles at the first oracle of an hour)."""
+    step_ns = bar_ns // n
+    at = {t0 + k * step_ns: k / n for k in range(n)}
+    if bar_path:
+        for hour in range(-(-t0 // NS_PER_HOUR) * NS_PER_HOUR, t0 + bar_ns, NS_PER_HOUR):
+            at.setdefault(hour, (hour - t0) / bar_ns)
+    return sorted((ts, u) for ts, u in at.items() if ts < until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +208,12 @@ class BookShape:
 
 def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decimal, ...]:
     """Per-level sizes for one bar (`base` = first level, base units), on the step grid."""
-    step = spec.step_size
-    base = max(base, float(spec.min_order_size))
-    return tuple(max((Decimal(repr(base * (1 + shape.level_size_growth * i))) / step).to_integral_value(
-        ROUND_DOWN) * step, spec.min_order_size) for i in range(shape.depth_levels))
+    step, floor = spec.step_size, spec.min_order_size
+    base = max(base, float(floor)) / float(step)
+    growth = shape.level_size_growth
+    # Whole steps, rounded down (the 1e-9 keeps 2999.9999999999995 steps at 3000).
+    return tuple(max(Decimal(int(base * (1 + growth * i) + 1e-9)) * step, floor)
+                 for i in range(shape.depth_levels))
 
 
 def _book(spec: MarketSpec, price: float, sizes: tuple[Decimal, ...], shape: BookShape,
@@ -234,8 +265,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         raise SourceError("--candles", "need candles at two different times")
     end_ns = min(bars[-1].ts_ns for bars in candles.values()) + bar_ns
     n = steps_per_bar or max(4, min(60, bar_ns // (300 * NS_PER_SEC)))
-    n += (1 - n) % 3  # n = 3m + 1: the path's points include the bar's High and Low exactly
-    step_ns = bar_ns // n
+    n = -(-n // BAR_PATH_STEPS) * BAR_PATH_STEPS  # a multiple of 4: the points include High and Low
     block_ns = int(block * NS_PER_SEC)
     rates = {t: funding.get(t, {}) for t in candles}
     by_time: dict[int, list[tuple[str, Bar]]] = {}
@@ -246,8 +276,28 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
     times = sorted(by_time)
 
     current_bars: dict[str, tuple[int, float]] = {}  # market -> (bar start, volume): participation cap
-    hooks: dict[str, Any] = {"bars": current_bars}
+    # The engine's rules see the bar starts only (runner.py); the points between are for the venue.
+    hooks: dict[str, Any] = {"bars": current_bars, "bar_starts": frozenset(times)}
     dense_ns = int(DENSE_SECS * NS_PER_SEC)
+    bar_path = n == BAR_PATH_STEPS
+
+    def marks(ts: int, at: dict[str, tuple[float, tuple[Decimal, ...]]]) -> Batch:
+        """A bar-path point while no order is worked: the oracle (marks, funding, liquidation) and
+        the spot twin's book (the hedge leg's mark), no perp book or trade."""
+        hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
+        perp: list[MarketEvent] = []
+        spot: list[MarketEvent] = []
+        for t, (price, sizes) in at.items():
+            spec = specs[t]
+            if t in spot_of:  # the touch only: nothing trades on it, it marks the hedge leg
+                book = _book(spec, price, sizes[:1], shape, ts)
+                spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
+                oracle = ((book.bids[0].price + book.asks[0].price) / 2).quantize(spec.tick_size)
+            else:
+                tick = spec.tick_size
+                oracle = Decimal(round(price / float(tick))) * tick
+            perp.append(OracleUpdate(t, oracle, rates[t].get(hour_end, no_rate), ts, ts))
+        return ts, perp, spot
 
     def point(ts: int, at: dict[str, tuple[float, float | None, tuple[Decimal, ...]]]) -> Batch:
         """One path point: book, trade (when the price moved), oracle + funding; spot twin; height."""
@@ -277,27 +327,43 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
 
     def batches() -> Iterator[Batch]:
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
+        point_offsets: dict[tuple[int, int], list[tuple[int, float]]] = {}
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
-            paths = {t: (_path_prices(bar, n),
+            bars = by_time[t0]
+            paths = {t: (_vertices(bar),
                          _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape))
-                     for t, bar in by_time[t0]}
-            for t, bar in by_time[t0]:
+                     for t, bar in bars}
+            for t, bar in bars:
                 current_bars[t] = (t0, bar.volume)
-            for k in range(n):
-                ts = t0 + k * step_ns
-                if ts >= until:
-                    break  # an off-grid bar follows: it takes over
-                yield point(ts, {t: (prices[k], prices[k - 1] if k else None, sizes)
-                                 for t, (prices, sizes) in paths.items()})
-                busy = hooks.get("busy")
+            busy = hooks.get("busy")
+            exposed = hooks.get("exposed")
+            last: dict[str, float] = {}
+            shape_key = (t0 % NS_PER_HOUR, until - t0)  # bars on one grid share their points' offsets
+            offsets = point_offsets.get(shape_key)
+            if offsets is None:
+                offsets = point_offsets[shape_key] = [(ts - t0, u) for ts, u in
+                                                      _bar_points(t0, bar_ns, n, until, bar_path)]
+            at = [(t0 + off, u) for off, u in offsets]
+            for j, (ts, u) in enumerate(at):
+                if not bar_path or j == 0 or (busy is not None and busy()):
+                    yield point(ts, {t: (path_at(pts, u), last.get(t), sizes)
+                                     for t, (pts, sizes) in paths.items()})
+                elif exposed is None or exposed():
+                    yield marks(ts, {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()})
+                    continue
+                else:
+                    continue  # flat and idle: the extremes move nothing
+                last = {t: path_at(pts, u) for t, (pts, _) in paths.items()}
                 sub = ts + dense_ns
-                # While orders are worked, the path is walked every DENSE_SECS between two points, so
-                # TWAP children meet the moving price, not one book for a whole step.
-                while busy is not None and k + 1 < n and sub < min(ts + step_ns, until) and busy():
-                    frac = (sub - ts) / step_ns
-                    yield point(sub, {t: (prices[k] + (prices[k + 1] - prices[k]) * frac, prices[k], sizes)
-                                      for t, (prices, sizes) in paths.items()})
+                nxt = at[j + 1][0] if j + 1 < len(at) else until
+                # While orders are worked, the path is walked every DENSE_SECS up to the next point,
+                # so TWAP children meet the moving price, not one book for a whole step.
+                while busy is not None and sub < nxt and busy():
+                    v = (sub - t0) / bar_ns
+                    yield point(sub, {t: (path_at(pts, v), last[t], sizes)
+                                      for t, (pts, sizes) in paths.items()})
+                    last = {t: path_at(pts, v) for t, (pts, _) in paths.items()}
                     sub += dense_ns
 
     return Source("candles", specs, spot_specs, spot_of, start_ns, end_ns, batches(),
@@ -409,6 +475,10 @@ def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] =
                      candles_offset_hours: int = 0) -> CandleData:
     """Read and check the files (`history`). Raises SourceError naming the option."""
     candle_paths, funding_paths = list(candle_paths), list(funding_paths)
+    for option, paths in (("--candles", candle_paths), ("--funding", funding_paths)):
+        missing = next((p for p in paths if not Path(p).is_file()), None)
+        if missing is not None:
+            raise SourceError(option, f"file not found: {missing}")
     notes: list[str] = []
     candles: dict[str, list[Bar]] = {}
     for path in candle_paths:
@@ -416,6 +486,8 @@ def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] =
             ticker = market if (market and len(candle_paths) == 1) else market_from_name(path)
         except ValueError as exc:
             raise SourceError("--market", str(exc)) from None
+        if ticker in candles:
+            raise SourceError("--candles", f"two files for {ticker}")
         candles[ticker] = load_candles(Path(path), start_ns, end_ns, offset_hours=candles_offset_hours,
                                        notes=notes)
     funding: dict[str, dict[int, Decimal]] = {}

@@ -5,9 +5,11 @@ The workload is issue #19's: the first 4,632 hourly bars of ../shared/data/candl
 reads), with the Binance 8-hourly funding of the same span (read with --funding-offset -3: the
 shared Binance files carry a UTC+3 clock), through `bot.backtest.runner.run_backtest` with the
 default config: rules, sleeves, sizing, TWAP, order managers, paper fills, the store (SQLite in
-memory) and the synthetic candle market, on the bar-level fast path (`--bar-path`: 4 points per
-bar, O-L-H-C or O-H-L-C, every 10 s between them while orders are worked) and on the event path
-(13 points per bar).
+memory) and the synthetic candle market. The rules see each bar's start (decisions at bar and
+audit times); on the bar-level fast path (`--bar-path`) the bar is otherwise visited at its
+extremes and close as marks only (drawdown, liquidation, funding, the hedge leg's value), and
+every 10 s along the same O-L-H-C curve while orders or hedges are worked; the event path walks
+12 points per hourly bar (every 5 min) whatever happens.
 
 Figures (median of --rounds runs; files are read once, outside the timing):
 
@@ -15,7 +17,7 @@ Figures (median of --rounds runs; files are read once, outside the timing):
   bars_cpu_secs        CPU time of the same loop (the machine is shared: wall time is noisy)
   bars_per_sec         bars / run_secs
   us_per_bar           run_secs / bars, in microseconds
-  event_path_run_secs, event_path_cpu_secs   the same on the 13-point event path
+  event_path_run_secs, event_path_cpu_secs   the same on the 12-point event path
   nautilus_bars_run_secs, perpbot_over_nautilus
                        only when the anchor's virtual environment is given (--nautilus-python, or
                        the NAUTILUS_PYTHON environment variable): the anchor runs in that
@@ -33,11 +35,10 @@ import os
 import re
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
 from bot.backtest import sources
-from bot.backtest.runner import run_backtest
+from bot.backtest.runner import Backtest
 from bot.config import load
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -54,10 +55,9 @@ def _perpbot(bars: int, rounds: int, steps: int | None) -> tuple[float, float, i
     n = len(data.candles["BTC-USD"])
     walls, cpus = [], []
     for _ in range(rounds):
-        source = data.source(settings, steps_per_bar=steps)
-        cpu = time.process_time()
-        summary = run_backtest(settings, source)
-        cpus.append(time.process_time() - cpu)
+        run = Backtest(settings, data.source(settings, steps_per_bar=steps))
+        summary = run.run().summary
+        cpus.append(run.run_cpu_secs)
         walls.append(summary["run_secs"])
     return statistics.median(walls), statistics.median(cpus), n
 

@@ -1,7 +1,8 @@
-"""Research data loading: the backtest's row reader vs `bot.research.data`'s columnar one.
+"""Research data loading: the one candle reader, then columns cut into windows.
 
 Prints `name: value` lines. Reads the 37,660-row BTCUSDT 1h CSV (4.3 years) and the dYdX hourly
-funding file from ../shared/data, then cuts 100 one-month windows from the loaded columns (what a
+funding file from ../shared/data with the backtest's reader (`history.load_candles`, which
+`bot.research.data` also uses), then cuts 100 one-month windows from the loaded columns (what a
 walk-forward study does per trial) and times that against re-reading the file per window.
 
     .venv/bin/python tests/bench/bench_research_data.py
@@ -33,7 +34,6 @@ def _best(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     rows_secs = _best(lambda: sources.load_candles(CANDLES))
-    cols_secs = _best(lambda: rdata.read_candles(CANDLES))
     spec = rdata.DataSpec((str(CANDLES),), (str(FUNDING),), 1, 0)
     load_secs = _best(lambda: rdata.load(spec))
     data = rdata.load(spec)
@@ -43,8 +43,6 @@ def main() -> None:
     reread_secs = _best(lambda: sources.load_candles(CANDLES, windows[50].start_ns, windows[50].end_ns), 2)
     print(f"candles_rows: {len(data.candles['BTC-USD'].ts)}")
     print(f"row_reader_secs: {rows_secs:.3f}")
-    print(f"columnar_reader_secs: {cols_secs:.3f}")
-    print(f"columnar_speedup: {rows_secs / cols_secs:.1f}")
     print(f"load_candles_and_funding_secs: {load_secs:.3f}")
     print(f"window_slice_ms: {slice_secs * 1000:.2f}")
     print(f"reread_file_per_window_ms: {reread_secs * 1000:.1f}")

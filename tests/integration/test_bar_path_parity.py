@@ -1,69 +1,93 @@
 """The bar-level fast path agrees with the event path on the same candles.
 
-The fast path (`--bar-path`) walks each bar through 4 points (Open, the two extremes, Close)
-instead of 13, and every 10 s between two points while orders are worked; everything else is the
-same engine, rules, sleeves, order managers and paper fills. The comparison runs a carry that
-opens and closes on real BTC candles with a synthetic funding regime (40 h rich, 8 h adverse)
-through both paths and requires: the same decisions at the same times with targets within one
-size step, the same number of fills, and final equity within 0.1% of the initial equity.
+In a candle backtest the rules see each bar's start only (decisions at bar and audit times);
+the points within a bar move the books, the marks and the paper venue. Both paths sample one
+price curve (O, the two extremes and C at 0, 1/4, 1/2 and 3/4 of the bar, `sources.path_at`):
+the event path at 12 points per hourly bar, the bar path (`--bar-path`) at the bar start and,
+while nothing is worked, only at the extremes and the close as marks (drawdown, liquidation,
+the hedge leg's value); while orders or hedges are worked both walk the same curve every 10 s.
+So decisions must agree exactly in time and reason, targets within one size step, fills in
+count, and final equity within `EQUITY_TOLERANCE` of the initial equity (what remains is a
+mark between two points the bar path does not visit: equity between vertices is monotone in
+price for one leg and flat for a matched hedge, so the extremes bound it).
 
-Sizing here does not follow volatility (`target_vol_annual` far above any realised volatility)
-and flags need all four to agree (so decisions come from audits): the short-horizon volatility
-estimators are fed by oracle updates, whose density differs between the paths, so with
-vol-targeted sizing or the volatility flag the two paths can decide differently (issue #18's
-sizing on bar-scale horizons removes that dependence).
+The runs: the default config (carry on, directional targets none), the presets
+examples/carry.toml and examples/directional.toml on BTC and ETH hourly candles with Binance
+funding over a volatile month (2022-10-20..2022-11-20, the FTX collapse), and a carry that
+opens and closes on a synthetic 40 h / 8 h funding cycle (several decisions a week).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
-from bot.config import load
+from bot.config import Settings, load
 
-CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
+ROOT = Path(__file__).resolve().parents[2]
 HOUR = sources.NS_PER_HOUR
-EQUITY_TOLERANCE = Decimal("0.001")  # of the initial equity
+EVENT_STEPS = 12  # the default for hourly bars: a point every 5 min
+EQUITY_TOLERANCE = Decimal("0.0005")  # of the initial equity
+FILES = {t: (SHARED / f"data/candles/{t}USDT_1h_2020-01_2024-04.csv",
+             SHARED / f"data/funding/{t}-USDT_binance_2020-01-01_2024-01-01_funding_history.csv")
+         for t in ("BTC", "ETH")}
 
 
-def _runs() -> dict[int, Any]:
+def _both(settings: Settings, data: sources.CandleData) -> tuple[Any, Any]:
+    event, bar = (Backtest(settings, data.source(settings, steps_per_bar=n)).run()
+                  for n in (EVENT_STEPS, sources.BAR_PATH_STEPS))
+    return event, bar
+
+
+def _assert_agree(event: Any, bar: Any) -> list[dict[str, Any]]:
+    assert bar.events < event.events / 2  # the point of the fast path
+    d_event = [e for e in event.timeline if e["kind"] == "decision"]
+    d_bar = [e for e in bar.timeline if e["kind"] == "decision"]
+    assert [(e["ts_ns"], e["market"], e["reason"]) for e in d_event] == \
+        [(e["ts_ns"], e["market"], e["reason"]) for e in d_bar]
+    assert all(e["ts_ns"] % HOUR == 0 for e in d_bar)  # at bar starts only
+    step = Decimal("0.001")  # the coarser of BTC-USD's and ETH-USD's size steps
+    for a, b in zip(d_event, d_bar, strict=True):
+        assert abs(Decimal(a["target_after"]) - Decimal(b["target_after"])) <= step, (a, b)
+    assert event.summary["fills"] == bar.summary["fills"]
+    initial = Decimal(event.summary["initial_equity"])
+    gap = abs(Decimal(event.summary["final_equity"]) - Decimal(bar.summary["final_equity"]))
+    assert gap <= initial * EQUITY_TOLERANCE, gap
+    return d_event
+
+
+@needs_shared
+@pytest.mark.parametrize("config", [None, "examples/carry.toml", "examples/directional.toml"])
+def test_bar_path_and_event_path_agree_on_the_presets(config: str | None) -> None:
+    settings = load(ROOT / config if config else None, env_file=None)
+    markets = [t.split("-")[0] for t in settings.markets]
+    data = sources.load_candle_data([str(FILES[m][0]) for m in markets], [str(FILES[m][1]) for m in markets],
+                                    start_ns=sources.parse_time("2022-10-20", "s"),
+                                    end_ns=sources.parse_time("2022-11-20", "e"), funding_offset_hours=-3)
+    decisions = _assert_agree(*_both(settings, data))
+    assert decisions  # each config trades in this month
+
+
+@needs_shared
+def test_bar_path_and_event_path_agree_on_a_carry_that_opens_and_closes() -> None:
     settings = load(None, env_file=None)
     settings = settings.model_copy(update={
-        "rules": settings.rules.model_copy(update={"min_flags": 4}),
         "strategy": settings.strategy.model_copy(update={
-            "target_vol_annual": Decimal(1000), "targets": {"BTC-USD": Decimal("0.3")},
+            "targets": {"BTC-USD": Decimal("0.3")},
             # a carry that follows the 40 h / 8 h funding cycle within the week (several decisions)
             "carry": settings.strategy.carry.model_copy(update={
                 "signal_half_life_hours": 6.0, "entry_half_life_hours": 6.0, "exit_confirm_hours": 3,
                 "horizon_hours": 72, "exit_threshold_bps": Decimal(5), "min_persistence_hours": 2})})})
-    data = sources.load_candle_data([str(CANDLES)], start_ns=sources.parse_time("2022-11-01", "s"),
-                                    end_ns=sources.parse_time("2022-11-08", "e"))
+    data = sources.load_candle_data([str(FILES["BTC"][0])], start_ns=sources.parse_time("2022-11-01", "s"),
+                                    end_ns=sources.parse_time("2022-11-15", "e"))
     data.funding = {"BTC-USD": {b.ts_ns + HOUR: Decimal("0.0003") * (1 if (b.ts_ns // HOUR) % 48 < 40 else -1)
                                 for b in data.candles["BTC-USD"]}}
-    return {n: Backtest(settings, data.source(settings, steps_per_bar=n)).run()
-            for n in (13, sources.BAR_PATH_STEPS)}
-
-
-@needs_shared
-def test_bar_path_and_event_path_agree() -> None:
-    runs = _runs()
-    event, bar = runs[13], runs[sources.BAR_PATH_STEPS]
-    assert bar.events < event.events / 2  # the point of the fast path
-    d_event = [e for e in event.timeline if e["kind"] == "decision"]
-    d_bar = [e for e in bar.timeline if e["kind"] == "decision"]
-    assert len(d_event) >= 5 and any(e["carry"] == "open" for e in d_event)
-    assert [(e["ts_ns"], e["reason"]) for e in d_event] == [(e["ts_ns"], e["reason"]) for e in d_bar]
-    step = Decimal("0.0001")  # BTC-USD step size
-    for a, b in zip(d_event, d_bar, strict=True):
-        assert abs(Decimal(a["target_after"]) - Decimal(b["target_after"])) <= step
-    # The carry's legs are TWAP children on two books whose intrabar paths differ: the counts may
-    # differ by a few children (the decisions above and the equity below must agree).
-    fills_event, fills_bar = event.summary["fills"], bar.summary["fills"]
-    assert abs(fills_event - fills_bar) <= max(2, fills_event // 20), (fills_event, fills_bar)
-    initial = Decimal(event.summary["initial_equity"])
-    gap = abs(Decimal(event.summary["final_equity"]) - Decimal(bar.summary["final_equity"]))
-    assert gap <= initial * EQUITY_TOLERANCE, gap
+    decisions = _assert_agree(*_both(settings, data))
+    carry = [e["carry"] for e in decisions]
+    assert len(decisions) >= 5 and "open" in carry and carry.index("open") < len(carry) - 1, carry

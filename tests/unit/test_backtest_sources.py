@@ -54,7 +54,8 @@ def test_bar_paths_visit_the_extremes_in_order() -> None:
     down = sources.Bar(0, 100, 110, 95, 97, 1)
     assert sources._path_prices(up, 4) == [100, 95, 110, 105]
     assert sources._path_prices(down, 4) == [100, 110, 95, 97]
-    assert sources._path_prices(up, 13)[0] == 100 and sources._path_prices(up, 13)[-1] == 105
+    twelve = sources._path_prices(up, 12)  # every 5 min: the vertices at 0, 15, 30, 45 min
+    assert twelve[::3] == [100, 95, 110, 105] and twelve[-1] == 105
 
 
 def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
@@ -64,8 +65,8 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     funding = {"BTC-USD": {t0 + HOUR: Decimal("0.0001"), t0 + 2 * HOUR: Decimal("-0.0002")}}
     src = sources.candle_source(settings, {"BTC-USD": bars}, funding)
     batches = list(src.batches)
-    # 13 points per bar: the path hits High and Low exactly
-    assert len(batches) == 3 * 13 and src.spot_of == {"BTC-USD": "BTC-USDT"}
+    # 12 points per bar (5 min): the path hits High and Low exactly
+    assert len(batches) == 3 * 12 and src.spot_of == {"BTC-USD": "BTC-USDT"}
     ts, perp, spot = batches[0]
     assert ts == t0 and isinstance(perp[0], BookSnapshot) and isinstance(perp[-1], BlockHeight)
     assert isinstance(spot[0], BookSnapshot) and spot[0].market == "BTC-USDT"
@@ -73,13 +74,14 @@ def test_candle_source_emits_books_oracle_and_funding_per_step() -> None:
     assert book.bids[0].price < book.asks[0].price and len(book.bids) == 20
     oracles = [e for _, p, _ in batches for e in p if isinstance(e, OracleUpdate)]
     assert oracles[0].next_funding_rate == Decimal("0.0001")  # the rate settling at the hour's end
-    assert oracles[13].next_funding_rate == Decimal("-0.0002")
+    assert oracles[12].next_funding_rate == Decimal("-0.0002")
 
 
 @pytest.mark.parametrize("text, message", [
     ("Date,Open\n2022-01-01,1\n", "lacks column"),
     ("Date,Open,High,Low,Close,Volume\n2022-01-01,1,2,3,4,5\n2022-01-01 01:00,1,2,0.5,1,1\n", "low <="),
-    ("Date,Open,High,Low,Close,Volume\nnope,1,2,1,1,1\n", "not a candle row"),
+    ("Date,Open,High,Low,Close,Volume\nnope,1,2,1,1,1\n", "'nope' is not a date"),
+    ("Date,Open,High,Low,Close,Volume\n2022-01-01,1,2\n", ":2: not a candle row"),
 ])
 def test_bad_candle_files_name_the_option(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "BTCUSDT.csv"
@@ -197,13 +199,34 @@ def test_the_candle_path_is_walked_every_10s_while_orders_are_worked() -> None:
     t0 = sources.parse_time("2022-11-01", "x")
     bars = [sources.Bar(t0 + k * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
     idle = sources.candle_source(settings, {"BTC-USD": bars}, {})
-    assert len(list(idle.batches)) == 2 * 13
+    assert len(list(idle.batches)) == 2 * 12
     worked = sources.candle_source(settings, {"BTC-USD": bars}, {})
     worked.hooks["busy"] = lambda: True
     batches = list(worked.batches)
-    step = HOUR // 13
+    step = HOUR // 12
     first = [ts - t0 for ts, _, _ in batches if ts - t0 < step]
     assert first == list(range(0, step, 10 * 10**9))
     mids = [e.oracle_price for ts, p, _ in batches if ts - t0 < step
             for e in p if isinstance(e, OracleUpdate)]
     assert mids == sorted(mids, reverse=True) and mids[0] > mids[-1]  # O -> L, moving every 10 s
+
+
+def test_the_bar_path_visits_extremes_and_hour_starts_only_while_exposed() -> None:
+    settings = load(None, env_file=None)
+    t0 = sources.parse_time("2022-11-01", "x")
+    bars = [sources.Bar(t0 + k * 8 * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
+    rates = {t0 + h * HOUR: Decimal(h) / 10**6 for h in range(1, 17)}  # the hour ending there
+    flat = sources.candle_source(settings, {"BTC-USD": bars}, {"BTC-USD": rates}, steps_per_bar=4)
+    flat.hooks.update(busy=lambda: False, exposed=lambda: False)
+    assert [ts - t0 for ts, _, _ in flat.batches] == [0, 8 * HOUR]  # the bar starts: the rules' points
+    held = sources.candle_source(settings, {"BTC-USD": bars}, {"BTC-USD": rates}, steps_per_bar=4)
+    held.hooks.update(busy=lambda: False, exposed=lambda: True)
+    batches = list(held.batches)
+    # the extremes and close at 2, 4 and 6 h, and every hour start between (funding settles at the
+    # first oracle of an hour, at the rate the hour's own oracle carried)
+    assert [(ts - t0) // HOUR for ts, _, _ in batches] == list(range(16))
+    oracles = [e for _, p, _ in batches for e in p if isinstance(e, OracleUpdate)]
+    assert [o.next_funding_rate for o in oracles] == \
+        [rates[o.ts_event // HOUR * HOUR + HOUR] for o in oracles]
+    assert [o.oracle_price for o in oracles[0:8:2]] == [20000, 19900, 20300, 20200]  # O, L, H, C
+    assert all(isinstance(e, OracleUpdate) for _, p, _ in batches[1:8] for e in p)  # marks: no perp book

@@ -161,18 +161,21 @@ def test_storage_urls() -> None:
 # ---- columnar data ------------------------------------------------------------------------------
 
 
-def test_columnar_candles_match_the_backtest_reader() -> None:
+def test_columnar_candles_hold_the_backtest_readers_bars() -> None:
     start, end = sources.parse_time("2023-06-01", "s"), sources.parse_time("2023-07-01", "e")
-    columns = rdata.read_candles(CANDLES)
+    data = rdata.load(rdata.DataSpec((str(CANDLES),)))
+    columns = data.candles["BTC-USD"]
     assert columns.bars(start, end) == sources.load_candles(CANDLES, start, end)
     assert len(columns.ts) == 37_660 and columns.ts.dtype.name == "int64"
 
 
 def test_feather_candles_load_with_utc_times() -> None:
-    columns = rdata.read_candles(FEATHER)
-    assert len(columns.ts) == 5_980
-    assert int(columns.ts[0]) == sources.parse_time("2024-01-01T00:00", "x")
-    assert int(columns.ts[1] - columns.ts[0]) == HOUR
+    bars = sources.load_candles(FEATHER)
+    assert len(bars) == 5_980
+    assert bars[0].ts_ns == sources.parse_time("2024-01-01T00:00", "x")
+    assert bars[1].ts_ns - bars[0].ts_ns == HOUR
+    csv_twin = sources.load_candles(CANDLES, bars[0].ts_ns, bars[100].ts_ns)
+    assert [b.ts_ns for b in csv_twin] == [b.ts_ns for b in bars[:100]]
 
 
 def test_funding_windows_match_the_backtest_reader() -> None:
@@ -195,13 +198,21 @@ def test_funding_windows_match_the_backtest_reader() -> None:
     ("Date,Open,High,Low,Close,Volume\nyesterday,10,12,9,11,1\ntoday,10,12,9,11,1\n", "not a date"),
     ("Date,Open,High,Low,Close,Volume\n2023-01-01 00:00,a,12,9,11,1\n2023-01-01 01:00,b,12,9,11,1\n",
      "not numeric"),
+    ("Date,Open,High,Low,Close,Volume\n2023-01-01 00:00,10,12,9,11,nan\n2023-01-01 01:00,10,12,9,11,1\n",
+     ":2: not a finite number"),
 ])
 def test_bad_candle_files_name_the_option_and_the_problem(tmp_path: Path, body: str, reason: str) -> None:
     path = tmp_path / "BTCUSDT_1h.csv"
     path.write_text(body)
     with pytest.raises(sources.SourceError) as err:
-        rdata.read_candles(path)
+        rdata.load(rdata.DataSpec((str(path),)))
     assert err.value.option == "--candles" and reason in err.value.reason
+
+
+def test_two_candle_files_for_one_market_are_refused() -> None:
+    with pytest.raises(sources.SourceError) as err:
+        rdata.load(rdata.DataSpec((str(CANDLES), str(FEATHER))))
+    assert err.value.option == "--candles" and "two files for BTC-USD" in err.value.reason
 
 
 def test_research_lock_is_the_runtime_lock_plus_the_research_extra() -> None:
