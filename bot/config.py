@@ -148,6 +148,11 @@ class StrategySettings(_Section):
     # start; used once it has `vol_min_hours` returns (the short 1 s windows feed only the flag).
     vol_half_life_days: PositiveFloat = 7.0
     vol_min_hours: int = Field(default=24, ge=1)
+    # The thesis is held at thesis_max_scale x min(1, baseline vol / sizing vol), never above
+    # target_vol_annual / sizing vol (bot.strategy.volscale); the baseline is the sizing vol's
+    # estimator with this longer half-life (0: no baseline, absolute targeting only).
+    vol_baseline_half_life_days: float = Field(default=30.0, ge=0)
+    thesis_max_scale: Fraction = Decimal(1)
     history_hours: int = Field(default=720, ge=0)  # venue history read at start to seed estimators
     # The directional thesis is cut by adverse_funding_cap_factor while the funding trend makes it
     # pay more than this (annualised), and by flag_risk_factor while >= min_flags flags agree.
