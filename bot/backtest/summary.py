@@ -208,16 +208,18 @@ def _baselines(bt: Any, sample_secs: int) -> dict[str, Any]:
 
 
 def _target_sizes(targets: dict[str, Any], samples: list[dict[str, Any]], equity: float) -> dict[str, float]:
-    """Operator targets in base units at the first sample's mark, resolved as the engine resolves
-    them (bot.strategy.targets): base units as they are, leverage ("0.5x": notional = leverage x
-    equity) and USD ("$5000", "-$2000") at that mark, not rounded to a step."""
+    """Operator targets in base units at the first mark a sample has (the very first sample may
+    have none yet), resolved as the engine resolves them (bot.strategy.targets): base units as
+    they are, leverage ("0.5x": notional = leverage x equity) and USD ("$5000", "-$2000") at
+    that mark, not rounded to a step."""
     first = samples[0]["markets"] if samples else {}
     out = {}
     for market, value in targets.items():
         if market not in first:
             continue
         spec = value if isinstance(value, TargetSpec) else parse_target(value)
-        mark = Decimal(str(first[market]["mark"] or 0))
+        marks = (s["markets"].get(market, {}).get("mark") for s in samples)
+        mark = Decimal(str(next((m for m in marks if m), 0)))
         size = resolve_target(spec, Decimal(repr(equity)), mark if mark > 0 else None, ZERO)
         out[market] = float(size)
     return out

@@ -68,3 +68,8 @@ def test_targets_are_resolved_by_the_shared_parser() -> None:
     assert _target_sizes({"BTC-USD": parse_target("-0.25x")}, first, 10_000) == {"BTC-USD": -0.125}
     with pytest.raises(ValueError, match="not a target"):
         _target_sizes({"BTC-USD": "5000$"}, first, 10_000)
+
+
+def test_a_first_sample_without_a_mark_takes_the_next_mark() -> None:
+    samples = [{"markets": {"BTC-USD": {"mark": None}}}, {"markets": {"BTC-USD": {"mark": "20000"}}}]
+    assert _target_sizes({"BTC-USD": "0.5x"}, samples, 10_000) == {"BTC-USD": 0.25}
