@@ -119,15 +119,17 @@ class CarrySettings(_Section):
         default_factory=lambda: {"BTC-USD": "BTC-USDT", "ETH-USD": "ETH-USDT"}
     )
     # Expected holding period: how long a carry opened by this rule stays open on history
-    # (tools/calibrate.py measures it: 912-1741 h on the three venues; the median is the default);
-    # entry amortises the round-trip costs over it. The defaults here are the calibrated values.
-    horizon_hours: PositiveInt = 1028
+    # (tools/calibrate.py measures it, capped at six weeks: the cap on every venue but early dYdX);
+    # both lines amortise the round trip over it. The defaults here are the calibrated values.
+    horizon_hours: PositiveInt = 1008
     # The funding trends the sleeve reads: bias-corrected EWMAs of settled hourly rates; a closed
     # carry opens on the entry trend, an open one closes on the (slower) exit trend.
     signal_half_life_hours: PositiveFloat = 168.0
-    entry_half_life_hours: PositiveFloat = 168.0
-    entry_threshold_bps: NonNegDecimal = Decimal(20)  # net of round-trip costs, over horizon_hours
-    exit_threshold_bps: Decimal = Decimal(-20)  # carry left net of close costs, over horizon_hours
+    entry_half_life_hours: PositiveFloat = 72.0
+    entry_threshold_bps: NonNegDecimal = Decimal(0)  # net of round-trip costs, over horizon_hours
+    # Exit when staying (the trend's carry over horizon_hours) is worth this much less than leaving
+    # and coming back (a round trip on both legs): a margin, <= 0 (bot.strategy.sleeves).
+    exit_threshold_bps: Decimal = Decimal(-40)
     exit_confirm_hours: PositiveInt = 48  # adverse settled hours in a row before the carry closes
     min_persistence_hours: int = Field(default=0, ge=0)
     expected_slippage_bps: NonNegDecimal = Decimal(3)  # per leg, per trade
@@ -148,6 +150,11 @@ class StrategySettings(_Section):
     # start; used once it has `vol_min_hours` returns (the short 1 s windows feed only the flag).
     vol_half_life_days: PositiveFloat = 7.0
     vol_min_hours: int = Field(default=24, ge=1)
+    # The thesis is held at thesis_max_scale x min(1, baseline vol / sizing vol), never above
+    # target_vol_annual / sizing vol (bot.strategy.volscale); the baseline is the sizing vol's
+    # estimator with this longer half-life (0: no baseline, absolute targeting only).
+    vol_baseline_half_life_days: float = Field(default=0.0, ge=0)
+    thesis_max_scale: Fraction = Decimal(1)
     history_hours: int = Field(default=720, ge=0)  # venue history read at start to seed estimators
     # The directional thesis is cut by adverse_funding_cap_factor while the funding trend makes it
     # pay more than this (annualised), and by flag_risk_factor while >= min_flags flags agree.

@@ -23,6 +23,7 @@ from bot.rules.gate import GateDecision, GateState, evaluate_gate
 from bot.strategy import decide as strategy_decide
 from bot.strategy import market_status as status_rules
 from bot.strategy.targets import TargetSpec, resolve_target
+from bot.strategy.volscale import baseline_of
 
 # Vol estimates are reported to the flags only once warm (samples are 1 s returns): a short
 # window on a handful of returns would trip the regime-shift ratio on noise at start-up.
@@ -93,7 +94,7 @@ def compute_targets(state: MarketState, mark: Decimal, now_ns: int,
         operator_target=resolve_target(ctx.operator, ctx.equity, mark, state.spec.step_size),
         flags_agree=len(flags) >= ctx.settings.rules.min_flags,
         maintenance_margin_fraction=state.spec.maintenance_margin_fraction,
-        entry_trend_1h=state.entry_trend.rate_1h,
+        entry_trend_1h=state.entry_trend.rate_1h, baseline_vol=baseline_of(state.vol_sizing),
     )
     reduce_only = None
     if ctx.risk_mode is RiskMode.REDUCE_ONLY:

@@ -19,6 +19,7 @@ from bot.rules.gate import GateState
 from bot.strategy.carry import CarryWatch
 from bot.strategy.sizing import Target
 from bot.strategy.sleeves import SleeveBook
+from bot.strategy.volscale import SizingVol
 
 
 @dataclass(slots=True)
@@ -94,7 +95,8 @@ def _new_market(settings: Settings, ticker: str, spec: MarketSpec, book: OrderBo
     carry = settings.strategy.carry
     return MarketState(spec, book or OrderBook(ticker), Position(ticker),
                        depth_median=RollingMedian(settings.rules.liquidity_median_window_secs),
-                       vol_sizing=EwmaVol(settings.strategy.vol_half_life_days * 86400, 3600),
+                       vol_sizing=SizingVol(settings.strategy.vol_half_life_days,
+                                            settings.strategy.vol_baseline_half_life_days),
                        funding_trend=FundingTrend(carry.signal_half_life_hours),
                        entry_trend=FundingTrend(carry.entry_half_life_hours))
 

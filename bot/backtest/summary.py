@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.clock import NS_PER_SEC, SECS_PER_YEAR
 from bot.domain import ZERO
+from bot.strategy.targets import TargetSpec, parse_target, resolve_target
 
 from . import baselines as naive
 from . import metrics as stats
@@ -207,21 +208,18 @@ def _baselines(bt: Any, sample_secs: int) -> dict[str, Any]:
 
 
 def _target_sizes(targets: dict[str, Any], samples: list[dict[str, Any]], equity: float) -> dict[str, float]:
-    """Operator targets in base units at the first sample's mark: base units as they are, leverage
-    ("0.5x": notional = leverage x equity) and USD ("$5000", "-$2000") converted at that mark."""
+    """Operator targets in base units at the first mark a sample has (the very first sample may
+    have none yet), resolved as the engine resolves them (bot.strategy.targets): base units as
+    they are, leverage ("0.5x": notional = leverage x equity) and USD ("$5000", "-$2000") at
+    that mark, not rounded to a step."""
     first = samples[0]["markets"] if samples else {}
     out = {}
     for market, value in targets.items():
         if market not in first:
             continue
-        text = str(value).strip().replace("+", "")
-        mark = float(first[market]["mark"] or 0)
-        negative = text.startswith("-") or text.startswith("$-")
-        number = float(text.replace("-", "").replace("$", "").rstrip("xX") or 0) * (-1 if negative else 1)
-        if text[-1:] in ("x", "X"):
-            out[market] = number * equity / mark if mark else 0.0
-        elif "$" in text:
-            out[market] = number / mark if mark else 0.0
-        else:
-            out[market] = number
+        spec = value if isinstance(value, TargetSpec) else parse_target(value)
+        marks = (s["markets"].get(market, {}).get("mark") for s in samples)
+        mark = Decimal(str(next((m for m in marks if m), 0)))
+        size = resolve_target(spec, Decimal(repr(equity)), mark if mark > 0 else None, ZERO)
+        out[market] = float(size)
     return out

@@ -144,7 +144,7 @@ def carry_rates(settings: Settings, fees: Any = None) -> tuple[tuple[float, ...]
     for side in sides:  # a short perp receives a positive rate, a long one a negative rate
         costs = carry_economics(Decimal(0), side, carry, perp_fee)
         entries.append(float(-side * (carry.entry_threshold_bps - costs.net_open_bps) / scale))
-        exits.append(float(-side * (carry.exit_threshold_bps - costs.net_hold_bps) / scale))
+        exits.append(float(-side * (carry.exit_threshold_bps - costs.net_stay_bps) / scale))
     return tuple(entries), tuple(exits)
 
 

@@ -15,8 +15,9 @@ from bot.config import RuleSettings, StrategySettings
 from bot.strategy.band import BandCheck, BandInputs, check_band
 from bot.strategy.carry import CarryWatch, watch_carry
 from bot.strategy.market_status import no_growth
-from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target, vol_target_leverage
+from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target
 from bot.strategy.sleeves import SleeveBook, SleeveInputs, carry_outlook_adverse, plan_sleeves
+from bot.strategy.volscale import thesis_scale
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -44,6 +45,7 @@ class MarketReadings:
     maintenance_margin_fraction: Decimal = Decimal("0.03")
     entry_trend_1h: Decimal | None = None  # the carry's entry trend (None: funding_trend_1h)
     spot_fee_rate: Decimal | None = None  # the hedge venue's taker rate (None: carry settings)
+    baseline_vol: float | None = None  # the sizing vol's long-run norm (bot.strategy.volscale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watc
     inp = SleeveInputs(
         market=r.market, price=r.price, spot_price=r.spot_price, equity_usd=r.equity_usd,
         market_count=r.market_count,
-        leverage=vol_target_leverage(p.target_vol_annual, r.sizing_vol, ONE),
+        leverage=thesis_scale(p.target_vol_annual, r.sizing_vol, r.baseline_vol, p.thesis_max_scale),
         funding_rate_1h=r.funding_trend_1h, persistence_hours=r.persistence_hours,
         step_size=r.step_size, spot_step_size=r.spot_step_size, perp_fee_rate=r.perp_fee_rate,
         operator_target=r.operator_target, flags_agree=r.flags_agree, carry_size=carry_size,

@@ -13,9 +13,11 @@ Capital per market (equity / market count) is split by risk budget across sleeve
   `horizon_hours` (how long funding regimes last, estimated from history by
   `bot.strategy.carry.regime_hold_hours`), net of open and close costs on
   both legs and (for a short spot leg) borrow, beats `entry_threshold_bps`. It closes only after
-  `exit_confirm_hours` settled hours in a row in which the exit trend's carry left (a slower EWMA,
-  `signal_half_life_hours`: quick to re-enter, slow to leave), net of close costs,
-  is below `exit_threshold_bps`: never on one hour's sign. Its size is the carry notional
+  `exit_confirm_hours` settled hours in a row in which staying is worth less than leaving and
+  coming back: the exit trend's carry over the horizon (`signal_half_life_hours`) plus the round
+  trip leaving would pay is below `exit_threshold_bps` (a margin, <= 0). Entry and exit lines
+  sit a round trip apart on either side of zero (hysteresis in level), and the exit must hold
+  for hours in a row (hysteresis in time): never on one hour's sign. Its size is the carry notional
   (equity share x `carry.max_leverage`) at entry, then held in base units while open: never
   re-sized by volatility targeting or price; the hard limits (liquidation distance, notional
   cap) still bound it;
@@ -96,6 +98,12 @@ class CarryEconomics:
     def net_hold_bps(self) -> Decimal:
         """What holding an open position to the horizon is expected to earn (opening is sunk)."""
         return self.gross_bps - self.close_cost_bps - self.borrow_bps
+
+    @property
+    def net_stay_bps(self) -> Decimal:
+        """What staying in to the horizon is worth over leaving now and coming back: leaving pays
+        a close now and an open later (the close at the end is paid either way)."""
+        return self.gross_bps - self.borrow_bps + self.close_cost_bps + self.open_cost_bps
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +209,15 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
 
 
 def carry_outlook_adverse(inp: SleeveInputs, p: CarrySettings, open_side: int) -> bool:
-    """True when an open carry's trend carry left, net of close costs, is below the exit line."""
+    """True when staying in an open carry is worth less than leaving and coming back.
+
+    Leaving is a round trip on both legs, so an exit pays only when the funding the exit trend
+    expects to pay over the horizon beats those costs by `-exit_threshold_bps`: a mildly adverse
+    trend is cheaper to sit through than to trade around (most such spells end within days)."""
     if not open_side:
         return False
     econ = carry_economics(inp.funding_rate_1h, open_side, p, inp.perp_fee_rate, inp.spot_fee_rate)
-    return econ.net_hold_bps < p.exit_threshold_bps
+    return econ.net_stay_bps < p.exit_threshold_bps
 
 
 def vol_provision_sleeve(inp: SleeveInputs, budget_share: Decimal) -> SleeveTarget:

@@ -9,6 +9,7 @@ import pytest
 
 from bot.backtest import baselines
 from bot.backtest.summary import _target_sizes
+from bot.strategy.targets import parse_target
 
 HOUR = 3600 * 10**9
 T0 = 1_700_006_400 * 10**9  # a UTC midnight
@@ -57,3 +58,18 @@ def test_targets_in_every_unit_become_base_sizes_at_the_first_mark() -> None:
     assert _target_sizes({"BTC-USD": "0.5x", "ETH-USD": "-$2000"}, first, 10_000) == {"BTC-USD": 0.25,
                                                                                       "ETH-USD": -2.0}
     assert _target_sizes({"BTC-USD": Decimal("0.05"), "SOL-USD": "1"}, first, 10_000) == {"BTC-USD": 0.05}
+
+
+def test_targets_are_resolved_by_the_shared_parser() -> None:
+    first = [{"markets": {"BTC-USD": {"mark": "20000"}, "ETH-USD": {"mark": "1000"}}}]
+    # a hand parser that strips '-' read "1e-1x" as 10x; the engine's parser reads 0.1x
+    assert _target_sizes({"BTC-USD": "1e-1x", "ETH-USD": "$-2000"}, first, 10_000) == {"BTC-USD": 0.05,
+                                                                                       "ETH-USD": -2.0}
+    assert _target_sizes({"BTC-USD": parse_target("-0.25x")}, first, 10_000) == {"BTC-USD": -0.125}
+    with pytest.raises(ValueError, match="not a target"):
+        _target_sizes({"BTC-USD": "5000$"}, first, 10_000)
+
+
+def test_a_first_sample_without_a_mark_takes_the_next_mark() -> None:
+    samples = [{"markets": {"BTC-USD": {"mark": None}}}, {"markets": {"BTC-USD": {"mark": "20000"}}}]
+    assert _target_sizes({"BTC-USD": "0.5x"}, samples, 10_000) == {"BTC-USD": 0.25}

@@ -84,7 +84,7 @@ def test_carry_thresholds_drawn_are_where_the_sleeve_opens_and_exits() -> None:
     cfg = Settings()
     thresholds = thresholds_from(cfg)
     (entry,), (exit_,) = thresholds.carry_entry_rate_1h, thresholds.carry_exit_rate_1h
-    assert entry > exit_ > 0
+    assert entry > 0 > exit_  # the exit waits for a trend that pays more than a round trip
 
     def inputs(rate: float) -> SleeveInputs:
         return SleeveInputs("BTC-USD", Decimal(60000), Decimal(60000), Decimal(100_000), 1, Decimal(1),
@@ -96,8 +96,8 @@ def test_carry_thresholds_drawn_are_where_the_sleeve_opens_and_exits() -> None:
 
     assert sleeve(entry * 1.001, 0) == "open" and sleeve(entry * 0.999, 0) == "below_entry_threshold"
     # Below the exit line an hour counts as adverse; the carry closes after exit_confirm_hours of them.
-    assert not carry_outlook_adverse(inputs(exit_ * 1.001), cfg.strategy.carry, -1)
-    assert carry_outlook_adverse(inputs(exit_ * 0.999), cfg.strategy.carry, -1)
+    assert not carry_outlook_adverse(inputs(exit_ * 0.999), cfg.strategy.carry, -1)
+    assert carry_outlook_adverse(inputs(exit_ * 1.001), cfg.strategy.carry, -1)
     assert thresholds_from(None) == Thresholds()
 
 

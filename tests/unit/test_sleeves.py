@@ -9,6 +9,7 @@ from bot.config import CarrySettings, StrategySettings
 from bot.strategy.sleeves import (
     SleeveInputs,
     carry_economics,
+    carry_outlook_adverse,
     carry_sleeve,
     directional_sleeve,
     plan_sleeves,
@@ -147,3 +148,39 @@ def test_an_open_carry_keeps_its_base_size_whatever_the_price() -> None:
     # a new carry after a close is sized afresh from the notional
     fresh = carry_sleeve(replace(doubled, carry_size=Decimal(0)), C, Decimal("0.4"), 0)
     assert abs(fresh.perp) < size
+
+
+X = CarrySettings(horizon_hours=72, exit_threshold_bps=Decimal(-20))
+
+
+@pytest.mark.parametrize(
+    ("rate", "adverse"),
+    [
+        # staying vs leaving and coming back: gross + 21 close + 21 re-open against -20
+        (Decimal("0.0002"), False),
+        (Decimal(0), False),
+        (Decimal("-0.00005"), False),  # -36 + 42 = 6: cheaper to sit through than to trade around
+        (Decimal("-0.00008"), False),  # -57.6 + 42 = -15.6 >= -20
+        (Decimal("-0.0001"), True),  # -72 + 42 = -30 < -20
+    ],
+)
+def test_exit_weighs_staying_against_a_round_trip(rate: Decimal, adverse: bool) -> None:
+    inp = replace(BASE, funding_rate_1h=rate)
+    assert carry_outlook_adverse(inp, X, -1) is adverse
+    assert carry_outlook_adverse(inp, X, 0) is False  # a closed carry has no outlook to watch
+    econ = carry_economics(rate, -1, X, TAKER)
+    assert econ.net_stay_bps == econ.gross_bps + econ.open_cost_bps + econ.close_cost_bps
+
+
+@given(rate=rates, entry=st.decimals(0, 300, places=1), exit_=st.decimals(-300, 0, places=1),
+       fee=st.decimals(0, Decimal("0.001"), places=5), slip=st.decimals(0, 20, places=1),
+       horizon=st.integers(1, 5000))
+def test_a_rate_that_opens_never_closes_property(rate, entry, exit_, fee, slip, horizon) -> None:  # type: ignore[no-untyped-def]
+    """Hysteresis in level: the entry and exit lines are at least a round trip apart, so no trend
+    both opens a carry and counts against it (no churn on one trend)."""
+    p = CarrySettings(entry_threshold_bps=entry, exit_threshold_bps=exit_, expected_slippage_bps=slip,
+                      spot_taker_fee_rate=fee, horizon_hours=horizon)
+    inp = replace(BASE, funding_rate_1h=rate)
+    opened = carry_sleeve(inp, p, Decimal("0.4"), 0)
+    if opened.values["side"]:
+        assert not carry_outlook_adverse(inp, p, opened.values["side"])
