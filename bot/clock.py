@@ -14,9 +14,14 @@ SECS_PER_YEAR = 365 * 86_400
 
 
 class Clock(Protocol):
-    """Something that tells the time in integer ns since the epoch and can sleep."""
+    """Something that tells the time in integer ns since the epoch and can sleep.
+
+    `monotonic_ns` is for deadlines and durations: it never jumps back (its origin is arbitrary).
+    """
 
     def now_ns(self) -> int: ...
+
+    def monotonic_ns(self) -> int: ...
 
     async def sleep(self, secs: float) -> None: ...
 
@@ -27,5 +32,16 @@ class SystemClock:
     def now_ns(self) -> int:
         return time.time_ns()
 
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
+
     async def sleep(self, secs: float) -> None:
         await asyncio.sleep(secs)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+def monotonic_secs(clock: Clock) -> float:
+    """`clock`'s monotonic reading in seconds."""
+    return clock.monotonic_ns() / NS_PER_SEC

@@ -18,6 +18,9 @@ class SimClock:
     def now_ns(self) -> int:
         return self.now
 
+    def monotonic_ns(self) -> int:
+        return self.now
+
     def set(self, now_ns: int) -> None:
         """Move to `now_ns` (never backwards: events are replayed in time order)."""
         if now_ns > self.now:

@@ -1,4 +1,4 @@
-"""Clocks for tests: both satisfy `bot.clock.Clock` (now_ns, sleep)."""
+"""Clocks for tests: both satisfy `bot.clock.Clock` (now_ns, monotonic_ns, sleep)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class ManualClock:
         self._real_sleep_max_secs = real_sleep_max_secs
 
     def now_ns(self) -> int:
+        return self.now
+
+    def monotonic_ns(self) -> int:
         return self.now
 
     def now_ms(self) -> int:
@@ -55,6 +58,9 @@ class OffsetClock:
 
     def now_ns(self) -> int:
         return self.base.now_ns() + self.offset_ns
+
+    def monotonic_ns(self) -> int:
+        return self.base.monotonic_ns() + self.offset_ns
 
     def advance(self, secs: float) -> None:
         self.offset_ns += int(secs * NS_PER_SEC)

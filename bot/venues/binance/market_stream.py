@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bot.book import OrderBook
+from bot.clock import SYSTEM_CLOCK, Clock
 from bot.domain import BookSnapshot, Side
 from bot.errors import MalformedMessage, RateLimited, TransientVenueError
 from bot.telemetry import Metrics
@@ -83,8 +83,10 @@ class MarketStream:
         first_event_wait_secs: float = 1.0,
         snapshot_retry_secs: float = 1.0,
         on_book_changed: Callable[[str, int], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """`markets`: Binance symbol -> our market name; `books` are keyed by market."""
+        self._clock = clock
         self._rest = rest
         self._symbols = {s: _Symbol(s, m) for s, m in markets.items()}
         self.books = books
@@ -154,7 +156,7 @@ class MarketStream:
     # ---- frames -------------------------------------------------------------------------------
 
     def _on_raw(self, raw: bytes) -> None:
-        ts_recv = time.time_ns()
+        ts_recv = self._clock.now_ns()
         try:
             frame = wire.COMBINED.decode(raw)
         except msgspec.MsgspecError as exc:
@@ -263,7 +265,7 @@ class MarketStream:
                     delay = min(delay * 2, self._max_backoff_secs)
                     continue
                 self.snapshots += 1
-                if self._apply_snapshot(state, snapshot, time.time_ns()):
+                if self._apply_snapshot(state, snapshot, self._clock.now_ns()):
                     return
                 await asyncio.sleep(min(delay, 0.2))
         finally:

@@ -15,7 +15,6 @@ orders it believes open). It is best effort: a failure is logged, the stream kee
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -23,6 +22,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from bot.clock import SYSTEM_CLOCK, Clock, monotonic_secs
 from bot.errors import BotError, MalformedMessage, RateLimited, TransientVenueError
 from bot.telemetry import Metrics
 from bot.venues.binance import wire
@@ -52,7 +52,9 @@ class UserStream:
         max_backoff_secs: float = 30.0,
         open_timeout_secs: float = 10.0,
         retry_secs: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._ws_url = ws_url.rstrip("/")
         self._rest = rest
         self._on_event = on_event
@@ -123,10 +125,10 @@ class UserStream:
             except BotError as exc:
                 log.warning("user_stream_reconcile_failed", error=str(exc))
         self.is_connected.set()
-        next_keepalive = time.monotonic() + self._keepalive_secs
+        next_keepalive = monotonic_secs(self._clock) + self._keepalive_secs
         while True:
             try:
-                async with asyncio.timeout(max(0.0, next_keepalive - time.monotonic())):
+                async with asyncio.timeout(max(0.0, next_keepalive - monotonic_secs(self._clock))):
                     raw = await ws.recv(decode=False)
             except TimeoutError:
                 try:
@@ -136,10 +138,10 @@ class UserStream:
                     return True
                 except (TransientVenueError, MalformedMessage) as exc:
                     log.warning("listen_key_keepalive_failed", error=str(exc))
-                    next_keepalive = time.monotonic() + min(60.0, self._keepalive_secs)
+                    next_keepalive = monotonic_secs(self._clock) + min(60.0, self._keepalive_secs)
                     continue
                 self.keepalives += 1
-                next_keepalive = time.monotonic() + self._keepalive_secs
+                next_keepalive = monotonic_secs(self._clock) + self._keepalive_secs
                 continue
             if self._on_raw(raw):
                 log.warning("listen_key_expired")

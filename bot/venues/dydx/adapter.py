@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -17,6 +16,7 @@ from decimal import Decimal
 import structlog
 
 from bot.book import OrderBook
+from bot.clock import NS_PER_SEC, SYSTEM_CLOCK, Clock, monotonic_secs
 from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side
 from bot.domain import MarketParams as MarketParamsEvent
 from bot.errors import BotError, MalformedMessage, OrderRejected, TransientVenueError
@@ -101,6 +101,7 @@ class DydxVenue:
         gtb_offset_blocks: int = 10,
         long_term_secs: int = 3600,
         feed_options: dict[str, object] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.rest = rest
         self._ws_url = ws_url
@@ -111,6 +112,7 @@ class DydxVenue:
         self._gtb_offset = gtb_offset_blocks
         self._long_term_secs = long_term_secs
         self._feed_options = feed_options or {}
+        self._clock = clock
         self.params: dict[str, MarketParams] = {}
         self.margin_fractions: dict[str, tuple[Decimal, Decimal]] = {}  # (initial, maintenance)
         self._start_events: list[DomainEvent] = []
@@ -135,7 +137,7 @@ class DydxVenue:
     async def load_markets(self) -> dict[str, MarketSpec]:
         """Read market parameters over REST; refuse markets the venue does not list."""
         listed = await self.rest.perpetual_markets()
-        now = time.time_ns()
+        now = self._clock.now_ns()
         self._start_events = []
         for ticker in self.markets:
             if ticker not in listed:
@@ -197,7 +199,7 @@ class DydxVenue:
                 self._account_sink(event)
                 return
             if isinstance(event, BlockHeight):
-                self._height = (event.height, time.monotonic())
+                self._height = (event.height, monotonic_secs(self._clock))
             elif isinstance(event, MarketParamsEvent) and event.market in self.params:
                 # Orders are mapped onto the chain's grid here: a new tick/step applies at once.
                 self.params[event.market] = regrid(self.params[event.market], event.tick_size,
@@ -236,7 +238,7 @@ class DydxVenue:
             await asyncio.sleep(self.sweep_secs)
             feed = self.feed
             now_marker = (feed.connections, feed.resyncs) if feed is not None else None
-            recent = time.monotonic() - self._last_place < self.sweep_window_secs
+            recent = monotonic_secs(self._clock) - self._last_place < self.sweep_window_secs
             if not recent and now_marker == marker:
                 continue
             try:
@@ -268,7 +270,7 @@ class DydxVenue:
         heights = [h for h in map(_fill_height, fills) if h is not None]
         self._swept_height = max([self._swept_height, *heights])
         updates = 0
-        now = time.time_ns()
+        now = self._clock.now_ns()
         for order in orders:
             cid = int(order.clientId) if is_uint(order.clientId) else None
             if cid is None or cid not in self._orders or cid in self._swept_final:
@@ -318,10 +320,10 @@ class DydxVenue:
     async def fresh_height(self) -> int:
         """The chain height for GoodTilBlock: the stream's if recent, else asked from the node."""
         height, seen = self._height
-        if height and time.monotonic() - seen < HEIGHT_FRESH_SECS:
+        if height and monotonic_secs(self._clock) - seen < HEIGHT_FRESH_SECS:
             return height
         height = await self._require_gateway().latest_height()
-        self._height = (height, time.monotonic())
+        self._height = (height, monotonic_secs(self._clock))
         return height
 
     async def place(self, order: OrderRequest) -> None:
@@ -329,10 +331,11 @@ class DydxVenue:
         params = self.params.get(order.market)
         if params is None:
             raise OrderRejected(VENUE, "place", f"unknown market {order.market}")
-        venue_order = to_venue_order(order, params, await self.fresh_height(), int(time.time()),
+        height = await self.fresh_height()
+        venue_order = to_venue_order(order, params, height, self._clock.now_ns() // NS_PER_SEC,
                                      gtb_offset=self._gtb_offset, long_term_secs=self._long_term_secs)
         self._orders[order.client_id] = venue_order
-        self._last_place = time.monotonic()
+        self._last_place = monotonic_secs(self._clock)
         await gateway.place(venue_order)
 
     async def cancel(self, client_id: int) -> bool:
@@ -351,7 +354,7 @@ class DydxVenue:
                 log.info("cancel_not_open", client_order_id=client_id)
             return bool(cancelled)
         if venue_order.is_stateful:
-            await gateway.cancel(venue_order, good_til_block_time=int(time.time()) + 120)
+            await gateway.cancel(venue_order, good_til_block_time=self._clock.now_ns() // NS_PER_SEC + 120)
         else:
             await gateway.cancel(venue_order, good_til_block=await self.fresh_height() + self._gtb_offset)
         return True
@@ -407,7 +410,7 @@ class DydxVenue:
             if not order.is_stateful:
                 continue
             try:
-                await gateway.cancel(order, good_til_block_time=int(time.time()) + 120)
+                await gateway.cancel(order, good_til_block_time=self._clock.now_ns() // NS_PER_SEC + 120)
             except BotError as exc:
                 errors.append(f"cancel {cid}: {exc}")
                 continue

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,7 +47,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bot.book import OrderBook
-from bot.clock import NS_PER_SEC
+from bot.clock import NS_PER_SEC, SYSTEM_CLOCK, Clock
 from bot.domain import BookDelta, BookSnapshot
 from bot.errors import MalformedMessage
 from bot.telemetry import Metrics
@@ -78,7 +77,6 @@ Resync = tuple[str, str | None]
 _RESYNC_MALFORMED: Resync = ("malformed", None)
 _RESYNC_GAP: Resync = ("sequence_gap", None)
 _decode_book_frame = wire.ORDERBOOK_FRAME.decode  # what FeedParser.parse_book does, minus a call
-_monotonic_ns = time.monotonic_ns
 
 
 @dataclass(slots=True)
@@ -123,8 +121,11 @@ class IndexerFeed:
         check_interval_secs: float = 1.0,
         open_timeout_secs: float = 10.0,
         on_book_changed: Callable[[str, int], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.url = url
+        self._monotonic_ns = clock.monotonic_ns
+        self._now_ns = clock.now_ns
         self.subscriptions = {s.key: s for s in subscriptions}
         self._book_subs = {s.id: s for s in subscriptions if s.channel == "v4_orderbook" and s.id}
         self.books = books
@@ -178,11 +179,11 @@ class IndexerFeed:
         await ws.send(sub.request(kind))
         self._requests_since_data += 1
         if kind == "subscribe":
-            sub.requested_ns = time.monotonic_ns()
+            sub.requested_ns = self._monotonic_ns()
             sub.last_message_ns = sub.requested_ns
 
     async def _on_raw(self, ws: ClientConnection, raw: bytes) -> None:
-        resync = self.handle_frame(raw, time.time_ns())
+        resync = self.handle_frame(raw, self._now_ns())
         if resync is not None:
             reason, market = resync
             if market is None:
@@ -207,7 +208,7 @@ class IndexerFeed:
         is_snapshot = type(frame) is wire.OrderbookSubscribed
         sub = self._book_subs.get(market)
         if sub is not None:
-            sub.last_message_ns = _monotonic_ns()
+            sub.last_message_ns = self._monotonic_ns()
             if is_snapshot:
                 sub.confirmed = True
         if not is_snapshot and not self._check_sequence(frame):
@@ -242,7 +243,7 @@ class IndexerFeed:
         sub = self.subscriptions.get((frame.channel, frame.id or None)) or self.subscriptions.get(
             (frame.channel, None))
         if sub is not None:
-            sub.last_message_ns = time.monotonic_ns()
+            sub.last_message_ns = self._monotonic_ns()
             if frame.type == "subscribed":
                 sub.confirmed = True
         if frame.type in ("channel_data", "channel_batch_data") and not self._check_sequence(frame):
@@ -303,7 +304,7 @@ class IndexerFeed:
         await self._send(ws, sub, "subscribe")
 
     async def _check_silence(self, ws: ClientConnection) -> None:
-        now = time.monotonic_ns()
+        now = self._monotonic_ns()
         checked = stale = 0
         for sub in list(self.subscriptions.values()):
             limit = self._max_silence.get(sub.channel)
