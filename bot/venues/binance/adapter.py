@@ -131,13 +131,15 @@ class BinanceVenue:
         if self.on_book_changed is not None:
             options["on_book_changed"] = self.on_book_changed
         self.market_stream = MarketStream(self._ws_url, self.rest, {s: m for m, s in self.symbols.items()},
-                                          self.books, sink, self._metrics, **options)  # type: ignore[arg-type]
+                                          self.books, sink, self._metrics, clock=self.rest.clock,
+                                          **options)  # type: ignore[arg-type]
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.market_stream.run(), name=MarketStream.name)
             if self.rest.has_keys:
                 self.user_stream = UserStream(
                     self._ws_url, self.rest, self._on_user_event, self._metrics, on_connected=self._reconcile,
-                    keepalive_secs=self._keepalive_secs, min_session_secs=self._min_session_secs)
+                    keepalive_secs=self._keepalive_secs, min_session_secs=self._min_session_secs,
+                    clock=self.rest.clock)
                 tg.create_task(self.user_stream.run(), name=UserStream.name)
 
     def _on_user_event(self, event: wire.ExecutionReport | wire.OutboundAccountPosition) -> None:

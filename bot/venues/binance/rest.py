@@ -151,6 +151,11 @@ class BinanceRest:
 
     # ---- time -------------------------------------------------------------------------------------
 
+    @property
+    def clock(self) -> Clock:
+        """The clock requests are signed and retried by (the streams share it)."""
+        return self._clock
+
     def server_ms(self) -> int:
         """Our best estimate of the venue's clock, in ms."""
         return self._clock.now_ns() // NS_PER_MS + (self.time_offset_ms or 0)

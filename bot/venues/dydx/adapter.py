@@ -209,7 +209,7 @@ class DydxVenue:
         options = dict(self._feed_options)
         if self.on_book_changed is not None:
             options["on_book_changed"] = self.on_book_changed
-        self.feed = IndexerFeed(self._ws_url, subs, self.books, route, self._metrics,
+        self.feed = IndexerFeed(self._ws_url, subs, self.books, route, self._metrics, clock=self._clock,
                                 **options)  # type: ignore[arg-type]
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.feed.run(), name="dydx_indexer_ws")

@@ -68,7 +68,7 @@ async def open_dydx(settings: Settings, metrics: Metrics, clock: Clock) -> Leg:
     venue = DydxVenue(IndexerRest(str(endpoints["indexer_rest"])), str(endpoints["indexer_ws"]),
                       settings.markets, metrics, gateway=gateway, account=account,
                       gtb_offset_blocks=settings.dydx.gtb_offset_blocks,
-                      long_term_secs=settings.dydx.long_term_secs)
+                      long_term_secs=settings.dydx.long_term_secs, clock=clock)
     closers.insert(0, venue.close)
     specs = await retry_start("dydx markets", venue.load_markets, settings.start_retry_secs)
     books = {t: OrderBook(t) for t in specs}
