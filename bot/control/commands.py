@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from typing import Any
 
 import structlog
 
 from bot.accounts import fees_json
-from bot.clock import NS_PER_SEC, Clock
+from bot.clock import NS_PER_SEC, Clock, monotonic_secs
 from bot.config import Settings
 from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.engine import Engine, MarketState
@@ -53,7 +52,7 @@ class Controller:
         self._orders = orders
         self._store = store
         self._clock = clock
-        self._started = time.monotonic()
+        self._started = monotonic_secs(clock)
         self._extra = extra_status or {}
         self.watchdog: Any = None  # set by the app when a watchdog runs; has `.readings`
 
@@ -108,7 +107,7 @@ class Controller:
             "pnl": engine.total_pnl().as_dict(),
             "news": engine.news.describe(now),
             "block_height": engine.block_height,
-            "uptime_secs": round(time.monotonic() - self._started, 1),
+            "uptime_secs": round(monotonic_secs(self._clock) - self._started, 1),
             "markets": {t: self._market_status(t) for t in engine.markets},
         }
         if "sim" in self._extra:

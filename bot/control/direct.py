@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from decimal import Decimal
 from typing import Any
 
 import structlog
 from pydantic import SecretStr
 
-from bot.clock import SystemClock
+from bot.clock import SYSTEM_CLOCK, monotonic_secs
 from bot.config import Settings
 from bot.domain import ZERO, Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError, ConfigError
@@ -57,8 +56,8 @@ async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_ord
     # stdout carries the report; the audit log lines go to stderr, secrets redacted.
     configure_logging(settings.telemetry.log_level, settings.telemetry.log_format,
                       Redactor(settings.secret_values()), stream=sys.stderr)
-    started = time.monotonic()
-    clock = SystemClock()
+    clock = SYSTEM_CLOCK  # a one-shot CLI command: the system clock
+    started = monotonic_secs(clock)
     live = settings.trading == "live"
     embedded_sim = settings.network == "sim" and not settings.dydx.indexer_rest
     if live and not embedded_sim and kill_signer_missing(settings):
@@ -82,7 +81,7 @@ async def kill_direct(settings: Settings, *, reason: str, flatten: bool, all_ord
     log.warning("kill_done", direct=True, cancelled=len(report["cancelled"]),
                 remaining=len(report["remaining_open_orders"]), errors=len(report["errors"]))
     return {"kill_latched": True, "reason": reason, "direct": True, **report,
-            "elapsed_secs": round(time.monotonic() - started, 3)}
+            "elapsed_secs": round(monotonic_secs(clock) - started, 3)}
 
 
 def _kill_paper(store: Store, now_ns: int, flatten: bool) -> dict[str, Any]:
@@ -206,7 +205,7 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
                 continue
             price = bounded_price(side, touch, settings.execution.slippage_cap_bps, spec.tick_size)
             order = OrderRequest(store.next_client_id(), market, side, abs(size), price, TimeInForce.IOC)
-            store.record_order("binance", order, time.time_ns())  # persisted before it is sent
+            store.record_order("binance", order, SYSTEM_CLOCK.now_ns())  # persisted before it is sent
             await venue.place(order)
             sent.append(order.client_id)
             found = await venue.executed(order.client_id)
@@ -217,7 +216,7 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
             errors.append(f"flatten {market}: order {order.client_id} not found after placing")
             continue
         venue_id, executed, quote = found
-        now = time.time_ns()
+        now = SYSTEM_CLOCK.now_ns()
         if executed:
             # No user stream here: the fill is booked from the order's final state (fee estimated
             # at the taker rate), so a restarted daemon sees the hedge closed.
@@ -252,7 +251,7 @@ async def _kill_dydx(settings: Settings, store: Store, *, flatten: bool, all_ord
 
 async def _confirm_cancelled(venue: Any, ours: set[int] | None, errors: list[str]) -> list[int]:
     """Poll the venue until none of the targeted orders is open (None: none at all), or time out."""
-    deadline = time.monotonic() + CONFIRM_TIMEOUT_SECS
+    deadline = monotonic_secs(SYSTEM_CLOCK) + CONFIRM_TIMEOUT_SECS
     remaining: list[int] = []
     while True:
         try:
@@ -261,7 +260,7 @@ async def _confirm_cancelled(venue: Any, ours: set[int] | None, errors: list[str
             errors.append(f"confirm: {exc}")
             return sorted(ours) if ours is not None else []
         remaining = sorted(cid for cid in open_ids if ours is None or cid in ours)
-        if not remaining or time.monotonic() > deadline:
+        if not remaining or monotonic_secs(SYSTEM_CLOCK) > deadline:
             return remaining
         await asyncio.sleep(CONFIRM_POLL_SECS)
 
@@ -293,15 +292,15 @@ async def _flatten(
             price = bounded_price(side, touch, settings.execution.slippage_cap_bps, spec.tick_size)
             order = OrderRequest(store.next_client_id(), market, side, abs(size), price, TimeInForce.IOC,
                                  reduce_only=True)
-            store.record_order("dydx", order, time.time_ns())  # persisted before it is sent
+            store.record_order("dydx", order, SYSTEM_CLOCK.now_ns())  # persisted before it is sent
             await venue.place(order)
         except BotError as exc:
             errors.append(f"flatten {market}: {exc}")
             continue
         sent.append(order.client_id)
     after = before
-    deadline = time.monotonic() + FLATTEN_SETTLE_SECS
-    while sent and time.monotonic() < deadline:
+    deadline = monotonic_secs(SYSTEM_CLOCK) + FLATTEN_SETTLE_SECS
+    while sent and monotonic_secs(SYSTEM_CLOCK) < deadline:
         await asyncio.sleep(CONFIRM_POLL_SECS)
         try:
             after = await venue.positions()

@@ -11,11 +11,11 @@ final sweep still runs.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 import structlog
 
+from bot.clock import SYSTEM_CLOCK, Clock, monotonic_secs
 from bot.errors import BotError
 from bot.execution.orders import OrderManager
 from bot.store import Store
@@ -32,7 +32,8 @@ async def sweep(manager: OrderManager) -> None:
         log.warning("exit_sweep_failed", venue=manager.venue.name, error=str(exc))
 
 
-async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, settle_secs: float) -> list[str]:
+async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, settle_secs: float,
+                            clock: Clock = SYSTEM_CLOCK) -> list[str]:
     """Cancel every open order of ours, wait up to `settle_secs` until each order a cancel went to
     is final in the store (sweeping meanwhile), then sweep once more. Returns the errors."""
     errors: list[str] = []
@@ -47,8 +48,8 @@ async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, sett
         sent[name] = set(cancelled)
         if cancelled or failed:
             log.info("orders_cancelled_on_exit", venue=name, count=len(cancelled), errors=failed or None)
-    deadline = time.monotonic() + settle_secs
-    while time.monotonic() < deadline:
+    deadline = monotonic_secs(clock) + settle_secs
+    while monotonic_secs(clock) < deadline:
         waiting = [m for m in managers
                    if sent[m.venue.name] & {o.client_id for o in store.open_orders(m.venue.name)}]
         if not waiting:
