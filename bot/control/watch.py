@@ -17,6 +17,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from bot.clock import NS_PER_SEC, SYSTEM_CLOCK, monotonic_secs
 from bot.control.render import status_view
 
 EXIT_OK, EXIT_RUNTIME, EXIT_UNREACHABLE = 0, 1, 3
@@ -50,7 +51,8 @@ def _get(client: httpx.Client, path: str) -> dict[str, Any] | None:
 def _frame(url: str, data: dict[str, Any], history: dict[str, Any] | None, interval_secs: float,
            problem: str | None = None, size: tuple[int, int] | None = None) -> Group:
     line = Text(f"perpbot watch  {url}  ", style="bold")
-    line.append(f"updated {datetime.now().strftime('%H:%M:%S')}  every {interval_secs:g}s  Ctrl-C quits",
+    updated = datetime.fromtimestamp(SYSTEM_CLOCK.now_ns() / NS_PER_SEC)  # local time, for the operator
+    line.append(f"updated {updated.strftime('%H:%M:%S')}  every {interval_secs:g}s  Ctrl-C quits",
                 style="dim")
     if problem:
         line.append(f"\n{problem}", style="bold red")
@@ -85,7 +87,7 @@ def run_watch(url: str, token: str | None, *, interval_secs: float = 1.0, once: 
 
 def _live(client: httpx.Client, console: Console, errors: Console, url: str, data: dict[str, Any],
           history: dict[str, Any] | None, interval_secs: float, give_up_secs: float) -> int:
-    last_ok = last_history = time.monotonic()
+    last_ok = last_history = monotonic_secs(SYSTEM_CLOCK)
     first = _frame(url, data, history, interval_secs, size=tuple(console.size))
     with Live(first, console=console, auto_refresh=False, redirect_stdout=False,
               redirect_stderr=False) as live:
@@ -94,15 +96,15 @@ def _live(client: httpx.Client, console: Console, errors: Console, url: str, dat
             problem = None
             try:
                 data = _get(client, "/v1/status") or data
-                if time.monotonic() - last_history >= HISTORY_REFRESH_SECS:
-                    history, last_history = _get(client, "/v1/history"), time.monotonic()
-                last_ok = time.monotonic()
+                if monotonic_secs(SYSTEM_CLOCK) - last_history >= HISTORY_REFRESH_SECS:
+                    history, last_history = _get(client, "/v1/history"), monotonic_secs(SYSTEM_CLOCK)
+                last_ok = monotonic_secs(SYSTEM_CLOCK)
             except _Refused:
                 live.stop()
                 errors.print("perpbot: control API refused the token")
                 return EXIT_RUNTIME
             except _Unreachable as exc:
-                down_secs = time.monotonic() - last_ok
+                down_secs = monotonic_secs(SYSTEM_CLOCK) - last_ok
                 if down_secs >= give_up_secs:
                     live.stop()
                     errors.print(f"perpbot: daemon unreachable at {url} for {down_secs:.0f}s ({exc})",

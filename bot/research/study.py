@@ -32,6 +32,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from bot.clock import SYSTEM_CLOCK, monotonic_secs
 from bot.errors import ConfigError
 
 from .data import ResearchData
@@ -249,7 +250,7 @@ def wait_fold(plan: Plan, fold: Fold, procs: list[multiprocessing.process.BasePr
               on_progress: Callable[[int, float | None], None] | None = None) -> optuna.Study:
     """Block until the fold's study holds `plan.trials` finished trials."""
     study = _study(plan, fold, open_storage(plan.storage))
-    finished_before, changed_at = -1, time.monotonic()
+    finished_before, changed_at = -1, monotonic_secs(SYSTEM_CLOCK)
     while True:
         trials = study.get_trials(deepcopy=False, states=FINISHED)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -258,7 +259,7 @@ def wait_fold(plan: Plan, fold: Fold, procs: list[multiprocessing.process.BasePr
         if len(trials) >= plan.trials:
             return study
         if len(trials) != finished_before:
-            finished_before, changed_at = len(trials), time.monotonic()
+            finished_before, changed_at = len(trials), monotonic_secs(SYSTEM_CLOCK)
         if procs and not any(p.is_alive() for p in procs) and not _others_at_work(study, changed_at):
             codes = sorted({p.exitcode for p in procs}, key=str)
             raise StudyError(f"every worker exited (codes {codes}) with fold {fold.index + 1} at "
@@ -271,7 +272,7 @@ def _others_at_work(study: optuna.Study, changed_at: float) -> bool:
     included, is reached): wait for it, unless nothing finished for STALE_RUNNING_SECS (a worker
     that died mid-trial leaves it RUNNING for ever)."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return bool(running) and time.monotonic() - changed_at < STALE_RUNNING_SECS
+    return bool(running) and monotonic_secs(SYSTEM_CLOCK) - changed_at < STALE_RUNNING_SECS
 
 
 def pick(fold: Fold, study: optuna.Study, waited: float) -> Picked:

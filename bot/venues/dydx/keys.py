@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ from dydx_v4_client.node.client import NodeClient, QueryNodeClient, SequenceMana
 from dydx_v4_client.node.message import convert_nested_config_to_base64
 from dydx_v4_client.wallet import Wallet
 
+from bot.clock import SYSTEM_CLOCK, monotonic_secs
 from bot.config import Settings
 from bot.errors import ConfigError, VenueError
 from bot.venues.dydx.indexer_rest import IndexerRest
@@ -136,12 +136,12 @@ async def _listed(node: NodeClient, address: str) -> list[tuple[int, str, bytes]
 
 
 async def _wait_for(check: Callable[[], Any], what: str, timeout_secs: float) -> Any:
-    deadline = time.monotonic() + timeout_secs
+    deadline = monotonic_secs(SYSTEM_CLOCK) + timeout_secs
     while True:
         found = await check()
         if found is not None:
             return found
-        if time.monotonic() > deadline:
+        if monotonic_secs(SYSTEM_CLOCK) > deadline:
             raise KeysError("dydx", "keys", f"{what}: not seen on chain after {timeout_secs:.0f} s")
         await asyncio.sleep(POLL_SECS)
 
