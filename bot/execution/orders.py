@@ -40,9 +40,10 @@ from bot.domain import (
 )
 from bot.errors import BotError, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.execution.passive import CancelChild, PassiveAction, RestingChild, plan_passive
-from bot.execution.state import OrderState, TokenBucket, apply_update
+from bot.execution.state import OrderState, apply_update
 from bot.execution.twap import TwapPlan, size_child
 from bot.ledger import slippage_cost_usd
+from bot.ratelimit import TokenBucket
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.ports import ExecutionVenue

@@ -1,4 +1,4 @@
-"""Order state machine and per-venue rate limit, as data (pure).
+"""Order state machine, as data (pure).
 
 One order moves NEW -> ACKED -> PARTIALLY_FILLED -> FILLED / CANCELLED / REJECTED / EXPIRED.
 Venue events arrive duplicated, late and out of order, so `apply_update` folds them the same way
@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.clock import NS_PER_SEC
 from bot.domain import OrderStatus
 
 TERMINAL: frozenset[OrderStatus] = frozenset(
@@ -79,34 +78,3 @@ def apply_update(current: OrderState, status: OrderStatus, filled: Decimal) -> T
     ):
         new_status = status
     return Transition(current, OrderState(new_status, max(current.filled, filled)))
-
-
-@dataclass(frozen=True, slots=True)
-class TokenBucket:
-    """A rate limit as data: `capacity` requests, refilled at `rate_per_sec` (immutable)."""
-
-    capacity: Decimal
-    rate_per_sec: Decimal
-    tokens: Decimal
-    updated_ns: int
-
-    @classmethod
-    def full(cls, rate_per_sec: Decimal, now_ns: int, burst: Decimal | None = None) -> TokenBucket:
-        """A bucket that starts full; the burst defaults to one second's worth (at least 1)."""
-        capacity = max(Decimal(1), burst if burst is not None else rate_per_sec)
-        return cls(capacity, rate_per_sec, capacity, now_ns)
-
-    def refilled(self, now_ns: int) -> TokenBucket:
-        """The bucket at `now_ns` (time never runs backwards here)."""
-        if now_ns <= self.updated_ns:
-            return self
-        gained = self.rate_per_sec * Decimal(now_ns - self.updated_ns) / NS_PER_SEC
-        return TokenBucket(self.capacity, self.rate_per_sec, min(self.capacity, self.tokens + gained),
-                           now_ns)
-
-    def take(self, now_ns: int, n: int = 1) -> tuple[TokenBucket, bool]:
-        """Take `n` tokens if available: (new bucket, True); else (refilled bucket, False)."""
-        bucket = self.refilled(now_ns)
-        if bucket.tokens < n:
-            return bucket, False
-        return TokenBucket(bucket.capacity, bucket.rate_per_sec, bucket.tokens - n, bucket.updated_ns), True

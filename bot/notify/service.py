@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -44,6 +45,7 @@ from bot.notify.channels import (
     WebhookChannel,
 )
 from bot.notify.format import Message, daily_summary_fields, format_event
+from bot.ratelimit import TokenBucket
 from bot.telemetry import Redactor
 
 log = structlog.get_logger("notify")
@@ -53,36 +55,6 @@ URGENCY = {"kill": 0, "risk_mode_changed": 0, "watchdog_alert": 1, "component_er
            "daily_summary": 2, "decision": 3, "fill": 3}
 ROUTINE = 2  # urgency above this is dropped first when an outbox is full
 RATE_LIMIT_POLL_SECS = 0.25
-
-
-class TokenBucket:
-    """`rate_per_sec` sustained with bursts of `burst` (seconds from an injected monotonic clock)."""
-
-    def __init__(self, rate_per_sec: float, burst: int,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._rate = rate_per_sec
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._monotonic = monotonic
-        self._last = monotonic()
-
-    def _refill(self) -> None:
-        now = self._monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-
-    def try_take(self) -> float:
-        """Take a token and return 0, or return the seconds until one is due (taking nothing)."""
-        self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self._rate
-
-    def force_take(self) -> None:
-        """Take a token even if none is left (urgent messages); later ones wait for the debt."""
-        self._refill()
-        self._tokens = max(self._tokens - 1, -self._burst)
 
 
 class _WaitRetryAfter(wait_base):
@@ -197,17 +169,20 @@ class Notifier:
 
     async def _send_loop(self, channel: Channel, client: httpx.AsyncClient) -> None:
         s = self._settings
-        bucket = TokenBucket(s.max_messages_per_min / 60, s.burst)
+        # Monotonic, not the injected clock: the limit paces real sends, even under a frozen test clock.
+        bucket = TokenBucket.full(Fraction(s.max_messages_per_min, 60), time.monotonic_ns(), burst=s.burst)
         outbox = self._outboxes[channel.name]
         while True:
             urgency, seq, message = await outbox.get()
             if urgency == 0:  # kills and risk-mode changes are never held back by the rate limit
-                bucket.force_take()
-            elif (wait_secs := bucket.try_take()) > 0:
-                # Put it back and look again soon: an urgent message may arrive meanwhile.
-                outbox.put_nowait((urgency, seq, message))
-                await self._sleep(min(wait_secs, RATE_LIMIT_POLL_SECS))
-                continue
+                bucket = bucket.force_take(time.monotonic_ns())
+            else:
+                bucket, ok = bucket.take(time.monotonic_ns())
+                if not ok:
+                    # Put it back and look again soon: an urgent message may arrive meanwhile.
+                    outbox.put_nowait((urgency, seq, message))
+                    await self._sleep(min(float(bucket.wait_secs()), RATE_LIMIT_POLL_SECS))
+                    continue
             await self.deliver(channel, client, message)
 
     async def deliver(self, channel: Channel, client: httpx.AsyncClient, message: Message) -> bool:

@@ -18,6 +18,7 @@ from v4_proto.cosmos.tx.v1beta1.tx_pb2 import SignDoc, Tx
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgBatchCancel, MsgCancelOrder, MsgPlaceOrder, OrderBatch
 
+from bot.clock import NS_PER_SEC
 from bot.domain import Side
 from bot.sim.accounts import SIM_DYDX_MNEMONIC, sim_accounts
 from bot.sim.perp.records import ChainError, MarketInfo, OrderId, TimeInForce
@@ -269,20 +270,45 @@ def test_integer_decimal_round_trip(n: int) -> None:
 async def test_pacer_lets_a_burst_through_then_paces(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from bot.venues.dydx import node
 
-    now = [100.0]
+    now = [100 * NS_PER_SEC]
     slept: list[float] = []
 
     async def sleep(secs: float) -> None:
         slept.append(round(secs, 6))
-        now[0] += secs
+        now[0] += round(secs * NS_PER_SEC)
 
     monkeypatch.setattr(node.asyncio, "sleep", sleep)
     pacer = node.Pacer(4.0, clock=lambda: now[0], burst=3)
     for _ in range(5):
         await pacer.wait()
     assert slept == [0.25, 0.25]  # three at once, then one per 1/4 s
-    now[0] += 10.0  # idle: the bucket refills to the burst, no more
+    now[0] += 10 * NS_PER_SEC  # idle: the bucket refills to the burst, no more
     slept.clear()
     for _ in range(4):
         await pacer.wait()
     assert slept == [0.25]
+    now[0] += NS_PER_SEC // 8  # half-way to the next token: waits only the rest
+    slept.clear()
+    await pacer.wait()
+    assert slept == [0.125]
+    unlimited = node.Pacer(float("inf"), clock=lambda: now[0])
+    for _ in range(3):
+        await unlimited.wait()
+    assert slept == [0.125]
+
+
+async def test_pacer_does_not_slow_down_for_late_wake_ups(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bot.venues.dydx import node
+
+    now = [100 * NS_PER_SEC]
+    slept: list[float] = []
+
+    async def sleep(secs: float) -> None:  # wakes 0.1 s late
+        slept.append(round(secs, 6))
+        now[0] += round(secs * NS_PER_SEC) + NS_PER_SEC // 10
+
+    monkeypatch.setattr(node.asyncio, "sleep", sleep)
+    pacer = node.Pacer(4.0, clock=lambda: now[0])
+    for _ in range(3):
+        await pacer.wait()
+    assert slept == [0.25, 0.15]  # the second is charged when it asked, so the third waits less

@@ -409,14 +409,19 @@ def test_notify_secrets_come_from_the_environment_only(tmp_path: Path) -> None:
     assert exc.value.key == "telegram_bot_token" and BOT_TOKEN not in str(exc.value)
 
 
-async def test_token_bucket_spaces_messages_beyond_the_burst() -> None:
-    from bot.notify.service import TokenBucket
+def test_token_bucket_spaces_messages_beyond_the_burst() -> None:
+    from fractions import Fraction
 
-    now = [0.0]
-    bucket = TokenBucket(rate_per_sec=20 / 60, burst=2, monotonic=lambda: now[0])
-    assert bucket.try_take() == 0 and bucket.try_take() == 0  # the burst
-    assert bucket.try_take() == pytest.approx(3.0)  # then one every 3 s (20 a minute)
-    now[0] += 3.0
-    assert bucket.try_take() == 0
-    bucket.force_take()  # an urgent message goes anyway and leaves a debt
-    assert bucket.try_take() == pytest.approx(6.0)
+    from bot.ratelimit import TokenBucket
+
+    bucket = TokenBucket.full(Fraction(20, 60), 0, burst=2)
+    bucket, first = bucket.take(0)
+    bucket, second = bucket.take(0)
+    assert first and second  # the burst
+    bucket, ok = bucket.take(0)
+    assert not ok and bucket.wait_secs() == 3  # then one every 3 s (20 a minute)
+    bucket, ok = bucket.take(3 * SEC)  # exactly one token after exactly 3 s
+    assert ok
+    bucket = bucket.force_take(3 * SEC)  # an urgent message goes anyway and leaves a debt
+    bucket, ok = bucket.take(3 * SEC)
+    assert not ok and bucket.wait_secs() == 6

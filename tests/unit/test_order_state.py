@@ -28,8 +28,9 @@ from bot.domain import (
     Trade,
 )
 from bot.execution.orders import ActiveParent, Child, OrderManager
-from bot.execution.state import ALLOWED, TERMINAL, OrderState, TokenBucket, apply_update, is_allowed
+from bot.execution.state import ALLOWED, TERMINAL, OrderState, apply_update, is_allowed
 from bot.execution.twap import TwapPlan
+from bot.ratelimit import TokenBucket
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.paper.adapter import PaperVenue

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, TypeVar
 
 import grpc
@@ -53,6 +55,7 @@ from bot.errors import (
     TransientVenueError,
     VenueError,
 )
+from bot.ratelimit import TokenBucket
 from bot.venues.dydx.chain import ChainQueries
 from bot.venues.dydx.errors import classify
 from bot.venues.dydx.orders import (
@@ -89,22 +92,28 @@ class TxResult:
 
 
 class Pacer:
-    """At most `per_sec` calls a second on average, up to `burst` of them back to back (a token
-    bucket of depth `burst`, kept as the time the bucket is next full: GCRA)."""
+    """At most `per_sec` calls a second on average, up to `burst` of them back to back: the
+    shared token bucket behind an async wait (an infinite rate, which the config accepts, never
+    waits). A caller that must wait is charged at the time it asked, not when it wakes, so late
+    wake-ups do not add up to a slower rate."""
 
-    def __init__(self, per_sec: float, clock: Callable[[], float] = time.monotonic, burst: int = 1) -> None:
-        self._interval = 1.0 / per_sec
+    def __init__(self, per_sec: float, clock: Callable[[], int] = time.monotonic_ns, burst: int = 1) -> None:
+        # the rate as written (4.0 a second is exactly 4); full since ns 0, so the first call never waits
+        self._bucket = (None if math.isinf(per_sec)
+                        else TokenBucket.full(Fraction(str(per_sec)), 0, burst=burst))
         self._clock = clock
-        self._slack = (burst - 1) * self._interval
-        self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
+        if self._bucket is None:
+            return
         async with self._lock:
-            now = self._clock()
-            if self._next - self._slack > now:
-                await asyncio.sleep(self._next - self._slack - now)
-            self._next = max(now, self._next) + self._interval
+            now_ns = self._clock()
+            bucket = self._bucket.refilled(now_ns)
+            wait = bucket.wait_secs()
+            if wait > 0:
+                await asyncio.sleep(float(wait))
+            self._bucket = bucket.force_take(now_ns)
 
 
 class NodeGateway:
