@@ -24,7 +24,7 @@ from bot.store import Store
 from bot.store.reconcile import reconcile_open_orders
 from bot.venues.ports import ExecutionVenue, VenueAccount
 
-__all__ = ["VenueAccount", "reconcile_venue"]
+__all__ = ["reconcile_venue"]
 
 log = structlog.get_logger("reconcile")
 
