@@ -207,7 +207,7 @@ class App:
             async with asyncio.timeout(budget):
                 # Resting orders must not outlive the process that manages them (bot.execution.exit).
                 await cancel_and_settle(self.engine.order_managers, self.store, settle_secs=budget * 0.6,
-                                        clock=self.clock)
+                                        clock=self.clock, reconcile=self.reconcile)
         except TimeoutError:
             log.error("shutdown_budget_exceeded", budget_secs=self.settings.shutdown_budget_secs)
         finally:

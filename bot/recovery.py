@@ -3,9 +3,12 @@
 1. Fills the venue reports that the store lacks are applied (the store and the position both
    deduplicate by fill id, so replaying a known fill changes nothing).
 2. Orders open in the store but not at the venue take the venue's final state (filled,
-   cancelled, expired) or, if the venue does not know them, are closed as never placed.
-3. Orders open at the venue that the store knows as ours are cancelled; orders the bot did not
-   place (operator's manual orders) are left alone unless `cancel_foreign`.
+   cancelled, expired) or, if the venue does not know them, are closed as never placed. The
+   venue is asked about exactly these orders (`account_snapshot(stored open)`), with their fills:
+   a spot venue reports fills only on a stream, which died with the process that placed them.
+3. Orders open at the venue that the store knows as ours (open there too: a predecessor's
+   resting child) are cancelled; orders the bot did not place (operator's manual orders) are
+   left alone unless `cancel_foreign`.
 4. Positions that still differ after that are logged: they need an operator.
 """
 
@@ -44,12 +47,12 @@ async def reconcile_venue(
     `compare_positions=False` for a venue whose positions are account balances (spot): they
     include inventory the bot never traded, so only the venue's fills and orders are reconciled.
     """
-    account: VenueAccount = await venue.account_snapshot()
+    stored_open = [o.client_id for o in store.open_orders(venue.name)]
+    account: VenueAccount = await venue.account_snapshot(stored_open)
     known_fills = {f.fill_id for f in store.fills()}
     new_fills = [f for f in account.fills if f.fill_id not in known_fills]
     for fill in new_fills:
         apply(fill)
-    stored_open = [o.client_id for o in store.open_orders(venue.name)]
     fixes = reconcile_open_orders(stored_open, account.open_ids)
     for client_id in fixes.close_in_store:
         status, filled = account.order_states.get(client_id, (OrderStatus.CANCELLED, Decimal(0)))
@@ -58,7 +61,10 @@ async def reconcile_venue(
         reason = "venue state on start" if client_id in account.order_states else "not at venue on start"
         store.update_order(client_id, status, filled, clock.now_ns(), reason)
     cancelled, foreign, errors = [], [], []
-    for client_id in fixes.cancel_at_venue:
+    # Every order still working at the venue, a predecessor's open in the store too: no parent of
+    # this process manages it (it would trade on top of the new plans), and the exit could not
+    # read its end back (this process never placed it).
+    for client_id in sorted(account.open_ids):
         if store.get_order(client_id) is None and not cancel_foreign:
             foreign.append(client_id)
             continue

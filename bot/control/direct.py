@@ -13,14 +13,17 @@ It does what `Controller.kill` does, straight against the venues with the config
 3. with `flatten`, close every position with IOC orders priced at the touch plus the slippage
    cap (recorded in the store before they are sent, so client ids are never reused): reduce-only
    on dYdX; on Binance the spot hedge as the store's fills book it (the account's other
-   inventory is not the bot's), its fill recorded in the store from the order's final state;
+   inventory is not the bot's), after the fills of the bot's orders the store still holds open
+   were booked from the venue (the daemon died before its stream reported them); the flatten's
+   fills are booked from the venue's trades, under the ids the user stream gives them;
 4. return a report: {cancelled, filled, remaining_open_orders, positions, errors, elapsed_secs,
    venues: {name: the same per venue}}.
 
 With `--network sim` and the default embedded simulator, the venue died with the daemon (or is
 reachable only through it, when it hangs): point the `[dydx]` endpoints at a running
-`perpbot sim` to kill there. Store order rows of a live venue are left to the daemon's
-start-up reconciliation (the venue is the truth).
+`perpbot sim` to kill there. Store order rows of the live dYdX venue are left to the daemon's
+start-up reconciliation (the venue is the truth); the spot venue's are reconciled here, since
+the hedge's size is what the store's fills book.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from pydantic import SecretStr
 
 from bot.clock import SYSTEM_CLOCK, monotonic_secs
 from bot.config import Settings
-from bot.domain import ZERO, Fill, Liquidity, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.domain import ZERO, AccountEvent, Fill, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError, ConfigError
 from bot.execution.orders import cancel_all
 from bot.execution.prices import bounded_price
+from bot.recovery import reconcile_venue
 from bot.state_dir import prepare_state_dir
 from bot.store import Store
 from bot.telemetry import Redactor, configure_logging
@@ -132,7 +136,7 @@ async def _kill_live(settings: Settings, store: Store, *, flatten: bool, all_ord
     jobs = {"dydx": _kill_dydx(settings, store, flatten=flatten, all_orders=all_orders)}
     binance, keys = spot_for_kill(settings)
     if binance is not None:
-        jobs["binance"] = _kill_binance(settings, binance, keys, store, flatten=flatten,
+        jobs["binance"] = kill_spot(settings, binance, keys, store, flatten=flatten,
                                         all_orders=all_orders)
     results = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
     merged: dict[str, Any] = {"cancelled": [], "filled": {}, "flatten_orders": [],
@@ -146,8 +150,9 @@ async def _kill_live(settings: Settings, store: Store, *, flatten: bool, all_ord
     return merged
 
 
-async def _kill_binance(settings: Settings, binance: Any, keys: tuple[SecretStr, SecretStr] | None,
-                        store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
+async def kill_spot(settings: Settings, binance: Any, keys: tuple[SecretStr, SecretStr] | None,
+                    store: Store, *, flatten: bool, all_orders: bool) -> dict[str, Any]:
+    """The spot hedge venue's part of a direct kill (its report has the same keys as the whole)."""
     empty: dict[str, Any] = {"cancelled": [], "filled": {}, "flatten_orders": [],
                              "remaining_open_orders": [o.client_id for o in store.open_orders("binance")],
                              "positions": {}, "errors": []}
@@ -161,6 +166,7 @@ async def _kill_binance(settings: Settings, binance: Any, keys: tuple[SecretStr,
         except BotError as exc:
             return {**empty, "errors": [f"markets: {exc}"]}
         cancelled, remaining = await _cancel_ours(venue, store, all_orders, errors)
+        await _book_missing_fills(store, venue, errors)
         filled: dict[str, str] = {}
         sent: list[int] = []
         if flatten:
@@ -173,10 +179,24 @@ async def _kill_binance(settings: Settings, binance: Any, keys: tuple[SecretStr,
             "remaining_open_orders": remaining, "positions": positions, "errors": errors}
 
 
+async def _book_missing_fills(store: Store, venue: Any, errors: list[str]) -> None:
+    """Book the fills of the bot's spot orders the store still holds open, and close them with the
+    venue's state: the daemon that placed them died before its stream reported them, and the
+    hedge the flatten sells is what the store's fills book (the start-up reconciliation's path)."""
+
+    def book(event: AccountEvent) -> None:
+        if isinstance(event, Fill):
+            store.record_fill(venue.name, event)
+
+    try:
+        await reconcile_venue(store, venue, book, dict, SYSTEM_CLOCK, compare_positions=False)
+    except BotError as exc:
+        errors.append(f"reconcile: {exc}")
+
+
 async def _flatten_spot(settings: Settings, store: Store, venue: Any,
                         errors: list[str]) -> tuple[dict[str, str], list[int]]:
     """Close the spot hedge the store's fills book, one IOC per market; record what filled."""
-    fee_rate = settings.strategy.carry.spot_taker_fee_rate
     filled: dict[str, str] = {}
     sent: list[int] = []
     try:
@@ -209,23 +229,27 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
             await venue.place(order)
             sent.append(order.client_id)
             found = await venue.executed(order.client_id)
+            # No user stream here: the fills are booked from the venue's trades, under the ids the
+            # stream gives them (a hung daemon's stream may book the same trades: no double count),
+            # so a restarted daemon sees the hedge closed.
+            fills = await venue.order_fills(order.client_id) if found is not None and found[1] else []
         except BotError as exc:
             errors.append(f"flatten {market}: {exc}")
             continue
         if found is None:
             errors.append(f"flatten {market}: order {order.client_id} not found after placing")
             continue
-        venue_id, executed, quote = found
-        now = SYSTEM_CLOCK.now_ns()
+        _, executed, _ = found
+        for fill in fills:
+            store.record_fill("binance", fill)
+        booked = sum((f.size for f in fills), ZERO)
+        if booked != executed:
+            errors.append(f"flatten {market}: order {order.client_id} executed {executed}, "
+                          f"its trades add up to {booked}")
         if executed:
-            # No user stream here: the fill is booked from the order's final state (fee estimated
-            # at the taker rate), so a restarted daemon sees the hedge closed.
-            store.record_fill("binance", Fill(f"binance-kill-{venue_id}", order.client_id, market, side,
-                                              quote / executed, executed, quote * fee_rate,
-                                              Liquidity.TAKER, now))
             filled[market] = str(executed)
         status = OrderStatus.FILLED if executed >= order.size else OrderStatus.CANCELLED
-        store.update_order(order.client_id, status, executed, now, "kill --direct flatten")
+        store.update_order(order.client_id, status, executed, SYSTEM_CLOCK.now_ns(), "kill --direct flatten")
     return filled, sent
 
 

@@ -5,13 +5,16 @@ venues' answers are read over REST: each venue's `sweep_account` reports the sta
 orders (and, on dYdX, the recent fills) to the same account sink the streams feed. A fill found
 here is therefore recorded, with its hedge obligation, exactly like one from the stream; the
 store closes only after that. A failed cancel does not stop the others; it is logged and the
-final sweep still runs.
+final sweep still runs. What the store still holds open after that (an order no cancel went to
+because the venue no longer listed it: a predecessor's child that expired, an order whose
+answer was lost) is reconciled against the venue as on start, so a clean exit leaves no order
+open in the store that the venue has closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
@@ -33,9 +36,11 @@ async def sweep(manager: OrderManager) -> None:
 
 
 async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, settle_secs: float,
-                            clock: Clock = SYSTEM_CLOCK) -> list[str]:
+                            clock: Clock = SYSTEM_CLOCK,
+                            reconcile: Callable[[], Awaitable[object]] | None = None) -> list[str]:
     """Cancel every open order of ours, wait up to `settle_secs` until each order a cancel went to
-    is final in the store (sweeping meanwhile), then sweep once more. Returns the errors."""
+    is final in the store (sweeping meanwhile), then sweep once more; orders the store still holds
+    open then go through `reconcile` (the start-up reconciliation). Returns the errors."""
     errors: list[str] = []
     sent: dict[str, set[int]] = {}
     for manager in managers:
@@ -59,6 +64,13 @@ async def cancel_and_settle(managers: Sequence[OrderManager], store: Store, sett
             await sweep(manager)
     for manager in managers:  # fills reported after the last state change (indexer lag)
         await sweep(manager)
+    if reconcile is not None and store.open_orders():
+        # Orders no cancel went to (no longer listed open, placed by a predecessor) and orders
+        # still unsettled: the venue's final word on them, as a start would read it.
+        try:
+            await reconcile()
+        except BotError as exc:
+            errors.append(f"reconcile: {exc}")
     remaining = [o.client_id for o in store.open_orders()]
     if remaining or errors:
         log.error("orders_unsettled_on_exit", open_orders=remaining, errors=errors)

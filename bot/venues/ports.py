@@ -14,7 +14,7 @@ looking for attributes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -80,6 +80,8 @@ class ExecutionVenue(Protocol):
     False when the venue does not list the order open (no cancel was sent). `cancel_many`
     cancels the given orders (with `all_open`, every open order) and returns (cancelled, errors);
     a failed cancel does not stop the rest. `open_orders` lists the client ids the venue has open.
+    `account_snapshot(orders)` reports, besides the open orders, the states and fills of `orders`
+    (ours the store holds open) even when they closed.
     """
 
     name: str
@@ -98,7 +100,7 @@ class ExecutionVenue(Protocol):
 
     async def positions(self) -> dict[str, Decimal]: ...
 
-    async def account_snapshot(self) -> VenueAccount: ...
+    async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount: ...
 
     async def sweep_account(self) -> Any: ...
 

@@ -119,6 +119,7 @@ class BinanceServer(RestHandlers, WsHandlers):
             ("DELETE", "/api/v3/order"): (self._cancel_order, SIGNED),
             ("GET", "/api/v3/order"): (self._query_order, SIGNED),
             ("GET", "/api/v3/openOrders"): (self._open_orders, SIGNED),
+            ("GET", "/api/v3/myTrades"): (self._my_trades, SIGNED),
             ("DELETE", "/api/v3/openOrders"): (self._cancel_open_orders, SIGNED),
             ("GET", "/api/v3/account"): (self._account, SIGNED),
             ("POST", "/api/v3/userDataStream"): (self._listen_key_new, API_KEY),

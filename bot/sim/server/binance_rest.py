@@ -42,6 +42,7 @@ from bot.sim.server.binance_wire import (
     parse_params,
     query_json,
     to_ms,
+    trade_json,
     without_signature,
 )
 from bot.sim.spot.records import (
@@ -311,6 +312,14 @@ class RestHandlers(Part):
 
     def _open_orders(self, req: Req) -> list[dict[str, Any]]:
         return [query_json(o) for o in self.spot.open_orders(req.api_key, req.params.get("symbol"))]
+
+    def _my_trades(self, req: Req) -> list[dict[str, Any]]:
+        p = req.params
+        limit = min(max(param_int(p, "limit") or 500, 1), 1000)
+        symbol = param_str(p, "symbol", required=True)
+        rows = self.spot.my_trades(req.api_key, symbol, param_int(p, "orderId"), param_int(p, "fromId"),
+                                   limit)
+        return [trade_json(f) for f in rows]
 
     def _account(self, req: Req) -> dict[str, Any]:
         cfg = self.spot.config

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bot.clock import NS_PER_MS, NS_PER_SEC
-from bot.domain import BookLevel
+from bot.domain import BookLevel, Side
 from bot.sim.spot.records import (
     ExecutionReport,
     SpotError,
@@ -40,6 +40,7 @@ WEIGHTS: dict[tuple[str, str], int | Callable[[Mapping[str, str]], int]] = {
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
     ("GET", "/api/v3/openOrders"): lambda p: 6 if "symbol" in p else 80,
+    ("GET", "/api/v3/myTrades"): lambda p: 5 if "orderId" in p else 20,
     ("DELETE", "/api/v3/openOrders"): 1,
     ("GET", "/api/v3/account"): 20,
     ("POST", "/api/v3/userDataStream"): 2,
@@ -122,6 +123,14 @@ def order_fields(o: SpotOrder) -> dict[str, Any]:
 def fill_json(f: SpotFill) -> dict[str, Any]:
     return {"price": fmt8(f.price), "qty": fmt8(f.qty), "commission": fmt8(f.commission),
             "commissionAsset": f.commission_asset, "tradeId": f.trade_id}
+
+
+def trade_json(f: SpotFill) -> dict[str, Any]:
+    """One row of GET /api/v3/myTrades."""
+    return {"symbol": f.symbol, "id": f.trade_id, "orderId": f.order_id, "orderListId": -1,
+            "price": fmt8(f.price), "qty": fmt8(f.qty), "quoteQty": fmt8(f.quote_qty),
+            "commission": fmt8(f.commission), "commissionAsset": f.commission_asset, "time": to_ms(f.ts_ns),
+            "isBuyer": f.side is Side.BUY, "isMaker": f.is_maker, "isBestMatch": True}
 
 
 def query_json(o: SpotOrder) -> dict[str, Any]:

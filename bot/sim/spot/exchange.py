@@ -164,6 +164,15 @@ class SpotExchange(Matching):
             raise SpotError(-2013, "Order does not exist.")
         return order.snapshot()
 
+    def my_trades(self, api_key: str, symbol: str, order_id: int | None = None, from_id: int | None = None,
+                  limit: int = 500) -> list[SpotFill]:
+        """The account's fills on a symbol, oldest first: of one order, or from a trade id on."""
+        self._sym(symbol)
+        rows = [f for f in self._acct(api_key).trades
+                if f.symbol == symbol and (order_id is None or f.order_id == order_id)
+                and (from_id is None or f.trade_id >= from_id)]
+        return rows[:limit] if from_id is not None or order_id is not None else rows[-limit:]
+
     def open_orders(self, api_key: str, symbol: str | None = None) -> list[SpotOrder]:
         if symbol is not None:
             self._sym(symbol)

@@ -165,6 +165,7 @@ class Matching(Part):
         fill = SpotFill(spec.symbol, order.order_id, st.next_trade_id, order.side, price, qty,
                         notional, commission, asset, is_maker, now)
         st.next_trade_id += 1
+        acct.trades.append(fill)
         order.executed_qty += qty
         order.cumm_quote_qty += notional
         order.update_ns = now

@@ -271,6 +271,7 @@ class AccountState:
     wallets: dict[str, WalletState] = field(default_factory=dict)
     orders: dict[tuple[str, int], SpotOrder] = field(default_factory=dict)  # every order, by id
     by_client_id: dict[tuple[str, str], SpotOrder] = field(default_factory=dict)  # latest per id
+    trades: list[SpotFill] = field(default_factory=list)  # every fill of the account (myTrades)
     update_ns: int = 0
 
     def wallet(self, asset: str) -> WalletState:

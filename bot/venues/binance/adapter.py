@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 
 import structlog
@@ -24,7 +24,7 @@ from structlog.contextvars import bound_contextvars
 
 from bot.book import OrderBook
 from bot.clock import Clock
-from bot.domain import MarketSpec, OrderRequest, OrderUpdate
+from bot.domain import Fill, MarketSpec, OrderRequest, OrderUpdate
 from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.history import MarketHistory
 from bot.telemetry import Metrics
@@ -39,6 +39,7 @@ from bot.venues.binance.parse import (
     parse_account,
     parse_account_position,
     parse_execution_report,
+    parse_my_trade,
     parse_order_info,
     parse_spec,
 )
@@ -178,12 +179,40 @@ class BinanceVenue:
         await self.sweep_account()
 
     async def sweep_account(self) -> None:
-        """Re-read the orders we believe open over REST and report their states (no stream needed)."""
+        """Re-read the orders we believe open over REST and report their fills and states (no
+        stream needed)."""
         for client_id in sorted(self._open):
-            update = await self.query_order(client_id)
-            if update is not None:
-                self._track(update)
-                self._account_sink(update)
+            found = await self.order_row(client_id)
+            if found is not None:
+                await self._report_row(*found)
+
+    async def _report_row(self, spec: SpotSpec, row: wire.OrderInfo) -> OrderUpdate | None:
+        """Report an order's state read over REST, after its fills: a state without its fills
+        would close the order with the fills never booked (the stream that carries them may be
+        down or gone). Fills are deduplicated by id downstream, so repeating the stream's is harmless.
+        """
+        update = parse_order_info(row, spec)
+        if update is None:
+            return None
+        if update.filled_size > 0:
+            for fill in await self._fills_of(spec, row.orderId, update.client_id):
+                self._account_sink(fill)
+        self._track(update)
+        self._account_sink(update)
+        return update
+
+    async def _fills_of(self, spec: SpotSpec, order_id: int, client_id: int) -> list[Fill]:
+        rows = await self.rest.my_trades(spec.symbol, order_id)
+        return [parse_my_trade(r, spec, client_id) for r in rows if r.orderId == order_id]
+
+    async def order_fills(self, client_id: int) -> list[Fill]:
+        """The fills of one of our orders as the venue booked them (ids as the user stream's);
+        empty when the venue does not know the order (`kill --direct` books a flatten from it)."""
+        found = await self.order_row(client_id)
+        if found is None:
+            return []
+        spec, row = found
+        return await self._fills_of(spec, row.orderId, client_id) if Decimal(row.executedQty) else []
 
     # ---- ExecutionVenue -----------------------------------------------------------------------
 
@@ -220,19 +249,16 @@ class BinanceVenue:
                 log.warning("cancel_unknown_order", client_order_id=client_id)
                 return False
             spec = self._spec(market, "cancel")
-            sent = True
             try:
                 row = await self.rest.cancel_order(spec.symbol, client_order_id(client_id))
             except OrderNotFound:
                 log.info("cancel_order_not_open", client_order_id=client_id)
-                update = await self.query_order(client_id)
-                sent = False
-            else:
-                update = parse_order_info(row, spec)
-            if update is not None:
-                self._track(update)
-                self._account_sink(update)
-            return sent
+                found = await self.order_row(client_id)
+                if found is not None:
+                    await self._report_row(*found)
+                return False
+            await self._report_row(spec, row)
+            return True
 
     async def cancel_many(self, client_ids: list[int], *, all_open: bool = False
                           ) -> tuple[list[int], list[str]]:
@@ -263,29 +289,27 @@ class BinanceVenue:
         async def cancel_one(spec: SpotSpec, venue_id: str, cid: int | None) -> int | None:
             async with gate:
                 try:
-                    row = await self.rest.cancel_order(spec.symbol, venue_id)
-                except OrderNotFound:
-                    update = await self.query_order(cid) if cid is not None else None
+                    try:
+                        found: tuple[SpotSpec, wire.OrderInfo] | None = (
+                            spec, await self.rest.cancel_order(spec.symbol, venue_id))
+                    except OrderNotFound:
+                        found = await self.order_row(cid) if cid is not None else None
+                    if found is not None:
+                        await self._report_row(*found)
                 except BotError as exc:
                     errors.append(f"cancel {venue_id}: {exc}")
                     return None
-                else:
-                    update = parse_order_info(row, spec)
-            if update is not None:
-                self._track(update)
-                self._account_sink(update)
             return cid
 
         async def settle(cid: int) -> int | None:
             async with gate:
                 try:
-                    update = await self.query_order(cid)
+                    found = await self.order_row(cid)
+                    if found is not None:
+                        await self._report_row(*found)
                 except BotError as exc:
                     errors.append(f"query {cid}: {exc}")
                     return None
-            if update is not None:
-                self._track(update)
-                self._account_sink(update)
             return cid
 
         done = await asyncio.gather(*(cancel_one(*t) for t in targets),
@@ -362,11 +386,28 @@ class BinanceVenue:
         """Base asset balance per market as the user data stream last reported it (no IO)."""
         return base_positions(self.balances, self.spot_specs)
 
-    async def account_snapshot(self) -> VenueAccount:
-        """Open orders and balances for start-up reconciliation (fills: the user stream reports them)."""
+    async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount:
+        """Open orders, balances and, for `orders` (ours the store holds open), their states and
+        fills even once they closed: the stream that would have reported them is gone with the
+        process that placed them (start-up reconciliation)."""
         states = await self._open_states()
         order_states = {cid: (u.status, u.filled_size) for cid, u in states.items()}
-        return VenueAccount(set(states), order_states, [], await self.positions())
+        fills: list[Fill] = []
+        for client_id in sorted(orders):
+            update = states.get(client_id)
+            if update is not None and not update.filled_size:
+                continue
+            found = await self.order_row(client_id)
+            if found is None:
+                continue  # never placed (or refused): reconciliation closes it
+            spec, row = found
+            update = parse_order_info(row, spec)
+            if update is None:
+                continue
+            order_states[client_id] = (update.status, update.filled_size)
+            if update.filled_size:
+                fills += await self._fills_of(spec, row.orderId, client_id)
+        return VenueAccount(set(states), order_states, fills, await self.positions())
 
     def client_id_of(self, client_order_id: str) -> int | None:
         """Our client id from a Binance client order id (None: not ours)."""

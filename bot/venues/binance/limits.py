@@ -46,6 +46,7 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
     ("GET", "/api/v3/openOrders"): lambda p: 6 if "symbol" in p else 80,
+    ("GET", "/api/v3/myTrades"): lambda p: 5 if "orderId" in p else 20,
     ("DELETE", "/api/v3/openOrders"): 1,
     ("GET", "/api/v3/account"): 20,
     ("POST", "/api/v3/userDataStream"): 2,

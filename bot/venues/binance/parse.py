@@ -180,7 +180,7 @@ def parse_execution_report(event: wire.ExecutionReport, spec: SpotSpec
         price = _dec(event.L, "last price")
         fee = fee_in_quote(_dec(event.n or "0", "commission"), event.N, price, spec)
         fill = Fill(
-            fill_id=f"{event.s}-{event.t}",  # trade ids are unique per symbol
+            fill_id=fill_id(event.s, event.t),
             client_id=client_id, market=spec.market, side=_side(event.S), price=price,
             size=_dec(event.l, "last quantity"), fee=ZERO if fee is None else fee,
             liquidity=Liquidity.MAKER if event.m else Liquidity.TAKER, ts_event=ts_event,
@@ -188,9 +188,25 @@ def parse_execution_report(event: wire.ExecutionReport, spec: SpotSpec
     return update, fill
 
 
+def fill_id(symbol: str, trade_id: int) -> str:
+    """Our id of a Binance fill, the same from the user stream and from myTrades (trade ids are
+    unique per symbol, order ids too: neither alone names a fill across symbols)."""
+    return f"{symbol}-{trade_id}"
+
+
+def parse_my_trade(row: wire.MyTrade, spec: SpotSpec, client_id: int) -> Fill:
+    """One fill of one of our orders from GET /api/v3/myTrades."""
+    price = _dec(row.price, "price")
+    fee = fee_in_quote(_dec(row.commission, "commission"), row.commissionAsset, price, spec)
+    return Fill(fill_id=fill_id(row.symbol, row.id), client_id=client_id, market=spec.market,
+                side=Side.BUY if row.isBuyer else Side.SELL, price=price, size=_dec(row.qty, "qty"),
+                fee=ZERO if fee is None else fee,
+                liquidity=Liquidity.MAKER if row.isMaker else Liquidity.TAKER, ts_event=ms_to_ns(row.time))
+
+
 def parse_order_info(row: wire.OrderInfo, spec: SpotSpec) -> OrderUpdate | None:
-    """The state of one of our orders from a REST query; None if the order is not ours."""
-    client_id = client_id_of(row.clientOrderId)
+    """The state of one of our orders from a REST query or cancel; None if the order is not ours."""
+    client_id = client_id_of(row.origClientOrderId or row.clientOrderId)
     if client_id is None:
         return None
     return OrderUpdate(client_id, spec.market, order_status(row.status), _dec(row.executedQty, "executedQty"),

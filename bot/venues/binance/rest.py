@@ -346,6 +346,11 @@ class BinanceRest:
         return await self._read("GET", "/api/v3/order", wire.OrderInfo,
                                 {"symbol": symbol, "origClientOrderId": client_order_id}, security=SIGNED)
 
+    async def my_trades(self, symbol: str, order_id: int) -> list[wire.MyTrade]:
+        """The fills of one order (by the venue's order id), oldest first."""
+        return await self._read("GET", "/api/v3/myTrades", list[wire.MyTrade],
+                                {"symbol": symbol, "orderId": order_id, "limit": 1000}, security=SIGNED)
+
     async def new_order(self, params: Mapping[str, str]) -> wire.OrderAck:
         """Place an order once (see `_submit`)."""
         return await self._submit("/api/v3/order", params, wire.OrderAck)

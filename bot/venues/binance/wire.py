@@ -82,7 +82,8 @@ class OrderAck(msgspec.Struct, frozen=True):
 
 
 class OrderInfo(msgspec.Struct, frozen=True):
-    """GET /api/v3/order and /api/v3/openOrders rows."""
+    """GET /api/v3/order and /api/v3/openOrders rows, and DELETE /api/v3/order's answer (where
+    `clientOrderId` is the cancel request's own id and `origClientOrderId` the order's)."""
 
     symbol: str
     orderId: int
@@ -97,6 +98,22 @@ class OrderInfo(msgspec.Struct, frozen=True):
     cummulativeQuoteQty: str = "0"
     time: int = 0
     updateTime: int = 0
+    origClientOrderId: str = ""
+
+
+class MyTrade(msgspec.Struct, frozen=True):
+    """GET /api/v3/myTrades rows: one fill of ours (no client order id: matched by orderId)."""
+
+    symbol: str
+    id: int
+    orderId: int
+    price: str
+    qty: str
+    commission: str
+    commissionAsset: str
+    time: int
+    isBuyer: bool
+    isMaker: bool
 
 
 class AccountBalance(msgspec.Struct, frozen=True):

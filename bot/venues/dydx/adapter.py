@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from decimal import Decimal
 
@@ -438,8 +438,9 @@ class DydxVenue:
         rows = await self.rest.positions(self.account[0], self.account[1])
         return {r.market: Decimal(r.size) for r in rows if r.status in ("", "OPEN")}
 
-    async def account_snapshot(self) -> VenueAccount:
-        """Orders (any status), recent fills and open positions, for start-up reconciliation."""
+    async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount:
+        """Orders (any status), recent fills and open positions, for start-up reconciliation
+        (the indexer lists closed orders too: `orders` needs no reads of its own)."""
         if self.account is None:
             return VenueAccount(set(), positions={})
         address, number = self.account

@@ -8,6 +8,7 @@ exactly as a real venue's stream would.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import Decimal
 
 import structlog
@@ -141,7 +142,7 @@ class PaperVenue:
     async def open_orders(self) -> list[int]:
         return list(self._resting)
 
-    async def account_snapshot(self) -> VenueAccount:
+    async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount:
         """The paper account lives in this process: its open orders and positions are all there is."""
         return VenueAccount(set(self._resting), positions=dict(self._positions))
 
