@@ -14,6 +14,7 @@ the ETH hedge it had just sold.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from support.wait import eventually_async
 
+from bot.book import OrderBook
 from bot.clock import SYSTEM_CLOCK
 from bot.config import Settings
 from bot.control.direct import kill_spot
@@ -226,3 +229,44 @@ async def test_a_rest_sweep_reports_an_orders_trades_before_its_state(server: Bi
     assert [u.status for u in updates] == [OrderStatus.FILLED]
     assert events.index(updates[0]) > max(events.index(f) for f in fills)
     assert all(f.client_id == order.client_id and f.fee > 0 for f in fills)
+
+
+async def test_kill_and_a_hung_daemons_stream_book_the_flatten_once(server: BinanceServer,
+                                                                   tmp_path: Path) -> None:
+    """`kill --direct` against a daemon that hangs but still streams: both book the flatten's
+    trades into the same store, under the same ids (they were `binance-kill-...` and `{symbol}-...`:
+    the hedge sold twice in the store)."""
+    with Store.open(tmp_path / "perpbot.sqlite") as store:
+        daemon = await open_venue(server)
+
+        streamed_sells: list[Fill] = []
+
+        def book(event: object) -> None:  # the hung daemon's account sink, as far as the store goes
+            if isinstance(event, Fill):
+                store.record_fill("binance", event)
+                if event.side is Side.SELL:
+                    streamed_sells.append(event)
+
+        daemon.set_account_sink(book)
+        daemon.use_books({m: OrderBook(m) for m in SYMBOLS})
+        async with asyncio.TaskGroup() as tg:
+            streams = tg.create_task(daemon.run(lambda e: None))
+            try:
+                await eventually_async(lambda: daemon.user_stream
+                                       and daemon.user_stream.is_connected.is_set())
+                order = await buy(daemon, store, "ETH-USDT", SIZES["ETH-USDT"])
+                await eventually_async(lambda: store_position(store, "ETH-USDT") == order.size)
+                streamed = len(store.fills())
+
+                report = await kill_spot(Settings(), spot_settings(server), KEYS, store, flatten=True,
+                                         all_orders=True)
+                sold = len(venue_trades(server, "ETH-USDT")) - streamed
+                assert sold > 0
+                await asyncio.sleep(0.5)  # the stream's copies of the flatten's trades arrive meanwhile
+            finally:
+                streams.cancel()
+        await daemon.close()
+        assert report["errors"] == [] and report["positions"] == {}, report
+        assert len(streamed_sells) == sold  # both paths booked the flatten's trades
+        assert store_trades(store, "ETH-USDT") == venue_trades(server, "ETH-USDT")
+        assert store_position(store, "ETH-USDT") == 0
