@@ -16,6 +16,7 @@ from bot.venues.binance.parse import (
     parse_depth_snapshot,
     parse_depth_update,
     parse_execution_report,
+    parse_my_trade,
     parse_order_info,
     parse_spec,
     parse_trade,
@@ -155,6 +156,39 @@ def test_order_query_row_becomes_an_update() -> None:
     assert update is not None and (update.client_id, update.status, update.filled_size) == (
         9, OrderStatus.PARTIALLY_FILLED, D("0.004"))
     assert parse_order_info(msgspec.structs.replace(row, clientOrderId="x"), spec()) is None
+
+
+def test_a_cancels_answer_names_our_order_in_the_original_client_id() -> None:
+    # DELETE /api/v3/order: clientOrderId is the cancel request's own id (Binance's documented example).
+    row = msgspec.json.decode(b'{"symbol":"BTCUSDT","origClientOrderId":"pb-9","orderId":28,"orderListId":-1,'
+                              b'"clientOrderId":"cancelMyOrder1","transactTime":1684804350068,"price":"50000",'
+                              b'"origQty":"0.01","executedQty":"0.004","cummulativeQuoteQty":"200",'
+                              b'"status":"CANCELED","timeInForce":"GTC","type":"LIMIT","side":"BUY"}',
+                              type=wire.OrderInfo)
+    update = parse_order_info(row, spec())
+    assert update is not None and (update.client_id, update.status, update.filled_size) == (
+        9, OrderStatus.CANCELLED, D("0.004"))
+
+
+MY_TRADE = (b'[{"symbol":"BTCUSDT","id":28457,"orderId":100234,"orderListId":-1,"price":"4.00000100",'
+            b'"qty":"12.00000000","quoteQty":"48.000012","commission":"10.10000000","commissionAsset":"BNB",'
+            b'"time":1499865549590,"isBuyer":true,"isMaker":false,"isBestMatch":true}]')
+
+
+def test_my_trades_rows_become_fills_with_the_streams_ids() -> None:
+    (row,) = msgspec.json.decode(MY_TRADE, type=list[wire.MyTrade])
+    fill = parse_my_trade(row, spec(), 9)
+    assert (fill.fill_id, fill.client_id, fill.market, fill.side, fill.price, fill.size) == (
+        "BTCUSDT-28457", 9, "BTC-USDT", Side.BUY, D("4.000001"), D(12))
+    assert fill.fee == 0 and fill.liquidity is Liquidity.TAKER and fill.ts_event == 1499865549590 * 1_000_000
+    stream = wire.USER_EVENT.decode(EXECUTION_TRADE)
+    _, streamed = parse_execution_report(msgspec.structs.replace(stream, t=28457), spec())
+    assert streamed is not None and streamed.fill_id == fill.fill_id  # one trade, one id, either path
+    sell = parse_my_trade(msgspec.structs.replace(row, isBuyer=False, isMaker=True, commission="0.048",
+                                                  commissionAsset="USDT"), spec(), 9)
+    assert sell.side is Side.SELL and sell.fee == D("0.048") and sell.liquidity is Liquidity.MAKER
+    with pytest.raises(MalformedMessage):
+        parse_my_trade(msgspec.structs.replace(row, qty="NaN"), spec(), 9)
 
 
 def test_unknown_user_events_and_listen_key_expiry_decode() -> None:

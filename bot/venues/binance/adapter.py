@@ -195,7 +195,13 @@ class BinanceVenue:
         if update is None:
             return None
         if update.filled_size > 0:
-            for fill in await self._fills_of(spec, row.orderId, update.client_id):
+            try:
+                fills = await self._fills_of(spec, row.orderId, update.client_id)
+            except MalformedMessage as exc:  # not reported: the next sweep (or reconciliation) reads it again
+                self._metrics.malformed_messages.labels(VENUE).inc()
+                log.error("feed_malformed_message", venue=VENUE, stream="my_trades", error=str(exc))
+                return None
+            for fill in fills:
                 self._account_sink(fill)
         self._track(update)
         self._account_sink(update)
