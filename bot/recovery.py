@@ -61,10 +61,9 @@ async def reconcile_venue(
         reason = "venue state on start" if client_id in account.order_states else "not at venue on start"
         store.update_order(client_id, status, filled, clock.now_ns(), reason)
     cancelled, foreign, errors = [], [], []
-    # Every order still working at the venue, a predecessor's open in the store too: no parent of
-    # this process manages it (it would trade on top of the new plans), and the exit could not
-    # read its end back (this process never placed it).
-    for client_id in sorted(account.open_ids):
+    # A predecessor's order still working (open in the store too) would trade on top of the new
+    # plans, and the exit could not read its end back (this process never placed it).
+    for client_id in fixes.cancel_at_venue:
         if store.get_order(client_id) is None and not cancel_foreign:
             foreign.append(client_id)
             continue

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class OrderCorrections:
     close_in_store: tuple[int, ...]  # open in our store, not open at the venue
-    cancel_at_venue: tuple[int, ...]  # open at the venue, unknown to our store
+    # Open at the venue: a predecessor's order (open in the store or not) that no parent of this
+    # process manages, or one the bot never placed (the caller decides about those).
+    cancel_at_venue: tuple[int, ...]
 
 
 def reconcile_open_orders(
@@ -17,4 +19,4 @@ def reconcile_open_orders(
 ) -> OrderCorrections:
     """Compare open client ids in the store with those open at the venue."""
     stored, venue = set(stored_open), set(venue_open)
-    return OrderCorrections(tuple(sorted(stored - venue)), tuple(sorted(venue - stored)))
+    return OrderCorrections(tuple(sorted(stored - venue)), tuple(sorted(venue)))
