@@ -213,9 +213,13 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
         if side is Side.SELL:
             # Binance takes a buy's commission in the base asset: the account may hold a little
             # less than the fills add up to. Sell what is there, down to the lot step.
-            size = min(size, (held.get(market, ZERO) // spec.step_size) * spec.step_size)
+            balance = held.get(market, ZERO)
+            if balance < size:  # the store books more than the account holds: the venue is the truth
+                log.warning("flatten_store_exceeds_balance", market=market, store=str(size),
+                            venue=str(balance))
+            size = min(size, (balance // spec.step_size) * spec.step_size)
             if size < spec.min_qty:
-                errors.append(f"flatten {market}: only {held.get(market, ZERO)} held")
+                errors.append(f"flatten {market}: only {balance} held")
                 continue
         try:
             bid, ask = await venue.touch(market)
