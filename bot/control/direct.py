@@ -13,23 +13,24 @@ It does what `Controller.kill` does, straight against the venues with the config
 3. with `flatten`, close every position with IOC orders priced at the touch plus the slippage
    cap (recorded in the store before they are sent, so client ids are never reused): reduce-only
    on dYdX; on Binance the spot hedge as the store's fills book it (the account's other
-   inventory is not the bot's), after the fills of the bot's orders the store still holds open
-   were booked from the venue (the daemon died before its stream reported them); the flatten's
-   fills are booked from the venue's trades, under the ids the user stream gives them;
+   inventory is not the bot's), after the cancel step booked the final state and fills of the
+   bot's orders the store still holds open (the daemon died before its stream reported them);
+   the flatten's fills are booked from the venue's trades, under the ids the user stream gives;
 4. return a report: {cancelled, filled, remaining_open_orders, positions, errors, elapsed_secs,
    venues: {name: the same per venue}}.
 
 With `--network sim` and the default embedded simulator, the venue died with the daemon (or is
 reachable only through it, when it hangs): point the `[dydx]` endpoints at a running
 `perpbot sim` to kill there. Store order rows of the live dYdX venue are left to the daemon's
-start-up reconciliation (the venue is the truth); the spot venue's are reconciled here, since
-the hedge's size is what the store's fills book.
+start-up reconciliation (the venue is the truth); the spot venue's reports go to the store,
+since the hedge's size is what the store's fills book.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -38,11 +39,20 @@ from pydantic import SecretStr
 
 from bot.clock import SYSTEM_CLOCK, monotonic_secs
 from bot.config import Settings
-from bot.domain import ZERO, AccountEvent, Fill, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.domain import (
+    ZERO,
+    AccountEvent,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    RiskMode,
+    Side,
+    TimeInForce,
+)
 from bot.errors import BotError, ConfigError
 from bot.execution.orders import cancel_all
 from bot.execution.prices import bounded_price
-from bot.recovery import reconcile_venue
 from bot.state_dir import prepare_state_dir
 from bot.store import Store
 from bot.telemetry import Redactor, configure_logging
@@ -159,6 +169,7 @@ async def kill_spot(settings: Settings, binance: Any, keys: tuple[SecretStr, Sec
     if keys is None:
         return {**empty, "errors": ["no PERPBOT_BINANCE_API_KEY / _SECRET: the spot leg was not touched"]}
     venue = await open_spot_for_kill(binance, keys)
+    venue.set_account_sink(_store_sink(store, venue.name))
     errors: list[str] = []
     try:
         try:
@@ -166,7 +177,6 @@ async def kill_spot(settings: Settings, binance: Any, keys: tuple[SecretStr, Sec
         except BotError as exc:
             return {**empty, "errors": [f"markets: {exc}"]}
         cancelled, remaining = await _cancel_ours(venue, store, all_orders, errors)
-        await _book_missing_fills(store, venue, errors)
         filled: dict[str, str] = {}
         sent: list[int] = []
         if flatten:
@@ -179,19 +189,20 @@ async def kill_spot(settings: Settings, binance: Any, keys: tuple[SecretStr, Sec
             "remaining_open_orders": remaining, "positions": positions, "errors": errors}
 
 
-async def _book_missing_fills(store: Store, venue: Any, errors: list[str]) -> None:
-    """Book the fills of the bot's spot orders the store still holds open, and close them with the
-    venue's state: the daemon that placed them died before its stream reported them, and the
-    hedge the flatten sells is what the store's fills book (the start-up reconciliation's path)."""
+def _store_sink(store: Store, venue: str) -> Callable[[AccountEvent], None]:
+    """What the venue reports while the kill works (a cancel's answer, the final state and fills
+    of an order the store holds open that the venue no longer lists) goes to the store: the
+    daemon that placed those orders died before its stream reported them, and the hedge the
+    flatten sells is what the store's fills book."""
 
-    def book(event: AccountEvent) -> None:
+    def sink(event: AccountEvent) -> None:
         if isinstance(event, Fill):
-            store.record_fill(venue.name, event)
+            store.record_fill(venue, event)
+        elif isinstance(event, OrderUpdate):
+            store.update_order(event.client_id, event.status, event.filled_size, SYSTEM_CLOCK.now_ns(),
+                               "kill --direct")
 
-    try:
-        await reconcile_venue(store, venue, book, dict, SYSTEM_CLOCK, compare_positions=False)
-    except BotError as exc:
-        errors.append(f"reconcile: {exc}")
+    return sink
 
 
 async def _flatten_spot(settings: Settings, store: Store, venue: Any,
