@@ -30,6 +30,7 @@ from bot.venues.ports import ExecutionVenue, VenueAccount
 __all__ = ["reconcile_venue"]
 
 log = structlog.get_logger("reconcile")
+BALANCE_TOLERANCE = Decimal("0.01")  # of a spot position: more than commissions in the base asset
 
 
 async def reconcile_venue(
@@ -79,6 +80,10 @@ async def reconcile_venue(
             mine, theirs = ours.get(market, Decimal(0)), account.positions.get(market, Decimal(0))
             if mine != theirs:
                 mismatches[market] = {"store": str(mine), "venue": str(theirs)}
+    elif account.positions is not None:
+        shortfalls = balance_shortfalls(positions(), account.positions)
+        if shortfalls:
+            log.error("reconcile_store_exceeds_balance", venue=venue.name, shortfalls=shortfalls)
     report = {"venue": venue.name, "fills_applied": len(new_fills),
               "closed_in_store": list(fixes.close_in_store), "cancelled_at_venue": cancelled,
               "foreign_open_orders": foreign, "position_mismatches": mismatches, "errors": errors}
@@ -89,3 +94,19 @@ async def reconcile_venue(
     else:
         log.info("reconciled", **report)
     return report
+
+
+def balance_shortfalls(booked: dict[str, Decimal], held: dict[str, Decimal]) -> dict[str, dict[str, str]]:
+    """Spot markets whose long the store books beyond what the account holds.
+
+    Balances include inventory the bot never traded, so only a shortfall means something: fills
+    booked twice, or coins moved out of the account. A buy's commission taken in the base asset
+    leaves the account a little short of the fills (0.1% at Binance's base rate): below
+    BALANCE_TOLERANCE of the position, a shortfall is that and nothing more.
+    """
+    out = {}
+    for market, mine in booked.items():
+        theirs = held.get(market, Decimal(0))
+        if mine > 0 and mine - theirs > mine * BALANCE_TOLERANCE:
+            out[market] = {"store": str(mine), "venue": str(theirs)}
+    return out

@@ -15,12 +15,14 @@ the ETH hedge it had just sold.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog
 from pydantic import SecretStr
 from support.wait import eventually_async
 
@@ -32,6 +34,7 @@ from bot.domain import AccountEvent, Fill, OrderRequest, OrderStatus, OrderUpdat
 from bot.recovery import reconcile_venue
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
 from bot.sim.spot.exchange import SpotExchange
+from bot.sim.spot.records import SpotConfig
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue, build_venue
@@ -270,3 +273,37 @@ async def test_kill_and_a_hung_daemons_stream_book_the_flatten_once(server: Bina
         assert len(streamed_sells) == sold  # both paths booked the flatten's trades
         assert store_trades(store, "ETH-USDT") == venue_trades(server, "ETH-USDT")
         assert store_position(store, "ETH-USDT") == 0
+
+
+async def test_start_reconcile_reports_a_store_that_books_more_than_the_account_holds(
+        tmp_path: Path) -> None:
+    """The failure's signature, caught on start: the spot hedge booked twice (the old kill's
+    `binance-kill-...` copy of a trade the stream had booked), on an account holding only the hedge."""
+    exchange = SpotExchange(seed=5, start_ns=time.time_ns(),
+                            config=SpotConfig(default_balances={"USDT": D(100_000)}))
+    server = BinanceServer(exchange, time.time_ns)
+    await server.start()
+    try:
+        with Store.open(tmp_path / "perpbot.sqlite") as store:
+            venue = await open_venue(server)
+            try:
+                order = await buy(venue, store, "ETH-USDT", SIZES["ETH-USDT"])
+                for fill in await venue.order_fills(order.client_id):
+                    store.record_fill("binance", fill)
+                    twice = dataclasses.replace(fill, fill_id=f"binance-kill-{fill.fill_id}")
+                    store.record_fill("binance", twice)
+                store.update_order(order.client_id, OrderStatus.FILLED, order.size, time.time_ns())
+
+                def booked() -> dict[str, Decimal]:
+                    return {m: store_position(store, m) for m in SYMBOLS}
+
+                with structlog.testing.capture_logs() as logs:
+                    await reconcile_venue(store, venue, lambda e: None, booked, SYSTEM_CLOCK,
+                                          compare_positions=False)
+            finally:
+                await venue.close()
+    finally:
+        await server.stop()
+    (event,) = [e for e in logs if e["event"] == "reconcile_store_exceeds_balance"]
+    assert set(event["shortfalls"]) == {"ETH-USDT"}
+    assert D(event["shortfalls"]["ETH-USDT"]["store"]) == 2 * SIZES["ETH-USDT"]

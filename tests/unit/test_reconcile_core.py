@@ -1,8 +1,12 @@
-"""Start-up reconciliation core: which store rows close and which venue orders are cancelled."""
+"""Start-up reconciliation: which store rows close, which venue orders are cancelled, which spot
+balance falls short of the store."""
+
+from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.recovery import balance_shortfalls
 from bot.store.reconcile import reconcile_open_orders
 
 IDS = st.sets(st.integers(min_value=1, max_value=50))
@@ -22,3 +26,13 @@ def test_every_order_open_at_the_venue_is_cancelled_and_the_others_close_in_the_
 def test_a_predecessors_working_child_is_cancelled_not_left_alone() -> None:
     fixes = reconcile_open_orders([7, 8], [8, 9])
     assert fixes.close_in_store == (7,) and fixes.cancel_at_venue == (8, 9)
+
+
+def test_a_spot_long_beyond_the_balance_is_a_shortfall_commission_dust_is_not() -> None:
+    booked = {"BTC-USDT": Decimal("0.02"), "ETH-USDT": Decimal("0.5"), "SOL-USDT": Decimal(0)}
+    held = {"BTC-USDT": Decimal("0.01"), "ETH-USDT": Decimal("0.4995"), "SOL-USDT": Decimal(3)}
+    # BTC booked twice (the account holds half); ETH short by a buy's base-asset commission.
+    assert balance_shortfalls(booked, held) == {"BTC-USDT": {"store": "0.02", "venue": "0.01"}}
+    assert balance_shortfalls({"BTC-USDT": Decimal("0.01")}, {}) == {
+        "BTC-USDT": {"store": "0.01", "venue": "0"}}
+    assert balance_shortfalls({"BTC-USDT": Decimal("0.01")}, {"BTC-USDT": Decimal(5)}) == {}  # inventory
