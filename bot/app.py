@@ -139,8 +139,9 @@ class App:
         return cls(settings, store, engine, core.orders, controller, control, services, clock,
                    closers=[core.venues.close])
 
-    async def reconcile(self) -> None:
-        """Line the store and the engine up with every venue before trading (bot.recovery)."""
+    async def reconcile(self, stage: str = "start") -> None:
+        """Line the store and the engine up with every venue before trading, and at the exit for
+        what the store still holds open (bot.recovery)."""
         engine = self.engine
         for manager in engine.order_managers:
             if manager is engine.orders:
@@ -150,7 +151,7 @@ class App:
             balances = manager.venue.capabilities.positions_are_balances
             await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
                                   cancel_foreign=self.settings.trading == "paper",
-                                  compare_positions=not balances)
+                                  compare_positions=not balances, stage=stage)
 
     async def run(self) -> int:
         """Run until a stop signal or a fatal error; return the process exit code."""
@@ -207,7 +208,7 @@ class App:
             async with asyncio.timeout(budget):
                 # Resting orders must not outlive the process that manages them (bot.execution.exit).
                 await cancel_and_settle(self.engine.order_managers, self.store, settle_secs=budget * 0.6,
-                                        clock=self.clock, reconcile=self.reconcile)
+                                        clock=self.clock, reconcile=lambda: self.reconcile("exit"))
         except TimeoutError:
             log.error("shutdown_budget_exceeded", budget_secs=self.settings.shutdown_budget_secs)
         finally:

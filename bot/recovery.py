@@ -42,11 +42,13 @@ async def reconcile_venue(
     *,
     cancel_foreign: bool = False,
     compare_positions: bool = True,
+    stage: str = "start",
 ) -> dict[str, Any]:
     """Bring the store and the engine in line with the venue; return what was corrected.
 
     `compare_positions=False` for a venue whose positions are account balances (spot): they
     include inventory the bot never traded, so only the venue's fills and orders are reconciled.
+    `stage` ("start", "exit") names the occasion in the reasons the store records.
     """
     stored_open = [o.client_id for o in store.open_orders(venue.name)]
     account: VenueAccount = await venue.account_snapshot(stored_open)
@@ -59,7 +61,8 @@ async def reconcile_venue(
         status, filled = account.order_states.get(client_id, (OrderStatus.CANCELLED, Decimal(0)))
         order = store.get_order(client_id)
         filled = max(filled, order.filled_size if order else Decimal(0))
-        reason = "venue state on start" if client_id in account.order_states else "not at venue on start"
+        known = client_id in account.order_states
+        reason = f"venue state on {stage}" if known else f"not at venue on {stage}"
         store.update_order(client_id, status, filled, clock.now_ns(), reason)
     cancelled, foreign, errors = [], [], []
     # A predecessor's order still working (open in the store too) would trade on top of the new

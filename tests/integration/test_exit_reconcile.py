@@ -118,7 +118,8 @@ async def test_exit_closes_in_the_store_an_order_that_expired_before_it(servers:
             await venue.load_markets()
             errors = await cancel_and_settle(
                 [manager], store, settle_secs=1.0,
-                reconcile=lambda: reconcile_venue(store, venue, manager.on_account_event, dict, SYSTEM_CLOCK))
+                reconcile=lambda: reconcile_venue(store, venue, manager.on_account_event, dict, SYSTEM_CLOCK,
+                                                  stage="exit"))
         finally:
             await venue.close()
 
@@ -126,3 +127,4 @@ async def test_exit_closes_in_the_store_an_order_that_expired_before_it(servers:
         assert store.open_orders() == []
         stored = store.get_order(child)
         assert stored is not None and stored.status is OrderStatus.CANCELLED  # dYdX: an expiry is a cancel
+        assert stored.reason.endswith("on exit"), stored.reason
