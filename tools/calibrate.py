@@ -375,15 +375,21 @@ def directional_grid(quick: bool) -> list[dict[str, Any]]:
     # vol target only): 0.3 / 7 days / 1, drawdown within 0.75x the hold's in 13 of 14 quarters,
     # return/drawdown better in 9. 2) target vol 0.3/0.6 x vol-norm baseline 0/30 days x cap on
     # the thesis 0.6/1 x drawdown stop 0.2/0.4: the cap 0.6 meets the drawdown target in 14 of 14
-    # (return/drawdown 8), the baseline changed nothing. 3) here: with the cap, whether the
-    # adverse-funding cut (30% a year; 100 = off) and the vol target pay.
-    tvs = ["0.3", "0.6"] if not quick else ["0.3"]
-    adverse = ["0.3", "100"] if not quick else ["0.3"]
-    stops = ["0.2", "0.4"] if not quick else ["0.2"]
-    return [{"target_vol_annual": a, "vol_half_life_days": 7, "vol_baseline_half_life_days": 0,
-             "thesis_max_scale": "0.6", "drawdown_stop": c, "flag_risk_factor": "1",
-             "adverse_funding_rate_annual": b}
-            for a, b, c in itertools.product(tvs, adverse, stops)]
+    # (return/drawdown 8), the baseline changed nothing. 3) with the cap, the adverse-funding cut
+    # (30% a year; 100 = off) and the vol target: the cut pays, 0.3 stays. 4) here: an absolute
+    # target of 0.3 cuts the thesis through calm rallies (2020Q2, 2021Q1, 2023Q1), and a 20%
+    # drawdown stop at 0.6 of the thesis fires near the lows of quarters that recover (2021Q2,
+    # 2022Q1); so the absolute target only as a crash ceiling (1.0) with the cut relative to the
+    # vol norm (baseline 30 days), the adverse-funding line at 30% or 60% a year, the stop at 20%
+    # or 50%.
+    tvs = ["0.3", "1"] if not quick else ["1"]
+    baselines = [0, 30] if not quick else [30]
+    adverse = ["0.3", "0.6"] if not quick else ["0.6"]
+    stops = ["0.2", "0.5"] if not quick else ["0.5"]
+    return [{"target_vol_annual": a, "vol_half_life_days": 7, "vol_baseline_half_life_days": b,
+             "thesis_max_scale": "0.6", "drawdown_stop": d, "flag_risk_factor": "1",
+             "adverse_funding_rate_annual": c}
+            for a, b, c, d in itertools.product(tvs, baselines, adverse, stops)]
 
 
 def carry_settings(params: dict[str, Any], horizon: int) -> StrategySettings:
