@@ -155,6 +155,13 @@ class StrategySettings(_Section):
     # estimator with this longer half-life (0: no baseline, absolute targeting only).
     vol_baseline_half_life_days: float = Field(default=0.0, ge=0)
     thesis_max_scale: Fraction = Decimal(1)
+    # The thesis is trimmed while price is stretched from its trend (an EWMA of hourly closes
+    # with this half-life; 0: off) in its direction: kept whole up to stretch_start, linearly
+    # down to stretch_floor of its scale at stretch_full (bot.strategy.volscale).
+    stretch_half_life_days: float = Field(default=0.0, ge=0)
+    stretch_start: NonNegDecimal = Decimal("0.1")
+    stretch_full: PosDecimal = Decimal("0.2")
+    stretch_floor: Fraction = Decimal("0.5")
     history_hours: int = Field(default=720, ge=0)  # venue history read at start to seed estimators
     # The directional thesis is cut by adverse_funding_cap_factor while the funding trend makes it
     # pay more than this (annualised), and by flag_risk_factor while >= min_flags flags agree.
@@ -189,6 +196,8 @@ class StrategySettings(_Section):
     def _budgets_fit(self) -> StrategySettings:
         if self.directional_budget + self.carry_budget + self.vol_provision_budget > 1:
             raise ValueError("directional_budget + carry_budget + vol_provision_budget exceeds 1")
+        if self.stretch_full <= self.stretch_start:
+            raise ValueError("stretch_full must be above stretch_start")
         return self
 
 

@@ -23,7 +23,7 @@ from bot.rules.gate import GateDecision, GateState, evaluate_gate
 from bot.strategy import decide as strategy_decide
 from bot.strategy import market_status as status_rules
 from bot.strategy.targets import TargetSpec, resolve_target
-from bot.strategy.volscale import baseline_of
+from bot.strategy.volscale import baseline_of, trend_of
 
 # Vol estimates are reported to the flags only once warm (samples are 1 s returns): a short
 # window on a handful of returns would trip the regime-shift ratio on noise at start-up.
@@ -95,6 +95,7 @@ def compute_targets(state: MarketState, mark: Decimal, now_ns: int,
         flags_agree=len(flags) >= ctx.settings.rules.min_flags,
         maintenance_margin_fraction=state.spec.maintenance_margin_fraction,
         entry_trend_1h=state.entry_trend.rate_1h, baseline_vol=baseline_of(state.vol_sizing),
+        price_trend=trend_of(state.vol_sizing),
     )
     reduce_only = None
     if ctx.risk_mode is RiskMode.REDUCE_ONLY:

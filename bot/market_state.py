@@ -96,7 +96,8 @@ def _new_market(settings: Settings, ticker: str, spec: MarketSpec, book: OrderBo
     return MarketState(spec, book or OrderBook(ticker), Position(ticker),
                        depth_median=RollingMedian(settings.rules.liquidity_median_window_secs),
                        vol_sizing=SizingVol(settings.strategy.vol_half_life_days,
-                                            settings.strategy.vol_baseline_half_life_days),
+                                            settings.strategy.vol_baseline_half_life_days,
+                                            settings.strategy.stretch_half_life_days),
                        funding_trend=FundingTrend(carry.signal_half_life_hours),
                        entry_trend=FundingTrend(carry.entry_half_life_hours))
 

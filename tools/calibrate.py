@@ -167,7 +167,8 @@ def run(series: list[Series], start: int, end: int, strat: StrategySettings, rul
         return {}
     cash = EQUITY
     legs = [Leg() for _ in series]
-    vols = [SizingVol(strat.vol_half_life_days, strat.vol_baseline_half_life_days) for _ in series]
+    vols = [SizingVol(strat.vol_half_life_days, strat.vol_baseline_half_life_days,
+                      strat.stretch_half_life_days) for _ in series]
     trends = [FundingTrend(strat.carry.signal_half_life_hours) for _ in series]
     entries = [FundingTrend(strat.carry.entry_half_life_hours) for _ in series]
     fcs = [FundingForecast() for _ in series]
@@ -222,7 +223,7 @@ def run(series: list[Series], start: int, end: int, strat: StrategySettings, rul
                 funding_trend_1h=trend.rate_1h, persistence_hours=fc.persistence_hours,
                 step_size=STEP[s.market], spot_step_size=STEP[s.market], perp_fee_rate=_d(PERP_FEE),
                 operator_target=op, flags_agree=agree, entry_trend_1h=entry.rate_1h,
-                baseline_vol=vol.baseline)
+                baseline_vol=vol.baseline, price_trend=vol.trend)
             out = market_targets(readings, strat, leg.carry_side, leg.watch, carry_size=leg.carry_size)
             leg.watch = out.watch
             tgt, spot_tgt = float(out.sizing.size), float(out.spot)
@@ -376,20 +377,21 @@ def directional_grid(quick: bool) -> list[dict[str, Any]]:
     # return/drawdown better in 9. 2) target vol 0.3/0.6 x vol-norm baseline 0/30 days x cap on
     # the thesis 0.6/1 x drawdown stop 0.2/0.4: the cap 0.6 meets the drawdown target in 14 of 14
     # (return/drawdown 8), the baseline changed nothing. 3) with the cap, the adverse-funding cut
-    # (30% a year; 100 = off) and the vol target: the cut pays, 0.3 stays. 4) here: an absolute
-    # target of 0.3 cuts the thesis through calm rallies (2020Q2, 2021Q1, 2023Q1), and a 20%
-    # drawdown stop at 0.6 of the thesis fires near the lows of quarters that recover (2021Q2,
-    # 2022Q1); so the absolute target only as a crash ceiling (1.0) with the cut relative to the
-    # vol norm (baseline 30 days), the adverse-funding line at 30% or 60% a year, the stop at 20%
-    # or 50%.
+    # (30% a year; 100 = off) and the vol target: the cut pays, 0.3 stays. 4) the absolute target
+    # only as a crash ceiling (1) and the 20% stop raised: return/drawdown 10 of 14. 5) here: the
+    # stretch trim (off, or a 20/30-day trend with 10-20% / 15-30% lines, floor 0.5), against
+    # target vol 0.3/1, vol norm 0/30 days and stop 0.2/0.5; the 30% funding line as in 4.
+    stretches = [(0, "0.1", "0.2"), (30, "0.1", "0.2"), (30, "0.15", "0.3"), (20, "0.1", "0.2")]
     tvs = ["0.3", "1"] if not quick else ["1"]
-    baselines = [0, 30] if not quick else [30]
-    adverse = ["0.3", "0.6"] if not quick else ["0.6"]
+    norms = [0, 30] if not quick else [30]
     stops = ["0.2", "0.5"] if not quick else ["0.5"]
-    return [{"target_vol_annual": a, "vol_half_life_days": 7, "vol_baseline_half_life_days": b,
-             "thesis_max_scale": "0.6", "drawdown_stop": d, "flag_risk_factor": "1",
-             "adverse_funding_rate_annual": c}
-            for a, b, c, d in itertools.product(tvs, baselines, adverse, stops)]
+    if quick:
+        stretches = stretches[1:2]
+    return [{"target_vol_annual": a, "vol_half_life_days": 7, "vol_baseline_half_life_days": n,
+             "thesis_max_scale": "0.6", "drawdown_stop": b, "flag_risk_factor": "1",
+             "adverse_funding_rate_annual": "0.3", "stretch_half_life_days": hl, "stretch_start": lo,
+             "stretch_full": hi, "stretch_floor": "0.5"}
+            for a, n, b, (hl, lo, hi) in itertools.product(tvs, norms, stops, stretches)]
 
 
 def carry_settings(params: dict[str, Any], horizon: int) -> StrategySettings:
@@ -411,7 +413,11 @@ def directional_settings(params: dict[str, Any]) -> StrategySettings:
         "vol_baseline_half_life_days": float(params.get("vol_baseline_half_life_days", 0)),
         "thesis_max_scale": Decimal(params.get("thesis_max_scale", "1")),
         "drawdown_stop": Decimal(params.get("drawdown_stop", "0.2")),
-        "adverse_funding_rate_annual": Decimal(params["adverse_funding_rate_annual"])})
+        "adverse_funding_rate_annual": Decimal(params["adverse_funding_rate_annual"]),
+        "stretch_half_life_days": float(params.get("stretch_half_life_days", 0)),
+        "stretch_start": Decimal(params.get("stretch_start", "0.1")),
+        "stretch_full": Decimal(params.get("stretch_full", "0.2")),
+        "stretch_floor": Decimal(params.get("stretch_floor", "0.5"))})
 
 
 def expected_hold(series: list[Series], end: int, params: dict[str, Any]) -> int:

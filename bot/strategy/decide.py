@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from bot.config import RuleSettings, StrategySettings
 from bot.strategy.band import BandCheck, BandInputs, check_band
@@ -17,10 +17,11 @@ from bot.strategy.carry import CarryWatch, watch_carry
 from bot.strategy.market_status import no_growth
 from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target
 from bot.strategy.sleeves import SleeveBook, SleeveInputs, carry_outlook_adverse, plan_sleeves
-from bot.strategy.volscale import thesis_scale
+from bot.strategy.volscale import stretch_factor, thesis_scale
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+_Q = Decimal("0.0001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class MarketReadings:
     entry_trend_1h: Decimal | None = None  # the carry's entry trend (None: funding_trend_1h)
     spot_fee_rate: Decimal | None = None  # the hedge venue's taker rate (None: carry settings)
     baseline_vol: float | None = None  # the sizing vol's long-run norm (bot.strategy.volscale)
+    price_trend: float | None = None  # the EWMA of hourly closes the stretch trim reads (volscale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watc
     inp = SleeveInputs(
         market=r.market, price=r.price, spot_price=r.spot_price, equity_usd=r.equity_usd,
         market_count=r.market_count,
-        leverage=thesis_scale(p.target_vol_annual, r.sizing_vol, r.baseline_vol, p.thesis_max_scale),
+        leverage=directional_scale(r, p),
         funding_rate_1h=r.funding_trend_1h, persistence_hours=r.persistence_hours,
         step_size=r.step_size, spot_step_size=r.spot_step_size, perp_fee_rate=r.perp_fee_rate,
         operator_target=r.operator_target, flags_agree=r.flags_agree, carry_size=carry_size,
@@ -113,6 +115,14 @@ def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watc
     if r.spot_step_size is not None:
         spot = scale_hedge(spot_desired, desired, target.size, r.spot_step_size)
     return MarketTargets(sleeves, target, spot, watch)
+
+
+def directional_scale(r: MarketReadings, p: StrategySettings) -> Decimal:
+    """The share of the thesis to hold: the volatility cut times the stretch trim."""
+    scale = thesis_scale(p.target_vol_annual, r.sizing_vol, r.baseline_vol, p.thesis_max_scale)
+    side = (r.operator_target > 0) - (r.operator_target < 0)
+    trim = stretch_factor(r.price, r.price_trend, side, p.stretch_start, p.stretch_full, p.stretch_floor)
+    return (scale * trim).quantize(_Q, rounding=ROUND_DOWN)
 
 
 def audit_should_trade(position: Decimal, target: Decimal, price: Decimal, equity_usd: Decimal,

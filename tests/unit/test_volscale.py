@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.rules.estimators import EwmaVol, seed_vol
-from bot.strategy.volscale import SizingVol, thesis_scale
+from bot.strategy.volscale import SizingVol, stretch_factor, thesis_scale, trend_of
 
 NS_H = 3600 * 10**9
 D = Decimal
@@ -51,3 +51,84 @@ def test_sizing_vol_keeps_its_baseline_and_seeds_as_one() -> None:
     assert vol.baseline < vol.annualised  # the norm lags the new regime: the thesis is cut
     assert thesis_scale(D(5), vol.annualised, vol.baseline, D(1)) < D("0.8")
     assert SizingVol(3).baseline is None
+
+
+def test_stretch_keeps_the_thesis_near_its_trend_and_trims_it_far_above() -> None:
+    lines = (D("0.1"), D("0.2"), D("0.5"))
+    assert stretch_factor(D(105), 100.0, 1, *lines) == 1  # 5% above: whole
+    assert stretch_factor(D(110), 100.0, 1, *lines) == 1  # at the start line
+    assert stretch_factor(D(115), 100.0, 1, *lines) == D("0.75")  # half way: half the trim
+    assert stretch_factor(D(130), 100.0, 1, *lines) == D("0.5")  # beyond the full line: the floor
+    assert stretch_factor(D(70), 100.0, 1, *lines) == 1  # a long below its trend is not trimmed
+    # a short is mirrored: trimmed while price is far *below* its trend
+    assert stretch_factor(D(130), 100.0, -1, *lines) == 1
+    assert stretch_factor(D(100), 115.0, -1, *lines) == D("0.75")
+    # no trend, no side: whole
+    assert stretch_factor(D(200), None, 1, *lines) == 1
+    assert stretch_factor(D(200), 100.0, 0, *lines) == 1
+
+
+@given(price=st.decimals(1, 10**6, places=2), trend=st.floats(1, 10**6), side=st.sampled_from([-1, 1]),
+       floor=st.decimals(D("0.01"), 1, places=2))
+def test_stretch_is_between_its_floor_and_one_and_never_grows_with_stretch_property(
+        price, trend, side, floor) -> None:  # type: ignore[no-untyped-def]
+    f = stretch_factor(price, trend, side, D("0.1"), D("0.2"), floor)
+    assert floor <= f <= 1
+    further = price * D("1.05") if side > 0 else price / D("1.05")
+    assert stretch_factor(further, trend, side, D("0.1"), D("0.2"), floor) <= f
+
+
+def test_the_trend_is_an_hourly_ewma_of_closes_seeded_with_the_vol() -> None:
+    vol = SizingVol(7, 0, 30)
+    closes = [(h * NS_H, D(100 if h < 24 * 30 else 200)) for h in range(24 * 60)]
+    seed_vol(vol, closes)
+    # 30 days at 200 after 30 at 100, half-life 30 days: half way
+    assert vol.trend is not None and math.isclose(vol.trend, 150, rel_tol=1e-3)
+    # quotes within the hour do not move it; the next hourly sample does
+    before = vol.trend
+    vol.update(D(400), 24 * 60 * NS_H - NS_H // 2)
+    assert vol.trend == before
+    vol.update(D(400), 24 * 60 * NS_H)
+    assert vol.trend > before
+    assert SizingVol(7).trend is None and trend_of(EwmaVol(3600)) is None
+
+
+def test_the_engine_trims_a_stretched_long_thesis_and_keeps_it_near_its_trend() -> None:
+    from bot import decisions
+    from bot.config import CarrySettings, Settings, StrategySettings
+    from bot.domain import FeeRates, MarketSpec, MarketStatusKind, RiskMode
+    from bot.market_state import build_markets
+    from bot.strategy.targets import TargetSpec
+
+    settings = Settings(strategy=StrategySettings(
+        directional_budget=D(1), carry_budget=D(0), carry=CarrySettings(enabled=False),
+        target_vol_annual=D(100), thesis_max_scale=D("0.6"), stretch_half_life_days=30))
+    fees = {"dydx": FeeRates(D("0.0001"), D("0.0005"), "t"), "binance": FeeRates(D("0.001"), D("0.001"), "t")}
+    ctx = decisions.Context(settings=settings, strategy=settings.strategy, equity=D(10_000),
+                            peak_equity=D(10_000), fees=fees, market_count=1, risk_mode=RiskMode.NORMAL,
+                            status=MarketStatusKind.ACTIVE, operator=TargetSpec(D("0.5"), "leverage"),
+                            settlement_hold=False)
+    spec = MarketSpec("BTC-USD", D("0.01"), D("0.001"), D("0.001"))
+
+    def target_at(mark: D) -> D:
+        state = build_markets(settings, {"BTC-USD": spec}, {}, {}, None)[0]["BTC-USD"]
+        closes = [(h * NS_H, D(100) if h % 2 else D("100.5")) for h in range(24 * 30)]
+        seed_vol(state.vol_sizing, closes)  # what the daemon's start-up read does
+        state.oracle_price = mark
+        return decisions.compute_targets(state, mark, 24 * 30 * NS_H, ctx).sizing.size
+
+    near, far = target_at(D(100)), target_at(D(130))
+    assert near == D("30")  # 0.6 x 0.5 x 10,000 / 100: the vol cap alone
+    assert far == D("11.538")  # 30% above its trend: half the scale (0.3 x 5,000 / 130)
+
+
+def test_stretch_lines_out_of_order_are_refused_naming_the_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[strategy]\nstretch_start = "0.3"\nstretch_full = "0.2"\n')
+    code = "import sys; from bot.cli import main; main(sys.argv[1:])"
+    out = subprocess.run([sys.executable, "-c", code, "config", "check", "--config", str(bad)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "stretch_full must be above stretch_start" in out.stderr + out.stdout
