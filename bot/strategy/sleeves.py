@@ -3,7 +3,8 @@
 Capital per market (equity / market count) is split by risk budget across sleeves:
 
 - directional: the operator's thesis (config or `perpbot target`, resolved to base units) scaled
-  by volatility targeting (min(1, target_vol / sizing vol), sizing vol on the rebalance horizon),
+  by volatility targeting (min(1, target_vol / sizing vol), sizing vol on the rebalance horizon)
+  and the stretch trim (bot.strategy.volscale),
   cut by `adverse_funding_cap_factor` while the funding *trend* makes the position pay more than
   `adverse_funding_rate_annual`, and by `flag_risk_factor` while the flags agree: risk falls when
   volatility or funding turns against the thesis;
