@@ -20,7 +20,7 @@ import pyarrow.feather as feather
 from bot.config import RuleSettings, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import calibrate as cal  # noqa: E402
+import calibrate as cal
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -30,7 +30,8 @@ def load_2024() -> list[cal.Series]:
     for market in ("BTC-USD", "ETH-USD"):
         asset = market.split("-")[0]
         bars = cal.load_candles(cal.DATA / "candles" / f"{asset}USDT_1h_2020-01_2024-04.csv")
-        table = feather.read_table(cal.DATA / "candles" / f"{asset}_USDT-1h_2024-01_2024-09.feather").to_pydict()
+        path = cal.DATA / "candles" / f"{asset}_USDT-1h_2024-01_2024-09.feather"
+        table = feather.read_table(path).to_pydict()
         for ts, o, h, lo, c in zip(table["date"], table["open"], table["high"], table["low"], table["close"],
                                    strict=True):
             bars[int(ts.timestamp()) // 3600 + 1] = (o, h, lo, c)  # keyed by the bar's close hour
@@ -46,7 +47,8 @@ def _hour(y: int, m: int, d: int) -> int:
 def main(argv: list[str]) -> int:
     series = load_2024()
     last = min(s.hours[-1] for s in series) + 1
-    windows = [(_hour(2024, 1, 1), _hour(2024, 4, 1), "2024Q1"), (_hour(2024, 4, 1), _hour(2024, 7, 1), "2024Q2"),
+    windows = [(_hour(2024, 1, 1), _hour(2024, 4, 1), "2024Q1"),
+               (_hour(2024, 4, 1), _hour(2024, 7, 1), "2024Q2"),
                (_hour(2024, 7, 1), last, "2024Q3 (to 6 Sep)")]
     for config in [Path(a) for a in argv] or [EXAMPLES / "directional.toml"]:
         strat = load(config, env_file=None).strategy
