@@ -122,7 +122,7 @@ def directional_scale(r: MarketReadings, p: StrategySettings) -> Decimal:
     scale = thesis_scale(p.target_vol_annual, r.sizing_vol, r.baseline_vol, p.thesis_max_scale)
     side = (r.operator_target > 0) - (r.operator_target < 0)
     trim = stretch_factor(r.price, r.price_trend, side, p.stretch_start, p.stretch_full, p.stretch_floor)
-    return (scale * trim).quantize(_Q, rounding=ROUND_DOWN)
+    return scale if trim == ONE else (scale * trim).quantize(_Q, rounding=ROUND_DOWN)
 
 
 def audit_should_trade(position: Decimal, target: Decimal, price: Decimal, equity_usd: Decimal,
