@@ -60,11 +60,36 @@ class Portfolio:
         self._accounts = accounts
         self._orders = orders
         self._spot_orders = spot_orders
+        self._batch: list[tuple[str, FundingPayment]] | None = None  # not yet stored (`batch_funding`)
+        self._batched: set[tuple[str, str, int]] = set()
+
+    def batch_funding(self) -> None:
+        """Keep funding payments in memory until `flush_funding` (a backtest on a fresh store:
+        the store then holds what `on_funding` would have written, one transaction per batch)."""
+        self._batch = []
+
+    def flush_funding(self, store: Store) -> None:
+        """Write the batched payments (per venue, in order of arrival)."""
+        batch = self._batch
+        if batch:
+            for venue in dict.fromkeys(v for v, _ in batch):
+                store.record_funding_many(venue, [p for v, p in batch if v == venue])
+            batch.clear()
+
+    def _is_new(self, payment: FundingPayment, store: Store, venue: str) -> bool:
+        if self._batch is None:
+            return store.record_funding(venue, payment)
+        key = (venue, payment.market, payment.ts_event)
+        if key in self._batched:
+            return False
+        self._batched.add(key)
+        self._batch.append((venue, payment))
+        return True
 
     def on_funding(self, payment: FundingPayment, store: Store, venue: str) -> None:
         """Store a funding payment once and count it in its market's ledger and position."""
         state = self._markets.get(payment.market)
-        if store.record_funding(venue, payment) and state is not None:
+        if self._is_new(payment, store, venue) and state is not None:
             if state.ledger.record(payment):
                 state.position.funding_pnl += payment.amount
             log.info("funding_settled", market=payment.market, rate=str(payment.rate),

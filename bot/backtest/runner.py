@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ from .liquidation import IntrabarRisk
 from .participation import CappedVenue
 from .scenarios import Scenario, StressModel, is_rejected, place
 from .sources import Source
-from .summary import BacktestResult, money
+from .summary import BacktestResult, format_samples, money
 from .summary import build as build_result
 from .summary import drain as _drain
 
@@ -197,6 +197,7 @@ class Backtest:
         self.engine = Engine(s, src.specs, store, orders, metrics, clock, books,
                              spot_orders=spot_orders if src.spot_specs else None,
                              spot_specs=src.spot_specs, spot_books=spot_books)
+        self.engine.portfolio.batch_funding()  # flushed after the loop (`_run`)
         perp_exec.set_account_sink(self._on_perp_account)
         spot_exec.set_account_sink(self._on_spot_account)
         self._managers = self.engine.order_managers
@@ -214,6 +215,8 @@ class Backtest:
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
+        self._raw_samples: list[tuple[Any, ...]] = []  # what `_sample` saw; `samples` once formatted
+        self._last_mode: str | None = None  # the previous sample's risk mode (for mode_secs)
         self.funding_rows: list[dict[str, Any]] = []
         self.liquidations = 0
         self.risk = IntrabarRisk(s.paper.initial_equity_usd)
@@ -313,6 +316,7 @@ class Backtest:
                 progress(count, ts - src.start_ns)
         end = max(src.end_ns, clock.now)
         await self._timers(end)
+        engine.portfolio.flush_funding(self.store)
         if progress is not None:
             progress(count, end - src.start_ns)
         self.run_secs = time.perf_counter() - started
@@ -426,6 +430,8 @@ class Backtest:
             if spot is None:
                 continue
             held = spot.position.size
+            if held == hedge.required and hedge.rejects < ex.hedge_max_rejects:
+                continue  # matched, nothing to top up: what the checks below find, without the math
             if abs(hedge.mismatch_usd(held, state.mark)) >= ex.min_notional_usd:
                 return False  # leg risk accrues with time
             if hedge.rejects >= ex.hedge_max_rejects:
@@ -454,9 +460,16 @@ class Backtest:
             ex = self.settings.execution
             for ticker, hedge in engine.hedges.items():
                 state = engine.markets[ticker]
-                if state.spot is not None:
-                    engine.hedges[ticker] = hedging.observe(hedge, state.spot.position.size, state.mark,
-                                                            last, ex)
+                if state.spot is None:
+                    continue
+                held = state.spot.position.size
+                if (held == hedge.required and not hedge.obligations and hedge.leg_risk_usd_secs is ZERO
+                        and ex.min_notional_usd > 0):
+                    # Matched with nothing owed: `observe` would only move its clock.
+                    if hedge.last_ns != last:
+                        engine.hedges[ticker] = replace(hedge, last_ns=last)
+                    continue
+                engine.hedges[ticker] = hedging.observe(hedge, held, state.mark, last, ex)
         if not self._equity_stale:
             return
         self._equity_stale = False
@@ -504,43 +517,43 @@ class Backtest:
     # ---- sampling -------------------------------------------------------------------------------
 
     def _sample(self, now: int) -> None:
+        """Record equity, PnL, exposure and flags at `now`: raw values here, formatted as the
+        samples' strings once the loop is done (`_format_samples`), outside the engine loop."""
         engine = self.engine
         equity = engine.equity()
         self.risk.mark_equity(equity)
         pnl = engine.total_pnl()
-        markets: dict[str, Any] = {}
+        markets = []
         gross = net = ZERO
         stopped = False
         for t, st in engine.markets.items():
             mark = st.mark
             pos = st.position.size
             perp_notional = pos * mark if mark is not None else ZERO
-            row: dict[str, Any] = {"position": str(pos), "mark": str(mark) if mark is not None else None,
-                                   "rate_1h": str(st.funding.rate_1h), "carry_side": st.carry_side,
-                                   "target": str(st.target)}
             gross += abs(perp_notional)
             net += perp_notional
+            spot_row = None
             if st.spot is not None:
                 mid = st.spot.book.mid()
-                spot_notional = st.spot.position.size * mid if mid is not None else ZERO
-                row.update(spot_position=str(st.spot.position.size),
-                           spot_mid=str(mid) if mid is not None else None)
+                spot_pos = st.spot.position.size
+                spot_notional = spot_pos * mid if mid is not None else ZERO
+                spot_row = (spot_pos, mid)
                 gross += abs(spot_notional)
                 net += spot_notional
             tripped = st.flags.tripped if st.flags is not None else ()
-            row["flags"] = list(tripped)
             if tripped != self._last_tripped.get(t, ()):
                 self.timeline.append({"ts_ns": now, "kind": "flags", "market": t, "tripped": list(tripped),
                                       "previous": list(self._last_tripped.get(t, ()))})
                 self._last_tripped[t] = tripped
             stopped = stopped or (st.sizing is not None and st.sizing.limited_by == "drawdown")
-            markets[t] = row
+            markets.append((t, pos, mark, st.funding.rate_1h, st.carry_side, st.target, spot_row, tripped))
             if now % NS_PER_HOUR == 0 and st.funding.predicted is not None and st.oracle_price is not None:
                 self.funding_rows.append({"ts_ns": now, "market": t, "rate_1h": str(st.funding.predicted),
                                           "oracle": str(st.oracle_price)})
-        for event in _drain(self.bus):
-            if event.kind == "risk_mode_changed":
-                self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+        if self.bus.qsize():
+            for event in _drain(self.bus):
+                if event.kind == "risk_mode_changed":
+                    self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
         if stopped != self._drawdown_stop:  # the sizing's drawdown stop: shown with the risk modes
             self._drawdown_stop = stopped
             new = "DRAWDOWN_STOP" if stopped else engine.risk_mode.value
@@ -549,24 +562,18 @@ class Backtest:
                                             f"{money(engine.peak_equity)}"})
         realised = sum((st.ledger.realised_usd for st in engine.markets.values()), ZERO)
         expected_1h = engine.expected_funding() / self.settings.rules.funding_horizon_hours
-        if self.samples:
-            last = self.samples[-1]
-            self.mode_secs["DRAWDOWN_STOP" if last["drawdown_stop"] else last["risk_mode"]] += \
-                self._sample_ns / NS_PER_SEC
-        self.samples.append({
-            "ts_ns": now, "equity": money(equity), "risk_mode": engine.risk_mode.value,
-            "drawdown_stop": stopped,
-            "pnl": {"price": money(pnl.price), "slippage": money(pnl.slippage), "fees": money(pnl.fees),
-                    "funding": money(pnl.funding)},
-            "funding_realised": money(realised), "funding_expected_1h": money(expected_1h),
-            "gross_notional": money(gross), "net_notional": money(net),
-            "leverage": round(float(gross / equity), 6) if equity > 0 else 0.0,
-            "markets": markets,
-        })
+        mode = engine.risk_mode.value
+        if self._last_mode is not None:
+            self.mode_secs[self._last_mode] += self._sample_ns / NS_PER_SEC
+        self._last_mode = "DRAWDOWN_STOP" if stopped else mode
+        self._raw_samples.append((now, equity, mode, stopped, pnl, realised, expected_1h, gross, net,
+                                  markets))
 
     # ---- results --------------------------------------------------------------------------------
 
     def _result(self, events: int, sample_secs: int) -> BacktestResult:
+        self.samples += format_samples(self._raw_samples)
+        self._raw_samples = []
         for event in _drain(self.bus):
             if event.kind == "risk_mode_changed":
                 self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})

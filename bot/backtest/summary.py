@@ -41,6 +41,31 @@ class BacktestResult:
     elapsed_secs: float = 0.0  # wall clock of the engine loop (also summary["run_secs"])
 
 
+def format_samples(raw: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The runner's raw samples (`Backtest._sample`) as `samples.json` rows (money as decimal strings)."""
+    out = []
+    for now, equity, mode, stopped, pnl, realised, expected_1h, gross, net, markets in raw:
+        rows: dict[str, Any] = {}
+        for t, pos, mark, rate, carry_side, target, spot_row, tripped in markets:
+            row: dict[str, Any] = {"position": str(pos), "mark": str(mark) if mark is not None else None,
+                                   "rate_1h": str(rate), "carry_side": carry_side, "target": str(target)}
+            if spot_row is not None:
+                row.update(spot_position=str(spot_row[0]),
+                           spot_mid=str(spot_row[1]) if spot_row[1] is not None else None)
+            row["flags"] = list(tripped)
+            rows[t] = row
+        out.append({
+            "ts_ns": now, "equity": money(equity), "risk_mode": mode, "drawdown_stop": stopped,
+            "pnl": {"price": money(pnl.price), "slippage": money(pnl.slippage), "fees": money(pnl.fees),
+                    "funding": money(pnl.funding)},
+            "funding_realised": money(realised), "funding_expected_1h": money(expected_1h),
+            "gross_notional": money(gross), "net_notional": money(net),
+            "leverage": round(float(gross / equity), 6) if equity > 0 else 0.0,
+            "markets": rows,
+        })
+    return out
+
+
 def drain(queue: asyncio.Queue[Any]) -> list[Any]:
     out = []
     while not queue.empty():

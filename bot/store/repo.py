@@ -244,6 +244,16 @@ class Store:
             conflict = "venue, market, ts_event"
             return _insert(conn, "funding_payments", payment, conflict=conflict, venue=venue)
 
+    def record_funding_many(self, venue: str, payments: list[FundingPayment]) -> None:
+        """Store funding payments in one transaction (a backtest settles in memory and writes them
+        in batches); payments already known are skipped, as `record_funding` skips them."""
+        names = ["venue", *(f.name for f in fields(FundingPayment))]
+        sql = (f"INSERT INTO funding_payments ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+               " ON CONFLICT (venue, market, ts_event) DO NOTHING")
+        rows = [(venue, *(_encode(getattr(p, f.name)) for f in fields(FundingPayment))) for p in payments]
+        with self._write() as conn:
+            conn.executemany(sql, rows)
+
     def funding_payments(self, market: str | None = None) -> list[FundingPayment]:
         """Return stored funding payments, optionally for one market, oldest first."""
         sql, params = _by_market(f"SELECT {_columns(FundingPayment)} FROM funding_payments", market)

@@ -228,6 +228,18 @@ def test_funding_dedup_and_total(tmp_path: Path) -> None:
         assert store.funding_total("SOL-USD") == 0
 
 
+def test_funding_batch_stores_what_one_by_one_stores(tmp_path: Path) -> None:
+    payments = [funding("BTC-USD", 3600, TINY), funding("BTC-USD", 3600, Decimal(5)),
+                funding("BTC-USD", 7200, HUGE), funding("ETH-USD", 3600, Decimal("-0.5"))]
+    with Store.open(tmp_path / "one.db") as one, Store.open(tmp_path / "many.db") as many:
+        for p in payments:
+            one.record_funding("dydx", p)
+        many.record_funding_many("dydx", payments[:2])
+        many.record_funding_many("dydx", payments)  # known ones are skipped
+        assert many.funding_payments() == one.funding_payments()
+        assert many.funding_total() == HUGE + TINY - Decimal("0.5")
+
+
 def test_decisions_round_trip_decimal_as_string(tmp_path: Path) -> None:
     with Store.open(tmp_path / "bot.db") as store:
         first = store.record_decision(
