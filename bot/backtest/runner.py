@@ -207,6 +207,7 @@ class Backtest:
         self._equity_stale = True  # an account event arrived since equity was last computed (or a
         # batch moved the marks of an open leg and `_intrabar` has not computed it yet)
         self._last_tick_busy = True
+        self._hedge_clocks: dict[str, int] = {}  # matched hedges' clocks not yet moved (`_idle_tick`)
         self.bus = self.engine.events.subscribe(maxsize=0)
         # True while orders are worked or a hedge needs a tick: the candle path then densifies.
         src.hooks["busy"] = lambda: self._busy() or not self._hedges_quiet()
@@ -288,6 +289,9 @@ class Backtest:
             if ts > clock.now:
                 clock.now = ts
             count += len(perp) + len(spot)
+            if self._hedge_clocks and (bar_starts is None or ts in bar_starts or perp_resting
+                                       or spot_resting):
+                self._set_hedge_clocks()  # the rules or a resting order may see the hedges
             if bar_starts is not None:
                 if ts not in bar_starts:
                     self._between(perp)
@@ -316,6 +320,7 @@ class Backtest:
                 progress(count, ts - src.start_ns)
         end = max(src.end_ns, clock.now)
         await self._timers(end)
+        self._set_hedge_clocks()
         engine.portfolio.flush_funding(self.store)
         if progress is not None:
             progress(count, end - src.start_ns)
@@ -375,6 +380,7 @@ class Backtest:
             return
         self.timeline.append(self.risk.events[-1])
         self.liquidations += 1
+        self._set_hedge_clocks()
         await self.engine.orders.cancel_all()
         for fill in fills:
             self.paper._emit(fill)  # the venue's own liquidation fill: positions, store and PnL see it
@@ -386,13 +392,16 @@ class Backtest:
                 return
             self.clock.set(t)
             if t == self._next_wd:
+                self._set_hedge_clocks()
                 await self._watchdog(t)
             if t == self._next_tick:
                 for venue in self.wrapped:
                     if venue.delayed:
+                        self._set_hedge_clocks()
                         await venue.release(t)
                 busy = self._busy() or not self._hedges_quiet()
                 if busy or self._last_tick_busy or not self.skip_idle:
+                    self._set_hedge_clocks()
                     await self.engine.tick()
                 else:
                     self._idle_tick(until)
@@ -465,10 +474,11 @@ class Backtest:
                 held = state.spot.position.size
                 if (held == hedge.required and not hedge.obligations and hedge.leg_risk_usd_secs is ZERO
                         and ex.min_notional_usd > 0):
-                    # Matched with nothing owed: `observe` would only move its clock.
-                    if hedge.last_ns != last:
-                        engine.hedges[ticker] = replace(hedge, last_ns=last)
+                    # Matched with nothing owed: `observe` would only move its clock. It is moved
+                    # when anything may next read or change the hedge (`_set_hedge_clocks`).
+                    self._hedge_clocks[ticker] = last
                     continue
+                self._set_hedge_clocks()
                 engine.hedges[ticker] = hedging.observe(hedge, held, state.mark, last, ex)
         if not self._equity_stale:
             return
@@ -476,6 +486,17 @@ class Backtest:
         equity = engine.equity()
         if equity > engine.peak_equity:
             engine.peak_equity = equity
+
+    def _set_hedge_clocks(self) -> None:
+        """Move the clocks of the matched hedges to the last idle tick that observed them (what
+        `observe` would have done at that tick): before a full tick, an evaluation, a fill or the
+        result, which are what read or change a hedge."""
+        hedges = self.engine.hedges
+        for ticker, last in self._hedge_clocks.items():
+            hedge = hedges.get(ticker)
+            if hedge is not None and hedge.last_ns != last:
+                hedges[ticker] = replace(hedge, last_ns=last)
+        self._hedge_clocks.clear()
 
     async def _watchdog(self, now: int) -> None:
         stress, engine = self.stress, self.engine
