@@ -289,9 +289,6 @@ class Backtest:
             if ts > clock.now:
                 clock.now = ts
             count += len(perp) + len(spot)
-            if self._hedge_clocks and (bar_starts is None or ts in bar_starts or perp_resting
-                                       or spot_resting):
-                self._set_hedge_clocks()  # the rules or a resting order may see the hedges
             if bar_starts is not None:
                 if ts not in bar_starts:
                     self._between(perp)
@@ -380,7 +377,6 @@ class Backtest:
             return
         self.timeline.append(self.risk.events[-1])
         self.liquidations += 1
-        self._set_hedge_clocks()
         await self.engine.orders.cancel_all()
         for fill in fills:
             self.paper._emit(fill)  # the venue's own liquidation fill: positions, store and PnL see it
@@ -392,12 +388,10 @@ class Backtest:
                 return
             self.clock.set(t)
             if t == self._next_wd:
-                self._set_hedge_clocks()
                 await self._watchdog(t)
             if t == self._next_tick:
                 for venue in self.wrapped:
                     if venue.delayed:
-                        self._set_hedge_clocks()
                         await venue.release(t)
                 busy = self._busy() or not self._hedges_quiet()
                 if busy or self._last_tick_busy or not self.skip_idle:
@@ -475,7 +469,7 @@ class Backtest:
                 if (held == hedge.required and not hedge.obligations and hedge.leg_risk_usd_secs is ZERO
                         and ex.min_notional_usd > 0):
                     # Matched with nothing owed: `observe` would only move its clock. It is moved
-                    # when anything may next read or change the hedge (`_set_hedge_clocks`).
+                    # before `observe` next reads it (`_set_hedge_clocks`).
                     self._hedge_clocks[ticker] = last
                     continue
                 self._set_hedge_clocks()
@@ -489,8 +483,9 @@ class Backtest:
 
     def _set_hedge_clocks(self) -> None:
         """Move the clocks of the matched hedges to the last idle tick that observed them (what
-        `observe` would have done at that tick): before a full tick, an evaluation, a fill or the
-        result, which are what read or change a hedge."""
+        `observe` would have done at that tick). Only `observe` reads a hedge's clock and every
+        other change to a hedge (a decision's leg, a fill) copies it unchanged, so moving it
+        later gives the same state: before a full tick, an observing idle tick and the result."""
         hedges = self.engine.hedges
         for ticker, last in self._hedge_clocks.items():
             hedge = hedges.get(ticker)

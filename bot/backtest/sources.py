@@ -28,11 +28,11 @@ from typing import Any
 
 import orjson
 
+from bot.book import new_level
 from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.config import Settings
 from bot.domain import (
     BlockHeight,
-    BookLevel,
     BookSnapshot,
     MarketEvent,
     MarketSpec,
@@ -216,18 +216,34 @@ def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decim
                  for i in range(shape.depth_levels))
 
 
+_UNIT = Decimal(1).as_tuple()
+
+
 def _book(spec: MarketSpec, price: float, sizes: tuple[Decimal, ...], shape: BookShape,
           ts: int) -> BookSnapshot:
+    best_bid, best_ask, spacing = _touch_ticks(spec, price, shape)
+    t = spec.tick_size
+    n = len(sizes)
+    # Whole ticks to prices: Decimal(k) * t (a tick of exactly Decimal("1") gives k's own digits).
+    if t.as_tuple() == _UNIT:
+        bid_prices = [Decimal(best_bid - i * spacing) for i in range(n)]
+        ask_prices = [Decimal(best_ask + i * spacing) for i in range(n)]
+    else:
+        bid_prices = [Decimal(best_bid - i * spacing) * t for i in range(n)]
+        ask_prices = [Decimal(best_ask + i * spacing) * t for i in range(n)]
+    bids = tuple(map(new_level, bid_prices, sizes))
+    asks = tuple(map(new_level, ask_prices, sizes))
+    return BookSnapshot(spec.ticker, bids, asks, ts, ts)
+
+
+def _touch_ticks(spec: MarketSpec, price: float, shape: BookShape) -> tuple[int, int, int]:
+    """Best bid, best ask and level spacing in whole ticks around `price`."""
     tick = float(spec.tick_size)
     mid_ticks = round(price / tick)
     spread = max(1, round(price * shape.spread_bps / 1e4 / tick))
     spacing = max(1, round(price * shape.level_spacing_bps / 1e4 / tick))
     best_bid = mid_ticks - spread // 2
-    best_ask = best_bid + spread
-    t = spec.tick_size
-    bids = tuple(BookLevel(Decimal(best_bid - i * spacing) * t, size) for i, size in enumerate(sizes))
-    asks = tuple(BookLevel(Decimal(best_ask + i * spacing) * t, size) for i, size in enumerate(sizes))
-    return BookSnapshot(spec.ticker, bids, asks, ts, ts)
+    return best_bid, best_bid + spread, spacing
 
 
 class RangeVol:
@@ -290,9 +306,12 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         for t, (price, sizes) in at.items():
             spec = specs[t]
             if t in spot_of:  # the touch only: nothing trades on it, it marks the hedge leg
-                book = _book(spec, price, sizes[:1], shape, ts)
-                spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
-                oracle = ((book.bids[0].price + book.asks[0].price) / 2).quantize(spec.tick_size)
+                bid_ticks, ask_ticks, _ = _touch_ticks(spec, price, shape)
+                tick = spec.tick_size
+                bid, ask = Decimal(bid_ticks) * tick, Decimal(ask_ticks) * tick
+                spot.append(BookSnapshot(spot_of[t], (new_level(bid, sizes[0]),), (new_level(ask, sizes[0]),),
+                                         ts, ts))
+                oracle = ((bid + ask) / 2).quantize(tick)
             else:
                 tick = spec.tick_size
                 oracle = Decimal(round(price / float(tick))) * tick
