@@ -212,6 +212,8 @@ class Backtest:
         # True while orders are worked or a hedge needs a tick: the candle path then densifies.
         src.hooks["busy"] = lambda: self._busy() or not self._hedges_quiet()
         src.hooks["exposed"] = self._exposed
+        # Under scenarios every point reaches the rules: the bar path visits no more of them flat.
+        src.hooks["flat_closes"] = self.stress is None
         self.books = books
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []

@@ -57,6 +57,7 @@ from .history import (  # noqa: F401  (re-exported: the loaders' home was here)
 
 DENSE_SECS = 10.0  # candle path spacing while orders are worked (a TWAP child's typical interval)
 BAR_PATH_STEPS = 4  # the bar-level fast path: Open, the two extremes, Close
+CLOSE_AT = 0.75  # the path reaches the Close 3/4 into the bar and holds it (`path_at`)
 Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC
@@ -357,6 +358,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 current_bars[t] = (t0, bar.volume)
             busy = hooks.get("busy")
             exposed = hooks.get("exposed")
+            flat_closes = hooks.get("flat_closes", True)
             last: dict[str, float] = {}
             shape_key = (t0 % NS_PER_HOUR, until - t0)  # bars on one grid share their points' offsets
             offsets = point_offsets.get(shape_key)
@@ -368,7 +370,10 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 if not bar_path or j == 0 or (busy is not None and busy()):
                     yield point(ts, {t: (path_at(pts, u), last.get(t), sizes)
                                      for t, (pts, sizes) in paths.items()})
-                elif exposed is None or exposed():
+                elif (exposed is None or (flat_closes and (u >= CLOSE_AT or ts % NS_PER_HOUR == 0))
+                      or exposed()):
+                    # Flat and idle, the close and the hour starts still mark: the samples and the
+                    # settled-funding rows at the next hour read the price there, as on the event path.
                     yield marks(ts, {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()})
                     continue
                 else:

@@ -100,3 +100,33 @@ def test_folding_idle_ticks_keeps_the_hedge_clock_and_every_decision() -> None:
     assert fast_result.fills == full_result.fills
     assert _same(fast_result.summary) == _same(full_result.summary)
     assert fast.engine.hedges["BTC-USD"].unwinds == full.engine.hedges["BTC-USD"].unwinds == 0
+
+
+FUNDING = SHARED / "data/funding/BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"
+
+
+def _bar_path_run(monkeypatch: pytest.MonkeyPatch | None) -> Any:
+    settings = load(None, env_file=None)
+    data = sources.load_candle_data([str(CANDLES)], [str(FUNDING)], funding_offset_hours=-3,
+                                    start_ns=sources.parse_time("2020-01-01", "x"),
+                                    end_ns=sources.parse_time("2020-02-15", "x"))
+    backtest = Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS))
+    if monkeypatch is not None:  # no skipping: every bar's extremes and close, flat or not
+        monkeypatch.setattr(Backtest, "_exposed", lambda self: True)
+    return backtest.run()
+
+
+# The bar path skips a bar's marks while flat with nothing worked; visiting them changes nothing.
+@needs_shared
+def test_the_bar_path_skipping_flat_bars_gives_the_same_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _bar_path_run(None)
+    full = _bar_path_run(monkeypatch)
+    assert full.events > fast.events  # some bars were flat and idle, and were skipped
+    decisions = [e for e in fast.timeline if e["kind"] == "decision"]
+    assert len(decisions) >= 2 and any(s["gross_notional"] != "0.000000" for s in fast.samples)
+    assert fast.timeline == full.timeline
+    assert fast.fills == full.fills
+    assert fast.samples == full.samples
+    skip = {"run_secs", "events"}
+    assert ({k: v for k, v in fast.summary.items() if k not in skip}
+            == {k: v for k, v in full.summary.items() if k not in skip})

@@ -211,14 +211,24 @@ def test_the_candle_path_is_walked_every_10s_while_orders_are_worked() -> None:
     assert mids == sorted(mids, reverse=True) and mids[0] > mids[-1]  # O -> L, moving every 10 s
 
 
-def test_the_bar_path_visits_extremes_and_hour_starts_only_while_exposed() -> None:
+def test_the_bar_path_visits_extremes_only_while_exposed() -> None:
+    settings = load(None, env_file=None)
+    t0 = sources.parse_time("2022-11-01", "x")
+    hourly = [sources.Bar(t0 + k * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
+    visited = {}
+    for exposed in (False, True):
+        src = sources.candle_source(settings, {"BTC-USD": hourly}, {}, steps_per_bar=4)
+        src.hooks.update(busy=lambda: False, exposed=lambda e=exposed: e)
+        visited[exposed] = [(ts - t0) // (HOUR // 4) for ts, _, _ in src.batches]
+    # flat: the bar starts (the rules' points) and the closes (what the next hour's sample reads)
+    assert visited == {False: [0, 3, 4, 7], True: list(range(8))}
+
+
+def test_the_bar_path_visits_extremes_and_hour_starts_while_exposed() -> None:
     settings = load(None, env_file=None)
     t0 = sources.parse_time("2022-11-01", "x")
     bars = [sources.Bar(t0 + k * 8 * HOUR, 20000, 20300, 19900, 20200, 1000) for k in range(2)]
     rates = {t0 + h * HOUR: Decimal(h) / 10**6 for h in range(1, 17)}  # the hour ending there
-    flat = sources.candle_source(settings, {"BTC-USD": bars}, {"BTC-USD": rates}, steps_per_bar=4)
-    flat.hooks.update(busy=lambda: False, exposed=lambda: False)
-    assert [ts - t0 for ts, _, _ in flat.batches] == [0, 8 * HOUR]  # the bar starts: the rules' points
     held = sources.candle_source(settings, {"BTC-USD": bars}, {"BTC-USD": rates}, steps_per_bar=4)
     held.hooks.update(busy=lambda: False, exposed=lambda: True)
     batches = list(held.batches)
