@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from types import MappingProxyType
 
 import structlog
 
@@ -60,6 +61,7 @@ class Portfolio:
         self._accounts = accounts
         self._orders = orders
         self._spot_orders = spot_orders
+        self._configured_fees: Mapping[str, FeeRates] | None = None
         self._batch: list[tuple[str, FundingPayment]] | None = None  # not yet stored (`batch_funding`)
         self._batched: set[tuple[str, str, int]] = set()
 
@@ -104,9 +106,13 @@ class Portfolio:
         return {s.spot.ticker: s.spot.position.size for s in self._markets.values()
                 if s.spot is not None and s.spot.position.size}
 
-    def fee_rates(self) -> dict[str, FeeRates]:
+    def fee_rates(self) -> Mapping[str, FeeRates]:
         """The fee rates decisions use: {"dydx": perp venue, "binance": spot hedge venue}."""
-        return decision_fees(self._settings, self._accounts)
+        if self._accounts is not None:
+            return decision_fees(self._settings, self._accounts)
+        if self._configured_fees is None:  # paper and backtests: the settings', fixed for the run
+            self._configured_fees = MappingProxyType(decision_fees(self._settings, None))
+        return self._configured_fees
 
     def equity(self) -> Decimal:
         """Live: what the venues report (zero until read). Paper: initial equity plus every leg's

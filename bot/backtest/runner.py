@@ -268,6 +268,8 @@ class Backtest:
         delta, snapshot, trade, oracle = BookDelta, BookSnapshot, Trade, OracleUpdate
         progress = self.progress
         legs = self._legs
+        # The engine's spot hedge books by spot ticker (a snapshot replaces one; `on_spot_event`).
+        spot_books = {st.spot.ticker: st.spot.book for st in engine.markets.values() if st.spot is not None}
         # Candles: the rules see each bar's first point (decisions at bar and audit times); the
         # points within a bar move the books, the marks and the venue only (`_between`). Under
         # stress scenarios every point reaches the rules: a drought or a halt starts mid-bar.
@@ -303,7 +305,11 @@ class Backtest:
                     paper_on(ev)
             for ev in spot:
                 kind = ev.__class__
-                if kind is delta or kind is snapshot:
+                if kind is snapshot and ev.market in spot_books:  # what on_spot does with it
+                    spot_books[ev.market].apply_snapshot(ev)
+                    if spot_resting:
+                        spot_on(ev)
+                elif kind is delta or kind is snapshot:
                     on_spot(ev)
                     if spot_resting:
                         spot_on(ev)

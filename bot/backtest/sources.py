@@ -213,8 +213,8 @@ def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decim
     base = max(base, float(floor)) / float(step)
     growth = shape.level_size_growth
     # Whole steps, rounded down (the 1e-9 keeps 2999.9999999999995 steps at 3000).
-    return tuple(max(Decimal(int(base * (1 + growth * i) + 1e-9)) * step, floor)
-                 for i in range(shape.depth_levels))
+    sizes = [Decimal(int(base * (1 + growth * i) + 1e-9)) * step for i in range(shape.depth_levels)]
+    return tuple([size if size >= floor else floor for size in sizes])
 
 
 _UNIT = Decimal(1).as_tuple()

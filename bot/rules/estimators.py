@@ -179,13 +179,14 @@ class FundingTrend:
     restart does not have to relearn it; each hour counts once (later duplicates are ignored).
     """
 
-    __slots__ = ("_alpha", "_decay", "_ewma", "_last_hour", "hours")
+    __slots__ = ("_alpha", "_decay", "_ewma", "_last_hour", "_rate", "hours")
 
     def __init__(self, half_life_hours: float) -> None:
         self._alpha = 1 - 0.5 ** (1 / half_life_hours)
         self._ewma = 0.0
         self._decay = 1.0
         self._last_hour: int | None = None
+        self._rate: Decimal | None = None  # rate_1h until the next settled hour
         self.hours = 0
 
     def on_settled(self, rate_1h: Decimal | float, hour: int) -> None:
@@ -196,6 +197,7 @@ class FundingTrend:
         self._ewma += self._alpha * (float(rate_1h) - self._ewma)
         self._decay *= 1 - self._alpha
         self.hours += 1
+        self._rate = None
 
     def seed(self, rates: list[tuple[int, Decimal]]) -> None:
         """Fold in (ts_ns, hourly rate) history, oldest first or not (it is sorted here)."""
@@ -207,7 +209,9 @@ class FundingTrend:
         """The trend hourly rate (positive: longs pay); zero before any hour is seen."""
         if self.hours == 0:
             return Decimal(0)
-        return Decimal(repr(round(self._ewma / (1 - self._decay), 12)))
+        if self._rate is None:
+            self._rate = Decimal(repr(round(self._ewma / (1 - self._decay), 12)))
+        return self._rate
 
 
 def seed_vol(vol: EwmaVol, closes: list[tuple[int, Decimal]]) -> None:
