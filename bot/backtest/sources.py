@@ -10,7 +10,8 @@ calibrated on the order book samples in ../shared/data/orderbook), one trade, an
 current hour, 0 where the funding file has none) and a block height; the spot hedge gets the
 same book. `hooks["bar_starts"]` tells the runner which points the rules see. The bar path
 (`BAR_PATH_STEPS`) yields the bar start in full and, while nothing is worked, only oracle marks
-(and the spot twin's touch) at the extremes, the close and each hour start while a leg is open.
+(and the spot twin's touch) at the extremes, the close and each hour start while a leg is open;
+flat, the close and the hour starts only (what the next sample reads).
 While orders are worked (`hooks["busy"]`) both walk the curve every `DENSE_SECS`. Reading and
 validating the CSVs is `history`'s job (times are UTC unless an offset is given).
 """
