@@ -66,14 +66,15 @@ class Flags:
     liquidity: Flag
     volatility: Flag
     news: Flag
+    # The names of the tripped flags, in the order above (read several times per evaluation).
+    tripped: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tripped", tuple(
+            f.name for f in (self.funding, self.liquidity, self.volatility, self.news) if f.tripped))
 
     def all(self) -> tuple[Flag, ...]:
         return (self.funding, self.liquidity, self.volatility, self.news)
-
-    @property
-    def tripped(self) -> tuple[str, ...]:
-        return tuple(f.name for f in (self.funding, self.liquidity, self.volatility, self.news)
-                     if f.tripped)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {f.name: f.as_dict() for f in self.all()}
