@@ -344,8 +344,8 @@ class OrderBook:
         if n <= 0:
             return []
         if side is Side.BUY:
-            return [BookLevel(p, self._bids[p]) for p in reversed(self._bid_prices[-n:])]
-        return [BookLevel(p, self._asks[p]) for p in self._ask_prices[:n]]
+            return [new_level(p, self._bids[p]) for p in reversed(self._bid_prices[-n:])]
+        return [new_level(p, self._asks[p]) for p in self._ask_prices[:n]]
 
     def size_at(self, side: Side, price: Decimal) -> Decimal:
         """Return the size resting at `price` on the bids (Side.BUY) or asks (Side.SELL)."""
