@@ -7,7 +7,8 @@ shared Binance files carry a UTC+3 clock), through `bot.backtest.runner.run_back
 default config: rules, sleeves, sizing, TWAP, order managers, paper fills, the store (SQLite in
 memory) and the synthetic candle market. The rules see each bar's start (decisions at bar and
 audit times); on the bar-level fast path (`--bar-path`) the bar is otherwise visited at its
-extremes and close as marks only (drawdown, liquidation, funding, the hedge leg's value), and
+extremes and close as marks only (drawdown, liquidation, funding, the hedge leg's value; flat
+and idle, the close only), and
 every 10 s along the same O-L-H-C curve while orders or hedges are worked; the event path walks
 12 points per hourly bar (every 5 min) whatever happens.
 
