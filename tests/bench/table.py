@@ -86,6 +86,7 @@ ROWS = [
         "/s"),
     Row("bar-path backtest run_secs, 4,632 h bars + funding", "bars", "bars_run_secs", "s", "<= 2x Nautilus",
         "nautilus_bars_run_secs", "NautilusTrader (NAUTILUS_PYTHON)"),
+    Row("bar-path backtest loop CPU secs (steadier on a busy machine)", "bars", "bars_cpu_secs", "s"),
     Row("bar-path backtest bars/s", "bars", "bars_per_sec", "/s"),
     Row("bar-path backtest us per bar", "bars", "us_per_bar", "us"),
     Row("event-path backtest run_secs, same bars", "bars", "event_path_run_secs", "s"),
