@@ -542,7 +542,7 @@ class Backtest:
 
     def _sample(self, now: int) -> None:
         """Record equity, PnL, exposure and flags at `now`: raw values here, formatted as the
-        samples' strings once the loop is done (`_format_samples`), outside the engine loop."""
+        samples' strings once the loop is done (`summary.format_samples`), outside the engine loop."""
         engine = self.engine
         equity = engine.equity()
         self.risk.mark_equity(equity)
