@@ -17,6 +17,7 @@ from bot.market_state import MarketState
 from bot.store import Store
 
 log = structlog.get_logger("engine")
+_NO_MARKS: Mapping[str, Decimal] = MappingProxyType({})
 
 
 def restore_positions(store: Store, markets: Mapping[str, MarketState],
@@ -119,11 +120,18 @@ class Portfolio:
         realised and unrealised PnL, fees and funding."""
         if self._accounts is not None:
             return self._accounts.equity() or ZERO
+        return self.equity_at(_NO_MARKS, _NO_MARKS)
+
+    def equity_at(self, marks: Mapping[str, Decimal], spot_mids: Mapping[str, Decimal]) -> Decimal:
+        """Paper equity with the perp marks and spot mids of some markets (by perp ticker) taken
+        from the arguments instead of the state: a backtest's intrabar extreme, not applied."""
         total = self.initial_equity
-        for state in self._markets.values():
-            total += leg_value(state.position, state.mark)
+        for ticker, state in self._markets.items():
+            mark = marks.get(ticker)
+            total += leg_value(state.position, state.mark if mark is None else mark)
             if state.spot is not None:
-                total += leg_value(state.spot.position, state.spot.book.mid())
+                mid = spot_mids.get(ticker)
+                total += leg_value(state.spot.position, state.spot.book.mid() if mid is None else mid)
         return total
 
     def expected_funding_market(self, state: MarketState) -> Decimal:

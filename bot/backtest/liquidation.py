@@ -15,6 +15,7 @@ fees and the store see it as the daemon would see a venue's liquidation fill.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -23,11 +24,12 @@ from bot.domain import ZERO, Fill, Liquidity, Side
 LIQUIDATION_FEE_RATE = Decimal("0.015")
 
 
-def maintenance_usd(engine: Any) -> Decimal:
-    """Sum of |perp notional| x maintenance margin fraction over the markets with a mark."""
+def maintenance_usd(engine: Any, marks: Mapping[str, Decimal] | None = None) -> Decimal:
+    """Sum of |perp notional| x maintenance margin fraction over the markets with a mark (`marks`
+    replaces the state's for the markets it names)."""
     total = ZERO
-    for st in engine.markets.values():
-        mark = st.mark
+    for ticker, st in engine.markets.items():
+        mark = st.mark if marks is None or ticker not in marks else marks[ticker]
         if st.position.size and mark is not None:
             total += abs(st.position.size * mark) * st.spec.maintenance_margin_fraction
     return total
@@ -65,6 +67,18 @@ class IntrabarRisk:
             dd = 1 - equity / self.peak
             if dd > self.max_drawdown:
                 self.max_drawdown = dd
+
+    def observe_at(self, engine: Any, marks: Mapping[str, Decimal], spot_mids: Mapping[str, Decimal]) -> bool:
+        """An intrabar extreme not applied to the state: track its drawdown and return True, or
+        return False (nothing tracked) when margin would be breached there (`observe` then runs
+        on the applied marks and liquidates)."""
+        equity = engine.portfolio.equity_at(marks, spot_mids)
+        maintenance = maintenance_usd(engine, marks)
+        if maintenance and equity < maintenance:
+            return False
+        self.last_equity = equity
+        self.mark_equity(equity)
+        return True
 
     def observe(self, engine: Any, ts_ns: int) -> list[Fill]:
         """Track drawdown at this mark; return the liquidation fills when margin is breached."""

@@ -44,7 +44,7 @@ import structlog
 
 from bot.book import OrderBook
 from bot.clock import NS_PER_HOUR, NS_PER_SEC
-from bot.config import Settings
+from bot.config import ExecutionSettings, Settings
 from bot.domain import (
     ZERO,
     AccountEvent,
@@ -53,26 +53,22 @@ from bot.domain import (
     BookSnapshot,
     Fill,
     OracleUpdate,
-    OrderRequest,
-    OrderStatus,
-    OrderUpdate,
     RiskMode,
     Trade,
 )
 from bot.engine import TICK_SECS, Engine
-from bot.errors import OrderRejected, TransientVenueError
 from bot.execution import hedge as hedging
 from bot.execution.orders import OrderManager
 from bot.store import Store
 from bot.telemetry import Metrics
-from bot.venues.ports import AccountSink, ExecutionVenue
 from bot.venues.registry import paper_venues
 from bot.watchdog.mode import InputState, ModeState, Observation, Reading, classify, step_mode, target_mode
 
 from .clock import SimClock
 from .liquidation import IntrabarRisk
 from .participation import CappedVenue
-from .scenarios import Scenario, StressModel, is_rejected, place
+from .scenario_venue import ScenarioVenue
+from .scenarios import Scenario, StressModel, place
 from .sources import Source
 from .summary import BacktestResult, format_samples, money
 from .summary import build as build_result
@@ -82,59 +78,16 @@ TICK_NS = int(TICK_SECS * NS_PER_SEC)
 PROGRESS_EVERY = 1 << 15  # events between progress-bar refreshes
 
 
+def _settled(hedge: hedging.HedgeState, held: Decimal, ex: ExecutionSettings) -> bool:
+    """Matched with nothing owed and no leg risk: `hedging.observe` would change only its clock."""
+    return (held == hedge.required and not hedge.obligations and hedge.leg_risk_usd_secs is ZERO
+            and ex.min_notional_usd > 0)
+
+
 def auto_sample_secs(span_ns: int) -> int:
     """Equity sample interval: 1 min up to 2 days, 5 min up to 2 weeks, else 1 h (divides an hour)."""
     days = span_ns / (86_400 * NS_PER_SEC)
     return 60 if days <= 2 else 300 if days <= 14 else 3600
-
-
-class ScenarioVenue:
-    """An ExecutionVenue wrapper that lets scenarios fail, reject or delay orders."""
-
-    def __init__(self, inner: ExecutionVenue, stress: StressModel, leg: str, clock: SimClock) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.capabilities = inner.capabilities
-        self._stress = stress
-        self._leg = leg
-        self._clock = clock
-        self._sink: AccountSink = lambda event: None
-        self.delayed: list[tuple[int, OrderRequest]] = []
-
-    def set_account_sink(self, sink: AccountSink) -> None:
-        self._sink = sink
-        self.inner.set_account_sink(sink)
-
-    async def place(self, order: OrderRequest) -> None:
-        if self._leg == "perp" and self._stress.halted:
-            raise TransientVenueError(self.name, "place", "chain halted: no blocks")
-        if is_rejected(order.client_id, self._stress.reject_rate[self._leg]):
-            raise OrderRejected(self.name, "place", "rejected by scenario")
-        if self._leg == "spot" and self._stress.hedge_delay_ns:
-            self.delayed.append((self._clock.now_ns() + self._stress.hedge_delay_ns, order))
-            return
-        await self.inner.place(order)
-
-    async def release(self, now_ns: int) -> None:
-        """Send delayed orders that are due (a rejection then arrives as an order update)."""
-        due = [o for t, o in self.delayed if t <= now_ns]
-        self.delayed = [(t, o) for t, o in self.delayed if t > now_ns]
-        for order in due:
-            try:
-                await self.inner.place(order)
-            except OrderRejected as exc:
-                self._sink(OrderUpdate(order.client_id, order.market, OrderStatus.REJECTED, ZERO, now_ns,
-                                       str(exc)))
-
-    async def cancel(self, client_id: int) -> bool:
-        self.delayed = [(t, o) for t, o in self.delayed if o.client_id != client_id]
-        return await self.inner.cancel(client_id)
-
-    async def open_orders(self) -> list[int]:
-        return await self.inner.open_orders()
-
-    async def positions(self) -> dict[str, Decimal]:
-        return await self.inner.positions()
 
 
 @contextlib.contextmanager
@@ -160,6 +113,7 @@ class Backtest:
     progress: Callable[[int, int], None] | None = None  # (events so far, simulated ns done)
     log_level: int = logging.ERROR
     skip_idle: bool = True  # fold idle engine ticks (exact: tests/unit/test_backtest_runner.py)
+    skip_extremes: bool = True  # bar path: take an idle bar's extremes unapplied (`_extreme`; exact)
 
     def run(self) -> BacktestResult:
         return asyncio.run(self.run_async())
@@ -214,6 +168,8 @@ class Backtest:
         src.hooks["exposed"] = self._exposed
         # Under scenarios every point reaches the rules: the bar path visits no more of them flat.
         src.hooks["flat_closes"] = self.stress is None
+        src.hooks["extreme"] = self._extreme
+        self._extreme_events = 0  # events of the extremes taken by `_extreme` (counted as replayed)
         self.books = books
         self.wd_state = ModeState()
         self.timeline: list[dict[str, Any]] = []
@@ -323,6 +279,7 @@ class Backtest:
             if progress is not None and count >= next_progress:
                 next_progress = count + PROGRESS_EVERY
                 progress(count, ts - src.start_ns)
+        count += self._extreme_events
         end = max(src.end_ns, clock.now)
         await self._timers(end)
         self._set_hedge_clocks()
@@ -366,6 +323,41 @@ class Backtest:
             else:
                 rest.append(ev)
         return rest
+
+    def _extreme(self, ts: int, close_ts: int, prices: list[Any]) -> bool:
+        """A bar path's extreme between the bar start and its close while a leg is open and nothing
+        is worked: its drawdown is taken at its marks without applying them, and True says the
+        source need not send it. The close (applied) overwrites every mark it would have set before
+        anything reads one, so the run is the same (`Backtest(skip_extremes=False)` applies
+        them; tests/unit/test_backtest_runner.py compares). False (send it) when anything could
+        read those marks or the time before the close: a sample or the watchdog due by then, a
+        resting order, an order or hedge worked, a hedge not matched, an account event not yet in
+        the equity, or a margin breach there (the liquidation happens on the applied marks)."""
+        if (not self.skip_extremes or self.stress is not None or self._equity_stale
+                or self._last_tick_busy or not self.skip_idle or self._next_sample <= close_ts
+                or self._next_wd <= close_ts or self.paper.resting or self.spot_paper.resting
+                or self._busy() or not self._hedges_matched()):
+            return False
+        marks = {t: oracle for t, oracle, _, _ in prices}
+        mids = {t: (bid + ask) / 2 for t, _, bid, ask in prices if bid is not None and ask is not None}
+        if not self.risk.observe_at(self.engine, marks, mids):
+            return False
+        engine = self.engine
+        if self.risk.last_equity > engine.peak_equity:  # as `_intrabar` takes it
+            engine.peak_equity = self.risk.last_equity
+        self._extreme_events += len(marks) + len(mids)
+        return True
+
+    def _hedges_matched(self) -> bool:
+        """Every hedge matched with nothing owed: an idle tick moves only its clock (`_idle_tick`)."""
+        engine, ex = self.engine, self.settings.execution
+        for ticker, hedge in engine.hedges.items():
+            state = engine.markets[ticker]
+            if state.spot is None:
+                continue
+            if not _settled(hedge, state.spot.position.size, ex) or hedge.rejects >= ex.hedge_max_rejects:
+                return False
+        return True
 
     def _exposed(self) -> bool:
         for leg in self._legs:
@@ -474,10 +466,9 @@ class Backtest:
                 if state.spot is None:
                     continue
                 held = state.spot.position.size
-                if (held == hedge.required and not hedge.obligations and hedge.leg_risk_usd_secs is ZERO
-                        and ex.min_notional_usd > 0):
-                    # Matched with nothing owed: `observe` would only move its clock. It is moved
-                    # before `observe` next reads it (`_set_hedge_clocks`).
+                if _settled(hedge, held, ex):
+                    # `observe` would only move its clock: it is moved before `observe` next reads
+                    # it (`_set_hedge_clocks`).
                     self._hedge_clocks[ticker] = last
                     continue
                 self._set_hedge_clocks()

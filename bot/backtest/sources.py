@@ -60,6 +60,8 @@ DENSE_SECS = 10.0  # candle path spacing while orders are worked (a TWAP child's
 BAR_PATH_STEPS = 4  # the bar-level fast path: Open, the two extremes, Close
 CLOSE_AT = 0.75  # the path reaches the Close 3/4 into the bar and holds it (`path_at`)
 Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
+# A bar-path mark of one market: (perp ticker, oracle, spot twin's bid, ask; None when unhedged)
+MarkPrices = tuple[str, Decimal, Decimal | None, Decimal | None]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC
 
@@ -299,24 +301,32 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
     dense_ns = int(DENSE_SECS * NS_PER_SEC)
     bar_path = n == BAR_PATH_STEPS
 
-    def marks(ts: int, at: dict[str, tuple[float, tuple[Decimal, ...]]]) -> Batch:
+    def mark_prices(at: dict[str, tuple[float, tuple[Decimal, ...]]]) -> list[MarkPrices]:
+        """Each market's oracle and, when hedged, the spot twin's touch (bid, ask) at a point."""
+        out = []
+        for t, (price, _) in at.items():
+            spec = specs[t]
+            tick = spec.tick_size
+            if t in spot_of:  # the touch only: nothing trades on it, it marks the hedge leg
+                bid_ticks, ask_ticks, _ = _touch_ticks(spec, price, shape)
+                bid, ask = Decimal(bid_ticks) * tick, Decimal(ask_ticks) * tick
+                out.append((t, ((bid + ask) / 2).quantize(tick), bid, ask))
+            else:
+                out.append((t, Decimal(round(price / float(tick))) * tick, None, None))
+        return out
+
+    def marks(ts: int, at: dict[str, tuple[float, tuple[Decimal, ...]]],
+              prices: list[MarkPrices]) -> Batch:
         """A bar-path point while no order is worked: the oracle (marks, funding, liquidation) and
         the spot twin's book (the hedge leg's mark), no perp book or trade."""
         hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
         perp: list[MarketEvent] = []
         spot: list[MarketEvent] = []
-        for t, (price, sizes) in at.items():
-            spec = specs[t]
-            if t in spot_of:  # the touch only: nothing trades on it, it marks the hedge leg
-                bid_ticks, ask_ticks, _ = _touch_ticks(spec, price, shape)
-                tick = spec.tick_size
-                bid, ask = Decimal(bid_ticks) * tick, Decimal(ask_ticks) * tick
-                spot.append(BookSnapshot(spot_of[t], (new_level(bid, sizes[0]),), (new_level(ask, sizes[0]),),
+        for t, oracle, bid, ask in prices:
+            if bid is not None and ask is not None:
+                size = at[t][1][0]
+                spot.append(BookSnapshot(spot_of[t], (new_level(bid, size),), (new_level(ask, size),),
                                          ts, ts))
-                oracle = ((bid + ask) / 2).quantize(tick)
-            else:
-                tick = spec.tick_size
-                oracle = Decimal(round(price / float(tick))) * tick
             perp.append(OracleUpdate(t, oracle, rates[t].get(hour_end, no_rate), ts, ts))
         return ts, perp, spot
 
@@ -360,6 +370,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
             busy = hooks.get("busy")
             exposed = hooks.get("exposed")
             flat_closes = hooks.get("flat_closes", True)
+            extreme = hooks.get("extreme")  # the runner's check of an extreme without its events
             last: dict[str, float] = {}
             shape_key = (t0 % NS_PER_HOUR, until - t0)  # bars on one grid share their points' offsets
             offsets = point_offsets.get(shape_key)
@@ -367,15 +378,24 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 offsets = point_offsets[shape_key] = [(ts - t0, u) for ts, u in
                                                       _bar_points(t0, bar_ns, n, until, bar_path)]
             at = [(t0 + off, u) for off, u in offsets]
+            close_ts = next((ts for ts, u in at if u >= CLOSE_AT), None)
             for j, (ts, u) in enumerate(at):
                 if not bar_path or j == 0 or (busy is not None and busy()):
                     yield point(ts, {t: (path_at(pts, u), last.get(t), sizes)
                                      for t, (pts, sizes) in paths.items()})
-                elif (exposed is None or (flat_closes and (u >= CLOSE_AT or ts % NS_PER_HOUR == 0))
-                      or exposed()):
+                elif exposed is None or exposed():
+                    mark_at = {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()}
+                    prices = mark_prices(mark_at)
+                    if (extreme is not None and close_ts is not None and u < CLOSE_AT and ts % NS_PER_HOUR
+                            and extreme(ts, close_ts, prices)):
+                        continue  # the runner took the extreme's drawdown and margin check as they are
+                    yield marks(ts, mark_at, prices)
+                    continue
+                elif flat_closes and (u >= CLOSE_AT or ts % NS_PER_HOUR == 0):
                     # Flat and idle, the close and the hour starts still mark: the samples and the
                     # settled-funding rows at the next hour read the price there, as on the event path.
-                    yield marks(ts, {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()})
+                    mark_at = {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()}
+                    yield marks(ts, mark_at, mark_prices(mark_at))
                     continue
                 else:
                     continue  # flat and idle: the extremes move nothing

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
+import pytest
+
 from bot.backtest import sources
 from bot.backtest.liquidation import LIQUIDATION_FEE_RATE
 from bot.backtest.runner import Backtest, BacktestResult
@@ -14,7 +16,8 @@ HOUR = sources.NS_PER_HOUR
 T0 = sources.parse_time("2023-01-01", "x")
 
 
-def _run(wick_low: float, close: float = 19990, drawdown_stop: str = "0.99") -> BacktestResult:
+def _run(wick_low: float, close: float = 19990, drawdown_stop: str = "0.99", steps: int | None = None,
+         skip_extremes: bool = True) -> BacktestResult:
     """A 3x long held through flat hours, one bar that wicks down to `wick_low` and closes near flat."""
     settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
     strategy = settings.strategy.model_copy(update={
@@ -27,8 +30,8 @@ def _run(wick_low: float, close: float = 19990, drawdown_stop: str = "0.99") -> 
     bars = [sources.Bar(T0 + k * HOUR, 20000, 20010, 19990, 20000, 1000) for k in range(8)]
     bars.append(sources.Bar(T0 + 8 * HOUR, 20000, 20010, wick_low, close, 1000))
     bars += [sources.Bar(T0 + k * HOUR, close, close + 10, close - 10, close, 1000) for k in range(9, 12)]
-    src = sources.candle_source(settings, {"BTC-USD": bars}, {})
-    return Backtest(settings, src, sample_secs=3600).run()
+    src = sources.candle_source(settings, {"BTC-USD": bars}, {}, steps_per_bar=steps)
+    return Backtest(settings, src, sample_secs=3600, skip_extremes=skip_extremes).run()
 
 
 def test_a_wick_below_maintenance_margin_liquidates_with_the_fee() -> None:
@@ -46,6 +49,20 @@ def test_a_wick_below_maintenance_margin_liquidates_with_the_fee() -> None:
                                                     * LIQUIDATION_FEE_RATE)
     assert Decimal(first["fee"]) == Decimal(forced[0]["fee"])
     assert s["max_drawdown"] > 0.5  # the loss to the wick's low, not the hourly close
+
+
+# The bar path takes an idle bar's extremes without applying their marks (runner `_extreme`); at a
+# margin breach it applies them and the venue liquidates there, as when every extreme is applied.
+@pytest.mark.parametrize("wick_low", [8000, 18500])
+def test_the_bar_path_liquidates_and_draws_down_at_the_wick_either_way(wick_low: float) -> None:
+    taken, applied = (_run(wick_low, steps=sources.BAR_PATH_STEPS, skip_extremes=skip)
+                      for skip in (True, False))
+    assert (taken.summary["liquidations"] > 0) is (wick_low == 8000)
+    assert taken.summary["max_drawdown_intrabar"] > 0.1
+    assert taken.timeline == applied.timeline and taken.fills == applied.fills
+    assert taken.samples == applied.samples
+    assert ({k: v for k, v in taken.summary.items() if k != "run_secs"}
+            == {k: v for k, v in applied.summary.items() if k != "run_secs"})
 
 
 def test_drawdown_counts_a_wick_the_hourly_samples_miss() -> None:

@@ -105,15 +105,28 @@ def test_folding_idle_ticks_keeps_the_hedge_clock_and_every_decision() -> None:
 FUNDING = SHARED / "data/funding/BTC-USDT_binance_2020-01-01_2024-01-01_funding_history.csv"
 
 
-def _bar_path_run(monkeypatch: pytest.MonkeyPatch | None) -> Any:
-    settings = load(None, env_file=None)
+def _bar_path_run(monkeypatch: pytest.MonkeyPatch | None, sample_secs: int | None = None,
+                  skip_extremes: bool = True, target: str | None = None) -> Any:
+    settings = load(None, env_file=None, **({"strategy": {"targets": {"BTC-USD": target}}} if target else {}))
     data = sources.load_candle_data([str(CANDLES)], [str(FUNDING)], funding_offset_hours=-3,
                                     start_ns=sources.parse_time("2020-01-01", "x"),
                                     end_ns=sources.parse_time("2020-02-15", "x"))
-    backtest = Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS))
+    backtest = Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS),
+                        sample_secs=sample_secs, skip_extremes=skip_extremes)
     if monkeypatch is not None:  # no skipping: every bar's extremes and close, flat or not
         monkeypatch.setattr(Backtest, "_exposed", lambda self: True)
-    return backtest.run()
+    result = backtest.run()
+    result.extremes_taken = backtest._extreme_events  # type: ignore[attr-defined]
+    return result
+
+
+def _same_run(a: Any, b: Any, skip: frozenset[str] = frozenset({"run_secs"})) -> None:
+    assert a.timeline == b.timeline
+    assert a.fills == b.fills
+    assert a.samples == b.samples
+    assert a.funding == b.funding
+    assert {k: v for k, v in a.summary.items() if k not in skip} == \
+        {k: v for k, v in b.summary.items() if k not in skip}
 
 
 # The bar path skips a bar's marks while flat with nothing worked; visiting them changes nothing.
@@ -124,9 +137,20 @@ def test_the_bar_path_skipping_flat_bars_gives_the_same_run(monkeypatch: pytest.
     assert full.events > fast.events  # some bars were flat and idle, and were skipped
     decisions = [e for e in fast.timeline if e["kind"] == "decision"]
     assert len(decisions) >= 2 and any(s["gross_notional"] != "0.000000" for s in fast.samples)
-    assert fast.timeline == full.timeline
-    assert fast.fills == full.fills
-    assert fast.samples == full.samples
-    skip = {"run_secs", "events"}
-    assert ({k: v for k, v in fast.summary.items() if k not in skip}
-            == {k: v for k, v in full.summary.items() if k not in skip})
+    _same_run(fast, full, frozenset({"run_secs", "events"}))
+
+
+# While a leg is open and nothing is worked, the bar's extremes are taken without applying their
+# marks (drawdown and margin at the High and the Low); applying them gives the same run. With
+# samples within the bars (every 15 min) the samples read the extremes, and they are applied.
+# A static long (the default config's carry is near delta-neutral) makes the extremes the drawdown.
+@needs_shared
+@pytest.mark.parametrize(("sample_secs", "target", "taken"),
+                         [(None, None, True), (None, "0.5", True), (900, None, False)])
+def test_taking_the_extremes_unapplied_gives_the_same_run(sample_secs: int | None, target: str | None,
+                                                          taken: bool) -> None:
+    fast = _bar_path_run(None, sample_secs, target=target)
+    full = _bar_path_run(None, sample_secs, skip_extremes=False, target=target)
+    assert (fast.extremes_taken > 0) is taken and full.extremes_taken == 0
+    assert fast.summary["max_drawdown_intrabar"] > 0
+    _same_run(fast, full)
