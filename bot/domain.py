@@ -189,7 +189,13 @@ class OrderUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution of one of our orders. `fill_id` is unique per venue (dedup key)."""
+    """One execution of one of our orders. `fill_id` is unique per venue (dedup key).
+
+    `size` is what the position moves by. A venue that takes the commission out of the traded
+    asset (a Binance spot buy credits the base less its commission) books less than the order
+    traded: `withheld` is that commission in base units (already in `fee`, in quote terms), and
+    `gross_size` what the order's filled quantity counts.
+    """
 
     fill_id: str
     client_id: int
@@ -200,6 +206,12 @@ class Fill:
     fee: Decimal
     liquidity: Liquidity
     ts_event: int
+    withheld: Decimal = ZERO
+
+    @property
+    def gross_size(self) -> Decimal:
+        """The quantity the order traded in this fill (its share of the order's filled size)."""
+        return self.size + self.withheld
 
 
 @dataclass(frozen=True, slots=True)

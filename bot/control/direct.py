@@ -181,8 +181,10 @@ async def kill_spot(settings: Settings, binance: Any, keys: tuple[SecretStr, Sec
         sent: list[int] = []
         if flatten:
             filled, sent = await _flatten_spot(settings, store, venue, errors)
-        spot = set(venue.spot_specs)
-        positions = {m: s for m, s in _store_positions(store).items() if m in spot}
+        # Less than a lot step (a buy's commission dust, its fills booked net) no order can sell.
+        specs = venue.spot_specs
+        positions = {m: s for m, s in _store_positions(store).items()
+                     if m in specs and abs(Decimal(s)) >= specs[m].step_size}
     finally:
         await venue.close()
     return {"cancelled": cancelled, "filled": filled, "flatten_orders": sent,
@@ -222,13 +224,14 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
             continue
         side = Side.SELL if size > 0 else Side.BUY
         if side is Side.SELL:
-            # Binance takes a buy's commission in the base asset: the account may hold a little
-            # less than the fills add up to. Sell what is there, down to the lot step.
+            # The fills book a buy net of a commission taken in the base asset, so the store and
+            # the account agree; a store from before that (or coins moved out) books more. Sell
+            # what is there, down to the lot step (a net size need not be on it).
             balance = held.get(market, ZERO)
             if balance < size:  # the store books more than the account holds: the venue is the truth
                 log.warning("flatten_store_exceeds_balance", market=market, store=str(size),
                             venue=str(balance))
-            size = min(size, (balance // spec.step_size) * spec.step_size)
+            size = (min(size, balance) // spec.step_size) * spec.step_size
             if size < spec.min_qty:
                 errors.append(f"flatten {market}: only {balance} held")
                 continue
@@ -257,7 +260,7 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
         _, executed, _ = found
         for fill in fills:
             store.record_fill("binance", fill)
-        booked = sum((f.size for f in fills), ZERO)
+        booked = sum((f.gross_size for f in fills), ZERO)  # net of a base commission withheld
         if booked != executed:
             errors.append(f"flatten {market}: order {order.client_id} executed {executed}, "
                           f"its trades add up to {booked}")

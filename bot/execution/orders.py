@@ -396,15 +396,17 @@ class OrderManager:
             if not self._store.record_fill(self.venue.name, event, meta):
                 return
             self._metrics.fills.labels(self.venue.name, event.market).inc()
+            # What the order traded (a commission withheld in the base is no unfilled remainder).
+            traded = event.gross_size
             mid = self._arrival_mid.get(event.client_id)
             if mid is not None:
-                cost = slippage_cost_usd(event.side, event.price, event.size, mid)
+                cost = slippage_cost_usd(event.side, event.price, traded, mid)
                 self.slippage_usd[event.market] = self.slippage_usd.get(event.market, ZERO) + cost
             entry = self._child_parent.get(event.client_id)
             if entry is not None:
                 parent, child = entry
-                parent.filled += event.size
-                child.fills_seen += event.size
+                parent.filled += traded
+                child.fills_seen += traded
                 child.filled = max(child.filled, child.fills_seen)
 
     def order_state(self, client_id: int) -> OrderState | None:

@@ -76,8 +76,10 @@ def held(server: BinanceServer) -> dict[str, Decimal]:
 
 
 def venue_trades(server: BinanceServer, market: str) -> dict[str, Decimal]:
-    """The account's trades on a market as the venue books them: {fill id: signed size}."""
-    return {f"{t.symbol}-{t.trade_id}": t.qty if t.side is Side.BUY else -t.qty
+    """The account's trades on a market as the venue books them: {fill id: what the base balance
+    moved by} (a commission charged in the base asset never reaches the account)."""
+    return {f"{t.symbol}-{t.trade_id}":
+            t.side.sign * t.qty - (t.commission if t.commission_asset == BASE[market] else D(0))
             for t in server.spot.my_trades(KEY, SYMBOLS[market], limit=1000)}
 
 
@@ -128,9 +130,9 @@ async def test_kill_flatten_books_each_market_when_their_order_ids_coincide(serv
         for market in SIZES:
             assert store_trades(store, market) == venue_trades(server, market)
             assert store_position(store, market) == 0
-            # The buy's commission was paid in the base asset while the store books the gross size
-            # (the flatten sells that much, out of the account's other inventory): only that differs.
-            assert held(server)[market] - start[market] == -base_commission(server, market)
+            # The buy booked net of its commission (taken in the base asset): the flatten sold
+            # exactly what the buy left in the account, none of its other inventory.
+            assert base_commission(server, market) > 0 and held(server)[market] == start[market]
 
 
 async def test_kill_books_the_fills_a_crashed_daemon_never_saw_before_it_flattens(server: BinanceServer,
@@ -152,7 +154,7 @@ async def test_kill_books_the_fills_a_crashed_daemon_never_saw_before_it_flatten
         assert stored is not None and stored.status is OrderStatus.FILLED
         assert stored.filled_size == SIZES["ETH-USDT"]
         assert store_trades(store, "ETH-USDT") == venue_trades(server, "ETH-USDT")
-        assert held(server)["ETH-USDT"] - start["ETH-USDT"] == -base_commission(server, "ETH-USDT")
+        assert held(server)["ETH-USDT"] == start["ETH-USDT"]
 
 
 async def test_start_reconcile_books_an_open_orders_fills_and_final_state(server: BinanceServer,
@@ -258,7 +260,8 @@ async def test_kill_and_a_hung_daemons_stream_book_the_flatten_once(server: Bina
                 await eventually_async(lambda: daemon.user_stream
                                        and daemon.user_stream.is_connected.is_set())
                 order = await buy(daemon, store, "ETH-USDT", SIZES["ETH-USDT"])
-                await eventually_async(lambda: store_position(store, "ETH-USDT") == order.size)
+                net = order.size - base_commission(server, "ETH-USDT")
+                await eventually_async(lambda: store_position(store, "ETH-USDT") == net)
                 streamed = len(store.fills())
 
                 report = await kill_spot(Settings(), spot_settings(server), KEYS, store, flatten=True,
@@ -306,4 +309,4 @@ async def test_start_reconcile_reports_a_store_that_books_more_than_the_account_
         await server.stop()
     (event,) = [e for e in logs if e["event"] == "reconcile_store_exceeds_balance"]
     assert set(event["shortfalls"]) == {"ETH-USDT"}
-    assert D(event["shortfalls"]["ETH-USDT"]["store"]) == 2 * SIZES["ETH-USDT"]
+    assert D(event["shortfalls"]["ETH-USDT"]["store"]) == 2 * D(event["shortfalls"]["ETH-USDT"]["venue"])

@@ -103,9 +103,10 @@ def test_execution_report_trade_becomes_fill_and_update_with_our_client_id() -> 
     assert update is not None and fill is not None
     assert (update.client_id, update.market, update.status, update.filled_size) == (
         42, "BTC-USDT", OrderStatus.PARTIALLY_FILLED, D("0.006"))
-    assert (fill.fill_id, fill.client_id, fill.side, fill.price, fill.size) == (
+    assert (fill.fill_id, fill.client_id, fill.side, fill.price, fill.gross_size) == (
         "BTCUSDT-77", 42, Side.BUY, D("60001.5"), D("0.004"))
     assert fill.fee == D("0.000004") * D("60001.5")  # base-asset commission in quote terms
+    assert (fill.size, fill.withheld) == (D("0.003996"), D("0.000004"))  # the account got the net
     assert fill.liquidity is Liquidity.TAKER and fill.ts_event == 1499405658657 * 1_000_000
 
 
@@ -116,6 +117,54 @@ def test_commission_in_quote_is_kept_and_in_bnb_is_zero() -> None:
     assert fill is not None and fill.fee == D("0.24") and fill.liquidity is Liquidity.MAKER
     _, bnb = parse_execution_report(msgspec.structs.replace(event, N="BNB"), spec())
     assert bnb is not None and bnb.fee == 0
+
+
+# A taker buy of 0.5 ETH without the BNB discount, as the user stream reports it: 0.1% commission
+# in ETH, so the account is credited 0.4995 ETH (outboundAccountPosition shows it).
+ETH_BUY = b"""{"e":"executionReport","E":1733587200123,"s":"ETHUSDT","c":"pb-7","S":"BUY","o":"LIMIT",
+"f":"IOC","q":"0.50000000","p":"3605.00000000","P":"0.00000000","F":"0.00000000","g":-1,"C":"","x":"TRADE",
+"X":"FILLED","r":"NONE","i":1944,"l":"0.50000000","z":"0.50000000","L":"3601.27000000","n":"0.00050000",
+"N":"ETH","T":1733587200121,"t":9912,"I":4101,"w":false,"m":false,"M":true,"O":1733587200120,
+"Z":"1800.63500000","Y":"1800.63500000","Q":"0.00000000","W":1733587200120,"V":"EXPIRE_MAKER"}"""
+ETH_TRADES = (b'[{"symbol":"ETHUSDT","id":9912,"orderId":1944,"orderListId":-1,"price":"3601.27000000",'
+              b'"qty":"0.50000000","quoteQty":"1800.63500000","commission":"0.00050000","commissionAsset":"ETH",'
+              b'"time":1733587200121,"isBuyer":true,"isMaker":false,"isBestMatch":true},'
+              b'{"symbol":"ETHUSDT","id":9950,"orderId":1960,"orderListId":-1,"price":"3610.00000000",'
+              b'"qty":"0.49950000","quoteQty":"1803.19500000","commission":"1.80319500","commissionAsset":"USDT",'
+              b'"time":1733587260000,"isBuyer":false,"isMaker":false,"isBestMatch":true}]')
+
+
+def eth_spec():  # type: ignore[no-untyped-def]
+    lot = wire.Filter("LOT_SIZE", minQty="0.00010000", maxQty="9000.00000000", stepSize="0.00010000")
+    price = wire.Filter("PRICE_FILTER", minPrice="0.01", maxPrice="1000000", tickSize="0.01000000")
+    return parse_spec(wire.SymbolInfo("ETHUSDT", "TRADING", "ETH", "USDT", [price, lot]), "ETH-USDT")
+
+
+def test_a_buys_base_commission_is_withheld_from_the_size_booked_either_path() -> None:
+    event = wire.USER_EVENT.decode(ETH_BUY)
+    assert isinstance(event, wire.ExecutionReport)
+    update, streamed = parse_execution_report(event, eth_spec())
+    rows = msgspec.json.decode(ETH_TRADES, type=list[wire.MyTrade])
+    buy, sell = (parse_my_trade(r, eth_spec(), 7) for r in rows)
+    assert update is not None and streamed == buy  # one trade, one fill, stream or REST
+    assert (buy.size, buy.withheld, buy.gross_size, buy.price) == (
+        D("0.4995"), D("0.0005"), D("0.5"), D("3601.27"))
+    assert buy.gross_size == update.filled_size  # the order's filled quantity stays the venue's `z`
+    assert buy.fee == D("1.800635")  # the commission at the fill price
+    assert buy.price * buy.gross_size == buy.price * buy.size + buy.fee == D("1800.635")  # exact cash
+    # The sell's commission is in the quote asset: nothing withheld, all of it leaves the account.
+    assert (sell.side, sell.size, sell.withheld, sell.fee) == (Side.SELL, D("0.4995"), 0, D("1.803195"))
+    assert buy.size - sell.size == 0  # selling what was booked sells what the account holds
+
+
+def test_a_base_commission_that_is_not_less_than_the_trade_is_malformed() -> None:
+    event = wire.USER_EVENT.decode(ETH_BUY)
+    assert isinstance(event, wire.ExecutionReport)
+    for commission in ("0.5", "0.6", "-0.0005"):
+        with pytest.raises(MalformedMessage):
+            parse_execution_report(msgspec.structs.replace(event, n=commission), eth_spec())
+    _, free = parse_execution_report(msgspec.structs.replace(event, n="0", N=None), eth_spec())
+    assert free is not None and (free.size, free.withheld, free.fee) == (D("0.5"), 0, 0)
 
 
 def test_cancel_reports_carry_our_id_in_the_original_client_id() -> None:

@@ -5,6 +5,11 @@ reported in whatever asset Binance charged (the base asset on buys, the quote as
 sells, or BNB with the discount on): domain fees are in the quote asset, so a base-asset
 commission is converted at the fill price and any other asset is reported as 0 (the
 adapter logs it; the balance stream still shows what was really charged).
+
+A base-asset commission never reaches the account: a buy of 1 ETH charged 0.001 ETH credits
+0.999 ETH. Its fill is booked at that net size (the position is what the account holds) with
+the commission as `withheld`, so the order's filled quantity (`z`, `executedQty`) is still
+`size + withheld`; the price is unchanged, so price x gross = price x net + fee: cash is exact.
 """
 
 from __future__ import annotations
@@ -163,6 +168,21 @@ def fee_in_quote(commission: Decimal, asset: str | None, price: Decimal, spec: S
     return None
 
 
+def _fill(fill_id: str, client_id: int, spec: SpotSpec, side: Side, price: Decimal, qty: Decimal,
+          commission: Decimal, asset: str | None, liquidity: Liquidity, ts_event: int) -> Fill:
+    """A fill of `qty` at `price`: a commission in the base asset is withheld from the size booked."""
+    fee = fee_in_quote(commission, asset, price, spec)
+    withheld = ZERO
+    if commission and asset == spec.base_asset:
+        # The account gets (a buy) or gives up (a sell, not Binance's rule) qty -/+ commission.
+        if not ZERO < commission < qty:
+            raise MalformedMessage(f"base-asset commission {commission} of a fill of {qty}")
+        withheld = commission if side is Side.BUY else -commission
+    return Fill(fill_id=fill_id, client_id=client_id, market=spec.market, side=side, price=price,
+                size=qty - withheld, fee=ZERO if fee is None else fee, liquidity=liquidity,
+                ts_event=ts_event, withheld=withheld)
+
+
 def parse_execution_report(event: wire.ExecutionReport, spec: SpotSpec
                            ) -> tuple[OrderUpdate | None, Fill | None]:
     """The order update (and fill, on a TRADE execution) of one of our orders; (None, None) if not ours."""
@@ -177,14 +197,9 @@ def parse_execution_report(event: wire.ExecutionReport, spec: SpotSpec
     update = OrderUpdate(client_id, spec.market, order_status(event.X), filled, ts_event, reason)
     fill = None
     if event.x == "TRADE":
-        price = _dec(event.L, "last price")
-        fee = fee_in_quote(_dec(event.n or "0", "commission"), event.N, price, spec)
-        fill = Fill(
-            fill_id=fill_id(event.s, event.t),
-            client_id=client_id, market=spec.market, side=_side(event.S), price=price,
-            size=_dec(event.l, "last quantity"), fee=ZERO if fee is None else fee,
-            liquidity=Liquidity.MAKER if event.m else Liquidity.TAKER, ts_event=ts_event,
-        )
+        fill = _fill(fill_id(event.s, event.t), client_id, spec, _side(event.S), _dec(event.L, "last price"),
+                     _dec(event.l, "last quantity"), _dec(event.n or "0", "commission"), event.N,
+                     Liquidity.MAKER if event.m else Liquidity.TAKER, ts_event)
     return update, fill
 
 
@@ -196,12 +211,9 @@ def fill_id(symbol: str, trade_id: int) -> str:
 
 def parse_my_trade(row: wire.MyTrade, spec: SpotSpec, client_id: int) -> Fill:
     """One fill of one of our orders from GET /api/v3/myTrades."""
-    price = _dec(row.price, "price")
-    fee = fee_in_quote(_dec(row.commission, "commission"), row.commissionAsset, price, spec)
-    return Fill(fill_id=fill_id(row.symbol, row.id), client_id=client_id, market=spec.market,
-                side=Side.BUY if row.isBuyer else Side.SELL, price=price, size=_dec(row.qty, "qty"),
-                fee=ZERO if fee is None else fee,
-                liquidity=Liquidity.MAKER if row.isMaker else Liquidity.TAKER, ts_event=ms_to_ns(row.time))
+    return _fill(fill_id(row.symbol, row.id), client_id, spec, Side.BUY if row.isBuyer else Side.SELL,
+                 _dec(row.price, "price"), _dec(row.qty, "qty"), _dec(row.commission, "commission"),
+                 row.commissionAsset, Liquidity.MAKER if row.isMaker else Liquidity.TAKER, ms_to_ns(row.time))
 
 
 def parse_order_info(row: wire.OrderInfo, spec: SpotSpec) -> OrderUpdate | None:
