@@ -242,8 +242,10 @@ class Controller:
     def _positions(self) -> dict[str, str]:
         """Both legs' non-zero positions as the bot books them (perp and spot markets)."""
         positions = {t: _size(s.position.size) for t, s in self._engine.markets.items() if s.position.size}
-        positions.update({s.spot.ticker: _size(s.spot.position.size)
-                          for s in self._engine.markets.values() if s.spot and s.spot.position.size})
+        # A spot long below one lot step (a buy's commission dust: fills book what the account
+        # gets) is no position: no order can sell it.
+        positions.update({s.spot.ticker: _size(s.spot.position.size) for s in self._engine.markets.values()
+                          if s.spot and abs(s.spot.position.size) >= s.spot.spec.step_size})
         return positions
 
     def _markets_of(self, manager: OrderManager) -> list[str]:

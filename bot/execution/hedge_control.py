@@ -47,6 +47,7 @@ class HedgeControl:
         self.held_perp: set[str] = set()  # markets whose perp leg waits for its hedge
         self._unwind_orders: dict[int, str] = {}  # perp unwind order -> market (fees counted)
         self._children_seen: set[int] = set()
+        self._withheld_covered: dict[str, Decimal] = {}  # spot market -> manager.withheld already owed for
         for ticker, state in markets.items():
             if state.spot is not None:
                 self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size,
@@ -179,15 +180,34 @@ class HedgeControl:
             unsent = sign * max(parent.plan.total - parent.sent, ZERO)
         gap = hedging.hedge_gap(hedge, spot.position.size, in_flight + unsent)
         mid = spot.book.mid()
-        if mid is None or abs(gap) < spot.spec.min_order_size or abs(gap) * mid < ex.min_notional_usd:
+        if mid is None:
             return
+        # Commission a buy left in the base asset (the position lacks it) is bought back on its own
+        # once both legs are idle, never folded into a parent the perp fills call for: sized to
+        # the book, that parent would spill the commission into a second slice, due seconds later.
+        # A sell needs none of it (it sells what is held).
+        withheld = manager.withheld.get(spot.ticker, ZERO)
+        commission = max(withheld - self._withheld_covered.get(spot.ticker, ZERO), ZERO)
+        called_for = max(gap - commission, ZERO) if gap > 0 else gap
+        if self._too_small(called_for, spot.spec.min_order_size, mid):
+            busy = parent is not None or self._orders.parent(state.spec.ticker) is not None
+            if busy or gap <= 0 or self._too_small(gap, spot.spec.min_order_size, mid):
+                return
+            commission = ZERO  # only the commission is missing: this parent buys it back
         # The new parent takes over the old one's unsent part; its open children still count.
         gap = hedging.hedge_gap(hedge, spot.position.size, in_flight)
+        if gap > 0:
+            gap = max(gap - commission, ZERO)
         plan = hedging.plan_hedge(spot.spec, gap, spot.position.size + in_flight,
                                   spot.book.levels(Side.BUY if gap > 0 else Side.SELL, 20), ex, now_ns,
                                   next(self._seeds))
         if plan is not None:
             manager.start_parent(plan, self._decision_ids.get(state.spec.ticker, 0))
+            if not commission or gap < 0:  # bought back, or a sell that needs none of it
+                self._withheld_covered[spot.ticker] = withheld
+
+    def _too_small(self, gap: Decimal, min_order_size: Decimal, mid: Decimal) -> bool:
+        return abs(gap) < min_order_size or abs(gap) * mid < self._settings.execution.min_notional_usd
 
     def count_results(self) -> None:
         """Spot hedge children that ended since the last tick: refusals count toward an unwind."""

@@ -126,6 +126,9 @@ class OrderManager:
         # Mid when each open order was sent; fills are charged slippage against it.
         self._arrival_mid: dict[int, Decimal] = {}
         self.slippage_usd: dict[str, Decimal] = {}  # per market, since start (> 0: a cost)
+        # Per market, since start: base the venue kept as commission, what the positions lack
+        # against what the orders traded (Fill.withheld; Binance spot buys).
+        self.withheld: dict[str, Decimal] = {}
         self._bucket = TokenBucket.full(settings.max_orders_per_sec, clock.now_ns())
         self._orphans: list[int] = []  # open children of replaced parents, cancelled next tick
         self._sending = asyncio.Lock()  # held from recording intents until the venue answered them
@@ -398,6 +401,9 @@ class OrderManager:
             self._metrics.fills.labels(self.venue.name, event.market).inc()
             # What the order traded (a commission withheld in the base is no unfilled remainder).
             traded = event.gross_size
+            if event.withheld:
+                kept = event.side.sign * event.withheld
+                self.withheld[event.market] = self.withheld.get(event.market, ZERO) + kept
             mid = self._arrival_mid.get(event.client_id)
             if mid is not None:
                 cost = slippage_cost_usd(event.side, event.price, traded, mid)

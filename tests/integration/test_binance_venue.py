@@ -237,13 +237,13 @@ async def test_fill_arrives_on_the_user_stream_with_our_client_id(running: Runni
                                    TimeInForce.IOC))
     await eventually_async(lambda: any(u.status is OrderStatus.FILLED for u in updates(events, 102)))
     got = fills(events, 102)
-    assert got and sum(f.size for f in got) == D("0.01")
+    assert got and sum(f.gross_size for f in got) == D("0.01")  # the order traded; its fills book the net
     assert all(f.side is Side.BUY and f.liquidity is Liquidity.TAKER and f.market == "BTC-USDT" for f in got)
     assert all(f.fee > 0 for f in got) and len({f.fill_id for f in got}) == len(got)
     assert events.index(got[-1]) < events.index(updates(events, 102)[-1])  # fills before FILLED
     after = await venue.positions()
-    commission_btc = sum((f.fee / f.price for f in got), D(0))
-    assert after["BTC-USDT"] == before + D("0.01") - commission_btc
+    assert after["BTC-USDT"] == before + sum((f.size for f in got), D(0))  # the fills book the balance
+    assert sum((f.withheld for f in got), D(0)) == sum((f.fee / f.price for f in got), D(0)) > 0
     await eventually_async(lambda: venue.cached_positions()["BTC-USDT"] == after["BTC-USDT"])
 
 
