@@ -30,7 +30,7 @@ from bot.venues.ports import ExecutionVenue, VenueAccount
 __all__ = ["reconcile_venue"]
 
 log = structlog.get_logger("reconcile")
-BALANCE_TOLERANCE = Decimal("0.01")  # of a spot position: more than commissions in the base asset
+BALANCE_TOLERANCE = Decimal("0.01")  # of a spot position: dust, and base commissions stores booked gross
 
 
 async def reconcile_venue(
@@ -103,9 +103,9 @@ def balance_shortfalls(booked: dict[str, Decimal], held: dict[str, Decimal]) -> 
     """Spot markets whose long the store books beyond what the account holds.
 
     Balances include inventory the bot never traded, so only a shortfall means something: fills
-    booked twice, or coins moved out of the account. A buy's commission taken in the base asset
-    leaves the account a little short of the fills (0.1% at Binance's base rate): below
-    BALANCE_TOLERANCE of the position, a shortfall is that and nothing more.
+    booked twice, or coins moved out of the account. Fills are booked net of a commission taken in
+    the base asset, but a store written before that booked them gross (0.1% short at Binance's
+    base rate): below BALANCE_TOLERANCE of the position, a shortfall is that and nothing more.
     """
     out = {}
     for market, mine in booked.items():

@@ -330,8 +330,8 @@ class Controller:
 
 
 def _sellable(venue: Any, spec: Any, size: Decimal) -> Decimal:
-    """A spot sell never exceeds the base balance the venue reports (Binance takes a buy's
-    commission in the base asset, so the account may hold a little less than the fills add up to)."""
+    """A spot sell never exceeds the base balance the venue reports (a store written before fills
+    were booked net of base-asset commissions may book a little more than the account holds)."""
     if size <= 0 or not venue.capabilities.positions_are_balances:
         return size
     held = venue.cached_positions().get(spec.ticker, Decimal(0))
