@@ -46,6 +46,7 @@ class SourceError(ValueError):
 MAX_RATE = Decimal("0.1")  # per interval: 10% is no funding rate any venue publishes
 _BASE = re.compile(r"^([A-Z0-9]+?)[-_/]?(USDT|USDC|USD|BUSD)", re.IGNORECASE)
 _NOTES_SHOWN = 3  # gap times listed per note
+GRID_JITTER_NS = NS_PER_SEC  # venues stamp settlements a few ms off the grid: not a gap, not off-grid
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +98,22 @@ def median_spacing(times: list[int]) -> int:
     return gaps[len(gaps) // 2] if gaps else 0
 
 
+def _off_grid(offset: int, step: int) -> bool:
+    """True when `offset` is more than GRID_JITTER_NS away from a multiple of `step`."""
+    rest = offset % step
+    return min(rest, step - rest) > GRID_JITTER_NS
+
+
 def grid_notes(label: str, times: list[int], step: int) -> list[str]:
-    """Gaps and off-grid times in sorted, distinct `times` on a grid of `step`."""
+    """Gaps and off-grid times in sorted, distinct `times` on a grid of `step` (jitter forgiven)."""
     notes: list[str] = []
-    gaps = [(a, b) for a, b in itertools.pairwise(times) if b - a > step]
+    missing_after = [((b - a + step // 2) // step - 1, a, b) for a, b in itertools.pairwise(times)]
+    gaps = [(n, a, b) for n, a, b in missing_after if n > 0]
     if gaps:
-        missing = sum((b - a) // step - 1 for a, b in gaps)
-        shown = ", ".join(f"{iso(a + step)}..{iso(b - step)}" for a, b in gaps[:_NOTES_SHOWN])
+        missing = sum(n for n, _, _ in gaps)
+        shown = ", ".join(f"{iso(a + step)}..{iso(b - step)}" for _, a, b in gaps[:_NOTES_SHOWN])
         notes.append(f"{label}: {len(gaps)} gaps ({missing} intervals missing), first: {shown}")
-    off = sum(1 for t in times if (t - times[0]) % step) if times else 0
+    off = sum(1 for t in times if _off_grid(t - times[0], step)) if times else 0
     if off:
         notes.append(f"{label}: {off} rows off the {step // NS_PER_SEC}s grid")
     return notes
@@ -275,6 +283,8 @@ def load_funding(path: Path, interval_hours: int | None = None, offset: int | st
         rows = _dedupe(label, rows, notes)
         times = [t for t, _ in rows]
         spacing = median_spacing(times)
+        if not _off_grid(spacing, NS_PER_HOUR):  # exchanges stamp settlements a few ms late
+            spacing = (spacing + NS_PER_HOUR // 2) // NS_PER_HOUR * NS_PER_HOUR
         if spacing % NS_PER_HOUR:
             raise SourceError("--funding-interval", f"{label}: rows are {spacing / NS_PER_HOUR:g} h apart, "
                                                     "not whole hours")
@@ -285,7 +295,7 @@ def load_funding(path: Path, interval_hours: int | None = None, offset: int | st
             raise SourceError("--funding-interval", f"{label}: rows are {inferred}h apart, "
                                                     f"not {interval_hours}h")
         notes += grid_notes(label, times, inferred * NS_PER_HOUR)
-        if inferred > 1 and times and any(t % NS_PER_HOUR for t in times):
+        if inferred > 1 and any(_off_grid(t, NS_PER_HOUR) for t in times):
             notes.append(f"{label}: settlement times are not on the hour")
         per_hour = Decimal(inferred)
         hours = out[market] = {}

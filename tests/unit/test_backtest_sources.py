@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.shared import SHARED, needs_shared
 
-from bot.backtest import sources
+from bot.backtest import history, sources
 from bot.backtest.codec import decode_event, encode_event
 from bot.config import load
 from bot.domain import BlockHeight, BookLevel, BookSnapshot, OracleUpdate, Side, Trade
@@ -240,3 +240,13 @@ def test_the_bar_path_visits_extremes_and_hour_starts_while_exposed() -> None:
         [rates[o.ts_event // HOUR * HOUR + HOUR] for o in oracles]
     assert [o.oracle_price for o in oracles[0:8:2]] == [20000, 19900, 20300, 20200]  # O, L, H, C
     assert all(isinstance(e, OracleUpdate) for _, p, _ in batches[1:8] for e in p)  # marks: no perp book
+
+
+def test_millisecond_jitter_in_funding_stamps_is_neither_a_gap_nor_off_the_grid() -> None:
+    # Binance stamps settlements a few ms late (2020-01-02 03:00:00.002 in the shared files).
+    hour = 3_600_000_000_000
+    times = [0, 8 * hour + 2_000_000, 16 * hour, 24 * hour + 5_000_000, 40 * hour]
+    notes = history.grid_notes("f.csv", times, 8 * hour)
+    assert notes == ["f.csv: 1 gaps (1 intervals missing), first: 1970-01-02T08:00..1970-01-02T08:00"]
+    assert history.grid_notes("f.csv", [0, 8 * hour + 2 * 1_000_000_000], 8 * hour) == [
+        "f.csv: 1 rows off the 28800s grid"]
