@@ -246,18 +246,17 @@ async def _flatten_spot(settings: Settings, store: Store, venue: Any,
             store.record_order("binance", order, SYSTEM_CLOCK.now_ns())  # persisted before it is sent
             await venue.place(order)
             sent.append(order.client_id)
-            found = await venue.executed(order.client_id)
             # No user stream here: the fills are booked from the venue's trades, under the ids the
             # stream gives them (a hung daemon's stream may book the same trades: no double count),
             # so a restarted daemon sees the hedge closed.
-            fills = await venue.order_fills(order.client_id) if found is not None and found[1] else []
+            found = await venue.executed_fills(order.client_id)
         except BotError as exc:
             errors.append(f"flatten {market}: {exc}")
             continue
         if found is None:
             errors.append(f"flatten {market}: order {order.client_id} not found after placing")
             continue
-        _, executed, _ = found
+        executed, fills = found
         for fill in fills:
             store.record_fill("binance", fill)
         booked = sum((f.gross_size for f in fills), ZERO)  # net of a base commission withheld

@@ -103,6 +103,13 @@ async def buy(venue: BinanceVenue, store: Store, market: str, size: Decimal) -> 
     return order
 
 
+async def booked_fills(venue: BinanceVenue, client_id: int) -> list[Fill]:
+    """The fills the venue booked for one of our orders (as its user stream reports them)."""
+    found = await venue.executed_fills(client_id)
+    assert found is not None
+    return found[1]
+
+
 def store_position(store: Store, market: str) -> Decimal:
     return sum((f.side.sign * f.size for f in store.fills(market)), D(0))
 
@@ -115,7 +122,7 @@ async def test_kill_flatten_books_each_market_when_their_order_ids_coincide(serv
         try:
             for market, size in SIZES.items():  # the daemon's hedge: order id 1 on each symbol
                 order = await buy(venue, store, market, size)
-                for fill in await venue.order_fills(order.client_id):  # as its stream booked them
+                for fill in await booked_fills(venue, order.client_id):  # as its stream booked them
                     store.record_fill("binance", fill)
                 store.update_order(order.client_id, OrderStatus.FILLED, size, time.time_ns())
         finally:
@@ -291,7 +298,7 @@ async def test_start_reconcile_reports_a_store_that_books_more_than_the_account_
             venue = await open_venue(server)
             try:
                 order = await buy(venue, store, "ETH-USDT", SIZES["ETH-USDT"])
-                for fill in await venue.order_fills(order.client_id):
+                for fill in await booked_fills(venue, order.client_id):
                     store.record_fill("binance", fill)
                     twice = dataclasses.replace(fill, fill_id=f"binance-kill-{fill.fill_id}")
                     store.record_fill("binance", twice)

@@ -24,7 +24,7 @@ from structlog.contextvars import bound_contextvars
 
 from bot.book import OrderBook
 from bot.clock import Clock
-from bot.domain import Fill, MarketSpec, OrderRequest, OrderUpdate
+from bot.domain import ZERO, Fill, MarketSpec, OrderRequest, OrderUpdate
 from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.history import MarketHistory
 from bot.telemetry import Metrics
@@ -211,14 +211,17 @@ class BinanceVenue:
         rows = await self.rest.my_trades(spec.symbol, order_id)
         return [parse_my_trade(r, spec, client_id) for r in rows if r.orderId == order_id]
 
-    async def order_fills(self, client_id: int) -> list[Fill]:
-        """The fills of one of our orders as the venue booked them (ids as the user stream's);
-        empty when the venue does not know the order (`kill --direct` books a flatten from it)."""
+    async def executed_fills(self, client_id: int) -> tuple[Decimal, list[Fill]] | None:
+        """(base executed, fills) of one of our orders as the venue booked them (fill ids as the
+        user stream's), or None when the venue does not know the order (`kill --direct` books a
+        flatten from it: no user stream). One order read, and the trades only when it traded."""
         found = await self.order_row(client_id)
         if found is None:
-            return []
+            return None
         spec, row = found
-        return await self._fills_of(spec, row.orderId, client_id) if Decimal(row.executedQty) else []
+        update = parse_order_info(row, spec)
+        executed = update.filled_size if update is not None else ZERO
+        return executed, (await self._fills_of(spec, row.orderId, client_id) if executed else [])
 
     # ---- ExecutionVenue -----------------------------------------------------------------------
 
@@ -333,15 +336,6 @@ class BinanceVenue:
                 continue
         return None
 
-    async def executed(self, client_id: int) -> tuple[str, Decimal, Decimal] | None:
-        """(venue order id, base executed, quote executed) of one of our orders, or None when the
-        venue does not know it (`kill --direct` books a flatten's fill from it: no user stream)."""
-        found = await self.order_row(client_id)
-        if found is None:
-            return None
-        _, row = found
-        return str(row.orderId), Decimal(row.executedQty), Decimal(row.cummulativeQuoteQty)
-
     async def touch(self, market: str) -> tuple[Decimal | None, Decimal | None]:
         """Best bid and ask from a REST depth read (no stream needed)."""
         snapshot = await self.rest.depth(self._spec(market, "touch").symbol, 5)
@@ -358,16 +352,8 @@ class BinanceVenue:
 
     async def query_order(self, client_id: int) -> OrderUpdate | None:
         """The venue's state of one of our orders, by client id; None if the venue does not know it."""
-        market = self._market_of.get(client_id)
-        markets = [market] if market is not None else list(self.spot_specs)
-        for name in markets:
-            spec = self.spot_specs[name]
-            try:
-                row = await self.rest.query_order(spec.symbol, client_order_id(client_id))
-            except OrderNotFound:
-                continue
-            return parse_order_info(row, spec)
-        return None
+        found = await self.order_row(client_id)
+        return parse_order_info(found[1], found[0]) if found is not None else None
 
     async def open_orders(self) -> list[int]:
         """Client ids of our open orders on every configured symbol."""
