@@ -80,7 +80,7 @@ PROGRESS_EVERY = 1 << 15  # events between progress-bar refreshes
 
 def _settled(hedge: hedging.HedgeState, held: Decimal, ex: ExecutionSettings) -> bool:
     """Matched with nothing owed and no leg risk: `hedging.observe` would change only its clock."""
-    return (held == hedge.required and not hedge.obligations and hedge.leg_risk_usd_secs is ZERO
+    return (held == hedge.required and not hedge.obligations and not hedge.leg_risk_usd_secs
             and ex.min_notional_usd > 0)
 
 
