@@ -29,6 +29,7 @@ from support.shared import SHARED, needs_shared
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
 from bot.config import Settings, load
+from bot.strategy.targets import parse_target
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUR = sources.NS_PER_HOUR
@@ -79,7 +80,7 @@ def test_bar_path_and_event_path_agree_on_a_carry_that_opens_and_closes() -> Non
     settings = load(None, env_file=None)
     settings = settings.model_copy(update={
         "strategy": settings.strategy.model_copy(update={
-            "targets": {"BTC-USD": Decimal("0.3")},
+            "targets": {"BTC-USD": parse_target("0.3")},
             # a carry that follows the 40 h / 8 h funding cycle within the week (several decisions)
             "carry": settings.strategy.carry.model_copy(update={
                 "signal_half_life_hours": 6.0, "entry_half_life_hours": 6.0, "exit_confirm_hours": 3,

@@ -11,6 +11,7 @@ from bot.backtest import sources
 from bot.backtest.liquidation import LIQUIDATION_FEE_RATE
 from bot.backtest.runner import Backtest, BacktestResult
 from bot.config import load
+from bot.strategy.targets import parse_target
 
 HOUR = sources.NS_PER_HOUR
 T0 = sources.parse_time("2023-01-01", "x")
@@ -21,7 +22,8 @@ def _run(wick_low: float, close: float = 19990, drawdown_stop: str = "0.99", ste
     """A 3x long held through flat hours, one bar that wicks down to `wick_low` and closes near flat."""
     settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
     strategy = settings.strategy.model_copy(update={
-        "targets": {"BTC-USD": Decimal(100)}, "max_leverage": Decimal(3), "max_notional_usd": Decimal(10**7),
+        "targets": {"BTC-USD": parse_target("100")}, "max_leverage": Decimal(3),
+        "max_notional_usd": Decimal(10**7),
         "min_liquidation_distance": Decimal("0.05"), "drawdown_stop": Decimal(drawdown_stop),
         "carry": settings.strategy.carry.model_copy(update={"enabled": False})})
     # The bot holds through the wick (no flag decision, no audit) so the test sees the venue act.

@@ -9,6 +9,7 @@ from bot.backtest import sources
 from bot.backtest.participation import PARTICIPATION_CAP
 from bot.backtest.runner import Backtest
 from bot.config import load
+from bot.strategy.targets import parse_target
 
 HOUR = sources.NS_PER_HOUR
 T0 = sources.parse_time("2023-01-01", "x")
@@ -17,7 +18,7 @@ T0 = sources.parse_time("2023-01-01", "x")
 def test_fills_per_bar_stay_within_the_cap_of_a_thin_bar() -> None:
     settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
     strategy = settings.strategy.model_copy(update={
-        "targets": {"BTC-USD": Decimal("0.4")}, "max_leverage": Decimal(3),
+        "targets": {"BTC-USD": parse_target("0.4")}, "max_leverage": Decimal(3),
         "carry": settings.strategy.carry.model_copy(update={"enabled": False})})
     # A tight no-trade band: the remainder a capped bar leaves is always worth finishing here.
     rules = settings.rules.model_copy(update={"drift_tolerance": Decimal("0.01")})
