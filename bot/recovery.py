@@ -9,7 +9,9 @@
 3. Orders open at the venue that the store knows as ours (open there too: a predecessor's
    resting child) are cancelled; orders the bot did not place (operator's manual orders) are
    left alone unless `cancel_foreign`.
-4. Positions that still differ after that are logged: they need an operator.
+4. Perp positions that still differ after that are logged: they need an operator. A spot long
+   the store books beyond the account's balance is booked down to the balance with a recorded
+   adjustment (the venue's balance is the truth; the hedge then buys back what is missing).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from typing import Any
 import structlog
 
 from bot.clock import Clock
-from bot.domain import AccountEvent, OrderStatus
+from bot.domain import AccountEvent, OrderStatus, Position
 from bot.errors import BotError
 from bot.store import Store
-from bot.store.reconcile import reconcile_open_orders
+from bot.store.reconcile import balance_adjustment, reconcile_open_orders
 from bot.venues.ports import ExecutionVenue, VenueAccount
 
 __all__ = ["reconcile_venue"]
@@ -47,7 +49,8 @@ async def reconcile_venue(
     """Bring the store and the engine in line with the venue; return what was corrected.
 
     `compare_positions=False` for a venue whose positions are account balances (spot): they
-    include inventory the bot never traded, so only the venue's fills and orders are reconciled.
+    include inventory the bot never traded, so the venue's fills and orders are reconciled and
+    only a long the store books beyond the balance is corrected (`correct_to_balances`).
     `stage` ("start", "exit") names the occasion in the reasons the store records.
     """
     stored_open = [o.client_id for o in store.open_orders(venue.name)]
@@ -83,13 +86,15 @@ async def reconcile_venue(
             mine, theirs = ours.get(market, Decimal(0)), account.positions.get(market, Decimal(0))
             if mine != theirs:
                 mismatches[market] = {"store": str(mine), "venue": str(theirs)}
-    elif account.positions is not None:
-        shortfalls = balance_shortfalls(positions(), account.positions)
-        if shortfalls:
-            log.error("reconcile_store_exceeds_balance", venue=venue.name, shortfalls=shortfalls)
+    adjustments: dict[str, dict[str, str]] = {}
+    if account.positions is not None and not compare_positions:
+        working = {o.market for o in map(store.get_order, account.open_ids) if o is not None}
+        adjustments = correct_to_balances(store, venue.name, account.positions, working, apply,
+                                          clock.now_ns(), stage)
     report = {"venue": venue.name, "fills_applied": len(new_fills),
               "closed_in_store": list(fixes.close_in_store), "cancelled_at_venue": cancelled,
-              "foreign_open_orders": foreign, "position_mismatches": mismatches, "errors": errors}
+              "foreign_open_orders": foreign, "position_mismatches": mismatches,
+              "spot_adjustments": adjustments, "errors": errors}
     if errors:
         log.error("start_cancels_failed", venue=venue.name, errors=errors)
     if mismatches:
@@ -97,6 +102,38 @@ async def reconcile_venue(
     else:
         log.info("reconciled", **report)
     return report
+
+
+def correct_to_balances(store: Store, venue: str, held: dict[str, Decimal], working: set[str],
+                        apply: Callable[[AccountEvent], None], now_ns: int, stage: str
+                        ) -> dict[str, dict[str, str]]:
+    """Book the store's spot longs down to the account's balances (`held`) where they exceed them,
+    with a recorded adjustment (bot.store.reconcile.balance_adjustment) through `apply`, so the
+    hedge sells only what is held and buys back what is missing. A market with an order of ours
+    working at the venue is left to the next reconciliation (a fill may land between the reads).
+    Returns {market: {store, venue, adjusted}}; logs `reconcile_store_exceeds_balance`, as an
+    error beyond BALANCE_TOLERANCE (a fill booked twice, coins moved out: worth an operator's look).
+    """
+    out: dict[str, dict[str, str]] = {}
+    for market in sorted({f.market for f in store.fills()} & set(held)):
+        position = Position(market)
+        for fill in store.fills(market):
+            position.apply_fill(fill)
+        theirs = held[market]
+        adjustment = balance_adjustment(position, theirs, now_ns)
+        if adjustment is None:
+            continue
+        out[market] = {"store": str(position.size), "venue": str(theirs), "adjusted": str(adjustment.size)}
+        if market in working:
+            out[market]["adjusted"] = "0"  # not now: an order of ours works there
+            continue
+        apply(adjustment)
+    if out:
+        beyond = balance_shortfalls({m: Decimal(v["store"]) for m, v in out.items()}, held)
+        (log.error if beyond else log.warning)(
+            "reconcile_store_exceeds_balance", venue=venue, stage=stage, shortfalls=out,
+            beyond_tolerance=sorted(beyond))
+    return out
 
 
 def balance_shortfalls(booked: dict[str, Decimal], held: dict[str, Decimal]) -> dict[str, dict[str, str]]:
