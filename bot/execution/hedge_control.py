@@ -8,24 +8,30 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings
 from bot.control.status import hedge_status
 from bot.domain import ZERO, Fill, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
+from bot.errors import BotError
 from bot.execution import hedge as hedging
 from bot.execution.hedge import HedgeState
 from bot.execution.orders import ActiveParent, OrderManager
 from bot.execution.prices import bounded_price
 from bot.market_state import MarketState
 from bot.store import Store
+from bot.store.reconcile import balance_adjustment
 from bot.telemetry import Metrics
+from bot.venues.ports import Balances
 
 log = structlog.get_logger("engine")
 HEDGE_META_PREFIX = "hedge:"  # store meta key per hedged market (bot.execution.hedge.persisted)
+# Per spot market: the base commission withheld (summed over the store's fills) already bought back.
+WITHHELD_META_PREFIX = "hedge_withheld_covered:"
+BALANCE_CHECK_SECS = 30.0  # a spot long booked beyond the cached balance is read again at most this often
 
 
 class HedgeControl:
@@ -47,11 +53,17 @@ class HedgeControl:
         self.held_perp: set[str] = set()  # markets whose perp leg waits for its hedge
         self._unwind_orders: dict[int, str] = {}  # perp unwind order -> market (fees counted)
         self._children_seen: set[int] = set()
-        self._withheld_covered: dict[str, Decimal] = {}  # spot market -> manager.withheld already owed for
+        # Per spot market: base withheld as commission by the store's fills before this start (the
+        # order manager counts those since), and how much of the total the hedge bought back.
+        self._withheld_before: dict[str, Decimal] = {}
+        self._withheld_covered: dict[str, Decimal] = {}
+        self._balance_checked_ns: dict[str, int] = {}  # spot market -> last venue read of its balance
+        self._sell_capped: dict[str, tuple[Decimal, Decimal]] = {}  # spot market -> (wanted, sellable)
         for ticker, state in markets.items():
             if state.spot is not None:
                 self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size,
                                                        self._saved(ticker))
+                self._restore_withheld(state.spot.ticker)
 
     # ---- persistence ---------------------------------------------------------------------------
 
@@ -68,6 +80,25 @@ class HedgeControl:
             return None
         saved = json.loads(raw)
         return Decimal(saved["required"]), int(saved["latched_until_ns"])
+
+    def _restore_withheld(self, spot_market: str) -> None:
+        """The commission still owed survives a restart: the store's fills say what was withheld,
+        the meta what was bought back (a store without it: nothing owed, as before it was kept)."""
+        total = sum((f.side.sign * f.withheld for f in self._store.fills(spot_market)), ZERO)
+        self._withheld_before[spot_market] = total
+        covered = self._store.meta_get(f"{WITHHELD_META_PREFIX}{spot_market}")
+        self._withheld_covered[spot_market] = Decimal(covered) if covered is not None else total
+
+    def _withheld(self, spot_market: str) -> Decimal:
+        """Base the venue withheld as commission on this market's fills, all the store's fills."""
+        manager = self._spot_orders
+        assert manager is not None
+        return self._withheld_before.get(spot_market, ZERO) + manager.withheld.get(spot_market, ZERO)
+
+    def _cover_withheld(self, spot_market: str, withheld: Decimal) -> None:
+        if self._withheld_covered.get(spot_market) != withheld:
+            self._withheld_covered[spot_market] = withheld
+            self._store.meta_set(f"{WITHHELD_META_PREFIX}{spot_market}", str(withheld))
 
     # ---- perp fills ----------------------------------------------------------------------------
 
@@ -165,7 +196,8 @@ class HedgeControl:
                 float(hedge.mismatch_usd(spot.position.size, state.mark)))
             self._metrics.leg_risk_usd_secs.labels(ticker).set(float(hedge.leg_risk_usd_secs))
             if risk_mode is not RiskMode.HALTED:
-                self._top_up(state, hedge, now_ns)
+                await self._check_balance(state, now_ns)
+                self._top_up(state, self.hedges[ticker], now_ns)
 
     def _top_up(self, state: MarketState, hedge: HedgeState, now_ns: int) -> None:
         """Start a spot parent for what the hedge needs beyond what is filled and working."""
@@ -182,11 +214,19 @@ class HedgeControl:
         mid = spot.book.mid()
         if mid is None:
             return
+        # A sell never exceeds the free base balance (floored to the lot step): the part of it the
+        # running parent has not sent yet is promised already.
+        sellable = self._sellable(spot.ticker, spot.spec.step_size)
+        if sellable is not None and gap < 0:
+            beyond = max(sellable + min(unsent, ZERO), ZERO)
+            if -gap > beyond and not self._too_small(gap, spot.spec.min_order_size, mid):
+                self._report_capped(spot.ticker, -gap, beyond, spot.position.size)
+            gap = max(gap, -beyond)
         # Commission a buy left in the base asset (the position lacks it) is bought back on its own
         # once both legs are idle, never folded into a parent the perp fills call for: sized to
         # the book, that parent would spill the commission into a second slice, due seconds later.
         # A sell needs none of it (it sells what is held).
-        withheld = manager.withheld.get(spot.ticker, ZERO)
+        withheld = self._withheld(spot.ticker)
         commission = max(withheld - self._withheld_covered.get(spot.ticker, ZERO), ZERO)
         called_for = max(gap - commission, ZERO) if gap > 0 else gap
         if self._too_small(called_for, spot.spec.min_order_size, mid):
@@ -198,13 +238,67 @@ class HedgeControl:
         gap = hedging.hedge_gap(hedge, spot.position.size, in_flight)
         if gap > 0:
             gap = max(gap - commission, ZERO)
+        elif sellable is not None:
+            gap = max(gap, -sellable)
         plan = hedging.plan_hedge(spot.spec, gap, spot.position.size + in_flight,
                                   spot.book.levels(Side.BUY if gap > 0 else Side.SELL, 20), ex, now_ns,
                                   next(self._seeds))
         if plan is not None:
             manager.start_parent(plan, self._decision_ids.get(state.spec.ticker, 0))
             if not commission or gap < 0:  # bought back, or a sell that needs none of it
-                self._withheld_covered[spot.ticker] = withheld
+                self._cover_withheld(spot.ticker, withheld)
+
+    def _sellable(self, spot_market: str, step: Decimal) -> Decimal | None:
+        """What a new spot sell may sell: the free base balance floored to the lot step (None: the
+        venue's positions are no balances, as on paper)."""
+        manager = self._spot_orders
+        assert manager is not None
+        if not manager.venue.capabilities.positions_are_balances:
+            return None
+        free = cast(Balances, manager.venue).cached_free().get(spot_market, ZERO)
+        return max((free // step) * step, ZERO)
+
+    def _report_capped(self, spot_market: str, wanted: Decimal, sellable: Decimal, booked: Decimal) -> None:
+        if self._sell_capped.get(spot_market) != (wanted, sellable):
+            self._sell_capped[spot_market] = (wanted, sellable)
+            log.warning("hedge_sell_capped", market=spot_market, wanted=str(wanted), sellable=str(sellable),
+                        store=str(booked))
+
+    async def _check_balance(self, state: MarketState, now_ns: int) -> None:
+        """A spot long the store books beyond the balance the venue last reported is read from
+        the venue (at most every BALANCE_CHECK_SECS) and, when the venue confirms it, booked down
+        to the balance as start-up reconciliation does (bot.store.reconcile.balance_adjustment):
+        the hedge then sells what is held and buys back what is missing instead of sending sells
+        the venue refuses. Never while an order of ours works on the market: its fills may be on
+        the venue and not yet in the store."""
+        spot, manager = state.spot, self._spot_orders
+        assert spot is not None and manager is not None
+        venue = manager.venue
+        if spot.position.size <= 0 or not venue.capabilities.positions_are_balances:
+            return
+        if spot.position.size <= cast(Balances, venue).cached_positions().get(spot.ticker, ZERO):
+            return
+        last = self._balance_checked_ns.get(spot.ticker)
+        if last is not None and now_ns - last < BALANCE_CHECK_SECS * NS_PER_SEC:
+            return
+        if manager.parent(spot.ticker) is not None or any(
+                o.market == spot.ticker for o in self._store.open_orders(venue.name)):
+            return
+        self._balance_checked_ns[spot.ticker] = now_ns
+        try:
+            held = (await venue.positions()).get(spot.ticker, ZERO)
+        except BotError as exc:
+            log.warning("balance_check_failed", market=spot.ticker, error=str(exc))
+            return
+        booked = spot.position.size
+        adjustment = balance_adjustment(spot.position, held, now_ns)
+        if adjustment is None:
+            return
+        manager.on_account_event(adjustment)
+        spot.position.apply_fill(adjustment)
+        log.error("reconcile_store_exceeds_balance", venue=venue.name, stage="run",
+                  shortfalls={spot.ticker: {"store": str(booked), "venue": str(held),
+                                            "adjusted": str(adjustment.size)}})
 
     def _too_small(self, gap: Decimal, min_order_size: Decimal, mid: Decimal) -> bool:
         return abs(gap) < min_order_size or abs(gap) * mid < self._settings.execution.min_notional_usd

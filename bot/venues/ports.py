@@ -111,6 +111,8 @@ class Balances(Protocol):
 
     def cached_positions(self) -> dict[str, Decimal]: ...
 
+    def cached_free(self) -> dict[str, Decimal]: ...  # not locked in open orders: what a sell may sell
+
 
 class AccountSource(Protocol):
     """Reads one venue account as the venue reports it: equity, collateral, margin, balances, fees.

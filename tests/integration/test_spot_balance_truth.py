@@ -6,6 +6,7 @@ with the real client and a real SQLite store.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -15,18 +16,29 @@ from pathlib import Path
 import pytest
 import structlog
 from integration.test_spot_fills_truth import booked_fills, buy, open_venue, store_position
+from pydantic import SecretStr
+from support.wait import eventually_async
 
+from bot.book import OrderBook
 from bot.clock import SYSTEM_CLOCK
-from bot.domain import AccountEvent, Fill, OrderRequest, OrderStatus, Position, Side, TimeInForce
+from bot.config import load
+from bot.domain import AccountEvent, Fill, MarketSpec, OrderRequest, OrderStatus, Position, Side, TimeInForce
+from bot.engine import Engine
+from bot.execution.orders import OrderManager
 from bot.recovery import reconcile_venue
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
 from bot.sim.spot.exchange import SpotExchange
 from bot.sim.spot.records import SpotConfig
 from bot.store import Store
 from bot.store.reconcile import ADJUSTMENT_PREFIX
+from bot.telemetry import Metrics
+from bot.venues.binance.adapter import BinanceVenue, build_venue
+from bot.venues.binance.config import BinanceSettings
+from bot.venues.paper.adapter import PaperVenue
+from bot.venues.paper.fills import FeeSchedule
 
 D = Decimal
-KEY, _ = sim_binance_credentials()
+KEY, SECRET = sim_binance_credentials()
 
 
 @pytest.fixture
@@ -53,6 +65,21 @@ async def old_store_buy(server: BinanceServer, store: Store) -> Decimal:
     finally:
         await venue.close()
     return order.size
+
+
+async def resting_buy(server: BinanceServer, store: Store) -> OrderRequest:
+    """A buy of ours resting far below the market (it locks USDT, not ETH), open in the store."""
+    venue = await open_venue(server)
+    try:
+        bid, _ = await venue.touch("ETH-USDT")
+        assert bid is not None
+        resting = OrderRequest(store.next_client_id(), "ETH-USDT", Side.BUY, D("0.1"),
+                               (bid * D("0.5")).quantize(D("0.01")), TimeInForce.GTT)
+        store.record_order("binance", resting, time.time_ns())
+        await venue.place(resting)
+    finally:
+        await venue.close()
+    return resting
 
 
 async def reconcile(server: BinanceServer, store: Store, position: Position) -> dict[str, object]:
@@ -101,16 +128,7 @@ async def test_a_market_with_an_order_of_ours_working_is_not_adjusted_under_it(
         server: BinanceServer, tmp_path: Path) -> None:
     with Store.open(tmp_path / "perpbot.sqlite") as store:
         gross = await old_store_buy(server, store)
-        venue = await open_venue(server)
-        try:  # a predecessor's resting buy, far below the market (a fill could land between the reads)
-            bid, _ = await venue.touch("ETH-USDT")
-            assert bid is not None
-            resting = OrderRequest(store.next_client_id(), "ETH-USDT", Side.BUY, D("0.1"),
-                                   (bid * D("0.9")).quantize(D("0.01")), TimeInForce.GTT)
-            store.record_order("binance", resting, time.time_ns())
-            await venue.place(resting)
-        finally:
-            await venue.close()
+        resting = await resting_buy(server, store)  # a predecessor's (a fill could land between the reads)
         position = Position("ETH-USDT")
         for fill in store.fills("ETH-USDT"):
             position.apply_fill(fill)
@@ -122,3 +140,101 @@ async def test_a_market_with_an_order_of_ours_working_is_not_adjusted_under_it(
 
         await reconcile(server, store, position)
         assert store_position(store, "ETH-USDT") == eth_held(server)
+
+
+class SpotHedge:
+    """The engine with the simulator's Binance as its spot hedge venue (real client, real store);
+    the perp leg is a paper venue with no book (it never trades here)."""
+
+    def __init__(self, server: BinanceServer, store: Store, tmp_path: Path, venue: BinanceVenue) -> None:
+        self.settings = load(None, env_file=None, state_dir=str(tmp_path), markets=["ETH-USD"])
+        self.server, self.store = server, store
+        spec = MarketSpec("ETH-USD", D("0.1"), D("0.001"), D("0.001"))
+        perp = PaperVenue({"ETH-USD": OrderBook("ETH-USD")}, FeeSchedule(D(0), D(0)), SYSTEM_CLOCK)
+        self.venue = venue
+        self.venue.use_books({"ETH-USDT": OrderBook("ETH-USDT")})
+        ex = self.settings.execution
+        self.engine = Engine(self.settings, {"ETH-USD": spec}, store,
+                             OrderManager(perp, store, Metrics(), SYSTEM_CLOCK, ex), Metrics(), SYSTEM_CLOCK,
+                             spot_orders=OrderManager(self.venue, store, Metrics(), SYSTEM_CLOCK, ex),
+                             spot_specs=venue.specs(), spot_books=self.venue.books)
+        self.venue.set_account_sink(self.engine.on_spot_account_event)
+
+    async def close_hedge(self) -> None:
+        """The spot leg goes to zero (a carry close), worked until nothing is left to send."""
+        engine = self.engine
+        async with asyncio.TaskGroup() as tg:
+            streams = tg.create_task(self.venue.run(lambda e: None))
+            try:
+                await eventually_async(lambda: self.venue.user_stream is not None
+                                       and self.venue.user_stream.is_connected.is_set()
+                                       and self.venue.books["ETH-USDT"].mid() is not None)
+                hedge = engine.hedges["ETH-USD"]
+                engine.hedge_control.set("ETH-USD", dataclasses.replace(hedge, required=D(0), goal=D(0)))
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:  # until settled, and a second more for stray orders
+                    await engine.tick()
+                    await asyncio.sleep(0.1)
+                    if self.sells() and self.settled():
+                        deadline = min(deadline, time.monotonic() + 1)
+            finally:
+                streams.cancel()
+        await self.venue.close()
+
+    @classmethod
+    async def open(cls, server: BinanceServer, store: Store, tmp_path: Path) -> SpotHedge:
+        venue = build_venue(BinanceSettings(rest_url=server.rest_url, ws_url=server.ws_url,
+                                            symbols={"ETH-USDT": "ETHUSDT"}),
+                            Metrics(), api_key=SecretStr(KEY), api_secret=SecretStr(SECRET))
+        await venue.load_markets()
+        return cls(server, store, tmp_path, venue)
+
+    def settled(self) -> bool:
+        spot_orders = self.engine.order_managers[1]
+        return "ETH-USDT" not in spot_orders.parents and not any(
+            o.side is Side.SELL for o in self.store.open_orders("binance"))
+
+    def sells(self) -> list[tuple[Decimal, OrderStatus]]:
+        orders = [self.store.get_order(i) for i in range(self.store.next_client_id())]
+        return [(o.size, o.status) for o in orders if o is not None and o.side is Side.SELL]
+
+
+async def test_the_daemon_never_sends_a_spot_sell_beyond_the_free_balance(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """The store books 0.5 ETH, the account holds 0.4995 (an old store, never reconciled), and an
+    order of ours works on the market, so the store is not corrected under it: the close sells
+    the free balance floored to the lot step, is never refused and leaves the hedge matched."""
+    with Store.open(tmp_path / "perpbot.sqlite") as store:
+        gross = await old_store_buy(server, store)
+        held = eth_held(server)
+        await resting_buy(server, store)
+        h = await SpotHedge.open(server, store, tmp_path)
+        with structlog.testing.capture_logs() as logs:
+            await h.close_hedge()
+        sells = h.sells()
+        assert sells and all(status is OrderStatus.FILLED for _, status in sells), sells  # none refused
+        assert sum((size for size, _ in sells), D(0)) == held  # 0.4995: on the lot step (0.0001)
+        assert eth_held(server) == 0 and store_position(store, "ETH-USDT") == gross - held
+        assert h.engine.hedges["ETH-USD"].rejects == 0 and h.engine.hedges["ETH-USD"].unwinds == 0
+        capped = [e for e in logs if e["event"] == "hedge_sell_capped"]
+        assert len(capped) == 1 and D(capped[0]["sellable"]) == held, capped
+
+
+async def test_a_spot_long_beyond_the_balance_is_booked_down_before_the_close_sells(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """Nothing works on the market: the venue confirms the shortfall, the store is booked down to
+    the balance (recorded), and the close sells exactly what is held, leaving store and account at 0."""
+    with Store.open(tmp_path / "perpbot.sqlite") as store:
+        await old_store_buy(server, store)
+        held = eth_held(server)
+        h = await SpotHedge.open(server, store, tmp_path)
+        with structlog.testing.capture_logs() as logs:
+            await h.close_hedge()
+        sells = h.sells()
+        assert sells and all(status is OrderStatus.FILLED for _, status in sells), sells
+        assert sum((size for size, _ in sells), D(0)) == held
+        assert eth_held(server) == 0 == store_position(store, "ETH-USDT")
+        (adjustment,) = [f for f in store.fills("ETH-USDT") if f.fill_id.startswith(ADJUSTMENT_PREFIX)]
+        (event,) = [e for e in logs if e["event"] == "reconcile_store_exceeds_balance"]
+        assert event["stage"] == "run" and D(event["shortfalls"]["ETH-USDT"]["adjusted"]) == adjustment.size
+        assert h.engine.hedges["ETH-USD"].rejects == 0

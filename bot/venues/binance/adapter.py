@@ -378,6 +378,12 @@ class BinanceVenue:
         """Base asset balance per market as the user data stream last reported it (no IO)."""
         return base_positions(self.balances, self.spot_specs)
 
+    def cached_free(self) -> dict[str, Decimal]:
+        """Base asset balance per market not locked in open orders, as last reported (no IO): what
+        a new sell may sell."""
+        return {market: balance.free if (balance := self.balances.get(spec.base_asset)) else ZERO
+                for market, spec in self.spot_specs.items()}
+
     async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount:
         """Open orders, balances and, for `orders` (ours the store holds open), their states and
         fills even once they closed: the stream that would have reported them is gone with the
