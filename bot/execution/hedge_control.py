@@ -87,7 +87,10 @@ class HedgeControl:
         total = sum((f.side.sign * f.withheld for f in self._store.fills(spot_market)), ZERO)
         self._withheld_before[spot_market] = total
         covered = self._store.meta_get(f"{WITHHELD_META_PREFIX}{spot_market}")
-        self._withheld_covered[spot_market] = Decimal(covered) if covered is not None else total
+        if covered is None:
+            self._cover_withheld(spot_market, total)
+        else:
+            self._withheld_covered[spot_market] = Decimal(covered)
 
     def _withheld(self, spot_market: str) -> Decimal:
         """Base the venue withheld as commission on this market's fills, all the store's fills."""
