@@ -5,6 +5,7 @@ applies them to the markets and the two order managers, and persists what must s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -32,6 +33,7 @@ HEDGE_META_PREFIX = "hedge:"  # store meta key per hedged market (bot.execution.
 # Per spot market: the base commission withheld (summed over the store's fills) already bought back.
 WITHHELD_META_PREFIX = "hedge_withheld_covered:"
 BALANCE_CHECK_SECS = 30.0  # a spot long booked beyond the cached balance is read again at most this often
+BALANCE_READ_TIMEOUT_SECS = 2.0
 
 
 class HedgeControl:
@@ -288,10 +290,11 @@ class HedgeControl:
                 o.market == spot.ticker for o in self._store.open_orders(venue.name)):
             return
         self._balance_checked_ns[spot.ticker] = now_ns
-        try:
-            held = (await venue.positions()).get(spot.ticker, ZERO)
-        except BotError as exc:
-            log.warning("balance_check_failed", market=spot.ticker, error=str(exc))
+        try:  # bounded: the engine's tick (the perp leg too) waits on it
+            async with asyncio.timeout(BALANCE_READ_TIMEOUT_SECS):
+                held = (await venue.positions()).get(spot.ticker, ZERO)
+        except (BotError, TimeoutError) as exc:
+            log.warning("balance_check_failed", market=spot.ticker, error=str(exc) or type(exc).__name__)
             return
         booked = spot.position.size
         adjustment = balance_adjustment(spot.position, held, now_ns)
