@@ -88,11 +88,14 @@ class HedgeControl:
         the meta what was bought back (a store without it: nothing owed, as before it was kept)."""
         total = sum((f.side.sign * f.withheld for f in self._store.fills(spot_market)), ZERO)
         self._withheld_before[spot_market] = total
-        covered = self._store.meta_get(f"{WITHHELD_META_PREFIX}{spot_market}")
+        raw = self._store.meta_get(f"{WITHHELD_META_PREFIX}{spot_market}")
+        covered = _decimal(raw)
         if covered is None:
+            if raw is not None:
+                log.error("hedge_withheld_unreadable", market=spot_market, value=raw)
             self._cover_withheld(spot_market, total)
         else:
-            self._withheld_covered[spot_market] = Decimal(covered)
+            self._withheld_covered[spot_market] = covered
 
     def _withheld(self, spot_market: str) -> Decimal:
         """Base the venue withheld as commission on this market's fills, all the store's fills."""
@@ -358,6 +361,15 @@ class HedgeControl:
                              TimeInForce.IOC, reduce_only=True)
         self._unwind_orders[order.client_id] = ticker
         await self._orders.submit(order, state.book.mid())
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    """A finite decimal from the store's text, or None."""
+    try:
+        value = Decimal(text) if text is not None else None
+    except ArithmeticError:
+        return None
+    return value if value is not None and value.is_finite() else None
 
 
 def record(ticker: str, hedge: HedgeState) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import structlog
 from integration.test_rule_scenarios import SEC, Harness
 
 from bot.domain import AccountEvent, Fill, Side
@@ -100,3 +101,13 @@ async def test_the_commission_owed_survives_a_restart(tmp_path: Path) -> None:
     # The perp fills' parents bought 0.2 exactly; the last order, all three buys' commission.
     assert sum(after[:-1], D(0)) == D("0.2") and after[-1] == D("0.0003"), after
     assert D(0) <= D("0.3") - h.state.spot.position.size < D("0.000001")
+
+
+async def test_an_unreadable_commission_record_is_logged_and_nothing_is_owed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    h.store.meta_set("hedge_withheld_covered:BTC-USDT", "NaN")
+    h.store.close()
+    with structlog.testing.capture_logs() as logs:
+        h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    assert [e["value"] for e in logs if e["event"] == "hedge_withheld_unreadable"] == ["NaN"]
+    assert h.store.meta_get("hedge_withheld_covered:BTC-USDT") == "0"  # rewritten from the store's fills
