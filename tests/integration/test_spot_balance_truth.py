@@ -24,6 +24,8 @@ from bot.clock import SYSTEM_CLOCK
 from bot.config import load
 from bot.domain import AccountEvent, Fill, MarketSpec, OrderRequest, OrderStatus, Position, Side, TimeInForce
 from bot.engine import Engine
+from bot.execution.hedge import HedgeState
+from bot.execution.hedge_control import record
 from bot.execution.orders import OrderManager
 from bot.recovery import reconcile_venue
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
@@ -39,6 +41,7 @@ from bot.venues.paper.fills import FeeSchedule
 
 D = Decimal
 KEY, SECRET = sim_binance_credentials()
+HALF = D("0.5")
 
 
 @pytest.fixture
@@ -54,11 +57,11 @@ def eth_held(server: BinanceServer) -> Decimal:
     return sum((b.free + b.locked for b in server.spot.balances(KEY) if b.asset == "ETH"), D(0))
 
 
-async def old_store_buy(server: BinanceServer, store: Store) -> Decimal:
-    """A 0.5 ETH buy filled on the venue, booked gross (withheld 0) as stores did before the fix."""
+async def old_store_buy(server: BinanceServer, store: Store, size: Decimal = HALF) -> Decimal:
+    """A buy filled on the venue, booked gross (withheld 0) as stores did before the fix."""
     venue = await open_venue(server)
     try:
-        order = await buy(venue, store, "ETH-USDT", D("0.5"))
+        order = await buy(venue, store, "ETH-USDT", size)
         for fill in await booked_fills(venue, order.client_id):
             store.record_fill("binance", dataclasses.replace(fill, size=fill.gross_size, withheld=D(0)))
         store.update_order(order.client_id, OrderStatus.FILLED, order.size, time.time_ns())
@@ -160,22 +163,27 @@ class SpotHedge:
                              spot_specs=venue.specs(), spot_books=self.venue.books)
         self.venue.set_account_sink(self.engine.on_spot_account_event)
 
-    async def close_hedge(self) -> None:
-        """The spot leg goes to zero (a carry close), worked until nothing is left to send."""
-        engine = self.engine
+    async def run(self, goal: Decimal | None, *, start: bool = False) -> None:
+        """The engine's ticks until the spot leg is settled (a second more for stray orders), after
+        the daemon's start-up reconciliation (`start`), the leg sent to `goal` (None: as restored)."""
+        engine, sent = self.engine, self.store.next_client_id()
+        if start:
+            await reconcile_venue(self.store, self.venue, engine.on_spot_account_event, engine.spot_positions,
+                                  SYSTEM_CLOCK, compare_positions=False)
         async with asyncio.TaskGroup() as tg:
             streams = tg.create_task(self.venue.run(lambda e: None))
             try:
                 await eventually_async(lambda: self.venue.user_stream is not None
                                        and self.venue.user_stream.is_connected.is_set()
                                        and self.venue.books["ETH-USDT"].mid() is not None)
-                hedge = engine.hedges["ETH-USD"]
-                engine.hedge_control.set("ETH-USD", dataclasses.replace(hedge, required=D(0), goal=D(0)))
+                if goal is not None:
+                    hedge = engine.hedges["ETH-USD"]
+                    engine.hedge_control.set("ETH-USD", dataclasses.replace(hedge, required=goal, goal=goal))
                 deadline = time.monotonic() + 15
-                while time.monotonic() < deadline:  # until settled, and a second more for stray orders
+                while time.monotonic() < deadline:
                     await engine.tick()
                     await asyncio.sleep(0.1)
-                    if self.sells() and self.settled():
+                    if self.store.next_client_id() > sent and self.settled(sent):
                         deadline = min(deadline, time.monotonic() + 1)
             finally:
                 streams.cancel()
@@ -189,14 +197,18 @@ class SpotHedge:
         await venue.load_markets()
         return cls(server, store, tmp_path, venue)
 
-    def settled(self) -> bool:
+    def settled(self, since: int) -> bool:
+        """No hedge parent and none of the orders sent since `since` open."""
         spot_orders = self.engine.order_managers[1]
         return "ETH-USDT" not in spot_orders.parents and not any(
-            o.side is Side.SELL for o in self.store.open_orders("binance"))
+            o.client_id >= since for o in self.store.open_orders("binance"))
+
+    def orders(self, side: Side, since: int = 0) -> list[tuple[Decimal, OrderStatus]]:
+        orders = [self.store.get_order(i) for i in range(since, self.store.next_client_id())]
+        return [(o.size, o.status) for o in orders if o is not None and o.side is side]
 
     def sells(self) -> list[tuple[Decimal, OrderStatus]]:
-        orders = [self.store.get_order(i) for i in range(self.store.next_client_id())]
-        return [(o.size, o.status) for o in orders if o is not None and o.side is Side.SELL]
+        return self.orders(Side.SELL)
 
 
 async def test_the_daemon_never_sends_a_spot_sell_beyond_the_free_balance(
@@ -210,7 +222,7 @@ async def test_the_daemon_never_sends_a_spot_sell_beyond_the_free_balance(
         await resting_buy(server, store)
         h = await SpotHedge.open(server, store, tmp_path)
         with structlog.testing.capture_logs() as logs:
-            await h.close_hedge()
+            await h.run(D(0))
         sells = h.sells()
         assert sells and all(status is OrderStatus.FILLED for _, status in sells), sells  # none refused
         assert sum((size for size, _ in sells), D(0)) == held  # 0.4995: on the lot step (0.0001)
@@ -229,7 +241,7 @@ async def test_a_spot_long_beyond_the_balance_is_booked_down_before_the_close_se
         held = eth_held(server)
         h = await SpotHedge.open(server, store, tmp_path)
         with structlog.testing.capture_logs() as logs:
-            await h.close_hedge()
+            await h.run(D(0))
         sells = h.sells()
         assert sells and all(status is OrderStatus.FILLED for _, status in sells), sells
         assert sum((size for size, _ in sells), D(0)) == held
@@ -238,3 +250,21 @@ async def test_a_spot_long_beyond_the_balance_is_booked_down_before_the_close_se
         (event,) = [e for e in logs if e["event"] == "reconcile_store_exceeds_balance"]
         assert event["stage"] == "run" and D(event["shortfalls"]["ETH-USDT"]["adjusted"]) == adjustment.size
         assert h.engine.hedges["ETH-USD"].rejects == 0
+
+
+async def test_an_old_store_mid_carry_is_corrected_on_start_and_the_hedge_buys_the_commission_back(
+        server: BinanceServer, tmp_path: Path) -> None:
+    """A carry's 5 ETH spot leg booked gross by an old store (its hedge record says 5 are owed):
+    the start books the store down to the 4.995 held, and the hedge buys the missing 0.005 back
+    (worth more than `min_notional_usd`), so the account holds the hedge the perp calls for."""
+    with Store.open(tmp_path / "perpbot.sqlite") as store:
+        gross = await old_store_buy(server, store, D(5))
+        store.meta_set(*record("ETH-USD", HedgeState("ETH-USD", "ETH-USDT", required=gross, goal=gross)))
+        held, before = eth_held(server), store.next_client_id()
+        h = await SpotHedge.open(server, store, tmp_path)
+        await h.run(None, start=True)
+        assert h.orders(Side.SELL) == []
+        (buy_back,) = h.orders(Side.BUY, since=before)
+        assert buy_back == (gross - held, OrderStatus.FILLED)
+        assert store_position(store, "ETH-USDT") == eth_held(server) == gross - buy_back[0] * D("0.001")
+        assert h.engine.hedges["ETH-USD"].mismatch(eth_held(server)) * 3600 > -1  # within a dollar
