@@ -69,7 +69,7 @@ from .liquidation import IntrabarRisk
 from .participation import CappedVenue
 from .scenario_venue import ScenarioVenue
 from .scenarios import Scenario, StressModel, place
-from .sources import Source
+from .sources import Ladder, Source
 from .summary import BacktestResult, format_samples, money
 from .summary import build as build_result
 from .summary import drain as _drain
@@ -114,6 +114,7 @@ class Backtest:
     log_level: int = logging.ERROR
     skip_idle: bool = True  # fold idle engine ticks (exact: tests/unit/test_backtest_runner.py)
     skip_extremes: bool = True  # bar path: take an idle bar's extremes unapplied (`_extreme`; exact)
+    ladders: bool = True  # candles: books as `sources.Ladder` (the same books, no level objects; exact)
 
     def run(self) -> BacktestResult:
         return asyncio.run(self.run_async())
@@ -155,6 +156,9 @@ class Backtest:
         perp_exec.set_account_sink(self._on_perp_account)
         spot_exec.set_account_sink(self._on_spot_account)
         self._managers = self.engine.order_managers
+        # The engine's spot hedge books by spot ticker (what `on_spot_event` applies a snapshot to).
+        self._spot_books = {st.spot.ticker: st.spot.book for st in self.engine.markets.values()
+                            if st.spot is not None}
         # Every leg's Position (updated in place by fills): an idle tick checks them for exposure.
         states = list(self.engine.markets.values())
         self._legs = [st.position for st in states] + [st.spot.position for st in states if st.spot]
@@ -169,6 +173,9 @@ class Backtest:
         # Under scenarios every point reaches the rules: the bar path visits no more of them flat.
         src.hooks["flat_closes"] = self.stress is None
         src.hooks["extreme"] = self._extreme
+        # Synthetic books as price lists, applied straight to the books (`Ladder`), unless a
+        # scenario rewrites books on the way (it takes domain snapshots).
+        src.hooks["ladders"] = self.stress is None and self.ladders
         self._extreme_events = 0  # events of the extremes taken by `_extreme` (counted as replayed)
         self.books = books
         self.wd_state = ModeState()
@@ -221,11 +228,11 @@ class Backtest:
         paper_on, spot_on = self.paper.on_market_event, self.spot_paper.on_market_event
         # Live views: while no paper order rests, only oracle updates (funding) matter to a venue.
         perp_resting, spot_resting = self.paper.resting, self.spot_paper.resting
-        delta, snapshot, trade, oracle = BookDelta, BookSnapshot, Trade, OracleUpdate
+        delta, snapshot, trade, oracle, ladder = BookDelta, BookSnapshot, Trade, OracleUpdate, Ladder
+        spot_paper = self.spot_paper
         progress = self.progress
         legs = self._legs
-        # The engine's spot hedge books by spot ticker (a snapshot replaces one; `on_spot_event`).
-        spot_books = {st.spot.ticker: st.spot.book for st in engine.markets.values() if st.spot is not None}
+        spot_books = self._spot_books
         # Candles: the rules see each bar's first point (decisions at bar and audit times); the
         # points within a bar move the books, the marks and the venue only (`_between`). Under
         # stress scenarios every point reaches the rules: a drought or a halt starts mid-bar.
@@ -261,7 +268,13 @@ class Backtest:
                     paper_on(ev)
             for ev in spot:
                 kind = ev.__class__
-                if kind is snapshot and ev.market in spot_books:  # what on_spot does with it
+                if kind is ladder:  # a candle source's spot twin: what a snapshot of it does
+                    book = spot_books.get(ev.market)
+                    if book is not None:
+                        ev.apply(book)
+                    if spot_resting:
+                        spot_paper.on_book_changed(ev.market, ev.ts_recv)
+                elif kind is snapshot and ev.market in spot_books:  # what on_spot does with it
                     spot_books[ev.market].apply_snapshot(ev)
                     if spot_resting:
                         spot_on(ev)
@@ -299,6 +312,11 @@ class Backtest:
                 markets[ev.market].oracle_price = ev.oracle_price
                 paper_on(ev)
                 continue
+            if kind is Ladder:
+                ev.apply(self.books[ev.market])
+                if resting:
+                    self.paper.on_book_changed(ev.market, ev.ts_recv)
+                continue
             if kind is BookSnapshot:
                 self.books[ev.market].apply_snapshot(ev)
             elif kind is BlockHeight:
@@ -310,13 +328,25 @@ class Backtest:
     def _books_first(self, perp: list[Any], spot: list[Any]) -> list[Any]:
         """Apply the bar start's book snapshots (perp and spot); return the other perp events."""
         for ev in spot:
-            if ev.__class__ is BookSnapshot:
+            kind = ev.__class__
+            if kind is Ladder:
+                book = self._spot_books.get(ev.market)
+                if book is not None:
+                    ev.apply(book)
+                if self.spot_paper.resting:
+                    self.spot_paper.on_book_changed(ev.market, ev.ts_recv)
+            elif kind is BookSnapshot:
                 self.engine.on_spot_event(ev)
                 if self.spot_paper.resting:
                     self.spot_paper.on_market_event(ev)
         rest = []
         for ev in perp:
-            if ev.__class__ is BookSnapshot:
+            kind = ev.__class__
+            if kind is Ladder:
+                ev.apply(self.books[ev.market])
+                if self.paper.resting:
+                    self.paper.on_book_changed(ev.market, ev.ts_recv)
+            elif kind is BookSnapshot:
                 self.books[ev.market].apply_snapshot(ev)
                 if self.paper.resting:
                     self.paper.on_market_event(ev)

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from bot.book import new_level
+from bot.book import OrderBook, new_level
 from bot.clock import NS_PER_HOUR, NS_PER_SEC
 from bot.config import Settings
 from bot.domain import (
@@ -64,6 +64,7 @@ Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
 MarkPrices = tuple[str, Decimal, Decimal | None, Decimal | None]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC
+MEMO_SIZE = 1 << 16  # whole ticks or steps -> Decimal kept per market before a reset
 
 
 @dataclass
@@ -210,34 +211,85 @@ class BookShape:
         return self.ref_depth_usd_per_bps * self.level_spacing_bps * self.depth_factor(range_bps)
 
 
-def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decimal, ...]:
-    """Per-level sizes for one bar (`base` = first level, base units), on the step grid."""
+def _level_sizes(spec: MarketSpec, base: float, shape: BookShape,
+                 memo: dict[int, Decimal] | None = None) -> tuple[Decimal, ...]:
+    """Per-level sizes for one bar (`base` = first level, base units), on the step grid.
+    `memo`: whole steps -> size, of this market (sizes repeat from bar to bar)."""
     step, floor = spec.step_size, spec.min_order_size
     base = max(base, float(floor)) / float(step)
     growth = shape.level_size_growth
     # Whole steps, rounded down (the 1e-9 keeps 2999.9999999999995 steps at 3000).
-    sizes = [Decimal(int(base * (1 + growth * i) + 1e-9)) * step for i in range(shape.depth_levels)]
+    steps = [int(base * (1 + growth * i) + 1e-9) for i in range(shape.depth_levels)]
+    if memo is None:
+        sizes = [Decimal(k) * step for k in steps]
+    else:
+        sizes = [memo.get(k) or _remember(memo, k, Decimal(k) * step) for k in steps]
     return tuple([size if size >= floor else floor for size in sizes])
+
+
+def _remember(memo: dict[int, Decimal], key: int, value: Decimal) -> Decimal:
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()  # a bound, not a policy: the memo only saves work
+    memo[key] = value
+    return value
 
 
 _UNIT = Decimal(1).as_tuple()
 
 
 def _book(spec: MarketSpec, price: float, sizes: tuple[Decimal, ...], shape: BookShape,
-          ts: int) -> BookSnapshot:
-    best_bid, best_ask, spacing = _touch_ticks(spec, price, shape)
-    t = spec.tick_size
-    n = len(sizes)
-    # Whole ticks to prices: Decimal(k) * t (a tick of exactly Decimal("1") gives k's own digits).
-    if t.as_tuple() == _UNIT:
-        bid_prices = [Decimal(best_bid - i * spacing) for i in range(n)]
-        ask_prices = [Decimal(best_ask + i * spacing) for i in range(n)]
-    else:
-        bid_prices = [Decimal(best_bid - i * spacing) * t for i in range(n)]
-        ask_prices = [Decimal(best_ask + i * spacing) * t for i in range(n)]
+          ts: int, memo: dict[int, Decimal] | None = None) -> BookSnapshot:
+    bid_prices, ask_prices = _ladder_prices(spec, price, len(sizes), shape, memo)
     bids = tuple(map(new_level, bid_prices, sizes))
     asks = tuple(map(new_level, ask_prices, sizes))
     return BookSnapshot(spec.ticker, bids, asks, ts, ts)
+
+
+def _ladder_prices(spec: MarketSpec, price: float, n: int, shape: BookShape,
+                   memo: dict[int, Decimal] | None = None) -> tuple[list[Decimal], list[Decimal]]:
+    """The `n` bid and ask prices around `price`, best first. `memo`: whole ticks -> price, of
+    this market (a path revisits its prices)."""
+    best_bid, best_ask, spacing = _touch_ticks(spec, price, shape)
+    bid_ticks = [best_bid - i * spacing for i in range(n)]
+    ask_ticks = [best_ask + i * spacing for i in range(n)]
+    t = spec.tick_size
+    # Whole ticks to prices: Decimal(k) * t (a tick of exactly Decimal("1") gives k's own digits).
+    unit = t.as_tuple() == _UNIT
+    if memo is None:
+        if unit:
+            return [Decimal(k) for k in bid_ticks], [Decimal(k) for k in ask_ticks]
+        return [Decimal(k) * t for k in bid_ticks], [Decimal(k) * t for k in ask_ticks]
+    get = memo.get
+    out: list[list[Decimal]] = []
+    for ticks in (bid_ticks, ask_ticks):
+        prices = []
+        for k in ticks:
+            p = get(k)
+            if p is None:
+                p = _remember(memo, k, Decimal(k) if unit else Decimal(k) * t)
+            prices.append(p)
+        out.append(prices)
+    return out[0], out[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """A synthetic book snapshot as price lists and sizes: the book `_book`'s BookSnapshot gives,
+    without its level objects (the runner asks for these with `hooks["ladders"]` when nothing
+    rewrites books on the way: no stress scenario). `OrderBook.apply_ladder` applies it."""
+
+    market: str
+    bids: list[Decimal]  # best first
+    asks: list[Decimal]  # best first
+    sizes: tuple[Decimal, ...]  # the i-th level's size on either side (all > 0)
+    ts_recv: int
+
+    def apply(self, book: OrderBook) -> None:
+        book.apply_ladder(self.bids, self.asks, self.sizes, self.ts_recv)
+
+    def snapshot(self) -> BookSnapshot:
+        return BookSnapshot(self.market, tuple(map(new_level, self.bids, self.sizes)),
+                            tuple(map(new_level, self.asks, self.sizes)), self.ts_recv, self.ts_recv)
 
 
 def _touch_ticks(spec: MarketSpec, price: float, shape: BookShape) -> tuple[int, int, int]:
@@ -316,54 +368,64 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
         return out
 
     def marks(ts: int, at: dict[str, tuple[float, tuple[Decimal, ...]]],
-              prices: list[MarkPrices]) -> Batch:
+              prices: list[MarkPrices], ladders: bool = False) -> Batch:
         """A bar-path point while no order is worked: the oracle (marks, funding, liquidation) and
         the spot twin's book (the hedge leg's mark), no perp book or trade."""
         hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
-        perp: list[MarketEvent] = []
-        spot: list[MarketEvent] = []
+        perp: list[Any] = []
+        spot: list[Any] = []
         for t, oracle, bid, ask in prices:
             if bid is not None and ask is not None:
                 size = at[t][1][0]
-                spot.append(BookSnapshot(spot_of[t], (new_level(bid, size),), (new_level(ask, size),),
-                                         ts, ts))
+                touch = Ladder(spot_of[t], [bid], [ask], (size,), ts)
+                spot.append(touch if ladders else touch.snapshot())
             perp.append(OracleUpdate(t, oracle, rates[t].get(hour_end, no_rate), ts, ts))
         return ts, perp, spot
 
-    def point(ts: int, at: dict[str, tuple[float, float | None, tuple[Decimal, ...]]]) -> Batch:
-        """One path point: book, trade (when the price moved), oracle + funding; spot twin; height."""
+    def point(ts: int, at: dict[str, tuple[float, float | None, tuple[Decimal, ...]]],
+              ladders: bool = False) -> Batch:
+        """One path point: book, trade (when the price moved), oracle + funding; spot twin; height.
+        `ladders`: the books as `Ladder`s (the same books, without level objects)."""
         hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
-        perp: list[MarketEvent] = []
-        spot: list[MarketEvent] = []
+        perp: list[Any] = []
+        spot: list[Any] = []
         for t, (price, before, sizes) in at.items():
             spec = specs[t]
-            book = _book(spec, price, sizes, shape, ts)
-            perp.append(book)
+            bids, asks = _ladder_prices(spec, price, len(sizes), shape, price_memo[t])
+            if ladders:
+                perp.append(Ladder(t, bids, asks, sizes, ts))
+            else:
+                book = BookSnapshot(t, tuple(map(new_level, bids, sizes)), tuple(map(new_level, asks, sizes)),
+                                    ts, ts)
+                perp.append(book)
             if before is not None:
                 up = price >= before
-                touch = book.asks[0] if up else book.bids[0]
-                size = max(spec.min_order_size, touch.size / 4)
-                perp.append(Trade(t, touch.price, size, Side.BUY if up else Side.SELL, ts, ts))
-            mid = (book.bids[0].price + book.asks[0].price) / 2
+                size = max(spec.min_order_size, sizes[0] / 4)  # a quarter of the touch
+                perp.append(Trade(t, asks[0] if up else bids[0], size, Side.BUY if up else Side.SELL, ts, ts))
+            mid = (bids[0] + asks[0]) / 2
             # No carry-forward: an hour the file does not cover pays no funding.
             rate = rates[t].get(hour_end, no_rate)
             perp.append(OracleUpdate(t, mid.quantize(spec.tick_size), rate, ts, ts))
             if t in spot_of:
-                spot.append(BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
+                spot.append(Ladder(spot_of[t], bids, asks, sizes, ts) if ladders
+                            else BookSnapshot(spot_of[t], book.bids, book.asks, ts, ts))
         perp.append(BlockHeight(height_base + (ts - start_ns) // block_ns, ts, ts))
         return ts, perp, spot
 
     height_base = 1_000_000
     no_rate = Decimal(0)
+    price_memo: dict[str, dict[int, Decimal]] = {t: {} for t in candles}
 
     def batches() -> Iterator[Batch]:
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
         point_offsets: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        size_memo: dict[str, dict[int, Decimal]] = {t: {} for t in candles}
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
             bars = by_time[t0]
             paths = {t: (_vertices(bar),
-                         _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape))
+                         _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape,
+                                      size_memo[t]))
                      for t, bar in bars}
             for t, bar in bars:
                 current_bars[t] = (t0, bar.volume)
@@ -371,6 +433,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
             exposed = hooks.get("exposed")
             flat_closes = hooks.get("flat_closes", True)
             extreme = hooks.get("extreme")  # the runner's check of an extreme without its events
+            ladders = hooks.get("ladders", False)  # books as `Ladder`s (the runner applies them)
             last: dict[str, float] = {}
             shape_key = (t0 % NS_PER_HOUR, until - t0)  # bars on one grid share their points' offsets
             offsets = point_offsets.get(shape_key)
@@ -382,20 +445,20 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
             for j, (ts, u) in enumerate(at):
                 if not bar_path or j == 0 or (busy is not None and busy()):
                     yield point(ts, {t: (path_at(pts, u), last.get(t), sizes)
-                                     for t, (pts, sizes) in paths.items()})
+                                     for t, (pts, sizes) in paths.items()}, ladders)
                 elif exposed is None or exposed():
                     mark_at = {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()}
                     prices = mark_prices(mark_at)
                     if (extreme is not None and close_ts is not None and u < CLOSE_AT and ts % NS_PER_HOUR
                             and extreme(ts, close_ts, prices)):
                         continue  # the runner took the extreme's drawdown and margin check as they are
-                    yield marks(ts, mark_at, prices)
+                    yield marks(ts, mark_at, prices, ladders)
                     continue
                 elif flat_closes and (u >= CLOSE_AT or ts % NS_PER_HOUR == 0):
                     # Flat and idle, the close and the hour starts still mark: the samples and the
                     # settled-funding rows at the next hour read the price there, as on the event path.
                     mark_at = {t: (path_at(pts, u), sizes) for t, (pts, sizes) in paths.items()}
-                    yield marks(ts, mark_at, mark_prices(mark_at))
+                    yield marks(ts, mark_at, mark_prices(mark_at), ladders)
                     continue
                 else:
                     continue  # flat and idle: the extremes move nothing
@@ -407,7 +470,7 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                 while busy is not None and sub < nxt and busy():
                     v = (sub - t0) / bar_ns
                     yield point(sub, {t: (path_at(pts, v), last[t], sizes)
-                                      for t, (pts, sizes) in paths.items()})
+                                      for t, (pts, sizes) in paths.items()}, ladders)
                     last = {t: path_at(pts, v) for t, (pts, _) in paths.items()}
                     sub += dense_ns
 

@@ -70,7 +70,7 @@ def test_idle_ticks_and_skipped_forwarding_give_the_same_run(monkeypatch: pytest
     assert fast.engine.peak_equity == full.engine.peak_equity
 
 
-def _carry_run(skip_idle: bool) -> tuple[Backtest, Any]:
+def _carry_run(skip_idle: bool, ladders: bool = True) -> tuple[Backtest, Any]:
     """A carry that opens, idles for a while and re-sizes on real BTC candles with rich funding."""
     settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
     settings = settings.model_copy(update={
@@ -83,7 +83,7 @@ def _carry_run(skip_idle: bool) -> tuple[Backtest, Any]:
     bars = sources.load_candles(CANDLES, start, start + 4 * sources.NS_PER_HOUR)
     funding = {"BTC-USD": {b.ts_ns + sources.NS_PER_HOUR: Decimal("0.0003") for b in bars}}
     backtest = Backtest(settings, sources.candle_source(settings, {"BTC-USD": bars}, funding),
-                        skip_idle=skip_idle)
+                        skip_idle=skip_idle, ladders=ladders)
     return backtest, backtest.run()
 
 
@@ -106,13 +106,13 @@ FUNDING = SHARED / "data/funding/BTC-USDT_binance_2020-01-01_2024-01-01_funding_
 
 
 def _bar_path_run(monkeypatch: pytest.MonkeyPatch | None, sample_secs: int | None = None,
-                  skip_extremes: bool = True, target: str | None = None) -> Any:
+                  skip_extremes: bool = True, target: str | None = None, ladders: bool = True) -> Any:
     settings = load(None, env_file=None, **({"strategy": {"targets": {"BTC-USD": target}}} if target else {}))
     data = sources.load_candle_data([str(CANDLES)], [str(FUNDING)], funding_offset_hours=-3,
                                     start_ns=sources.parse_time("2020-01-01", "x"),
                                     end_ns=sources.parse_time("2020-02-15", "x"))
     backtest = Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS),
-                        sample_secs=sample_secs, skip_extremes=skip_extremes)
+                        sample_secs=sample_secs, skip_extremes=skip_extremes, ladders=ladders)
     if monkeypatch is not None:  # no skipping: every bar's extremes and close, flat or not
         monkeypatch.setattr(Backtest, "_exposed", lambda self: True)
     result = backtest.run()
@@ -154,3 +154,15 @@ def test_taking_the_extremes_unapplied_gives_the_same_run(sample_secs: int | Non
     assert (fast.extremes_taken > 0) is taken and full.extremes_taken == 0
     assert fast.summary["max_drawdown_intrabar"] > 0
     _same_run(fast, full)
+
+
+# Candle books applied as price lists (`sources.Ladder`) are the books their snapshots make: the
+# same run on the bar path (flat, exposed and worked stretches) and on the event path with a
+# hedged carry worked tick by tick (spot twin books, resting passive children).
+@needs_shared
+def test_ladder_books_give_the_same_run_as_snapshots() -> None:
+    _same_run(_bar_path_run(None), _bar_path_run(None, ladders=False))
+    fast, fast_result = _carry_run(True)
+    _, full_result = _carry_run(True, ladders=False)
+    assert fast_result.summary["fills"] > 0 and fast.spot_paper is not None
+    _same_run(fast_result, full_result)

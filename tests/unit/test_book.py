@@ -192,3 +192,26 @@ def test_uncrossed_snapshot_stays_uncrossed(bids, asks):
         tuple(BookLevel(p, s) for p, s in ask_map.items()), 0, 0))
     assert not book.is_crossed() and not book.needs_resync
     assert book.depth_within_bps(D(10**6)) == sum(bid_map.values()) + sum(ask_map.values())
+
+
+ladder_sizes = st.lists(sizes.filter(bool), min_size=1, max_size=8)
+
+
+# A synthetic book from price lists (backtests) is the book the snapshot of those levels makes.
+@given(ladder_sizes, st.integers(1, 5), st.integers(-3, 3), st.integers(1, 50))
+def test_a_ladder_is_the_book_its_snapshot_gives(level_sizes, spacing, gap, extra):
+    top = D(1000)
+    bids = [top - spacing * i for i in range(len(level_sizes) + extra)]  # longer than the sizes
+    asks = [top + gap + spacing * i for i in range(len(level_sizes))]  # gap <= 0: crossed or locked
+    ladder, reference = OrderBook(M), OrderBook(M)
+    ladder.apply_snapshot(snap([("1", "1")], [("2000", "1")]))  # replaced entirely
+    ladder.apply_ladder(bids, asks, level_sizes, 7)
+    reference.apply_snapshot(BookSnapshot(M, tuple(map(BookLevel, bids, level_sizes)),
+                                          tuple(map(BookLevel, asks, level_sizes)), 7, 7))
+    for side in Side:
+        assert ladder.levels(side, 100) == reference.levels(side, 100)
+    assert (ladder.best_bid(), ladder.best_ask(), ladder.mid()) == \
+        (reference.best_bid(), reference.best_ask(), reference.mid())
+    assert ladder.needs_resync is reference.needs_resync is (gap <= 0)
+    assert ladder.ts_last_ns == reference.ts_last_ns == 7
+    assert ladder.depth_within_bps(D(50)) == reference.depth_within_bps(D(50))
