@@ -64,7 +64,7 @@ Batch = tuple[int, list[MarketEvent], list[MarketEvent]]
 MarkPrices = tuple[str, Decimal, Decimal | None, Decimal | None]
 # Start of simulated runs: a fixed instant, so a seed alone fixes every event.
 SIM_EPOCH_NS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_SEC
-MEMO_SIZE = 1 << 16  # whole ticks or steps -> Decimal kept per market before a reset
+MEMO_SIZE = 1 << 16  # whole ticks -> price kept per market before a reset
 
 
 @dataclass
@@ -211,19 +211,13 @@ class BookShape:
         return self.ref_depth_usd_per_bps * self.level_spacing_bps * self.depth_factor(range_bps)
 
 
-def _level_sizes(spec: MarketSpec, base: float, shape: BookShape,
-                 memo: dict[int, Decimal] | None = None) -> tuple[Decimal, ...]:
-    """Per-level sizes for one bar (`base` = first level, base units), on the step grid.
-    `memo`: whole steps -> size, of this market (sizes repeat from bar to bar)."""
+def _level_sizes(spec: MarketSpec, base: float, shape: BookShape) -> tuple[Decimal, ...]:
+    """Per-level sizes for one bar (`base` = first level, base units), on the step grid."""
     step, floor = spec.step_size, spec.min_order_size
     base = max(base, float(floor)) / float(step)
     growth = shape.level_size_growth
     # Whole steps, rounded down (the 1e-9 keeps 2999.9999999999995 steps at 3000).
-    steps = [int(base * (1 + growth * i) + 1e-9) for i in range(shape.depth_levels)]
-    if memo is None:
-        sizes = [Decimal(k) * step for k in steps]
-    else:
-        sizes = [memo.get(k) or _remember(memo, k, Decimal(k) * step) for k in steps]
+    sizes = [Decimal(int(base * (1 + growth * i) + 1e-9)) * step for i in range(shape.depth_levels)]
     return tuple([size if size >= floor else floor for size in sizes])
 
 
@@ -419,13 +413,11 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
     def batches() -> Iterator[Batch]:
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
         point_offsets: dict[tuple[int, int], list[tuple[int, float]]] = {}
-        size_memo: dict[str, dict[int, Decimal]] = {t: {} for t in candles}
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
             bars = by_time[t0]
             paths = {t: (_vertices(bar),
-                         _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape,
-                                      size_memo[t]))
+                         _level_sizes(specs[t], shape.level_usd(vols[t].range_bps(bar)) / bar.open, shape))
                      for t, bar in bars}
             for t, bar in bars:
                 current_bars[t] = (t0, bar.volume)
