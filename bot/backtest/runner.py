@@ -115,6 +115,7 @@ class Backtest:
     skip_idle: bool = True  # fold idle engine ticks (exact: tests/unit/test_backtest_runner.py)
     skip_extremes: bool = True  # bar path: take an idle bar's extremes unapplied (`_extreme`; exact)
     ladders: bool = True  # candles: books as `sources.Ladder` (the same books, no level objects; exact)
+    fold_worked: bool = True  # fold the ticks that repeat a no-op while orders are worked (`_fold_worked`)
 
     def run(self) -> BacktestResult:
         return asyncio.run(self.run_async())
@@ -166,6 +167,7 @@ class Backtest:
         # batch moved the marks of an open leg and `_intrabar` has not computed it yet)
         self._last_tick_busy = True
         self._hedge_clocks: dict[str, int] = {}  # matched hedges' clocks not yet moved (`_idle_tick`)
+        self._folded_ticks = 0  # worked ticks folded by `_fold_worked`
         self.bus = self.engine.events.subscribe(maxsize=0)
         # True while orders are worked or a hedge needs a tick: the candle path then densifies.
         src.hooks["busy"] = lambda: self._busy() or not self._hedges_quiet()
@@ -424,17 +426,67 @@ class Backtest:
                     if venue.delayed:
                         await venue.release(t)
                 busy = self._busy() or not self._hedges_quiet()
+                before = None
                 if busy or self._last_tick_busy or not self.skip_idle:
                     self._set_hedge_clocks()
+                    if self.fold_worked and self.skip_idle and self.stress is None:
+                        before = self._worked_state()
                     await self.engine.tick()
                 else:
                     self._idle_tick(until)
                 self._last_tick_busy = busy
                 busy = self._busy() or not self._hedges_quiet() or not self.skip_idle
-                self._next_tick = t + TICK_NS if busy else max(t + TICK_NS, (until // TICK_NS + 1) * TICK_NS)
+                if not busy:
+                    self._next_tick = max(t + TICK_NS, (until // TICK_NS + 1) * TICK_NS)
+                elif before is None or not self._fold_worked(t, until, before):
+                    self._next_tick = t + TICK_NS
             if t == self._next_sample:
                 self._sample(t)
                 self._next_sample = t + self._sample_ns
+
+    def _worked_state(self) -> tuple[Any, ...]:
+        """All a tick can change but the hedges' clocks (and the gauges and the peak, which the
+        next tick on the same marks and fills leaves as they are): compared around a full tick."""
+        engine = self.engine
+        control = engine.hedge_control
+        out: list[Any] = [len(engine._pulled), len(engine.decider.settlement_hold), tuple(control.held_perp),
+                          len(control._children_seen)]
+        out += [replace(h, last_ns=None) for h in engine.hedges.values()]
+        for m in self._managers:
+            out += [m._bucket, m.throttled, len(m._orphans), len(m._states), len(m._child_parent)]
+            for market, parent in m.parents.items():
+                out += [market, id(parent), parent.filled, parent.arrival_price, parent.waiting_since_ns]
+                out += [(c.client_id, c.is_open, c.is_cancel_pending, c.filled)
+                        for c in parent.children.values()]
+        return tuple(out)
+
+    def _fold_worked(self, t: int, until: int, before: tuple[Any, ...]) -> bool:
+        """After a full tick at `t` that changed nothing (`before` is what it found), fold the ticks
+        up to the next batch (`until`) that would do the same: the books, orders, fills, marks and
+        hedges they see are this tick's (no batch before `until`), and they differ from it only in
+        the time, which the order managers compare against the thresholds `next_wake_ns` gives.
+        Stops before the first tick at or past one of those, a sample or the watchdog; the
+        hedges must be quiet (a tick then moves only their clocks: `_fold_hedges`).
+        `Backtest(fold_worked=False)` runs every tick; tests/unit/test_backtest_runner.py
+        compares. Returns True when it folded (and set `_next_tick`)."""
+        if not self._hedges_quiet() or self._worked_state() != before:
+            return False
+        # A sample due at `t` runs after this tick: the next one bounds the fold.
+        sample = self._next_sample if self._next_sample > t else self._next_sample + self._sample_ns
+        bound = min(until + 1, sample, self._next_wd)
+        for manager in self._managers:
+            if manager._orphans:
+                return False
+            wake = manager.next_wake_ns(t)
+            if wake is not None and wake < bound:
+                bound = wake
+        last = t + (bound - 1 - t) // TICK_NS * TICK_NS  # the last grid point before `bound`
+        if last <= t:
+            return False
+        self._fold_hedges(last)
+        self._next_tick = last + TICK_NS
+        self._folded_ticks += (last - t) // TICK_NS
+        return True
 
     def _busy(self) -> bool:
         """Orders to work: a running parent on any venue, or a scenario-delayed order."""
@@ -489,26 +541,30 @@ class Backtest:
         """
         engine = self.engine
         if engine.hedges:
-            last = max(self.clock.now, until // TICK_NS * TICK_NS)
-            ex = self.settings.execution
-            for ticker, hedge in engine.hedges.items():
-                state = engine.markets[ticker]
-                if state.spot is None:
-                    continue
-                held = state.spot.position.size
-                if _settled(hedge, held, ex):
-                    # `observe` would only move its clock: it is moved before `observe` next reads
-                    # it (`_set_hedge_clocks`).
-                    self._hedge_clocks[ticker] = last
-                    continue
-                self._set_hedge_clocks()
-                engine.hedges[ticker] = hedging.observe(hedge, held, state.mark, last, ex)
+            self._fold_hedges(max(self.clock.now, until // TICK_NS * TICK_NS))
         if not self._equity_stale:
             return
         self._equity_stale = False
         equity = engine.equity()
         if equity > engine.peak_equity:
             engine.peak_equity = equity
+
+    def _fold_hedges(self, last: int) -> None:
+        """What the quiet hedges' observations at the ticks up to `last` leave: the state the
+        one at `last` gives (`_hedges_quiet`)."""
+        engine, ex = self.engine, self.settings.execution
+        for ticker, hedge in engine.hedges.items():
+            state = engine.markets[ticker]
+            if state.spot is None:
+                continue
+            held = state.spot.position.size
+            if _settled(hedge, held, ex):
+                # `observe` would only move its clock: it is moved before `observe` next reads
+                # it (`_set_hedge_clocks`).
+                self._hedge_clocks[ticker] = last
+                continue
+            self._set_hedge_clocks()
+            engine.hedges[ticker] = hedging.observe(hedge, held, state.mark, last, ex)
 
     def _set_hedge_clocks(self) -> None:
         """Move the clocks of the matched hedges to the last idle tick that observed them (what

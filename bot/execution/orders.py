@@ -24,7 +24,7 @@ from decimal import ROUND_DOWN, Decimal
 import structlog
 
 from bot.book import OrderBook
-from bot.clock import Clock
+from bot.clock import NS_PER_SEC, Clock
 from bot.config import ExecutionSettings
 from bot.domain import (
     ZERO,
@@ -214,6 +214,27 @@ class OrderManager:
             mids.append(book.mid())
         if due:  # every market's taker child of this tick: one store commit for all of them
             await self._submit_children(due, mids)
+
+    def next_wake_ns(self, now_ns: int) -> int | None:
+        """The earliest time after `now_ns` at which `tick()` compares the time differently: a
+        parent's end, its next slice, a passive wait's timeout or the window's tail, a cancel's
+        resend. Until then a tick on the same books, orders and fills does what one at `now_ns`
+        does (backtests fold such ticks, `runner._fold_worked`); None: no such time ahead.
+        Orphans and the rate limit's refill are read only when something is sent: not covered."""
+        wakes: list[int] = []
+        timeout_ns = int(self._settings.passive_timeout_secs * NS_PER_SEC)
+        for parent in self.parents.values():
+            plan = parent.plan
+            wakes.append(plan.end_ns + 1)  # `now > end_ns` finishes it
+            wakes += [t for t in plan.slice_due_ns if t > now_ns]
+            if plan.passive:
+                wakes.append(_deadline_ns(plan))
+                if parent.waiting_since_ns is not None:
+                    wakes.append(parent.waiting_since_ns + timeout_ns)
+                for child in parent.children.values():
+                    if child.is_open and child.is_cancel_pending:
+                        wakes.append(child.cancel_sent_ns + CANCEL_RESEND_NS)
+        return min((t for t in wakes if t > now_ns), default=None)
 
     async def _tick_passive(self, parent: ActiveParent, book: OrderBook, spec: MarketSpec,
                             now_ns: int, blocked: bool, cap: Decimal) -> None:

@@ -20,7 +20,7 @@ def _run(monkeypatch: pytest.MonkeyPatch | None, seed: int,
          activity: dict[str, float]) -> tuple[Backtest, Any]:
     settings = load(None, env_file=None, strategy={"targets": {"BTC-USD": "0.05", "ETH-USD": "-0.5"}})
     src = sources.sim_source(settings, seed, 0.05, step_secs=0.1, activity=activity or None)
-    backtest = Backtest(settings, src)
+    backtest = Backtest(settings, src, fold_worked=monkeypatch is None)
     if monkeypatch is not None:
         # No shortcut: a full Engine.tick() at every tick-grid point, and every market event
         # forwarded to the paper venues whether or not an order rests there.
@@ -70,7 +70,7 @@ def test_idle_ticks_and_skipped_forwarding_give_the_same_run(monkeypatch: pytest
     assert fast.engine.peak_equity == full.engine.peak_equity
 
 
-def _carry_run(skip_idle: bool, ladders: bool = True) -> tuple[Backtest, Any]:
+def _carry_run(skip_idle: bool, ladders: bool = True, fold_worked: bool = True) -> tuple[Backtest, Any]:
     """A carry that opens, idles for a while and re-sizes on real BTC candles with rich funding."""
     settings = load(None, env_file=None).model_copy(update={"markets": ("BTC-USD",)})
     settings = settings.model_copy(update={
@@ -83,7 +83,7 @@ def _carry_run(skip_idle: bool, ladders: bool = True) -> tuple[Backtest, Any]:
     bars = sources.load_candles(CANDLES, start, start + 4 * sources.NS_PER_HOUR)
     funding = {"BTC-USD": {b.ts_ns + sources.NS_PER_HOUR: Decimal("0.0003") for b in bars}}
     backtest = Backtest(settings, sources.candle_source(settings, {"BTC-USD": bars}, funding),
-                        skip_idle=skip_idle, ladders=ladders)
+                        skip_idle=skip_idle, ladders=ladders, fold_worked=fold_worked)
     return backtest, backtest.run()
 
 
@@ -106,17 +106,20 @@ FUNDING = SHARED / "data/funding/BTC-USDT_binance_2020-01-01_2024-01-01_funding_
 
 
 def _bar_path_run(monkeypatch: pytest.MonkeyPatch | None, sample_secs: int | None = None,
-                  skip_extremes: bool = True, target: str | None = None, ladders: bool = True) -> Any:
+                  skip_extremes: bool = True, target: str | None = None, ladders: bool = True,
+                  fold_worked: bool = True) -> Any:
     settings = load(None, env_file=None, **({"strategy": {"targets": {"BTC-USD": target}}} if target else {}))
     data = sources.load_candle_data([str(CANDLES)], [str(FUNDING)], funding_offset_hours=-3,
                                     start_ns=sources.parse_time("2020-01-01", "x"),
                                     end_ns=sources.parse_time("2020-02-15", "x"))
     backtest = Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS),
-                        sample_secs=sample_secs, skip_extremes=skip_extremes, ladders=ladders)
+                        sample_secs=sample_secs, skip_extremes=skip_extremes, ladders=ladders,
+                        fold_worked=fold_worked)
     if monkeypatch is not None:  # no skipping: every bar's extremes and close, flat or not
         monkeypatch.setattr(Backtest, "_exposed", lambda self: True)
     result = backtest.run()
     result.extremes_taken = backtest._extreme_events  # type: ignore[attr-defined]
+    result.folded_ticks = backtest._folded_ticks  # type: ignore[attr-defined]
     return result
 
 
@@ -166,3 +169,20 @@ def test_ladder_books_give_the_same_run_as_snapshots() -> None:
     _, full_result = _carry_run(True, ladders=False)
     assert fast_result.summary["fills"] > 0 and fast.spot_paper is not None
     _same_run(fast_result, full_result)
+
+
+# While a parent is worked, the ticks that would repeat a tick that changed nothing (same books,
+# orders, fills and quiet hedges up to the next batch, no order-manager threshold in between) are
+# folded; running every one of them gives the same decisions, fills, samples and summary: on the
+# bar path (passive perp children resting for minutes) and with a hedged carry on the event path.
+@needs_shared
+def test_folding_worked_ticks_gives_the_same_run() -> None:
+    fast, full = _bar_path_run(None), _bar_path_run(None, fold_worked=False)
+    assert fast.folded_ticks > 100 and full.folded_ticks == 0
+    assert [e for e in fast.timeline if e["kind"] == "decision"]
+    _same_run(fast, full)
+    carry, carry_result = _carry_run(True)
+    every, every_result = _carry_run(True, fold_worked=False)
+    assert carry._folded_ticks > 0 and every._folded_ticks == 0 and carry_result.summary["fills"] > 0
+    _same_run(carry_result, every_result)
+    assert carry.engine.hedges == every.engine.hedges
