@@ -174,18 +174,19 @@ class OrderBook:
         self._replace(new_bids, new_asks, ts_recv)
         return not self.needs_resync
 
-    def apply_ladder(self, bids: Sequence[Decimal], asks: Sequence[Decimal], sizes: Sequence[Decimal],
+    def apply_ladder(self, bids: list[Decimal], asks: list[Decimal], sizes: Sequence[Decimal],
                      ts_recv: int) -> None:
         """Replace the whole book with `sizes[i]` at the i-th price of each side: `bids` strictly
-        descending and `asks` strictly ascending (best first), every size > 0. The book
-        `apply_snapshot` makes of those levels, without building them (backtests' synthetic books)."""
-        self._bids = dict(zip(bids, sizes, strict=False))
-        self._asks = dict(zip(asks, sizes, strict=False))
-        self._bid_prices = list(reversed(bids[:len(sizes)]))
-        self._ask_prices = list(asks[:len(sizes)])
+        descending and `asks` strictly ascending (best first), as many as `sizes`, every size > 0.
+        The book `apply_snapshot` makes of those levels, without building them (backtests'
+        synthetic books); the lists are copied, not kept."""
+        self._bids = dict(zip(bids, sizes, strict=True))
+        self._asks = dict(zip(asks, sizes, strict=True))
+        self._bid_prices = bids[::-1]
+        self._ask_prices = asks[:]
         self._best_bid = self._best_ask = None
         self.ts_last_ns = ts_recv
-        self.needs_resync = self.is_crossed()
+        self.needs_resync = bool(bids and asks and bids[0] >= asks[0])
 
     def _replace(self, bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal], ts_recv: int) -> None:
         self._bids, self._asks = bids, asks

@@ -250,3 +250,17 @@ def test_millisecond_jitter_in_funding_stamps_is_neither_a_gap_nor_off_the_grid(
     assert notes == ["f.csv: 1 gaps (1 intervals missing), first: 1970-01-02T08:00..1970-01-02T08:00"]
     assert history.grid_notes("f.csv", [0, 8 * hour + 2 * 1_000_000_000], 8 * hour) == [
         "f.csv: 1 rows off the 28800s grid"]
+
+
+# The memoised tick grid gives the Decimals the direct computation gives, digits and exponent.
+@pytest.mark.parametrize("tick", ["1", "0.1", "0.0001"])
+def test_tick_grid_prices_are_the_direct_ones(tick: str) -> None:
+    grid = sources.TickGrid(Decimal(tick))
+    for _ in range(2):  # computed, then from the memo
+        assert [str(grid.price(k)) for k in (1, 7, 12345)] == \
+            [str(Decimal(k) * Decimal(tick)) for k in (1, 7, 12345)]
+        bids, asks = grid.ladder((100, 103, 2), 3)
+        expected = [str(Decimal(k) * Decimal(tick)) for k in (100, 98, 96, 103, 105, 107)]
+        assert [str(p) for p in bids + asks] == expected
+        bid, ask, mid = grid.touch(100, 103)
+        assert str(mid) == str(((bid + ask) / 2).quantize(Decimal(tick)))

@@ -198,10 +198,10 @@ ladder_sizes = st.lists(sizes.filter(bool), min_size=1, max_size=8)
 
 
 # A synthetic book from price lists (backtests) is the book the snapshot of those levels makes.
-@given(ladder_sizes, st.integers(1, 5), st.integers(-3, 3), st.integers(1, 50))
-def test_a_ladder_is_the_book_its_snapshot_gives(level_sizes, spacing, gap, extra):
+@given(ladder_sizes, st.integers(1, 5), st.integers(-3, 3))
+def test_a_ladder_is_the_book_its_snapshot_gives(level_sizes, spacing, gap):
     top = D(1000)
-    bids = [top - spacing * i for i in range(len(level_sizes) + extra)]  # longer than the sizes
+    bids = [top - spacing * i for i in range(len(level_sizes))]
     asks = [top + gap + spacing * i for i in range(len(level_sizes))]  # gap <= 0: crossed or locked
     ladder, reference = OrderBook(M), OrderBook(M)
     ladder.apply_snapshot(snap([("1", "1")], [("2000", "1")]))  # replaced entirely
