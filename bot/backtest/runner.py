@@ -271,11 +271,11 @@ class Backtest:
             for ev in spot:
                 kind = ev.__class__
                 if kind is ladder:  # a candle source's spot twin: what a snapshot of it does
-                    book = spot_books.get(ev.market)
+                    book = spot_books.get(ev.market)  # type: ignore[union-attr]
                     if book is not None:
-                        ev.apply(book)
+                        ev.apply(book)  # type: ignore[union-attr]
                     if spot_resting:
-                        spot_paper.on_book_changed(ev.market, ev.ts_recv)
+                        spot_paper.on_book_changed(ev.market, ev.ts_recv)  # type: ignore[union-attr]
                 elif kind is snapshot and ev.market in spot_books:  # what on_spot does with it
                     spot_books[ev.market].apply_snapshot(ev)
                     if spot_resting:
@@ -289,7 +289,9 @@ class Backtest:
                 # spot has no oracle, no funding and no chain: other kinds go nowhere
             for leg in legs:
                 if leg.size:
-                    await self._intrabar(ts)
+                    fills = self._intrabar(ts)
+                    if fills:
+                        await self._liquidate(fills)
                     break
             if progress is not None and count >= next_progress:
                 next_progress = count + PROGRESS_EVERY
@@ -397,8 +399,9 @@ class Backtest:
                 return True
         return False
 
-    async def _intrabar(self, ts: int) -> None:
-        """Drawdown at this mark; a liquidation when equity is below maintenance margin (liquidation.py)."""
+    def _intrabar(self, ts: int) -> list[Fill]:
+        """Drawdown at this mark; the liquidation fills when equity is below maintenance margin
+        (`_liquidate` sends them: liquidation.py)."""
         fills = self.risk.observe(self.engine, ts)
         if not fills:
             # Equity at these marks is known: the peak takes it now and the idle ticks before the
@@ -406,7 +409,9 @@ class Backtest:
             if self.risk.last_equity > self.engine.peak_equity:
                 self.engine.peak_equity = self.risk.last_equity
             self._equity_stale = False
-            return
+        return fills
+
+    async def _liquidate(self, fills: list[Fill]) -> None:
         self.timeline.append(self.risk.events[-1])
         self.liquidations += 1
         await self.engine.orders.cancel_all()
