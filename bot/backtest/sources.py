@@ -258,9 +258,11 @@ class TickGrid:
         out = self._ladders.get(key)
         if out is None:
             best_bid, best_ask, spacing = touch
-            price = self.price
-            out = _remember(self._ladders, key, ([price(best_bid - i * spacing) for i in range(n)],
-                                                 [price(best_ask + i * spacing) for i in range(n)]))
+            get, price = self._prices.get, self.price
+            bid_ticks = [best_bid - i * spacing for i in range(n)]
+            ask_ticks = [best_ask + i * spacing for i in range(n)]
+            out = _remember(self._ladders, key, ([get(k) or price(k) for k in bid_ticks],
+                                                 [get(k) or price(k) for k in ask_ticks]))
         return out
 
     def touch(self, bid_ticks: int, ask_ticks: int) -> tuple[Decimal, Decimal, Decimal]:
