@@ -343,14 +343,13 @@ class OrderBook:
             return ZERO
         band = mid * bps / _BPS
         total = ZERO
+        # sum() adds in the loop's order from the same start: the same Decimal, without the loop
         if side is not Side.SELL:
             start = bisect_left(self._bid_prices, mid - band)
-            for price in self._bid_prices[start:]:
-                total += self._bids[price]
+            total = sum(map(self._bids.__getitem__, self._bid_prices[start:]), total)
         if side is not Side.BUY:
             stop = bisect_right(self._ask_prices, mid + band)
-            for price in self._ask_prices[:stop]:
-                total += self._asks[price]
+            total = sum(map(self._asks.__getitem__, self._ask_prices[:stop]), total)
         return total
 
     def levels(self, side: Side, n: int) -> list[BookLevel]:
