@@ -154,6 +154,9 @@ class Backtest:
                              spot_orders=spot_orders if src.spot_specs else None,
                              spot_specs=src.spot_specs, spot_books=spot_books)
         self.engine.portfolio.batch_funding()  # flushed after the loop (`_run`)
+        # A spot venue whose positions are balances has the hedge read them on a clock of its own
+        # (hedge_control's balance check), which `_fold_worked` does not know: no folding then.
+        self._foldable = not spot_exec.capabilities.positions_are_balances
         perp_exec.set_account_sink(self._on_perp_account)
         spot_exec.set_account_sink(self._on_spot_account)
         self._managers = self.engine.order_managers
@@ -474,7 +477,7 @@ class Backtest:
         hedges must be quiet (a tick then moves only their clocks: `_fold_hedges`).
         `Backtest(fold_worked=False)` runs every tick; tests/unit/test_backtest_runner.py
         compares. Returns True when it folded (and set `_next_tick`)."""
-        if not self._hedges_quiet() or self._worked_state() != before:
+        if not self._foldable or not self._hedges_quiet() or self._worked_state() != before:
             return False
         # A sample due at `t` runs after this tick: the next one bounds the fold.
         sample = self._next_sample if self._next_sample > t else self._next_sample + self._sample_ns
