@@ -76,6 +76,7 @@ class AccountBook:
         self.sources = {source.name: source for source in sources}
         self.states: dict[str, AccountState] = {}
         self._read_ns: dict[str, int] = {}
+        self._read_started: dict[str, int] = {}  # when the refresh that read each venue started
         self._metrics = metrics
         self._clock = clock
         self._poll_ns = int(poll_secs * NS_PER_SEC)
@@ -104,6 +105,10 @@ class AccountBook:
         return {name: (now_ns - self._read_ns.get(name, self._started_ns)) / NS_PER_SEC
                 for name in self.sources}
 
+    def read_since(self, ns: int) -> bool:
+        """True when every venue's state was read by a refresh that started after `ns`."""
+        return all(self._read_started.get(name, 0) > ns for name in self.sources)
+
     def nudge(self) -> None:
         """The account changed (a fill, a funding payment): read it again soon."""
         self._dirty = True
@@ -131,6 +136,7 @@ class AccountBook:
             before = self.states.get(name)
             self.states[name] = state
             self._read_ns[name] = self._clock.now_ns()
+            self._read_started[name] = self._last_refresh_ns
             self._metrics.account_equity_usd.labels(name).set(float(state.equity_usd))
             self._metrics.account_free_collateral_usd.labels(name).set(float(state.free_collateral_usd))
             if before is None:

@@ -226,7 +226,19 @@ class FundingPayment:
     ts_event: int
 
 
-AccountEvent = OrderUpdate | Fill | FundingPayment
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Money moved into (`amount` > 0: deposit, transfer in) or out of (< 0) the account: not PnL.
+
+    `key` identifies it at the venue (a transaction hash and kind), `height` is its block."""
+
+    key: str
+    amount: Decimal
+    height: int
+    ts_event: int
+
+
+AccountEvent = OrderUpdate | Fill | FundingPayment | Transfer
 
 
 @dataclass(frozen=True, slots=True)

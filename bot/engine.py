@@ -38,6 +38,7 @@ from bot.domain import (
     Position,
     RiskMode,
     Trade,
+    Transfer,
 )
 from bot.event_counts import EventCounts
 from bot.events import EventBus
@@ -47,6 +48,7 @@ from bot.history import MarketHistory
 from bot.market_info import MarketStatuses, apply_params
 from bot.market_state import MarketState, SpotLeg, build_markets, fold_oracle, sample_depth, seed_history
 from bot.news.board import NewsBoard
+from bot.peak import LivePeak
 from bot.portfolio import Portfolio, restore_positions
 from bot.rules.flags import FlagInputs
 from bot.rules.gate import GateState
@@ -88,8 +90,10 @@ class Engine:
         self.fee_rates = self.portfolio.fee_rates
         self.perp_positions = self.portfolio.perp_positions
         self.spot_positions = self.portfolio.spot_positions
-        # Live, the peak starts at the first equity the venues report (bot.accounts), not at a paper value.
-        self.peak_equity = self.portfolio.initial_equity if accounts is None else ZERO
+        # Live, the peak is the store's, follows transfers and starts at the first equity the venues
+        # report (bot.peak), not at a paper value.
+        self.live_peak = None if accounts is None else LivePeak(store, accounts, clock)
+        self.peak_equity = self.portfolio.initial_equity if self.live_peak is None else self.live_peak.value
         self.statuses = MarketStatuses(list(specs), metrics, self.events)
         self._pulled: list[ActiveParent] = []  # stopped by a status change: children cancelled next tick
         self.block_height = 0
@@ -201,6 +205,10 @@ class Engine:
         if isinstance(event, FundingPayment):
             self.portfolio.on_funding(event, self._store, self.orders.venue.name)
             return
+        if isinstance(event, Transfer):
+            if self.live_peak is not None:
+                self.live_peak.on_transfer(event)
+            return
         if not isinstance(event, Fill):
             self.orders.on_account_event(event)
             return
@@ -285,7 +293,8 @@ class Engine:
                 self.spot_specs, spot_mode)
             self.hedge_control.count_results()
         equity = self.equity()
-        self.peak_equity = max(self.peak_equity, equity)
+        live = self.live_peak
+        self.peak_equity = max(self.peak_equity, equity) if live is None else live.observe()
         self._metrics.equity_usd.set(float(equity))
         self._metrics.funding_realised_usd.set(
             float(sum((s.ledger.realised_usd for s in self.markets.values()), ZERO)))

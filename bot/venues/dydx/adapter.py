@@ -17,7 +17,7 @@ import structlog
 
 from bot.book import OrderBook
 from bot.clock import NS_PER_SEC, SYSTEM_CLOCK, Clock, monotonic_secs
-from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side
+from bot.domain import BlockHeight, Fill, MarketSpec, OrderRequest, OrderUpdate, Side, Transfer
 from bot.domain import MarketParams as MarketParamsEvent
 from bot.errors import BotError, MalformedMessage, OrderRejected, TransientVenueError
 from bot.history import MarketHistory
@@ -195,7 +195,7 @@ class DydxVenue:
             list(self.markets), f"{self.account[0]}/{self.account[1]}" if self.account else None)
 
         def route(event: DomainEvent) -> None:
-            if isinstance(event, OrderUpdate | Fill):
+            if isinstance(event, OrderUpdate | Fill | Transfer):
                 self._account_sink(event)
                 return
             if isinstance(event, BlockHeight):

@@ -36,12 +36,13 @@ from bot.domain import (
     OrderUpdate,
     Side,
     Trade,
+    Transfer,
 )
 from bot.errors import MalformedMessage
 from bot.venues.dydx import wire
 
 DomainEvent = (BookSnapshot | BookDelta | Trade | OracleUpdate | BlockHeight | OrderUpdate | Fill
-               | MarketStatus | MarketParams)
+               | MarketStatus | MarketParams | Transfer)
 BookFrame = wire.OrderbookFrame
 _BOOK_FRAME_TYPE = {
     wire.OrderbookData: "channel_data",
@@ -99,6 +100,37 @@ def _dec(text: str, what: str) -> Decimal:
     if not value.is_finite():
         raise MalformedMessage(f"{what} is not finite: {text!r}")
     return value
+
+
+_TRANSFER_SIGN = {"DEPOSIT": 1, "TRANSFER_IN": 1, "WITHDRAWAL": -1, "TRANSFER_OUT": -1}
+QUOTE = "USDC"  # the collateral asset equity is counted in
+
+
+def transfer_event(raw: object) -> Transfer | None:
+    """A deposit, withdrawal or subaccount transfer as a domain event; None for another asset.
+
+    `type` is relative to the subaccount asked about, so its sign is ours. WS transfers have no
+    `id`: both paths key a transfer by transaction hash, type and size. The Dec-2025 mainnet REST
+    sample spells `size`/`symbol` as `amount`/`asset`: both are read.
+    """
+    if not isinstance(raw, dict):
+        raise MalformedMessage("transfer is not an object")
+    kind, size = raw.get("type"), raw.get("size", raw.get("amount"))
+    height, created = raw.get("createdAtHeight"), raw.get("createdAt")
+    if kind not in _TRANSFER_SIGN:
+        raise MalformedMessage(f"unknown transfer type {kind!r}")
+    if not (isinstance(size, str) and isinstance(height, str) and is_uint(height)
+            and isinstance(created, str)):
+        raise MalformedMessage("transfer without size, createdAtHeight or createdAt")
+    amount = _dec(size, "transfer size")
+    if amount < 0:
+        raise MalformedMessage(f"transfer size is negative: {size!r}")
+    ts = iso_to_ns(created)
+    if raw.get("symbol", raw.get("asset")) != QUOTE:
+        return None
+    tx = raw.get("transactionHash")
+    where = tx if isinstance(tx, str) and tx else f"{height}:{created}"
+    return Transfer(f"{where}:{kind}:{amount.normalize():f}", amount * _TRANSFER_SIGN[kind], int(height), ts)
 
 
 def _side(text: str) -> Side:
@@ -333,6 +365,8 @@ class FeedParser:
                 liquidity=Liquidity.MAKER if fill.liquidity == "MAKER" else Liquidity.TAKER,
                 ts_event=iso_to_ns(fill.createdAt),
             ))
+        if update.transfers is not None and (transfer := transfer_event(update.transfers)) is not None:
+            out.append(transfer)
         return out
 
     def _order_update(self, order: wire.OrderWire, ts: int) -> OrderUpdate:

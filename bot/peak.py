@@ -1,0 +1,170 @@
+"""Live peak equity for the drawdown stop: kept in the store and adjusted for deposits and withdrawals.
+
+The sizing's drawdown stop compares equity with this peak (bot.strategy.sizing). Live, two things
+move equity that are not trading results, and neither may move the stop:
+
+* a restart: the peak is read back from the store (meta `peak_equity`), so a daemon restarted in a
+  drawdown keeps its stop instead of taking the trough as a new peak;
+* a transfer (deposit, withdrawal, transfer in or out): the peak is scaled by equity_after /
+  equity_before, the time-weighted convention of a fund's high-water mark per unit. The drawdown
+  fraction 1 - equity / peak is the same after the flow as before it. Subtracting a withdrawal in
+  dollars instead deepens a drawdown under way (peak 1000, equity 800, withdraw 700: 20% becomes 67%)
+  and can trip the stop by itself.
+
+A transfer is reported by the account stream, the equity by account reads (bot.accounts) that
+may predate it. Transfers wait as `pending` until every venue's account was read by a refresh that
+started after the last of them; that read's equity E is the equity after them, and the peak is
+scaled by E / (E - pending) then. Until then peak and equity both show the account before the flow.
+Paper and backtests have no transfers and keep their configured peak (bot.engine).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import structlog
+
+from bot.clock import Clock
+from bot.domain import ZERO, Transfer
+
+log = structlog.get_logger("peak")
+META_KEY = "peak_equity"
+MAX_KEYS = 500  # transfer keys remembered against replays (a restart's catch-up, a resent frame)
+
+
+def adjust_peak(peak: Decimal, equity_after: Decimal, net_transfers: Decimal) -> Decimal:
+    """The peak after net transfers that brought equity to `equity_after` (pure).
+
+    Scaled by equity_after / equity_before so the drawdown fraction does not move. No peak yet
+    (zero): none. Nothing left: zero (the next equity starts it again). An account that held
+    nothing before the flow starts afresh at `equity_after`.
+    """
+    if peak <= 0 or not net_transfers:
+        return peak
+    if equity_after <= 0:
+        return ZERO
+    before = equity_after - net_transfers
+    if before <= 0:
+        return equity_after
+    return peak * equity_after / before
+
+
+def drawdown(peak: Decimal, equity: Decimal) -> Decimal:
+    """1 - equity / peak (0 without a peak)."""
+    return 1 - equity / peak if peak > 0 else ZERO
+
+
+class Equities(Protocol):
+    """What the peak reads of the venues' accounts (bot.accounts.AccountBook)."""
+
+    def equity(self) -> Decimal | None: ...
+
+    def read_since(self, ns: int) -> bool: ...
+
+    def nudge(self) -> None: ...
+
+
+@dataclass(slots=True)
+class PeakRecord:
+    """What the store keeps: the peak, transfers not yet in a read, and the transfers seen."""
+
+    peak: Decimal = ZERO
+    pending: Decimal = ZERO
+    since_ns: int = 0  # when the peak was first taken: transfers before it are in that equity
+    keys: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({"peak": str(self.peak), "pending": str(self.pending),
+                           "since_ns": self.since_ns, "keys": self.keys[-MAX_KEYS:]})
+
+    @classmethod
+    def from_json(cls, text: str) -> PeakRecord:
+        raw: Any = json.loads(text)
+        keys = raw.get("keys", [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValueError("keys is not a list of strings")
+        peak, pending = Decimal(str(raw["peak"])), Decimal(str(raw.get("pending", "0")))
+        if not (peak.is_finite() and pending.is_finite()) or peak < 0:
+            raise ValueError(f"peak {peak} or pending {pending} is not a finite amount")
+        return cls(peak, pending, int(raw.get("since_ns", 0)), keys)
+
+
+class Store(Protocol):
+    def meta_get(self, key: str) -> str | None: ...
+
+    def meta_set(self, key: str, value: str) -> None: ...
+
+
+class LivePeak:
+    """The live account's peak equity: restored from the store, raised by account reads, scaled by
+    transfers. `value` is what the drawdown stop uses."""
+
+    def __init__(self, store: Store, accounts: Equities, clock: Clock) -> None:
+        self._store, self._accounts, self._clock = store, accounts, clock
+        self._record = load(store)
+        self._pending_ns = clock.now_ns() if self._record.pending else 0  # a restart reads afresh
+        if self._record.peak > 0:
+            log.info("peak_restored", peak=str(self._record.peak), pending=str(self._record.pending))
+
+    @property
+    def value(self) -> Decimal:
+        return self._record.peak
+
+    @property
+    def since_ns(self) -> int:
+        return self._record.since_ns
+
+    def seen(self, key: str) -> bool:
+        return key in self._record.keys
+
+    def observe(self) -> Decimal:
+        """Fold the venues' current equity in: apply pending transfers once a read shows them,
+        then raise the peak to the equity. Returns the peak."""
+        equity = self._accounts.equity()
+        if equity is None:
+            return self._record.peak
+        record, changed = self._record, False
+        if record.pending:
+            if not self._accounts.read_since(self._pending_ns):
+                return record.peak  # the equity read may predate the transfers
+            old = record.peak
+            record.peak = adjust_peak(record.peak, equity, record.pending)
+            log.info("peak_adjusted_for_transfers", net_transfers=str(record.pending), equity=str(equity),
+                     old_peak=str(old), peak=str(record.peak))
+            record.pending, changed = ZERO, True
+        if equity > record.peak:
+            if record.peak <= 0 and not record.since_ns:
+                record.since_ns = self._clock.now_ns()
+            record.peak, changed = equity, True
+        if changed:
+            self._store.meta_set(META_KEY, record.to_json())
+        return record.peak
+
+    def on_transfer(self, transfer: Transfer) -> None:
+        """Hold a new transfer until an account read shows it; a replayed one is ignored."""
+        record = self._record
+        if transfer.key in record.keys:
+            return
+        record.keys = [*record.keys[-(MAX_KEYS - 1):], transfer.key]
+        if record.peak > 0:  # before the first read there is no peak: that read includes it
+            record.pending += transfer.amount
+            self._pending_ns = self._clock.now_ns()
+            self._accounts.nudge()
+        log.info("transfer_seen", key=transfer.key, amount=str(transfer.amount), height=transfer.height,
+                 pending=str(record.pending))
+        self._store.meta_set(META_KEY, record.to_json())
+
+
+def load(store: Store) -> PeakRecord:
+    """The stored peak; none (a new store, or an unreadable record, logged) starts at the first read."""
+    text = store.meta_get(META_KEY)
+    if text is None:
+        return PeakRecord()
+    try:
+        return PeakRecord.from_json(text)
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as exc:
+        log.error("peak_unreadable", error=repr(exc))
+        return PeakRecord()
