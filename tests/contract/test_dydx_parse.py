@@ -25,9 +25,10 @@ from bot.domain import (
     OrderUpdate,
     Side,
     Trade,
+    Transfer,
 )
 from bot.errors import MalformedMessage
-from bot.venues.dydx.parse import FeedParser
+from bot.venues.dydx.parse import FeedParser, transfer_event
 
 WS = SHARED / "fixtures" / "dydx" / "ws"
 pytestmark = needs_shared
@@ -43,7 +44,7 @@ EXPECTED = {
     "v4_accounts_channel_data_order_expired.json": {OrderUpdate},
     "v4_accounts_channel_data_order_opened.json": {OrderUpdate},
     "v4_accounts_channel_data_order_opened_stop_limit.json": {OrderUpdate},
-    "v4_accounts_channel_data_transfers.json": set(),
+    "v4_accounts_channel_data_transfers.json": {Transfer},
     "v4_accounts_rewards.json": set(),
     "v4_accounts_subscribed.json": {OrderUpdate},
     "v4_block_height_channel_data.json": {BlockHeight},
@@ -230,3 +231,38 @@ def test_decode_cli_prints_the_market_status(tmp_path: Path) -> None:
     assert jto == [{"event": "MarketStatus", "market": "JTO-USD", "status": "FINAL_SETTLEMENT",
                     "ts_event": 0, "ts_recv": 0}]
     assert any(e["event"] == "MarketParams" and e["market"] == "JTO-USD" for e in events)
+
+
+def test_transfers_are_signed_money_moves_from_the_ws_object_and_both_rest_spellings() -> None:
+    """WS: one object under `transfers`; REST: `size`/`symbol`, or `amount`/`asset` (Dec-2025 mainnet)."""
+    frame = FeedParser().parse((WS / "v4_accounts_channel_data_transfers.json").read_bytes(), 1)
+    assert frame.events == [Transfer(
+        "C0A42DABFC98F8B51D0F092A9B8EB48BA189B3B77128D8A453FCD69D4365BD9C:WITHDRAWAL:10",
+        Decimal(-10), 19079256, 1723797802999000000)]
+    rest = json.loads((SHARED / "fixtures/dydx/rest/mainnet_2025-12-08_transfers.json").read_text())
+    events = [transfer_event(row) for row in rest["transfers"]]
+    assert events and all(e is not None for e in events)
+    first = rest["transfers"][0]
+    assert events[0] == Transfer(f"{first['transactionHash']}:DEPOSIT:45.334703", Decimal("45.334703"),
+                                 59813965, events[0].ts_event)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"type": "GIFT"}, "unknown transfer type"),
+    ({"size": "-5"}, "negative"),
+    ({"size": "NaN"}, "not finite"),
+    ({"size": 5}, "without size"),
+    ({"createdAtHeight": "12a"}, "without size"),
+    ({"createdAt": "yesterday"}, "ISO-8601"),
+])
+def test_a_malformed_transfer_is_a_malformed_message(change: dict[str, object], error: str) -> None:
+    raw = json.loads((WS / "v4_accounts_channel_data_transfers.json").read_text())
+    raw["contents"]["transfers"].update(change)
+    with pytest.raises(MalformedMessage, match=error):
+        FeedParser().parse(json.dumps(raw), 1)
+
+
+def test_a_transfer_of_another_asset_is_not_equity_money() -> None:
+    raw = json.loads((WS / "v4_accounts_channel_data_transfers.json").read_text())
+    raw["contents"]["transfers"]["symbol"] = "DYDX"
+    assert FeedParser().parse(json.dumps(raw), 1).events == []

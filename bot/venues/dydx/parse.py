@@ -130,7 +130,7 @@ def transfer_event(raw: object) -> Transfer | None:
         return None
     tx = raw.get("transactionHash")
     where = tx if isinstance(tx, str) and tx else f"{height}:{created}"
-    return Transfer(f"{where}:{kind}:{amount.normalize():f}", amount * _TRANSFER_SIGN[kind], int(height), ts)
+    return Transfer(f"{where}:{kind}:{size}", amount * _TRANSFER_SIGN[kind], int(height), ts)
 
 
 def _side(text: str) -> Side:

@@ -1,0 +1,159 @@
+"""The live drawdown stop's peak against the simulator's real-protocol servers with the real clients
+(websockets and httpx for the indexer, dydx-v4-client for orders) and a real SQLite store:
+
+- a withdrawal of 30% reported on the subaccounts channel scales the peak, so the stop (20%) does not
+  fire from the withdrawal alone; a trading loss of the same size does fire it;
+- a restart after the loss reads the peak back from the store: the stop stays on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from support.sim import running_simulator
+from support.wait import eventually_async
+
+from bot.accounts import AccountBook
+from bot.book import OrderBook
+from bot.clock import SystemClock
+from bot.config import Settings, load
+from bot.domain import MarketSpec, OrderRequest, Side, TimeInForce, Transfer
+from bot.engine import Engine
+from bot.execution.orders import OrderManager
+from bot.sim.faults import PriceGap
+from bot.sim.runner import Simulator
+from bot.store import Store
+from bot.strategy.sizing import SizingInputs, size_target
+from bot.telemetry import Metrics
+from bot.venues.dydx.account_state import DydxAccount
+from bot.venues.dydx.adapter import DydxVenue
+from bot.venues.dydx.indexer_rest import IndexerRest
+from bot.venues.dydx.node import NodeGateway
+
+MARKET = "BTC-USD"
+SPEC = MarketSpec(MARKET, Decimal(1), Decimal("0.0001"), Decimal("0.0001"))
+
+
+@dataclass
+class Live:
+    sim: Simulator
+    venue: DydxVenue
+    rest: IndexerRest
+    settings: Settings
+    db: Path
+    transfers: list[Transfer]
+    engine: Engine | None = None
+    accounts: AccountBook | None = None
+    store: Store | None = None
+
+    def start_engine(self) -> Engine:
+        """A daemon's engine over the venue's account: a (re)start on the same store file."""
+        if self.store is not None:
+            self.store.close()
+        self.store = Store.open(self.db)
+        clock = SystemClock()
+        address = self.sim.accounts["dydx"]["address"]
+        self.accounts = AccountBook([DydxAccount(self.rest, address, 0, None)], Metrics(), clock)
+        orders = OrderManager(self.venue, self.store, Metrics(), clock, self.settings.execution)
+        self.engine = Engine(self.settings, {MARKET: SPEC}, self.store, orders, Metrics(), clock,
+                             self.venue.books, accounts=self.accounts)
+
+        def sink(event: object) -> None:
+            if isinstance(event, Transfer):
+                self.transfers.append(event)
+            assert self.engine is not None
+            self.engine.on_account_event(event)  # type: ignore[arg-type]
+
+        self.venue.set_account_sink(self.accounts.watching(sink))
+        return self.engine
+
+    async def read(self) -> tuple[Decimal, Decimal]:
+        """One account refresh and one engine step, as the daemon's services do: (equity, peak)."""
+        assert self.accounts is not None and self.engine is not None
+        await self.accounts.refresh()
+        await self.engine.tick()
+        return self.engine.equity(), self.engine.peak_equity
+
+    def stopped(self) -> bool:
+        """Whether the sizing's drawdown stop holds a 0.01 BTC target at zero now."""
+        assert self.engine is not None
+        price = self.venue.books[MARKET].mid() or Decimal(60000)
+        target = size_target(SizingInputs(MARKET, Decimal("0.01"), price, self.engine.equity(),
+                                          self.engine.peak_equity, None, Decimal(0), SPEC.step_size, 1),
+                             self.settings.strategy)
+        return target.limited_by == "drawdown"
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    async with running_simulator(seed=5, step_secs=0.02, markets=(MARKET,),
+                                 account_equity_usd=Decimal(10_000)) as sim:
+        account = sim.accounts["dydx"]
+        gateway = NodeGateway(sim.node.target, sim.node.chain_id, account["mnemonic"], secure=False,
+                              broadcasts_per_sec=50)
+        rest = IndexerRest(sim.indexer.rest_url)
+        venue = DydxVenue(IndexerRest(sim.indexer.rest_url), sim.indexer.ws_url, (MARKET,), Metrics(),
+                          gateway=gateway, account=(account["address"], 0))
+        await venue.load_markets()
+        venue.use_books({MARKET: OrderBook(MARKET)})
+        settings = load(None, env_file=None, state_dir=str(tmp_path), markets=[MARKET],
+                        strategy={"targets": {}})
+        live = Live(sim, venue, rest, settings, tmp_path / "state.db", [])
+        live.start_engine()
+        task = asyncio.create_task(venue.run(lambda e: None))
+        try:
+            await eventually_async(lambda: venue.books[MARKET].best_bid())
+            await eventually_async(lambda: venue.feed
+                                   and all(s.confirmed for s in venue.feed.subscriptions.values()))
+            yield live
+        finally:
+            task.cancel()
+            await venue.close()
+            await rest.aclose()
+            if live.store is not None:
+                live.store.close()
+
+
+async def test_a_withdrawal_scales_the_peak_and_does_not_trip_the_stop(live: Live) -> None:
+    assert await live.read() == (Decimal(10_000), Decimal(10_000))
+    live.sim.exchange.withdraw(live.sim.accounts["dydx"]["address"], Decimal(3_000))
+    await eventually_async(lambda: live.transfers, what="the withdrawal on the subaccounts channel")
+    assert [t.amount for t in live.transfers] == [Decimal(-3_000)]
+    equity, peak = await live.read()
+    assert equity == Decimal(7_000) and peak == Decimal(7_000)
+    assert not live.stopped()
+    # A restart keeps the adjusted peak; the transfer is not applied twice.
+    live.start_engine()
+    assert live.engine is not None and live.engine.peak_equity == Decimal(7_000)
+    assert await live.read() == (Decimal(7_000), Decimal(7_000))
+
+
+async def test_a_loss_of_the_same_size_trips_the_stop_and_a_restart_keeps_it(live: Live) -> None:
+    assert await live.read() == (Decimal(10_000), Decimal(10_000))
+    book = live.venue.books[MARKET]
+    ask = book.best_ask()
+    assert ask is not None
+    size = (Decimal(10_000) / ask.price).quantize(Decimal("0.0001"))  # ~1x long
+    await live.venue.place(OrderRequest(77, MARKET, Side.BUY, size, ask.price * Decimal("1.01"),
+                                        TimeInForce.IOC))
+    # The price falls 30%: about 3,000 USD lost, the size of the withdrawal above.
+    live.sim.exchange.scenario.price_gap = PriceGap(MARKET, -30.0)
+
+    for _ in range(200):  # the gap lands in a block, the oracle follows
+        equity, _ = await live.read()
+        if equity < Decimal(7_500):
+            break
+        await asyncio.sleep(0.05)
+    equity, peak = await live.read()
+    assert equity < Decimal(7_500) and peak >= Decimal(10_000), (equity, peak)
+    assert live.stopped()
+    # A restart (a crash, an upgrade) must not take the trough for the peak.
+    live.start_engine()
+    equity, peak = await live.read()
+    assert peak >= Decimal(10_000) and live.stopped(), (equity, peak)
+    assert not live.transfers
