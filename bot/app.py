@@ -164,6 +164,7 @@ class App:
         code = 0
         try:
             await retry_start("reconcile", self.reconcile, s.start_retry_secs)
+            await self._transfers_while_down()
             if self.engine.accounts is not None:  # size nothing on a paper equity
                 await retry_start("accounts", self.engine.accounts.refresh, s.start_retry_secs)
             async with asyncio.TaskGroup() as tg:
@@ -184,6 +185,17 @@ class App:
             self._restore_signals(loop)
         log.info("daemon_stopped", exit_code=code)
         return code
+
+    async def _transfers_while_down(self) -> None:
+        """Deposits and withdrawals made while the daemon was down move the stored peak (bot.peak)
+        before the first account read; unread (a venue without them, a failed read), they count as PnL."""
+        read = getattr(self.engine.orders.venue, "transfers", None)
+        if self.engine.live_peak is None or read is None:
+            return
+        try:
+            self.engine.live_peak.catch_up(await read())
+        except BotError as exc:
+            log.warning("transfers_unread", error=str(exc))
 
     def _latch_invariant(self, group: BaseExceptionGroup[InvariantViolation]) -> None:
         """Something that must never happen did: the kill latch and HALTED hold across restarts."""

@@ -73,12 +73,11 @@ class PeakRecord:
 
     peak: Decimal = ZERO
     pending: Decimal = ZERO
-    since_ns: int = 0  # when the peak was first taken: transfers before it are in that equity
     keys: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps({"peak": str(self.peak), "pending": str(self.pending),
-                           "since_ns": self.since_ns, "keys": self.keys[-MAX_KEYS:]})
+                           "keys": self.keys[-MAX_KEYS:]})
 
     @classmethod
     def from_json(cls, text: str) -> PeakRecord:
@@ -89,7 +88,7 @@ class PeakRecord:
         peak, pending = Decimal(str(raw["peak"])), Decimal(str(raw.get("pending", "0")))
         if not (peak.is_finite() and pending.is_finite()) or peak < 0:
             raise ValueError(f"peak {peak} or pending {pending} is not a finite amount")
-        return cls(peak, pending, int(raw.get("since_ns", 0)), keys)
+        return cls(peak, pending, keys)
 
 
 class Store(Protocol):
@@ -113,10 +112,6 @@ class LivePeak:
     def value(self) -> Decimal:
         return self._record.peak
 
-    @property
-    def since_ns(self) -> int:
-        return self._record.since_ns
-
     def seen(self, key: str) -> bool:
         return key in self._record.keys
 
@@ -136,8 +131,6 @@ class LivePeak:
                      old_peak=str(old), peak=str(record.peak))
             record.pending, changed = ZERO, True
         if equity > record.peak:
-            if record.peak <= 0 and not record.since_ns:
-                record.since_ns = self._clock.now_ns()
             record.peak, changed = equity, True
         if changed:
             self._store.meta_set(META_KEY, record.to_json())
@@ -156,6 +149,21 @@ class LivePeak:
         log.info("transfer_seen", key=transfer.key, amount=str(transfer.amount), height=transfer.height,
                  pending=str(record.pending))
         self._store.meta_set(META_KEY, record.to_json())
+
+    def catch_up(self, transfers: list[Transfer]) -> int:
+        """At start, before the first account read: the venue's recent transfers not seen by a
+        previous run (it was down) are pending. Without a stored peak they are all in the first
+        equity: only remembered. Returns how many are pending."""
+        new = [t for t in transfers if t.key not in self._record.keys]
+        if self._record.peak <= 0:
+            self._record.keys = [*self._record.keys, *(t.key for t in new)][-MAX_KEYS:]
+            self._store.meta_set(META_KEY, self._record.to_json())
+            return 0
+        for transfer in sorted(new, key=lambda t: (t.height, t.ts_event)):
+            self.on_transfer(transfer)
+        if new:
+            log.warning("transfers_while_down", count=len(new), net=str(sum((t.amount for t in new), ZERO)))
+        return len(new)
 
 
 def load(store: Store) -> PeakRecord:

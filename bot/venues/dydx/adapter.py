@@ -28,7 +28,7 @@ from bot.venues.dydx.indexer_rest import IndexerRest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription, default_subscriptions
 from bot.venues.dydx.node import NodeGateway
 from bot.venues.dydx.orders import MarketParams, VenueOrder, to_venue_order
-from bot.venues.dydx.parse import DomainEvent, is_uint, iso_to_ns, market_status_events
+from bot.venues.dydx.parse import DomainEvent, is_uint, iso_to_ns, market_status_events, transfer_event
 from bot.venues.ports import AccountSink, Capabilities, MarketSink, VenueAccount
 
 log = structlog.get_logger("dydx")
@@ -451,6 +451,22 @@ class DydxVenue:
         fills = [fill_from_rest(f, by_uid.get(f.orderId or "", 0))
                  for f in await self.rest.fills(address, number, limit=1000)]
         return VenueAccount(open_ids, states, fills, await self.positions())
+
+    async def transfers(self) -> list[Transfer]:
+        """The account's newest transfers over REST (a restart's catch-up: bot.peak); one that
+        cannot be read is logged and left out."""
+        if self.account is None:
+            return []
+        out = []
+        for raw in await self.rest.transfers(*self.account):
+            try:
+                transfer = transfer_event(raw)
+            except MalformedMessage as exc:
+                log.warning("transfer_unreadable", error=str(exc))
+                continue
+            if transfer is not None:
+                out.append(transfer)
+        return out
 
     async def close(self) -> None:
         await self.rest.aclose()

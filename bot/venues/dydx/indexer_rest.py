@@ -83,6 +83,10 @@ class FundingPaymentsResponse(msgspec.Struct, frozen=True):
     fundingPayments: list[FundingPaymentWire]
 
 
+class TransfersResponse(msgspec.Struct, frozen=True):
+    transfers: list[dict[str, Any]]  # read field by field (bot.venues.dydx.parse.transfer_event)
+
+
 class SubaccountResponse(msgspec.Struct, frozen=True):
     subaccount: dict[str, Any]
 
@@ -197,6 +201,11 @@ class IndexerRest:
                                ) -> list[FundingPaymentWire]:
         params = {"address": address, "subaccountNumber": subaccount, "limit": limit}
         return (await self.get("/v4/fundingPayments", FundingPaymentsResponse, params)).fundingPayments
+
+    async def transfers(self, address: str, subaccount: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest `limit` deposits, withdrawals and transfers of the subaccount (newest first)."""
+        params = {"address": address, "subaccountNumber": subaccount, "limit": limit}
+        return (await self.get("/v4/transfers", TransfersResponse, params)).transfers
 
     async def subaccount(self, address: str, subaccount: int) -> dict[str, Any]:
         path = f"/v4/addresses/{address}/subaccountNumber/{subaccount}"
