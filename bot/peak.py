@@ -112,6 +112,11 @@ class LivePeak:
     def value(self) -> Decimal:
         return self._record.peak
 
+    @property
+    def pending(self) -> Decimal:
+        """Net transfers seen on the stream and not yet in an account read."""
+        return self._record.pending
+
     def seen(self, key: str) -> bool:
         return key in self._record.keys
 

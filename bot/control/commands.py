@@ -11,6 +11,7 @@ import structlog
 from bot.accounts import fees_json
 from bot.clock import NS_PER_SEC, Clock, monotonic_secs
 from bot.config import Settings
+from bot.control.status import drawdown_status
 from bot.domain import OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.engine import Engine, MarketState
 from bot.errors import BotError
@@ -99,6 +100,9 @@ class Controller:
             "account": account_status(engine, self._extra.get("dydx_account"),  # {address, key}
                                       mask_key(binance_key.get_secret_value() if binance_key else None), now),
             "equity": _money(engine.equity()),
+            "drawdown": drawdown_status(engine.peak_equity, engine.equity(),
+                                        self._settings.strategy.drawdown_stop,
+                                        None if engine.live_peak is None else engine.live_peak.pending),
             "fees": {venue: fees_json(rates) for venue, rates in engine.fee_rates().items()},
             "fees_paid": _money(fees),
             "open_orders": {**{m.venue.name: 0 for m in engine.order_managers}, **by_venue},

@@ -96,3 +96,18 @@ def hedge_status(hedge: HedgeState, spot: Position, mark: Decimal | None, held: 
         "last_unwind_reason": hedge.last_unwind_reason or None,
         "carry_latched_secs": round(max(0, hedge.latched_until_ns - now_ns) / NS_PER_SEC, 1),
     }
+
+
+def drawdown_status(peak: Decimal, equity: Decimal, stop: Decimal, pending: Decimal | None) -> dict[str, Any]:
+    """The drawdown stop's inputs: the peak it measures from, the drawdown now and the stop level.
+
+    `pending_transfers` (live only): deposits (+) and withdrawals (-) seen, not yet in an account read."""
+    out: dict[str, Any] = {
+        "peak_equity": str(peak.quantize(Decimal("0.000001"))),
+        "drawdown": str((1 - equity / peak if peak > 0 else Decimal(0)).quantize(Decimal("0.0001"))),
+        "stop": str(stop),
+        "source": "paper" if pending is None else "venue: stored, transfer-adjusted",
+    }
+    if pending is not None:
+        out["pending_transfers"] = str(pending)
+    return out
