@@ -3,7 +3,10 @@
 
 - a withdrawal of 30% reported on the subaccounts channel scales the peak, so the stop (20%) does not
   fire from the withdrawal alone; a trading loss of the same size does fire it;
-- a restart after the loss reads the peak back from the store: the stop stays on.
+- a restart after the loss reads the peak back from the store: the stop stays on;
+- a withdrawal made while the daemon was down is read from `/v4/transfers` at the restart;
+- end to end: `perpbot run` live against `perpbot sim`, the owner withdraws on chain (signed
+  MsgWithdrawFromSubaccount), `status` shows the scaled peak, and a restart shows it again.
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support.sim import running_simulator
-from support.wait import eventually_async
+from dydx_v4_client.network import NodeConfig, make_insecure
+from dydx_v4_client.node.client import NodeClient
+from dydx_v4_client.node.message import subaccount, withdraw
+from dydx_v4_client.wallet import Wallet
+from support.sim import running_simulator, standalone_sim
+from support.wait import eventually, eventually_async
 
 from bot.accounts import AccountBook
 from bot.book import OrderBook
@@ -27,6 +36,7 @@ from bot.engine import Engine
 from bot.execution.orders import OrderManager
 from bot.sim.faults import PriceGap
 from bot.sim.runner import Simulator
+from bot.sim.server.node import USDC_DENOM
 from bot.store import Store
 from bot.strategy.sizing import SizingInputs, size_target
 from bot.telemetry import Metrics
@@ -178,3 +188,45 @@ async def test_a_withdrawal_while_the_daemon_was_down_is_read_back_at_restart(li
     engine = live.start_engine()
     assert engine.live_peak is not None and engine.live_peak.catch_up(await live.venue.transfers()) == 0
     assert await live.read() == (Decimal(6_000), Decimal(6_000))
+
+
+def _withdraw_on_chain(endpoints: dict[str, Any], usdc: int) -> None:
+    """The owner withdraws USDC from subaccount 0: a signed MsgWithdrawFromSubaccount over gRPC."""
+    account = endpoints["accounts"]["dydx"]
+
+    async def send() -> None:
+        config = partial(NodeConfig, endpoints["chain_id"], chaintoken_denom="adv4tnt", usdc_denom=USDC_DENOM)
+        node = make_insecure(config, rest_indexer="", websocket_indexer="",
+                             node_url=endpoints["node_grpc"]).node
+        client = await NodeClient.connect(node)
+        owner = await Wallet.from_mnemonic(client, account["mnemonic"], account["address"])
+        response = await client.broadcast_message(
+            owner, withdraw(subaccount(account["address"], 0), account["address"], 0, usdc * 1_000_000))
+        assert response.tx_response.code == 0, response.tx_response.raw_log
+
+    asyncio.run(send())
+
+
+def test_the_daemon_scales_its_stored_peak_on_a_withdrawal_and_keeps_it_across_a_restart(
+        daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    with standalone_sim(23) as ep:
+        env = {
+            "PERPBOT_SIM__MODE": "protocol", "PERPBOT_TRADING": "live", "PERPBOT_MARKETS": '["BTC-USD"]',
+            "PERPBOT_STRATEGY__TARGETS": "{}", "PERPBOT_WATCHDOG__ENABLED": "false",
+            "PERPBOT_DYDX__INDEXER_REST": ep["indexer_rest"], "PERPBOT_DYDX__INDEXER_WS": ep["indexer_ws"],
+            "PERPBOT_DYDX__NODE_GRPC": ep["node_grpc"], "PERPBOT_DYDX__CHAIN_ID": ep["chain_id"],
+            "PERPBOT_DYDX_MNEMONIC": ep["accounts"]["dydx"]["mnemonic"],
+        }
+        daemon = daemon_factory(**env).start()
+        first = eventually(lambda: (d := daemon.status()["drawdown"])["peak_equity"] != "0.000000" and d, 30)
+        assert Decimal(first["peak_equity"]) == Decimal(10_000) and first["source"].startswith("venue")
+        _withdraw_on_chain(ep, 3_000)
+        after = eventually(lambda: (s := daemon.status())["equity"] == "7000.000000"
+                           and s["drawdown"]["peak_equity"] == "7000.000000" and s, 30)
+        assert after["drawdown"]["drawdown"] == "0.0000" and after["drawdown"]["pending_transfers"] == "0"
+        assert any(e.get("event") == "peak_adjusted_for_transfers" for e in daemon.log_events())
+        assert daemon.stop() == 0
+        daemon = daemon_factory(**env).start()
+        restarted = eventually(lambda: (s := daemon.status())["equity"] != "0.000000" and s, 30)
+        assert restarted["drawdown"]["peak_equity"] == "7000.000000", restarted["drawdown"]
+        assert daemon.stop() == 0
