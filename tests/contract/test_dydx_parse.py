@@ -249,6 +249,7 @@ def test_transfers_are_signed_money_moves_from_the_ws_object_and_both_rest_spell
 
 @pytest.mark.parametrize(("change", "error"), [
     ({"type": "GIFT"}, "unknown transfer type"),
+    ({"type": ["DEPOSIT"]}, "unknown transfer type"),
     ({"size": "-5"}, "negative"),
     ({"size": "NaN"}, "not finite"),
     ({"size": 5}, "without size"),

@@ -31,19 +31,20 @@ from bot.domain import (
     OracleUpdate,
     OrderUpdate,
     Trade,
+    Transfer,
 )
 from bot.errors import MalformedMessage, VenueError
 from bot.telemetry import Metrics
 from bot.venues.dydx import indexer_rest
 from bot.venues.dydx.indexer_ws import IndexerFeed, Subscription
-from bot.venues.dydx.parse import FeedParser, ParsedFrame, apply_book_frame, book_events
+from bot.venues.dydx.parse import FeedParser, ParsedFrame, apply_book_frame, book_events, transfer_event
 
 require_shared()
 WS = load_json_dir(DYDX_FIXTURES / "ws")
 FRAMES = [*WS.values(), *(b for b in map(batch_of, WS.values()) if b is not None)]
 BOOK_FRAMES = [f for f in FRAMES if f.get("channel") == "v4_orderbook"]
 DOMAIN = (BookSnapshot, BookDelta, Trade, OracleUpdate, BlockHeight, OrderUpdate, Fill, MarketStatus,
-          MarketParams)
+          MarketParams, Transfer)
 MARKETS = ("BTC-USD", "ETH-USD")
 
 
@@ -56,7 +57,7 @@ def tolerate(exc: Exception) -> None:
 def check_events(events: list[Any]) -> None:
     for event in events:
         assert isinstance(event, DOMAIN), event
-        for name in ("price", "size", "oracle_price", "funding_rate", "filled", "fee", "tick_size",
+        for name in ("amount", "price", "size", "oracle_price", "funding_rate", "filled", "fee", "tick_size",
                      "step_size", "initial_margin_fraction", "maintenance_margin_fraction"):
             value = getattr(event, name, None)
             assert value is None or (isinstance(value, Decimal) and value.is_finite()), (name, event)
@@ -125,6 +126,7 @@ REST_BODIES: dict[str, tuple[type, list[Any]]] = {
         REST["orders.json"], REST["mainnet_2025-12-08_orders.json"]]),
     "/v4/fills": (indexer_rest.FillsResponse, [REST["fills.json"], REST["mainnet_2025-12-08_fills.json"]]),
     "/v4/perpetualPositions": (indexer_rest.PositionsResponse, [REST["list_perpetual_positions.json"]]),
+    "/v4/transfers": (indexer_rest.TransfersResponse, [REST["mainnet_2025-12-08_transfers.json"]]),
     "/v4/orderbooks": (indexer_rest.wire.OrderbookSnapshot, [
         v for k, v in CCXT.items() if k.startswith("/v4/orderbooks")]),
     "/v4/historicalFunding": (indexer_rest.HistoricalFundingResponse, [
@@ -163,3 +165,23 @@ def test_rest_client_decodes_or_raises_venue_error(case: tuple[str, type, Any], 
     except (VenueError, MalformedMessage):
         return
     assert isinstance(decoded, list | msgspec.Struct)
+
+
+TRANSFER_KEYS = ("type", "size", "amount", "symbol", "asset", "createdAt", "createdAtHeight",
+                 "transactionHash")
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5)
+
+
+@fuzz_settings(300)
+@given(row=st.dictionaries(st.sampled_from(TRANSFER_KEYS),
+                           ANY_JSON | st.sampled_from(["DEPOSIT", "WITHDRAWAL", "USDC", "1e999999", "12",
+                                                       "2024-08-16T08:43:22.999Z", "-1", "NaN"])))
+def test_a_transfer_row_is_a_transfer_none_or_malformed(row: dict[str, Any]) -> None:
+    try:
+        transfer = transfer_event(row)
+    except MalformedMessage:
+        return
+    assert transfer is None or (isinstance(transfer, Transfer) and transfer.amount.is_finite())

@@ -50,7 +50,8 @@ def classify(exc: Exception, op: str) -> BotError:
         return TransientVenueError(VENUE, op, type(exc).__name__)
     if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
         return VenueError(VENUE, op, repr(exc))
-    if isinstance(exc, msgspec.MsgspecError):
+    # msgspec raises UnicodeDecodeError on invalid UTF-8 inside a string, RecursionError on deep nesting
+    if isinstance(exc, msgspec.MsgspecError | UnicodeDecodeError | RecursionError):
         return MalformedMessage(f"{op}: {exc}")
     if isinstance(exc, grpc.RpcError):
         return TransientVenueError(VENUE, op, f"gRPC {exc.code().name}")  # type: ignore[attr-defined]

@@ -117,7 +117,7 @@ def transfer_event(raw: object) -> Transfer | None:
         raise MalformedMessage("transfer is not an object")
     kind, size = raw.get("type"), raw.get("size", raw.get("amount"))
     height, created = raw.get("createdAtHeight"), raw.get("createdAt")
-    if kind not in _TRANSFER_SIGN:
+    if not isinstance(kind, str) or kind not in _TRANSFER_SIGN:
         raise MalformedMessage(f"unknown transfer type {kind!r}")
     if not (isinstance(size, str) and isinstance(height, str) and is_uint(height)
             and isinstance(created, str)):
