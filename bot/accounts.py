@@ -105,9 +105,9 @@ class AccountBook:
         return {name: (now_ns - self._read_ns.get(name, self._started_ns)) / NS_PER_SEC
                 for name in self.sources}
 
-    def read_since(self, ns: int) -> bool:
-        """True when every venue's state was read by a refresh that started after `ns`."""
-        return all(self._read_started.get(name, 0) > ns for name in self.sources)
+    def read_since(self, venue: str, ns: int) -> bool:
+        """True when `venue`'s state was read by a refresh that started after `ns`."""
+        return self._read_started.get(venue, 0) > ns
 
     def nudge(self) -> None:
         """The account changed (a fill, a funding payment): read it again soon."""

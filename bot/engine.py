@@ -92,7 +92,7 @@ class Engine:
         self.spot_positions = self.portfolio.spot_positions
         # Live, the peak is the store's, follows transfers and starts at the first equity the venues
         # report (bot.peak), not at a paper value.
-        self.live_peak = None if accounts is None else LivePeak(store, accounts, clock)
+        self.live_peak = None if accounts is None else LivePeak(store, accounts, clock, orders.venue.name)
         self.peak_equity = self.portfolio.initial_equity if self.live_peak is None else self.live_peak.value
         self.statuses = MarketStatuses(list(specs), metrics, self.events)
         self._pulled: list[ActiveParent] = []  # stopped by a status change: children cancelled next tick

@@ -12,9 +12,10 @@ move equity that are not trading results, and neither may move the stop:
   and can trip the stop by itself.
 
 A transfer is reported by the account stream, the equity by account reads (bot.accounts) that
-may predate it. Transfers wait as `pending` until every venue's account was read by a refresh that
-started after the last of them; that read's equity E is the equity after them, and the peak is
-scaled by E / (E - pending) then. Until then peak and equity both show the account before the flow.
+may predate it. Transfers wait as `pending` until the transfers' venue (the perp venue: dYdX) was
+read by a refresh that started after the last of them; the equity E then (the venues' sum) is the
+equity after them, and the peak is scaled by E / (E - pending). Until then peak and equity both
+show the account before the flow.
 Paper and backtests have no transfers and keep their configured peak (bot.engine).
 """
 
@@ -62,7 +63,7 @@ class Equities(Protocol):
 
     def equity(self) -> Decimal | None: ...
 
-    def read_since(self, ns: int) -> bool: ...
+    def read_since(self, venue: str, ns: int) -> bool: ...
 
     def nudge(self) -> None: ...
 
@@ -101,8 +102,8 @@ class LivePeak:
     """The live account's peak equity: restored from the store, raised by account reads, scaled by
     transfers. `value` is what the drawdown stop uses."""
 
-    def __init__(self, store: Store, accounts: Equities, clock: Clock) -> None:
-        self._store, self._accounts, self._clock = store, accounts, clock
+    def __init__(self, store: Store, accounts: Equities, clock: Clock, venue: str) -> None:
+        self._store, self._accounts, self._clock, self._venue = store, accounts, clock, venue
         self._record = load(store)
         self._pending_ns = clock.now_ns() if self._record.pending else 0  # a restart reads afresh
         if self._record.peak > 0:
@@ -128,7 +129,7 @@ class LivePeak:
             return self._record.peak
         record, changed = self._record, False
         if record.pending:
-            if not self._accounts.read_since(self._pending_ns):
+            if not self._accounts.read_since(self._venue, self._pending_ns):
                 return record.peak  # the equity read may predate the transfers
             old = record.peak
             record.peak = adjust_peak(record.peak, equity, record.pending)

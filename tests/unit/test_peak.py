@@ -64,7 +64,8 @@ class Accounts:
     def equity(self) -> Decimal | None:
         return self.value
 
-    def read_since(self, ns: int) -> bool:
+    def read_since(self, venue: str, ns: int) -> bool:
+        assert venue == "dydx"
         return self.read_ns > ns
 
     def nudge(self) -> None:
@@ -81,7 +82,7 @@ def withdrawal(amount: str, key: str = "tx1:WITHDRAWAL") -> Transfer:
 def test_the_peak_waits_for_a_read_after_the_transfer(tmp_path: Path) -> None:
     clock, accounts = ManualClock(1_000), Accounts("10000")
     with Store.open(tmp_path / "db.sqlite") as store:
-        peak = LivePeak(store, accounts, clock)
+        peak = LivePeak(store, accounts, clock, "dydx")
         assert peak.value == 0 and peak.observe() == Decimal(10000)
         clock.now = 2_000
         peak.on_transfer(withdrawal("3000"))
@@ -99,9 +100,9 @@ def test_the_peak_waits_for_a_read_after_the_transfer(tmp_path: Path) -> None:
 def test_two_transfers_before_a_read_scale_once_by_their_sum(tmp_path: Path) -> None:
     clock, accounts = ManualClock(1_000), Accounts("8000")
     with Store.open(tmp_path / "db.sqlite") as store:
-        peak = LivePeak(store, accounts, clock)
+        peak = LivePeak(store, accounts, clock, "dydx")
         store.meta_set(META_KEY, '{"peak": "10000"}')
-        peak = LivePeak(store, accounts, clock)  # restored: 20% down
+        peak = LivePeak(store, accounts, clock, "dydx")  # restored: 20% down
         peak.on_transfer(withdrawal("1000", "a"))
         peak.on_transfer(Transfer("b", Decimal(4000), 11, 0))
         accounts.read("11000", 1_001)
@@ -112,19 +113,19 @@ def test_two_transfers_before_a_read_scale_once_by_their_sum(tmp_path: Path) -> 
 def test_a_restart_reads_the_peak_and_its_pending_transfers_back(tmp_path: Path) -> None:
     clock, accounts = ManualClock(1_000), Accounts("10000")
     with Store.open(tmp_path / "db.sqlite") as store:
-        LivePeak(store, accounts, clock).observe()
+        LivePeak(store, accounts, clock, "dydx").observe()
         accounts.read("6000", 1_500)  # a loss: 40% down
-        LivePeak(store, accounts, clock).observe()
-        peak = LivePeak(store, accounts, clock)
+        LivePeak(store, accounts, clock, "dydx").observe()
+        peak = LivePeak(store, accounts, clock, "dydx")
         peak.on_transfer(withdrawal("1000"))
     clock.now = 5_000
     with Store.open(tmp_path / "db.sqlite") as store:
-        restarted = LivePeak(store, Accounts("5000"), clock)
+        restarted = LivePeak(store, Accounts("5000"), clock, "dydx")
         assert restarted.value == Decimal(10000)  # not the trough
         assert restarted.observe() == Decimal(10000)  # the read predates the restart: waits
         later = Accounts("5000")
         later.read("5000", 5_001)
-        assert LivePeak(store, later, clock).observe() == Decimal(10000) * 5000 / 6000
+        assert LivePeak(store, later, clock, "dydx").observe() == Decimal(10000) * 5000 / 6000
 
 
 def test_an_unreadable_stored_peak_is_logged_and_started_afresh(tmp_path: Path) -> None:
@@ -133,5 +134,5 @@ def test_an_unreadable_stored_peak_is_logged_and_started_afresh(tmp_path: Path) 
         for bad in ("not json", '{"peak": "NaN"}', '{"peak": "-1"}', '{"nope": 1}',
                     '{"peak": "1", "keys": 3}', "[]"):
             store.meta_set(META_KEY, bad)
-            peak = LivePeak(store, Accounts("500"), clock)
+            peak = LivePeak(store, Accounts("500"), clock, "dydx")
             assert peak.value == 0 and peak.observe() == Decimal(500)
