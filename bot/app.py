@@ -74,6 +74,7 @@ class StatusLog:
                 for t, m in s["markets"].items()
             }
             log.info("status", risk_mode=s["risk_mode"], equity=s["equity"],
+                     peak_equity=s["drawdown"]["peak_equity"], drawdown=s["drawdown"]["drawdown"],
                      funding_realised=s["funding"]["realised"],
                      funding_expected=s["funding"]["expected"], open_orders=s["open_orders"],
                      **markets)

@@ -6,7 +6,8 @@
 - a restart after the loss reads the peak back from the store: the stop stays on;
 - a withdrawal made while the daemon was down is read from `/v4/transfers` at the restart;
 - end to end: `perpbot run` live against `perpbot sim`, the owner withdraws on chain (signed
-  MsgWithdrawFromSubaccount), `status` shows the scaled peak, and a restart shows it again.
+  MsgWithdrawFromSubaccount), `status` shows the scaled peak; one more withdrawal while it is
+  stopped is read at its restart.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def _withdraw_on_chain(endpoints: dict[str, Any], usdc: int) -> None:
     asyncio.run(send())
 
 
-def test_the_daemon_scales_its_stored_peak_on_a_withdrawal_and_keeps_it_across_a_restart(
+def test_the_daemon_scales_its_stored_peak_on_withdrawals_while_running_and_while_down(
         daemon_factory) -> None:  # type: ignore[no-untyped-def]
     with standalone_sim(23) as ep:
         env = {
@@ -226,7 +227,10 @@ def test_the_daemon_scales_its_stored_peak_on_a_withdrawal_and_keeps_it_across_a
         assert after["drawdown"]["drawdown"] == "0.0000" and after["drawdown"]["pending_transfers"] == "0"
         assert any(e.get("event") == "peak_adjusted_for_transfers" for e in daemon.log_events())
         assert daemon.stop() == 0
+        _withdraw_on_chain(ep, 1_000)  # while the daemon is down
         daemon = daemon_factory(**env).start()
-        restarted = eventually(lambda: (s := daemon.status())["equity"] != "0.000000" and s, 30)
-        assert restarted["drawdown"]["peak_equity"] == "7000.000000", restarted["drawdown"]
+        restarted = eventually(lambda: (s := daemon.status())["equity"] == "6000.000000"
+                               and s["drawdown"]["pending_transfers"] == "0" and s, 30)
+        assert restarted["drawdown"]["peak_equity"] == "6000.000000", restarted["drawdown"]
+        assert [e["count"] for e in daemon.log_events() if e.get("event") == "transfers_while_down"] == [1]
         assert daemon.stop() == 0
