@@ -4,7 +4,8 @@
 - a withdrawal of 30% reported on the subaccounts channel scales the peak, so the stop (20%) does not
   fire from the withdrawal alone; a trading loss of the same size does fire it;
 - a restart after the loss reads the peak back from the store: the stop stays on;
-- a withdrawal made while the daemon was down is read from `/v4/transfers` at the restart;
+- a withdrawal made while the daemon was down is read from `/v4/transfers` at the restart, one
+  whose message a stalled stream lost by the sweep after the reconnect;
 - end to end: `perpbot run` live against `perpbot sim`, the owner withdraws on chain (signed
   MsgWithdrawFromSubaccount), `status` shows the scaled peak; one more withdrawal while it is
   stopped is read at its restart.
@@ -35,7 +36,7 @@ from bot.config import Settings, load
 from bot.domain import MarketSpec, OrderRequest, Side, TimeInForce, Transfer
 from bot.engine import Engine
 from bot.execution.orders import OrderManager
-from bot.sim.faults import PriceGap
+from bot.sim.faults import PriceGap, WsDrop
 from bot.sim.runner import Simulator
 from bot.sim.server.node import USDC_DENOM
 from bot.store import Store
@@ -100,6 +101,11 @@ class Live:
         return target.limited_by == "drawdown"
 
 
+def withdrawals(live: Live) -> list[Decimal]:
+    """The withdrawals the account stream and the sweeps reported, each once."""
+    return [t.amount for t in dict.fromkeys(live.transfers) if t.amount < 0]
+
+
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Live]:
     async with running_simulator(seed=5, step_secs=0.02, markets=(MARKET,),
@@ -115,7 +121,9 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         settings = load(None, env_file=None, state_dir=str(tmp_path), markets=[MARKET],
                         strategy={"targets": {}})
         live = Live(sim, venue, rest, settings, tmp_path / "state.db", [])
-        live.start_engine()
+        engine = live.start_engine()
+        assert engine.live_peak is not None  # as App.run, before the first account read:
+        assert engine.live_peak.catch_up(await venue.transfers()) == 0  # the funding deposit, remembered
         task = asyncio.create_task(venue.run(lambda e: None))
         try:
             await eventually_async(lambda: venue.books[MARKET].best_bid())
@@ -133,8 +141,8 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
 async def test_a_withdrawal_scales_the_peak_and_does_not_trip_the_stop(live: Live) -> None:
     assert await live.read() == (Decimal(10_000), Decimal(10_000))
     live.sim.exchange.withdraw(live.sim.accounts["dydx"]["address"], Decimal(3_000))
-    await eventually_async(lambda: live.transfers, what="the withdrawal on the subaccounts channel")
-    assert [t.amount for t in live.transfers] == [Decimal(-3_000)]
+    await eventually_async(lambda: withdrawals(live), what="the withdrawal on the subaccounts channel")
+    assert withdrawals(live) == [Decimal(-3_000)]
     equity, peak = await live.read()
     assert equity == Decimal(7_000) and peak == Decimal(7_000)
     assert not live.stopped()
@@ -142,6 +150,22 @@ async def test_a_withdrawal_scales_the_peak_and_does_not_trip_the_stop(live: Liv
     live.start_engine()
     assert live.engine is not None and live.engine.peak_equity == Decimal(7_000)
     assert await live.read() == (Decimal(7_000), Decimal(7_000))
+
+
+async def test_a_withdrawal_lost_in_a_stream_gap_is_read_after_the_reconnect(live: Live) -> None:
+    assert await live.read() == (Decimal(10_000), Decimal(10_000))
+    await eventually_async(lambda: live.transfers)  # the first sweep reads the funding deposit: seen
+    assert {t.amount for t in live.transfers} == {Decimal(10_000)} and live.engine is not None
+    assert await live.read() == (Decimal(10_000), Decimal(10_000))
+    scenario = live.sim.exchange.scenario
+    scenario.ws_stall = True  # the indexer sends no channel data: the withdrawal's message is lost
+    height = live.sim.exchange.height
+    live.sim.exchange.withdraw(live.sim.accounts["dydx"]["address"], Decimal(2_000))
+    await eventually_async(lambda: live.sim.exchange.height > height + 1)
+    scenario.ws_stall, scenario.ws_drop = False, WsDrop.CLOSE
+    await eventually_async(lambda: withdrawals(live) == [Decimal(-2_000)], timeout_secs=20,
+                           what="the sweep after the reconnect")
+    assert await live.read() == (Decimal(8_000), Decimal(8_000)) and not live.stopped()
 
 
 async def test_a_loss_of_the_same_size_trips_the_stop_and_a_restart_keeps_it(live: Live) -> None:
@@ -167,14 +191,10 @@ async def test_a_loss_of_the_same_size_trips_the_stop_and_a_restart_keeps_it(liv
     live.start_engine()
     equity, peak = await live.read()
     assert peak >= Decimal(10_000) and live.stopped(), (equity, peak)
-    assert not live.transfers
+    assert not withdrawals(live)  # a loss, not a transfer (the sweep re-reads the funding deposit)
 
 
 async def test_a_withdrawal_while_the_daemon_was_down_is_read_back_at_restart(live: Live) -> None:
-    # What App.run does before the first account read (App._transfers_while_down): at the first
-    # start the funding deposit is in the first equity, only remembered.
-    assert live.engine is not None and live.engine.live_peak is not None
-    assert live.engine.live_peak.catch_up(await live.venue.transfers()) == 0
     assert await live.read() == (Decimal(10_000), Decimal(10_000))
     lost: list[object] = []
     live.venue.set_account_sink(lost.append)  # down: the stream's transfer reaches no engine
@@ -182,7 +202,8 @@ async def test_a_withdrawal_while_the_daemon_was_down_is_read_back_at_restart(li
     await eventually_async(lambda: any(isinstance(e, Transfer) for e in lost))
     engine = live.start_engine()
     assert engine.live_peak is not None
-    # The withdrawal made while down is counted, once.
+    # What App.run does before the first account read (App._transfers_while_down): the withdrawal
+    # made while down is counted, once.
     assert engine.live_peak.catch_up(await live.venue.transfers()) == 1
     equity, peak = await live.read()
     assert (equity, peak) == (Decimal(6_000), Decimal(6_000)) and not live.stopped()

@@ -243,6 +243,9 @@ class DydxVenue:
                 continue
             try:
                 await self.sweep_account()
+                if now_marker != marker:  # reconnected or resynced: transfers sent meanwhile are lost
+                    for transfer in await self.transfers():
+                        self._account_sink(transfer)  # the peak skips those it has seen (bot.peak)
                 marker = now_marker
             except BotError as exc:
                 log.warning("account_sweep_failed", error=str(exc))
