@@ -230,7 +230,7 @@ class FundingPayment:
 class Transfer:
     """Money moved into (`amount` > 0: deposit, transfer in) or out of (< 0) the account: not PnL.
 
-    `key` identifies it at the venue (a transaction hash and kind), `height` is its block."""
+    `key` identifies it at the venue (dYdX: transaction hash, type and size), `height` is its block."""
 
     key: str
     amount: Decimal

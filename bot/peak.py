@@ -118,9 +118,6 @@ class LivePeak:
         """Net transfers seen on the stream and not yet in an account read."""
         return self._record.pending
 
-    def seen(self, key: str) -> bool:
-        return key in self._record.keys
-
     def observe(self) -> Decimal:
         """Fold the venues' current equity in: apply pending transfers once a read shows them,
         then raise the peak to the equity. Returns the peak."""
