@@ -57,14 +57,25 @@ def band_usd(inp: BandInputs) -> Decimal:
 
 def check_band(inp: BandInputs) -> BandCheck:
     """Whether the position is outside the no-trade band around its target."""
+    plain = band_verdict(inp.position, inp.target, inp.price, inp.min_size)
+    if plain is not None:
+        return plain
     gap = abs(inp.target - inp.position) * inp.price
-    if inp.target == inp.position:
-        return BandCheck(False, "at_target", ZERO, ZERO)
-    if inp.target == 0:
-        outside = abs(inp.position) >= inp.min_size
-        return BandCheck(outside, "closing" if outside else "inside", gap, ZERO)
-    if inp.position != 0 and (inp.position > 0) != (inp.target > 0):
-        return BandCheck(True, "flip", gap, ZERO)
     width = band_usd(inp)
     outside = gap > width
     return BandCheck(outside, "outside" if outside else "inside", gap, width)
+
+
+_AT_TARGET = BandCheck(False, "at_target", ZERO, ZERO)
+
+
+def band_verdict(position: Decimal, target: Decimal, price: Decimal, min_size: Decimal) -> BandCheck | None:
+    """The verdict that needs no band (at target, closing, a flip); None: compare with the band."""
+    if target == position:
+        return _AT_TARGET
+    if target == 0:
+        outside = abs(position) >= min_size
+        return BandCheck(outside, "closing" if outside else "inside", abs(target - position) * price, ZERO)
+    if position != 0 and (position > 0) != (target > 0):
+        return BandCheck(True, "flip", abs(target - position) * price, ZERO)
+    return None

@@ -12,11 +12,11 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 
 from bot.config import RuleSettings, StrategySettings
-from bot.strategy.band import BandCheck, BandInputs, check_band
+from bot.strategy.band import BandCheck, BandInputs, band_verdict, check_band
 from bot.strategy.carry import CarryWatch, watch_carry
 from bot.strategy.market_status import no_growth
 from bot.strategy.sizing import SizingInputs, Target, scale_hedge, size_target
-from bot.strategy.sleeves import SleeveBook, SleeveInputs, carry_outlook_adverse, plan_sleeves
+from bot.strategy.sleeves import SleeveBook, SleeveInputs, carry_stay_adverse, plan_sleeves
 from bot.strategy.volscale import stretch_factor, thesis_scale
 
 ZERO = Decimal(0)
@@ -78,18 +78,19 @@ def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watc
     bot.strategy.market_status) may cut the desired perp and say why, and then `held_size` gives
     the size the hard-limited target is held at.
     """
+    # The watch counts the exit trend's adverse hours first; the sleeves then read its count.
+    adverse = carry_stay_adverse(r.funding_trend_1h, carry_side, p.carry, r.perp_fee_rate, r.spot_fee_rate)
+    watch = watch_carry(watch, carry_side, adverse, r.now_ns)
     inp = SleeveInputs(
         market=r.market, price=r.price, spot_price=r.spot_price, equity_usd=r.equity_usd,
         market_count=r.market_count,
         leverage=directional_scale(r, p),
         funding_rate_1h=r.funding_trend_1h, persistence_hours=r.persistence_hours,
         step_size=r.step_size, spot_step_size=r.spot_step_size, perp_fee_rate=r.perp_fee_rate,
-        operator_target=r.operator_target, flags_agree=r.flags_agree, carry_size=carry_size,
-        entry_rate_1h=r.entry_trend_1h, spot_fee_rate=r.spot_fee_rate,
+        operator_target=r.operator_target, adverse_hours=watch.adverse_hours, flags_agree=r.flags_agree,
+        carry_size=carry_size, entry_rate_1h=r.entry_trend_1h, spot_fee_rate=r.spot_fee_rate,
     )
-    adverse = carry_outlook_adverse(inp, p.carry, carry_side)
-    watch = watch_carry(watch, carry_side, adverse, r.now_ns)
-    sleeves = plan_sleeves(replace(inp, adverse_hours=watch.adverse_hours), p, carry_side)
+    sleeves = plan_sleeves(inp, p, carry_side)
     desired, spot_desired = sleeves.perp, sleeves.spot
     if reduce_only_from is not None:
         desired = no_growth(desired, reduce_only_from[0])
@@ -129,6 +130,9 @@ def audit_should_trade(position: Decimal, target: Decimal, price: Decimal, equit
                        sizing_vol: float | None, cost_rate: Decimal, min_size: Decimal,
                        rules: RuleSettings) -> BandCheck:
     """The no-trade band for one leg at an audit (bot.strategy.band)."""
+    plain = band_verdict(position, target, price, min_size)
+    if plain is not None:  # at target, closing or a flip: no band to build
+        return plain
     return check_band(BandInputs(
         position=position, target=target, price=price, equity_usd=equity_usd, cost_rate=cost_rate,
         vol_annual=sizing_vol, horizon_hours=rules.band_horizon_hours,

@@ -19,6 +19,9 @@ from decimal import ROUND_DOWN, Decimal
 from bot.config import StrategySettings
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
+_LEV_Q = Decimal("0.0001")
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ def vol_target_leverage(target_vol: Decimal, realised_vol: float | None, max_lev
     if realised_vol is None or realised_vol <= 0:
         return max_lev
     lev = target_vol / Decimal(repr(realised_vol))
-    return min(max_lev, lev).quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+    return min(max_lev, lev).quantize(_LEV_Q, rounding=ROUND_DOWN)
 
 
 def round_to_step(size: Decimal, step: Decimal) -> Decimal:
@@ -69,7 +72,7 @@ def round_to_step(size: Decimal, step: Decimal) -> Decimal:
 
 def size_target(inp: SizingInputs, p: StrategySettings) -> Target:
     """Clamp the desired size by the leverage, notional and liquidation caps and the drawdown stop."""
-    lev = vol_target_leverage(p.target_vol_annual, inp.realised_vol, Decimal(1))
+    lev = vol_target_leverage(p.target_vol_annual, inp.realised_vol, ONE)
     if inp.peak_equity_usd > 0 and inp.equity_usd < inp.peak_equity_usd * (1 - p.drawdown_stop):
         return Target(inp.market, ZERO, lev, ZERO, "drawdown")
     if inp.price <= 0 or inp.equity_usd <= 0:
@@ -87,7 +90,7 @@ def size_target(inp: SizingInputs, p: StrategySettings) -> Target:
         size, limited_by = inp.desired_size, ""
     else:
         size = (cap / inp.price).copy_sign(inp.desired_size)
-    return Target(inp.market, round_to_step(size, inp.step_size), lev, cap.quantize(Decimal("0.01")),
+    return Target(inp.market, round_to_step(size, inp.step_size), lev, cap.quantize(_CENT),
                   limited_by)
 
 
@@ -104,5 +107,5 @@ def scale_hedge(spot: Decimal, desired_perp: Decimal, final_perp: Decimal, step:
         return spot
     if desired_perp == 0 or final_perp == 0 or (final_perp > 0) != (desired_perp > 0):
         return ZERO
-    ratio = min(Decimal(1), final_perp / desired_perp)
+    ratio = min(ONE, final_perp / desired_perp)
     return round_to_step(spot * ratio, step)

@@ -37,9 +37,11 @@ from typing import Any
 from bot.config import CarrySettings, StrategySettings
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 BPS = Decimal(10_000)
 HOURS_PER_YEAR = Decimal(8760)
 _Q = Decimal("0.01")
+_SCALE_Q = Decimal("0.0001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +153,8 @@ def directional_sleeve(inp: SleeveInputs, p: StrategySettings) -> SleeveTarget:
     if inp.flags_agree:
         scale *= p.flag_risk_factor
         why = "flags"
-    values["scale"] = scale.quantize(Decimal("0.0001"))
-    size = _floor(abs(desired) * min(scale, Decimal(1)), inp.step_size).copy_sign(desired)
+    values["scale"] = scale.quantize(_SCALE_Q)
+    size = _floor(abs(desired) * min(scale, ONE), inp.step_size).copy_sign(desired)
     return SleeveTarget("directional", size, ZERO, why if size != desired else "operator_target", values)
 
 
@@ -169,30 +171,35 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
     side = open_side or receive_side
     values: dict[str, Any] = {"rate_1h": rate, "persistence_hours": inp.persistence_hours}
     if side == 0:
-        return SleeveTarget("carry", ZERO, ZERO, "no_funding", {**values, "side": 0})
+        values["side"] = 0
+        return SleeveTarget("carry", ZERO, ZERO, "no_funding", values)
     econ = carry_economics(rate, side, p, inp.perp_fee_rate, inp.spot_fee_rate)
-    values.update(gross_bps=econ.gross_bps.quantize(_Q), net_open_bps=econ.net_open_bps.quantize(_Q),
-                  net_hold_bps=econ.net_hold_bps.quantize(_Q), borrow_bps=econ.borrow_bps.quantize(_Q))
-
-    def closed(why: str) -> SleeveTarget:
-        return SleeveTarget("carry", ZERO, ZERO, why, {**values, "side": 0})
-
-    if not p.enabled or budget_share <= 0:
-        return closed("disabled")
+    gross, borrow = econ.gross_bps, econ.borrow_bps
+    values["gross_bps"] = gross.quantize(_Q)
+    values["net_open_bps"] = econ.net_open_bps.quantize(_Q)
+    values["net_hold_bps"] = econ.net_hold_bps.quantize(_Q)
+    values["borrow_bps"] = borrow.quantize(_Q)
+    why = ""
     no_book = inp.spot_price is None or inp.spot_price <= 0
-    if inp.spot_step_size is None or (no_book and not open_side):
-        return closed("no_spot_book")
+    if not p.enabled or budget_share <= 0:
+        why = "disabled"
+    elif inp.spot_step_size is None or (no_book and not open_side):
+        why = "no_spot_book"
     # An open carry whose hedge book is missing for now holds its size: never unwind blind.
-    if side > 0 and not p.allow_spot_short:
-        return closed("spot_short_not_allowed")
-    values["adverse_hours"] = inp.adverse_hours
-    if open_side:
-        if inp.adverse_hours >= p.exit_confirm_hours:
-            return closed("carry_decayed")
-    elif econ.net_open_bps < p.entry_threshold_bps:
-        return closed("below_entry_threshold")
-    elif inp.persistence_hours < p.min_persistence_hours:
-        return closed("not_persistent")
+    elif side > 0 and not p.allow_spot_short:
+        why = "spot_short_not_allowed"
+    else:
+        values["adverse_hours"] = inp.adverse_hours
+        if open_side:
+            if inp.adverse_hours >= p.exit_confirm_hours:
+                why = "carry_decayed"
+        elif econ.net_open_bps < p.entry_threshold_bps:
+            why = "below_entry_threshold"
+        elif inp.persistence_hours < p.min_persistence_hours:
+            why = "not_persistent"
+    if why:
+        values["side"] = 0
+        return SleeveTarget("carry", ZERO, ZERO, why, values)
     if open_side and inp.carry_size > 0:
         # An open carry keeps its base size: its legs offset, so price moves change nothing to
         # hedge, and re-sizing to a notional would trade (and pay) on every trend. The hard
@@ -203,10 +210,10 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
         ref_price = inp.price if no_book or inp.spot_price is None else max(inp.price, inp.spot_price)
         size = _floor(_floor(notional / ref_price, inp.step_size), inp.spot_step_size)
     values["notional_usd"] = (size * inp.price).quantize(_Q)
+    values["side"] = 0 if size <= 0 else side
     if size <= 0:
-        return closed("too_small")
-    why = "hold" if open_side else "open"
-    return SleeveTarget("carry", size * side, -size * side, why, {**values, "side": side})
+        return SleeveTarget("carry", ZERO, ZERO, "too_small", values)
+    return SleeveTarget("carry", size * side, -size * side, "hold" if open_side else "open", values)
 
 
 def carry_outlook_adverse(inp: SleeveInputs, p: CarrySettings, open_side: int) -> bool:
@@ -215,25 +222,34 @@ def carry_outlook_adverse(inp: SleeveInputs, p: CarrySettings, open_side: int) -
     Leaving is a round trip on both legs, so an exit pays only when the funding the exit trend
     expects to pay over the horizon beats those costs by `-exit_threshold_bps`: a mildly adverse
     trend is cheaper to sit through than to trade around (most such spells end within days)."""
+    return carry_stay_adverse(inp.funding_rate_1h, open_side, p, inp.perp_fee_rate, inp.spot_fee_rate)
+
+
+def carry_stay_adverse(rate_1h: Decimal, open_side: int, p: CarrySettings, perp_fee_rate: Decimal,
+                       spot_fee_rate: Decimal | None) -> bool:
+    """`carry_outlook_adverse` on the exit trend and fee rates alone (no sleeve inputs needed)."""
     if not open_side:
         return False
-    econ = carry_economics(inp.funding_rate_1h, open_side, p, inp.perp_fee_rate, inp.spot_fee_rate)
+    econ = carry_economics(rate_1h, open_side, p, perp_fee_rate, spot_fee_rate)
     return econ.net_stay_bps < p.exit_threshold_bps
+
+
+# The sleeve asks for nothing: one shared (immutable) answer per budget state.
+_VOL_PROVISION = {True: SleeveTarget("vol_provision", ZERO, ZERO, "not_implemented"),
+                  False: SleeveTarget("vol_provision", ZERO, ZERO, "no_budget")}
 
 
 def vol_provision_sleeve(inp: SleeveInputs, budget_share: Decimal) -> SleeveTarget:
     """Hook for a later volatility-provision (market-making) sleeve: no exposure yet."""
-    return SleeveTarget("vol_provision", ZERO, ZERO, "not_implemented" if budget_share else "no_budget")
+    return _VOL_PROVISION[bool(budget_share)]
 
 
 def plan_sleeves(inp: SleeveInputs, p: StrategySettings, carry_side: int) -> SleeveBook:
     """Run every sleeve and sum their targets; `carry_side` is the carry sleeve's previous state."""
+    directional = directional_sleeve(inp, p)
     carry = carry_sleeve(inp, p.carry, p.carry_budget, carry_side)
-    targets = (
-        directional_sleeve(inp, p),
-        carry,
-        vol_provision_sleeve(inp, p.vol_provision_budget),
-    )
-    perp = sum((t.perp for t in targets), ZERO)
-    spot = sum((t.spot for t in targets), ZERO)
-    return SleeveBook(targets, perp, spot, int(carry.values.get("side", 0)))
+    vol = vol_provision_sleeve(inp, p.vol_provision_budget)
+    # Summed left to right from ZERO, as sum() would: the same Decimal exponents in the record.
+    perp = ZERO + directional.perp + carry.perp + vol.perp
+    spot = ZERO + directional.spot + carry.spot + vol.spot
+    return SleeveBook((directional, carry, vol), perp, spot, int(carry.values.get("side", 0)))
