@@ -31,7 +31,8 @@ VOL_SHORT_MIN_SAMPLES = 30
 VOL_LONG_MIN_SAMPLES = 300
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation (a frozen __init__ costs twice as much); never mutated.
+@dataclass(slots=True)
 class Context:
     """What a market's decision reads beside the market's own state, at one time."""
 
@@ -101,6 +102,9 @@ def compute_targets(state: MarketState, mark: Decimal, now_ns: int,
     if ctx.risk_mode is RiskMode.REDUCE_ONLY:
         reduce_only = (state.position.size, spot.position.size if spot is not None else None)
     status = ctx.status
+    if status_rules.unrestricted(status):  # the status lets every target through: nothing to apply
+        return strategy_decide.market_targets(readings, ctx.strategy, state.carry_side, state.carry_watch,
+                                              carry_size=state.carry_size, reduce_only_from=reduce_only)
     return strategy_decide.market_targets(readings, ctx.strategy, state.carry_side, state.carry_watch,
                                           carry_size=state.carry_size,
                                           reduce_only_from=reduce_only,

@@ -17,7 +17,8 @@ _BP = Decimal("0.01")
 FLAG_NAMES = ("funding", "liquidity", "volatility", "news")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation (a frozen __init__ costs twice as much); never mutated.
+@dataclass(slots=True)
 class FlagInputs:
     """What the flags look at for one market, gathered by the engine from state."""
 
@@ -80,6 +81,11 @@ class Flags:
         return {f.name: f.as_dict() for f in self.all()}
 
 
+# Answers that carry no reading: shared, as flags are never mutated.
+_VOL_WARMING = Flag("volatility", False, "warming_up")
+_NO_NEWS = Flag("news", False)
+
+
 def _over(value: Decimal, threshold: Decimal, was_tripped: bool) -> bool:
     return value > (threshold * CLEAR_RATIO if was_tripped else threshold)
 
@@ -129,7 +135,7 @@ def liquidity_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
 def volatility_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     """Trip when short-window vol is above its level or far above long-window vol."""
     if inp.vol_short is None:
-        return Flag("volatility", False, "warming_up")
+        return _VOL_WARMING
     short = Decimal(repr(round(inp.vol_short, 6)))
     values: dict[str, Any] = {"vol_short": short}
     if _over(short, p.vol_max_annual, was):
@@ -146,7 +152,7 @@ def news_flag(inp: FlagInputs) -> Flag:
     """Trip while any news item (calendar window, feed hit, operator flag) is active."""
     if inp.news:
         return Flag("news", True, "active", {"items": ",".join(inp.news)})
-    return Flag("news", False)
+    return _NO_NEWS
 
 
 def evaluate_flags(inp: FlagInputs, p: RuleSettings, previous: Flags | None = None) -> Flags:

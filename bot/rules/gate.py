@@ -58,6 +58,6 @@ def evaluate_gate(
     if now_ns - state.last_audit_ns >= int(audit_interval_secs * NS_PER_SEC):
         new = GateState(over, state.last_flag_decision_ns, now_ns)
         return GateDecision(drifted, "audit" if drifted else "", tripped, new)
-    # Nothing changed but (maybe) the flags' edge: the same state object when it did not move.
-    kept = state if state.was_over == over else GateState(over, state.last_flag_decision_ns, state.last_audit_ns)
-    return GateDecision(False, "", tripped, kept)
+    if state.was_over != over:  # only the flags' edge moved
+        state = GateState(over, state.last_flag_decision_ns, state.last_audit_ns)
+    return GateDecision(False, "", tripped, state)

@@ -24,7 +24,8 @@ ONE = Decimal(1)
 _Q = Decimal("0.0001")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation (a frozen __init__ costs twice as much); never mutated.
+@dataclass(slots=True)
 class MarketReadings:
     """What the strategy reads for one market at one time."""
 

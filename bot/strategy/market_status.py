@@ -37,9 +37,14 @@ def passive_only(status: MarketStatusKind) -> bool:
     return status is MarketStatusKind.POST_ONLY
 
 
+def unrestricted(status: MarketStatusKind) -> bool:
+    """True when `restrict_target` returns any desired target unchanged (so it need not be called)."""
+    return status is MarketStatusKind.ACTIVE
+
+
 def restrict_target(status: MarketStatusKind, desired: Decimal, position: Decimal) -> tuple[Decimal, str]:
     """The target this status allows, and why it differs from `desired` ("" when it does not)."""
-    if status is MarketStatusKind.ACTIVE:
+    if unrestricted(status):
         return desired, ""
     if status is MarketStatusKind.FINAL_SETTLEMENT:
         return ZERO, "final_settlement" if desired or position else ""

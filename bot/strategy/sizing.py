@@ -24,7 +24,8 @@ _LEV_Q = Decimal("0.0001")
 _CENT = Decimal("0.01")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation (a frozen __init__ costs twice as much); never mutated.
+@dataclass(slots=True)
 class SizingInputs:
     market: str
     desired_size: Decimal  # signed, base units: what the sleeves ask for before limits
