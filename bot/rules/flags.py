@@ -142,7 +142,7 @@ def volatility_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
         return Flag("volatility", True, "vol_above_level", values)
     if inp.vol_long:
         ratio = short / Decimal(repr(round(inp.vol_long, 6)))
-        values["ratio"] = ratio.quantize(Decimal("0.01"))
+        values["ratio"] = ratio.quantize(_BP)
         if _over(ratio, p.vol_regime_ratio, was):
             return Flag("volatility", True, "regime_shift", values)
     return Flag("volatility", False, "", values)

@@ -172,35 +172,28 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
     side = open_side or receive_side
     values: dict[str, Any] = {"rate_1h": rate, "persistence_hours": inp.persistence_hours}
     if side == 0:
-        values["side"] = 0
-        return SleeveTarget("carry", ZERO, ZERO, "no_funding", values)
+        return _closed("no_funding", values)
     econ = carry_economics(rate, side, p, inp.perp_fee_rate, inp.spot_fee_rate)
-    gross, borrow = econ.gross_bps, econ.borrow_bps
-    values["gross_bps"] = gross.quantize(_Q)
+    values["gross_bps"] = econ.gross_bps.quantize(_Q)
     values["net_open_bps"] = econ.net_open_bps.quantize(_Q)
     values["net_hold_bps"] = econ.net_hold_bps.quantize(_Q)
-    values["borrow_bps"] = borrow.quantize(_Q)
-    why = ""
-    no_book = inp.spot_price is None or inp.spot_price <= 0
+    values["borrow_bps"] = econ.borrow_bps.quantize(_Q)
     if not p.enabled or budget_share <= 0:
-        why = "disabled"
-    elif inp.spot_step_size is None or (no_book and not open_side):
-        why = "no_spot_book"
+        return _closed("disabled", values)
+    no_book = inp.spot_price is None or inp.spot_price <= 0
+    if inp.spot_step_size is None or (no_book and not open_side):
+        return _closed("no_spot_book", values)
     # An open carry whose hedge book is missing for now holds its size: never unwind blind.
-    elif side > 0 and not p.allow_spot_short:
-        why = "spot_short_not_allowed"
-    else:
-        values["adverse_hours"] = inp.adverse_hours
-        if open_side:
-            if inp.adverse_hours >= p.exit_confirm_hours:
-                why = "carry_decayed"
-        elif econ.net_open_bps < p.entry_threshold_bps:
-            why = "below_entry_threshold"
-        elif inp.persistence_hours < p.min_persistence_hours:
-            why = "not_persistent"
-    if why:
-        values["side"] = 0
-        return SleeveTarget("carry", ZERO, ZERO, why, values)
+    if side > 0 and not p.allow_spot_short:
+        return _closed("spot_short_not_allowed", values)
+    values["adverse_hours"] = inp.adverse_hours
+    if open_side:
+        if inp.adverse_hours >= p.exit_confirm_hours:
+            return _closed("carry_decayed", values)
+    elif econ.net_open_bps < p.entry_threshold_bps:
+        return _closed("below_entry_threshold", values)
+    elif inp.persistence_hours < p.min_persistence_hours:
+        return _closed("not_persistent", values)
     if open_side and inp.carry_size > 0:
         # An open carry keeps its base size: its legs offset, so price moves change nothing to
         # hedge, and re-sizing to a notional would trade (and pay) on every trend. The hard
@@ -211,10 +204,16 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
         ref_price = inp.price if no_book or inp.spot_price is None else max(inp.price, inp.spot_price)
         size = _floor(_floor(notional / ref_price, inp.step_size), inp.spot_step_size)
     values["notional_usd"] = (size * inp.price).quantize(_Q)
-    values["side"] = 0 if size <= 0 else side
     if size <= 0:
-        return SleeveTarget("carry", ZERO, ZERO, "too_small", values)
+        return _closed("too_small", values)
+    values["side"] = side
     return SleeveTarget("carry", size * side, -size * side, "hold" if open_side else "open", values)
+
+
+def _closed(why: str, values: dict[str, Any]) -> SleeveTarget:
+    """The carry sleeve closed for `why`; `values` (the sleeve's own, fresh dict) records side 0."""
+    values["side"] = 0
+    return SleeveTarget("carry", ZERO, ZERO, why, values)
 
 
 def carry_outlook_adverse(inp: SleeveInputs, p: CarrySettings, open_side: int) -> bool:
