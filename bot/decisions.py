@@ -49,7 +49,8 @@ class Context:
     settlement_hold: bool = False  # the venue refused the close in final settlement: send nothing
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation and read at once (a frozen __init__ costs twice as much).
+@dataclass(slots=True)
 class Assessment:
     """Flags and gate for one evaluation: `gate.act` says whether to decide now."""
 

@@ -18,7 +18,8 @@ class GateState:
     last_audit_ns: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation and read at once (a frozen __init__ costs twice as much).
+@dataclass(slots=True)
 class GateDecision:
     act: bool
     reason: str  # "flags" | "audit" | "" (no action)

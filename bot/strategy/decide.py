@@ -51,7 +51,8 @@ class MarketReadings:
     price_trend: float | None = None  # the EWMA of hourly closes the stretch trim reads (volscale)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation and read at once (a frozen __init__ costs twice as much).
+@dataclass(slots=True)
 class MarketTargets:
     sleeves: SleeveBook
     sizing: Target

@@ -83,7 +83,8 @@ class SleeveTarget:
                 **{k: v if isinstance(v, bool | int) else str(v) for k, v in self.values.items()}}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation and read at once (a frozen __init__ costs twice as much).
+@dataclass(slots=True)
 class CarryEconomics:
     """Carry over the horizon on one perp side, in bps of notional."""
 
