@@ -13,7 +13,12 @@ What is measured, per market event of a recorded BTC-USD stream (book deltas, tr
   refreshed at most once a second, so most evaluations reuse them);
 - evaluate_with_targets_us: one evaluation that also recomputes sleeves and hard limits;
 - decide_us: one decision (TWAP plans for both legs, store write of the decision record);
-- decisions_per_sec: full evaluations per second on one core (1 / evaluate_with_targets_us).
+- decisions_per_sec: full evaluations per second on one core (1 / evaluate_with_targets_us);
+- bar_evaluate_us: CPU time of one evaluation (`Decider.evaluate`: sleeves, limits, flags, gate)
+  at the bar starts of issue #19's bar-path backtest (tests/bench/bench_bars.py's 4,632 hourly
+  BTCUSDT bars, default config; the best of --bar-rounds runs), where price, funding trend and
+  sizing vol move at every bar, so every evaluation recomputes everything. Skipped when
+  ../shared/data is absent.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -102,10 +108,48 @@ def replay(engine: Engine, events: list[MarketEvent], spot_events: list[MarketEv
     return time.perf_counter() - t0
 
 
+def bar_evaluations(bars: int, rounds: int) -> tuple[float, int] | None:
+    """(CPU seconds per `Decider.evaluate`, evaluations) over the bench_bars span; None: no data."""
+    from bench_bars import CANDLES, FUNDING  # the same files and span as the bar benchmark
+
+    from bot.backtest import sources
+    from bot.backtest.runner import Backtest
+    from bot.decider import Decider
+
+    if not CANDLES.is_file() or not FUNDING.is_file():
+        return None
+    settings = load(None, env_file=None)
+    everything = sources.load_candles(CANDLES)
+    end_ns = everything[min(bars, len(everything)) - 1].ts_ns + 1
+    data = sources.load_candle_data([str(CANDLES)], [str(FUNDING)], end_ns=end_ns, funding_offset_hours=-3)
+    inner = Decider.evaluate
+    spent = [0.0, 0]
+
+    def timed(self: Decider, *args: Any) -> None:
+        t0 = time.thread_time()
+        inner(self, *args)
+        spent[0] += time.thread_time() - t0
+        spent[1] += 1
+
+    best: tuple[float, int] | None = None
+    Decider.evaluate = timed  # type: ignore[method-assign]
+    try:
+        for _ in range(rounds):
+            spent[:] = [0.0, 0]
+            Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS)).run()
+            if spent[1] and (best is None or spent[0] / spent[1] < best[0]):
+                best = (spent[0] / spent[1], spent[1])
+    finally:
+        Decider.evaluate = inner  # type: ignore[method-assign]
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=int, default=30, help="length of the replayed stream")
     parser.add_argument("--evaluations", type=int, default=20_000)
+    parser.add_argument("--bars", type=int, default=4632, help="bars of the bar-path span (bar_evaluate_us)")
+    parser.add_argument("--bar-rounds", type=int, default=3)
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     events, spot_events, perp, spot = record_stream(args.minutes)
@@ -153,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"evaluate_with_targets_us: {eval_full_secs * 1e6:.1f}")
     print(f"decide_us: {decide_secs * 1e6:.1f}")
     print(f"decisions_per_sec: {1 / eval_full_secs:.0f}")
+    bar = bar_evaluations(args.bars, args.bar_rounds) if args.bar_rounds > 0 else None
+    if bar is not None:
+        print(f"bar_evaluate_us: {bar[0] * 1e6:.1f} ({bar[1]} evaluations, CPU time, "
+              f"best of {args.bar_rounds})")
     return 0
 
 
