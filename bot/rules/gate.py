@@ -49,14 +49,16 @@ def evaluate_gate(
     """
     tripped = flags.tripped
     over = len(tripped) >= min_flags
+    debounce_ns = int(debounce_secs * NS_PER_SEC)
     debounced = (
         state.last_flag_decision_ns is not None
-        and now_ns - state.last_flag_decision_ns < int(debounce_secs * NS_PER_SEC)
+        and now_ns - state.last_flag_decision_ns < debounce_ns
     )
     if over and not state.was_over and not debounced:
         new = GateState(True, now_ns, state.last_audit_ns)
         return GateDecision(True, "flags", tripped, new)
-    if now_ns - state.last_audit_ns >= int(audit_interval_secs * NS_PER_SEC):
+    audit_ns = int(audit_interval_secs * NS_PER_SEC)
+    if now_ns - state.last_audit_ns >= audit_ns:
         new = GateState(over, state.last_flag_decision_ns, now_ns)
         return GateDecision(drifted, "audit" if drifted else "", tripped, new)
     if state.was_over != over:  # only the flags' edge moved
