@@ -18,7 +18,7 @@ from bot.config import CarrySettings, RuleSettings, StrategySettings
 from bot.domain import ZERO, MarketStatusKind
 from bot.rules.flags import Flag, FlagInputs, Flags, evaluate_flags
 from bot.rules.gate import GateState, evaluate_gate
-from bot.strategy.band import BandInputs, check_band
+from bot.strategy.band import BandCheck, BandInputs, band_verdict, check_band
 from bot.strategy.carry import CarryWatch
 from bot.strategy.decide import MarketReadings, audit_should_trade, market_targets
 from bot.strategy.market_status import restrict_target, unrestricted
@@ -43,6 +43,17 @@ def test_the_audit_band_short_cut_is_check_band_property(pos, target, price, equ
                                  risk_aversion=RULES.band_risk_aversion, max_fraction=RULES.drift_tolerance,
                                  min_size=min_size))
     assert repr(fast) == repr(full)
+
+
+def test_the_plain_band_verdicts_are_the_ones_check_band_gave() -> None:
+    """At target, closing (at or above the minimum order) and a flip need no band; the gap is in USD."""
+    p, m = D(100), D("0.01")
+    assert band_verdict(D("0.5"), D("0.5"), p, m) == BandCheck(False, "at_target", ZERO, ZERO)
+    assert band_verdict(D("-0.01"), ZERO, p, m) == BandCheck(True, "closing", D("1.00"), ZERO)
+    assert band_verdict(D("0.009"), ZERO, p, m) == BandCheck(False, "inside", D("0.900"), ZERO)
+    assert band_verdict(D("0.2"), D("-0.1"), p, m) == BandCheck(True, "flip", D("30.0"), ZERO)
+    assert band_verdict(ZERO, D("0.1"), p, m) is None  # opening: the band decides
+    assert band_verdict(D("0.1"), D("0.2"), p, m) is None
 
 
 @given(status=st.sampled_from(list(MarketStatusKind)), desired=sizes, position=sizes)
