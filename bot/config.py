@@ -123,9 +123,13 @@ class CarrySettings(_Section):
     # both lines amortise the round trip over it. The defaults here are the calibrated values.
     horizon_hours: PositiveInt = 1008
     # The funding trends the sleeve reads: bias-corrected EWMAs of settled hourly rates; a closed
-    # carry opens on the entry trend, an open one closes on the (slower) exit trend.
+    # carry opens on the entry trend, an open one closes on the (slower) exit trend, and each
+    # changes state only when the other agrees (bot.strategy.sleeves).
     signal_half_life_hours: PositiveFloat = 168.0
     entry_half_life_hours: PositiveFloat = 72.0
+    # > 0 (the default): the entry trend is instead the median of the last this many settled
+    # hourly rates, the funding level without its spikes (bot.strategy.carry.FundingMedian).
+    entry_median_hours: int = Field(default=336, ge=0)
     entry_threshold_bps: NonNegDecimal = Decimal(0)  # net of round-trip costs, over horizon_hours
     # Exit when staying (the trend's carry over horizon_hours) is worth this much less than leaving
     # and coming back (a round trip on both legs): a margin, <= 0 (bot.strategy.sleeves).

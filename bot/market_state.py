@@ -16,7 +16,7 @@ from bot.ledger import FundingLedger
 from bot.rules.estimators import EwmaVol, FundingForecast, FundingTrend, RollingMedian, seed_vol
 from bot.rules.flags import Flags
 from bot.rules.gate import GateState
-from bot.strategy.carry import CarryWatch
+from bot.strategy.carry import CarryWatch, FundingMedian, entry_trend_for
 from bot.strategy.sizing import Target
 from bot.strategy.sleeves import SleeveBook
 from bot.strategy.volscale import SizingVol
@@ -48,7 +48,7 @@ class MarketState:
     # Sizing vol (hourly returns, half-life in days) and the funding trend: set by the engine.
     vol_sizing: EwmaVol = field(default_factory=lambda: EwmaVol(7 * 86400, 3600))
     funding_trend: FundingTrend = field(default_factory=lambda: FundingTrend(168))
-    entry_trend: FundingTrend = field(default_factory=lambda: FundingTrend(168))
+    entry_trend: FundingTrend | FundingMedian = field(default_factory=lambda: FundingTrend(168))
     carry_watch: CarryWatch = field(default_factory=CarryWatch)
     depth_median: RollingMedian = field(default_factory=lambda: RollingMedian(300))
     ledger: FundingLedger = field(default_factory=FundingLedger)
@@ -99,7 +99,7 @@ def _new_market(settings: Settings, ticker: str, spec: MarketSpec, book: OrderBo
                                             settings.strategy.vol_baseline_half_life_days,
                                             settings.strategy.stretch_half_life_days),
                        funding_trend=FundingTrend(carry.signal_half_life_hours),
-                       entry_trend=FundingTrend(carry.entry_half_life_hours))
+                       entry_trend=entry_trend_for(carry))
 
 
 def sample_depth(state: MarketState, now_ns: int, depth_bps: Decimal) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from bot.config import CarrySettings, RuleSettings, StrategySettings
 from bot.rules.estimators import FundingForecast, FundingTrend
-from bot.strategy.carry import CarryWatch, regime_hold_hours
+from bot.strategy.carry import CarryWatch, entry_trend_for, regime_hold_hours
 from bot.strategy.decide import MarketReadings, audit_should_trade, market_targets, sizing_vol
 from bot.strategy.targets import parse_target, resolve_target
 from bot.strategy.volscale import SizingVol
@@ -170,7 +170,7 @@ def run(series: list[Series], start: int, end: int, strat: StrategySettings, rul
     vols = [SizingVol(strat.vol_half_life_days, strat.vol_baseline_half_life_days,
                       strat.stretch_half_life_days) for _ in series]
     trends = [FundingTrend(strat.carry.signal_half_life_hours) for _ in series]
-    entries = [FundingTrend(strat.carry.entry_half_life_hours) for _ in series]
+    entries = [entry_trend_for(strat.carry) for _ in series]
     fcs = [FundingForecast() for _ in series]
     for s, vol, trend, entry, fc, ix in zip(series, vols, trends, entries, fcs, idx, strict=True):
         for h in range(start - warm_hours, start):
@@ -360,15 +360,20 @@ DIRECTIONAL_BASE = StrategySettings(
 def carry_grid(quick: bool) -> list[dict[str, Any]]:
     # Searches 1-2 (one 24/72/168 h trend, entry 0/20, an exit on the carry left net of close
     # costs; then a faster entry trend) chose 168 h; their misses were exits on mildly negative
-    # trends that cost a round trip and a late re-entry. Here the exit weighs staying against
+    # trends that cost a round trip and a late re-entry. Search 3: the exit weighs staying against
     # leaving and coming back (a round trip), with a margin and a confirmation in hours.
-    entry_hls = [72, 168] if not quick else [168]
-    entries = [0, 20] if not quick else [0]
+    # Search 4: the entry reads the median of two weeks of settled rates (the funding level
+    # without its spikes) instead of an EWMA, a state changes only when both trends agree, and
+    # the entry margin is gone (the line already prices the round trip over the measured
+    # horizon; a margin chosen on 2022's bear kept dYdX out of 2023Q1). The misses of search 3
+    # were late entries after a spike had pulled the EWMA under its line while the level held,
+    # and an exit on a week of negative funding while the level stayed positive.
+    entries = [(72, 336)]  # (EWMA half-life, unused while the median is on; median window)
     exits = [-20, -40, -80] if not quick else [-40]
-    confirms = [24, 48] if not quick else [24]
-    return [{"signal_half_life_hours": 168, "entry_half_life_hours": a, "entry_threshold_bps": b,
-             "exit_threshold_bps": c, "exit_confirm_hours": d}
-            for a, b, c, d in itertools.product(entry_hls, entries, exits, confirms)]
+    confirms = [24, 48] if not quick else [48]
+    return [{"signal_half_life_hours": 168, "entry_half_life_hours": a, "entry_median_hours": m,
+             "entry_threshold_bps": 0, "exit_threshold_bps": c, "exit_confirm_hours": d}
+            for (a, m), c, d in itertools.product(entries, exits, confirms)]
 
 
 def directional_grid(quick: bool) -> list[dict[str, Any]]:
@@ -399,6 +404,7 @@ def carry_settings(params: dict[str, Any], horizon: int) -> StrategySettings:
         "signal_half_life_hours": float(params["signal_half_life_hours"]),
         "entry_half_life_hours": float(params.get("entry_half_life_hours",
                                                   params["signal_half_life_hours"])),
+        "entry_median_hours": int(params.get("entry_median_hours", 0)),
         "entry_threshold_bps": Decimal(params["entry_threshold_bps"]),
         "exit_threshold_bps": Decimal(params["exit_threshold_bps"]),
         "exit_confirm_hours": int(params["exit_confirm_hours"]), "horizon_hours": horizon})
@@ -434,7 +440,8 @@ def expected_hold(series: list[Series], end: int, params: dict[str, Any]) -> int
         for s in series:
             rates = [r for h, r in zip(s.hours, s.rates, strict=True) if h < end]
             got = regime_hold_hours(rates, params["signal_half_life_hours"], entry, exit_,
-                                    params["exit_confirm_hours"], params.get("entry_half_life_hours"))
+                                    params["exit_confirm_hours"], params.get("entry_half_life_hours"),
+                                    params.get("entry_median_hours", 0))
             if got is not None:
                 lengths.append(got)
         new = sum(lengths) / len(lengths) if lengths else horizon

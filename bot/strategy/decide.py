@@ -81,7 +81,8 @@ def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watc
     the size the hard-limited target is held at.
     """
     # The watch counts the exit trend's adverse hours first; the sleeves then read its count.
-    adverse = carry_stay_adverse(r.funding_trend_1h, carry_side, p.carry, r.perp_fee_rate, r.spot_fee_rate)
+    adverse = carry_stay_adverse(r.funding_trend_1h, carry_side, p.carry, r.perp_fee_rate, r.spot_fee_rate,
+                                 r.entry_trend_1h)
     watch = watch_carry(watch, carry_side, adverse, r.now_ns)
     inp = SleeveInputs(
         market=r.market, price=r.price, spot_price=r.spot_price, equity_usd=r.equity_usd,

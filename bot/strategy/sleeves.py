@@ -9,8 +9,8 @@ Capital per market (equity / market count) is split by risk budget across sleeve
   `adverse_funding_rate_annual`, and by `flag_risk_factor` while the flags agree: risk falls when
   volatility or funding turns against the thesis;
 - carry (funding capture): a delta-neutral perp + spot pair on the side that *receives* funding
-  (positive rate: short perp, long spot). It opens when the entry trend (an EWMA of settled
-  hourly rates, half-life `entry_half_life_hours`) over the expected holding period
+  (positive rate: short perp, long spot). It opens when the entry trend (the median of the last
+  `entry_median_hours` settled hourly rates, or their EWMA) over the expected holding period
   `horizon_hours` (how long funding regimes last, estimated from history by
   `bot.strategy.carry.regime_hold_hours`), net of open and close costs on
   both legs and (for a short spot leg) borrow, beats `entry_threshold_bps`. It closes only after
@@ -193,6 +193,10 @@ def carry_sleeve(inp: SleeveInputs, p: CarrySettings, budget_share: Decimal,
             return _closed("carry_decayed", values)
     elif econ.net_open_bps < p.entry_threshold_bps:
         return _closed("below_entry_threshold", values)
+    elif _exit_trend_adverse(inp.funding_rate_1h, side, p, inp.perp_fee_rate, inp.spot_fee_rate,
+                             econ.open_cost_bps + econ.close_cost_bps):
+        # never open unless the exit trend is a round trip above its exit line (hysteresis)
+        return _closed("exit_trend_adverse", values)
     elif inp.persistence_hours < p.min_persistence_hours:
         return _closed("not_persistent", values)
     if open_side and inp.carry_size > 0:
@@ -222,17 +226,33 @@ def carry_outlook_adverse(inp: SleeveInputs, p: CarrySettings, open_side: int) -
 
     Leaving is a round trip on both legs, so an exit pays only when the funding the exit trend
     expects to pay over the horizon beats those costs by `-exit_threshold_bps`: a mildly adverse
-    trend is cheaper to sit through than to trade around (most such spells end within days)."""
-    return carry_stay_adverse(inp.funding_rate_1h, open_side, p, inp.perp_fee_rate, inp.spot_fee_rate)
+    trend is cheaper to sit through than to trade around (most such spells end within days).
+    Leaving also pays only if the entry rule would not open it again at once: the mirror of
+    never opening what the exit trend would close (the two trends must agree to change state)."""
+    return carry_stay_adverse(inp.funding_rate_1h, open_side, p, inp.perp_fee_rate, inp.spot_fee_rate,
+                              inp.entry_rate_1h)
 
 
 def carry_stay_adverse(rate_1h: Decimal, open_side: int, p: CarrySettings, perp_fee_rate: Decimal,
-                       spot_fee_rate: Decimal | None) -> bool:
-    """`carry_outlook_adverse` on the exit trend and fee rates alone (no sleeve inputs needed)."""
-    if not open_side:
+                       spot_fee_rate: Decimal | None, entry_rate_1h: Decimal | None = None) -> bool:
+    """`carry_outlook_adverse` on the exit and entry trends and fee rates alone (no sleeve inputs
+    needed); no entry trend: the exit trend decides alone."""
+    if not _exit_trend_adverse(rate_1h, open_side, p, perp_fee_rate, spot_fee_rate):
         return False
-    econ = carry_economics(rate_1h, open_side, p, perp_fee_rate, spot_fee_rate)
-    return econ.net_stay_bps < p.exit_threshold_bps
+    if entry_rate_1h is None:
+        return True
+    entry = carry_economics(entry_rate_1h, open_side, p, perp_fee_rate, spot_fee_rate)
+    return entry.net_open_bps < p.entry_threshold_bps
+
+
+def _exit_trend_adverse(rate_1h: Decimal, side: int, p: CarrySettings, perp_fee_rate: Decimal,
+                        spot_fee_rate: Decimal | None, room_bps: Decimal = ZERO) -> bool:
+    """The exit trend's carry on `side` over the horizon, plus the round trip leaving would pay,
+    is below `exit_threshold_bps` + `room_bps`."""
+    if not side:
+        return False
+    econ = carry_economics(rate_1h, side, p, perp_fee_rate, spot_fee_rate)
+    return econ.net_stay_bps < p.exit_threshold_bps + room_bps
 
 
 # The sleeve asks for nothing: one shared (immutable) answer per budget state.

@@ -3,9 +3,19 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.config import CarrySettings
 from bot.rules.estimators import EwmaVol, FundingTrend, seed_vol
 from bot.strategy.band import BandInputs, band_usd, check_band
-from bot.strategy.carry import CarryWatch, carry_episodes, regime_hold_hours, trend_series, watch_carry
+from bot.strategy.carry import (
+    CarryWatch,
+    FundingMedian,
+    carry_episodes,
+    entry_trend_for,
+    median_series,
+    regime_hold_hours,
+    trend_series,
+    watch_carry,
+)
 
 NS_H = 3600 * 10**9
 BAND = BandInputs(position=Decimal("0.1"), target=Decimal("0.1"), price=Decimal(50000),
@@ -100,3 +110,48 @@ def test_hourly_vol_seeded_from_candles_reads_at_once() -> None:
     before = vol.annualised
     vol.update(Decimal(60000), closes[-1][0] + 10 * 10**9)  # within the hour: not a sample
     assert vol.annualised == before
+
+
+def test_median_entry_trend_reads_the_level_through_a_spike() -> None:
+    """A day of liquidation-driven funding at -100% a year after a week at +11%: the 72 h EWMA
+    falls below zero (an entry would wait), the 168 h median stays on the level."""
+    level, spike = 0.11 / 8760, -1.0 / 8760
+    rates = [level] * 168 + [spike] * 24
+    med, ewma = FundingMedian(168), FundingTrend(72)
+    for hour, rate in enumerate(rates):
+        med.on_settled(rate, hour)
+        ewma.on_settled(rate, hour)
+    assert ewma.rate_1h < 0 < med.rate_1h
+    assert abs(float(med.rate_1h) - level) < 1e-15
+    for hour in range(len(rates), len(rates) + 85):  # a regime that holds half the window wins
+        med.on_settled(spike, hour)
+    assert med.rate_1h < 0
+
+
+def test_median_counts_an_hour_once_seeds_from_history_and_forgets() -> None:
+    m = FundingMedian(3)
+    assert m.rate_1h == 0 and m.hours == 0
+    m.seed([(2 * NS_H, Decimal("0.0002")), (NS_H, Decimal("0.0001")), (NS_H, Decimal("0.5"))])
+    assert m.hours == 2 and m.rate_1h == Decimal("0.0002")  # upper median of two
+    for hour, rate in ((3, "0.0003"), (4, "-0.0001"), (5, "-0.0002")):
+        m.on_settled(Decimal(rate), hour)
+    assert m.rate_1h == Decimal("-0.0001")  # only the last three hours count
+
+
+@given(st.lists(st.floats(-0.001, 0.001), min_size=1, max_size=200), st.integers(1, 50))
+def test_median_matches_its_series_and_the_window_property(rates, window) -> None:  # type: ignore[no-untyped-def]
+    live = FundingMedian(window)
+    for hour, rate in enumerate(rates):
+        live.on_settled(rate, hour)
+    last = sorted(rates[-window:])
+    assert float(live.rate_1h) == last[len(last) // 2] == median_series(rates, window)[-1]
+
+
+def test_entry_trend_follows_the_setting() -> None:
+    assert isinstance(entry_trend_for(CarrySettings()), FundingTrend | FundingMedian)
+    assert isinstance(entry_trend_for(CarrySettings(entry_median_hours=0)), FundingTrend)
+    assert isinstance(entry_trend_for(CarrySettings(entry_median_hours=336)), FundingMedian)
+    rates = [0.0001] * 50 + [-0.0001] * 20
+    # the hold measurement reads the same entry trend the sleeve opens on
+    assert carry_episodes(trend_series(rates, 24), 0.00005, -0.0005, 3, median_series(rates, 30))[0][0] == 0
+    assert regime_hold_hours(rates, 24, 0.00005, -0.0005, 3, entry_median_hours=30) == 70

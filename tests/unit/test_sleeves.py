@@ -184,3 +184,36 @@ def test_a_rate_that_opens_never_closes_property(rate, entry, exit_, fee, slip, 
     opened = carry_sleeve(inp, p, Decimal("0.4"), 0)
     if opened.values["side"]:
         assert not carry_outlook_adverse(inp, p, opened.values["side"])
+
+
+def test_the_entry_and_exit_trends_must_agree_to_change_state() -> None:
+    """The entry trend (fast, or the median level) may be rich while the exit trend is poor. A
+    closed carry opens only when the exit trend is also a round trip above its exit line (else
+    the exit's count could start at once: a round trip for nothing); an open one closes only
+    when the entry trend would not open it again at once."""
+    rich_entry = replace(BASE, entry_rate_1h=Decimal("0.0002"))
+    # X: exit line at gross + 42 < -20 bps over 72 h; the entry needs gross >= -20 on the exit trend
+    for rate, why in (("-0.0001", "exit_trend_adverse"), ("-0.00005", "exit_trend_adverse"),
+                      ("-0.00002", "open")):
+        inp = replace(rich_entry, funding_rate_1h=Decimal(rate))
+        assert carry_sleeve(inp, X, Decimal("0.4"), 0).why == why
+    adverse_exit = replace(BASE, funding_rate_1h=Decimal("-0.0001"))
+    assert carry_outlook_adverse(adverse_exit, X, -1)  # no entry trend: the exit trend decides
+    assert not carry_outlook_adverse(replace(adverse_exit, entry_rate_1h=Decimal("0.0002")), X, -1)
+    assert carry_outlook_adverse(replace(adverse_exit, entry_rate_1h=Decimal("0.00005")), X, -1)
+
+
+@given(entry_rate=rates, rate=rates, entry=st.decimals(0, 300, places=1),
+       exit_=st.decimals(-300, 0, places=1), horizon=st.integers(1, 5000))
+def test_an_opened_carry_is_never_adverse_property(entry_rate, rate, entry, exit_, horizon) -> None:  # type: ignore[no-untyped-def]
+    """Whatever the two trends say, a carry the sleeve opens is not counted against at once, and
+    one it would count against is never opened: no state flips back on the same inputs."""
+    p = CarrySettings(entry_threshold_bps=entry, exit_threshold_bps=exit_, horizon_hours=horizon)
+    inp = replace(BASE, funding_rate_1h=rate, entry_rate_1h=entry_rate)
+    side = carry_sleeve(inp, p, Decimal("0.4"), 0).values["side"]
+    if side:
+        assert not carry_outlook_adverse(inp, p, side)
+        assert carry_economics(entry_rate, side, p, TAKER).net_open_bps >= entry
+    for open_side in (-1, 1):
+        if carry_outlook_adverse(inp, p, open_side):
+            assert carry_sleeve(inp, p, Decimal("0.4"), 0).values["side"] != open_side
