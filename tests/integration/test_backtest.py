@@ -89,8 +89,10 @@ def test_chain_halt_2025_10_10_stays_reduce_only_while_the_oracle_is_stale() -> 
 
 @needs_shared
 def test_funding_squeeze_opens_then_exits_the_carry() -> None:
-    # A one-day squeeze: a trend that forgets in hours and an exit confirmed within the hour.
-    fast = {"signal_half_life_hours": 2, "exit_confirm_hours": 1, "horizon_hours": 72}
+    # A one-day squeeze: trends that forget in hours (both: an exit waits for the entry trend to
+    # agree) and an exit confirmed within the hour.
+    fast = {"signal_half_life_hours": 2, "entry_half_life_hours": 2, "entry_median_hours": 0,
+            "exit_confirm_hours": 1, "horizon_hours": 72}
     result = _candle_run("2024-04-07", "2024-04-08", "funding-squeeze",
                          strategy={"carry": fast, "targets": {}})
     carry = [(d["ts_ns"], d["carry"]) for d in _events(result, "decision")]
