@@ -217,3 +217,28 @@ def test_an_opened_carry_is_never_adverse_property(entry_rate, rate, entry, exit
     for open_side in (-1, 1):
         if carry_outlook_adverse(inp, p, open_side):
             assert carry_sleeve(inp, p, Decimal("0.4"), 0).values["side"] != open_side
+
+
+def test_the_engine_counts_an_adverse_hour_only_when_the_entry_trend_agrees() -> None:
+    """`market_targets` keeps the exit's hour count (the watch): a week of negative funding under
+    a level that would reopen the carry at once is sat through; under a poor level it counts."""
+    from bot.strategy.carry import CarryWatch
+    from bot.strategy.decide import MarketReadings, market_targets
+
+    p = StrategySettings(carry=X)
+    hour = 3600 * 10**9
+
+    def watch_after(entry: str) -> int:
+        watch = CarryWatch()
+        for h in range(3):
+            r = MarketReadings(
+                market="BTC-USD", now_ns=h * hour, price=Decimal(60000), spot_price=Decimal(60010),
+                equity_usd=Decimal(10000), peak_equity_usd=Decimal(10000), market_count=2,
+                sizing_vol=0.5, funding_trend_1h=Decimal("-0.0001"), persistence_hours=3,
+                step_size=Decimal("0.0001"), spot_step_size=Decimal("0.00001"), perp_fee_rate=TAKER,
+                operator_target=Decimal(0), flags_agree=False, entry_trend_1h=Decimal(entry))
+            watch = market_targets(r, p, -1, watch, carry_size=Decimal("0.05")).watch
+        return watch.adverse_hours
+
+    assert watch_after("0.0002") == 0
+    assert watch_after("0.00005") == 3
