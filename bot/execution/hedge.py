@@ -245,6 +245,24 @@ def plan_hedge(spec: MarketSpec, gap: Decimal, working_from: Decimal, levels: li
     return replace(plan, reduce_only=False)  # spot has no reduce-only
 
 
+def spot_order_refusal(signed_size: Decimal, spot_position: Decimal, working: Decimal, price: Decimal,
+                       max_notional_usd: Decimal, max_mismatch_usd: Decimal) -> str | None:
+    """Why a spot hedge order breaks the risk limits, or None.
+
+    `working` is the signed size our open spot orders may still trade, this one included. An
+    order that grows |position + working| beyond the largest hedge sizing allows (the perp's
+    notional cap, plus the mismatch the hedge may lag by) is refused; one that shrinks it never.
+    """
+    after = spot_position + working
+    before = after - signed_size
+    if abs(after) <= abs(before):
+        return None
+    limit = max_notional_usd + max_mismatch_usd
+    if abs(after) * price <= limit:
+        return None
+    return f"spot exposure {after} x {price} beyond {limit} USD (position {spot_position}, working {working})"
+
+
 def _side_of(gap: Decimal) -> Side:
     return Side.BUY if gap > 0 else Side.SELL
 

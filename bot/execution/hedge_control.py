@@ -61,6 +61,8 @@ class HedgeControl:
         self._withheld_covered: dict[str, Decimal] = {}
         self._balance_checked_ns: dict[str, int] = {}  # spot market -> last venue read of its balance
         self._sell_capped: dict[str, tuple[Decimal, Decimal]] = {}  # spot market -> (wanted, sellable)
+        if spot_orders is not None:
+            spot_orders.guard = self._spot_guard
         for ticker, state in markets.items():
             if state.spot is not None:
                 self.hedges[ticker] = hedging.restored(ticker, state.spot.ticker, state.spot.position.size,
@@ -213,11 +215,11 @@ class HedgeControl:
         assert spot is not None and manager is not None
         ex = self._settings.execution
         parent = manager.parent(spot.ticker)
-        in_flight = unsent = ZERO
+        # Every open child counts, not only the running parent's: a child of a parent that ended
+        # or was replaced may still fill (unanswered yet), and sending its size again doubles it.
+        in_flight, unsent = manager.working(spot.ticker), ZERO
         if parent is not None:
-            sign = parent.plan.side.sign
-            in_flight = sign * sum((c.size - c.filled for c in parent.children.values() if c.is_open), ZERO)
-            unsent = sign * max(parent.plan.total - parent.sent, ZERO)
+            unsent = parent.plan.side.sign * max(parent.plan.total - parent.sent, ZERO)
         gap = hedging.hedge_gap(hedge, spot.position.size, in_flight + unsent)
         mid = spot.book.mid()
         if mid is None:
@@ -309,6 +311,17 @@ class HedgeControl:
                   shortfalls={spot.ticker: {"store": str(booked), "venue": str(held),
                                             "adjusted": str(adjustment.size)}})
 
+    def _spot_guard(self, order: OrderRequest, working: Decimal) -> str | None:
+        """Why a spot order must not be sent: it grows the spot exposure (position + working)
+        beyond what the risk limits allow the hedge of one market (`hedging.spot_order_refusal`)."""
+        legs = (s.spot for s in self._markets.values() if s.spot is not None)
+        spot = next((leg for leg in legs if leg.ticker == order.market), None)
+        if spot is None:
+            return None
+        return hedging.spot_order_refusal(order.side.sign * order.size, spot.position.size, working,
+                                          order.price, self._settings.strategy.max_notional_usd,
+                                          self._settings.execution.hedge_max_mismatch_usd)
+
     def _too_small(self, gap: Decimal, min_order_size: Decimal, mid: Decimal) -> bool:
         return abs(gap) < min_order_size or abs(gap) * mid < self._settings.execution.min_notional_usd
 
@@ -342,10 +355,14 @@ class HedgeControl:
         hedge, unwind = hedging.plan_unwind(self.hedges[ticker], state.position.size, spot.position.size,
                                             reason, now_ns, ex, state.spec.step_size)
         self.set(ticker, hedge)
-        for manager, market in ((self._orders, ticker), (self._spot_orders, spot.ticker)):
-            parent = manager.hold(market) if manager is not None else None
-            if manager is not None and parent is not None:
-                await manager.cancel_parent(parent)
+        parent = self._orders.hold(ticker)
+        if parent is not None:
+            await self._orders.cancel_parent(parent)
+        if self._spot_orders is not None:
+            # The spot children still working go too, IOC ones included: one the venue has not
+            # answered yet would fill after the perp was brought back to the spot position.
+            self._spot_orders.hold(spot.ticker)
+            await self._spot_orders.cancel_working(spot.ticker)
         self._metrics.hedge_unwinds.labels(ticker, reason).inc()
         log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
                     perp=str(state.position.size), spot=str(spot.position.size),

@@ -17,7 +17,7 @@ Every place and cancel that `tick()` sends takes a token from the venue's rate-l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
@@ -135,6 +135,9 @@ class OrderManager:
         self.throttled = 0  # venue calls deferred by the rate limit
         self._client_ids: Iterator[int] = iter(())
         self._new_orders = metrics.orders.labels(venue.name, OrderStatus.NEW.value)
+        # The last check before the venue: (order, signed size working on its market with it) ->
+        # why the risk limits forbid it, or None. A refused order is rejected here, never sent.
+        self.guard: Callable[[OrderRequest, Decimal], str | None] | None = None
 
     def start_parent(self, plan: TwapPlan, decision_id: int) -> None:
         """Replace any running parent for the market with a new plan."""
@@ -152,6 +155,20 @@ class OrderManager:
     def running(self) -> list[tuple[str, ActiveParent]]:
         """(market, parent) for every running parent."""
         return list(self.parents.items())
+
+    def working(self, market: str) -> Decimal:
+        """Signed size our open children on `market` may still trade, whichever parent sent them:
+        an IOC child of a finished, replaced or held parent that the venue has not answered yet
+        (a slow ack, a late user stream, a delayed send) can still fill."""
+        return sum((p.plan.side.sign * (c.size - c.filled) for p, c in self._child_parent.values()
+                    if c.is_open and p.plan.market == market), ZERO)
+
+    async def cancel_working(self, market: str) -> None:
+        """Cancel every open child on `market`, IOC ones too (one not yet at the venue or not yet
+        answered may still fill); cancelling one that already ended is a harmless no-op."""
+        for _parent, child in [e for e in self._child_parent.values() if e[0].plan.market == market]:
+            if child.is_open and not child.is_cancel_pending:
+                await self._cancel(child.client_id)
 
     def hold(self, market: str) -> ActiveParent | None:
         """Take a market's parent out of the schedule (its children are left as they are)."""
@@ -326,7 +343,8 @@ class OrderManager:
             for order, mid in zip(orders, mids, strict=True):
                 self._opened(order, mid)
             for order in orders:
-                await self._send(order)
+                if not self._refused(order, self.working(order.market)):
+                    await self._send(order)
 
     async def quiesce(self) -> None:
         """Let the orders being sent get their venue's answer, then send no more (the exit calls
@@ -375,7 +393,18 @@ class OrderManager:
             for order in orders:
                 self._opened(order, arrival_mid)
             for order in orders:
-                await self._send(order)
+                if not self._refused(order, self.working(order.market) + order.side.sign * order.size):
+                    await self._send(order)
+
+    def _refused(self, order: OrderRequest, working: Decimal) -> bool:
+        """Reject, unsent, an order the guard forbids (an invariant broken upstream: said loudly)."""
+        reason = self.guard(order, working) if self.guard is not None else None
+        if reason is None:
+            return False
+        log.error("order_refused_limit", client_order_id=order.client_id, market=order.market,
+                  side=order.side.value, size=str(order.size), reason=reason)
+        self._transition(order.client_id, OrderStatus.REJECTED, ZERO, f"refused: {reason}")
+        return True
 
     def _opened(self, order: OrderRequest, arrival_mid: Decimal | None) -> None:
         """Bookkeeping for a recorded, not yet sent, order."""
