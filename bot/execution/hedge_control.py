@@ -246,6 +246,11 @@ class HedgeControl:
             commission = ZERO  # only the commission is missing: this parent buys it back
         # The new parent takes over the old one's unsent part; its open children still count.
         gap = hedging.hedge_gap(hedge, spot.position.size, in_flight)
+        if gap * in_flight < 0:
+            # Never trade against our own working children (an unwind's cancel may still lose to
+            # their fill): stop sending and wait until they end, then hedge what they did.
+            manager.hold(spot.ticker)
+            return
         if gap > 0:
             gap = max(gap - commission, ZERO)
         elif sellable is not None:
@@ -359,10 +364,13 @@ class HedgeControl:
         if parent is not None:
             await self._orders.cancel_parent(parent)
         if self._spot_orders is not None:
-            # The spot children still working go too, IOC ones included: one the venue has not
-            # answered yet would fill after the perp was brought back to the spot position.
+            # The spot children still working that lead away from the hedge now required go too,
+            # IOC ones included: one the venue has not answered yet would fill after the perp was
+            # brought back to the spot position. Those that close the gap left may finish.
             self._spot_orders.hold(spot.ticker)
-            await self._spot_orders.cancel_working(spot.ticker)
+            gap = hedge.required - spot.position.size
+            keep = (Side.BUY if gap > 0 else Side.SELL) if gap else None
+            await self._spot_orders.cancel_working(spot.ticker, keep)
         self._metrics.hedge_unwinds.labels(ticker, reason).inc()
         log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
                     perp=str(state.position.size), spot=str(spot.position.size),

@@ -163,11 +163,11 @@ class OrderManager:
         return sum((p.plan.side.sign * (c.size - c.filled) for p, c in self._child_parent.values()
                     if c.is_open and p.plan.market == market), ZERO)
 
-    async def cancel_working(self, market: str) -> None:
-        """Cancel every open child on `market`, IOC ones too (one not yet at the venue or not yet
-        answered may still fill); cancelling one that already ended is a harmless no-op."""
-        for _parent, child in [e for e in self._child_parent.values() if e[0].plan.market == market]:
-            if child.is_open and not child.is_cancel_pending:
+    async def cancel_working(self, market: str, keep: Side | None = None) -> None:
+        """Cancel every open child on `market` but those on side `keep`, IOC ones too (one not yet
+        at the venue or not yet answered may still fill); cancelling one that ended is a no-op."""
+        for parent, child in [e for e in self._child_parent.values() if e[0].plan.market == market]:
+            if child.is_open and not child.is_cancel_pending and parent.plan.side is not keep:
                 await self._cancel(child.client_id)
 
     def hold(self, market: str) -> ActiveParent | None:

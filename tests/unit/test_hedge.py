@@ -183,3 +183,30 @@ def test_unwind_only_ever_reduces_the_perp_and_never_widens_the_mismatch(perp: D
     assert abs(new_perp) <= abs(perp) and (new_perp == 0 or (new_perp > 0) == (perp > 0))
     assert abs(after.mismatch(spot)) <= abs(state.mismatch(spot))
     assert after.required - state.required == -unwind.perp_change  # the perp change is what is hedged
+
+
+CAP, SLACK = D(25_000), D(1000)
+
+
+def test_a_spot_order_growing_the_exposure_beyond_the_cap_is_refused() -> None:
+    # 78.49 BTC at 16,000: the size the re-sent hedge reached under hedge-delay (old code).
+    reason = h.spot_order_refusal(D("78.49"), D(0), D("78.49"), D(16_000), CAP, SLACK)
+    assert reason is not None and "beyond 26000 USD" in reason
+    # What a carry at the cap holds (1.5 BTC at 16,000 = 24,000 USD) passes.
+    assert h.spot_order_refusal(D("0.5"), D(1), D("0.5"), D(16_000), CAP, SLACK) is None
+    # An order that only adds to what is already working is counted with it: 1 held + 0.5 working
+    # + 0.2 of this one = 1.7 BTC = 27,200 USD.
+    assert h.spot_order_refusal(D("0.2"), D(1), D("0.7"), D(16_000), CAP, SLACK) is not None
+
+
+@given(st.decimals(-100, 100, places=4), st.decimals(-100, 100, places=4), st.decimals(-100, 100, places=4),
+       st.decimals(1000, 100_000, places=0))
+def test_an_order_that_shrinks_the_spot_exposure_is_never_refused(size: Decimal, position: Decimal,
+                                                                  other: Decimal, price: Decimal) -> None:
+    working = other + size  # what works with this order
+    reason = h.spot_order_refusal(size, position, working, price, CAP, SLACK)
+    after, before = abs(position + working), abs(position + other)
+    if after <= before:
+        assert reason is None
+    else:  # refused exactly when the exposure grows beyond the limit
+        assert (reason is not None) == (after * price > CAP + SLACK)

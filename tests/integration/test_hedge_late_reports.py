@@ -1,0 +1,113 @@
+"""A spot venue that answers late (Binance: the order's fills and final state arrive on the user
+stream, after `place` returned; a slow stream, a place that timed out) or a spot order that
+reaches the venue late (the hedge-delay scenario): the hedge must count every spot child still
+working, whichever parent sent it, or it sends the same hedge again every parent window and
+every tick. In-process: the engine, the paper venues on simulated markets (test_rule_scenarios'
+harness), the spot venue's reports held back as a late user stream holds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from integration.test_rule_scenarios import SEC, Harness
+
+from bot.domain import AccountEvent, OrderStatus, Side
+from bot.execution.twap import TwapPlan
+
+D = Decimal
+LATE_SECS = 8  # beyond a spot hedge parent's window (hedge_lag_secs / 2 = 5 s)
+
+
+class LateReports:
+    """The spot venue's account events, delivered `secs` after they happened."""
+
+    def __init__(self, h: Harness, secs: int) -> None:
+        self._h, self._late_ns, self._queue = h, secs * SEC, []  # type: ignore[var-annotated]
+        self._sink = h.engine.on_spot_account_event
+        h.spot_venue.set_account_sink(lambda event: self._queue.append((h.clock.now + self._late_ns, event)))
+
+    def deliver(self) -> None:
+        due = [e for t, e in self._queue if t <= self._h.clock.now]
+        self._queue = [(t, e) for t, e in self._queue if t > self._h.clock.now]
+        for event in due:
+            self._sink(event)
+
+    async def run_for(self, secs: int) -> None:
+        for _ in range(secs):
+            self.deliver()
+            await self._h.run_for(1)
+
+    @property
+    def pending(self) -> list[AccountEvent]:
+        return [e for _t, e in self._queue]
+
+
+def spot_orders(h: Harness) -> list[tuple[Side, Decimal, str]]:
+    rows = h.store._read("SELECT side, size, status FROM orders WHERE market = 'BTC-USDT' ORDER BY client_id")
+    return [(Side(side), D(size), status) for side, size, status in rows]
+
+
+def settings() -> dict[str, object]:
+    # A wide leg-risk budget: the late reports alone must not give the leg up here.
+    return {"strategy": {"targets": {"BTC-USD": "0"}},
+            "execution": {"hedge_leg_risk_budget_usd_secs": "100000000", "hedge_max_mismatch_usd": "100000"}}
+
+
+async def test_a_late_spot_venue_gets_each_perp_fills_hedge_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, settings())
+    late = LateReports(h, LATE_SECS)
+    await late.run_for(5)
+    # A carry opening: the perp sells 0.3 in three slices 5 s apart, the spot leg follows its fills.
+    h.engine.hedge_control.set("BTC-USD", replace(h.engine.hedges["BTC-USD"], goal=D("0.3"), ratio=D(-1)))
+    now = h.clock.now
+    h.engine.order_managers[0].start_parent(
+        TwapPlan("BTC-USD", Side.SELL, D("0.3"), False, (now, now + 5 * SEC, now + 10 * SEC), (D("0.1"),) * 3,
+                 now + 30 * SEC), decision_id=1)
+    await late.run_for(90)
+
+    assert h.state.position.size == D("-0.3") and not late.pending
+    orders = spot_orders(h)
+    # Every spot order bought, and they bought what the perp sold: nothing sent twice.
+    assert all(side is Side.BUY for side, _size, _status in orders), orders
+    assert sum((size for _side, size, _status in orders), D(0)) == D("0.3"), orders
+    assert h.state.spot.position.size == D("0.3")
+
+
+async def test_after_an_unwind_a_late_spot_fill_is_sold_back_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    late = LateReports(h, 30)  # answered only after the leg risk gave the leg up
+    await late.run_for(5)
+    h.engine.hedge_control.set("BTC-USD", replace(h.engine.hedges["BTC-USD"], goal=D("0.1"), ratio=D(-1)))
+    now = h.clock.now
+    h.engine.order_managers[0].start_parent(
+        TwapPlan("BTC-USD", Side.SELL, D("0.1"), False, (now,), (D("0.1"),), now + 30 * SEC), decision_id=1)
+    await late.run_for(120)
+
+    # (Its sell, answered late too, outlasts the leg-risk budget again: a second unwind with no
+    # perp left to change, which lets that sell finish.)
+    assert h.engine.hedges["BTC-USD"].unwinds >= 1 and h.state.position.size == 0
+    # The unwind's cancel came too late (the IOC had traded): the hedge waited for its answer
+    # instead of selling against it, then sold what it bought, once. Nothing sent twice.
+    orders = spot_orders(h)
+    assert len(orders) == 2 and [side for side, _size, _status in orders] == [Side.BUY, Side.SELL], orders
+    assert orders[0][1] == orders[1][1] and h.state.spot.position.size == 0
+
+
+async def test_a_spot_order_beyond_the_risk_limits_is_refused_unsent(tmp_path: Path) -> None:
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    await h.run_for(5)
+    spot = h.engine.order_managers[1]
+    price = h.state.spot.book.mid()
+    size = ((h.settings.strategy.max_notional_usd * 2) / price).quantize(D("0.001"))
+    now = h.clock.now
+    plan = TwapPlan("BTC-USDT", Side.BUY, size, False, (now,), (size,), now + 5 * SEC)
+    spot.start_parent(plan, decision_id=0)
+    await h.run_for(3)
+
+    rows = h.store._read("SELECT status, reason FROM orders WHERE market = 'BTC-USDT'")
+    assert rows and all(status == OrderStatus.REJECTED.value and reason.startswith("refused: spot exposure")
+                        for status, reason in rows), rows
+    assert h.state.spot.position.size == 0 and not h.store.fills("BTC-USDT")
