@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
+from bot.backtest.scenarios import load_scenario
 from bot.config import load
 
 CANDLES = SHARED / "data/candles/BTCUSDT_1h_2020-01_2024-04.csv"
@@ -186,3 +188,31 @@ def test_folding_worked_ticks_gives_the_same_run() -> None:
     assert carry._folded_ticks > 0 and every._folded_ticks == 0 and carry_result.summary["fills"] > 0
     _same_run(carry_result, every_result)
     assert carry.engine.hedges == every.engine.hedges
+
+
+# A carry opening under a crash with spot hedge orders 30 s late (the hedge gives the leg up after
+# 20 s of leg risk): each perp fill's hedge goes out once and the unwind cancels it before it
+# reaches the venue. The old hedge counted only its running parent's children: the late order of
+# a parent whose window ended was sent again every 5 s, then once per tick, 12,367 spot fills and
+# 903,642 USD of fees on a 10,000 USD account in these 6 hours, the spot leg 55 BTC short.
+@needs_shared
+def test_late_spot_hedge_orders_are_never_sent_twice() -> None:
+    settings = load(Path(__file__).resolve().parents[2] / "examples/carry.toml", env_file=None)
+    settings = settings.model_copy(update={"markets": ("BTC-USD",)})
+    data = sources.load_candle_data([str(CANDLES)], [str(FUNDING)], market="BTC-USD", funding_offset_hours=-3,
+                                    start_ns=sources.parse_time("2022-10-20", "x"),
+                                    end_ns=sources.parse_time("2022-10-20T06:00", "x"))
+    scenarios = [load_scenario("crash-day"), load_scenario("hedge-delay")]
+    backtest = Backtest(settings, data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS), scenarios)
+    result = backtest.run()
+
+    summary = result.summary
+    assert summary["decisions"] >= 1 and Decimal(summary["markets"]["BTC-USD"]["spot_position"]) == 0
+    assert summary["fills"] <= 20 and Decimal(summary["fees"]) < 20, summary["fees"]
+    # No spot fill larger than the carry's notional allows (max_notional_usd), nor larger than any
+    # perp fill it hedges.
+    largest_perp = max(Decimal(f["size"]) for f in result.fills if f["venue"] == "perp")
+    for fill in (f for f in result.fills if f["venue"] == "spot"):
+        assert Decimal(fill["size"]) <= largest_perp, fill
+        assert Decimal(fill["size"]) * Decimal(fill["price"]) <= settings.strategy.max_notional_usd, fill
+    assert Decimal(summary["final_equity"]) > Decimal("9900")
