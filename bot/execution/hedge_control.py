@@ -123,7 +123,12 @@ class HedgeControl:
         if fill.client_id in self._unwind_orders:
             return hedging.add_unwind_fee(hedge, fill.fee)
         parent = self._orders.parent(fill.market)
-        if parent is not None and fill.client_id in parent.children:
+        # A fill reported after its parent's window ended (a lagging indexer) is the current
+        # leg's all the same when that parent is the current decision's: its hedge is owed too.
+        owner = self._orders.parent_of(fill.client_id)
+        late = (owner is not None and owner is not parent
+                and owner.decision_id == self._decision_ids.get(fill.market))
+        if late or (parent is not None and fill.client_id in parent.children):
             return hedging.on_perp_fill(hedge, fill.size * fill.side.sign, self._clock.now_ns(),
                                         self._settings.execution)
         return None

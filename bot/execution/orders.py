@@ -163,6 +163,12 @@ class OrderManager:
         return sum((p.plan.side.sign * (c.size - c.filled) for p, c in self._child_parent.values()
                     if c.is_open and p.plan.market == market), ZERO)
 
+    def parent_of(self, client_id: int) -> ActiveParent | None:
+        """The parent that sent a child still tracked: running, or ended with the child open or
+        with fills of it not yet seen."""
+        entry = self._child_parent.get(client_id)
+        return entry[0] if entry is not None else None
+
     async def cancel_working(self, market: str, keep: Side | None = None) -> None:
         """Cancel every open child on `market` but those on side `keep`, IOC ones too (one not yet
         at the venue or not yet answered may still fill); cancelling one that ended is a no-op."""
@@ -464,6 +470,9 @@ class OrderManager:
                 parent.filled += traded
                 child.fills_seen += traded
                 child.filled = max(child.filled, child.fills_seen)
+                if (not child.is_open and child.fills_seen >= child.filled
+                        and self.parents.get(parent.plan.market) is not parent):
+                    del self._child_parent[event.client_id]  # the last fill its final state announced
 
     def order_state(self, client_id: int) -> OrderState | None:
         """The last known state of an order (memory first, then the store)."""
@@ -502,7 +511,7 @@ class OrderManager:
                 child.is_open = child.is_cancel_pending = False
                 if step.after.status is OrderStatus.FILLED and child.tif is TimeInForce.POST_ONLY:
                     parent.waiting_since_ns = None
-                if self.parents.get(parent.plan.market) is not parent:
+                if self.parents.get(parent.plan.market) is not parent and child.fills_seen >= child.filled:
                     del self._child_parent[client_id]  # its parent is done: nothing to account
         if step.became_terminal:
             self._arrival_mid.pop(client_id, None)

@@ -111,3 +111,27 @@ async def test_a_spot_order_beyond_the_risk_limits_is_refused_unsent(tmp_path: P
     assert rows and all(status == OrderStatus.REJECTED.value and reason.startswith("refused: spot exposure")
                         for status, reason in rows), rows
     assert h.state.spot.position.size == 0 and not h.store.fills("BTC-USDT")
+
+
+async def test_a_perp_fill_reported_after_its_parent_ended_is_still_hedged(tmp_path: Path) -> None:
+    # The perp venue's reports 6 s late (a lagging indexer), the parent's window 3 s: its child's
+    # fill arrives once the parent ended. The old hedge counted only the running parent's fills:
+    # the perp stayed short 0.01 with no spot hedge, and no mismatch or leg risk showed it.
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}}})
+    queue: list[tuple[int, AccountEvent]] = []
+    h.venue.set_account_sink(lambda event: queue.append((h.clock.now + 6 * SEC, event)))
+    await h.run_for(5)
+    h.engine.hedge_control.set("BTC-USD", replace(h.engine.hedges["BTC-USD"], goal=D("0.01"), ratio=D(-1)))
+    h.engine.decider._decision_ids["BTC-USD"] = 1  # as a decision leaves it
+    now = h.clock.now
+    h.engine.order_managers[0].start_parent(
+        TwapPlan("BTC-USD", Side.SELL, D("0.01"), False, (now,), (D("0.01"),), now + 3 * SEC), decision_id=1)
+    for _ in range(60):
+        for event in [e for t, e in queue if t <= h.clock.now]:
+            h.engine.on_account_event(event)
+        queue[:] = [(t, e) for t, e in queue if t > h.clock.now]
+        await h.run_for(1)
+
+    assert h.state.position.size == D("-0.01") and not queue
+    assert h.state.spot.position.size == D("0.01"), h.engine.hedges["BTC-USD"]
+    assert h.engine.hedges["BTC-USD"].required == D("0.01")
