@@ -17,6 +17,10 @@ read by a refresh that started after the last of them; the equity E then (the ve
 equity after them, and the peak is scaled by E / (E - pending). Until then peak and equity both
 show the account before the flow.
 Paper and backtests have no transfers and keep their configured peak (bot.engine).
+
+An operator who accepts a loss resets the peak to the equity now (`perpbot reset-peak --confirm`,
+`LivePeak.reset`), or, with the daemon stopped, clears it (`--direct`, `clear`): the first read
+after the next start sets it.
 """
 
 from __future__ import annotations
@@ -139,6 +143,24 @@ class LivePeak:
             self._store.meta_set(META_KEY, record.to_json())
         return record.peak
 
+    def reset(self) -> tuple[Decimal, Decimal]:
+        """Operator: accept the drawdown; the peak becomes the venues' equity now. Returns (old, new).
+
+        Pending transfers the equity read already includes are cleared; those it predates stay
+        pending and scale the new peak when a read shows them, which keeps the drawdown at zero.
+        Raises ValueError before the first positive equity read (there is nothing to reset to).
+        """
+        equity = self._accounts.equity()
+        if equity is None or equity <= 0:
+            raise ValueError(f"no positive account equity read yet ({equity}): nothing to reset the peak to")
+        record = self._record
+        if record.pending and self._accounts.read_since(self._venue, self._pending_ns):
+            record.pending = ZERO
+        old, record.peak = record.peak, equity
+        self._store.meta_set(META_KEY, record.to_json())
+        log.warning("peak_reset", old_peak=str(old), peak=str(equity), pending=str(record.pending))
+        return old, equity
+
     def on_transfer(self, transfer: Transfer) -> None:
         """Hold a new transfer until an account read shows it; a replayed one is ignored."""
         record = self._record
@@ -167,6 +189,17 @@ class LivePeak:
         if new:
             log.warning("transfers_while_down", count=len(new), net=str(sum((t.amount for t in new), ZERO)))
         return len(new)
+
+
+def clear(store: Store) -> Decimal:
+    """With the daemon stopped: forget the stored peak and pending transfers, so the first equity
+    read of the next run starts it. The transfer keys stay (a replayed transfer still counts once).
+    Returns the old peak."""
+    record = load(store)
+    old = record.peak
+    store.meta_set(META_KEY, PeakRecord(keys=record.keys).to_json())
+    log.warning("peak_reset", old_peak=str(old), peak="0", pending=str(record.pending), direct=True)
+    return old
 
 
 def load(store: Store) -> PeakRecord:

@@ -206,6 +206,45 @@ def target(config_path: Path | None, market: str, size: str) -> None:
                                                     {"market": market, "size": size})))
 
 
+@cli.command("reset-peak")
+@config_option
+@click.option("--confirm", is_flag=True, help="Required: the drawdown stop restarts from the equity now.")
+@click.option("--direct", is_flag=True,
+              help="With the daemon stopped: clear the stored peak; the next run's first read sets it.")
+def reset_peak(config_path: Path | None, confirm: bool, direct: bool) -> None:
+    """Accept the drawdown: the live stop's peak equity becomes the equity now (prints old -> new)."""
+    if not confirm:
+        fail(EXIT_BAD_INPUT, "reset-peak: --confirm is required (the drawdown stop restarts from "
+                             "the equity now)")
+    daemon = _daemon(config_path)
+    if direct:
+        _reset_peak_direct(daemon)
+        return
+    data = daemon.call("POST", "/v1/peak/reset", {"confirm": True})
+    click.echo(f"peak equity {data['old_peak']} -> {data['peak_equity']} "
+               f"(pending transfers {data['pending_transfers']})")
+
+
+def _reset_peak_direct(daemon: _Daemon) -> None:
+    from bot.control.client import request
+    from bot.peak import clear
+    from bot.store import Store
+
+    try:
+        request("GET", daemon.url + "/healthz", timeout=2.0)
+    except DaemonUnreachable:
+        pass
+    else:  # its in-memory peak would overwrite the store's
+        fail(EXIT_BAD_INPUT, f"reset-peak --direct: a daemon answers at {daemon.url}; stop it, "
+                             "or drop --direct")
+    path = daemon.settings.db_path
+    if not path.exists():
+        fail(EXIT_BAD_INPUT, f"reset-peak --direct: no store at {path} (state_dir)")
+    with Store.open(path) as store:
+        old = clear(store)
+    click.echo(f"peak equity {old} -> cleared (the next run's first account read sets it)")
+
+
 @cli.command()
 @config_option
 def health(config_path: Path | None) -> None:

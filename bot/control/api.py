@@ -100,6 +100,7 @@ class ControlServer:
             web.post("/v1/news", self._news_set),
             web.delete("/v1/news", self._news_clear),
             web.post("/v1/target", self._target),
+            web.post("/v1/peak/reset", self._reset_peak),
         ])
         return app
 
@@ -214,6 +215,14 @@ class ControlServer:
             raise _bad_request("market and size must be strings")
         try:
             return web.json_response(self._controller.set_target(market, size))
+        except ValueError as exc:
+            raise _bad_request(str(exc)) from None
+
+    async def _reset_peak(self, request: web.Request) -> web.Response:
+        if (await _json_body(request)).get("confirm") is not True:
+            raise _bad_request("resetting the drawdown peak needs {\"confirm\": true}")
+        try:
+            return web.json_response(self._controller.reset_peak())
         except ValueError as exc:
             raise _bad_request(str(exc)) from None
 

@@ -303,6 +303,17 @@ class Controller:
         log.warning("target_set", market=market, size=spec.text, base=str(base))
         return {"market": market, "target": spec.text, "base": str(base)}
 
+    def reset_peak(self) -> dict[str, Any]:
+        """Live: the drawdown stop's peak becomes the equity now (bot.peak); raises ValueError in
+        paper (no stored peak) and before the first account read."""
+        live = self._engine.live_peak
+        if live is None:
+            raise ValueError("paper trading stores no peak: it starts at paper.initial_equity_usd each run")
+        old, new = live.reset()
+        self._engine.peak_equity = new
+        return {"old_peak": _money(old), "peak_equity": _money(new),
+                "pending_transfers": _money(live.pending)}
+
     def news_set(self, item: str, ttl_secs: float) -> dict[str, Any]:
         """Raise an operator news flag for all markets until the TTL runs out (survives restarts).
 

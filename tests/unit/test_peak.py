@@ -6,12 +6,13 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.clock import ManualClock
 
 from bot.domain import Transfer
-from bot.peak import META_KEY, LivePeak, adjust_peak, drawdown
+from bot.peak import META_KEY, LivePeak, adjust_peak, clear, drawdown, load
 from bot.store import Store
 
 money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal(10_000_000), places=2)
@@ -136,3 +137,46 @@ def test_an_unreadable_stored_peak_is_logged_and_started_afresh(tmp_path: Path) 
             store.meta_set(META_KEY, bad)
             peak = LivePeak(store, Accounts("500"), clock, "dydx")
             assert peak.value == 0 and peak.observe() == Decimal(500)
+
+
+def test_reset_takes_the_equity_now_and_survives_a_restart(tmp_path: Path) -> None:
+    clock, accounts = ManualClock(1_000), Accounts("10000")
+    with Store.open(tmp_path / "db.sqlite") as store:
+        peak = LivePeak(store, accounts, clock, "dydx")
+        peak.observe()
+        accounts.read("6000", 1_500)  # 40% down: the stop holds
+        assert peak.observe() == Decimal(10000)
+        assert peak.reset() == (Decimal(10000), Decimal(6000))
+        assert LivePeak(store, accounts, clock, "dydx").value == Decimal(6000)  # stored
+
+
+def test_reset_keeps_transfers_its_read_predates_and_clears_those_it_includes(tmp_path: Path) -> None:
+    clock, accounts = ManualClock(1_000), Accounts("10000")
+    with Store.open(tmp_path / "db.sqlite") as store:
+        peak = LivePeak(store, accounts, clock, "dydx")
+        peak.observe()
+        accounts.read("8000", 1_500)
+        clock.now = 2_000
+        peak.on_transfer(withdrawal("2000"))
+        assert peak.reset() == (Decimal(10000), Decimal(8000)) and peak.pending == Decimal(-2000)
+        accounts.read("6000", 2_001)  # the withdrawal shows: scaled, the drawdown stays zero
+        assert peak.observe() == Decimal(6000) and peak.pending == 0
+        peak.on_transfer(withdrawal("1000", "tx2"))
+        accounts.read("5000", 2_002)  # this read already includes it
+        assert peak.reset() == (Decimal(6000), Decimal(5000)) and peak.pending == 0
+        assert LivePeak(store, accounts, clock, "dydx").observe() == Decimal(5000)
+
+
+def test_reset_refuses_before_an_equity_read_and_clear_keeps_the_transfer_keys(tmp_path: Path) -> None:
+    clock = ManualClock(1_000)
+    with Store.open(tmp_path / "db.sqlite") as store:
+        with pytest.raises(ValueError, match="no positive account equity"):
+            LivePeak(store, Accounts(None), clock, "dydx").reset()
+        peak = LivePeak(store, Accounts("10000"), clock, "dydx")
+        peak.observe()
+        peak.on_transfer(withdrawal("1000"))
+        assert clear(store) == Decimal(10000)
+        restarted = LivePeak(store, Accounts("7000"), clock, "dydx")
+        assert restarted.value == 0 and restarted.pending == 0
+        assert load(store).keys == ["tx1:WITHDRAWAL"]  # a replay of it still counts once
+        assert restarted.observe() == Decimal(7000)
