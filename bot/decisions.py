@@ -189,7 +189,8 @@ def plan_decision(state: MarketState, reason: str, inputs: FlagInputs, now_ns: i
         spot_plan = plan_twap(spot.spec, spot.position.size, spot_target, ex, now_ns, seed)
     summary = summarize_decision(reason, state.flags.tripped, state.target, target, perp,
                                  state.sizing.limited_by, sleeves,
-                                 (spot.target, spot_target, spot_plan) if spot is not None else None)
+                                 (spot.target, spot_target, spot_plan) if spot is not None else None,
+                                 (state.position.size, spot.position.size if spot is not None else None))
     record: dict[str, Any] = {
         "gate": reason, "summary": summary,
         "target_before": str(state.target), "target_after": str(target),

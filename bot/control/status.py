@@ -34,12 +34,18 @@ def summarize_decision(
     limited_by: str,
     sleeves: SleeveBook,
     spot: tuple[Decimal, Decimal, TwapPlan | None] | None,
+    held: tuple[Decimal, Decimal | None] | None = None,
 ) -> str:
-    """One line for the operator: why it traded and what it does."""
+    """One line for the operator: why it traded and what it does.
+
+    Each leg reads `target before->after`; a plan starts from the position, so where the position
+    (`held`: perp, spot) is not the target before, it is shown too (`held X`).
+    """
     why = f"{reason}[{','.join(tripped)}]" if reason == "flags" else reason
-    parts = [why, f"perp {before}->{after} ({plan_text(plan)})"]
-    if spot is not None and (spot[0] or spot[1] or spot[2] is not None):
-        parts.append(f"spot {spot[0]}->{spot[1]} ({plan_text(spot[2])})")
+    perp_held, spot_held = held if held is not None else (None, None)
+    parts = [why, f"perp {before}->{after}{_held(perp_held, before)} ({plan_text(plan)})"]
+    if spot is not None and (spot[0] or spot[1] or spot[2] is not None or spot_held):
+        parts.append(f"spot {spot[0]}->{spot[1]}{_held(spot_held, spot[0])} ({plan_text(spot[2])})")
     if limited_by:
         parts.append(f"limited_by={limited_by}")
     for target in sleeves.targets:
@@ -49,6 +55,10 @@ def summarize_decision(
                 extra = f" net_open={target.values['net_open_bps']}bps"
             parts.append(f"{target.sleeve}={target.perp}:{target.why}{extra}")
     return " ".join(parts)
+
+
+def _held(position: Decimal | None, before: Decimal) -> str:
+    return "" if position is None or position == before else f" held {position}"
 
 
 def decision_summary_from(ts_ns: int, reason: str, tripped: tuple[str, ...],

@@ -102,7 +102,7 @@ def test_a_plan_moves_the_position_to_target_and_the_record_says_why() -> None:
     d = decisions.plan_decision(state, "audit", inputs_of(state), NOW, 7, context())
     assert d.plan is not None and d.plan.side is Side.BUY and d.plan.total == D("0.4")
     assert d.record["gate"] == "audit" and d.record["target_after"] == "0.5"
-    assert d.summary.startswith("audit perp 0->0.5 (BUY 0.4 in")
+    assert d.summary.startswith("audit perp 0->0.5 held 0.1 (BUY 0.4 in")  # the plan starts from 0.1
     assert d.spot_plan is None and "spot" not in d.record
 
 
@@ -159,3 +159,17 @@ def test_targets_never_grow_exposure_in_reduce_only_or_in_a_market_that_takes_no
     assert out.sizing.size % SPEC.step_size == 0 and out.spot == ZERO  # no carry configured
     if risk is RiskMode.REDUCE_ONLY or not may_place(status):
         assert abs(out.sizing.size) <= abs(position) and out.sizing.size * position >= 0
+
+
+def test_a_summary_shows_the_position_a_plan_starts_from_when_it_is_not_the_target_before() -> None:
+    from bot.control.status import summarize_decision
+    from bot.execution.twap import TwapPlan
+
+    book = SleeveBook((), ZERO, ZERO, 0)
+    plan = TwapPlan("BTC-USDT", Side.BUY, D("78.4928"), False, tuple(range(6)), (D("13.0821"),) * 6, 6)
+    moved = summarize_decision("audit", (), ZERO, ZERO, None, "", book, (ZERO, ZERO, plan),
+                               (ZERO, D("-78.4928")))
+    assert "spot 0->0 held -78.4928 (BUY 78.4928 in 6)" in moved
+    assert "perp 0->0 (no order)" in moved
+    usual = summarize_decision("audit", (), D("0.5"), D(1), None, "", book, None, (D("0.5"), None))
+    assert usual == "audit perp 0.5->1 (no order)"
