@@ -153,6 +153,8 @@ class Backtest:
         self.engine = Engine(s, src.specs, store, orders, metrics, clock, books,
                              spot_orders=spot_orders if src.spot_specs else None,
                              spot_specs=src.spot_specs, spot_books=spot_books)
+        for history in src.hooks.get("warmup", ()):  # the files' rows before the start (warmup.py)
+            self.engine.seed_history(history)
         self.engine.portfolio.batch_funding()  # flushed after the loop (`_run`)
         # A spot venue whose positions are balances has the hedge read them on a clock of its own
         # (hedge_control's balance check), which `_fold_worked` does not know: no folding then.

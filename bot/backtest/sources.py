@@ -55,6 +55,7 @@ from .history import (  # noqa: F401  (re-exported: the loaders' home was here)
     median_spacing,
     parse_time,
 )
+from .warmup import add_warmup
 
 DENSE_SECS = 10.0  # candle path spacing while orders are worked (a TWAP child's typical interval)
 BAR_PATH_STEPS = 4  # the bar-level fast path: Open, the two extremes, Close
@@ -567,22 +568,30 @@ class CandleData:
     candles: dict[str, list[Bar]]
     funding: dict[str, dict[int, Decimal]]
     notes: list[str]
+    start_ns: int | None = None  # the replay start asked of the loader (rows before it: warm-up)
+    warmup: bool = True  # seed the estimators from rows before a given start (`warmup.py`)
 
     def source(self, settings: Settings, start_ns: int | None = None, end_ns: int | None = None,
                steps_per_bar: int | None = None) -> Source:
+        start_ns = self.start_ns if start_ns is None else start_ns
         candles = {t: [b for b in bars if (start_ns is None or b.ts_ns >= start_ns)
                        and (end_ns is None or b.ts_ns < end_ns)] for t, bars in self.candles.items()}
         short = [t for t, bars in candles.items() if len(bars) < 2]
         if short:
             raise SourceError("--start", f"fewer than two candles of {short[0]} in the chosen span")
-        return candle_source(settings, candles, self.funding, notes=self.notes, steps_per_bar=steps_per_bar)
+        src = candle_source(settings, candles, self.funding, notes=self.notes, steps_per_bar=steps_per_bar)
+        if start_ns is not None and self.warmup:  # no start given: no rows before it, as before
+            add_warmup(src, self.candles, self.funding, settings.strategy.history_hours)
+        return src
 
 
 def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] = (), *,
                      market: str | None = None, start_ns: int | None = None, end_ns: int | None = None,
                      funding_interval_hours: int | None = None, funding_offset_hours: int = 0,
-                     candles_offset_hours: int = 0) -> CandleData:
-    """Read and check the files (`history`). Raises SourceError naming the option."""
+                     candles_offset_hours: int = 0, warmup_hours: int = 0) -> CandleData:
+    """Read and check the files (`history`), keeping `warmup_hours` of candles before `start_ns`
+    for the warm-up. Raises SourceError naming the option."""
+    first_ns = None if start_ns is None else start_ns - warmup_hours * NS_PER_HOUR
     candle_paths, funding_paths = list(candle_paths), list(funding_paths)
     for option, paths in (("--candles", candle_paths), ("--funding", funding_paths)):
         missing = next((p for p in paths if not Path(p).is_file()), None)
@@ -597,7 +606,7 @@ def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] =
             raise SourceError("--market", str(exc)) from None
         if ticker in candles:
             raise SourceError("--candles", f"two files for {ticker}")
-        candles[ticker] = load_candles(Path(path), start_ns, end_ns, offset_hours=candles_offset_hours,
+        candles[ticker] = load_candles(Path(path), first_ns, end_ns, offset_hours=candles_offset_hours,
                                        notes=notes)
     funding: dict[str, dict[int, Decimal]] = {}
     for path in funding_paths:
@@ -607,7 +616,7 @@ def load_candle_data(candle_paths: Iterable[str], funding_paths: Iterable[str] =
         for ticker, rates in loaded.items():
             funding.setdefault(ticker, {}).update(rates)
     check_funding(funding, candles, notes)
-    return CandleData(candles, funding, notes)
+    return CandleData(candles, funding, notes, start_ns)
 
 
 def load_candle_source(settings: Settings, candle_paths: Iterable[str], funding_paths: Iterable[str] = (),

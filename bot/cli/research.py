@@ -41,6 +41,9 @@ from bot.errors import BotError, ConfigError
 @click.option("--bar-path", is_flag=True, help="Candles: the bar-level fast path (4 points per bar).")
 @click.option("--start", default=None, help="Replay candles from this UTC date/time.")
 @click.option("--end", default=None, help="Replay candles up to this UTC date/time.")
+@click.option("--warmup/--no-warmup", default=True, show_default=True,
+              help="Candles with --start: seed the estimators from strategy.history_hours of the files' "
+                   "rows before it, as the daemon does from venue history.")
 @click.option("--data", "data_path", default=None, help="A recording made by `perpbot record`.")
 @click.option("--scenario", "scenario_names", multiple=True, help="Scenario NAME or FILE (repeatable).")
 @click.option("--markets", default=None, help="Markets for --sim, e.g. BTC-USD,ETH-USD.")
@@ -51,7 +54,7 @@ from bot.errors import BotError, ConfigError
 def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_secs: str | None,
              candle_paths: tuple[str, ...], funding_paths: tuple[str, ...], funding_interval: str | None,
              funding_offset: str, candles_offset: str, bar_path: bool, start: str | None, end: str | None,
-             data_path: str | None, scenario_names: tuple[str, ...], markets: str | None, market: str | None,
+             warmup: bool, data_path: str | None, scenario_names: tuple[str, ...], markets: str | None, market: str | None,
              sample_secs: str | None, out_dir: str, with_report: bool) -> None:
     """Run the live engine over simulated, CSV or recorded data in simulated time; write DIR/summary.json."""
     from bot.backtest import sources
@@ -93,11 +96,13 @@ def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_se
             for path in (*candle_paths, *funding_paths):
                 if not Path(path).is_file():
                     bad("--candles" if path in candle_paths else "--funding", f"file not found: {path}")
-            source = sources.load_candle_data(
+            data = sources.load_candle_data(
                 candle_paths, funding_paths, market=market, start_ns=start_ns, end_ns=end_ns,
                 funding_interval_hours=interval_hours, funding_offset_hours=offsets["--funding-offset"],
                 candles_offset_hours=offsets["--candles-offset"],
-            ).source(settings, steps_per_bar=sources.BAR_PATH_STEPS if bar_path else None)
+                warmup_hours=settings.strategy.history_hours if warmup else 0)
+            data.warmup = warmup
+            source = data.source(settings, steps_per_bar=sources.BAR_PATH_STEPS if bar_path else None)
             for note in source.describe.get("checks", ()):
                 click.echo(f"perpbot: note: {note}", err=True)
     except sources.SourceError as exc:
