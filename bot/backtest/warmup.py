@@ -37,8 +37,11 @@ def add_warmup(src: Source, candles: dict[str, list[Bar]], funding: dict[str, di
                hours: int) -> None:
     """Attach each market's warm-up history to `src` (the runner seeds the engine with
     `hooks["warmup"]`), record it in `describe["warmup"]` and note a short one in the checks."""
-    histories = [market_history(t, candles[t], funding.get(t, {}), src.start_ns, hours) for t in src.specs]
-    src.hooks["warmup"] = histories
+    if hours <= 0:  # the daemon reads no history either
+        return
+    histories = [market_history(t, candles.get(t, []), funding.get(t, {}), src.start_ns, hours)
+                 for t in src.specs]
+    src.hooks["warmup"] = [h for h in histories if h.closes or h.funding]  # none: cold, as before
     src.describe["warmup"] = {h.market: {"candles": len(h.closes), "funding": len(h.funding),
                                          "from_ns": h.closes[0][0] if h.closes else None}
                               for h in histories}

@@ -54,7 +54,8 @@ from bot.errors import BotError, ConfigError
 def backtest(config_path: Path | None, sim_seed: str | None, hours: str, step_secs: str | None,
              candle_paths: tuple[str, ...], funding_paths: tuple[str, ...], funding_interval: str | None,
              funding_offset: str, candles_offset: str, bar_path: bool, start: str | None, end: str | None,
-             warmup: bool, data_path: str | None, scenario_names: tuple[str, ...], markets: str | None, market: str | None,
+             warmup: bool, data_path: str | None, scenario_names: tuple[str, ...], markets: str | None,
+             market: str | None,
              sample_secs: str | None, out_dir: str, with_report: bool) -> None:
     """Run the live engine over simulated, CSV or recorded data in simulated time; write DIR/summary.json."""
     from bot.backtest import sources

@@ -19,6 +19,8 @@ from typing import Any
 from bot.backtest import metrics as stats
 from bot.backtest import sources
 from bot.backtest.runner import Backtest
+from bot.backtest.warmup import add_warmup
+from bot.clock import NS_PER_HOUR
 from bot.config import Settings
 
 from .data import ResearchData
@@ -53,6 +55,11 @@ def evaluate(settings: Settings, data: ResearchData, window: Window, spec: Optim
     path's points per bar; `sources.BAR_PATH_STEPS` is the bar-level fast path)."""
     candles, funding = data.window(window)
     source = sources.candle_source(settings, candles, funding, steps_per_bar=steps_per_bar)
+    # Warmed on the rows before the window, as the daemon seeds from venue history (warmup.py).
+    hours, start = settings.strategy.history_hours, window.start_ns
+    since = start - hours * NS_PER_HOUR
+    add_warmup(source, {t: c.bars(since, start) for t, c in data.candles.items()},
+               {t: f.window(since, start - NS_PER_HOUR) for t, f in data.funding.items()}, hours)
     result = Backtest(settings, source).run()
     summary = result.summary
     metrics = {k: summary[k] for k in METRICS}
