@@ -8,7 +8,9 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import pytest
 from support.shared import SHARED, needs_shared
 
 from bot.backtest import sources
@@ -109,3 +111,31 @@ def test_warmup_is_a_flag_taking_no_value(tmp_path: Path) -> None:
     run = subprocess.run([str(perpbot), "backtest", "--sim", "1", "--warmup=no", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--warmup" in run.stderr
+
+
+@needs_shared
+def test_optimize_windows_warm_on_the_rows_before_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.research import data as rdata
+    from bot.research import objective
+    from bot.research.folds import Window
+    from bot.research.space import parse_spec
+
+    seen: list[dict | None] = []
+
+    class Spy(Backtest):
+        def run(self) -> Any:
+            seen.append(self.source.describe.get("warmup"))
+            return super().run()
+
+    monkeypatch.setattr(objective, "Backtest", Spy)
+    dydx = SHARED / "data/funding/BTC-USDT_dydx_2022-01-01_2024-01-01_funding_history.csv"
+    data = rdata.load(rdata.DataSpec((str(CANDLES),), (str(dydx),), 1, 0, "2023-06-01", "2023-06-05"))
+    spec = parse_spec({"space": {"strategy.max_leverage": {"low": 0.5, "high": 3.0}}})
+    settings = load(None, env_file=None)
+    day = 24 * NS_PER_HOUR
+    for start in (data.start_ns, data.start_ns + 2 * day):
+        objective.evaluate(settings, data, Window(start, start + day), spec,
+                           steps_per_bar=sources.BAR_PATH_STEPS)
+    # The loader cut the candles at --start but keeps the funding file whole: its rates still seed.
+    assert seen[0] == {"BTC-USD": {"candles": 0, "funding": 720, "from_ns": None}}
+    assert seen[1] == {"BTC-USD": {"candles": 48, "funding": 720, "from_ns": data.start_ns}}
