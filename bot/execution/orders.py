@@ -349,7 +349,7 @@ class OrderManager:
             for order, mid in zip(orders, mids, strict=True):
                 self._opened(order, mid)
             for order in orders:
-                if not self._refused(order, self.working(order.market)):
+                if not self._refused(order):
                     await self._send(order)
 
     async def quiesce(self) -> None:
@@ -399,12 +399,16 @@ class OrderManager:
             for order in orders:
                 self._opened(order, arrival_mid)
             for order in orders:
-                if not self._refused(order, self.working(order.market) + order.side.sign * order.size):
+                if not self._refused(order, order.side.sign * order.size):
                     await self._send(order)
 
-    def _refused(self, order: OrderRequest, working: Decimal) -> bool:
-        """Reject, unsent, an order the guard forbids (an invariant broken upstream: said loudly)."""
-        reason = self.guard(order, working) if self.guard is not None else None
+    def _refused(self, order: OrderRequest, unlisted: Decimal = ZERO) -> bool:
+        """Reject, unsent, an order the guard forbids (an invariant broken upstream: said loudly).
+        The guard sees what works on the market with it (`unlisted`: the order's own size when it
+        is no tracked child); without a guard nothing is summed."""
+        if self.guard is None:
+            return False
+        reason = self.guard(order, self.working(order.market) + unlisted)
         if reason is None:
             return False
         log.error("order_refused_limit", client_order_id=order.client_id, market=order.market,
