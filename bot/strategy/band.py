@@ -15,6 +15,7 @@ its side or follows a sleeve opening or closing (carry entry/exit) always goes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -52,6 +53,8 @@ def band_usd(inp: BandInputs) -> Decimal:
     if inp.vol_annual is None or inp.vol_annual <= 0 or inp.risk_aversion <= 0:
         return max(cap, floor)
     var_h = inp.vol_annual * inp.vol_annual * inp.horizon_hours / HOURS_PER_YEAR
+    if not (0 < var_h < math.inf):  # a vanishing vol underflows to 0.0; nan/inf say nothing
+        return max(cap, floor)
     risk_band = 2 * inp.cost_rate * max(inp.equity_usd, ZERO) / (inp.risk_aversion * Decimal(repr(var_h)))
     return max(min(risk_band, cap), floor)
 

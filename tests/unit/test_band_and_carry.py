@@ -1,3 +1,4 @@
+import math
 from decimal import Decimal
 
 from hypothesis import given
@@ -46,8 +47,16 @@ def test_band_rules() -> None:
     assert check_band(band(position=Decimal(0), target=Decimal("0.01"))).outside  # opening
 
 
+def test_band_with_an_unusable_vol_is_the_cap() -> None:
+    cap = Decimal("0.1") * 50000 * Decimal("0.25")
+    for vol in (1e-170, 5e-324, math.inf, math.nan):  # 1e-170 squared underflows to 0.0
+        assert band_usd(band(vol_annual=vol)) == cap
+        assert not check_band(band(position=Decimal("0.09"), vol_annual=vol)).outside
+
+
 @given(pos=st.decimals(-2, 2, places=4), target=st.decimals(-2, 2, places=4),
-       vol=st.one_of(st.none(), st.floats(0.01, 5)), gamma=st.decimals(0, 50, places=1),
+       vol=st.one_of(st.none(), st.floats(0.01, 5), st.floats(0, 1e-150), st.just(math.inf)),
+       gamma=st.decimals(0, 50, places=1),
        frac=st.decimals(Decimal("0.01"), 1, places=2))
 def test_band_never_holds_a_gap_beyond_its_cap_property(pos, target, vol, gamma, frac) -> None:  # type: ignore[no-untyped-def]
     inp = band(position=pos, target=target, vol_annual=vol, risk_aversion=gamma, max_fraction=frac)
