@@ -166,6 +166,9 @@ class StrategySettings(_Section):
     stretch_start: NonNegDecimal = Decimal("0.1")
     stretch_full: PosDecimal = Decimal("0.2")
     stretch_floor: Fraction = Decimal("0.5")
+    # The thesis's share (after every cut) may fall at once but rises only while price is at or
+    # beyond that trend in its direction: no re-risking into a fall (bot.strategy.volscale).
+    rerisk_on_trend: bool = False
     history_hours: int = Field(default=720, ge=0)  # venue history read at start to seed estimators
     # The directional thesis is cut by adverse_funding_cap_factor while the funding trend makes it
     # pay more than this (annualised), and by flag_risk_factor while >= min_flags flags agree.

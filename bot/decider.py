@@ -92,7 +92,7 @@ class Decider:
     def _refresh(self, state: MarketState, mark: Decimal, now_ns: int, ctx: decisions.Context) -> None:
         """Recompute the sleeves and the hard-limited targets for one market."""
         out = decisions.compute_targets(state, mark, self._clock.now_ns(), ctx)
-        state.carry_watch = out.watch
+        state.carry_watch, state.thesis_held = out.watch, out.thesis_held
         state.sleeves, state.sizing, state.pending_spot_target = out.sleeves, out.sizing, out.spot
         state.last_target_ns = now_ns
 

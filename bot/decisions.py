@@ -105,14 +105,15 @@ def compute_targets(state: MarketState, mark: Decimal, now_ns: int,
     status = ctx.status
     if status_rules.unrestricted(status):  # the status lets every target through: nothing to apply
         return strategy_decide.market_targets(readings, ctx.strategy, state.carry_side, state.carry_watch,
-                                              carry_size=state.carry_size, reduce_only_from=reduce_only)
+                                              carry_size=state.carry_size, reduce_only_from=reduce_only,
+                                              thesis_held=state.thesis_held)
     return strategy_decide.market_targets(readings, ctx.strategy, state.carry_side, state.carry_watch,
                                           carry_size=state.carry_size,
                                           reduce_only_from=reduce_only,
                                           restrict=lambda d: status_rules.restrict_target(
                                               status, d, state.position.size),
                                           held_size=lambda t: t.size if status_rules.may_place(status)
-                                          else state.position.size)
+                                          else state.position.size, thesis_held=state.thesis_held)
 
 
 def assess_gate(state: MarketState, mark: Decimal, now_ns: int, ctx: Context) -> Assessment:

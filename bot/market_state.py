@@ -50,6 +50,7 @@ class MarketState:
     funding_trend: FundingTrend = field(default_factory=lambda: FundingTrend(168))
     entry_trend: FundingTrend | FundingMedian = field(default_factory=lambda: FundingTrend(168))
     carry_watch: CarryWatch = field(default_factory=CarryWatch)
+    thesis_held: Decimal | None = None  # the thesis's share at the last refresh (signed; re-risk gate)
     depth_median: RollingMedian = field(default_factory=lambda: RollingMedian(300))
     ledger: FundingLedger = field(default_factory=FundingLedger)
     spot: SpotLeg | None = None

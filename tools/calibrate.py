@@ -150,6 +150,7 @@ class Leg:
     carry_size: Decimal = Decimal(0)
     watch: CarryWatch = field(default_factory=CarryWatch)
     flags_were: bool = False
+    thesis_held: Decimal | None = None  # the directional share at the last hour (the re-risk gate)
 
 
 def _d(x: float) -> Decimal:
@@ -224,8 +225,9 @@ def run(series: list[Series], start: int, end: int, strat: StrategySettings, rul
                 step_size=STEP[s.market], spot_step_size=STEP[s.market], perp_fee_rate=_d(PERP_FEE),
                 operator_target=op, flags_agree=agree, entry_trend_1h=entry.rate_1h,
                 baseline_vol=vol.baseline, price_trend=vol.trend)
-            out = market_targets(readings, strat, leg.carry_side, leg.watch, carry_size=leg.carry_size)
-            leg.watch = out.watch
+            out = market_targets(readings, strat, leg.carry_side, leg.watch, carry_size=leg.carry_size,
+                                 thesis_held=leg.thesis_held)
+            leg.watch, leg.thesis_held = out.watch, out.thesis_held
             tgt, spot_tgt = float(out.sizing.size), float(out.spot)
             slip = float(strat.carry.expected_slippage_bps) / 1e4
             trade = out.sleeves.carry_side != leg.carry_side or (agree and not leg.flags_were)
@@ -386,17 +388,20 @@ def directional_grid(quick: bool) -> list[dict[str, Any]]:
     # only as a crash ceiling (1) and the 20% stop raised: return/drawdown 10 of 14. 5) here: the
     # stretch trim (off, or a 20/30-day trend with 10-20% / 15-30% lines, floor 0.5), against
     # target vol 0.3/1, vol norm 0/30 days and stop 0.2/0.5; the 30% funding line as in 4.
+    # 6) the same grid with the re-risk gate off/on (rerisk_on_trend: the share rises only while
+    # price is at or above the stretch trend; inert without a trend).
     stretches = [(0, "0.1", "0.2"), (30, "0.1", "0.2"), (30, "0.15", "0.3"), (20, "0.1", "0.2")]
     tvs = ["0.3", "1"] if not quick else ["1"]
     norms = [0, 30] if not quick else [30]
     stops = ["0.2", "0.5"] if not quick else ["0.5"]
+    gates = [False, True] if not quick else [True]
     if quick:
         stretches = stretches[1:2]
     return [{"target_vol_annual": a, "vol_half_life_days": 7, "vol_baseline_half_life_days": n,
              "thesis_max_scale": "0.6", "drawdown_stop": b, "flag_risk_factor": "1",
              "adverse_funding_rate_annual": "0.3", "stretch_half_life_days": hl, "stretch_start": lo,
-             "stretch_full": hi, "stretch_floor": "0.5"}
-            for a, n, b, (hl, lo, hi) in itertools.product(tvs, norms, stops, stretches)]
+             "stretch_full": hi, "stretch_floor": "0.5", "rerisk_on_trend": g}
+            for a, n, b, (hl, lo, hi), g in itertools.product(tvs, norms, stops, stretches, gates)]
 
 
 def carry_settings(params: dict[str, Any], horizon: int) -> StrategySettings:
@@ -423,7 +428,8 @@ def directional_settings(params: dict[str, Any]) -> StrategySettings:
         "stretch_half_life_days": float(params.get("stretch_half_life_days", 0)),
         "stretch_start": Decimal(params.get("stretch_start", "0.1")),
         "stretch_full": Decimal(params.get("stretch_full", "0.2")),
-        "stretch_floor": Decimal(params.get("stretch_floor", "0.5"))})
+        "stretch_floor": Decimal(params.get("stretch_floor", "0.5")),
+        "rerisk_on_trend": bool(params.get("rerisk_on_trend", False))})
 
 
 def expected_hold(series: list[Series], end: int, params: dict[str, Any]) -> int:

@@ -67,18 +67,30 @@ class MarketTargets:
                 return abs(target.perp)
         return ZERO
 
+    @property
+    def thesis_held(self) -> Decimal | None:
+        """The directional thesis's share in this plan, signed by its side (None: no thesis): what
+        the next evaluation's re-risk gate compares with."""
+        for target in self.sleeves.targets:
+            if target.sleeve == "directional" and "scale" in target.values:
+                scale: Decimal = target.values["scale"]
+                return scale if target.values["operator_target"] > 0 else -scale
+        return None
+
 
 def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watch: CarryWatch,
                    *, carry_size: Decimal = ZERO,
                    reduce_only_from: tuple[Decimal, Decimal | None] | None = None,
                    restrict: Callable[[Decimal], tuple[Decimal, str]] | None = None,
-                   held_size: Callable[[Target], Decimal] | None = None) -> MarketTargets:
+                   held_size: Callable[[Target], Decimal] | None = None,
+                   thesis_held: Decimal | None = None) -> MarketTargets:
     """Sleeves, then hard limits: the perp and spot targets for one market.
 
     `carry_side`/`watch`/`carry_size` are the carry sleeve's committed state; `reduce_only_from` (perp, spot
     positions) forbids any growth of exposure (REDUCE_ONLY); `restrict` (the market's status,
     bot.strategy.market_status) may cut the desired perp and say why, and then `held_size` gives
-    the size the hard-limited target is held at.
+    the size the hard-limited target is held at. `thesis_held` is the directional thesis's share
+    at the last evaluation (`MarketTargets.thesis_held`), which `rerisk_on_trend` gates against.
     """
     # The watch counts the exit trend's adverse hours first; the sleeves then read its count.
     adverse = carry_stay_adverse(r.funding_trend_1h, carry_side, p.carry, r.perp_fee_rate, r.spot_fee_rate,
@@ -92,6 +104,7 @@ def market_targets(r: MarketReadings, p: StrategySettings, carry_side: int, watc
         step_size=r.step_size, spot_step_size=r.spot_step_size, perp_fee_rate=r.perp_fee_rate,
         operator_target=r.operator_target, adverse_hours=watch.adverse_hours, flags_agree=r.flags_agree,
         carry_size=carry_size, entry_rate_1h=r.entry_trend_1h, spot_fee_rate=r.spot_fee_rate,
+        thesis_held=thesis_held, price_trend=r.price_trend,
     )
     sleeves = plan_sleeves(inp, p, carry_side)
     desired, spot_desired = sleeves.perp, sleeves.spot

@@ -7,7 +7,8 @@ Capital per market (equity / market count) is split by risk budget across sleeve
   and the stretch trim (bot.strategy.volscale),
   cut by `adverse_funding_cap_factor` while the funding *trend* makes the position pay more than
   `adverse_funding_rate_annual`, and by `flag_risk_factor` while the flags agree: risk falls when
-  volatility or funding turns against the thesis;
+  volatility or funding turns against the thesis; with `rerisk_on_trend` the share rises again
+  only while price is at or beyond its trend in the thesis's direction (`volscale.rerisk_gate`);
 - carry (funding capture): a delta-neutral perp + spot pair on the side that *receives* funding
   (positive rate: short perp, long spot). It opens when the entry trend (the median of the last
   `entry_median_hours` settled hourly rates, or their EWMA) over the expected holding period
@@ -35,6 +36,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from bot.config import CarrySettings, StrategySettings
+from bot.strategy.volscale import rerisk_gate
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -66,6 +68,8 @@ class SleeveInputs:
     entry_rate_1h: Decimal | None = None  # the entry trend (None: funding_rate_1h decides entry too)
     flags_agree: bool = False  # at least `rules.min_flags` flags are tripped
     spot_fee_rate: Decimal | None = None  # the hedge venue's taker rate; None: carry.spot_taker_fee_rate
+    thesis_held: Decimal | None = None  # the thesis's share at the last evaluation, signed by side
+    price_trend: float | None = None  # the price trend (EWMA of hourly closes; None: none kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +159,11 @@ def directional_sleeve(inp: SleeveInputs, p: StrategySettings) -> SleeveTarget:
     if inp.flags_agree:
         scale *= p.flag_risk_factor
         why = "flags"
+    if p.rerisk_on_trend:
+        side = 1 if desired > 0 else -1
+        gated = rerisk_gate(scale.quantize(_SCALE_Q), inp.thesis_held, inp.price, inp.price_trend, side)
+        if gated < scale.quantize(_SCALE_Q):
+            scale, why = gated, "rerisk_gate"
     values["scale"] = scale.quantize(_SCALE_Q)
     size = _floor(abs(desired) * min(scale, ONE), inp.step_size).copy_sign(desired)
     return SleeveTarget("directional", size, ZERO, why if size != desired else "operator_target", values)

@@ -15,6 +15,12 @@ Two cuts, multiplied:
   Falls in these markets come mostly after run-ups; a position held at a constant share of the
   thesis gives back more of its (smaller) peak than the unmanaged one, so what is trimmed is the
   exposure a fall after a run-up would hit. The trim is gone once price is back near its trend.
+
+A third rule works on the product of every cut (`rerisk_gate`): the share held falls at once,
+but rises only while price is at or beyond its trend in the thesis's direction. When a fall
+releases a cut (the stretch trim once price drops back to its trend, the adverse-funding cut once
+funding cools, the vol ceiling once a spike fades), the thesis is not re-risked into a market
+that keeps falling; it is restored once price is back at its trend.
 """
 
 from __future__ import annotations
@@ -52,6 +58,20 @@ def stretch_factor(price: Decimal, trend: float | None, side: int, start: Decima
     if stretch >= full:
         return floor
     return (ONE - (ONE - floor) * (stretch - start) / (full - start)).quantize(_Q, rounding=ROUND_DOWN)
+
+
+def rerisk_gate(scale: Decimal, held: Decimal | None, price: Decimal, trend: float | None,
+                side: int) -> Decimal:
+    """The share of the thesis to hold now, given the share `held` at the last evaluation (signed
+    by its side; None: none yet): `scale` if it is not more than held, or price is at or beyond
+    its trend in the thesis's direction (`side` +1 long, -1 short); else the held share."""
+    if held is None or side == 0 or held * side < 0 or trend is None or trend <= 0:
+        return scale  # nothing held on this side yet, or no trend: nothing to gate
+    kept = abs(held)
+    if scale <= kept:
+        return scale
+    gap = price - Decimal(repr(trend))
+    return scale if gap * side >= 0 else kept
 
 
 class SizingVol(EwmaVol):

@@ -132,3 +132,107 @@ def test_stretch_lines_out_of_order_are_refused_naming_the_section(tmp_path) -> 
                          capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
     assert out.returncode == 2
     assert "stretch_full must be above stretch_start" in out.stderr + out.stdout
+
+
+def test_the_share_falls_at_once_and_rises_only_at_or_beyond_the_trend() -> None:
+    from bot.strategy.volscale import rerisk_gate
+    # a cut passes whatever the price
+    assert rerisk_gate(D("0.3"), D("0.6"), D(80), 100.0, 1) == D("0.3")
+    # a released cut below the trend: the long keeps what it held
+    assert rerisk_gate(D("0.6"), D("0.3"), D(80), 100.0, 1) == D("0.3")
+    # at or above the trend it is restored
+    assert rerisk_gate(D("0.6"), D("0.3"), D(100), 100.0, 1) == D("0.6")
+    assert rerisk_gate(D("0.6"), D("0.3"), D(120), 100.0, 1) == D("0.6")
+    # a short is mirrored: restored only at or below its trend
+    assert rerisk_gate(D("0.6"), D("-0.3"), D(120), 100.0, -1) == D("0.3")
+    assert rerisk_gate(D("0.6"), D("-0.3"), D(90), 100.0, -1) == D("0.6")
+    # nothing held yet, held on the other side (a flipped thesis), or no trend: nothing to gate
+    assert rerisk_gate(D("0.6"), None, D(80), 100.0, 1) == D("0.6")
+    assert rerisk_gate(D("0.6"), D("-0.3"), D(80), 100.0, 1) == D("0.6")
+    assert rerisk_gate(D("0.6"), D("0.3"), D(80), None, 1) == D("0.6")
+
+
+@given(scale=st.decimals(0, 1, places=4), held=st.decimals(-1, 1, places=4),
+       price=st.decimals(1, 10**6, places=2), trend=st.floats(1, 10**6), side=st.sampled_from([-1, 1]))
+def test_the_gate_never_adds_risk_against_the_trend_property(scale, held, price, trend, side) -> None:  # type: ignore[no-untyped-def]
+    from bot.strategy.volscale import rerisk_gate
+    got = rerisk_gate(scale, held, price, trend, side)
+    assert got in (scale, abs(held))
+    assert got <= scale  # never more than every other cut allows
+    against = (price - D(repr(trend))) * side < 0
+    if against and held * side >= 0:
+        assert got <= abs(held)  # below the trend (a long) the share never grows
+
+
+def test_a_fall_that_releases_the_stretch_trim_does_not_re_risk_the_thesis() -> None:
+    from bot.config import CarrySettings, StrategySettings
+    from bot.strategy.carry import CarryWatch
+    from bot.strategy.decide import MarketReadings, market_targets
+
+    p = StrategySettings(directional_budget=D(1), carry_budget=D(0), carry=CarrySettings(enabled=False),
+                         target_vol_annual=D(100), thesis_max_scale=D("0.6"), stretch_half_life_days=30,
+                         stretch_start=D("0.15"), stretch_full=D("0.3"), rerisk_on_trend=True)
+
+    def at(price: int, held: D | None) -> tuple[D, D | None]:
+        r = MarketReadings(market="BTC-USD", now_ns=0, price=D(price), spot_price=None, equity_usd=D(10_000),
+                           peak_equity_usd=D(10_000), market_count=1, sizing_vol=0.5,
+                           funding_trend_1h=D(0), persistence_hours=0, step_size=D("0.001"),
+                           spot_step_size=None, perp_fee_rate=D("0.0005"), operator_target=D(50),
+                           flags_agree=False, price_trend=100.0)
+        out = market_targets(r, p, 0, CarryWatch(), thesis_held=held)
+        return out.sizing.size, out.thesis_held
+
+    size, held = at(130, None)  # 30% above the trend: half the cap
+    assert (size, held) == (D(15), D("0.3"))
+    size, held = at(90, held)  # fell through the trend: the trim is gone, the share is not restored
+    assert (size, held) == (D(15), D("0.3"))
+    size, held = at(100, held)  # back at the trend: restored
+    assert (size, held) == (D(30), D("0.6"))
+    # the gate off: the fall re-risks at once
+    off = p.model_copy(update={"rerisk_on_trend": False})
+    r_off = market_targets(MarketReadings(
+        market="BTC-USD", now_ns=0, price=D(90), spot_price=None, equity_usd=D(10_000),
+        peak_equity_usd=D(10_000), market_count=1, sizing_vol=0.5, funding_trend_1h=D(0), persistence_hours=0,
+        step_size=D("0.001"), spot_step_size=None, perp_fee_rate=D("0.0005"), operator_target=D(50),
+        flags_agree=False, price_trend=100.0), off, 0, CarryWatch(), thesis_held=D("0.3"))
+    assert r_off.sizing.size == D(30)
+
+
+def test_a_bad_rerisk_value_is_refused_naming_the_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[strategy]\nrerisk_on_trend = "sometimes"\n')
+    code = "import sys; from bot.cli import main; main(sys.argv[1:])"
+    out = subprocess.run([sys.executable, "-c", code, "config", "check", "--config", str(bad)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "rerisk_on_trend" in out.stderr + out.stdout
+    assert len((out.stderr + out.stdout).strip().splitlines()) == 1
+
+
+def test_the_engine_gates_on_the_share_its_last_refresh_held() -> None:
+    from bot import decisions
+    from bot.config import CarrySettings, Settings, StrategySettings
+    from bot.domain import FeeRates, MarketSpec, MarketStatusKind, RiskMode
+    from bot.market_state import build_markets
+    from bot.strategy.targets import TargetSpec
+
+    settings = Settings(strategy=StrategySettings(
+        directional_budget=D(1), carry_budget=D(0), carry=CarrySettings(enabled=False),
+        target_vol_annual=D(100), thesis_max_scale=D("0.6"), stretch_half_life_days=30,
+        rerisk_on_trend=True))
+    fees = {"dydx": FeeRates(D("0.0001"), D("0.0005"), "t"), "binance": FeeRates(D("0.001"), D("0.001"), "t")}
+    ctx = decisions.Context(settings=settings, strategy=settings.strategy, equity=D(10_000),
+                            peak_equity=D(10_000), fees=fees, market_count=1, risk_mode=RiskMode.NORMAL,
+                            status=MarketStatusKind.ACTIVE, operator=TargetSpec(D("0.5"), "leverage"),
+                            settlement_hold=False)
+    spec = MarketSpec("BTC-USD", D("0.01"), D("0.001"), D("0.001"))
+    state = build_markets(settings, {"BTC-USD": spec}, {}, {}, None)[0]["BTC-USD"]
+    seed_vol(state.vol_sizing, [(h * NS_H, D(100) if h % 2 else D("100.5")) for h in range(24 * 30)])
+    state.thesis_held = D("0.2")  # what the last refresh held (a cut the fall has since released)
+    below = decisions.compute_targets(state, D(90), 24 * 30 * NS_H, ctx)
+    assert below.sizing.size == D("11.111")  # 0.2 x 5,000 / 90: not re-risked below the trend
+    assert below.thesis_held == D("0.2")
+    at_trend = decisions.compute_targets(state, D(101), 24 * 30 * NS_H, ctx)
+    assert at_trend.sizing.size == D("29.702")  # 0.6 x 5,000 / 101: restored at its trend
