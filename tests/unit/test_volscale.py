@@ -93,7 +93,9 @@ def test_the_trend_is_an_hourly_ewma_of_closes_seeded_with_the_vol() -> None:
     assert SizingVol(7).trend is None and trend_of(EwmaVol(3600)) is None
 
 
-def test_the_engine_trims_a_stretched_long_thesis_and_keeps_it_near_its_trend() -> None:
+def _engine(**strategy):  # type: ignore[no-untyped-def]
+    """A 0.5x long BTC-USD thesis on 10,000 USD: the decision context and a fresh market state
+    whose estimators are seeded on 30 days near 100 (what the daemon's start-up read does)."""
     from bot import decisions
     from bot.config import CarrySettings, Settings, StrategySettings
     from bot.domain import FeeRates, MarketSpec, MarketStatusKind, RiskMode
@@ -102,7 +104,7 @@ def test_the_engine_trims_a_stretched_long_thesis_and_keeps_it_near_its_trend() 
 
     settings = Settings(strategy=StrategySettings(
         directional_budget=D(1), carry_budget=D(0), carry=CarrySettings(enabled=False),
-        target_vol_annual=D(100), thesis_max_scale=D("0.6"), stretch_half_life_days=30))
+        target_vol_annual=D(100), thesis_max_scale=D("0.6"), stretch_half_life_days=30, **strategy))
     fees = {"dydx": FeeRates(D("0.0001"), D("0.0005"), "t"), "binance": FeeRates(D("0.001"), D("0.001"), "t")}
     ctx = decisions.Context(settings=settings, strategy=settings.strategy, equity=D(10_000),
                             peak_equity=D(10_000), fees=fees, market_count=1, risk_mode=RiskMode.NORMAL,
@@ -110,10 +112,19 @@ def test_the_engine_trims_a_stretched_long_thesis_and_keeps_it_near_its_trend() 
                             settlement_hold=False)
     spec = MarketSpec("BTC-USD", D("0.01"), D("0.001"), D("0.001"))
 
-    def target_at(mark: D) -> D:
+    def fresh():  # type: ignore[no-untyped-def]
         state = build_markets(settings, {"BTC-USD": spec}, {}, {}, None)[0]["BTC-USD"]
-        closes = [(h * NS_H, D(100) if h % 2 else D("100.5")) for h in range(24 * 30)]
-        seed_vol(state.vol_sizing, closes)  # what the daemon's start-up read does
+        seed_vol(state.vol_sizing, [(h * NS_H, D(100) if h % 2 else D("100.5")) for h in range(24 * 30)])
+        return state
+    return ctx, fresh
+
+
+def test_the_engine_trims_a_stretched_long_thesis_and_keeps_it_near_its_trend() -> None:
+    from bot import decisions
+    ctx, fresh = _engine()
+
+    def target_at(mark: D) -> D:
+        state = fresh()
         state.oracle_price = mark
         return decisions.compute_targets(state, mark, 24 * 30 * NS_H, ctx).sizing.size
 
@@ -213,23 +224,8 @@ def test_a_bad_rerisk_value_is_refused_naming_the_key(tmp_path) -> None:  # type
 
 def test_the_engine_gates_on_the_share_its_last_refresh_held() -> None:
     from bot import decisions
-    from bot.config import CarrySettings, Settings, StrategySettings
-    from bot.domain import FeeRates, MarketSpec, MarketStatusKind, RiskMode
-    from bot.market_state import build_markets
-    from bot.strategy.targets import TargetSpec
-
-    settings = Settings(strategy=StrategySettings(
-        directional_budget=D(1), carry_budget=D(0), carry=CarrySettings(enabled=False),
-        target_vol_annual=D(100), thesis_max_scale=D("0.6"), stretch_half_life_days=30,
-        rerisk_on_trend=True))
-    fees = {"dydx": FeeRates(D("0.0001"), D("0.0005"), "t"), "binance": FeeRates(D("0.001"), D("0.001"), "t")}
-    ctx = decisions.Context(settings=settings, strategy=settings.strategy, equity=D(10_000),
-                            peak_equity=D(10_000), fees=fees, market_count=1, risk_mode=RiskMode.NORMAL,
-                            status=MarketStatusKind.ACTIVE, operator=TargetSpec(D("0.5"), "leverage"),
-                            settlement_hold=False)
-    spec = MarketSpec("BTC-USD", D("0.01"), D("0.001"), D("0.001"))
-    state = build_markets(settings, {"BTC-USD": spec}, {}, {}, None)[0]["BTC-USD"]
-    seed_vol(state.vol_sizing, [(h * NS_H, D(100) if h % 2 else D("100.5")) for h in range(24 * 30)])
+    ctx, fresh = _engine(rerisk_on_trend=True)
+    state = fresh()
     state.thesis_held = D("0.2")  # what the last refresh held (a cut the fall has since released)
     below = decisions.compute_targets(state, D(90), 24 * 30 * NS_H, ctx)
     assert below.sizing.size == D("11.111")  # 0.2 x 5,000 / 90: not re-risked below the trend
