@@ -98,6 +98,31 @@ def test_directional_risk_falls_on_adverse_funding_and_agreeing_flags() -> None:
     assert flagged.perp == Decimal("0.5") and flagged.why == "flags"
 
 
+def test_funding_that_cools_after_a_fall_does_not_re_risk_the_thesis_below_its_trend() -> None:
+    gated = S.model_copy(update={"rerisk_on_trend": True})
+    # the funding cut held the long at 0.5 of its thesis; funding has cooled, price is below trend
+    inp = replace(BASE, operator_target=Decimal(1), funding_rate_1h=Decimal(0), thesis_held=Decimal("0.5"),
+                  price_trend=70000.0)
+    held = directional_sleeve(inp, gated)
+    assert held.perp == Decimal("0.5") and held.why == "rerisk_gate"
+    assert directional_sleeve(inp, S).perp == Decimal(1)  # the gate off: re-risked at once
+    assert directional_sleeve(replace(inp, price_trend=55000.0), gated).perp == Decimal(1)  # above it
+
+
+@given(lev=st.decimals(0, 1, places=2), held=st.none() | st.decimals(-1, 1, places=4),
+       trend=st.none() | st.floats(30000, 90000), target=st.decimals(-2, 2, places=3).filter(bool),
+       rate=st.decimals(Decimal("-0.0002"), Decimal("0.0002"), places=6))
+def test_the_gate_never_holds_more_than_the_ungated_thesis_property(lev, held, trend, target, rate) -> None:  # type: ignore[no-untyped-def]
+    inp = replace(BASE, operator_target=target, leverage=lev, funding_rate_1h=rate, thesis_held=held,
+                  price_trend=trend)
+    gated = directional_sleeve(inp, S.model_copy(update={"rerisk_on_trend": True}))
+    free = directional_sleeve(inp, S)
+    assert abs(gated.perp) <= abs(free.perp)
+    assert gated.perp * target >= 0  # never the other side
+    if trend is None or held is None or (Decimal(repr(trend)) - BASE.price) * target <= 0:
+        assert gated.perp == free.perp  # at or beyond the trend, or nothing held: no gate
+
+
 def test_vol_provision_is_a_hook() -> None:
     assert vol_provision_sleeve(BASE, Decimal("0.1")).perp == 0
 
