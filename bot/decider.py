@@ -121,7 +121,7 @@ class Decider:
             # The spot leg follows the perp parent's fills (bot.execution.hedge), not a parent of its own.
             self._hedges.set(ticker, hedging.start_leg(
                 self._hedges.hedges[ticker], position, d.target, d.spot_target, d.plan is not None, now_ns,
-                self._settings.execution))
+                self._settings.execution), decision_id)
         if d.plan is not None:
             self._orders.start_parent(d.plan, decision_id)
 

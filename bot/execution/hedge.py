@@ -134,6 +134,20 @@ def on_perp_fill(state: HedgeState, signed_size: Decimal, ts_ns: int, p: Executi
                    obligations=(*state.obligations, Obligation(ts_ns + _lag_ns(p), required, direction)))
 
 
+def on_stray_fill(state: HedgeState, signed_size: Decimal, ratio: Decimal, ts_ns: int,
+                  p: ExecutionSettings) -> HedgeState:
+    """A fill of a perp parent whose leg is over (a newer decision replaced it, or an unwind gave
+    it up) that the venue reported late: the perp traded all the same, so its hedge is owed at
+    that parent's own `ratio`, and the current leg's goal moves with it (never clamped)."""
+    change = signed_size * ratio
+    if not change:
+        return state
+    required = state.required + change
+    return replace(state, required=required, goal=state.goal + change,
+                   obligations=(*state.obligations, Obligation(ts_ns + _lag_ns(p), required,
+                                                                1 if change > 0 else -1)))
+
+
 def observe(state: HedgeState, spot_position: Decimal, mark: Decimal | None, now_ns: int,
             p: ExecutionSettings) -> HedgeState:
     """Accrue leg risk since the last look, settle met obligations, count late ones."""

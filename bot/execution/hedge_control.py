@@ -61,6 +61,10 @@ class HedgeControl:
         self._withheld_covered: dict[str, Decimal] = {}
         self._balance_checked_ns: dict[str, int] = {}  # spot market -> last venue read of its balance
         self._sell_capped: dict[str, tuple[Decimal, Decimal]] = {}  # spot market -> (wanted, sellable)
+        # Per decision whose perp parent may still report fills: spot units per signed perp unit
+        # its leg was started with, and the decisions whose leg an unwind gave up.
+        self._leg_ratios: dict[int, Decimal] = {}
+        self._unwound: set[int] = set()
         if spot_orders is not None:
             spot_orders.guard = self._spot_guard
         for ticker, state in markets.items():
@@ -71,10 +75,19 @@ class HedgeControl:
 
     # ---- persistence ---------------------------------------------------------------------------
 
-    def set(self, ticker: str, hedge: HedgeState) -> None:
-        """Replace a market's hedge; persist what must survive a restart when it changed."""
+    def set(self, ticker: str, hedge: HedgeState, decision_id: int | None = None) -> None:
+        """Replace a market's hedge; persist what must survive a restart when it changed.
+
+        `decision_id`: the decision that starts this leg; its ratio is kept for the fills its perp
+        parent reports once a newer decision replaced it or an unwind gave it up.
+        """
         before = self.hedges.get(ticker)
         self.hedges[ticker] = hedge
+        if decision_id is not None:
+            tracked = self._orders.decisions_tracked()
+            self._leg_ratios = {d: r for d, r in self._leg_ratios.items() if d in tracked}
+            self._unwound &= tracked
+            self._leg_ratios[decision_id] = hedge.ratio
         if before is None or hedging.persisted(before) != hedging.persisted(hedge):
             self._store.meta_set(*record(ticker, hedge))
 
@@ -115,23 +128,32 @@ class HedgeControl:
     def after_fill(self, fill: Fill) -> HedgeState | None:
         """The fill's market hedge once the fill counts; None when the fill changes no hedge.
 
-        A perp fill of the running parent makes its spot hedge due; an unwind's fill costs fees.
+        Every perp fill of a parent that may still report (running, ended, replaced or held) makes
+        its spot hedge due; an unwind's fill costs fees.
         """
         hedge = self.hedges.get(fill.market)
         if hedge is None:
             return None
         if fill.client_id in self._unwind_orders:
             return hedging.add_unwind_fee(hedge, fill.fee)
-        parent = self._orders.parent(fill.market)
-        # A fill reported after its parent's window ended (a lagging indexer) is the current
-        # leg's all the same when that parent is the current decision's: its hedge is owed too.
         owner = self._orders.parent_of(fill.client_id)
-        late = (owner is not None and owner is not parent
-                and owner.decision_id == self._decision_ids.get(fill.market))
-        if late or (parent is not None and fill.client_id in parent.children):
-            return hedging.on_perp_fill(hedge, fill.size * fill.side.sign, self._clock.now_ns(),
-                                        self._settings.execution)
-        return None
+        if owner is None:
+            return None
+        signed, now_ns, ex = fill.size * fill.side.sign, self._clock.now_ns(), self._settings.execution
+        # The leg being built: the running parent, or one of the current decision's whose window
+        # ended (a lagging indexer). Its fills move the hedge toward the leg's goal.
+        current = owner is self._orders.parent(fill.market) or (
+            owner.decision_id == self._decision_ids.get(fill.market))
+        if current and owner.decision_id not in self._unwound:
+            return hedging.on_perp_fill(hedge, signed, now_ns, ex)
+        # A leg that is over (a newer decision replaced it, or an unwind gave it up): the perp
+        # traded all the same, at the ratio that leg was started with.
+        ratio = self._leg_ratios.get(owner.decision_id, ZERO)
+        if ratio:
+            log.warning("hedge_stray_perp_fill", market=fill.market, client_order_id=fill.client_id,
+                        decision_id=owner.decision_id, size=str(signed), ratio=str(ratio),
+                        unwound=owner.decision_id in self._unwound)
+        return hedging.on_stray_fill(hedge, signed, ratio, now_ns, ex)
 
     def fill_meta(self, market: str, after: HedgeState | None) -> tuple[str, str] | None:
         """The hedge record to store in the fill's own transaction (None: nothing persisted changes)."""
@@ -362,10 +384,17 @@ class HedgeControl:
         assert spot is not None
         ticker = state.spec.ticker
         ex = self._settings.execution
-        hedge, unwind = hedging.plan_unwind(self.hedges[ticker], state.position.size, spot.position.size,
+        before = self.hedges[ticker]
+        hedge, unwind = hedging.plan_unwind(before, state.position.size, spot.position.size,
                                             reason, now_ns, ex, state.spec.step_size)
         self.set(ticker, hedge)
         parent = self._orders.hold(ticker)
+        # The leg is given up: fills its perp children still report (in flight when the unwind
+        # was sized) are hedged at its ratio on top of the hedge left, never toward its goal.
+        for decision_id in {self._decision_ids.get(ticker), parent.decision_id if parent else None}:
+            if decision_id is not None:
+                self._leg_ratios.setdefault(decision_id, before.ratio)
+                self._unwound.add(decision_id)
         if parent is not None:
             await self._orders.cancel_parent(parent)
         if self._spot_orders is not None:

@@ -169,6 +169,11 @@ class OrderManager:
         entry = self._child_parent.get(client_id)
         return entry[0] if entry is not None else None
 
+    def decisions_tracked(self) -> set[int]:
+        """The decisions whose parents may still report: running, held or ended with children tracked."""
+        running = {p.decision_id for p in self.parents.values()}
+        return running | {p.decision_id for p, _child in self._child_parent.values()}
+
     async def cancel_working(self, market: str, keep: Side | None = None) -> None:
         """Cancel every open child on `market` but those on side `keep`, IOC ones too (one not yet
         at the venue or not yet answered may still fill); cancelling one that ended is a no-op."""

@@ -210,3 +210,15 @@ def test_an_order_that_shrinks_the_spot_exposure_is_never_refused(size: Decimal,
         assert reason is None
     else:  # refused exactly when the exposure grows beyond the limit
         assert (reason is not None) == (after * price > CAP + SLACK)
+
+
+def test_a_stray_fill_is_owed_at_its_own_legs_ratio_and_moves_the_goal() -> None:
+    # The current leg (spot 0.5 -> 1 for perp -0.5 -> -1) is half built; a fill of 0.2 of an
+    # earlier leg's perp sell reported now is owed at that leg's ratio (-1), goal included.
+    state = h.on_perp_fill(opened(), D("-0.5"), SEC, P)
+    after = h.on_stray_fill(state, D("-0.2"), D(-1), 2 * SEC, P)
+    assert (after.required, after.goal) == (D("0.7"), D("1.2"))
+    assert after.obligations[-1] == h.Obligation(12 * SEC, D("0.7"), 1)
+    # The rest of the current leg still moves the hedge toward its (moved) goal.
+    assert h.on_perp_fill(after, D("-0.5"), 3 * SEC, P).required == D("1.2")
+    assert h.on_stray_fill(state, D("-0.2"), D(0), 2 * SEC, P) is state  # no hedged leg: nothing owed
