@@ -260,21 +260,28 @@ def plan_hedge(spec: MarketSpec, gap: Decimal, working_from: Decimal, levels: li
 
 
 def spot_order_refusal(signed_size: Decimal, spot_position: Decimal, working: Decimal, price: Decimal,
-                       max_notional_usd: Decimal, max_mismatch_usd: Decimal) -> str | None:
+                       max_notional_usd: Decimal, max_mismatch_usd: Decimal,
+                       required: Decimal) -> str | None:
     """Why a spot hedge order breaks the risk limits, or None.
 
-    `working` is the signed size our open spot orders may still trade, this one included. An
-    order that grows |position + working| beyond the largest hedge sizing allows (the perp's
-    notional cap, plus the mismatch the hedge may lag by) is refused; one that shrinks it never.
+    `working` is the signed size our open spot orders may still trade, this one included;
+    `required` the spot position the hedge owes. An order that grows |position + working| beyond
+    the largest hedge sizing allows (the perp's notional cap, plus the mismatch the hedge may lag
+    by, at `price`) is refused, unless it brings position + working closer to `required`: a
+    carry held through a rally sits above the cap at today's price, and the buy that restores
+    its hedge (a commission bought back) must not count toward an unwind. One that shrinks the
+    exposure is never refused. A runaway (the same order sent again and again) therefore stops
+    within one order of the larger of the cap and the hedge owed.
     """
     after = spot_position + working
     before = after - signed_size
-    if abs(after) <= abs(before):
+    if abs(after) <= abs(before) or abs(after - required) < abs(before - required):
         return None
     limit = max_notional_usd + max_mismatch_usd
     if abs(after) * price <= limit:
         return None
-    return f"spot exposure {after} x {price} beyond {limit} USD (position {spot_position}, working {working})"
+    return (f"spot exposure {after} x {price} beyond {limit} USD (position {spot_position}, "
+            f"working {working}, hedge {required})")
 
 
 def _side_of(gap: Decimal) -> Side:

@@ -345,14 +345,17 @@ class HedgeControl:
 
     def _spot_guard(self, order: OrderRequest, working: Decimal) -> str | None:
         """Why a spot order must not be sent: it grows the spot exposure (position + working)
-        beyond what the risk limits allow the hedge of one market (`hedging.spot_order_refusal`)."""
-        legs = (s.spot for s in self._markets.values() if s.spot is not None)
-        spot = next((leg for leg in legs if leg.ticker == order.market), None)
-        if spot is None:
+        beyond what the risk limits allow the hedge of one market, and does not bring it closer
+        to the hedge owed (`hedging.spot_order_refusal`)."""
+        ticker = next((t for t, s in self._markets.items()
+                       if s.spot is not None and s.spot.ticker == order.market), None)
+        hedge = self.hedges.get(ticker) if ticker is not None else None
+        spot = self._markets[ticker].spot if ticker is not None else None
+        if spot is None or hedge is None:
             return None
         return hedging.spot_order_refusal(order.side.sign * order.size, spot.position.size, working,
                                           order.price, self._settings.strategy.max_notional_usd,
-                                          self._settings.execution.hedge_max_mismatch_usd)
+                                          self._settings.execution.hedge_max_mismatch_usd, hedge.required)
 
     def _too_small(self, gap: Decimal, min_order_size: Decimal, mid: Decimal) -> bool:
         return abs(gap) < min_order_size or abs(gap) * mid < self._settings.execution.min_notional_usd

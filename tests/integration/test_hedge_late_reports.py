@@ -113,6 +113,29 @@ async def test_a_spot_order_beyond_the_risk_limits_is_refused_unsent(tmp_path: P
     assert h.state.spot.position.size == 0 and not h.store.fills("BTC-USDT")
 
 
+async def test_a_hedge_held_above_the_cap_after_a_rally_is_restored_not_refused(tmp_path: Path) -> None:
+    # A cap of 100 USD + 10 USD of slack, and a hedge of 0.01 BTC owed (worth ~650 USD now: as a
+    # carry opened within the cap is after a rally). The buy that restores it grows the spot
+    # exposure beyond the cap but brings it to the hedge owed: the old guard refused it three
+    # times and gave a healthy leg up (spot_rejects unwind); it must pass.
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}, "max_notional_usd": "100"},
+                           "execution": {"hedge_max_mismatch_usd": "10"}})
+    await h.run_for(5)
+    owed = D("0.01")
+    h.engine.hedge_control.set("BTC-USD", replace(h.engine.hedges["BTC-USD"], required=owed, goal=owed))
+    await h.run_for(10)
+
+    assert h.state.spot.position.size == D("0.01"), spot_orders(h)
+    assert h.engine.hedges["BTC-USD"].unwinds == 0 and h.engine.hedges["BTC-USD"].rejects == 0
+    # Beyond the hedge owed the cap holds: a further buy is refused unsent.
+    spot = h.engine.order_managers[1]
+    now = h.clock.now
+    spot.start_parent(TwapPlan("BTC-USDT", Side.BUY, owed, False, (now,), (owed,), now + 5 * SEC), 0)
+    await h.run_for(2)
+    rows = spot_orders(h)
+    assert rows[-1][2] == OrderStatus.REJECTED.value and h.state.spot.position.size == D("0.01"), rows
+
+
 async def test_a_perp_fill_reported_after_its_parent_ended_is_still_hedged(tmp_path: Path) -> None:
     # The perp venue's reports 6 s late (a lagging indexer), the parent's window 3 s: its child's
     # fill arrives once the parent ended. The old hedge counted only the running parent's fills:

@@ -189,27 +189,61 @@ CAP, SLACK = D(25_000), D(1000)
 
 
 def test_a_spot_order_growing_the_exposure_beyond_the_cap_is_refused() -> None:
-    # 78.49 BTC at 16,000: the size the re-sent hedge reached under hedge-delay (old code).
-    reason = h.spot_order_refusal(D("78.49"), D(0), D("78.49"), D(16_000), CAP, SLACK)
+    # 78.49 BTC at 16,000: the size the re-sent hedge reached under hedge-delay (old code), for a
+    # hedge of 1.5 BTC.
+    reason = h.spot_order_refusal(D("78.49"), D(0), D("78.49"), D(16_000), CAP, SLACK, D("1.5"))
     assert reason is not None and "beyond 26000 USD" in reason
     # What a carry at the cap holds (1.5 BTC at 16,000 = 24,000 USD) passes.
-    assert h.spot_order_refusal(D("0.5"), D(1), D("0.5"), D(16_000), CAP, SLACK) is None
+    assert h.spot_order_refusal(D("0.5"), D(1), D("0.5"), D(16_000), CAP, SLACK, D("1.5")) is None
     # An order that only adds to what is already working is counted with it: 1 held + 0.5 working
     # + 0.2 of this one = 1.7 BTC = 27,200 USD.
-    assert h.spot_order_refusal(D("0.2"), D(1), D("0.7"), D(16_000), CAP, SLACK) is not None
+    assert h.spot_order_refusal(D("0.2"), D(1), D("0.7"), D(16_000), CAP, SLACK, D("1.5")) is not None
 
 
-@given(st.decimals(-100, 100, places=4), st.decimals(-100, 100, places=4), st.decimals(-100, 100, places=4),
-       st.decimals(1000, 100_000, places=0))
-def test_an_order_that_shrinks_the_spot_exposure_is_never_refused(size: Decimal, position: Decimal,
-                                                                  other: Decimal, price: Decimal) -> None:
+def test_after_a_rally_a_buy_that_restores_the_hedge_passes_and_one_beyond_it_does_not() -> None:
+    # A carry of 1 BTC opened at 16,000 (16,000 USD, under the cap) held through a rally to
+    # 40,000: 40,000 USD, over the cap. A buy's commission was withheld in BTC (0.999 held): the
+    # buy-back brings the spot to the hedge owed and passes (the old guard refused it, and the
+    # refusals counted toward a spot-rejects unwind of a healthy carry).
+    assert h.spot_order_refusal(D("0.001"), D("0.999"), D("0.001"), D(40_000), CAP, SLACK, D(1)) is None
+    # A buy past the hedge owed by more than it was short grows the exposure: refused.
+    assert h.spot_order_refusal(D("0.01"), D("0.999"), D("0.01"), D(40_000), CAP, SLACK, D(1)) is not None
+    # The same buy while a buy of the shortfall works already: refused.
+    assert h.spot_order_refusal(D("0.001"), D("0.999"), D("0.002"), D(40_000), CAP, SLACK, D(1)) is not None
+
+
+sizes = st.decimals(-100, 100, places=4)
+prices = st.decimals(1000, 100_000, places=0)
+
+
+@given(sizes, sizes, sizes, prices, sizes)
+def test_the_guard_refuses_exactly_what_grows_the_exposure_beyond_the_cap_away_from_the_hedge(
+        size: Decimal, position: Decimal, other: Decimal, price: Decimal, required: Decimal) -> None:
     working = other + size  # what works with this order
-    reason = h.spot_order_refusal(size, position, working, price, CAP, SLACK)
-    after, before = abs(position + working), abs(position + other)
-    if after <= before:
-        assert reason is None
-    else:  # refused exactly when the exposure grows beyond the limit
-        assert (reason is not None) == (after * price > CAP + SLACK)
+    reason = h.spot_order_refusal(size, position, working, price, CAP, SLACK, required)
+    after, before = position + working, position + other
+    if abs(after) <= abs(before) or abs(after - required) < abs(before - required):
+        assert reason is None  # shrinks the exposure, or brings it closer to the hedge owed
+    else:
+        assert (reason is not None) == (abs(after) * price > CAP + SLACK)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.decimals("0.05", 10, places=2), st.booleans(), sizes, prices, sizes)
+def test_a_runaway_stops_within_one_order_of_the_cap_or_the_hedge(size: Decimal, buy: bool, position: Decimal,
+                                                                  price: Decimal, required: Decimal) -> None:
+    # The same order sent again and again, each counted as working once sent (the runaway the
+    # guard is the last line against): the exposure it builds stays bounded.
+    signed = size if buy else -size
+    working = D(0)
+    for _ in range(int(400 / size) + 3):
+        if h.spot_order_refusal(signed, position, working + signed, price, CAP, SLACK, required) is not None:
+            break
+        working += signed
+    else:
+        raise AssertionError("never refused")
+    bound = max(abs(position), (CAP + SLACK) / price, abs(required) + size)
+    assert abs(position + working) <= bound
 
 
 def test_a_stray_fill_is_owed_at_its_own_legs_ratio_and_moves_the_goal() -> None:
