@@ -221,6 +221,8 @@ class HedgeControl:
             spot = state.spot
             if spot is None:
                 continue
+            assert self._spot_orders is not None
+            await self._spot_orders.read_back_unanswered(spot.ticker, now_ns)
             hedge = hedging.observe(self.hedges[ticker], spot.position.size, state.mark, now_ns, ex)
             self.hedges[ticker] = hedge
             reason = hedging.unwind_reason(hedge, ex)

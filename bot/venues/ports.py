@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from bot.domain import AccountEvent, AccountState, Fill, MarketEvent, MarketSpec, OrderRequest, OrderStatus
+from bot.domain import (
+    AccountEvent,
+    AccountState,
+    Fill,
+    MarketEvent,
+    MarketSpec,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+)
 from bot.history import MarketHistory
 
 MarketSink = Callable[[MarketEvent], None]
@@ -35,6 +44,8 @@ class Capabilities:
     #                                       the bot never traded): sells never exceed them
     batch_cancel: bool = False  # `cancel_many` is one venue call (dYdX MsgBatchCancel, Binance
     #                             concurrent cancels): the order manager uses it for cancel-all
+    reads_orders: bool = False  # `query_order` (OrderQuery) reads one of our orders, closed ones
+    #                             too, and says when the venue does not know it (Binance)
 
 
 @dataclass
@@ -103,6 +114,12 @@ class ExecutionVenue(Protocol):
     async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount: ...
 
     async def sweep_account(self) -> Any: ...
+
+
+class OrderQuery(Protocol):
+    """A venue that reads one of our orders by client id (`capabilities.reads_orders`)."""
+
+    async def query_order(self, client_id: int) -> OrderUpdate | None: ...  # None: not known to it
 
 
 class Balances(Protocol):

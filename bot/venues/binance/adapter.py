@@ -55,7 +55,7 @@ class BinanceVenue:
     """Market data for a set of spot markets and, with keys, execution on one account."""
 
     name = VENUE
-    capabilities = Capabilities(positions_are_balances=True, batch_cancel=True)
+    capabilities = Capabilities(positions_are_balances=True, batch_cancel=True, reads_orders=True)
 
     def __init__(
         self,
