@@ -11,12 +11,11 @@ closed as rejected. On the simulator's Binance server, the real client, a real S
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 import structlog
+from integration.test_spot_fills_truth import server  # noqa: F401  (the fixture)
 from pydantic import SecretStr
 from support.clock import ManualClock
 
@@ -27,7 +26,6 @@ from bot.execution.orders import NEVER_ARRIVED_NS, UNANSWERED_NS, OrderManager
 from bot.execution.twap import TwapPlan
 from bot.sim.faults import HttpError
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
-from bot.sim.spot.exchange import SpotExchange
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue, build_venue
@@ -39,21 +37,13 @@ MARKET = "BTC-USDT"
 KEY, SECRET = sim_binance_credentials()
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[BinanceServer]:
-    srv = BinanceServer(SpotExchange(seed=5, start_ns=time.time_ns()), time.time_ns)
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
 Setup = tuple[BinanceVenue, OrderManager, Store, ManualClock]
 
 
-async def setup(server: BinanceServer, tmp_path: Path) -> Setup:
+async def setup(srv: BinanceServer, tmp_path: Path) -> Setup:
     """The spot venue with no user stream running (every answer it would carry is lost) and the
     order manager that sends the hedge's children to it."""
-    venue = build_venue(BinanceSettings(rest_url=server.rest_url, ws_url=server.ws_url,
+    venue = build_venue(BinanceSettings(rest_url=srv.rest_url, ws_url=srv.ws_url,
                                         symbols={MARKET: "BTCUSDT"}),
                         Metrics(), api_key=SecretStr(KEY), api_secret=SecretStr(SECRET))
     await venue.load_markets()
@@ -65,7 +55,7 @@ async def setup(server: BinanceServer, tmp_path: Path) -> Setup:
     return venue, manager, store, clock
 
 
-async def send_buy(server: BinanceServer, venue: BinanceVenue, manager: OrderManager, clock: ManualClock,
+async def send_buy(srv: BinanceServer, venue: BinanceVenue, manager: OrderManager, clock: ManualClock,
                    size: Decimal, fault: HttpError | None = None) -> int:
     """A hedge parent buying `size` in one IOC child at the venue's book (its place answered with
     `fault`); returns its client id."""
@@ -76,14 +66,14 @@ async def send_buy(server: BinanceServer, venue: BinanceVenue, manager: OrderMan
     book.apply_snapshot(BookSnapshot(MARKET, bids, asks, clock.now, clock.now))
     now = clock.now
     manager.start_parent(TwapPlan(MARKET, Side.BUY, size, False, (now,), (size,), now + 5 * SEC), 1)
-    server.faults.http_error = fault
+    srv.faults.http_error = fault
     await manager.tick({MARKET: book}, venue.specs(), RiskMode.NORMAL)
     parent = manager.parent(MARKET)
     assert parent is not None and len(parent.children) == 1
     return next(iter(parent.children))
 
 
-async def test_an_unanswered_child_is_read_back_and_its_fills_booked(server: BinanceServer,
+async def test_an_unanswered_child_is_read_back_and_its_fills_booked(server: BinanceServer,  # noqa: F811
                                                                      tmp_path: Path) -> None:
     venue, manager, store, clock = await setup(server, tmp_path)
     client_id = await send_buy(server, venue, manager, clock, D("0.01"))
@@ -111,7 +101,7 @@ async def test_an_unanswered_child_is_read_back_and_its_fills_booked(server: Bin
 
 
 async def test_a_child_that_never_reached_the_venue_is_closed_once_it_cannot_arrive(
-        server: BinanceServer, tmp_path: Path) -> None:
+        server: BinanceServer, tmp_path: Path) -> None:  # noqa: F811
     venue, manager, store, clock = await setup(server, tmp_path)
     # The place is answered 503 unprocessed: its state is unknown, the child stays open.
     client_id = await send_buy(server, venue, manager, clock, D("0.01"), HttpError(503, count=1))
