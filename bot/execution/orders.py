@@ -63,7 +63,7 @@ UNANSWERED_NS = 10_000_000_000
 # One the venue still does not know this long after it was sent never reached it: a signed order
 # request expires on the venue's side (Binance's recvWindow: 5 s by default, 60 s at most).
 NEVER_ARRIVED_NS = 65_000_000_000
-READ_BACK_TIMEOUT_SECS = 5.0
+READ_BACK_TIMEOUT_SECS = 2.0
 _UNCAPPED = Decimal("Infinity")
 
 
@@ -194,12 +194,13 @@ class OrderManager:
         if not stale:
             return
         unknown: list[Child] = []
+        for child in stale:
+            child.read_ns = now_ns  # a venue that does not answer is asked again UNANSWERED_NS later
         try:  # bounded: the engine's tick (the perp leg too) waits on it
             async with asyncio.timeout(READ_BACK_TIMEOUT_SECS):
                 await self.venue.sweep_account()
                 query = cast(OrderQuery, self.venue).query_order
                 for child in stale:
-                    child.read_ns = now_ns
                     if child.is_open and await query(child.client_id) is None:
                         unknown.append(child)
         except (BotError, TimeoutError) as exc:

@@ -122,3 +122,27 @@ async def test_a_child_that_never_reached_the_venue_is_closed_once_it_cannot_arr
     assert len(read) == 1 and read[0]["status"] == "REJECTED" and not read[0]["known"], logs
     await venue.close()
     store.close()
+
+
+async def test_a_read_back_the_venue_fails_is_tried_again_later(server: BinanceServer,  # noqa: F811
+                                                                 tmp_path: Path) -> None:
+    venue, manager, store, clock = await setup(server, tmp_path)
+    await send_buy(server, venue, manager, clock, D("0.01"))
+    clock.now += UNANSWERED_NS
+    server.faults.http_error = HttpError(503, count=1_000)  # the venue is down when it is read
+    with structlog.testing.capture_logs() as logs:
+        await manager.read_back_unanswered(MARKET, clock.now)
+    read = [e["event"] for e in logs if e["event"].startswith("order_read_back")]
+    assert read == ["order_read_back_failed"], logs
+    assert manager.working(MARKET) == D("0.01")  # still waited on, never closed blind
+
+    server.faults.http_error = None
+    clock.now += UNANSWERED_NS - SEC
+    await manager.read_back_unanswered(MARKET, clock.now)
+    assert manager.working(MARKET) == D("0.01")  # not asked again before UNANSWERED_NS
+    clock.now += SEC
+    await manager.read_back_unanswered(MARKET, clock.now)
+    assert manager.working(MARKET) == 0
+    assert sum((f.gross_size for f in store.fills(MARKET)), D(0)) == D("0.01")
+    await venue.close()
+    store.close()
