@@ -5,7 +5,9 @@ A decision sets the leg's `goal` (the spot target) and a `ratio`: spot units req
 perp unit the current perp parent fills (-1 for a pure carry open: short 1 perp, buy 1 spot).
 Each perp fill of that parent moves `required` toward the goal, never past it, and records an
 obligation: the spot position must reach that level within `hedge_lag_secs`. A decision that
-moves only the spot leg sets `required` to the goal at once.
+moves only the spot leg sets `required` to the goal at once. A fill of a leg that is over (its
+parent replaced by a newer decision's, or given up by an unwind) is still owed, at its own leg's
+ratio, and moves the goal with it (`on_stray_fill`).
 
     mismatch (base) = hedged perp delta + spot delta = -required + spot position
     mismatch (USD)  = mismatch (base) x perp mark
