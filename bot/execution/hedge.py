@@ -21,7 +21,9 @@ the mark of the moment it was sent), and sends nothing while the limit is reache
 Unwind policy (the only one): when a leg cannot be completed, i.e. the leg risk exceeds
 `hedge_leg_risk_budget_usd_secs` or `hedge_max_rejects` spot hedge orders in a row were refused
 (venue down or rejecting), the perp leg is brought back to the hedged size (-spot position)
-with one reduce-only IOC bounded by the slippage cap. The perp is never grown to match the spot
+with one reduce-only IOC bounded by the slippage cap. What that IOC does not trade (a thin book)
+is still held, so its hedge is owed again (`on_unwind_short`): the spot leg follows it or the
+leg risk gives it up once more. The perp is never grown to match the spot
 leg (a failed close is not re-opened): that part stays with the spot hedge, which keeps
 working. The running parents of both legs stop, the unwind's fees are counted, and the carry
 sleeve is latched closed for `hedge_cooldown_secs` so the bot does not re-open a position that
@@ -141,7 +143,18 @@ def on_stray_fill(state: HedgeState, signed_size: Decimal, ratio: Decimal, ts_ns
     """A fill of a perp parent whose leg is over (a newer decision replaced it, or an unwind gave
     it up) that the venue reported late: the perp traded all the same, so its hedge is owed at
     that parent's own `ratio`, and the current leg's goal moves with it (never clamped)."""
-    change = signed_size * ratio
+    return _owe(state, signed_size * ratio, ts_ns, p)
+
+
+def on_unwind_short(state: HedgeState, missed: Decimal, ts_ns: int, p: ExecutionSettings) -> HedgeState:
+    """An unwind ended short: `missed` (signed) of its perp change did not trade (an IOC bounded
+    by the slippage cap met a thin book). `plan_unwind` took it all as done; the perp it kept is
+    still held, so its hedge is owed again (and its mismatch shows until then)."""
+    return _owe(state, missed, ts_ns, p)
+
+
+def _owe(state: HedgeState, change: Decimal, ts_ns: int, p: ExecutionSettings) -> HedgeState:
+    """`required` and the leg's goal move by `change`, due within the hedge lag."""
     if not change:
         return state
     required = state.required + change

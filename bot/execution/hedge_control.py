@@ -54,6 +54,7 @@ class HedgeControl:
         self.hedges: dict[str, HedgeState] = {}
         self.held_perp: set[str] = set()  # markets whose perp leg waits for its hedge
         self._unwind_orders: dict[int, str] = {}  # perp unwind order -> market (fees counted)
+        self._unwinding: dict[int, tuple[str, Decimal]] = {}  # unwind order not ended -> (market, change)
         self._children_seen: set[int] = set()
         # Per spot market: base withheld as commission by the store's fills before this start (the
         # order manager counts those since), and how much of the total the hedge bought back.
@@ -216,6 +217,7 @@ class HedgeControl:
     async def tick(self, now_ns: int, risk_mode: RiskMode) -> None:
         """Per hedged market: accrue leg risk, give a failed leg up, send what the hedge still needs."""
         ex = self._settings.execution
+        self._settle_unwinds(now_ns)
         for ticker in list(self.hedges):
             state = self._markets[ticker]
             spot = state.spot
@@ -383,6 +385,21 @@ class HedgeControl:
             self.hedges[ticker] = hedge
         self._children_seen &= current
 
+    def _settle_unwinds(self, now_ns: int) -> None:
+        """An unwind order that ended short of its size: the perp it did not trade is still held,
+        and its hedge is owed again (`hedging.on_unwind_short`)."""
+        for client_id, (ticker, change) in list(self._unwinding.items()):
+            order = self._orders.order_state(client_id)
+            if order is None or not order.is_terminal:
+                continue
+            del self._unwinding[client_id]
+            missed = change - order.filled.copy_sign(change)
+            if missed:
+                log.warning("hedge_unwind_short", market=ticker, client_order_id=client_id,
+                            perp_change=str(change), filled=str(order.filled), status=order.status.value)
+                self.set(ticker, hedging.on_unwind_short(self.hedges[ticker], missed, now_ns,
+                                                         self._settings.execution))
+
     async def _unwind(self, state: MarketState, reason: str, now_ns: int) -> None:
         """The leg cannot be completed: stop both legs, bring the perp back to the hedged size."""
         spot = state.spot
@@ -418,12 +435,16 @@ class HedgeControl:
             return
         side = Side.BUY if unwind.perp_change > 0 else Side.SELL
         touch = state.book.best_ask() if side is Side.BUY else state.book.best_bid()
-        if touch is None:
+        if touch is None:  # nothing sent: the perp is still held, and so is what it is owed
+            log.warning("hedge_unwind_short", market=ticker, perp_change=str(unwind.perp_change), filled="0",
+                        status="NOT_SENT")
+            self.set(ticker, hedging.on_unwind_short(self.hedges[ticker], unwind.perp_change, now_ns, ex))
             return
         price = bounded_price(side, touch.price, ex.slippage_cap_bps, state.spec.tick_size)
         order = OrderRequest(self._store.next_client_id(), ticker, side, abs(unwind.perp_change), price,
                              TimeInForce.IOC, reduce_only=True)
         self._unwind_orders[order.client_id] = ticker
+        self._unwinding[order.client_id] = (ticker, unwind.perp_change)
         await self._orders.submit(order, state.book.mid())
 
 

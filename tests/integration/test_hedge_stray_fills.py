@@ -94,3 +94,21 @@ async def test_a_perp_fill_reported_after_an_unwind_is_hedged(tmp_path: Path) ->
     # Both legs match: no perp short is left without its spot.
     assert h.state.position.size == -h.state.spot.position.size, (h.state.position.size, hedge)
     assert hedge.required == h.state.spot.position.size, hedge
+
+
+async def test_an_unwind_that_trades_short_leaves_the_perp_it_kept_owed(tmp_path: Path) -> None:
+    # The spot venue never answers; the leg risk gives the leg up and the unwind's reduce-only IOC,
+    # bounded by a 2 bps slippage cap, buys back only part of the perp short. The old hedge took
+    # the whole unwind as done: the perp it kept had no hedge owed and no mismatch to show it.
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}, "max_notional_usd": "1000000"},
+                           "execution": {"hedge_max_mismatch_usd": "1000000", "slippage_cap_bps": "0.1",
+                                         "hedge_leg_risk_budget_usd_secs": "1500000"}})
+    spot = LateReports(h, 1000)
+    await h.run_for(5)
+    decide(h, 1, "-3", "3", slices=4)
+    await spot.run_for(60)
+
+    hedge = h.engine.hedges["BTC-USD"]
+    assert hedge.unwinds >= 1 and h.state.position.size < 0, hedge
+    # A pure carry (ratio -1): whatever perp is held, its hedge is owed.
+    assert hedge.required == -h.state.position.size, (h.state.position.size, hedge)

@@ -256,3 +256,17 @@ def test_a_stray_fill_is_owed_at_its_own_legs_ratio_and_moves_the_goal() -> None
     # The rest of the current leg still moves the hedge toward its (moved) goal.
     assert h.on_perp_fill(after, D("-0.5"), 3 * SEC, P).required == D("1.2")
     assert h.on_stray_fill(state, D("-0.2"), D(0), 2 * SEC, P) is state  # no hedged leg: nothing owed
+
+
+@given(st.decimals("0.01", 10, places=2), st.decimals(0, 1, places=2), st.decimals(0, 10, places=2))
+def test_an_unwind_that_trades_short_owes_the_hedge_of_the_perp_it_kept(perp_short: Decimal, traded: Decimal,
+                                                                        spot: Decimal) -> None:
+    # A carry short `perp_short` perp whose spot leg holds `spot` of the `perp_short` owed: the
+    # unwind plans to buy back the difference and trades only a fraction of it.
+    state = h.HedgeState("BTC-USD", "BTC-USDT", required=perp_short, goal=perp_short)
+    after, unwind = h.plan_unwind(state, -perp_short, spot, "leg_risk_budget", 0, P, D("0.01"))
+    filled = (unwind.perp_change * traded).quantize(D("0.01"))
+    settled = h.on_unwind_short(after, unwind.perp_change - filled, SEC, P)
+    # What is owed is what the perp still held calls for: the perp traded `filled`, no more.
+    assert settled.required == state.required - filled
+    assert settled.mismatch(spot) == -(perp_short - filled) + spot
