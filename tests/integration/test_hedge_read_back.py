@@ -11,6 +11,7 @@ closed as rejected. On the simulator's Binance server, the real client, a real S
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from pydantic import SecretStr
 from support.clock import ManualClock
 
 from bot.book import OrderBook
-from bot.config import ExecutionSettings
-from bot.domain import BookLevel, BookSnapshot, OrderStatus, RiskMode, Side
+from bot.config import ExecutionSettings, load
+from bot.domain import BookLevel, BookSnapshot, MarketSpec, OrderStatus, RiskMode, Side
+from bot.engine import Engine
 from bot.execution.orders import NEVER_ARRIVED_NS, UNANSWERED_NS, OrderManager
 from bot.execution.twap import TwapPlan
 from bot.sim.faults import HttpError
@@ -30,6 +32,8 @@ from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.binance.adapter import BinanceVenue, build_venue
 from bot.venues.binance.config import BinanceSettings
+from bot.venues.paper.adapter import PaperVenue
+from bot.venues.paper.fills import FeeSchedule
 
 D = Decimal
 SEC = 1_000_000_000
@@ -55,15 +59,21 @@ async def setup(srv: BinanceServer, tmp_path: Path) -> Setup:
     return venue, manager, store, clock
 
 
-async def send_buy(srv: BinanceServer, venue: BinanceVenue, manager: OrderManager, clock: ManualClock,
-                   size: Decimal, fault: HttpError | None = None) -> int:
-    """A hedge parent buying `size` in one IOC child at the venue's book (its place answered with
-    `fault`); returns its client id."""
+async def venue_book(venue: BinanceVenue, clock: ManualClock) -> OrderBook:
+    """The venue's BTC-USDT book as its REST depth gives it now."""
     depth = await venue.rest.depth("BTCUSDT", 20)
     book = OrderBook(MARKET)
     bids = tuple(BookLevel(D(p), D(q)) for p, q in depth.bids)
     asks = tuple(BookLevel(D(p), D(q)) for p, q in depth.asks)
     book.apply_snapshot(BookSnapshot(MARKET, bids, asks, clock.now, clock.now))
+    return book
+
+
+async def send_buy(srv: BinanceServer, venue: BinanceVenue, manager: OrderManager, clock: ManualClock,
+                   size: Decimal, fault: HttpError | None = None) -> int:
+    """A hedge parent buying `size` in one IOC child at the venue's book (its place answered with
+    `fault`); returns its client id."""
+    book = await venue_book(venue, clock)
     now = clock.now
     manager.start_parent(TwapPlan(MARKET, Side.BUY, size, False, (now,), (size,), now + 5 * SEC), 1)
     srv.faults.http_error = fault
@@ -144,5 +154,43 @@ async def test_a_read_back_the_venue_fails_is_tried_again_later(server: BinanceS
     await manager.read_back_unanswered(MARKET, clock.now)
     assert manager.working(MARKET) == 0
     assert sum((f.gross_size for f in store.fills(MARKET)), D(0)) == D("0.01")
+    await venue.close()
+    store.close()
+
+
+async def test_the_hedge_waits_on_an_unanswered_child_then_books_it_and_sends_nothing_twice(
+        server: BinanceServer, tmp_path: Path) -> None:  # noqa: F811
+    # The engine's spot leg on the simulator's Binance with no user stream (every answer lost),
+    # the perp a paper venue with no book. A hedge of 0.01 BTC is owed: the buy fills on the venue
+    # unanswered; the hedge waits on it (nothing sent again), then reads it back and is matched.
+    # The old hedge waited forever: the spot position never moved and the leg risk grew.
+    venue, _manager, store, clock = await setup(server, tmp_path)
+    settings = load(None, env_file=None, state_dir=str(tmp_path), markets=["BTC-USD"])
+    books = {MARKET: await venue_book(venue, clock)}
+    venue.use_books(books)
+    perp = PaperVenue({"BTC-USD": OrderBook("BTC-USD")}, FeeSchedule(D(0), D(0)), clock)
+    ex = settings.execution
+    engine = Engine(settings, {"BTC-USD": MarketSpec("BTC-USD", D(1), D("0.0001"), D("0.0001"))}, store,
+                    OrderManager(perp, store, Metrics(), clock, ex), Metrics(), clock,
+                    spot_orders=OrderManager(venue, store, Metrics(), clock, ex),
+                    spot_specs=venue.specs(), spot_books=books)
+    venue.set_account_sink(engine.on_spot_account_event)
+    owed = D("0.01")
+    engine.hedge_control.set("BTC-USD", replace(engine.hedges["BTC-USD"], required=owed, goal=owed))
+    spot = engine.markets["BTC-USD"].spot
+    assert spot is not None
+    for _ in range(UNANSWERED_NS // SEC - 1):
+        await engine.tick()
+        clock.now += SEC
+    assert spot.position.size == 0 and len(store.open_orders("binance")) == 1  # waited on, not resent
+    for _ in range(3):
+        await engine.tick()
+        clock.now += SEC
+
+    rows = store._read("SELECT status FROM orders WHERE market = ?", (MARKET,))
+    assert rows == [(OrderStatus.FILLED.value,)], rows
+    assert spot.position.size == sum((f.size for f in store.fills(MARKET)), D(0)) > 0
+    hedge = engine.hedges["BTC-USD"]
+    assert hedge.unwinds == 0 and abs(hedge.mismatch(spot.position.size)) < owed  # at most the commission
     await venue.close()
     store.close()
