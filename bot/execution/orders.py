@@ -193,7 +193,7 @@ class OrderManager:
                  and now_ns - max(c.sent_ns, c.read_ns) >= UNANSWERED_NS]
         if not stale:
             return
-        unknown: list[Child] = []
+        unknown: set[int] = set()  # client ids the venue does not know
         for child in stale:
             child.read_ns = now_ns  # a venue that does not answer is asked again UNANSWERED_NS later
         try:  # bounded: the engine's tick (the perp leg too) waits on it
@@ -202,19 +202,20 @@ class OrderManager:
                 query = cast(OrderQuery, self.venue).query_order
                 for child in stale:
                     if child.is_open and await query(child.client_id) is None:
-                        unknown.append(child)
+                        unknown.add(child.client_id)
         except (BotError, TimeoutError) as exc:
             log.warning("order_read_back_failed", market=market, error=str(exc) or type(exc).__name__,
                         client_order_ids=[c.client_id for c in stale])
             return
         for child in stale:
             age_secs = (now_ns - child.sent_ns) / NS_PER_SEC
-            if child in unknown and now_ns - child.sent_ns >= NEVER_ARRIVED_NS:
+            known = child.client_id not in unknown
+            if not known and now_ns - child.sent_ns >= NEVER_ARRIVED_NS:
                 self._transition(child.client_id, OrderStatus.REJECTED, ZERO, "not at the venue")
             state = self.order_state(child.client_id)
             assert state is not None  # recorded before it was sent
             log.warning("order_read_back", client_order_id=child.client_id, market=market, age_secs=age_secs,
-                        status=state.status.value, filled=str(state.filled), known=child not in unknown)
+                        status=state.status.value, filled=str(state.filled), known=known)
 
     def decisions_tracked(self) -> set[int]:
         """The decisions whose parents may still report: running, held or ended with children tracked."""
