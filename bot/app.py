@@ -188,15 +188,17 @@ class App:
         return code
 
     async def _transfers_while_down(self) -> None:
-        """Deposits and withdrawals made while the daemon was down move the stored peak (bot.peak)
-        before the first account read; unread (a venue without them, a failed read), they count as PnL."""
-        read = getattr(self.engine.orders.venue, "transfers", None)
-        if self.engine.live_peak is None or read is None:
-            return
-        try:
-            self.engine.live_peak.catch_up(await read())
-        except BotError as exc:
-            log.warning("transfers_unread", error=str(exc))
+        """Deposits and withdrawals made while the daemon was down, on every venue, move the stored
+        peak (bot.peak) before the first account read; unread (a venue without them, a failed
+        read), they count as PnL."""
+        for manager in self.engine.order_managers:
+            read = getattr(manager.venue, "transfers", None)
+            if self.engine.live_peak is None or read is None:
+                continue
+            try:
+                self.engine.live_peak.catch_up(await read(), manager.venue.name)
+            except BotError as exc:
+                log.warning("transfers_unread", venue=manager.venue.name, error=str(exc))
 
     def _latch_invariant(self, group: BaseExceptionGroup[InvariantViolation]) -> None:
         """Something that must never happen did: the kill latch and HALTED hold across restarts."""

@@ -227,15 +227,29 @@ class FundingPayment:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferMatch:
+    """What pairs one transfer a venue reports twice, once without an id (Binance's balanceUpdate)
+    and once with one (its deposit or withdrawal history): the asset, the balance changes it may
+    show (a withdrawal's fee may or may not be in its amount), and when, in ms."""
+
+    asset: str
+    quantities: tuple[Decimal, ...]
+    ms: int
+    by_id: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """Money moved into (`amount` > 0: deposit, transfer in) or out of (< 0) the account: not PnL.
 
-    `key` identifies it at the venue (dYdX: transaction hash, type and size), `height` is its block."""
+    `key` identifies it at the venue (dYdX: transaction hash, type and size), `height` is its block;
+    `match`, when set, pairs it with the same transfer reported by another source (bot.peak)."""
 
     key: str
     amount: Decimal
     height: int
     ts_event: int
+    match: TransferMatch | None = None
 
 
 AccountEvent = OrderUpdate | Fill | FundingPayment | Transfer

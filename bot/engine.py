@@ -226,6 +226,10 @@ class Engine:
         """Fold a spot hedge venue account event into its orders and positions."""
         if self._spot_orders is None or isinstance(event, FundingPayment):
             return  # spot does not pay funding
+        if isinstance(event, Transfer):  # a deposit or withdrawal moves the peak, not PnL (bot.peak)
+            if self.live_peak is not None:
+                self.live_peak.on_transfer(event, self._spot_orders.venue.name)
+            return
         self._spot_orders.on_account_event(event)
         if isinstance(event, Fill):
             state = self._spot_state.get(event.market)

@@ -42,6 +42,7 @@ class Fault(enum.StrEnum):
     GRPC_UNAVAILABLE = "grpc_unavailable"
     BINANCE_HTTP_ERROR = "binance_http_error"
     BINANCE_KEY_RESTRICTIONS = "binance_key_restrictions"
+    BINANCE_TRANSFER = "binance_transfer"
     ACCOUNT_DUPLICATE = "account_duplicate"
     ACCOUNT_REORDER = "account_reorder"
     ORDER_REJECT = "order_reject"
@@ -185,6 +186,7 @@ class ScenarioState:
     # the Binance server (bot.sim.server.binance), handed over by the runner
     binance_http_error: HttpError | None = None
     binance_api_restrictions: dict[str, bool] | None = None
+    binance_transfer: tuple[str, Decimal, Decimal] | None = None  # one-shot: (asset, signed amount, fee)
 
 
 @dataclass(slots=True)

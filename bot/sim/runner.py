@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from bot.sim.server.binance import BinanceServer, sim_binance_credentials
 from bot.sim.server.indexer import IndexerServer
 from bot.sim.server.node import NodeServer
 from bot.sim.spot.exchange import SpotExchange
+from bot.sim.spot.records import SpotError
 from bot.telemetry import configure_logging
 from bot.venues.sim.feed import default_params
 
@@ -121,6 +123,14 @@ class Simulator:
         restrictions, faults.binance_api_restrictions = faults.binance_api_restrictions, None
         if restrictions is not None:
             self.binance.api_restrictions.update(restrictions)
+        transfer, faults.binance_transfer = faults.binance_transfer, None
+        if transfer is not None:  # the owner's deposit or withdrawal, made outside the bot
+            asset, amount, fee = transfer
+            move = self.spot.deposit if amount > 0 else partial(self.spot.withdraw, fee=fee)
+            try:
+                move(self.accounts["binance"]["api_key"], asset, abs(amount))
+            except SpotError as exc:  # more than the account holds: refused, as Binance would
+                log.warning("sim_binance_transfer_refused", asset=asset, amount=str(amount), error=exc.msg)
 
     async def run(self) -> None:
         """Step until cancelled."""

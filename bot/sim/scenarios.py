@@ -110,6 +110,16 @@ def _key_flags(params: dict[str, Any]) -> dict[str, bool]:
     return flags
 
 
+def _binance_transfer(params: dict[str, Any]) -> tuple[str, Decimal, Decimal]:
+    """The owner deposits (`amount` > 0) or withdraws (< 0, plus `fee`) `asset` on the Binance account."""
+    asset, amount = params.get("asset", "USDT"), _decimal(params, "amount", "0")
+    fee = _decimal(params, "fee", "0")
+    if (not isinstance(asset, str) or not asset.isalnum() or not amount.is_finite() or not amount
+            or not fee.is_finite() or fee < 0):
+        raise ValueError("need an asset name, a non-zero amount (< 0 withdraws) and a fee >= 0")
+    return asset, amount, fee
+
+
 def _market_status(status: str) -> Scenario:
     """The market given by `market` (default BTC-USD) has `status` for the scenario's duration."""
     def start(state: ScenarioState, params: dict[str, Any]) -> None:
@@ -163,6 +173,7 @@ SCENARIOS: dict[Fault, Scenario] = {
     Fault.PRICE_GAP: _switch("price_gap", _price_gap, one_shot=True),
     Fault.BINANCE_HTTP_ERROR: _switch("binance_http_error", _http_error(503), one_shot=True),
     Fault.BINANCE_KEY_RESTRICTIONS: _switch("binance_api_restrictions", _key_flags, one_shot=True),
+    Fault.BINANCE_TRANSFER: _switch("binance_transfer", _binance_transfer, one_shot=True),
     Fault.WS_BAD_FRAME: _switch("ws_inject", _bad_frame, one_shot=True),
     Fault.ACCOUNT_DUPLICATE: _switch("account_fault", lambda p: AccountFault.DUPLICATE),
     Fault.ACCOUNT_REORDER: _switch("account_fault", lambda p: AccountFault.REORDER),

@@ -5,13 +5,16 @@ Speaks the wire protocol of api.binance.com / stream.binance.com over a `SpotExc
 REST (JSON; errors are `{"code": <negative int>, "msg": ...}` with HTTP 400, 401 for API keys):
     GET  /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo, /api/v3/depth, /api/v3/ticker/bookTicker,
          /api/v3/klines (1h: the symbol's simulated past)
-    SIGNED  POST|DELETE|GET /api/v3/order, GET|DELETE /api/v3/openOrders, GET /api/v3/account
+    SIGNED  POST|DELETE|GET /api/v3/order, GET|DELETE /api/v3/openOrders, GET /api/v3/account,
+            GET /sapi/v1/capital/deposit/hisrec and /sapi/v1/capital/withdraw/history (the
+            deposits and withdrawals a test or the `binance_transfer` scenario made with
+            `SpotExchange.deposit`/`withdraw`: credited, status 1; completed, status 6)
     API-key POST|PUT|DELETE /api/v3/userDataStream
 WebSocket: `/ws/<stream>[/<stream>...]` (raw payloads) and `/stream?streams=a/b` (combined:
     `{"stream": ..., "data": ...}`), live SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS; market streams
     `<symbol>@depth`, `<symbol>@depth@100ms`, `<symbol>@bookTicker`, `<symbol>@trade`; a listenKey
     as a stream name is the user data stream (`executionReport`, `outboundAccountPosition`,
-    `listenKeyExpired`).
+    `balanceUpdate` on a deposit or withdrawal, `listenKeyExpired`).
 
 Signing: `X-MBX-APIKEY` header; `signature` = hex HMAC-SHA256(secret, query string + body) with the
 `signature` parameter itself left out; `timestamp` (ms) is required and must satisfy
@@ -127,6 +130,8 @@ class BinanceServer(RestHandlers, WsHandlers):
             ("DELETE", "/api/v3/userDataStream"): (self._listen_key_close, API_KEY),
             ("GET", "/sapi/v1/account/apiRestrictions"): (
                 lambda r: {**self.api_restrictions, "createTime": 1_700_000_000_000}, SIGNED),
+            ("GET", "/sapi/v1/capital/deposit/hisrec"): (self._deposit_history, SIGNED),
+            ("GET", "/sapi/v1/capital/withdraw/history"): (self._withdraw_history, SIGNED),
         }
 
     # ---- lifecycle ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from bot.sim.server.binance_wire import (
     CLIENT_ID_RE,
     DEFAULT_RECV_WINDOW_MS,
     FAULT_BODIES,
+    HISTORY_MAX_MS,
     LISTEN_KEY_TTL_NS,
     MAX_RECV_WINDOW_MS,
     OTHER_ORDER_TYPES,
@@ -31,6 +32,7 @@ from bot.sim.server.binance_wire import (
     WEIGHTS,
     Req,
     cancel_json,
+    deposit_json,
     dumps,
     fill_json,
     fmt8,
@@ -43,6 +45,7 @@ from bot.sim.server.binance_wire import (
     query_json,
     to_ms,
     trade_json,
+    withdraw_json,
     without_signature,
 )
 from bot.sim.spot.records import (
@@ -50,6 +53,7 @@ from bot.sim.spot.records import (
     OrderType,
     SpotError,
     SpotTimeInForce,
+    WalletTransfer,
 )
 
 
@@ -338,6 +342,29 @@ class RestHandlers(Part):
             "updateTime": to_ms(self.spot.account_update_ns(req.api_key)), "accountType": "SPOT",
             "balances": balances, "permissions": ["SPOT"], "uid": 0,
         }
+
+    # ---- handlers: wallet histories -----------------------------------------------------------
+
+    def _deposit_history(self, req: Req) -> list[dict[str, Any]]:
+        return [deposit_json(t) for t in self._wallet_history(req, "DEPOSIT")]
+
+    def _withdraw_history(self, req: Req) -> list[dict[str, Any]]:
+        return [withdraw_json(t) for t in self._wallet_history(req, "WITHDRAWAL")]
+
+    def _wallet_history(self, req: Req, kind: str) -> list[WalletTransfer]:
+        """The account's deposits or withdrawals in [startTime, endTime] (default: the last 90
+        days; at most 90 days apart), of `coin` when given, newest first, `offset`/`limit` (1000)."""
+        p = req.params
+        end = param_int(p, "endTime") or to_ms(req.now_ns)
+        start = param_int(p, "startTime")
+        start = end - HISTORY_MAX_MS if start is None else start
+        if not 0 <= end - start <= HISTORY_MAX_MS:
+            raise SpotError(-1127, "More than 90 days between startTime and endTime.")
+        coin = p.get("coin")
+        rows = [t for t in reversed(self.spot.wallet_transfers(req.api_key))
+                if t.kind == kind and start <= to_ms(t.ts_ns) <= end and coin in (None, "", t.asset)]
+        offset, limit = param_int(p, "offset") or 0, min(max(param_int(p, "limit") or 1000, 1), 1000)
+        return rows[offset:offset + limit]
 
     # ---- handlers: user data stream -----------------------------------------------------------
 

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,6 +21,7 @@ from bot.sim.spot.records import (
     SpotError,
     SpotFill,
     SpotOrder,
+    WalletTransfer,
 )
 
 MAX_RECV_WINDOW_MS = 60_000
@@ -47,7 +49,10 @@ WEIGHTS: dict[tuple[str, str], int | Callable[[Mapping[str, str]], int]] = {
     ("PUT", "/api/v3/userDataStream"): 2,
     ("DELETE", "/api/v3/userDataStream"): 2,
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
+    ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
+    ("GET", "/sapi/v1/capital/withdraw/history"): 1,  # and 18000 of the UID's budget (not simulated)
 }
+HISTORY_MAX_MS = 90 * 24 * 3600 * 1000  # the wallet histories' longest window (and their default)
 DEFAULT_API_RESTRICTIONS = {"ipRestrict": False, "enableReading": True, "enableWithdrawals": False,
                             "enableInternalTransfer": False, "enableMargin": False, "enableFutures": False,
                             "permitsUniversalTransfer": False, "enableVanillaOptions": False,
@@ -215,3 +220,27 @@ def param_dec(params: Mapping[str, str], name: str) -> Decimal | None:
     if isinstance(exponent, int) and exponent < -8:
         raise SpotError(-1111, "Precision is over the maximum defined for this asset.")
     return amount
+
+
+def utc_text(ns: int) -> str:
+    """The withdrawal history's times: "YYYY-MM-DD HH:MM:SS" UTC."""
+    return datetime.fromtimestamp(ns // NS_PER_SEC, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def deposit_json(t: WalletTransfer) -> dict[str, Any]:
+    """A credited deposit as GET /sapi/v1/capital/deposit/hisrec lists it (status 1: success)."""
+    ms = t.ts_ns // NS_PER_MS
+    return {"id": t.transfer_id, "amount": fmt8(t.amount), "coin": t.asset, "network": t.asset,
+            "status": 1, "address": "sim-deposit-address", "addressTag": "", "txId": t.tx_id,
+            "insertTime": ms, "completeTime": ms, "transferType": 0, "confirmTimes": "1/1",
+            "unlockConfirm": 0, "walletType": 0, "travelRuleStatus": 0}
+
+
+def withdraw_json(t: WalletTransfer) -> dict[str, Any]:
+    """A completed withdrawal as GET /sapi/v1/capital/withdraw/history lists it (status 6): the
+    balance gave `amount` + `transactionFee`."""
+    when = utc_text(t.ts_ns)
+    return {"id": t.transfer_id, "amount": fmt8(t.amount), "transactionFee": fmt8(t.fee), "coin": t.asset,
+            "status": 6, "address": "sim-withdrawal-address", "txId": t.tx_id, "applyTime": when,
+            "network": t.asset, "transferType": 0, "info": "", "confirmNo": 1, "walletType": 0,
+            "txKey": "", "completeTime": when}

@@ -23,6 +23,7 @@ from bot.sim.server.binance_wire import (
 )
 from bot.sim.spot.records import (
     AccountPosition,
+    BalanceUpdate,
     BookTickerUpdate,
     DepthUpdate,
     ExecutionReport,
@@ -78,6 +79,9 @@ class WsHandlers(Part):
             return None
         if isinstance(event, ExecutionReport):
             return [key], execution_report(event)
+        if isinstance(event, BalanceUpdate):
+            ms = to_ms(event.ts_ns)
+            return [key], {"e": "balanceUpdate", "E": ms, "a": event.asset, "d": fmt8(event.delta), "T": ms}
         assert isinstance(event, AccountPosition)
         return [key], {"e": "outboundAccountPosition", "E": to_ms(event.ts_ns),
                        "u": to_ms(self.spot.account_update_ns(event.api_key)),

@@ -48,6 +48,7 @@ from bot.sim.spot.records import (
     AccountPosition,
     AccountState,
     Balance,
+    BalanceUpdate,
     BookTickerUpdate,
     DepthUpdate,
     ExecutionReport,
@@ -63,6 +64,7 @@ from bot.sim.spot.records import (
     SpotSymbol,
     SpotTimeInForce,
     SymbolState,
+    WalletTransfer,
     default_symbols,
     diff_levels,
     missing_param,
@@ -147,6 +149,41 @@ class SpotExchange(Matching):
     def set_balance(self, api_key: str, asset: str, free: Decimal) -> None:
         """Set an asset's free balance (tests, scenarios); locked funds are untouched."""
         self._acct(api_key).wallet(asset).free = free
+
+    def deposit(self, api_key: str, asset: str, amount: Decimal, now_ns: int | None = None) -> WalletTransfer:
+        """Credit a deposit (a test, a scenario: the owner funds the account from outside)."""
+        if not amount > 0:
+            raise ValueError(f"a deposit is positive, not {amount}")
+        return self._move(api_key, "DEPOSIT", asset, amount, ZERO, now_ns)
+
+    def withdraw(self, api_key: str, asset: str, amount: Decimal, fee: Decimal = ZERO,
+                 now_ns: int | None = None) -> WalletTransfer:
+        """Debit a completed withdrawal of `amount` plus `fee` from the free balance (-2010 short)."""
+        if not amount > 0 or fee < 0:
+            raise ValueError(f"a withdrawal is positive with a fee >= 0, not {amount} and {fee}")
+        if self._acct(api_key).wallet(asset).free < amount + fee:
+            raise SpotError(-2010, INSUFFICIENT_BALANCE)
+        return self._move(api_key, "WITHDRAWAL", asset, amount, fee, now_ns)
+
+    def wallet_transfers(self, api_key: str) -> list[WalletTransfer]:
+        """The account's deposits and withdrawals, oldest first."""
+        return list(self._acct(api_key).transfers)
+
+    def _move(self, api_key: str, kind: str, asset: str, amount: Decimal, fee: Decimal,
+              now_ns: int | None) -> WalletTransfer:
+        acct = self._acct(api_key)
+        now = self._clock(self._now_ns if now_ns is None else now_ns)
+        delta = amount if kind == "DEPOSIT" else -(amount + fee)
+        wallet = acct.wallet(asset)
+        wallet.free += delta
+        acct.update_ns = now
+        n = len(acct.transfers) + 1
+        ref = hashlib.sha256(f"{self._seed}:{api_key}:{kind}:{n}".encode()).hexdigest()
+        transfer = WalletTransfer(kind, ref[:32], asset, amount, fee, now, "0x" + ref)
+        acct.transfers.append(transfer)
+        self._pending.append(BalanceUpdate(api_key, asset, delta, now))
+        self._pending.append(AccountPosition(api_key, (Balance(asset, wallet.free, wallet.locked),), now))
+        return transfer
 
     def balances(self, api_key: str) -> list[Balance]:
         acct = self._acct(api_key)

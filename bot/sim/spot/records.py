@@ -199,6 +199,19 @@ class Balance:
     locked: Decimal
 
 
+@dataclass(frozen=True, slots=True)
+class WalletTransfer:
+    """A deposit (`amount` credited) or a completed withdrawal (`amount` + `fee` debited)."""
+
+    kind: str  # DEPOSIT | WITHDRAWAL
+    transfer_id: str
+    asset: str
+    amount: Decimal
+    fee: Decimal
+    ts_ns: int
+    tx_id: str
+
+
 # ---- events -----------------------------------------------------------------------------------
 
 
@@ -253,7 +266,17 @@ class AccountPosition:
     ts_ns: int
 
 
-SpotEvent = DepthUpdate | BookTickerUpdate | SpotTrade | ExecutionReport | AccountPosition
+@dataclass(frozen=True, slots=True)
+class BalanceUpdate:
+    """A balance moved by a deposit or withdrawal, not by trading (balanceUpdate)."""
+
+    api_key: str
+    asset: str
+    delta: Decimal
+    ts_ns: int
+
+
+SpotEvent = DepthUpdate | BookTickerUpdate | SpotTrade | ExecutionReport | AccountPosition | BalanceUpdate
 
 
 # ---- internal state ---------------------------------------------------------------------------
@@ -272,6 +295,7 @@ class AccountState:
     orders: dict[tuple[str, int], SpotOrder] = field(default_factory=dict)  # every order, by id
     by_client_id: dict[tuple[str, str], SpotOrder] = field(default_factory=dict)  # latest per id
     trades: list[SpotFill] = field(default_factory=list)  # every fill of the account (myTrades)
+    transfers: list[WalletTransfer] = field(default_factory=list)  # deposits and withdrawals, oldest first
     update_ns: int = 0
 
     def wallet(self, asset: str) -> WalletState:

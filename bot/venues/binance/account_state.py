@@ -17,9 +17,9 @@ from bot.errors import MalformedMessage
 from bot.venues.binance import wire
 from bot.venues.binance.adapter import BinanceVenue
 from bot.venues.binance.parse import parse_account
+from bot.venues.binance.transfers import QUOTE_ASSETS
 
 VENUE = "binance"
-QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "USD")
 BPS = Decimal(10_000)
 
 

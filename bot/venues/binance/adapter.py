@@ -9,6 +9,12 @@ from `bot.config` and are never logged.
 Spot has no positions: `positions()` reports, per market, the base asset balance (free +
 locked in open orders). Two markets with the same base asset (BTC-USDT, BTC-USDC) would both
 report the same balance.
+
+Deposits, withdrawals and transfers between the user's accounts reach the account sink as domain
+`Transfer`s (bot.venues.binance.transfers): from the user stream's balanceUpdate while it runs,
+and from the deposit and withdrawal histories (`transfers()`) at start and after every user
+stream (re)connect. A base asset is valued at its market's mid (the shared book's, else a REST
+touch), as the account's equity values it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from structlog.contextvars import bound_contextvars
 
 from bot.book import OrderBook
 from bot.clock import Clock
-from bot.domain import ZERO, Fill, MarketSpec, OrderRequest, OrderUpdate
+from bot.domain import ZERO, Fill, MarketSpec, OrderRequest, OrderUpdate, Transfer
 from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.history import MarketHistory
 from bot.telemetry import Metrics
@@ -44,6 +50,13 @@ from bot.venues.binance.parse import (
     parse_spec,
 )
 from bot.venues.binance.rest import BinanceRest
+from bot.venues.binance.transfers import (
+    LOOKBACK_MS,
+    QUOTE_ASSETS,
+    BalanceChange,
+    history_changes,
+    parse_balance_update,
+)
 from bot.venues.binance.user_stream import UserStream
 from bot.venues.ports import AccountSink, Capabilities, MarketSink, VenueAccount
 
@@ -89,6 +102,7 @@ class BinanceVenue:
         self.on_book_changed: Callable[[str, int], None] | None = None
         self.market_stream: MarketStream | None = None
         self.user_stream: UserStream | None = None
+        self._valuing: set[asyncio.Task[None]] = set()  # transfers waiting for a REST price
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -143,10 +157,14 @@ class BinanceVenue:
                     clock=self.rest.clock)
                 tg.create_task(self.user_stream.run(), name=UserStream.name)
 
-    def _on_user_event(self, event: wire.ExecutionReport | wire.OutboundAccountPosition) -> None:
+    def _on_user_event(self, event: wire.ExecutionReport | wire.OutboundAccountPosition | wire.BalanceUpdate
+                       ) -> None:
         try:
             if isinstance(event, wire.OutboundAccountPosition):
                 self.balances.update(parse_account_position(event))
+                return
+            if isinstance(event, wire.BalanceUpdate):
+                self._transfer_seen(parse_balance_update(event))
                 return
             spec = self._by_symbol.get(event.s)
             if spec is None:
@@ -174,9 +192,71 @@ class BinanceVenue:
             self._open.discard(update.client_id)
 
     async def _reconcile(self) -> None:
-        """After a user stream (re)connect: re-read balances and the orders we believe open."""
+        """After a user stream (re)connect: read the transfers the stream may have missed (the
+        peak pairs those it saw), re-read balances and the orders we believe open."""
+        try:
+            for transfer in await self.transfers():
+                self._account_sink(transfer)
+        except BotError as exc:
+            log.warning("transfers_unread", venue=VENUE, error=str(exc))
         self.balances = parse_account(await self.rest.account())
         await self.sweep_account()
+
+    # ---- transfers ----------------------------------------------------------------------------
+
+    async def transfers(self) -> list[Transfer]:
+        """Deposits and withdrawals of the last `LOOKBACK_MS` from the histories, valued now; a
+        malformed row is counted, logged and skipped."""
+        start = self.rest.server_ms() - LOOKBACK_MS
+        deposits = await self.rest.deposit_history(start)
+        changes, errors = history_changes(deposits, await self.rest.withdraw_history(start))
+        for error in errors:
+            self._metrics.malformed_messages.labels(VENUE).inc()
+            log.error("feed_malformed_message", venue=VENUE, stream="transfers", error=error)
+        return [await self._valued(change) for change in changes]
+
+    def _unit_price(self, asset: str) -> tuple[str | None, Decimal | None]:
+        """(the market whose mid values `asset`, USD per unit now): a quote asset (None, 1); the
+        base of one of our markets (it, its mid, None while its book is empty); any other asset
+        (None, None): the account's equity does not value it either."""
+        if asset in QUOTE_ASSETS:
+            return None, Decimal(1)
+        for market, spec in self.spot_specs.items():
+            if spec.base_asset == asset:
+                book = self.books.get(market)
+                return market, book.mid() if book is not None else None
+        return None, None
+
+    async def _valued(self, change: BalanceChange) -> Transfer:
+        market, price = self._unit_price(change.asset)
+        if market is not None and price is None:
+            bid, ask = await self.touch(market)
+            price = (bid + ask) / 2 if bid is not None and ask is not None else None
+        return self._priced(change, price)
+
+    def _transfer_seen(self, change: BalanceChange) -> None:
+        """A balanceUpdate: to the account sink at the mid now (a REST touch when the book is empty)."""
+        market, price = self._unit_price(change.asset)
+        if market is None or price is not None:
+            self._account_sink(self._priced(change, price))
+            return
+
+        async def value() -> None:
+            try:
+                self._account_sink(await self._valued(change))
+            except BotError as exc:
+                log.error("transfer_price_unread", venue=VENUE, key=change.key, error=str(exc))
+                self._account_sink(self._priced(change, None))
+
+        task = asyncio.get_running_loop().create_task(value())
+        self._valuing.add(task)
+        task.add_done_callback(self._valuing.discard)
+
+    def _priced(self, change: BalanceChange, price: Decimal | None) -> Transfer:
+        if price is None:  # counted as PnL when it shows in the equity
+            log.warning("transfer_unvalued", venue=VENUE, key=change.key, asset=change.asset,
+                        delta=str(change.delta))
+        return change.transfer(price)
 
     async def sweep_account(self) -> None:
         """Re-read the orders we believe open over REST and report their fills and states (no

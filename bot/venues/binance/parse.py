@@ -78,6 +78,9 @@ def _dec(text: str, what: str) -> Decimal:
     return value
 
 
+parse_decimal = _dec  # the checks every amount from the venue goes through
+
+
 def _levels(levels: list[wire.Level], what: str) -> tuple[BookLevel, ...]:
     return tuple(BookLevel(_dec(p, f"{what} price"), _dec(q, f"{what} quantity")) for p, q in levels)
 

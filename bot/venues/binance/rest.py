@@ -337,6 +337,16 @@ class BinanceRest:
         return await self._read("GET", "/sapi/v1/account/apiRestrictions", wire.ApiRestrictions,
                                 security=SIGNED)
 
+    async def deposit_history(self, start_ms: int) -> list[wire.DepositRow]:
+        """Deposits inserted since `start_ms` (at most 90 days back, 1000 rows), newest first."""
+        return await self._read("GET", "/sapi/v1/capital/deposit/hisrec", list[wire.DepositRow],
+                                {"startTime": start_ms, "limit": 1000}, security=SIGNED)
+
+    async def withdraw_history(self, start_ms: int) -> list[wire.WithdrawRow]:
+        """Withdrawals applied for since `start_ms` (at most 90 days back, 1000 rows), newest first."""
+        return await self._read("GET", "/sapi/v1/capital/withdraw/history", list[wire.WithdrawRow],
+                                {"startTime": start_ms, "limit": 1000}, security=SIGNED)
+
     async def open_orders(self, symbol: str) -> list[wire.OrderInfo]:
         return await self._read("GET", "/api/v3/openOrders", list[wire.OrderInfo], {"symbol": symbol},
                                 security=SIGNED)

@@ -31,7 +31,7 @@ from bot.venues.binance.rest import BinanceRest
 from bot.venues.reconnect import SessionGuard
 
 log = structlog.get_logger("binance_user_ws")
-KNOWN_EVENTS = frozenset({"executionReport", "outboundAccountPosition", "listenKeyExpired"})
+KNOWN_EVENTS = frozenset({"executionReport", "outboundAccountPosition", "balanceUpdate", "listenKeyExpired"})
 
 
 class UserStream:
@@ -43,7 +43,7 @@ class UserStream:
         self,
         ws_url: str,
         rest: BinanceRest,
-        on_event: Callable[[wire.ExecutionReport | wire.OutboundAccountPosition], None],
+        on_event: Callable[[wire.ExecutionReport | wire.OutboundAccountPosition | wire.BalanceUpdate], None],
         metrics: Metrics,
         *,
         on_connected: Callable[[], Awaitable[None]] | None = None,
@@ -157,7 +157,7 @@ class UserStream:
             except msgspec.MsgspecError:
                 kind = ""
             if kind and kind not in KNOWN_EVENTS:
-                log.debug("user_event_ignored", event=kind)  # balanceUpdate, externalLockUpdate, ...
+                log.debug("user_event_ignored", event=kind)  # externalLockUpdate, ...
                 return False
             self._metrics.malformed_messages.labels("binance").inc()
             log.error("feed_malformed_message", venue="binance", stream="user", error=str(exc))

@@ -146,6 +146,34 @@ class ApiRestrictions(msgspec.Struct, frozen=True):
     enableInternalTransfer: bool = False
 
 
+class DepositRow(msgspec.Struct, frozen=True):
+    """GET /sapi/v1/capital/deposit/hisrec rows. `status`: 0 pending, 6 credited but not yet
+    withdrawable, 1 success, 7 wrong deposit, 8 waiting for the user's confirmation, 2 rejected."""
+
+    amount: str
+    coin: str
+    status: int
+    id: str = ""
+    txId: str = ""
+    insertTime: int = 0  # ms
+    completeTime: int = 0  # ms (absent on older records)
+
+
+class WithdrawRow(msgspec.Struct, frozen=True):
+    """GET /sapi/v1/capital/withdraw/history rows. `status`: 0 email sent, 1 cancelled, 2 awaiting
+    approval, 3 rejected, 4 processing, 5 failure, 6 completed. `applyTime` and `completeTime` are
+    "YYYY-MM-DD HH:MM:SS" UTC strings."""
+
+    id: str
+    amount: str
+    coin: str
+    status: int
+    transactionFee: str = "0"
+    applyTime: str = ""
+    completeTime: str = ""
+    txId: str = ""
+
+
 class ListenKey(msgspec.Struct, frozen=True):
     listenKey: str
 
@@ -231,6 +259,15 @@ class OutboundAccountPosition(msgspec.Struct, frozen=True, tag_field="e", tag="o
     u: int = 0  # time of last account update, ms
 
 
+class BalanceUpdate(msgspec.Struct, frozen=True, tag_field="e", tag="balanceUpdate"):
+    """A deposit, a withdrawal or a transfer between the user's own accounts (no id)."""
+
+    E: int  # event time, ms
+    a: str  # asset
+    d: str  # balance delta
+    T: int = 0  # clear time, ms
+
+
 class ListenKeyExpired(msgspec.Struct, frozen=True, tag_field="e", tag="listenKeyExpired"):
     E: int
     listenKey: str = ""
@@ -240,7 +277,7 @@ class EventType(msgspec.Struct, frozen=True):
     e: str = ""
 
 
-UserEvent = ExecutionReport | OutboundAccountPosition | ListenKeyExpired
+UserEvent = ExecutionReport | OutboundAccountPosition | BalanceUpdate | ListenKeyExpired
 
 
 class StreamDecoder(Generic[T]):
@@ -265,5 +302,5 @@ class StreamDecoder(Generic[T]):
 
 COMBINED = StreamDecoder(Combined)
 STREAM_REPLY = StreamDecoder(StreamReply)
-USER_EVENT = StreamDecoder(UserEvent)  # type: ignore[arg-type]  # a Union, not a type
+USER_EVENT: StreamDecoder[UserEvent] = StreamDecoder(UserEvent)  # type: ignore[arg-type]  # a Union, not a type
 EVENT_TYPE = StreamDecoder(EventType)
