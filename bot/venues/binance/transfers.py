@@ -5,7 +5,7 @@ Two sources report the same movement:
 
 * the user data stream's `balanceUpdate` (a deposit, a withdrawal, a transfer between the user's
   own accounts such as spot and funding): asset `a`, balance delta `d`, clear time `T`, no id.
-  Key `binance:bu:<asset>:<T>:<delta>`.
+  Key `binance:bu:<asset>:<T>:<E>:<delta>` (two of the same asset, delta and times are one).
 * the histories, read at start and after a user stream reconnect:
   GET /sapi/v1/capital/deposit/hisrec: a deposit is in the balance once credited, status 1
   (success) or 6 (credited, not yet withdrawable); 0 pending, 7 wrong deposit, 8 waiting for the
@@ -79,7 +79,7 @@ def parse_balance_update(event: wire.BalanceUpdate) -> BalanceChange:
     asset, delta, ms = _asset(event.a), _dec(event.d, "balance delta"), event.T or event.E
     if ms <= 0:
         raise MalformedMessage(f"balanceUpdate time {ms} is not a time")
-    return BalanceChange(f"binance:bu:{asset}:{ms}:{_text(delta)}", asset, delta, ms, False)
+    return BalanceChange(f"binance:bu:{asset}:{ms}:{event.E}:{_text(delta)}", asset, delta, ms, False)
 
 
 def utc_ms(text: str, what: str) -> int:

@@ -1,0 +1,232 @@
+"""The drawdown peak follows the Binance hedge account's deposits and withdrawals: the engine over the
+simulator's Binance server with the real clients (httpx, websockets) and a real SQLite store; the
+perp leg is a paper venue with no account (the equity is the Binance account's).
+
+- a withdrawal (USDT with its fee, BTC at the mid) and a deposit while running scale the peak: the
+  drawdown does not move; a loss of the same size (not a transfer) trips the stop;
+- a withdrawal made while the daemon was down is read from the withdrawal history at the start,
+  once; a second start reads it again and changes nothing;
+- a withdrawal whose balanceUpdate the stream lost is read from the history after the user stream
+  reconnects, and the one the stream did deliver is not counted again;
+- a malformed balanceUpdate is counted and logged, the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from support.wait import eventually_async
+
+from bot.accounts import AccountBook
+from bot.book import OrderBook
+from bot.clock import SYSTEM_CLOCK
+from bot.config import load
+from bot.domain import MarketSpec
+from bot.engine import Engine
+from bot.execution.orders import OrderManager
+from bot.peak import drawdown
+from bot.peak import load as load_peak
+from bot.sim.server.binance import BinanceServer, sim_binance_credentials
+from bot.sim.spot.exchange import SpotExchange
+from bot.store import Store
+from bot.telemetry import Metrics
+from bot.venues.binance.account_state import BinanceAccount
+from bot.venues.binance.adapter import BinanceVenue, build_venue
+from bot.venues.binance.config import BinanceSettings
+from bot.venues.paper.adapter import PaperVenue
+from bot.venues.paper.fills import FeeSchedule
+
+D = Decimal
+KEY, SECRET = sim_binance_credentials()
+SPEC = MarketSpec("BTC-USD", D(1), D("0.0001"), D("0.0001"))
+
+
+class Daemon:
+    """One run of the daemon's parts that the peak needs: the engine with the Binance account as its
+    equity and the venue's streams feeding it; `start()` does what App.run does before trading."""
+
+    def __init__(self, server: BinanceServer, db: Path, tmp_path: Path) -> None:
+        self.server, self.metrics = server, Metrics()
+        self.store = Store.open(db)
+        self.venue: BinanceVenue = build_venue(
+            BinanceSettings(rest_url=server.rest_url, ws_url=server.ws_url, symbols={"BTC-USDT": "BTCUSDT"},
+                            min_session_secs=0.1),
+            self.metrics, api_key=SecretStr(KEY), api_secret=SecretStr(SECRET))
+        self.settings = load(None, env_file=None, state_dir=str(tmp_path), markets=["BTC-USD"],
+                             strategy={"targets": {}})
+        self.accounts = AccountBook([BinanceAccount(self.venue)], self.metrics, SYSTEM_CLOCK)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Markets, books, the engine; the transfers made while down; the streams. Returns how many
+        transfers the catch-up found pending."""
+        venue = self.venue
+        await venue.load_markets()
+        venue.use_books({"BTC-USDT": OrderBook("BTC-USDT")})
+        perp = PaperVenue({"BTC-USD": OrderBook("BTC-USD")}, FeeSchedule(D(0), D(0)), SYSTEM_CLOCK)
+        ex = self.settings.execution
+        spot = OrderManager(venue, self.store, self.metrics, SYSTEM_CLOCK, ex)
+        self.engine = Engine(self.settings, {"BTC-USD": SPEC}, self.store,
+                             OrderManager(perp, self.store, self.metrics, SYSTEM_CLOCK, ex), self.metrics,
+                             SYSTEM_CLOCK, spot_orders=spot, spot_specs=venue.specs(), spot_books=venue.books,
+                             accounts=self.accounts)
+        venue.set_account_sink(self.accounts.watching(self.engine.on_spot_account_event))
+        assert self.engine.live_peak is not None
+        pending = self.engine.live_peak.catch_up(await venue.transfers(), venue.name)
+        self._task = asyncio.create_task(venue.run(lambda event: None))
+        await eventually_async(lambda: venue.user_stream is not None
+                               and venue.user_stream.is_connected.is_set()
+                               and venue.books["BTC-USDT"].mid() is not None)
+        return pending
+
+    async def read(self) -> tuple[Decimal, Decimal]:
+        """One account refresh and one engine step: (equity, peak)."""
+        await self.accounts.refresh()
+        await self.engine.tick()
+        return self.engine.equity(), self.engine.peak_equity
+
+    def mid(self) -> Decimal:
+        mid = self.venue.books["BTC-USDT"].mid()
+        assert mid is not None
+        return mid
+
+    def stopped(self) -> bool:
+        """Whether the drawdown is past the configured stop."""
+        return drawdown(self.engine.peak_equity, self.engine.equity()) > self.settings.strategy.drawdown_stop
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await self._task
+        await self.venue.close()
+        self.store.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    # No market steps: the book stays where it starts, so the mid that values a BTC transfer is the
+    # one the next equity read uses (the drawdowns below are exact).
+    srv = BinanceServer(SpotExchange(seed=17, start_ns=time.time_ns()), time.time_ns)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+def publish(server: BinanceServer) -> None:
+    """Send what the exchange did since the last request (the runner's step does this)."""
+    server.publish(server.spot.drain_events())
+
+
+async def seen(daemon: Daemon, keys: int) -> None:
+    """Until the peak has remembered `keys` transfer keys (stream frames are asynchronous)."""
+    await eventually_async(lambda: len(load_peak(daemon.store).keys) >= keys, what=f"{keys} transfer keys")
+
+
+async def test_transfers_while_running_leave_the_drawdown_and_a_loss_does_not(
+        server: BinanceServer, tmp_path: Path) -> None:
+    daemon = Daemon(server, tmp_path / "db.sqlite", tmp_path)
+    try:
+        assert await daemon.start() == 0
+        equity, peak = await daemon.read()
+        assert equity == peak == D(100_000) + daemon.mid()
+        # 30% of the account out in USDT (the fee is out too), then 0.5 BTC out at the mid.
+        server.spot.withdraw(KEY, "USDT", D(30_000), fee=D(1))
+        publish(server)
+        await seen(daemon, 1)
+        server.spot.withdraw(KEY, "BTC", D("0.5"))
+        publish(server)
+        await seen(daemon, 2)
+        after = await daemon.read()
+        assert after[0] == D(70_000 - 1) + daemon.mid() / 2 and after[1] == after[0]
+        assert not daemon.stopped()
+        server.spot.deposit(KEY, "USDT", D(5_000))  # a deposit lifts the peak with the equity
+        publish(server)
+        await seen(daemon, 3)
+        equity, peak = await daemon.read()
+        assert equity == peak == after[0] + 5_000 and daemon.engine.live_peak is not None
+        assert daemon.engine.live_peak.pending == 0 and load_peak(daemon.store).venues == []
+        # The same 30% lost (no transfer): the stop holds the sizing.
+        server.spot.set_balance(KEY, "USDT", D(75_000 - 1) - D(30_000))
+        equity, peak = await daemon.read()
+        assert peak == after[0] + 5_000 and daemon.stopped(), (equity, peak)
+    finally:
+        await daemon.stop()
+
+
+async def test_a_withdrawal_while_down_is_read_at_the_start_once(server: BinanceServer,
+                                                                tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    daemon = Daemon(server, db, tmp_path)
+    try:
+        await daemon.start()
+        start_equity, _ = await daemon.read()
+    finally:
+        await daemon.stop()
+    server.spot.withdraw(KEY, "USDT", D(40_000), fee=D("2.5"))  # while the daemon is down
+    publish(server)  # no stream to hear it
+    daemon = Daemon(server, db, tmp_path)
+    try:
+        assert await daemon.start() == 1
+        equity, peak = await daemon.read()
+        assert equity == start_equity - D("40002.5") and peak == equity and not daemon.stopped()
+    finally:
+        await daemon.stop()
+    daemon = Daemon(server, db, tmp_path)
+    try:
+        assert await daemon.start() == 0  # read again: known
+        assert await daemon.read() == (equity, equity)
+    finally:
+        await daemon.stop()
+
+
+async def test_a_reconnect_reads_what_the_stream_lost_and_not_what_it_delivered(
+        server: BinanceServer, tmp_path: Path) -> None:
+    daemon = Daemon(server, tmp_path / "db.sqlite", tmp_path)
+    try:
+        await daemon.start()
+        start_equity, _ = await daemon.read()
+        server.spot.withdraw(KEY, "USDT", D(10_000), fee=D(1))  # delivered on the stream
+        publish(server)
+        await seen(daemon, 1)
+        server.spot.withdraw(KEY, "USDT", D(20_000), fee=D(1))
+        server.spot.drain_events()  # its balanceUpdate is lost (a dropped connection)
+        user_stream = daemon.venue.user_stream
+        assert user_stream is not None and user_stream.connections == 1
+        await server.close_streams()
+        await eventually_async(lambda: user_stream.connections == 2 and user_stream.is_connected.is_set())
+        await seen(daemon, 3)  # the history's two: one paired with the stream's, one new
+        assert daemon.engine.live_peak is not None and daemon.engine.live_peak.pending == D(-30_002)
+        await eventually_async(lambda: daemon.venue.books["BTC-USDT"].mid() is not None)  # resynced
+        equity, peak = await daemon.read()
+        assert equity == peak == start_equity - 30_002 and not daemon.stopped()
+        assert load_peak(daemon.store).unpaired == [(k, m) for k, m in load_peak(daemon.store).unpaired
+                                                     if k.startswith("binance:withdraw:")]
+    finally:
+        await daemon.stop()
+
+
+async def test_a_malformed_balance_update_is_counted_and_the_stream_goes_on(
+        server: BinanceServer, tmp_path: Path) -> None:
+    daemon = Daemon(server, tmp_path / "db.sqlite", tmp_path)
+    try:
+        await daemon.start()
+        start_equity, _ = await daemon.read()
+        assert daemon.venue.user_stream is not None
+        for conn in [c for c in server._conns if daemon.venue.user_stream.listen_key in c.streams]:
+            for frame in ('{"e":"balanceUpdate","E":1,"a":"USDT","d":"lots","T":1}',
+                          '{"e":"balanceUpdate","E":1,"a":"USDT"}'):
+                server._send(conn, frame)
+        server.spot.withdraw(KEY, "USDT", D(1_000))
+        publish(server)
+        await seen(daemon, 1)
+        assert daemon.metrics.malformed_messages.labels("binance")._value.get() == 2
+        assert await daemon.read() == (start_equity - 1_000, start_equity - 1_000)
+    finally:
+        await daemon.stop()
