@@ -244,8 +244,10 @@ def test_unknown_user_events_and_listen_key_expiry_decode() -> None:
     expired = wire.USER_EVENT.decode(b'{"e":"listenKeyExpired","E":1576653824250,"listenKey":"abc"}')
     assert isinstance(expired, wire.ListenKeyExpired)
     with pytest.raises(msgspec.ValidationError):
-        wire.USER_EVENT.decode(b'{"e":"balanceUpdate","E":1,"a":"BTC","d":"1","T":1}')
-    assert wire.EVENT_TYPE.decode(b'{"e":"balanceUpdate","E":1}').e == "balanceUpdate"
+        wire.USER_EVENT.decode(b'{"e":"externalLockUpdate","E":1,"a":"BTC","d":"1","T":1}')
+    assert wire.EVENT_TYPE.decode(b'{"e":"externalLockUpdate","E":1}').e == "externalLockUpdate"
+    update = wire.USER_EVENT.decode(b'{"e":"balanceUpdate","E":1,"a":"BTC","d":"1","T":1}')
+    assert isinstance(update, wire.BalanceUpdate)  # a transfer: bot.venues.binance.transfers
 
 
 @pytest.mark.parametrize("client_id", [0, 1, 42, 2**63 - 1])
