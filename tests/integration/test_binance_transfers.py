@@ -8,7 +8,9 @@ perp leg is a paper venue with no account (the equity is the Binance account's).
   once; a second start reads it again and changes nothing;
 - a withdrawal whose balanceUpdate the stream lost is read from the history after the user stream
   reconnects, and the one the stream did deliver is not counted again;
-- a malformed balanceUpdate is counted and logged, the stream goes on.
+- a malformed balanceUpdate is counted and logged, the stream goes on;
+- end to end: `perpbot run` live against `perpbot sim`, the owner withdraws from Binance (the
+  simulator's `binance_transfer` scenario) while it runs and while it is down.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
-from support.wait import eventually_async
+from support.sim import standalone_sim
+from support.wait import eventually, eventually_async
 
 from bot.accounts import AccountBook
 from bot.book import OrderBook
@@ -230,3 +234,51 @@ async def test_a_malformed_balance_update_is_counted_and_the_stream_goes_on(
         assert await daemon.read() == (start_equity - 1_000, start_equity - 1_000)
     finally:
         await daemon.stop()
+
+
+def _owner_transfer(admin: str, amount: str, asset: str = "USDT") -> None:
+    """The owner moves money on the Binance account outside the bot (the simulator's scenario)."""
+    body = {"name": "binance_transfer", "asset": asset, "amount": amount}
+    reply = httpx.post(f"{admin}/scenario", json=body, timeout=5)
+    assert reply.status_code == 200, reply.text
+
+
+def test_the_daemon_keeps_its_drawdown_through_binance_withdrawals_running_and_down(
+        daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """`perpbot run` live against `perpbot sim` with the carry's BTC-USDT hedge leg (nothing trades:
+    the carry's entry threshold is out of reach); the owner withdraws 40% of the total equity from
+    Binance while it runs and more while it is down: the drawdown stays near zero, not past the
+    20% stop. The BTC mid moves with the simulated market, so the drawdown is not exactly zero."""
+    with standalone_sim(29) as ep:
+        key, secret = sim_binance_credentials()
+        env = {
+            "PERPBOT_SIM__MODE": "protocol", "PERPBOT_TRADING": "live", "PERPBOT_MARKETS": '["BTC-USD"]',
+            "PERPBOT_STRATEGY__TARGETS": "{}", "PERPBOT_WATCHDOG__ENABLED": "false",
+            "PERPBOT_STRATEGY__CARRY__ENABLED": "true",
+            "PERPBOT_STRATEGY__CARRY__ENTRY_THRESHOLD_BPS": "100000",
+            "PERPBOT_DYDX__INDEXER_REST": ep["indexer_rest"], "PERPBOT_DYDX__INDEXER_WS": ep["indexer_ws"],
+            "PERPBOT_DYDX__NODE_GRPC": ep["node_grpc"], "PERPBOT_DYDX__CHAIN_ID": ep["chain_id"],
+            "PERPBOT_DYDX_MNEMONIC": ep["accounts"]["dydx"]["mnemonic"],
+            "PERPBOT_BINANCE__REST_URL": ep["binance_rest"], "PERPBOT_BINANCE__WS_URL": ep["binance_ws"],
+            "PERPBOT_BINANCE_API_KEY": key, "PERPBOT_BINANCE_API_SECRET": secret,
+        }
+        daemon = daemon_factory(**env).start()
+        first = eventually(lambda: (s := daemon.status())["drawdown"]["peak_equity"] != "0.000000"
+                           and s["account"]["binance"] and s, 40)
+        equity = Decimal(first["equity"])
+        _owner_transfer(ep["admin"], str(-(equity * D("0.4")).quantize(D(1))))
+        after = eventually(lambda: (s := daemon.status())["drawdown"]["pending_transfers"] == "0"
+                           and Decimal(s["equity"]) < equity * D("0.65") and s, 30)
+        assert Decimal(after["drawdown"]["drawdown"]) < D("0.02"), after["drawdown"]
+        assert any(e.get("event") == "peak_adjusted_for_transfers" and e.get("venues") == ["binance"]
+                   for e in daemon.log_events())
+        assert daemon.stop() == 0
+        _owner_transfer(ep["admin"], "-20000")  # while the daemon is down
+        daemon = daemon_factory(**env).start()
+        restarted = eventually(lambda: (s := daemon.status())["drawdown"]["pending_transfers"] == "0"
+                               and s["account"]["binance"] and Decimal(s["drawdown"]["peak_equity"])
+                               < Decimal(after["drawdown"]["peak_equity"]) - 15_000 and s, 40)
+        assert Decimal(restarted["drawdown"]["drawdown"]) < D("0.02"), restarted["drawdown"]
+        down = [e for e in daemon.log_events() if e.get("event") == "transfers_while_down"]
+        assert [(e["venue"], e["count"]) for e in down] == [("binance", 1)]
+        assert daemon.stop() == 0
