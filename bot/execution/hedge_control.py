@@ -19,6 +19,7 @@ from bot.control.status import hedge_status
 from bot.domain import ZERO, Fill, OrderRequest, OrderStatus, RiskMode, Side, TimeInForce
 from bot.errors import BotError
 from bot.execution import hedge as hedging
+from bot.execution.buy_cap import cap_buy
 from bot.execution.hedge import HedgeState
 from bot.execution.orders import ActiveParent, OrderManager
 from bot.execution.prices import bounded_price
@@ -286,6 +287,7 @@ class HedgeControl:
             gap = max(gap - commission, ZERO)
         elif sellable is not None:
             gap = max(gap, -sellable)
+        gap = cap_buy(manager.venue, spot, gap, ex)  # a buy the free quote pays for (bot.execution.buy_cap)
         plan = hedging.plan_hedge(spot.spec, gap, spot.position.size + in_flight,
                                   spot.book.levels(Side.BUY if gap > 0 else Side.SELL, 20), ex, now_ns,
                                   next(self._seeds))

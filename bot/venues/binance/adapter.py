@@ -464,6 +464,12 @@ class BinanceVenue:
         return {market: balance.free if (balance := self.balances.get(spec.base_asset)) else ZERO
                 for market, spec in self.spot_specs.items()}
 
+    def cached_free_quote(self) -> dict[str, Decimal]:
+        """Quote asset balance per market not locked in open orders, as last reported (no IO):
+        what a new buy may spend (bot.execution.buy_cap)."""
+        return {market: balance.free if (balance := self.balances.get(spec.quote_asset)) else ZERO
+                for market, spec in self.spot_specs.items()}
+
     async def account_snapshot(self, orders: Collection[int] = ()) -> VenueAccount:
         """Open orders, balances and, for `orders` (ours the store holds open), their states and
         fills even once they closed: the stream that would have reported them is gone with the
