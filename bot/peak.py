@@ -50,6 +50,9 @@ MAX_UNPAIRED = 200  # reports waiting for the same transfer from the venue's oth
 # A balanceUpdate's time against its history record's (a withdrawal's applyTime, a deposit's
 # completeTime or, without one, insertTime: a deposit is credited after its confirmations).
 PAIR_WINDOW_MS = 6 * 3600 * 1000
+# A catch-up takes a venue's transfers from this long before the newest one an earlier catch-up of
+# it listed: older ones were listed then (counted, or known), even once their keys are forgotten.
+CATCH_UP_GRACE_NS = 24 * 3600 * 10**9
 
 
 def adjust_peak(peak: Decimal, equity_after: Decimal, net_transfers: Decimal) -> Decimal:
@@ -111,18 +114,21 @@ class Equities(Protocol):
 @dataclass(slots=True)
 class PeakRecord:
     """What the store keeps: the peak, transfers not yet in a read (and the venues that reported
-    them), the transfers seen, and the reports waiting for their pair."""
+    them), the transfers seen, the reports waiting for their pair, and per venue the newest
+    transfer time (ns) a catch-up listed."""
 
     peak: Decimal = ZERO
     pending: Decimal = ZERO
     keys: list[str] = field(default_factory=list)
     venues: list[str] = field(default_factory=list)
     unpaired: list[tuple[str, TransferMatch]] = field(default_factory=list)
+    listed: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({"peak": str(self.peak), "pending": str(self.pending),
                            "keys": self.keys[-MAX_KEYS:], "venues": self.venues,
-                           "unpaired": [_match_json(k, m) for k, m in self.unpaired[-MAX_UNPAIRED:]]})
+                           "unpaired": [_match_json(k, m) for k, m in self.unpaired[-MAX_UNPAIRED:]],
+                           "listed": self.listed})
 
     @classmethod
     def from_json(cls, text: str) -> PeakRecord:
@@ -136,7 +142,11 @@ class PeakRecord:
         venues = raw.get("venues", [])
         if not isinstance(venues, list) or not all(isinstance(v, str) for v in venues):
             raise ValueError("venues is not a list of strings")
-        return cls(peak, pending, keys, venues, [_match_of(u) for u in raw.get("unpaired", [])])
+        listed = raw.get("listed", {})
+        if not isinstance(listed, dict) or not all(isinstance(v, int) for v in listed.values()):
+            raise ValueError("listed is not a map of venue to ns")
+        return cls(peak, pending, keys, venues, [_match_of(u) for u in raw.get("unpaired", [])],
+                   {str(k): v for k, v in listed.items()})
 
 
 class Store(Protocol):
@@ -249,17 +259,23 @@ class LivePeak:
                  venue=venue, pending=str(record.pending))
 
     def catch_up(self, transfers: list[Transfer], venue: str | None = None) -> int:
-        """At start (before the first account read) and after a stream gap: the venue's recent
-        transfers not seen yet are pending. Without a stored peak they are all in the first
-        equity: only remembered. Returns how many are pending."""
-        new = [t for t in sorted(transfers, key=lambda t: (t.height, t.ts_event)) if self._take(t)]
+        """At start (before the first account read): the venue's recent transfers not seen yet
+        are pending; those older than `CATCH_UP_GRACE_NS` before the newest an earlier catch-up
+        listed are not taken (a key forgotten is no new transfer). Without a stored peak they are
+        all in the first equity: only remembered. Returns how many are pending."""
+        name, record = venue or self._venue, self._record
+        horizon = record.listed.get(name, 0) - CATCH_UP_GRACE_NS
+        if transfers:
+            record.listed[name] = max(record.listed.get(name, 0), max(t.ts_event for t in transfers))
+        new = [t for t in sorted(transfers, key=lambda t: (t.height, t.ts_event))
+               if t.ts_event >= horizon and self._take(t)]
         if self._record.peak > 0:
             for transfer in new:
-                self._apply(transfer, venue or self._venue)
+                self._apply(transfer, name)
         self._store.meta_set(META_KEY, self._record.to_json())
         if not new or self._record.peak <= 0:
             return 0
-        log.warning("transfers_while_down", count=len(new), venue=venue or self._venue,
+        log.warning("transfers_while_down", count=len(new), venue=name,
                     net=str(sum((t.amount for t in new), ZERO)))
         return len(new)
 

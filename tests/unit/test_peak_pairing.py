@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 from support.clock import ManualClock
 
 from bot.domain import Transfer, TransferMatch
-from bot.peak import MAX_UNPAIRED, META_KEY, PAIR_WINDOW_MS, LivePeak, load, pair_index
+from bot.peak import (
+    CATCH_UP_GRACE_NS,
+    MAX_UNPAIRED,
+    META_KEY,
+    PAIR_WINDOW_MS,
+    LivePeak,
+    PeakRecord,
+    load,
+    pair_index,
+)
 from bot.store import Store
 
 D = Decimal
@@ -121,6 +130,24 @@ def test_a_pair_survives_a_restart_and_identical_transfers_each_count(tmp_path: 
         assert restarted.catch_up(both, "binance") == 1
         assert restarted.pending == D(-1000)
         assert restarted.catch_up(both, "binance") == 0  # a second catch-up: both known
+
+
+def test_a_catch_up_does_not_count_again_what_an_earlier_one_listed_once_its_key_is_forgotten(
+        tmp_path: Path) -> None:
+    clock, reads = ManualClock(1_000), Reads("10000")
+    day_ms = CATCH_UP_GRACE_NS // 1_000_000
+    old, new = history("old", "USDT", "-100", T0), history("new", "USDT", "-200", T0 + 3 * day_ms)
+    with Store.open(tmp_path / "db.sqlite") as store:
+        peak = started(store, reads, clock)
+        assert peak.catch_up([old, new], "binance") == 2
+        record = load(store)
+        store.meta_set(META_KEY, PeakRecord(record.peak, record.pending, [], record.venues, [],
+                                            record.listed).to_json())  # every key forgotten
+        restarted = LivePeak(store, reads, clock, "dydx")
+        # `old` is beyond the grace before the newest listed: not new; `new` is inside it: its key
+        # is what says it was counted, and it is gone, so it counts again (the keys cover a day).
+        assert restarted.catch_up([old, new], "binance") == 1 and restarted.pending == D(-500)
+        assert restarted.catch_up([old], "dydx") == 1  # another venue's horizon is its own
 
 
 def test_no_pair_across_assets_quantities_sources_or_the_window() -> None:

@@ -53,6 +53,7 @@ from bot.venues.binance.rest import BinanceRest
 from bot.venues.binance.transfers import (
     LOOKBACK_MS,
     QUOTE_ASSETS,
+    RECONNECT_LOOKBACK_MS,
     BalanceChange,
     history_changes,
     parse_balance_update,
@@ -195,7 +196,7 @@ class BinanceVenue:
         """After a user stream (re)connect: read the transfers the stream may have missed (the
         peak pairs those it saw), re-read balances and the orders we believe open."""
         try:
-            for transfer in await self.transfers():
+            for transfer in await self.transfers(RECONNECT_LOOKBACK_MS):
                 self._account_sink(transfer)
         except BotError as exc:
             log.warning("transfers_unread", venue=VENUE, error=str(exc))
@@ -204,10 +205,10 @@ class BinanceVenue:
 
     # ---- transfers ----------------------------------------------------------------------------
 
-    async def transfers(self) -> list[Transfer]:
-        """Deposits and withdrawals of the last `LOOKBACK_MS` from the histories, valued now; a
+    async def transfers(self, lookback_ms: int = LOOKBACK_MS) -> list[Transfer]:
+        """Deposits and withdrawals of the last `lookback_ms` from the histories, valued now; a
         malformed row is counted, logged and skipped."""
-        start = self.rest.server_ms() - LOOKBACK_MS
+        start = self.rest.server_ms() - lookback_ms
         deposits = await self.rest.deposit_history(start)
         changes, errors = history_changes(deposits, await self.rest.withdraw_history(start))
         for error in errors:

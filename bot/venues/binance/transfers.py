@@ -40,7 +40,8 @@ from bot.venues.binance import wire
 from bot.venues.binance.parse import parse_decimal as _dec
 
 QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "USD")
-LOOKBACK_MS = 30 * 24 * 3600 * 1000  # how far back the histories are read (the venue allows 90 days)
+LOOKBACK_MS = 30 * 24 * 3600 * 1000  # how far back the histories are read at start (the venue allows 90 days)
+RECONNECT_LOOKBACK_MS = 24 * 3600 * 1000  # after a user stream reconnect (a gap of seconds to hours)
 CREDITED = frozenset({1, 6})
 DEBITED = frozenset({2, 4, 6})
 REFUNDED = frozenset({1, 3, 5})
