@@ -286,7 +286,8 @@ def clear(store: Store) -> Decimal:
     and so do the reports waiting for their pair. Returns the old peak."""
     record = load(store)
     old = record.peak
-    store.meta_set(META_KEY, PeakRecord(keys=record.keys, unpaired=record.unpaired).to_json())
+    store.meta_set(META_KEY, PeakRecord(keys=record.keys, unpaired=record.unpaired,
+                                        listed=record.listed).to_json())
     log.warning("peak_reset", old_peak=str(old), peak="0", pending=str(record.pending), direct=True)
     return old
 

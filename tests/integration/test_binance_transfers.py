@@ -8,6 +8,7 @@ perp leg is a paper venue with no account (the equity is the Binance account's).
   once; a second start reads it again and changes nothing;
 - a withdrawal whose balanceUpdate the stream lost is read from the history after the user stream
   reconnects, and the one the stream did deliver is not counted again;
+- a BTC deposit seen while the book is empty (a resync) is valued at a REST depth read's mid;
 - a malformed balanceUpdate is counted and logged, the stream goes on;
 - end to end: `perpbot run` live against `perpbot sim`, the owner withdraws from Binance (the
   simulator's `binance_transfer` scenario) while it runs and while it is down.
@@ -31,7 +32,7 @@ from bot.accounts import AccountBook
 from bot.book import OrderBook
 from bot.clock import SYSTEM_CLOCK
 from bot.config import load
-from bot.domain import MarketSpec
+from bot.domain import BookSnapshot, MarketSpec
 from bot.engine import Engine
 from bot.execution.orders import OrderManager
 from bot.peak import drawdown
@@ -212,6 +213,24 @@ async def test_a_reconnect_reads_what_the_stream_lost_and_not_what_it_delivered(
         assert equity == peak == start_equity - 30_002 and not daemon.stopped()
         assert load_peak(daemon.store).unpaired == [(k, m) for k, m in load_peak(daemon.store).unpaired
                                                      if k.startswith("binance:withdraw:")]
+    finally:
+        await daemon.stop()
+
+
+async def test_a_btc_transfer_seen_with_no_book_is_valued_at_a_rest_depth_read(
+        server: BinanceServer, tmp_path: Path) -> None:
+    daemon = Daemon(server, tmp_path / "db.sqlite", tmp_path)
+    try:
+        await daemon.start()
+        await daemon.read()
+        mid = daemon.mid()
+        daemon.venue.books["BTC-USDT"].apply_snapshot(BookSnapshot("BTC-USDT", (), (), 0, 0))  # a resync
+        requests = server.request_count
+        server.spot.deposit(KEY, "BTC", D("0.25"))
+        publish(server)
+        await seen(daemon, 1)
+        assert daemon.engine.live_peak is not None and daemon.engine.live_peak.pending == mid / 4
+        assert server.request_count == requests + 1 and daemon.venue.books["BTC-USDT"].mid() is None
     finally:
         await daemon.stop()
 

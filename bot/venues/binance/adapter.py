@@ -500,6 +500,8 @@ class BinanceVenue:
 
     async def close(self) -> None:
         """Close the listen key (best effort) and the HTTP client."""
+        for task in list(self._valuing):
+            task.cancel()
         if self.user_stream is not None and self.user_stream.listen_key is not None:
             with contextlib.suppress(BotError):
                 await self.rest.close_listen_key(self.user_stream.listen_key)
