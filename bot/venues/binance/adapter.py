@@ -214,7 +214,9 @@ class BinanceVenue:
         for error in errors:
             self._metrics.malformed_messages.labels(VENUE).inc()
             log.error("feed_malformed_message", venue=VENUE, stream="transfers", error=error)
-        return [await self._valued(change) for change in changes]
+        prices: dict[str, Decimal | None] = {}  # one depth read per market with an empty book
+        valued = [await self._valued(change, prices) for change in changes]
+        return [transfer for transfer in valued if transfer is not None]
 
     def _unit_price(self, asset: str) -> tuple[str | None, Decimal | None]:
         """(the market whose mid values `asset`, USD per unit now): a quote asset (None, 1); the
@@ -228,11 +230,20 @@ class BinanceVenue:
                 return market, book.mid() if book is not None else None
         return None, None
 
-    async def _valued(self, change: BalanceChange) -> Transfer:
+    async def _valued(self, change: BalanceChange, prices: dict[str, Decimal | None] | None = None
+                      ) -> Transfer | None:
+        """The change valued now; None when its market has no price at all (not taken: the next
+        history catch-up reads a deposit or withdrawal again)."""
         market, price = self._unit_price(change.asset)
         if market is not None and price is None:
-            bid, ask = await self.touch(market)
-            price = (bid + ask) / 2 if bid is not None and ask is not None else None
+            prices = {} if prices is None else prices
+            if market not in prices:
+                bid, ask = await self.touch(market)
+                prices[market] = (bid + ask) / 2 if bid is not None and ask is not None else None
+            price = prices[market]
+            if price is None:
+                log.error("transfer_unpriced", venue=VENUE, key=change.key, market=market)
+                return None
         return self._priced(change, price)
 
     def _transfer_seen(self, change: BalanceChange) -> None:
@@ -244,19 +255,21 @@ class BinanceVenue:
 
         async def value() -> None:
             try:
-                self._account_sink(await self._valued(change))
-            except BotError as exc:
-                log.error("transfer_price_unread", venue=VENUE, key=change.key, error=str(exc))
-                self._account_sink(self._priced(change, None))
+                transfer = await self._valued(change)
+            except BotError as exc:  # not taken: the next history catch-up reads it again
+                log.error("transfer_unpriced", venue=VENUE, key=change.key, error=str(exc))
+                return
+            if transfer is not None:
+                self._account_sink(transfer)
 
         task = asyncio.get_running_loop().create_task(value())
         self._valuing.add(task)
         task.add_done_callback(self._valuing.discard)
 
     def _priced(self, change: BalanceChange, price: Decimal | None) -> Transfer:
-        if price is None:  # counted as PnL when it shows in the equity
-            log.warning("transfer_unvalued", venue=VENUE, key=change.key, asset=change.asset,
-                        delta=str(change.delta))
+        if price is None:  # an asset the equity does not value: 0 either way
+            log.info("transfer_unvalued", venue=VENUE, key=change.key, asset=change.asset,
+                     delta=str(change.delta))
         return change.transfer(price)
 
     async def sweep_account(self) -> None:
