@@ -20,6 +20,7 @@ from bot.peak import (
     PAIR_WINDOW_MS,
     LivePeak,
     PeakRecord,
+    adjust_peak,
     load,
     pair_index,
 )
@@ -203,3 +204,23 @@ def test_every_transfer_counts_once_whatever_the_order_of_its_reports(tmp_path_f
                 peak.on_transfer(report, "binance")
         assert peak.pending == sum((D(qty) for _, qty, _ in moves), D(0))
         assert load(store).unpaired == []
+
+
+money = st.decimals(min_value=D("0.01"), max_value=D(10_000_000), places=2)
+
+
+@given(peak=money, equity=money, flows=st.lists(money, min_size=2, max_size=5),
+       signs=st.lists(st.booleans(), min_size=5, max_size=5))
+def test_transfers_scale_the_same_read_one_by_one_or_together(
+        peak: Decimal, equity: Decimal, flows: list[Decimal], signs: list[bool]) -> None:
+    """Two venues' transfers shown by one read (pending summed) or by one read each: the same peak."""
+    peak = max(peak, equity)
+    amounts = [f if up else -f for f, up in zip(flows, signs, strict=False)]
+    one_by_one, now = peak, equity
+    for amount in amounts:
+        if now + amount <= 0:
+            return  # an account emptied on the way starts afresh: not a scaling
+        now += amount
+        one_by_one = adjust_peak(one_by_one, now, amount)
+    together = adjust_peak(peak, now, sum(amounts, D(0)))
+    assert abs(one_by_one - together) <= D("1e-18") * peak
