@@ -10,6 +10,7 @@ perp leg is a paper venue with no account (the equity is the Binance account's).
   reconnects, and the one the stream did deliver is not counted again;
 - a BTC deposit seen while the book is empty (a resync) is valued at a REST depth read's mid;
 - a malformed balanceUpdate is counted and logged, the stream goes on;
+- the simulator's two histories over the real client (signed, newest first, 90-day window);
 - end to end: `perpbot run` live against `perpbot sim`, the owner withdraws from Binance (the
   simulator's `binance_transfer` scenario) while it runs and while it is down.
 """
@@ -34,6 +35,7 @@ from bot.clock import SYSTEM_CLOCK
 from bot.config import load
 from bot.domain import BookSnapshot, MarketSpec
 from bot.engine import Engine
+from bot.errors import VenueError
 from bot.execution.orders import OrderManager
 from bot.peak import drawdown
 from bot.peak import load as load_peak
@@ -44,6 +46,8 @@ from bot.telemetry import Metrics
 from bot.venues.binance.account_state import BinanceAccount
 from bot.venues.binance.adapter import BinanceVenue, build_venue
 from bot.venues.binance.config import BinanceSettings
+from bot.venues.binance.rest import BinanceRest
+from bot.venues.binance.transfers import utc_ms
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
 
@@ -301,3 +305,29 @@ def test_the_daemon_keeps_its_drawdown_through_binance_withdrawals_running_and_d
         down = [e for e in daemon.log_events() if e.get("event") == "transfers_while_down"]
         assert [(e["venue"], e["count"]) for e in down] == [("binance", 1)]
         assert daemon.stop() == 0
+
+
+async def test_the_simulator_lists_deposits_and_withdrawals_as_binance_does(server: BinanceServer) -> None:
+    """The two SAPI histories over the real client: signed, newest first, a window of at most 90
+    days (-1127 beyond), the withdrawal's fee apart from its amount, times as Binance writes them."""
+    server.spot.deposit(KEY, "USDT", D(5))
+    server.spot.deposit(KEY, "BTC", D("0.2"))
+    withdrawal = server.spot.withdraw(KEY, "BTC", D("0.1"), fee=D("0.0005"))
+    publish(server)
+    rest = BinanceRest(server.rest_url, api_key=SecretStr(KEY), api_secret=SecretStr(SECRET))
+    try:
+        day_ago = rest.server_ms() - 24 * 3600 * 1000
+        deposits = await rest.deposit_history(day_ago)
+        assert [(d.coin, d.amount, d.status) for d in deposits] == [("BTC", "0.20000000", 1),
+                                                                    ("USDT", "5.00000000", 1)]
+        assert all(d.completeTime == d.insertTime >= day_ago for d in deposits)
+        (row,) = await rest.withdraw_history(day_ago)
+        assert (row.id, row.coin, row.amount, row.transactionFee, row.status) == (
+            withdrawal.transfer_id, "BTC", "0.10000000", "0.00050000", 6)
+        assert abs(utc_ms(row.applyTime, "applyTime") - withdrawal.ts_ns // 1_000_000) < 1000
+        with pytest.raises(VenueError, match="-1127"):
+            await rest.withdraw_history(day_ago - 90 * 24 * 3600 * 1000)
+    finally:
+        await rest.aclose()
+    held = {b.asset: b.free for b in server.spot.balances(KEY)}
+    assert held["BTC"] == D("1.0995") and held["USDT"] == D(100_005)
