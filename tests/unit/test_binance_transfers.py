@@ -116,5 +116,6 @@ def test_history_rows_oldest_first_and_malformed_ones_reported_and_skipped() -> 
 
 def test_utc_times_read_as_utc() -> None:
     assert utc_ms(APPLIED, "applyTime") == APPLIED_MS
-    with pytest.raises(MalformedMessage):
-        utc_ms("2026-13-01 00:00:00", "applyTime")
+    for bad in ("2026-13-01 00:00:00", "1969-12-31 23:59:59", "", "2026-12-08T00:10:00Z"):
+        with pytest.raises(MalformedMessage):
+            utc_ms(bad, "applyTime")

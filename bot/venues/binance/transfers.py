@@ -86,9 +86,12 @@ def parse_balance_update(event: wire.BalanceUpdate) -> BalanceChange:
 def utc_ms(text: str, what: str) -> int:
     """ms of a "YYYY-MM-DD HH:MM:SS" UTC time (the withdrawal history's)."""
     try:
-        return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
+        ms = int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
     except ValueError:
-        raise MalformedMessage(f"{what} {text[:40]!r} is not a UTC time") from None
+        ms = 0
+    if ms <= 0:
+        raise MalformedMessage(f"{what} {text[:40]!r} is not a UTC time")
+    return ms
 
 
 def deposit_change(row: wire.DepositRow) -> BalanceChange | None:
