@@ -20,7 +20,6 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
-from typing import cast
 
 import structlog
 
@@ -41,13 +40,14 @@ from bot.domain import (
 )
 from bot.errors import BotError, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.execution.passive import CancelChild, PassiveAction, RestingChild, plan_passive
+from bot.execution.read_back import read_back_unanswered
 from bot.execution.state import OrderState, apply_update
 from bot.execution.twap import TwapPlan, size_child
 from bot.ledger import slippage_cost_usd
 from bot.ratelimit import TokenBucket
 from bot.store import Store
 from bot.telemetry import Metrics
-from bot.venues.ports import ExecutionVenue, OrderQuery
+from bot.venues.ports import ExecutionVenue
 
 log = structlog.get_logger("orders")
 BOOK_LEVELS = 20
@@ -55,15 +55,6 @@ BOOK_LEVELS = 20
 # been lost (a stalled or dropped stream). Cancelling twice is harmless; waiting forever is not.
 CANCEL_RESEND_NS = 3_000_000_000
 CLIENT_ID_BLOCK = 64  # client ids reserved per store write
-# An IOC child the venue has not answered this long after it was sent (then after the last read)
-# is read back from the venue (`read_back_unanswered`): its answer was lost (a user stream down or
-# dropped, a place that timed out). IOC answers come within a second; until read, it counts as
-# working and the hedge waits on it.
-UNANSWERED_NS = 10_000_000_000
-# One the venue still does not know this long after it was sent never reached it: a signed order
-# request expires on the venue's side (Binance's recvWindow: 5 s by default, 60 s at most).
-NEVER_ARRIVED_NS = 65_000_000_000
-READ_BACK_TIMEOUT_SECS = 2.0
 _UNCAPPED = Decimal("Infinity")
 
 
@@ -182,40 +173,10 @@ class OrderManager:
         return entry[0] if entry is not None else None
 
     async def read_back_unanswered(self, market: str, now_ns: int) -> None:
-        """Read back from the venue the IOC children on `market` it has not answered for
-        UNANSWERED_NS (a venue that `reads_orders` only): its sweep reports their fills and states
-        to the account sink; one it does not know NEVER_ARRIVED_NS after it was sent is closed as
-        rejected. Each is logged (`order_read_back`); a child left open is read again later."""
-        if not self.venue.capabilities.reads_orders:
-            return  # (paper: every answer went to the sink already)
-        stale = [c for p, c in self._child_parent.values()
-                 if p.plan.market == market and c.is_open and c.tif is TimeInForce.IOC
-                 and now_ns - max(c.sent_ns, c.read_ns) >= UNANSWERED_NS]
-        if not stale:
-            return
-        unknown: set[int] = set()  # client ids the venue does not know
-        for child in stale:
-            child.read_ns = now_ns  # a venue that does not answer is asked again UNANSWERED_NS later
-        try:  # bounded: the engine's tick (the perp leg too) waits on it
-            async with asyncio.timeout(READ_BACK_TIMEOUT_SECS):
-                await self.venue.sweep_account()
-                query = cast(OrderQuery, self.venue).query_order
-                for child in stale:
-                    if child.is_open and await query(child.client_id) is None:
-                        unknown.add(child.client_id)
-        except (BotError, TimeoutError) as exc:
-            log.warning("order_read_back_failed", market=market, error=str(exc) or type(exc).__name__,
-                        client_order_ids=[c.client_id for c in stale])
-            return
-        for child in stale:
-            age_secs = (now_ns - child.sent_ns) / NS_PER_SEC
-            known = child.client_id not in unknown
-            if not known and now_ns - child.sent_ns >= NEVER_ARRIVED_NS:
-                self._transition(child.client_id, OrderStatus.REJECTED, ZERO, "not at the venue")
-            state = self.order_state(child.client_id)
-            assert state is not None  # recorded before it was sent
-            log.warning("order_read_back", client_order_id=child.client_id, market=market, age_secs=age_secs,
-                        status=state.status.value, filled=str(state.filled), known=known)
+        """Read back from the venue the IOC children on `market` it has not answered for a while
+        (`bot.execution.read_back`): their answer was lost."""
+        children = [c for p, c in self._child_parent.values() if p.plan.market == market]
+        await read_back_unanswered(self.venue, market, children, now_ns, self._transition, self.order_state)
 
     def decisions_tracked(self) -> set[int]:
         """The decisions whose parents may still report: running, held or ended with children tracked."""

@@ -24,7 +24,8 @@ from bot.book import OrderBook
 from bot.config import ExecutionSettings, load
 from bot.domain import BookLevel, BookSnapshot, MarketSpec, OrderStatus, RiskMode, Side
 from bot.engine import Engine
-from bot.execution.orders import NEVER_ARRIVED_NS, UNANSWERED_NS, OrderManager
+from bot.execution.orders import OrderManager
+from bot.execution.read_back import NEVER_ARRIVED_NS, UNANSWERED_NS
 from bot.execution.twap import TwapPlan
 from bot.sim.faults import HttpError
 from bot.sim.server.binance import BinanceServer, sim_binance_credentials
