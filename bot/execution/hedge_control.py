@@ -402,6 +402,20 @@ class HedgeControl:
                 self.set(ticker, hedging.on_unwind_short(self.hedges[ticker], missed, now_ns,
                                                          self._settings.execution))
 
+    def _unwind_acts(self, state: MarketState, unwind: hedging.Unwind, keep: Side | None) -> bool:
+        """An unwind would change something: send a perp order, stop the perp parent, or stop a
+        spot parent or cancel spot children leading away from the hedge (`keep`: the side toward it)."""
+        spot, spot_orders = state.spot, self._spot_orders
+        assert spot is not None
+        perp_parent = self._orders.parent(state.spec.ticker)
+        if abs(unwind.perp_change) >= state.spec.min_order_size or perp_parent is not None:
+            return True
+        if spot_orders is None:
+            return False
+        parent = spot_orders.parent(spot.ticker)
+        away = parent is not None and parent.plan.side is not keep
+        return away or spot_orders.cancellable(spot.ticker, keep)
+
     async def _unwind(self, state: MarketState, reason: str, now_ns: int) -> None:
         """The leg cannot be completed: stop both legs, bring the perp back to the hedged size."""
         spot = state.spot
@@ -411,6 +425,12 @@ class HedgeControl:
         before = self.hedges[ticker]
         hedge, unwind = hedging.plan_unwind(before, state.position.size, spot.position.size,
                                             reason, now_ns, ex, state.spec.step_size)
+        keep = _side_toward(hedge.required - spot.position.size)
+        if before.latched(now_ns) and not self._unwind_acts(state, unwind, keep):
+            # An unwind gave this leg up already and one now would only log, count and extend the
+            # cooldown (a slow spot leg with no perp left to reduce: every few ticks). It waits
+            # until there is something to stop, or the cooldown ends.
+            return
         self.set(ticker, hedge)
         parent = self._orders.hold(ticker)
         # The leg is given up: fills its perp children still report (in flight when the unwind
@@ -426,8 +446,6 @@ class HedgeControl:
             # IOC ones included: one the venue has not answered yet would fill after the perp was
             # brought back to the spot position. Those that close the gap left may finish.
             self._spot_orders.hold(spot.ticker)
-            gap = hedge.required - spot.position.size
-            keep = (Side.BUY if gap > 0 else Side.SELL) if gap else None
             await self._spot_orders.cancel_working(spot.ticker, keep)
         self._metrics.hedge_unwinds.labels(ticker, reason).inc()
         log.warning("hedge_unwind", market=ticker, reason=reason, perp_change=str(unwind.perp_change),
@@ -448,6 +466,11 @@ class HedgeControl:
         self._unwind_orders[order.client_id] = ticker
         self._unwinding[order.client_id] = (ticker, unwind.perp_change)
         await self._orders.submit(order, state.book.mid())
+
+
+def _side_toward(gap: Decimal) -> Side | None:
+    """The side that closes a signed spot gap (None: no gap)."""
+    return (Side.BUY if gap > 0 else Side.SELL) if gap else None
 
 
 def _decimal(text: str | None) -> Decimal | None:

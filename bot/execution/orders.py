@@ -186,9 +186,17 @@ class OrderManager:
     async def cancel_working(self, market: str, keep: Side | None = None) -> None:
         """Cancel every open child on `market` but those on side `keep`, IOC ones too (one not yet
         at the venue or not yet answered may still fill); cancelling one that ended is a no-op."""
-        for parent, child in [e for e in self._child_parent.values() if e[0].plan.market == market]:
-            if child.is_open and not child.is_cancel_pending and parent.plan.side is not keep:
+        for child in self._children_against(market, keep):
+            if child.is_open and not child.is_cancel_pending:
                 await self._cancel(child.client_id)
+
+    def cancellable(self, market: str, keep: Side | None = None) -> bool:
+        """`cancel_working(market, keep)` has an open child to cancel (none already being cancelled)."""
+        return any(c.is_open and not c.is_cancel_pending for c in self._children_against(market, keep))
+
+    def _children_against(self, market: str, keep: Side | None) -> list[Child]:
+        return [c for p, c in self._child_parent.values()
+                if p.plan.market == market and p.plan.side is not keep]
 
     def hold(self, market: str) -> ActiveParent | None:
         """Take a market's parent out of the schedule (its children are left as they are)."""

@@ -12,6 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import structlog
 from integration.test_rule_scenarios import SEC, Harness
 
 from bot.domain import AccountEvent, OrderStatus, Side
@@ -84,16 +85,66 @@ async def test_after_an_unwind_a_late_spot_fill_is_sold_back_once(tmp_path: Path
     now = h.clock.now
     h.engine.order_managers[0].start_parent(
         TwapPlan("BTC-USD", Side.SELL, D("0.1"), False, (now,), (D("0.1"),), now + 30 * SEC), decision_id=1)
-    await late.run_for(120)
+    with structlog.testing.capture_logs() as logs:
+        await late.run_for(120)
 
-    # (Its sell, answered late too, outlasts the leg-risk budget again: a second unwind with no
-    # perp left to change, which lets that sell finish.)
-    assert h.engine.hedges["BTC-USD"].unwinds >= 1 and h.state.position.size == 0
+    # Its sell, answered late too, outlasts the leg-risk budget again: with no perp left to
+    # change and nothing to cancel an unwind has nothing to do, so none fires (the old hedge
+    # fired one every few ticks, each logged, counted and extending the cooldown); the sell finishes.
+    assert h.engine.hedges["BTC-USD"].unwinds == 1 and h.state.position.size == 0
+    assert len([e for e in logs if e["event"] == "hedge_unwind"]) == 1, logs
     # The unwind's cancel came too late (the IOC had traded): the hedge waited for its answer
     # instead of selling against it, then sold what it bought, once. Nothing sent twice.
     orders = spot_orders(h)
     assert len(orders) == 2 and [side for side, _size, _status in orders] == [Side.BUY, Side.SELL], orders
     assert orders[0][1] == orders[1][1] and h.state.spot.position.size == 0
+
+
+async def test_a_slow_spot_leg_with_no_perp_left_is_unwound_once(tmp_path: Path) -> None:
+    # A leg-risk budget a 0.01 BTC mismatch spends in ~2 s, a spot venue answering 60 s late: the
+    # unwind buys the perp back; the spot buy it could not stop is then sold back, and that sell,
+    # late too, outlasts the budget again and again with no perp left to reduce and nothing to
+    # cancel. The old hedge unwound every few ticks for nothing (about 30 times here), each
+    # logged, counted and pushing the carry's cooldown further.
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}},
+                           "execution": {"hedge_leg_risk_budget_usd_secs": "1000"}})
+    late = LateReports(h, 60)
+    await late.run_for(5)
+    h.engine.hedge_control.set("BTC-USD", replace(h.engine.hedges["BTC-USD"], goal=D("0.01"), ratio=D(-1)))
+    start = h.clock.now
+    plan = TwapPlan("BTC-USD", Side.SELL, D("0.01"), False, (start,), (D("0.01"),), start + 30 * SEC)
+    h.engine.order_managers[0].start_parent(plan, decision_id=1)
+    with structlog.testing.capture_logs() as logs:
+        await late.run_for(150)
+
+    hedge = h.engine.hedges["BTC-USD"]
+    unwinds = [e for e in logs if e["event"] == "hedge_unwind"]
+    assert len(unwinds) == 1 and hedge.unwinds == 1, unwinds
+    cooldown_ns = int(h.settings.execution.hedge_cooldown_secs * SEC)
+    assert hedge.latched_until_ns <= start + 10 * SEC + cooldown_ns  # latched by the one unwind only
+    # The legs match in the end: the perp bought back, the late buy sold back once.
+    assert h.state.position.size == 0 and h.state.spot.position.size == 0 and not late.pending
+    assert [side for side, _size, _status in spot_orders(h)] == [Side.BUY, Side.SELL]
+
+
+async def test_an_unwind_with_nothing_to_do_fires_once_per_cooldown(tmp_path: Path) -> None:
+    # The spot leg alone owes 0.01 BTC (the perp is flat) and the spot venue never answers: the
+    # leg risk gives the leg up. The unwind has no perp to reduce and nothing to cancel (the buy
+    # working leads toward the hedge), but it latches the carry closed; it fires again only once
+    # that latch has ended, not every few ticks.
+    h = Harness(tmp_path, {"strategy": {"targets": {"BTC-USD": "0"}},
+                           "execution": {"hedge_leg_risk_budget_usd_secs": "1000",
+                                         "hedge_cooldown_secs": "20"}})
+    late = LateReports(h, 1000)
+    await late.run_for(5)
+    owed = D("0.01")
+    h.engine.hedge_control.set("BTC-USD", replace(h.engine.hedges["BTC-USD"], required=owed, goal=owed))
+    with structlog.testing.capture_logs() as logs:
+        await late.run_for(50)
+
+    changes = [D(e["perp_change"]) for e in logs if e["event"] == "hedge_unwind"]
+    assert changes == [0, 0, 0], changes  # at ~2 s, then as each 20 s latch ends
+    assert h.state.position.size == 0 and [side for side, _size, _status in spot_orders(h)] == [Side.BUY]
 
 
 async def test_a_spot_order_beyond_the_risk_limits_is_refused_unsent(tmp_path: Path) -> None:
