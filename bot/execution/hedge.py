@@ -27,7 +27,8 @@ leg risk gives it up once more. The perp is never grown to match the spot
 leg (a failed close is not re-opened): that part stays with the spot hedge, which keeps
 working. The running parents of both legs stop, the unwind's fees are counted, and the carry
 sleeve is latched closed for `hedge_cooldown_secs` so the bot does not re-open a position that
-just failed.
+just failed. An unwind that would change nothing (no perp to reduce, nothing to stop or cancel)
+does not fire again while that cooldown runs: at most once per cooldown for a stuck leg.
 """
 
 from __future__ import annotations
