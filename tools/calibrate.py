@@ -16,11 +16,13 @@ Drawdown is measured on intrabar marks (each bar's low for a net long, high for 
 Walk-forward: the data are cut into calendar quarters (windows). Fold k tests the two quarters
 after its training set and trains on every quarter before (at least two). Each window is its
 own run, started flat, like a backtest. Per fold the grid point with the best training score is
-chosen and then measured on the fold's test windows (out of sample). The carry's expected
+chosen and then measured on the fold's test windows (out of sample). The carry's folds train
+pooled (`--pooled`, the default), on the quarters of every venue that end before the test, as
+the chosen defaults are chosen on every venue at once. The carry's expected
 holding period (`horizon_hours`) is not searched: it is measured on the training funding as the
 median length of the carry episodes the rule itself would hold (bot.strategy.carry).
 
-Usage: .venv/bin/python tools/calibrate.py {carry|directional|all} [--quick] [--out FILE]
+Usage: .venv/bin/python tools/calibrate.py {carry|directional|all} [--quick] [--no-pooled] [--out FILE]
        .venv/bin/python tools/calibrate.py report FILE.json... [--charts DIR]
 """
 
