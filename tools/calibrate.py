@@ -591,6 +591,16 @@ def walk_forward(kind: str, series: list[Series], quick: bool, log: Any, test_qu
                        "rows": rows_for(best_all[1], windows, best_all[2])}}
 
 
+def _bad_argument(args: argparse.Namespace) -> str:
+    """One line naming the option that cannot run (empty: all fine)."""
+    unknown = [v for v in args.venues.split(",") if v not in FUNDING_FILES]
+    if unknown:
+        return f"--venues: unknown venue {unknown[0]!r} (one of {', '.join(FUNDING_FILES)})"
+    if args.test_quarters < 1:
+        return f"--test-quarters: must be at least 1, got {args.test_quarters}"
+    return ""
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=["carry", "directional", "all", "report"])
@@ -612,6 +622,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(report(args.inputs, args.charts))
         print(joint_choice(args.inputs))
         return 0
+    bad = _bad_argument(args)
+    if bad:
+        print(f"calibrate.py: {bad}", file=sys.stderr)
+        return 2
     result: dict[str, Any] = {}
     if args.kind in ("carry", "all"):
         venues = {v: load_series(v) for v in args.venues.split(",")}

@@ -60,3 +60,16 @@ def test_the_walk_forward_scores_its_folds_on_the_pool(calibrate: ModuleType,
     assert [(r["venue"], r["window"]) for r in fold["train_rows"]] == [
         ("a", "2021Q1"), ("a", "2021Q2"), ("b", "2021Q2")]
     assert [r["window"] for r in fold["test_rows"]] == ["2021Q3"]
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["carry", "--venues", "dydx,nosuch"], "--venues: unknown venue 'nosuch'"),
+    (["carry", "--test-quarters", "0"], "--test-quarters: must be at least 1"),
+])
+def test_an_option_that_cannot_run_exits_2_with_one_line_naming_it(
+        calibrate: ModuleType, argv: list[str], named: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert calibrate.main([*argv, "--out", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err
+    assert not (tmp_path / "out.json").exists()
