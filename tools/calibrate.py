@@ -16,11 +16,13 @@ Drawdown is measured on intrabar marks (each bar's low for a net long, high for 
 Walk-forward: the data are cut into calendar quarters (windows). Fold k tests the two quarters
 after its training set and trains on every quarter before (at least two). Each window is its
 own run, started flat, like a backtest. Per fold the grid point with the best training score is
-chosen and then measured on the fold's test windows (out of sample). The carry's expected
+chosen and then measured on the fold's test windows (out of sample). The carry's folds train
+pooled (`--pooled`, the default), on the quarters of every venue that end before the test, as
+the chosen defaults are chosen on every venue at once. The carry's expected
 holding period (`horizon_hours`) is not searched: it is measured on the training funding as the
 median length of the carry episodes the rule itself would hold (bot.strategy.carry).
 
-Usage: .venv/bin/python tools/calibrate.py {carry|directional|all} [--quick] [--out FILE]
+Usage: .venv/bin/python tools/calibrate.py {carry|directional|all} [--quick] [--no-pooled] [--out FILE]
        .venv/bin/python tools/calibrate.py report FILE.json... [--charts DIR]
 """
 
@@ -33,7 +35,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -469,6 +471,36 @@ def carry_score(rows: list[dict[str, Any]]) -> float:
     return score / max(len(rows), 1)
 
 
+def carry_pool(venues: dict[str, list[Series]]) -> Pool:
+    """A fold's training rows from every venue: the quarters that end by the fold's test start,
+    each venue at the horizon measured on its own funding before then. The presets are chosen
+    on all venues at once; the folds choose the same way, on what was known at the time."""
+    windows = {v: quarters(sorted(set.intersection(*(set(s.hours) for s in series))))
+               for v, series in venues.items()}
+    rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    horizons: dict[tuple[str, str, int], int] = {}
+
+    def train_rows(params: dict[str, Any], before: int) -> list[dict[str, Any]]:
+        key = json.dumps(params, sort_keys=True)
+        out = []
+        for venue, series in venues.items():
+            wins = [w for w in windows[venue] if w[1] <= before]
+            if not wins:
+                continue
+            if (venue, key, before) not in horizons:
+                horizons[venue, key, before] = expected_hold(series, before, params)
+            horizon = horizons[venue, key, before]
+            for w in wins:
+                if (venue, key, w[2], horizon) not in rows:
+                    got = evaluate("carry", series, [w], params, horizon)
+                    rows[venue, key, w[2], horizon] = got[0] if got else {}
+                if rows[venue, key, w[2], horizon]:
+                    out.append({"venue": venue, **rows[venue, key, w[2], horizon]})
+        return out
+
+    return train_rows
+
+
 def directional_score(rows: list[dict[str, Any]]) -> float:
     """Windows meeting both targets, then the mean of return/DD relative to the hold's."""
     met, rel = 0, 0.0
@@ -499,8 +531,13 @@ def evaluate(kind: str, series: list[Series], windows: list[tuple[int, int, str]
     return rows
 
 
-def walk_forward(kind: str, series: list[Series], quick: bool, log: Any, test_quarters: int = 2
-                 ) -> dict[str, Any]:
+# Training rows of a fold from a pool of venues: (params, the test's first hour) -> every
+# pooled venue's windows that end by then, each at its own measured horizon.
+Pool = Callable[[dict[str, Any], int], list[dict[str, Any]]]
+
+
+def walk_forward(kind: str, series: list[Series], quick: bool, log: Any, test_quarters: int = 2,
+                 pool: Pool | None = None) -> dict[str, Any]:
     windows = quarters(sorted(set.intersection(*(set(s.hours) for s in series))))
     grid = carry_grid(quick) if kind == "carry" else directional_grid(quick)
     score = carry_score if kind == "carry" else directional_score
@@ -524,12 +561,14 @@ def walk_forward(kind: str, series: list[Series], quick: bool, log: Any, test_qu
         best: tuple[float, dict[str, Any], int | None] | None = None
         for params in grid:
             horizon = expected_hold(series, train[-1][1], params) if kind == "carry" else None
-            s = score(rows_for(params, train, horizon))
+            s = score(pool(params, test[0][0]) if pool else rows_for(params, train, horizon))
             if best is None or s > best[0]:
                 best = (s, params, horizon)
         assert best is not None
         _, params, horizon = best
         train_rows, test_rows = rows_for(params, train, horizon), rows_for(params, test, horizon)
+        if pool is not None:
+            train_rows = pool(params, test[0][0])
         folds.append({"train": [w[2] for w in train], "test": [w[2] for w in test], "params": params,
                       "horizon_hours": horizon, "train_score": score(train_rows),
                       "test_score": score(test_rows), "train_rows": train_rows, "test_rows": test_rows})
@@ -552,6 +591,16 @@ def walk_forward(kind: str, series: list[Series], quick: bool, log: Any, test_qu
                        "rows": rows_for(best_all[1], windows, best_all[2])}}
 
 
+def _bad_argument(args: argparse.Namespace) -> str:
+    """One line naming the option that cannot run (empty: all fine)."""
+    unknown = [v for v in args.venues.split(",") if v not in FUNDING_FILES]
+    if unknown:
+        return f"--venues: unknown venue {unknown[0]!r} (one of {', '.join(FUNDING_FILES)})"
+    if args.test_quarters < 1:
+        return f"--test-quarters: must be at least 1, got {args.test_quarters}"
+    return ""
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=["carry", "directional", "all", "report"])
@@ -559,6 +608,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--charts", type=Path, default=None, help="report: write PNG charts here")
     ap.add_argument("--quick", action="store_true", help="one grid point (a smoke run)")
     ap.add_argument("--venues", default="dydx,binance,bybit", help="funding sets for the carry")
+    ap.add_argument("--pooled", action=argparse.BooleanOptionalAction, default=True,
+                    help="carry: each fold trains on every venue's quarters before its test")
     ap.add_argument("--test-quarters", type=int, default=2, help="quarters per walk-forward test")
     ap.add_argument("--out", type=Path, default=Path("calibration.json"))
     args = ap.parse_args(list(argv) if argv is not None else None)
@@ -571,10 +622,16 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(report(args.inputs, args.charts))
         print(joint_choice(args.inputs))
         return 0
+    bad = _bad_argument(args)
+    if bad:
+        print(f"calibrate.py: {bad}", file=sys.stderr)
+        return 2
     result: dict[str, Any] = {}
     if args.kind in ("carry", "all"):
-        result["carry"] = {v: walk_forward("carry", load_series(v), args.quick, log, args.test_quarters)
-                           for v in args.venues.split(",")}
+        venues = {v: load_series(v) for v in args.venues.split(",")}
+        pool = carry_pool(venues) if args.pooled else None
+        result["carry"] = {v: walk_forward("carry", s, args.quick, log, args.test_quarters, pool)
+                           for v, s in venues.items()}
     if args.kind in ("directional", "all"):
         series = load_series("binance")
         result["directional"] = {"binance": walk_forward("directional", series, args.quick, log,
