@@ -115,7 +115,7 @@ def _point(ts: int, hour_end: int, legs: list[_Leg], prices: list[float], before
 
 def _mark_prices(legs: list[_Leg], prices: list[float], shape: BookShape) -> list[MarkPrices]:
     """Each market's oracle and, when hedged, the spot twin's touch (bid, ask) at a point."""
-    out = []
+    out: list[MarkPrices] = []
     for k, (m, _, _) in enumerate(legs):
         price = prices[k]
         if m.spot is not None:  # the touch only: nothing trades on it, it marks the hedge leg

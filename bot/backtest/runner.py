@@ -9,12 +9,10 @@ it fires the timers that fell due, in order of time:
   hedge is not quiet; otherwise the idle ticks between two batches are folded into one whose
   hedge clock is the last skipped tick's (exact: `skip_idle=False` runs every tick and gives the
   same run), so a decision's first child goes out on the same 100 ms grid as in the daemon;
-- the watchdog: the pure `watchdog.mode` classify/step_mode machine on observations derived from
-  the stress scenarios (chain head age while halted, indexer lag, withdrawal gating, plus an
-  `oracle_stale` input after a restart), every `watchdog.sample_interval_secs` while anything is
-  abnormal; HALTED cancels every order, as the daemon's watchdog does;
-- the sampler: equity, positions, PnL attribution, exposure, flags and risk mode every
-  `sample_secs`, and the settled funding rate at each top of the hour (for the baselines).
+- the watchdog under stress scenarios (`stress_watchdog`): the daemon's pure mode machine on
+  observations derived from the scenarios, while anything is abnormal;
+- the sampler (`sampler`): equity, positions, PnL attribution, exposure, flags and risk mode
+  every `sample_secs`, and the settled funding rate at each top of the hour (for the baselines).
 
 After every batch with an open leg, `liquidation.IntrabarRisk` tracks drawdown on that mark and
 liquidates at maintenance margin. `summary.build` turns the finished run into the result.
@@ -32,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -43,7 +40,7 @@ from typing import Any
 import structlog
 
 from bot.book import OrderBook
-from bot.clock import NS_PER_HOUR, NS_PER_SEC
+from bot.clock import NS_PER_SEC
 from bot.config import ExecutionSettings, Settings
 from bot.domain import (
     ZERO,
@@ -53,7 +50,6 @@ from bot.domain import (
     BookSnapshot,
     Fill,
     OracleUpdate,
-    RiskMode,
     Trade,
 )
 from bot.engine import TICK_SECS, Engine
@@ -62,17 +58,17 @@ from bot.execution.orders import OrderManager
 from bot.store import Store
 from bot.telemetry import Metrics
 from bot.venues.registry import paper_venues
-from bot.watchdog.mode import InputState, ModeState, Observation, Reading, classify, step_mode, target_mode
 
 from .clock import SimClock
 from .liquidation import IntrabarRisk
 from .participation import CappedVenue
+from .sampler import Sampler
 from .scenario_venue import ScenarioVenue
 from .scenarios import Scenario, StressModel, place
 from .sources import Ladder, Source
-from .summary import BacktestResult, format_samples, money
+from .stress_watchdog import StressWatchdog
+from .summary import BacktestResult
 from .summary import build as build_result
-from .summary import drain as _drain
 
 TICK_NS = int(TICK_SECS * NS_PER_SEC)
 PROGRESS_EVERY = 1 << 15  # events between progress-bar refreshes
@@ -168,6 +164,7 @@ class Backtest:
         # Every leg's Position (updated in place by fills): an idle tick checks them for exposure.
         states = list(self.engine.markets.values())
         self._legs = [st.position for st in states] + [st.spot.position for st in states if st.spot]
+        self._equity = ZERO  # the engine's equity when last computed (valid while not `_equity_stale`)
         self._equity_stale = True  # an account event arrived since equity was last computed (or a
         # batch moved the marks of an open leg and `_intrabar` has not computed it yet)
         self._last_tick_busy = True
@@ -185,19 +182,14 @@ class Backtest:
         src.hooks["ladders"] = self.stress is None and self.ladders
         self._extreme_events = 0  # events of the extremes taken by `_extreme` (counted as replayed)
         self.books = books
-        self.wd_state = ModeState()
+        self.watchdog = StressWatchdog(self.stress, self.engine, s)
         self.timeline: list[dict[str, Any]] = []
-        self.samples: list[dict[str, Any]] = []
-        self._raw_samples: list[tuple[Any, ...]] = []  # what `_sample` saw; `samples` once formatted
-        self._last_mode: str | None = None  # the previous sample's risk mode (for mode_secs)
-        self.funding_rows: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []  # `sampler`'s rows once the loop is done
+        self.funding_rows: list[dict[str, Any]] = []  # and its settled-funding rows
         self.liquidations = 0
         self.risk = IntrabarRisk(s.paper.initial_equity_usd)
         self.fill_causes: dict[str, int | str] = {}
         self.run_secs = 0.0
-        self._drawdown_stop = False
-        self._last_tripped: dict[str, tuple[str, ...]] = {}
-        self.mode_secs: dict[str, float] = {m.value: 0.0 for m in RiskMode} | {"DRAWDOWN_STOP": 0.0}
 
     def _on_perp_account(self, event: AccountEvent) -> None:
         self._equity_stale = True
@@ -227,9 +219,10 @@ class Backtest:
         clock = self.clock
         sample_secs = self.sample_secs or auto_sample_secs(src.end_ns - src.start_ns)
         self._sample_ns = sample_ns = int(sample_secs * NS_PER_SEC)
-        self._wd_ns = int(self.settings.watchdog.sample_interval_secs * NS_PER_SEC)
         self._next_tick = src.start_ns
         self._next_sample = -(-src.start_ns // sample_ns) * sample_ns
+        self.sampler = Sampler(engine, self.bus, self.timeline, sample_ns,
+                               self.settings.rules.funding_horizon_hours)
         self._next_wd = src.start_ns
         on_perp, on_spot = engine.on_market_event, engine.on_spot_event
         paper_on, spot_on = self.paper.on_market_event, self.spot_paper.on_market_event
@@ -411,8 +404,9 @@ class Backtest:
         if not fills:
             # Equity at these marks is known: the peak takes it now and the idle ticks before the
             # next batch (same marks, no account event) need not compute it again.
-            if self.risk.last_equity > self.engine.peak_equity:
-                self.engine.peak_equity = self.risk.last_equity
+            equity = self._equity = self.risk.last_equity
+            if equity > self.engine.peak_equity:
+                self.engine.peak_equity = equity
             self._equity_stale = False
         return fills
 
@@ -430,7 +424,7 @@ class Backtest:
                 return
             self.clock.set(t)
             if t == self._next_wd:
-                await self._watchdog(t)
+                self._next_wd = await self.watchdog.step(t)  # type: ignore[assignment]  # inf: never
             if t == self._next_tick:
                 for venue in self.wrapped:
                     if venue.delayed:
@@ -451,7 +445,10 @@ class Backtest:
                 elif before is None or not self._fold_worked(t, until, before):
                     self._next_tick = t + TICK_NS
             if t == self._next_sample:
-                self._sample(t)
+                # The equity `_intrabar` or an idle tick computed, while no account event came since.
+                equity = self.engine.equity() if self._equity_stale else self._equity
+                self.risk.mark_equity(equity)
+                self.sampler.sample(t, equity)
                 self._next_sample = t + self._sample_ns
 
     def _worked_state(self) -> tuple[Any, ...]:
@@ -555,7 +552,7 @@ class Backtest:
         if not self._equity_stale:
             return
         self._equity_stale = False
-        equity = engine.equity()
+        equity = self._equity = engine.equity()
         if equity > engine.peak_equity:
             engine.peak_equity = equity
 
@@ -588,106 +585,13 @@ class Backtest:
                 hedges[ticker] = replace(hedge, last_ns=last)
         self._hedge_clocks.clear()
 
-    async def _watchdog(self, now: int) -> None:
-        stress, engine = self.stress, self.engine
-        if stress is None:
-            self._next_wd = math.inf  # type: ignore[assignment]  # nothing can degrade
-            return
-        stress.advance(now)
-        if stress.is_quiet(now) and self.wd_state.mode is RiskMode.NORMAL:
-            nxt = stress.next_change_ns(now)
-            self._next_wd = nxt if nxt is not None else math.inf  # type: ignore[assignment]
-            return
-        self._next_wd = now + self._wd_ns
-        head = engine.block_height or None
-        blocks_left = stress.gating_blocks_left(now) if stress.withdrawals_gated(now) else 0
-        obs = Observation(
-            head_age_secs=(now - stress.halted_since_ns) / NS_PER_SEC if stress.halted_since_ns else 0.0,
-            indexer_lag_blocks=stress.indexer_lag_blocks,
-            withdrawals_unblocked_at_block=(head + blocks_left) if head and blocks_left else None,
-            head_height=head,
-        )
-        wd = self.settings.watchdog
-        readings = list(classify(obs, wd))
-        if stress.oracle_stale(now):
-            left = (stress.oracle_stale_until_ns - now) / NS_PER_SEC
-            readings.append(Reading("oracle_stale", InputState.DEGRADED, left,
-                                    f"oracle_stale: prices frozen since the restart ({left:.0f}s left)"))
-        target, reason = target_mode(readings)
-        if wd.enabled:
-            self.wd_state, _ = step_mode(self.wd_state, target, reason, now, wd.hold_off_secs)
-        else:  # no watchdog wired: the scenario sets the mode directly while it lasts
-            self.wd_state = ModeState(target, reason)
-        mode = self.wd_state.mode
-        if engine.risk_mode is not mode:
-            engine.set_risk_mode(mode, f"watchdog: {self.wd_state.reason}")
-            if mode is RiskMode.HALTED:
-                for manager in engine.order_managers:
-                    await manager.cancel_all()
-
-    # ---- sampling -------------------------------------------------------------------------------
-
-    def _sample(self, now: int) -> None:
-        """Record equity, PnL, exposure and flags at `now`: raw values here, formatted as the
-        samples' strings once the loop is done (`summary.format_samples`), outside the engine loop."""
-        engine = self.engine
-        equity = engine.equity()
-        self.risk.mark_equity(equity)
-        pnl = engine.total_pnl()
-        markets = []
-        gross = net = ZERO
-        stopped = False
-        for t, st in engine.markets.items():
-            mark = st.mark
-            pos = st.position.size
-            perp_notional = pos * mark if mark is not None else ZERO
-            gross += abs(perp_notional)
-            net += perp_notional
-            spot_row = None
-            if st.spot is not None:
-                mid = st.spot.book.mid()
-                spot_pos = st.spot.position.size
-                spot_notional = spot_pos * mid if mid is not None else ZERO
-                spot_row = (spot_pos, mid)
-                gross += abs(spot_notional)
-                net += spot_notional
-            tripped = st.flags.tripped if st.flags is not None else ()
-            if tripped != self._last_tripped.get(t, ()):
-                self.timeline.append({"ts_ns": now, "kind": "flags", "market": t, "tripped": list(tripped),
-                                      "previous": list(self._last_tripped.get(t, ()))})
-                self._last_tripped[t] = tripped
-            stopped = stopped or (st.sizing is not None and st.sizing.limited_by == "drawdown")
-            markets.append((t, pos, mark, st.funding.rate_1h, st.carry_side, st.target, spot_row, tripped))
-            if now % NS_PER_HOUR == 0 and st.funding.predicted is not None and st.oracle_price is not None:
-                self.funding_rows.append({"ts_ns": now, "market": t, "rate_1h": str(st.funding.predicted),
-                                          "oracle": str(st.oracle_price)})
-        if self.bus.qsize():
-            for event in _drain(self.bus):
-                if event.kind == "risk_mode_changed":
-                    self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
-        if stopped != self._drawdown_stop:  # the sizing's drawdown stop: shown with the risk modes
-            self._drawdown_stop = stopped
-            new = "DRAWDOWN_STOP" if stopped else engine.risk_mode.value
-            self.timeline.append({"ts_ns": now, "kind": "risk_mode", "old": "", "new": new,
-                                  "reason": f"drawdown_stop: equity {money(equity)} vs peak "
-                                            f"{money(engine.peak_equity)}"})
-        realised = sum((st.ledger.realised_usd for st in engine.markets.values()), ZERO)
-        expected_1h = engine.expected_funding() / self.settings.rules.funding_horizon_hours
-        mode = engine.risk_mode.value
-        if self._last_mode is not None:
-            self.mode_secs[self._last_mode] += self._sample_ns / NS_PER_SEC
-        self._last_mode = "DRAWDOWN_STOP" if stopped else mode
-        self._raw_samples.append((now, equity, mode, stopped, pnl, realised, expected_1h, gross, net,
-                                  markets))
-
     # ---- results --------------------------------------------------------------------------------
 
     def _result(self, events: int, sample_secs: int) -> BacktestResult:
-        self.samples += format_samples(self._raw_samples)
-        self._raw_samples = []
-        for event in _drain(self.bus):
-            if event.kind == "risk_mode_changed":
-                self.timeline.append({"ts_ns": event.ts_ns, "kind": "risk_mode", **event.fields})
+        sampler = self.sampler
+        self.samples += sampler.rows()
+        self.funding_rows, self.mode_secs = sampler.funding_rows(), sampler.mode_secs
+        sampler.drain_modes()
         return build_result(self, events, sample_secs, self.run_secs)
 
 
