@@ -6,6 +6,7 @@ so a reading that hovers at the threshold does not flap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -50,18 +51,43 @@ class FlagInputs:
         }
 
 
-@dataclass(frozen=True, slots=True)
 class Flag:
-    name: str
-    tripped: bool
-    why: str = ""
-    values: dict[str, Any] = field(default_factory=dict)
+    """One flag's verdict. `values`, the readings behind it, are read only by the decision
+    record and the status: they are built from the raw readings the verdict used (`raw`, by
+    `build`) when first read, not on every evaluation. Never mutated."""
+
+    __slots__ = ("_build", "_raw", "_values", "name", "tripped", "why")
+
+    def __init__(self, name: str, tripped: bool, why: str = "", values: dict[str, Any] | None = None, *,
+                 build: Callable[..., dict[str, Any]] | None = None, raw: tuple[Any, ...] = ()) -> None:
+        self.name, self.tripped, self.why = name, tripped, why
+        self._values, self._build, self._raw = values, build, raw
+
+    @property
+    def values(self) -> dict[str, Any]:
+        values = self._values
+        if values is None:
+            values = self._values = {} if self._build is None else self._build(*self._raw)
+        return values
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Flag:
+            return NotImplemented
+        assert isinstance(other, Flag)
+        return (self.name, self.tripped, self.why, self.values) == (other.name, other.tripped, other.why,
+                                                                    other.values)
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, holds a dict
+
+    def __repr__(self) -> str:
+        return f"Flag(name={self.name!r}, tripped={self.tripped!r}, why={self.why!r}, values={self.values!r})"
 
     def as_dict(self) -> dict[str, Any]:
         return {"tripped": self.tripped, "why": self.why, **{k: str(v) for k, v in self.values.items()}}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every evaluation (a frozen __init__ costs twice as much); never mutated.
+@dataclass(slots=True)
 class Flags:
     funding: Flag
     liquidity: Flag
@@ -71,8 +97,8 @@ class Flags:
     tripped: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tripped", tuple(
-            f.name for f in (self.funding, self.liquidity, self.volatility, self.news) if f.tripped))
+        self.tripped = tuple(f.name for f in (self.funding, self.liquidity, self.volatility, self.news)
+                             if f.tripped)
 
     def all(self) -> tuple[Flag, ...]:
         return (self.funding, self.liquidity, self.volatility, self.news)
@@ -94,6 +120,11 @@ def _under(value: Decimal, threshold: Decimal, was_tripped: bool) -> bool:
     return value < (threshold / CLEAR_RATIO if was_tripped else threshold)
 
 
+def _funding_values(rate_1h: Decimal, cost_usd: Decimal, persistence_hours: int) -> dict[str, Any]:
+    return {"rate_1h": rate_1h, "expected_cost_usd": cost_usd.quantize(_BP),
+            "persistence_hours": persistence_hours}
+
+
 def funding_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     """Trip when the forecast funding cost over the horizon beats its budget, or carry is rich.
 
@@ -104,32 +135,44 @@ def funding_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     cost_usd = inp.position_size * per_unit
     if inp.target_size is not None:
         cost_usd = max(cost_usd, inp.target_size * per_unit)
-    values = {"rate_1h": inp.funding_rate_1h, "expected_cost_usd": cost_usd.quantize(_BP),
-              "persistence_hours": inp.persistence_hours}
+    raw = (inp.funding_rate_1h, cost_usd, inp.persistence_hours)
     if _over(cost_usd, p.funding_budget_usd, was):
-        return Flag("funding", True, "cost_over_budget", values)
+        return Flag("funding", True, "cost_over_budget", build=_funding_values, raw=raw)
     if _over(abs(inp.funding_rate_1h), p.funding_harvest_rate_1h, was):
-        return Flag("funding", True, "harvest_threshold", values)
-    return Flag("funding", False, "", values)
+        return Flag("funding", True, "harvest_threshold", build=_funding_values, raw=raw)
+    return Flag("funding", False, "", build=_funding_values, raw=raw)
+
+
+def _liquidity_values(depth: Decimal, spread_bps: Decimal | None, median: Decimal | None) -> dict[str, Any]:
+    spread = None if spread_bps is None else spread_bps.quantize(_BP)
+    values: dict[str, Any] = {"depth": depth, "spread_bps": spread}
+    if median is not None:
+        values["depth_median"] = median
+    return values
 
 
 def liquidity_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     """Trip on thin depth near mid, a wide spread, or depth far below its rolling median."""
-    spread = None if inp.spread_bps is None else inp.spread_bps.quantize(_BP)
-    values: dict[str, Any] = {"depth": inp.depth_size, "spread_bps": spread}
+    raw = (inp.depth_size, inp.spread_bps, None)  # the median is recorded once it was checked
     if inp.spread_bps is None:
-        return Flag("liquidity", True, "no_book", values)
+        return Flag("liquidity", True, "no_book", build=_liquidity_values, raw=raw)
     needed = inp.intended_size * p.liquidity_min_depth_multiple
     if needed > 0 and _under(inp.depth_size, needed, was):
-        return Flag("liquidity", True, "depth_below_order_multiple", values)
+        return Flag("liquidity", True, "depth_below_order_multiple", build=_liquidity_values, raw=raw)
     if _over(inp.spread_bps, p.liquidity_max_spread_bps, was):
-        return Flag("liquidity", True, "spread_wide", values)
+        return Flag("liquidity", True, "spread_wide", build=_liquidity_values, raw=raw)
     if inp.depth_median:
         floor = inp.depth_median * (1 - p.liquidity_depth_drop)
-        values["depth_median"] = inp.depth_median
+        raw = (inp.depth_size, inp.spread_bps, inp.depth_median)
         if _under(inp.depth_size, floor, was):
-            return Flag("liquidity", True, "depth_drop", values)
-    return Flag("liquidity", False, "", values)
+            return Flag("liquidity", True, "depth_drop", build=_liquidity_values, raw=raw)
+    return Flag("liquidity", False, "", build=_liquidity_values, raw=raw)
+
+
+def _volatility_values(short: Decimal, ratio: Decimal | None) -> dict[str, Any]:
+    if ratio is None:
+        return {"vol_short": short}
+    return {"vol_short": short, "ratio": ratio.quantize(_BP)}
 
 
 def volatility_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
@@ -137,15 +180,14 @@ def volatility_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     if inp.vol_short is None:
         return _VOL_WARMING
     short = Decimal(repr(round(inp.vol_short, 6)))
-    values: dict[str, Any] = {"vol_short": short}
     if _over(short, p.vol_max_annual, was):
-        return Flag("volatility", True, "vol_above_level", values)
+        return Flag("volatility", True, "vol_above_level", build=_volatility_values, raw=(short, None))
     if inp.vol_long:
         ratio = short / Decimal(repr(round(inp.vol_long, 6)))
-        values["ratio"] = ratio.quantize(_BP)
         if _over(ratio, p.vol_regime_ratio, was):
-            return Flag("volatility", True, "regime_shift", values)
-    return Flag("volatility", False, "", values)
+            return Flag("volatility", True, "regime_shift", build=_volatility_values, raw=(short, ratio))
+        return Flag("volatility", False, "", build=_volatility_values, raw=(short, ratio))
+    return Flag("volatility", False, "", build=_volatility_values, raw=(short, None))
 
 
 def news_flag(inp: FlagInputs) -> Flag:
