@@ -178,7 +178,8 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
 
     def batches() -> Iterator[Batch]:
         vols = {t: RangeVol(shape, bar_ns) for t in candles}
-        point_offsets: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        # (the bar's points' (offset, fraction), the close's offset) by bar shape
+        point_offsets: dict[tuple[int, int], tuple[list[tuple[int, float]], int | None]] = {}
         level_usd = shape.level_usd
         for i, t0 in enumerate(times):
             until = min(times[i + 1] if i + 1 < len(times) else end_ns, t0 + bar_ns)
@@ -194,11 +195,13 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
             ladders = hooks.get("ladders", False)  # books as `Ladder`s (the runner applies them)
             last: list[float] | None = None  # the prices at the bar's last full point
             shape_key = (t0 % NS_PER_HOUR, until - t0)  # bars on one grid share their points' offsets
-            offsets = point_offsets.get(shape_key)
-            if offsets is None:
-                offsets = point_offsets[shape_key] = [(ts - t0, u) for ts, u in
-                                                      _bar_points(t0, bar_ns, n, until, bar_path)]
-            close_ts = next((t0 + off for off, u in offsets if u >= CLOSE_AT), None)
+            grid = point_offsets.get(shape_key)
+            if grid is None:
+                offsets = [(ts - t0, u) for ts, u in _bar_points(t0, bar_ns, n, until, bar_path)]
+                grid = point_offsets[shape_key] = (offsets, next((off for off, u in offsets if u >= CLOSE_AT),
+                                                                 None))
+            offsets, close_off = grid
+            close_ts = None if close_off is None else t0 + close_off
             for j, (off, u) in enumerate(offsets):
                 ts = t0 + off
                 hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR

@@ -436,10 +436,11 @@ class Backtest:
                     if self.fold_worked and self.skip_idle and self.stress is None:
                         before = self._worked_state()
                     await self.engine.tick()
-                else:
+                    self._last_tick_busy = busy
+                    busy = self._busy() or not self._hedges_quiet() or not self.skip_idle
+                else:  # idle: sends nothing and leaves quiet hedges quiet (`_hedges_quiet`): not busy after
                     self._idle_tick(until)
-                self._last_tick_busy = busy
-                busy = self._busy() or not self._hedges_quiet() or not self.skip_idle
+                    self._last_tick_busy = False
                 if not busy:
                     self._next_tick = max(t + TICK_NS, (until // TICK_NS + 1) * TICK_NS)
                 elif before is None or not self._fold_worked(t, until, before):
