@@ -264,3 +264,28 @@ def test_tick_grid_prices_are_the_direct_ones(tick: str) -> None:
         assert [str(p) for p in bids + asks] == expected
         bid, ask, mid = grid.touch(100, 103)
         assert str(mid) == str(((bid + ask) / 2).quantize(Decimal(tick)))
+
+
+# The per-bar level sizes are the direct formula's: whole steps rounded down from the first
+# level's size growing by `level_size_growth` a level, none below the minimum order size.
+@given(base=st.floats(0, 1e6, allow_nan=False), step=st.sampled_from(["1", "0.001", "0.0001", "0.5"]),
+       floor_steps=st.integers(1, 50))
+def test_level_sizes_are_the_direct_formula(base: float, step: str, floor_steps: int) -> None:
+    from bot.backtest.synthetic import BookShape, LevelSizes
+    from bot.domain import MarketSpec
+    shape = BookShape()
+    spec = MarketSpec("BTC-USD", Decimal(1), Decimal(step), Decimal(step) * floor_steps)
+    steps = max(base, float(spec.min_order_size)) / float(spec.step_size)
+    direct = [Decimal(int(steps * (1 + shape.level_size_growth * i) + 1e-9)) * spec.step_size
+              for i in range(shape.depth_levels)]
+    expected = [size if size >= spec.min_order_size else spec.min_order_size for size in direct]
+    assert [str(s) for s in LevelSizes(spec, shape).sizes(base)] == [str(s) for s in expected]
+
+
+def test_events_built_through_their_slots_are_the_constructed_ones() -> None:
+    from bot.backtest.synthetic import block_height, oracle_update
+    oracle = oracle_update("BTC-USD", Decimal("60000"), Decimal("0.0001"), 7)
+    assert oracle == OracleUpdate("BTC-USD", Decimal("60000"), Decimal("0.0001"), 7, 7)
+    assert repr(oracle) == repr(OracleUpdate("BTC-USD", Decimal("60000"), Decimal("0.0001"), 7, 7))
+    assert block_height(12, 5) == BlockHeight(12, 5, 5)
+    assert hash(block_height(12, 5)) == hash(BlockHeight(12, 5, 5))

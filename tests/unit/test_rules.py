@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bot.config import RuleSettings
 from bot.rules.estimators import EwmaVol, FundingForecast, RollingMedian
-from bot.rules.flags import FlagInputs, evaluate_flags
+from bot.rules.flags import Flag, FlagInputs, evaluate_flags
 from bot.rules.gate import GateState, evaluate_gate, in_band
 
 P = RuleSettings()
@@ -257,3 +257,17 @@ def test_funding_forecast_settles_hours_from_predictions() -> None:
     assert fc.persistence_hours == 2
     fc.on_predicted(Decimal("-0.0004"), 13 * hour + 1)  # a negative prediction
     assert fc.persistence_hours == 0  # the forecast's sign no longer matches the settled hours
+
+
+def test_flag_values_are_built_when_read_and_compare_as_given() -> None:
+    flags = evaluate_flags(replace(CALM, vol_short=0.9, vol_long=0.3, position_size=Decimal(2)), P)
+    for flag in flags.all():
+        given_values = Flag(flag.name, flag.tripped, flag.why, dict(flag.values))
+        assert flag == given_values and repr(flag) == repr(given_values)
+        assert flag.as_dict() == given_values.as_dict()
+    assert flags.funding.values == {"rate_1h": Decimal("0.00001"), "expected_cost_usd": Decimal("9.60"),
+                                    "persistence_hours": 0}
+    assert flags.volatility.values == {"vol_short": Decimal("0.9"), "ratio": Decimal("3.00")}
+    assert flags.liquidity.values == {"depth": Decimal(10), "spread_bps": Decimal("1.00"),
+                                      "depth_median": Decimal(10)}
+    assert Flag("news", False) == Flag("news", False, "", {}) != Flag("news", True)
