@@ -202,26 +202,36 @@ def candle_source(settings: Settings, candles: dict[str, list[Bar]],
                                                                  None))
             offsets, close_off = grid
             close_ts = None if close_off is None else t0 + close_off
+            fresh = True  # a batch went out since the hooks were read (they read the runner's state)
+            idle = open_leg = False
             for j, (off, u) in enumerate(offsets):
                 ts = t0 + off
                 hour_end = ts // NS_PER_HOUR * NS_PER_HOUR + NS_PER_HOUR
-                if bar_path and j and (busy is None or not busy()):
-                    if exposed is None or exposed():
-                        marks = _mark_prices(legs, [path_at(pts, u) for _, pts, _ in legs], shape)
-                        if (extreme is not None and close_ts is not None and u < CLOSE_AT and ts % NS_PER_HOUR
-                                and extreme(ts, close_ts, marks)):
-                            continue  # the runner took the extreme's drawdown and margin check as they are
-                        yield _marks(ts, hour_end, legs, marks, ladders)
-                    elif flat_closes and (u >= CLOSE_AT or ts % NS_PER_HOUR == 0):
-                        # Flat and idle, the close and the hour starts still mark: the samples and the
-                        # settled-funding rows at the next hour read the price there, as on the event path.
-                        marks = _mark_prices(legs, [path_at(pts, u) for _, pts, _ in legs], shape)
-                        yield _marks(ts, hour_end, legs, marks, ladders)
-                    continue  # (else flat and idle: the extremes move nothing)
+                if bar_path and j:
+                    if fresh:  # else the runner did nothing since: the same answers
+                        idle = busy is None or not busy()
+                        open_leg = idle and (exposed is None or exposed())
+                        fresh = False
+                    if idle:
+                        if open_leg:
+                            marks = _mark_prices(legs, [path_at(pts, u) for _, pts, _ in legs], shape)
+                            if (extreme is not None and close_ts is not None and u < CLOSE_AT
+                                    and ts % NS_PER_HOUR and extreme(ts, close_ts, marks)):
+                                continue  # the runner took the extreme's drawdown and margin check
+                            yield _marks(ts, hour_end, legs, marks, ladders)
+                            fresh = True
+                        elif flat_closes and (u >= CLOSE_AT or ts % NS_PER_HOUR == 0):
+                            # Flat and idle, the close and the hour starts still mark: the samples and
+                            # the settled-funding rows at the next hour read the price there, as on the
+                            # event path.
+                            marks = _mark_prices(legs, [path_at(pts, u) for _, pts, _ in legs], shape)
+                            yield _marks(ts, hour_end, legs, marks, ladders)
+                            fresh = True
+                        continue  # (else flat and idle: the extremes move nothing)
                 prices = [path_at(pts, u) for _, pts, _ in legs]
                 yield _point(ts, hour_end, legs, prices, last, shape, ladders,
                              HEIGHT_BASE + (ts - start_ns) // block_ns)
-                last = prices
+                last, fresh = prices, True
                 sub = ts + dense_ns
                 nxt = t0 + offsets[j + 1][0] if j + 1 < len(offsets) else until
                 # While orders are worked, the path is walked every DENSE_SECS up to the next point,
