@@ -66,6 +66,7 @@ async def read_back_unanswered(venue: ExecutionVenue, market: str, children: Ite
         known = child.client_id not in unknown
         if not known and now_ns - child.sent_ns >= NEVER_ARRIVED_NS:
             transition(child.client_id, OrderStatus.REJECTED, ZERO, "not at the venue")
+            cast(OrderQuery, venue).forget_order(child.client_id)
         state = state_of(child.client_id)
         assert state is not None  # recorded before it was sent
         log.warning("order_read_back", client_order_id=child.client_id, market=market, age_secs=age_secs,

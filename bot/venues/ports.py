@@ -121,6 +121,8 @@ class OrderQuery(Protocol):
 
     async def query_order(self, client_id: int) -> OrderUpdate | None: ...  # None: not known to it
 
+    def forget_order(self, client_id: int) -> None: ...  # it never reached the venue: stop re-reading it
+
 
 class Balances(Protocol):
     """A venue whose positions are account balances (`capabilities.positions_are_balances`): the

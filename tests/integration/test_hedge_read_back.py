@@ -131,6 +131,7 @@ async def test_a_child_that_never_reached_the_venue_is_closed_once_it_cannot_arr
     assert manager.working(MARKET) == 0 and not store.fills(MARKET)
     read = [e for e in logs if e["event"] == "order_read_back"]
     assert len(read) == 1 and read[0]["status"] == "REJECTED" and not read[0]["known"], logs
+    assert client_id not in venue._open  # later account sweeps do not ask the venue about it again
     await venue.close()
     store.close()
 

@@ -444,6 +444,11 @@ class BinanceVenue:
                 return market
         return None
 
+    def forget_order(self, client_id: int) -> None:
+        """An order of ours that never reached the venue (bot.execution.read_back): the account
+        sweep stops asking the venue about it."""
+        self._open.discard(client_id)
+
     async def query_order(self, client_id: int) -> OrderUpdate | None:
         """The venue's state of one of our orders, by client id; None if the venue does not know it."""
         found = await self.order_row(client_id)
