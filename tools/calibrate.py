@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import CarrySettings, RuleSettings, StrategySettings
+from bot.errors import ConfigError
 from bot.rules.estimators import FundingForecast, FundingTrend
 from bot.strategy.carry import CarryWatch, entry_trend_for, regime_hold_hours
 from bot.strategy.decide import MarketReadings, audit_should_trade, market_targets, sizing_vol
@@ -750,6 +751,16 @@ def _chart(kind: str, venue: str, wf: dict[str, Any], chart_dir: Path) -> None:
     chart_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(chart_dir / f"calibration-{kind}-{venue}.png", dpi=90)
     plt.close(fig)
+
+
+def run_script(main: Callable[[list[str]], int], script: str) -> None:
+    """Run a research script's `main` on the command line: a bad config is one line naming the
+    key and exit 2, as in perpbot."""
+    try:
+        raise SystemExit(main(sys.argv[1:]))
+    except ConfigError as exc:
+        print(f"{Path(script).name}: config error: {exc.key}: {exc.reason}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

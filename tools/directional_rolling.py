@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import RuleSettings, StrategySettings, load
-from bot.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal
@@ -68,8 +67,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main(sys.argv[1:]))
-    except ConfigError as exc:  # a bad config is one line and exit 2, as in perpbot
-        print(f"{Path(__file__).name}: config error: {exc.key}: {exc.reason}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cal.run_script(main, __file__)
