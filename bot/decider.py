@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import structlog
 
-from bot import decisions
+from bot import decisions, strategy_state
 from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings
 from bot.control.status import decision_summary_from
@@ -29,6 +29,7 @@ from bot.rules.flags import FlagInputs
 from bot.rules.gate import GateState
 from bot.store import Store
 from bot.strategy.targets import FLAT, TargetSpec, parse_target, resolve_target
+from bot.strategy_state import StrategyRecord
 from bot.telemetry import Metrics
 
 log = structlog.get_logger("engine")
@@ -54,6 +55,16 @@ class Decider:
         self.directional: dict[str, TargetSpec] = {m: t if isinstance(t, TargetSpec) else parse_target(t)
                                                    for m, t in settings.strategy.targets.items()}
         self.settlement_hold: set[str] = set()  # FINAL_SETTLEMENT markets whose venue refused the close
+        # The carry watch and the thesis's held share survive a restart (bot.strategy_state): read
+        # back here, after the positions (the carry side), before the first decision.
+        self._saved: dict[str, StrategyRecord] = {}
+        for ticker, state in markets.items():
+            record = strategy_state.load(store, ticker)
+            if record is not None:
+                self._saved[ticker] = record
+                state.carry_watch, state.thesis_held = strategy_state.restored(record, state.carry_side)
+                log.info("strategy_state_restored", market=ticker, carry_side=state.carry_side,
+                         adverse_hours=state.carry_watch.adverse_hours, thesis_held=str(state.thesis_held))
 
     def context(self, state: MarketState, now_ns: int, risk_mode: RiskMode,
                 peak_equity: Decimal) -> decisions.Context:
@@ -93,6 +104,11 @@ class Decider:
         """Recompute the sleeves and the hard-limited targets for one market."""
         out = decisions.compute_targets(state, mark, self._clock.now_ns(), ctx)
         state.carry_watch, state.thesis_held = out.watch, out.thesis_held
+        record = StrategyRecord(state.carry_side, out.watch, out.thesis_held)
+        ticker = state.spec.ticker
+        if self._saved.get(ticker) != record:
+            self._saved[ticker] = record
+            strategy_state.save(self._store, ticker, record)
         state.sleeves, state.sizing, state.pending_spot_target = out.sleeves, out.sizing, out.spot
         state.last_target_ns = now_ns
 
