@@ -49,6 +49,7 @@ class MarketState:
     vol_sizing: EwmaVol = field(default_factory=lambda: EwmaVol(7 * 86400, 3600))
     funding_trend: FundingTrend = field(default_factory=lambda: FundingTrend(168))
     entry_trend: FundingTrend | FundingMedian = field(default_factory=lambda: FundingTrend(168))
+    # Both kept across restarts in the store (bot.strategy_state, by the decider).
     carry_watch: CarryWatch = field(default_factory=CarryWatch)
     thesis_held: Decimal | None = None  # the thesis's share at the last refresh (signed; re-risk gate)
     depth_median: RollingMedian = field(default_factory=lambda: RollingMedian(300))
