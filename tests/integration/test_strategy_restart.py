@@ -10,10 +10,13 @@ re-risk the thesis (a fresh start would take it back to 0.6 at once).
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from decimal import Decimal as D
 from pathlib import Path
 
 from support.clock import ManualClock
+from support.wait import eventually
 
 from bot.book import OrderBook
 from bot.config import load
@@ -22,7 +25,7 @@ from bot.engine import Engine
 from bot.execution.orders import OrderManager
 from bot.history import MarketHistory
 from bot.store import Store
-from bot.strategy_state import META_PREFIX
+from bot.strategy_state import META_PREFIX, StrategyRecord
 from bot.telemetry import Metrics
 from bot.venues.paper.adapter import PaperVenue
 from bot.venues.paper.fills import FeeSchedule
@@ -101,3 +104,40 @@ def test_a_malformed_record_starts_the_market_fresh(tmp_path: Path) -> None:
     assert state.thesis_held is not None and state.thesis_held < D("0.6")
     assert f'"thesis_held": "{state.thesis_held}"' in (store.meta_get(META_PREFIX + PERP) or "")
     store.close()
+
+
+def test_the_daemon_stores_the_record_reads_it_back_and_starts_past_a_bad_one(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """`perpbot run` (paper, embedded simulator): the record is in the state directory's store,
+    the next start reads it back before deciding; a malformed one is logged and the start goes on."""
+    daemon = daemon_factory().start()
+    db = daemon.state_dir / "perpbot.sqlite"
+
+    def stored() -> str | None:
+        with closing(sqlite3.connect(db)) as conn:
+            row = conn.execute("select value from meta where key = ?", (META_PREFIX + PERP,)).fetchone()
+        return row[0] if row else None
+
+    def held() -> D | None:
+        try:
+            return StrategyRecord.from_json(stored() or "").thesis_held
+        except ValueError:
+            return None
+
+    eventually(held)
+    assert daemon.stop() == 0
+    saved = StrategyRecord.from_json(stored() or "")
+    assert saved.thesis_held is not None and 0 < saved.thesis_held <= 1  # the long BTC thesis
+
+    again = daemon_factory().start()
+    restored = eventually(lambda: [e for e in again.log_events() if e.get("market") == PERP
+                                   and e.get("event") == "strategy_state_restored"])
+    assert restored[0]["thesis_held"] == str(saved.thesis_held)
+    assert again.stop() == 0
+
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("update meta set value = ? where key = ?", ('{"carry_side": "x"', META_PREFIX + PERP))
+    third = daemon_factory().start()
+    eventually(lambda: any(e.get("event") == "strategy_state_unreadable" for e in third.log_events()))
+    eventually(held)  # written afresh
+    assert third.status()["risk_mode"] == "NORMAL"
+    assert third.stop() == 0
