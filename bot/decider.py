@@ -106,7 +106,7 @@ class Decider:
         state.carry_watch, state.thesis_held = out.watch, out.thesis_held
         record = StrategyRecord(state.carry_side, out.watch, out.thesis_held)
         ticker = state.spec.ticker
-        if self._saved.get(ticker) != record:
+        if record.worth_saving_over(self._saved.get(ticker)):
             self._saved[ticker] = record
             strategy_state.save(self._store, ticker, record)
         state.sleeves, state.sizing, state.pending_spot_target = out.sleeves, out.sizing, out.spot

@@ -13,8 +13,8 @@ What a restored value means after downtime:
   it was: the hours the daemon was down neither add to the run nor break it. A kept count can
   only bring an exit nearer by hours that were really adverse, and the first settled hour whose
   outlook is fine resets it (conservative); a count from zero could delay an exit by up to
-  `exit_confirm_hours`. The last hour counted is kept too, so a restart within an hour does not
-  count that hour twice.
+  `exit_confirm_hours`. The hour of the count's last change is kept too, so a restart within
+  the hour does not count that hour twice.
 * the held share is kept as it was, whatever the downtime: the position was held all along, and
   the gate only lets the share fall at once or rise once price is back at its trend, so a
   restart during a fall keeps the thesis at its share instead of re-risking it. A thesis now on
@@ -47,6 +47,13 @@ class StrategyRecord:
     carry_side: int
     watch: CarryWatch
     thesis_held: Decimal | None
+
+    def worth_saving_over(self, saved: StrategyRecord | None) -> bool:
+        """Whether this differs from `saved` in what a restart reads. The watch's hour alone is
+        not: it moves every hour a carry is open, and the hour of the last change of the count
+        is enough not to count an hour twice (an hour that left the count at zero is re-read)."""
+        return saved is None or (self.carry_side, self.watch.adverse_hours, self.thesis_held) != (
+            saved.carry_side, saved.watch.adverse_hours, saved.thesis_held)
 
     def to_json(self) -> str:
         held = None if self.thesis_held is None else str(self.thesis_held)

@@ -81,3 +81,13 @@ def test_the_watch_is_kept_only_for_the_same_open_carry_and_the_share_always() -
     assert restored(record, 0) == (CarryWatch(), D("0.3"))  # closed while down: a fresh watch
     assert restored(record, 1) == (CarryWatch(), D("0.3"))  # open the other way: a fresh watch
     assert restored(StrategyRecord(0, CarryWatch(), None), 1) == (CarryWatch(), None)
+
+
+def test_a_record_is_saved_when_what_a_restart_reads_changes_not_for_the_hour_alone() -> None:
+    saved = StrategyRecord(-1, CarryWatch(0, 480_000), D("0.3"))
+    assert StrategyRecord(-1, CarryWatch(0, 480_001), D("0.3")).worth_saving_over(saved) is False
+    assert StrategyRecord(-1, CarryWatch(1, 480_001), D("0.3")).worth_saving_over(saved)
+    assert StrategyRecord(-1, CarryWatch(0, 480_000), D("0.31")).worth_saving_over(saved)
+    assert StrategyRecord(0, CarryWatch(), D("0.3")).worth_saving_over(saved)
+    assert StrategyRecord(-1, CarryWatch(0, 480_000), None).worth_saving_over(saved)
+    assert saved.worth_saving_over(None)
