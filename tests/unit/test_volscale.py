@@ -133,16 +133,22 @@ def test_the_engine_trims_a_stretched_long_thesis_and_keeps_it_near_its_trend() 
     assert far == D("11.538")  # 30% above its trend: half the scale (0.3 x 5,000 / 130)
 
 
-def test_stretch_lines_out_of_order_are_refused_naming_the_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def config_check(tmp_path, toml: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    """`perpbot config check` on a file with `toml`: its exit code and what it printed."""
     import subprocess
     import sys
     bad = tmp_path / "bad.toml"
-    bad.write_text('[strategy]\nstretch_start = "0.3"\nstretch_full = "0.2"\n')
+    bad.write_text(toml)
     code = "import sys; from bot.cli import main; main(sys.argv[1:])"
     out = subprocess.run([sys.executable, "-c", code, "config", "check", "--config", str(bad)],
                          capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
-    assert out.returncode == 2
-    assert "stretch_full must be above stretch_start" in out.stderr + out.stdout
+    return out.returncode, out.stderr + out.stdout
+
+
+def test_stretch_lines_out_of_order_are_refused_naming_the_section(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code, said = config_check(tmp_path, '[strategy]\nstretch_start = "0.3"\nstretch_full = "0.2"\n')
+    assert code == 2
+    assert "stretch_full must be above stretch_start" in said
 
 
 def test_the_share_falls_at_once_and_rises_only_at_or_beyond_the_trend() -> None:
@@ -210,16 +216,10 @@ def test_a_fall_that_releases_the_stretch_trim_does_not_re_risk_the_thesis() -> 
 
 
 def test_a_bad_rerisk_value_is_refused_naming_the_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[strategy]\nrerisk_on_trend = "sometimes"\n')
-    code = "import sys; from bot.cli import main; main(sys.argv[1:])"
-    out = subprocess.run([sys.executable, "-c", code, "config", "check", "--config", str(bad)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
-    assert out.returncode == 2
-    assert "rerisk_on_trend" in out.stderr + out.stdout
-    assert len((out.stderr + out.stdout).strip().splitlines()) == 1
+    code, said = config_check(tmp_path, '[strategy]\nrerisk_on_trend = "sometimes"\n')
+    assert code == 2
+    assert "rerisk_on_trend" in said
+    assert len(said.strip().splitlines()) == 1
 
 
 def test_the_engine_gates_on_the_share_its_last_refresh_held() -> None:
