@@ -13,7 +13,6 @@ A venue whose positions are not balances (paper) is not capped.
 
 from __future__ import annotations
 
-import weakref
 from decimal import Decimal
 from typing import Protocol
 
@@ -26,8 +25,6 @@ from bot.venues.ports import ExecutionVenue
 
 log = structlog.get_logger("hedge")
 BPS = Decimal(10_000)
-# Per venue: spot market -> the last (wanted, buyable) logged, so a cap is logged once, not per tick.
-_REPORTED: weakref.WeakKeyDictionary[object, dict[str, tuple[Decimal, Decimal]]] = weakref.WeakKeyDictionary()
 
 
 class QuoteBalances(Protocol):
@@ -41,9 +38,11 @@ def buyable(free_quote: Decimal, price: Decimal, step: Decimal) -> Decimal:
     return (free_quote / price // step) * step
 
 
-def cap_buy(venue: ExecutionVenue, spot: SpotLeg, gap: Decimal, ex: ExecutionSettings) -> Decimal:
+def cap_buy(venue: ExecutionVenue, spot: SpotLeg, gap: Decimal, ex: ExecutionSettings,
+            reported: dict[str, tuple[Decimal, Decimal]]) -> Decimal:
     """`gap` (base units the hedge still needs; > 0 buys), a buy capped at what the free quote
-    balance pays for at the touch plus the slippage cap; logged (`hedge_buy_capped`) when it bites."""
+    balance pays for at the touch plus the slippage cap; logged (`hedge_buy_capped`) when it bites,
+    once per (wanted, buyable) change: `reported` keeps the last logged per spot market."""
     free = getattr(venue, "cached_free_quote", None)
     if gap <= 0 or free is None or not venue.capabilities.positions_are_balances:
         return gap
@@ -57,7 +56,6 @@ def cap_buy(venue: ExecutionVenue, spot: SpotLeg, gap: Decimal, ex: ExecutionSet
         return gap
     if most < spot.spec.min_order_size or most * ask.price < ex.min_notional_usd:
         most = ZERO  # a buy the venue would refuse as too small: none (a refusal counts toward an unwind)
-    reported = _REPORTED.setdefault(venue, {})
     if reported.get(spot.ticker) != (gap, most):
         reported[spot.ticker] = (gap, most)
         log.warning("hedge_buy_capped", market=spot.ticker, side=Side.BUY.value, wanted=str(gap),

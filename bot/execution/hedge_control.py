@@ -63,6 +63,7 @@ class HedgeControl:
         self._withheld_covered: dict[str, Decimal] = {}
         self._balance_checked_ns: dict[str, int] = {}  # spot market -> last venue read of its balance
         self._sell_capped: dict[str, tuple[Decimal, Decimal]] = {}  # spot market -> (wanted, sellable)
+        self._buy_capped: dict[str, tuple[Decimal, Decimal]] = {}  # spot market -> (wanted, buyable)
         # Per decision whose perp parent may still report fills: spot units per signed perp unit
         # its leg was started with, and the decisions whose leg an unwind gave up.
         self._leg_ratios: dict[int, Decimal] = {}
@@ -287,7 +288,7 @@ class HedgeControl:
             gap = max(gap - commission, ZERO)
         elif sellable is not None:
             gap = max(gap, -sellable)
-        gap = cap_buy(manager.venue, spot, gap, ex)  # a buy the free quote pays for (bot.execution.buy_cap)
+        gap = cap_buy(manager.venue, spot, gap, ex, self._buy_capped)  # what the free quote pays for
         plan = hedging.plan_hedge(spot.spec, gap, spot.position.size + in_flight,
                                   spot.book.levels(Side.BUY if gap > 0 else Side.SELL, 20), ex, now_ns,
                                   next(self._seeds))
