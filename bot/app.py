@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from bot.carry_start import follow_venues, stored_legs
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.control.api import ControlServer, ensure_token
@@ -140,19 +141,20 @@ class App:
         return cls(settings, store, engine, core.orders, controller, control, services, clock,
                    closers=[core.venues.close])
 
-    async def reconcile(self, stage: str = "start") -> None:
+    async def reconcile(self, stage: str = "start") -> list[dict[str, Any]]:
         """Line the store and the engine up with every venue before trading, and at the exit for
-        what the store still holds open (bot.recovery)."""
-        engine = self.engine
+        what the store still holds open (bot.recovery); returns each venue's report."""
+        engine, reports = self.engine, []
         for manager in engine.order_managers:
             if manager is engine.orders:
                 apply, positions = engine.on_account_event, engine.perp_positions
             else:
                 apply, positions = engine.on_spot_account_event, engine.spot_positions
             balances = manager.venue.capabilities.positions_are_balances
-            await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
-                                  cancel_foreign=self.settings.trading == "paper",
-                                  compare_positions=not balances, stage=stage)
+            reports.append(await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
+                                                 cancel_foreign=self.settings.trading == "paper",
+                                                 compare_positions=not balances, stage=stage))
+        return reports
 
     async def run(self) -> int:
         """Run until a stop signal or a fatal error; return the process exit code."""
@@ -164,7 +166,9 @@ class App:
                  kill_latched=self.store.kill_latch() is not None)
         code = 0
         try:
-            await retry_start("reconcile", self.reconcile, s.start_retry_secs)
+            stored = stored_legs(self.engine)  # the carry as the store left it, then as the venues hold it
+            reports = await retry_start("reconcile", self.reconcile, s.start_retry_secs)
+            follow_venues(self.engine, stored, reports)
             await self._transfers_while_down()
             if self.engine.accounts is not None:  # size nothing on a paper equity
                 await retry_start("accounts", self.engine.accounts.refresh, s.start_retry_secs)

@@ -58,13 +58,21 @@ class Decider:
         # The carry watch and the thesis's held share survive a restart (bot.strategy_state): read
         # back here, after the positions (the carry side), before the first decision.
         self._saved: dict[str, StrategyRecord] = {}
-        for ticker, state in markets.items():
+        for ticker in markets:
             record = strategy_state.load(store, ticker)
             if record is not None:
                 self._saved[ticker] = record
-                state.carry_watch, state.thesis_held = strategy_state.restored(record, state.carry_side)
-                log.info("strategy_state_restored", market=ticker, carry_side=state.carry_side,
-                         adverse_hours=state.carry_watch.adverse_hours, thesis_held=str(state.thesis_held))
+                self.restore_carry_watch(ticker)
+
+    def restore_carry_watch(self, ticker: str) -> None:
+        """Read the market's stored watch and held share back for the carry side it has now (again
+        once reconciliation committed the venues' carry: bot.carry_start)."""
+        record, state = self._saved.get(ticker), self._markets[ticker]
+        if record is None:
+            return
+        state.carry_watch, state.thesis_held = strategy_state.restored(record, state.carry_side)
+        log.info("strategy_state_restored", market=ticker, carry_side=state.carry_side,
+                 adverse_hours=state.carry_watch.adverse_hours, thesis_held=str(state.thesis_held))
 
     def context(self, state: MarketState, now_ns: int, risk_mode: RiskMode,
                 peak_equity: Decimal) -> decisions.Context:

@@ -17,6 +17,7 @@ import structlog
 
 from bot.accounts import AccountBook
 from bot.book import OrderBook
+from bot.carry_start import restore_from_store
 from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings
 from bot.control.status import decision_summary
@@ -115,6 +116,7 @@ class Engine:
         self.hedge_control = HedgeControl(settings, self.markets, orders, spot_orders, store, metrics, clock,
                                           seeds, ids)
         self.hedges, self.hedge_status = self.hedge_control.hedges, self.hedge_control.status
+        restore_from_store(self.markets, self.hedges)  # the daemon follows the venues after reconciling
         self.decider = Decider(settings, self.markets, self.statuses, store, orders, metrics, clock,
                                self.events, self.news, self.portfolio, self.hedge_control, seeds, ids)
         self.directional, self.sizing_vol = self.decider.directional, self.decider.sizing_vol

@@ -22,7 +22,8 @@ _NO_MARKS: Mapping[str, Decimal] = MappingProxyType({})
 
 def restore_positions(store: Store, markets: Mapping[str, MarketState],
                       spot_markets: Mapping[str, MarketState]) -> None:
-    """Fold the stored fills and funding payments into the positions and funding ledgers."""
+    """Fold the stored fills and funding payments into the positions and funding ledgers (the carry
+    they hold is bot.carry_start's, once the hedges are restored)."""
     for fill in store.fills():
         state = markets.get(fill.market)
         if state is not None:
@@ -35,12 +36,6 @@ def restore_positions(store: Store, markets: Mapping[str, MarketState],
         state = markets.get(payment.market)
         if state is not None and state.ledger.record(payment):
             state.position.funding_pnl += payment.amount
-    for state in markets.values():
-        # A spot hedge on the book means the carry sleeve was open (long spot: short perp).
-        if state.spot is not None and state.spot.position.size:
-            state.carry_side = -1 if state.spot.position.size > 0 else 1
-            state.carry_size = abs(state.spot.position.size)
-            state.spot.target = state.spot.position.size
 
 
 def leg_value(position: Position, mark: Decimal | None) -> Decimal:
