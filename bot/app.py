@@ -166,12 +166,7 @@ class App:
                  kill_latched=self.store.kill_latch() is not None)
         code = 0
         try:
-            stored = stored_legs(self.engine)  # the carry as the store left it, then as the venues hold it
-            reports = await retry_start("reconcile", self.reconcile, s.start_retry_secs)
-            follow_venues(self.engine, stored, reports)
-            await self._transfers_while_down()
-            if self.engine.accounts is not None:  # size nothing on a paper equity
-                await retry_start("accounts", self.engine.accounts.refresh, s.start_retry_secs)
+            await self.start()
             async with asyncio.TaskGroup() as tg:
                 for service in self.services:
                     tg.create_task(service.run(), name=service.name)
@@ -190,6 +185,16 @@ class App:
             self._restore_signals(loop)
         log.info("daemon_stopped", exit_code=code)
         return code
+
+    async def start(self) -> None:
+        """Line up with the venues before the first decision: reconcile, commit the carry the venues
+        hold (bot.carry_start), count transfers made while down, read the accounts (live)."""
+        s = self.settings
+        stored = stored_legs(self.engine)  # the carry as the store left it, then as the venues hold it
+        follow_venues(self.engine, stored, await retry_start("reconcile", self.reconcile, s.start_retry_secs))
+        await self._transfers_while_down()
+        if self.engine.accounts is not None:  # size nothing on a paper equity
+            await retry_start("accounts", self.engine.accounts.refresh, s.start_retry_secs)
 
     async def _transfers_while_down(self) -> None:
         """Deposits and withdrawals made while the daemon was down, on every venue, move the stored
