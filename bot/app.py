@@ -190,7 +190,7 @@ class App:
         """Line up with the venues before the first decision: reconcile, commit the carry the venues
         hold (bot.carry_start), count transfers made while down, read the accounts (live)."""
         s = self.settings
-        stored = stored_legs(self.engine)  # the carry as the store left it, then as the venues hold it
+        stored = stored_legs(self.engine, self.store)  # the carry as the store left it, then the venues'
         follow_venues(self.engine, stored, await retry_start("reconcile", self.reconcile, s.start_retry_secs))
         await self._transfers_while_down()
         if self.engine.accounts is not None:  # size nothing on a paper equity

@@ -11,7 +11,8 @@ restart follows what the venues hold, not the store's view from before the downt
   hedge cut short by a crash (the perp filled, the spot not yet) is still owed and bought, and a
   hedge the exit was closing is still closed. The spot position alone cannot say either: taken
   as the carry it would re-open a carry being closed, or close one being opened, while the
-  hedge does the opposite (a round trip on both legs).
+  hedge does the opposite (a round trip on both legs). A store without a hedge record (from
+  before they were kept) takes the spot held after reconciliation as the hedge.
 * spot that left the account while the daemon was down (the reconciliation booked the store down
   to the balance beyond `BALANCE_TOLERANCE`: sold or withdrawn by hand) is gone from the carry:
   it comes out of what the store held beyond the hedge first, then out of the carry, so the
@@ -36,9 +37,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from bot.domain import ZERO
+from bot.execution.hedge_control import HEDGE_META_PREFIX
 from bot.market_state import MarketState
 from bot.recovery import BALANCE_TOLERANCE
 from bot.rules.gate import GateState
+from bot.store import Store
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -89,17 +92,19 @@ def carry_at_start(legs: Legs) -> CarryStart:
 
 @dataclass(frozen=True, slots=True)
 class StoredLegs:
-    """A hedged market as the store left it, before reconciliation: perp, spot, spot owed."""
+    """A hedged market as the store left it, before reconciliation: perp, spot, and the spot its
+    hedge record owes (None: no record, a store from before they were kept)."""
 
     perp: Decimal
     spot: Decimal
-    owed: Decimal
+    owed: Decimal | None
 
 
-def stored_legs(engine: Engine) -> dict[str, StoredLegs]:
+def stored_legs(engine: Engine, store: Store) -> dict[str, StoredLegs]:
     """Per hedged market, the legs as the engine restored them from the store (take it before
     reconciliation moves them)."""
-    return {t: StoredLegs(s.position.size, s.spot.position.size, engine.hedges[t].required)
+    return {t: StoredLegs(s.position.size, s.spot.position.size,
+                          engine.hedges[t].required if store.meta_get(HEDGE_META_PREFIX + t) else None)
             for t, s in engine.markets.items() if s.spot is not None and t in engine.hedges}
 
 
@@ -130,7 +135,8 @@ def follow_venues(engine: Engine, stored: Mapping[str, StoredLegs],
         if state.spot is None or hedge is None:
             continue
         fix = adjusted.get(state.spot.ticker) or {}
-        legs = Legs(before.owed, state.spot.position.size, Decimal(fix.get("adjusted", "0")),
+        spot = state.spot.position.size  # without a hedge record, the spot held is the hedge
+        legs = Legs(spot if before.owed is None else before.owed, spot, Decimal(fix.get("adjusted", "0")),
                     Decimal(fix.get("store", "0")))
         carry = out[ticker] = carry_at_start(legs)
         was = (state.carry_side, state.carry_size)
@@ -158,7 +164,7 @@ def _log(ticker: str, before: StoredLegs, state: MarketState, carry: CarryStart,
     last = (state.last_decision or {}).get("target")
     (log.warning if moved else log.info)(
         "carry_restored", market=ticker, carry_side=carry.side, carry_size=str(carry.size),
-        hedge_owed=str(carry.owed), hedge_owed_before=str(before.owed),
+        hedge_owed=str(carry.owed), hedge_record=None if before.owed is None else str(before.owed),
         spot=str(state.spot.position.size), spot_before=str(before.spot),
         spot_booked_down=str(legs.booked_down), spot_left_carry=str(carry.left_account),
         hedge_to_trade=str(carry.owed - state.spot.position.size),  # > 0 the hedge buys, < 0 it sells

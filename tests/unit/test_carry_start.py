@@ -84,14 +84,16 @@ def engine_on(tmp_path: Path) -> Engine:
                   spot_specs={SPOT: spot_spec}, spot_books=spot_books)
 
 
-def carry_store(tmp_path: Path, spot: D, owed: D, *, perp: D | None = None) -> None:
+def carry_store(tmp_path: Path, spot: D, owed: D | None, *, perp: D | None = None) -> None:
     """A store a carry was running on: its fills, the hedge record and an adverse count of 3."""
     with Store.open(tmp_path / "perpbot.sqlite") as store:
         store.record_fill("paper", Fill("p1", 1, PERP, Side.SELL, D(100), spot if perp is None else perp,
                                         D(0), Liquidity.TAKER, 1))
         if spot:
-            store.record_fill("paper_spot", Fill("s1", 2, SPOT, Side.BUY, D(100), spot, D(0), Liquidity.TAKER, 2))
-        store.meta_set(*record(PERP, HedgeState(PERP, SPOT, required=owed, goal=owed)))
+            store.record_fill("paper_spot", Fill("s1", 2, SPOT, Side.BUY, D(100), spot, D(0),
+                                                 Liquidity.TAKER, 2))
+        if owed is not None:
+            store.meta_set(*record(PERP, HedgeState(PERP, SPOT, required=owed, goal=owed)))
         save(store, PERP, StrategyRecord(-1, CarryWatch(3, 480_000), None))
 
 
@@ -104,12 +106,13 @@ def test_without_reconciliation_the_engine_restores_the_carry_the_hedge_owes(tmp
     engine._store.close()
 
 
-def test_spot_sold_by_hand_while_down_closes_the_carry_and_the_hedge_buys_nothing_back(tmp_path: Path) -> None:
+def test_spot_sold_by_hand_while_down_closes_the_carry_and_the_hedge_buys_nothing_back(
+        tmp_path: Path) -> None:
     carry_store(tmp_path, D(2), D(2))
     engine = engine_on(tmp_path)
     state = engine.markets[PERP]
     assert (state.carry_side, state.carry_size) == (-1, D(2)) and state.carry_watch.adverse_hours == 3
-    stored = stored_legs(engine)
+    stored = stored_legs(engine, engine._store)
     # What reconcile_venue does for a balance of 0: the store is booked down with a recorded adjustment.
     assert state.spot is not None
     position = Position(SPOT)
@@ -138,8 +141,9 @@ def test_spot_sold_by_hand_while_down_closes_the_carry_and_the_hedge_buys_nothin
 def test_a_perp_closed_while_down_keeps_the_carry_and_the_first_audit_is_due(tmp_path: Path) -> None:
     carry_store(tmp_path, D(2), D(2))
     engine = engine_on(tmp_path)
-    stored = stored_legs(engine)
-    buy_back = Fill("p2", 99, PERP, Side.BUY, D(101), D(2), D(0), Liquidity.TAKER, 3)  # by hand, or liquidated
+    stored = stored_legs(engine, engine._store)
+    # bought back by hand, or liquidated
+    buy_back = Fill("p2", 99, PERP, Side.BUY, D(101), D(2), D(0), Liquidity.TAKER, 3)
     engine._store.record_fill("dydx", buy_back)
     engine.on_account_event(buy_back)
     state = engine.markets[PERP]
@@ -150,4 +154,19 @@ def test_a_perp_closed_while_down_keeps_the_carry_and_the_first_audit_is_due(tmp
     assert (state.carry_side, state.carry_size) == (-1, D(2)) and engine.hedges[PERP].required == 2
     assert state.carry_watch.adverse_hours == 3  # the same open carry: its watch goes on
     assert state.gate.last_audit_ns == 1
+    engine._store.close()
+
+
+def test_without_a_hedge_record_the_spot_held_after_reconciliation_is_the_hedge(tmp_path: Path) -> None:
+    carry_store(tmp_path, D(2), None, perp=D(3))  # a store from before hedge records were kept
+    engine = engine_on(tmp_path)
+    stored = stored_legs(engine, engine._store)
+    assert stored[PERP].owed is None and engine.hedges[PERP].required == 2  # the store's spot, for now
+    late = Fill("s2", 7, SPOT, Side.BUY, D(100), D(1), D(0), Liquidity.TAKER, 3)  # a predecessor's, filled
+    engine._store.record_fill("binance", late)  # while down and booked by the reconciliation
+    engine.on_spot_account_event(late)
+
+    carry = follow_venues(engine, stored, [{"venue": "binance", "fills_applied": 1}])
+    assert carry[PERP] == CarryStart(-1, D(3), D(3))  # not sold back to the store's 2
+    assert engine.hedges[PERP].required == 3 and engine.markets[PERP].carry_size == 3
     engine._store.close()
