@@ -236,8 +236,12 @@ async def test_perp_closed_by_hand_while_down_keeps_the_carry_and_the_perp_is_so
     assert D(event["hedge_to_trade"]) == 0
 
     first_id = app.store.next_client_id()
-    await run_services(app, lambda: state.position.size == -spot and app.orders.parent(PERP) is None)
-    # Sized on the venues' equity (the Binance account is valued once its book has a mid).
+    with structlog.testing.capture_logs() as logs:
+        await run_services(app, lambda: state.position.size == -spot and app.orders.parent(PERP) is None)
+    # Sized on the venues' equity: no decision before both accounts were read (the Binance account
+    # is valued once its book has a mid), never on the paper equity.
+    events = [(e["event"], e.get("venue")) for e in logs]
+    assert events.index(("decision", None)) > events.index(("account_read", "binance"))
     assert engine.accounts is not None and engine.accounts.ready
     assert engine.equity() > 100_000 and engine.equity() != settings.paper.initial_equity_usd
     with Store.open(settings.db_path) as store:
