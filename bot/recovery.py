@@ -11,7 +11,8 @@
    left alone unless `cancel_foreign`.
 4. Perp positions that still differ after that are logged: they need an operator. A spot long
    the store books beyond the account's balance is booked down to the balance with a recorded
-   adjustment (the venue's balance is the truth; the hedge then buys back what is missing).
+   adjustment (the venue's balance is the truth). At start, the carry sleeve and the hedge's owed
+   spot are then committed from the reconciled legs and these reports (bot.carry_start).
 """
 
 from __future__ import annotations
