@@ -161,7 +161,11 @@ def _commit(state: MarketState, carry: CarryStart) -> None:
 def _log(ticker: str, before: StoredLegs, state: MarketState, carry: CarryStart, legs: Legs,
          perp_venue: str | None, moved: bool) -> None:
     assert state.spot is not None
-    last = (state.last_decision or {}).get("target")
+    try:  # the stored last decision's target (a record that does not parse says nothing)
+        last: Decimal | None = Decimal((state.last_decision or {})["target"])
+    except (KeyError, TypeError, ArithmeticError, ValueError):
+        last = None
+    off = None if last is None or not last.is_finite() else str(state.position.size - last)
     (log.warning if moved else log.info)(
         "carry_restored", market=ticker, carry_side=carry.side, carry_size=str(carry.size),
         hedge_owed=str(carry.owed), hedge_record=None if before.owed is None else str(before.owed),
@@ -169,5 +173,5 @@ def _log(ticker: str, before: StoredLegs, state: MarketState, carry: CarryStart,
         spot_booked_down=str(legs.booked_down), spot_left_carry=str(carry.left_account),
         hedge_to_trade=str(carry.owed - state.spot.position.size),  # > 0 the hedge buys, < 0 it sells
         perp=str(state.position.size), perp_before=str(before.perp), perp_venue=perp_venue,
-        perp_off_last_target=None if last is None else str(state.position.size - Decimal(last)),
+        perp_off_last_target=off,
         moved_while_down=moved)

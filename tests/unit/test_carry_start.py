@@ -7,6 +7,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -149,7 +150,12 @@ def test_a_perp_closed_while_down_keeps_the_carry_and_the_first_audit_is_due(tmp
     state = engine.markets[PERP]
     assert state.position.size == 0
 
-    carry = follow_venues(engine, stored, [{"venue": "dydx", "fills_applied": 1}])
+    state.last_decision = {"target": "-2"}
+    with structlog.testing.capture_logs() as logs:
+        carry = follow_venues(engine, stored, [{"venue": "dydx", "fills_applied": 1}])
+    (event,) = [e for e in logs if e["event"] == "carry_restored"]
+    assert event["log_level"] == "warning" and event["perp_off_last_target"] == "2"  # 2 short of it
+    assert (event["perp_before"], event["perp"], event["hedge_to_trade"]) == ("-2", "0", "0")
     assert carry[PERP] == CarryStart(-1, D(2), D(2))  # the spot held is the carry: the perp is re-hedged
     assert (state.carry_side, state.carry_size) == (-1, D(2)) and engine.hedges[PERP].required == 2
     assert state.carry_watch.adverse_hours == 3  # the same open carry: its watch goes on
@@ -169,4 +175,17 @@ def test_without_a_hedge_record_the_spot_held_after_reconciliation_is_the_hedge(
     carry = follow_venues(engine, stored, [{"venue": "binance", "fills_applied": 1}])
     assert carry[PERP] == CarryStart(-1, D(3), D(3))  # not sold back to the store's 2
     assert engine.hedges[PERP].required == 3 and engine.markets[PERP].carry_size == 3
+    engine._store.close()
+
+
+@pytest.mark.parametrize("last", [{"target": "garbage"}, {"target": None}, {"target": "NaN"}, {}, None])
+def test_a_last_decision_that_does_not_parse_only_leaves_the_log_without_it(
+        tmp_path: Path, last: dict[str, object] | None) -> None:
+    carry_store(tmp_path, D(2), D(2))
+    engine = engine_on(tmp_path)
+    engine.markets[PERP].last_decision = last
+    with structlog.testing.capture_logs() as logs:
+        follow_venues(engine, stored_legs(engine, engine._store), [])
+    (event,) = [e for e in logs if e["event"] == "carry_restored"]
+    assert event["perp_off_last_target"] is None and event["log_level"] == "info"  # nothing moved
     engine._store.close()
