@@ -88,6 +88,9 @@ async def build_core(settings: Settings, metrics: Metrics, clock: Clock) -> Core
 async def _wire(settings: Settings, venues: Venues, metrics: Metrics, clock: Clock) -> Core:
     perp, hedge = venues.perp, venues.hedge
     store = Store.open(settings.db_path)
+    for leg in venues.legs:  # a venue with state of its own in the store (Binance: its transfer cursor)
+        if (use_store := getattr(leg.venue, "use_store", None)) is not None:
+            use_store(store)
     orders = OrderManager(perp.execution, store, metrics, clock, settings.execution)
     spot_specs = hedge.specs if hedge is not None else {}
     spot_orders = (OrderManager(hedge.execution, store, metrics, clock, settings.execution)

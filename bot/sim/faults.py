@@ -186,7 +186,8 @@ class ScenarioState:
     # the Binance server (bot.sim.server.binance), handed over by the runner
     binance_http_error: HttpError | None = None
     binance_api_restrictions: dict[str, bool] | None = None
-    binance_transfer: tuple[str, Decimal, Decimal] | None = None  # one-shot: (asset, signed amount, fee)
+    # one-shot: (asset, signed amount, fee, the other wallet of a universal transfer or None)
+    binance_transfer: tuple[str, Decimal, Decimal, str | None] | None = None
 
 
 @dataclass(slots=True)

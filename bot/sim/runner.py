@@ -124,11 +124,13 @@ class Simulator:
         if restrictions is not None:
             self.binance.api_restrictions.update(restrictions)
         transfer, faults.binance_transfer = faults.binance_transfer, None
-        if transfer is not None:  # the owner's deposit or withdrawal, made outside the bot
-            asset, amount, fee = transfer
+        if transfer is not None:  # the owner's deposit, withdrawal or transfer, made outside the bot
+            asset, amount, fee, wallet = transfer
             move = self.spot.deposit if amount > 0 else partial(self.spot.withdraw, fee=fee)
+            if wallet is not None:
+                move = partial(self.spot.transfer, kind=f"{wallet}_MAIN" if amount > 0 else f"MAIN_{wallet}")
             try:
-                move(self.accounts["binance"]["api_key"], asset, abs(amount))
+                move(self.accounts["binance"]["api_key"], asset=asset, amount=abs(amount))
             except SpotError as exc:  # more than the account holds: refused, as Binance would
                 log.warning("sim_binance_transfer_refused", asset=asset, amount=str(amount), error=exc.msg)
 

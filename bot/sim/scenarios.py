@@ -110,14 +110,22 @@ def _key_flags(params: dict[str, Any]) -> dict[str, bool]:
     return flags
 
 
-def _binance_transfer(params: dict[str, Any]) -> tuple[str, Decimal, Decimal]:
-    """The owner deposits (`amount` > 0) or withdraws (< 0, plus `fee`) `asset` on the Binance account."""
+BINANCE_WALLETS = ("FUNDING", "UMFUTURE", "CMFUTURE", "MARGIN", "ISOLATED_MARGIN", "OPTION",
+                   "PORTFOLIO_MARGIN")
+
+
+def _binance_transfer(params: dict[str, Any]) -> tuple[str, Decimal, Decimal, str | None]:
+    """The owner deposits (`amount` > 0) or withdraws (< 0, plus `fee`) `asset` on the Binance
+    account; with `wallet` (FUNDING, UMFUTURE, ...) it moves it from that wallet into spot (> 0) or
+    out of spot into it (< 0) instead: a universal transfer (no fee)."""
     asset, amount = params.get("asset", "USDT"), _decimal(params, "amount", "0")
-    fee = _decimal(params, "fee", "0")
+    fee, wallet = _decimal(params, "fee", "0"), params.get("wallet")
     if (not isinstance(asset, str) or not asset.isalnum() or not amount.is_finite() or not amount
             or not fee.is_finite() or fee < 0):
         raise ValueError("need an asset name, a non-zero amount (< 0 withdraws) and a fee >= 0")
-    return asset, amount, fee
+    if wallet is not None and (wallet not in BINANCE_WALLETS or fee):
+        raise ValueError(f"wallet must be one of {', '.join(BINANCE_WALLETS)} (and no fee)")
+    return asset, amount, fee, wallet
 
 
 def _market_status(status: str) -> Scenario:

@@ -8,13 +8,16 @@ REST (JSON; errors are `{"code": <negative int>, "msg": ...}` with HTTP 400, 401
     SIGNED  POST|DELETE|GET /api/v3/order, GET|DELETE /api/v3/openOrders, GET /api/v3/account,
             GET /sapi/v1/capital/deposit/hisrec and /sapi/v1/capital/withdraw/history (the
             deposits and withdrawals a test or the `binance_transfer` scenario made with
-            `SpotExchange.deposit`/`withdraw`: credited, status 1; completed, status 6)
+            `SpotExchange.deposit`/`withdraw`: credited, status 1; completed, status 6),
+            GET /sapi/v1/asset/transfer (the universal transfers between spot and the owner's
+            other wallets made with `SpotExchange.transfer` or the scenario with a `type`:
+            CONFIRMED; `type` required, `current`/`size` pages, the last 6 months)
     API-key POST|PUT|DELETE /api/v3/userDataStream
 WebSocket: `/ws/<stream>[/<stream>...]` (raw payloads) and `/stream?streams=a/b` (combined:
     `{"stream": ..., "data": ...}`), live SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS; market streams
     `<symbol>@depth`, `<symbol>@depth@100ms`, `<symbol>@bookTicker`, `<symbol>@trade`; a listenKey
     as a stream name is the user data stream (`executionReport`, `outboundAccountPosition`,
-    `balanceUpdate` on a deposit or withdrawal, `listenKeyExpired`).
+    `balanceUpdate` on a deposit, withdrawal or transfer, `listenKeyExpired`).
 
 Signing: `X-MBX-APIKEY` header; `signature` = hex HMAC-SHA256(secret, query string + body) with the
 `signature` parameter itself left out; `timestamp` (ms) is required and must satisfy
@@ -132,6 +135,7 @@ class BinanceServer(RestHandlers, WsHandlers):
                 lambda r: {**self.api_restrictions, "createTime": 1_700_000_000_000}, SIGNED),
             ("GET", "/sapi/v1/capital/deposit/hisrec"): (self._deposit_history, SIGNED),
             ("GET", "/sapi/v1/capital/withdraw/history"): (self._withdraw_history, SIGNED),
+            ("GET", "/sapi/v1/asset/transfer"): (self._transfer_history, SIGNED),
         }
 
     # ---- lifecycle ----------------------------------------------------------------------------

@@ -28,6 +28,9 @@ from bot.sim.server.binance_wire import (
     OTHER_ORDER_TYPES,
     PUBLIC,
     SIGNED,
+    TRANSFER_DEFAULT_MS,
+    TRANSFER_KEPT_MS,
+    TRANSFER_TYPES,
     WEIGHT_HEADER,
     WEIGHTS,
     Req,
@@ -45,6 +48,7 @@ from bot.sim.server.binance_wire import (
     query_json,
     to_ms,
     trade_json,
+    transfer_json,
     withdraw_json,
     without_signature,
 )
@@ -350,6 +354,23 @@ class RestHandlers(Part):
 
     def _withdraw_history(self, req: Req) -> list[dict[str, Any]]:
         return [withdraw_json(t) for t in self._wallet_history(req, "WITHDRAWAL")]
+
+    def _transfer_history(self, req: Req) -> dict[str, Any]:
+        """The account's universal transfers of `type` in [startTime, endTime] (default: the last
+        7 days; only the last 6 months are kept), newest first, page `current` of `size` (max 100);
+        an empty answer has no `rows`, as Binance's."""
+        p = req.params
+        kind = param_str(p, "type", required=True)
+        if kind not in TRANSFER_TYPES:
+            raise SpotError(-1100, "Illegal characters found in parameter 'type'.")
+        now = to_ms(req.now_ns)
+        end = param_int(p, "endTime") or now
+        start = max(param_int(p, "startTime") or end - TRANSFER_DEFAULT_MS, now - TRANSFER_KEPT_MS)
+        rows = [transfer_json(t) for t in reversed(self.spot.wallet_transfers(req.api_key))
+                if t.kind == kind and start <= to_ms(t.ts_ns) <= end]
+        current, size = max(param_int(p, "current") or 1, 1), min(max(param_int(p, "size") or 10, 1), 100)
+        page = rows[(current - 1) * size:current * size]
+        return {"total": len(rows), "rows": page} if page else {"total": len(rows)}
 
     def _wallet_history(self, req: Req, kind: str) -> list[WalletTransfer]:
         """The account's deposits or withdrawals in [startTime, endTime] (default: the last 90

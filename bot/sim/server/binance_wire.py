@@ -51,8 +51,22 @@ WEIGHTS: dict[tuple[str, str], int | Callable[[Mapping[str, str]], int]] = {
     ("GET", "/sapi/v1/account/apiRestrictions"): 1,
     ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
     ("GET", "/sapi/v1/capital/withdraw/history"): 1,  # and 18000 of the UID's budget (not simulated)
+    ("GET", "/sapi/v1/asset/transfer"): 1,
 }
 HISTORY_MAX_MS = 90 * 24 * 3600 * 1000  # the wallet histories' longest window (and their default)
+TRANSFER_DEFAULT_MS = 7 * 24 * 3600 * 1000  # the universal transfer history without times
+TRANSFER_KEPT_MS = 183 * 24 * 3600 * 1000  # it lists the last 6 months only
+# The wallets of POST /sapi/v1/asset/transfer's types (FROM_TO); only those with MAIN (spot) move
+# the simulated account, the others are valid types with nothing to list.
+TRANSFER_TYPES = frozenset(
+    f"{a}_{b}" for a, b in [
+        ("MAIN", "UMFUTURE"), ("MAIN", "CMFUTURE"), ("MAIN", "MARGIN"), ("UMFUTURE", "MARGIN"),
+        ("CMFUTURE", "MARGIN"), ("MARGIN", "UMFUTURE"), ("MARGIN", "CMFUTURE"), ("MAIN", "FUNDING"),
+        ("FUNDING", "UMFUTURE"), ("FUNDING", "MARGIN"), ("FUNDING", "CMFUTURE"), ("MAIN", "OPTION"),
+        ("UMFUTURE", "OPTION"), ("MARGIN", "OPTION"), ("FUNDING", "OPTION"), ("MAIN", "PORTFOLIO_MARGIN"),
+        ("MAIN", "ISOLATED_MARGIN")]
+    for a, b in [(a, b), (b, a)]) | {"ISOLATEDMARGIN_MARGIN", "MARGIN_ISOLATEDMARGIN",
+                                     "ISOLATEDMARGIN_ISOLATEDMARGIN"}
 DEFAULT_API_RESTRICTIONS = {"ipRestrict": False, "enableReading": True, "enableWithdrawals": False,
                             "enableInternalTransfer": False, "enableMargin": False, "enableFutures": False,
                             "permitsUniversalTransfer": False, "enableVanillaOptions": False,
@@ -244,3 +258,9 @@ def withdraw_json(t: WalletTransfer) -> dict[str, Any]:
             "status": 6, "address": "sim-withdrawal-address", "txId": t.tx_id, "applyTime": when,
             "network": t.asset, "transferType": 0, "info": "", "confirmNo": 1, "walletType": 0,
             "txKey": "", "completeTime": when}
+
+
+def transfer_json(t: WalletTransfer) -> dict[str, Any]:
+    """A confirmed universal transfer as GET /sapi/v1/asset/transfer lists it (tranId a number)."""
+    return {"asset": t.asset, "amount": format(t.amount.normalize(), "f"), "type": t.kind,
+            "status": "CONFIRMED", "tranId": int(t.transfer_id), "timestamp": t.ts_ns // NS_PER_MS}

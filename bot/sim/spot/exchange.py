@@ -165,21 +165,34 @@ class SpotExchange(Matching):
             raise SpotError(-2010, INSUFFICIENT_BALANCE)
         return self._move(api_key, "WITHDRAWAL", asset, amount, fee, now_ns)
 
+    def transfer(self, api_key: str, kind: str, asset: str, amount: Decimal,
+                 now_ns: int | None = None) -> WalletTransfer:
+        """A universal transfer between the owner's spot wallet and another of its wallets (not
+        simulated): `kind` MAIN_<wallet> takes `amount` out of spot (-2010 short), <wallet>_MAIN
+        puts it in. Its `transfer_id` is Binance's numeric tranId."""
+        if not amount > 0 or not (kind.startswith("MAIN_") or kind.endswith("_MAIN")):
+            raise ValueError(f"a transfer into or out of spot of a positive amount, not {kind} {amount}")
+        if kind.startswith("MAIN_") and self._acct(api_key).wallet(asset).free < amount:
+            raise SpotError(-2010, INSUFFICIENT_BALANCE)
+        return self._move(api_key, kind, asset, amount, ZERO, now_ns)
+
     def wallet_transfers(self, api_key: str) -> list[WalletTransfer]:
-        """The account's deposits and withdrawals, oldest first."""
+        """The account's deposits, withdrawals and universal transfers, oldest first."""
         return list(self._acct(api_key).transfers)
 
     def _move(self, api_key: str, kind: str, asset: str, amount: Decimal, fee: Decimal,
               now_ns: int | None) -> WalletTransfer:
         acct = self._acct(api_key)
         now = self._clock(self._now_ns if now_ns is None else now_ns)
-        delta = amount if kind == "DEPOSIT" else -(amount + fee)
+        is_in = kind == "DEPOSIT" or kind.endswith("_MAIN")
+        delta = amount if is_in else -(amount + fee)
         wallet = acct.wallet(asset)
         wallet.free += delta
         acct.update_ns = now
         n = len(acct.transfers) + 1
         ref = hashlib.sha256(f"{self._seed}:{api_key}:{kind}:{n}".encode()).hexdigest()
-        transfer = WalletTransfer(kind, ref[:32], asset, amount, fee, now, "0x" + ref)
+        ident = ref[:32] if kind in ("DEPOSIT", "WITHDRAWAL") else str(10_000_000_000 + int(ref[:8], 16))
+        transfer = WalletTransfer(kind, ident, asset, amount, fee, now, "0x" + ref)
         acct.transfers.append(transfer)
         self._pending.append(BalanceUpdate(api_key, asset, delta, now))
         self._pending.append(AccountPosition(api_key, (Balance(asset, wallet.free, wallet.locked),), now))

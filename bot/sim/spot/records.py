@@ -201,9 +201,10 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class WalletTransfer:
-    """A deposit (`amount` credited) or a completed withdrawal (`amount` + `fee` debited)."""
+    """A deposit (`amount` credited), a completed withdrawal (`amount` + `fee` debited) or a
+    confirmed universal transfer (`kind` its type: MAIN_FUNDING debits, FUNDING_MAIN credits)."""
 
-    kind: str  # DEPOSIT | WITHDRAWAL
+    kind: str  # DEPOSIT | WITHDRAWAL | a universal transfer type touching MAIN
     transfer_id: str
     asset: str
     amount: Decimal
@@ -295,7 +296,7 @@ class AccountState:
     orders: dict[tuple[str, int], SpotOrder] = field(default_factory=dict)  # every order, by id
     by_client_id: dict[tuple[str, str], SpotOrder] = field(default_factory=dict)  # latest per id
     trades: list[SpotFill] = field(default_factory=list)  # every fill of the account (myTrades)
-    transfers: list[WalletTransfer] = field(default_factory=list)  # deposits and withdrawals, oldest first
+    transfers: list[WalletTransfer] = field(default_factory=list)  # wallet moves in and out, oldest first
     update_ns: int = 0
 
     def wallet(self, asset: str) -> WalletState:

@@ -12,9 +12,10 @@ report the same balance.
 
 Deposits, withdrawals and transfers between the user's accounts reach the account sink as domain
 `Transfer`s (bot.venues.binance.transfers): from the user stream's balanceUpdate while it runs,
-and from the deposit and withdrawal histories (`transfers()`) at start and after every user
-stream (re)connect. A base asset is valued at its market's mid (the shared book's, else a REST
-touch), as the account's equity values it.
+and from the deposit, withdrawal and universal transfer histories (`transfers()`, read since the
+stored cursor: bot.venues.binance.catch_up) at start and after every user stream (re)connect. A
+base asset is valued at its market's mid (the shared book's, else a REST touch), as the
+account's equity values it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnkn
 from bot.history import MarketHistory
 from bot.telemetry import Metrics
 from bot.venues.binance import wire
+from bot.venues.binance.catch_up import Meta, TransferCursor, read_histories
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.binance.errors import VENUE, OrderNotFound
 from bot.venues.binance.market_stream import MarketStream
@@ -51,11 +53,11 @@ from bot.venues.binance.parse import (
 )
 from bot.venues.binance.rest import BinanceRest
 from bot.venues.binance.transfers import (
-    LOOKBACK_MS,
     QUOTE_ASSETS,
-    RECONNECT_LOOKBACK_MS,
     BalanceChange,
     history_changes,
+    next_cursor,
+    open_times,
     parse_balance_update,
 )
 from bot.venues.binance.user_stream import UserStream
@@ -104,6 +106,7 @@ class BinanceVenue:
         self.market_stream: MarketStream | None = None
         self.user_stream: UserStream | None = None
         self._valuing: set[asyncio.Task[None]] = set()  # transfers waiting for a REST price
+        self.transfer_cursor = TransferCursor()  # where the next history catch-up starts
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -196,7 +199,7 @@ class BinanceVenue:
         """After a user stream (re)connect: read the transfers the stream may have missed (the
         peak pairs those it saw), re-read balances and the orders we believe open."""
         try:
-            for transfer in await self.transfers(RECONNECT_LOOKBACK_MS):
+            for transfer in await self.transfers():
                 self._account_sink(transfer)
         except BotError as exc:
             log.warning("transfers_unread", venue=VENUE, error=str(exc))
@@ -205,18 +208,36 @@ class BinanceVenue:
 
     # ---- transfers ----------------------------------------------------------------------------
 
-    async def transfers(self, lookback_ms: int = LOOKBACK_MS) -> list[Transfer]:
-        """Deposits and withdrawals of the last `lookback_ms` from the histories, valued now; a
-        malformed row is counted, logged and skipped."""
-        start = self.rest.server_ms() - lookback_ms
-        deposits = await self.rest.deposit_history(start)
-        changes, errors = history_changes(deposits, await self.rest.withdraw_history(start))
+    def use_store(self, store: Meta) -> None:
+        """Keep the transfer catch-up's cursor in the store (without one: in memory, per run)."""
+        self.transfer_cursor.use_store(store)
+
+    async def transfers(self) -> list[Transfer]:
+        """Deposits, withdrawals and transfers between the owner's own accounts listed since the
+        cursor, valued now; a malformed row is counted, logged and skipped. The cursor then moves
+        to the venue's time of the read, held back by what may still change (`next_cursor`); a
+        failed read raises and leaves it."""
+        cursor = self.transfer_cursor
+        read = await read_histories(self.rest, cursor.get())
+        changes, errors = history_changes(read.deposits, read.withdrawals, read.transfers)
         for error in errors:
             self._metrics.malformed_messages.labels(VENUE).inc()
             log.error("feed_malformed_message", venue=VENUE, stream="transfers", error=error)
         prices: dict[str, Decimal | None] = {}  # one depth read per market with an empty book
-        valued = [await self._valued(change, prices) for change in changes]
-        return [transfer for transfer in valued if transfer is not None]
+        holds = open_times(read.deposits, read.withdrawals, read.transfers)
+        if read.is_cut:
+            holds.append(read.start_ms)
+        transfers: list[Transfer] = []
+        for change in changes:
+            transfer = await self._valued(change, prices)
+            if transfer is None:
+                holds.append(change.ms)  # unpriced: the next catch-up reads it again
+            else:
+                transfers.append(transfer)
+        cursor.commit(next_cursor(read.end_ms, holds))
+        log.info("transfers_listed", venue=VENUE, since_ms=read.start_ms, requests=read.requests,
+                 listed=len(changes), malformed=len(errors))
+        return transfers
 
     def _unit_price(self, asset: str) -> tuple[str | None, Decimal | None]:
         """(the market whose mid values `asset`, USD per unit now): a quote asset (None, 1); the

@@ -53,9 +53,11 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("PUT", "/api/v3/userDataStream"): 2,
     ("DELETE", "/api/v3/userDataStream"): 2,
     # Wallet (SAPI) reads weigh 1 on the IP; the withdrawal history also weighs 18000 of the
-    # account's UID budget (180000 a minute): read at start and after a user stream reconnect only.
+    # account's UID budget (180000 a minute): read at start and after a user stream reconnect only,
+    # one request per 90-day window (bot.venues.binance.catch_up).
     ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
     ("GET", "/sapi/v1/capital/withdraw/history"): 1,
+    ("GET", "/sapi/v1/asset/transfer"): 1,  # the universal transfer history: one type per request
 }
 
 # Calls that may use the headroom between our budget and the venue's limit.

@@ -337,15 +337,27 @@ class BinanceRest:
         return await self._read("GET", "/sapi/v1/account/apiRestrictions", wire.ApiRestrictions,
                                 security=SIGNED)
 
-    async def deposit_history(self, start_ms: int) -> list[wire.DepositRow]:
-        """Deposits inserted since `start_ms` (at most 90 days back, 1000 rows), newest first."""
+    async def deposit_history(self, start_ms: int, end_ms: int | None = None, offset: int = 0
+                              ) -> list[wire.DepositRow]:
+        """Deposits inserted in [start_ms, end_ms] (less than 90 days apart; end: now), newest
+        first, 1000 rows from `offset`."""
         return await self._read("GET", "/sapi/v1/capital/deposit/hisrec", list[wire.DepositRow],
-                                {"startTime": start_ms, "limit": 1000}, security=SIGNED)
+                                _window(start_ms, end_ms, offset=offset, limit=1000), security=SIGNED)
 
-    async def withdraw_history(self, start_ms: int) -> list[wire.WithdrawRow]:
-        """Withdrawals applied for since `start_ms` (at most 90 days back, 1000 rows), newest first."""
+    async def withdraw_history(self, start_ms: int, end_ms: int | None = None, offset: int = 0
+                               ) -> list[wire.WithdrawRow]:
+        """Withdrawals applied for in [start_ms, end_ms] (less than 90 days apart; end: now),
+        newest first, 1000 rows from `offset`."""
         return await self._read("GET", "/sapi/v1/capital/withdraw/history", list[wire.WithdrawRow],
-                                {"startTime": start_ms, "limit": 1000}, security=SIGNED)
+                                _window(start_ms, end_ms, offset=offset, limit=1000), security=SIGNED)
+
+    async def transfer_history(self, kind: str, start_ms: int, end_ms: int, current: int = 1,
+                               size: int = 100) -> wire.TransferPage:
+        """Page `current` (from 1) of the universal transfers of type `kind` (MAIN_FUNDING, ...)
+        in [start_ms, end_ms] (the last 6 months only), `size` rows (at most 100)."""
+        return await self._read("GET", "/sapi/v1/asset/transfer", wire.TransferPage,
+                                {"type": kind, **_window(start_ms, end_ms), "current": current, "size": size},
+                                security=SIGNED)
 
     async def open_orders(self, symbol: str) -> list[wire.OrderInfo]:
         return await self._read("GET", "/api/v3/openOrders", list[wire.OrderInfo], {"symbol": symbol},
@@ -382,3 +394,7 @@ class BinanceRest:
     async def close_listen_key(self, listen_key: str) -> None:
         await self._read("DELETE", "/api/v3/userDataStream", wire.Empty, {"listenKey": listen_key},
                          security=API_KEY)
+
+
+def _window(start_ms: int, end_ms: int | None, **extra: int) -> dict[str, int]:
+    return {"startTime": start_ms, **({"endTime": end_ms} if end_ms is not None else {}), **extra}

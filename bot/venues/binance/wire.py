@@ -174,6 +174,27 @@ class WithdrawRow(msgspec.Struct, frozen=True):
     txId: str = ""
 
 
+class TransferRow(msgspec.Struct, frozen=True):
+    """GET /sapi/v1/asset/transfer rows (the universal transfer history): `type` is FROM_TO of the
+    owner's own wallets (MAIN is the spot wallet), `status` CONFIRMED / FAILED / PENDING,
+    `timestamp` ms."""
+
+    asset: str
+    amount: str
+    type: str
+    status: str
+    tranId: int | str
+    timestamp: int
+
+
+class TransferPage(msgspec.Struct, frozen=True):
+    """One page of the universal transfer history: `rows` raw, so a malformed row is one row's
+    error (bot.venues.binance.transfers), not the page's; an empty page has no `rows` at all."""
+
+    total: int = 0
+    rows: list[msgspec.Raw] = []
+
+
 class ListenKey(msgspec.Struct, frozen=True):
     listenKey: str
 
@@ -304,3 +325,4 @@ COMBINED = StreamDecoder(Combined)
 STREAM_REPLY = StreamDecoder(StreamReply)
 USER_EVENT: StreamDecoder[UserEvent] = StreamDecoder(UserEvent)  # type: ignore[arg-type]  # a Union, not a type
 EVENT_TYPE = StreamDecoder(EventType)
+TRANSFER_ROW = StreamDecoder(TransferRow)
