@@ -1,25 +1,31 @@
 """Fuzz Binance's transfer reports (bot.venues.binance.transfers) with mutated payloads of the
 documented shapes: a balanceUpdate frame decodes or raises msgspec's errors, and what decodes
-parses into a finite change or raises MalformedMessage; a deposit or withdrawal history body
-decodes or raises the client's MalformedMessage/VenueError, and its rows become finite changes
-with the malformed ones reported (never raised)."""
+parses into a finite change or raises MalformedMessage; a deposit, withdrawal or universal
+transfer history body decodes or raises the client's MalformedMessage/VenueError, and its rows
+become finite changes with the malformed ones (an unknown transfer type too) reported, never
+raised."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import msgspec
-from fuzz.known import is_known
+from fuzz.binance_body import decoded
 from fuzz.mutate import fuzz_settings, mutated_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.errors import MalformedMessage, VenueError
+from bot.errors import MalformedMessage
 from bot.venues.binance import wire
-from bot.venues.binance.rest import BinanceRest
-from bot.venues.binance.transfers import BalanceChange, history_changes, parse_balance_update
+from bot.venues.binance.transfers import (
+    BalanceChange,
+    history_changes,
+    open_times,
+    parse_balance_update,
+    transfer_change,
+    transfer_row,
+)
 
 BALANCE_UPDATE = {"e": "balanceUpdate", "E": 1573200697110, "a": "BTC", "d": "100.00000000",
                   "T": 1573200697068}
@@ -34,6 +40,13 @@ WITHDRAWALS = [{"id": "b6ae22b3aa844210a7041aee7589627c", "amount": "8.91000000"
                 "applyTime": "2019-10-12 11:12:02", "network": "ETH", "transferType": 0,
                 "withdrawOrderId": "WITHDRAWtest123", "info": "", "confirmNo": 3, "walletType": 1,
                 "txKey": "", "completeTime": "2023-03-23 16:52:41"}]
+TRANSFERS = {"total": 3, "rows": [
+    {"asset": "USDT", "amount": "1", "type": "MAIN_UMFUTURE", "status": "CONFIRMED", "tranId": 11415955596,
+     "timestamp": 1544433328000},
+    {"asset": "BTC", "amount": "0.25", "type": "FUNDING_MAIN", "status": "CONFIRMED", "tranId": 11366865406,
+     "timestamp": 1544433328000},
+    {"asset": "USDT", "amount": "2", "type": "MAIN_MARGIN", "status": "PENDING", "tranId": 11366865407,
+     "timestamp": 1544433329000}]}
 
 
 def check(change: BalanceChange) -> None:
@@ -60,21 +73,33 @@ def test_balance_updates_decode_and_parse_or_refuse(raw: bytes) -> None:
 
 
 @fuzz_settings(150)
-@given(case=st.sampled_from([(wire.DepositRow, DEPOSITS), (wire.WithdrawRow, WITHDRAWALS)]), data=st.data())
-def test_history_bodies_decode_and_parse_or_report(case: tuple[type, Any], data: st.DataObject) -> None:
+@given(case=st.sampled_from([(list[wire.DepositRow], DEPOSITS), (list[wire.WithdrawRow], WITHDRAWALS),
+                             (wire.TransferPage, TRANSFERS)]), data=st.data())
+def test_history_bodies_decode_and_parse_or_report(case: tuple[Any, Any], data: st.DataObject) -> None:
     kind, seed = case
-    body = data.draw(mutated_bytes([seed]))
-    try:
-        rows = BinanceRest._decode(None, httpx.Response(200, content=body), list[kind],  # type: ignore[arg-type, valid-type]
-                                   "GET", "/sapi/v1/capital/x")
-    except (MalformedMessage, VenueError):
+    body = decoded(kind, data.draw(mutated_bytes([seed])), "/sapi/v1/x")
+    if body is None:
         return
-    except Exception as exc:
-        if not is_known(exc):
-            raise
-        return
-    changes, errors = history_changes(rows if kind is wire.DepositRow else [],
-                                      rows if kind is wire.WithdrawRow else [])
-    assert len(errors) <= len(rows)
+    rows = [bytes(r) for r in body.rows] if kind is wire.TransferPage else body
+    deposits = [r for r in rows if isinstance(r, wire.DepositRow)]
+    withdrawals = [r for r in rows if isinstance(r, wire.WithdrawRow)]
+    transfers = [r for r in rows if isinstance(r, bytes)]
+    changes, errors = history_changes(deposits, withdrawals, transfers)
+    assert len(errors) <= len(rows) and len(changes) <= len(rows) * 2
     for change in changes:
         check(change)
+    open_times(deposits, withdrawals, transfers)  # never raises either
+
+
+@fuzz_settings(200)
+@given(raw=mutated_bytes(TRANSFERS["rows"]))
+def test_transfer_rows_parse_or_are_reported(raw: bytes) -> None:
+    try:
+        row = transfer_row(raw)
+        change = transfer_change(row)
+    except MalformedMessage:
+        return
+    if change is not None:
+        check(change)
+        assert change.key.startswith("binance:transfer:")
+        assert (change.delta < 0) == row.type.startswith("MAIN_")
