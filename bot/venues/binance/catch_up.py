@@ -64,7 +64,7 @@ class HistoryRead:
     withdrawals: list[wire.WithdrawRow] = field(default_factory=list)
     transfers: list[bytes] = field(default_factory=list)
     is_cut: bool = False
-    requests: int = 0
+    requests: int = 0  # answered
 
 
 class TransferCursor:
@@ -148,11 +148,13 @@ async def _paced(rest: BinanceRest, read: HistoryRead, call: Callable[[], Awaita
     """One request; a weight-budget wait within one weight window is sat out, up to a few times."""
     for attempt in range(MAX_RATE_WAITS + 1):
         try:
-            read.requests += 1
-            return await call()
+            answer = await call()
         except RateLimited as exc:
             if attempt == MAX_RATE_WAITS or exc.retry_after_secs * 1000 > WEIGHT_WINDOW_MS:
                 raise
             log.info("transfer_catch_up_paced", venue="binance", wait_secs=exc.retry_after_secs)
             await rest.clock.sleep(math.ceil(exc.retry_after_secs))
+            continue
+        read.requests += 1
+        return answer
     raise AssertionError("unreachable")  # pragma: no cover
