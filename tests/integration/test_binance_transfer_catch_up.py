@@ -3,7 +3,8 @@ universal transfer history) and the catch-up from a stored cursor, against the s
 server with the real clients (httpx, websockets) and a real SQLite store:
 
 - the simulator lists universal transfers as Binance does (signed, one type per request, pages,
-  no `rows` when empty, -1102/-1100 for a missing or unknown type);
+  no `rows` when empty, -1102/-1100 for a missing or unknown type); its `binance_transfer`
+  scenario makes one with a `wallet`;
 - transfers to and from other wallets made while the daemon is down are read at the start: the
   peak moves with them, the drawdown does not; a second start changes nothing;
 - one lost in a user stream gap is read after the reconnect, one the stream delivered is not
@@ -26,8 +27,10 @@ from support.binance_account import KEY, SECRET, Daemon, lose_and_reconnect, pub
 from support.clock import OffsetClock
 
 from bot.clock import NS_PER_MS, NS_PER_SEC
-from bot.errors import VenueError
+from bot.errors import ConfigError, VenueError
 from bot.peak import load as load_peak
+from bot.sim.faults import ScenarioState
+from bot.sim.scenarios import SCENARIOS, parse_spec
 from bot.sim.server.binance import BinanceServer
 from bot.sim.spot.exchange import SpotExchange
 from bot.sim.spot.records import WalletTransfer
@@ -101,6 +104,16 @@ async def test_the_simulator_lists_universal_transfers_as_binance_does(server: B
         await rest.aclose()
     held = {b.asset: b.free for b in server.spot.balances(KEY)}
     assert held["USDT"] == D(99_000) and held["BTC"] == D("1.25")
+
+
+def test_the_transfer_scenario_moves_money_between_spot_and_a_wallet_and_refuses_bad_ones() -> None:
+    spec = parse_spec({"name": "binance_transfer", "asset": "USDT", "amount": "-250", "wallet": "UMFUTURE"})
+    state = ScenarioState()
+    SCENARIOS[spec.name].start(state, spec.params)
+    assert state.binance_transfer == ("USDT", D(-250), D(0), "UMFUTURE")
+    for bad in ({"wallet": "MAIN"}, {"wallet": "FUNDING", "fee": "1"}, {"wallet": 7}, {"amount": "0"}):
+        with pytest.raises(ConfigError):
+            parse_spec({"name": "binance_transfer", "asset": "USDT", "amount": "-250", **bad})
 
 
 async def test_transfers_to_and_from_other_wallets_while_down_move_the_peak_not_the_pnl(
