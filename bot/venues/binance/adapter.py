@@ -107,6 +107,7 @@ class BinanceVenue:
         self.user_stream: UserStream | None = None
         self._valuing: set[asyncio.Task[None]] = set()  # transfers waiting for a REST price
         self.transfer_cursor = TransferCursor()  # where the next history catch-up starts
+        self._catch_up_due = asyncio.Event()  # set on each user stream (re)connect
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -160,6 +161,7 @@ class BinanceVenue:
                     keepalive_secs=self._keepalive_secs, min_session_secs=self._min_session_secs,
                     clock=self.rest.clock)
                 tg.create_task(self.user_stream.run(), name=UserStream.name)
+                tg.create_task(self._catch_up_after_connects(), name="binance_transfer_catch_up")
 
     def _on_user_event(self, event: wire.ExecutionReport | wire.OutboundAccountPosition | wire.BalanceUpdate
                        ) -> None:
@@ -196,15 +198,23 @@ class BinanceVenue:
             self._open.discard(update.client_id)
 
     async def _reconcile(self) -> None:
-        """After a user stream (re)connect: read the transfers the stream may have missed (the
-        peak pairs those it saw), re-read balances and the orders we believe open."""
-        try:
-            for transfer in await self.transfers():
-                self._account_sink(transfer)
-        except BotError as exc:
-            log.warning("transfers_unread", venue=VENUE, error=str(exc))
+        """After a user stream (re)connect, before its events: re-read balances and the orders we
+        believe open, and have the transfers the stream may have missed read beside it."""
+        self._catch_up_due.set()
         self.balances = parse_account(await self.rest.account())
         await self.sweep_account()
+
+    async def _catch_up_after_connects(self) -> None:
+        """Read the transfer histories after each user stream (re)connect (the peak pairs those
+        the stream saw), beside the stream: a catch-up of many windows must not hold its events."""
+        while True:
+            await self._catch_up_due.wait()
+            self._catch_up_due.clear()
+            try:
+                for transfer in await self.transfers():
+                    self._account_sink(transfer)
+            except BotError as exc:
+                log.warning("transfers_unread", venue=VENUE, error=str(exc))
 
     # ---- transfers ----------------------------------------------------------------------------
 
