@@ -110,7 +110,8 @@ async def running(server: BinanceServer, clock: OffsetClock) -> AsyncIterator[Ru
         try:
             await eventually_async(lambda: venue.market_stream and all(
                 venue.market_stream.is_synced(s) for s in SYMBOLS.values()))
-            await eventually_async(lambda: venue.user_stream and venue.user_stream.is_connected.is_set())
+            await eventually_async(lambda: venue.user_stream and venue.user_stream.is_connected.is_set()
+                                   and venue.catch_ups)  # its requests done: faults hit the test's
             yield Running(venue, server, clock, market_open, events)
         finally:
             for task in tasks:

@@ -108,6 +108,7 @@ class BinanceVenue:
         self._valuing: set[asyncio.Task[None]] = set()  # transfers waiting for a REST price
         self.transfer_cursor = TransferCursor()  # where the next history catch-up starts
         self._catch_up_due = asyncio.Event()  # set on each user stream (re)connect
+        self.catch_ups = 0  # transfer catch-ups after a (re)connect done (read or failed)
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -215,6 +216,7 @@ class BinanceVenue:
                     self._account_sink(transfer)
             except BotError as exc:
                 log.warning("transfers_unread", venue=VENUE, error=str(exc))
+            self.catch_ups += 1
 
     # ---- transfers ----------------------------------------------------------------------------
 
