@@ -9,7 +9,7 @@ text) and moves only after a read that listed everything (`commit`): a failed re
 
 Request cost: per 90-day window one deposit and one withdrawal request (the withdrawal history
 weighs 18,000 of the key's UID budget), per 7-day window one request per type (14, weight 1): a
-restart after minutes sends 16, a start after 6 months down 2 x 3 + 14 x 26 = 370. Each goes
+catch-up over minutes sends 16, one after 6 months down 2 x 3 + 14 x 26 = 370. Each goes
 through the client's weight budget; a `RateLimited` wait of at most a minute (the weight window)
 is waited out here, a longer one (a ban) fails the catch-up.
 """
