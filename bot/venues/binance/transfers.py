@@ -67,7 +67,8 @@ MAX_CATCH_UP_MS = 180 * DAY_MS
 CURSOR_OVERLAP_MS = DAY_MS  # a record listed late (the peak's catch-up grace is a day too)
 MAX_HOLD_MS = 7 * DAY_MS  # a record pending longer no longer holds the cursor back
 # Deposit and withdrawal histories: "the time between startTime and endTime must be less than 90
-# days", at most 1000 rows a request (`offset` pages).
+# days", at most 1000 rows a request (`offset` pages) (developers.binance.com/docs/wallet/capital/
+# withdraw-history and deposite-history).
 HISTORY_SPAN_MS = 90 * DAY_MS - 1
 HISTORY_PAGE_ROWS = 1000
 # The universal transfer history documents no longest span, only its 7-day default: windows of 7
