@@ -33,6 +33,7 @@ import csv
 import itertools
 import json
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -45,7 +46,7 @@ from typing import Any
 from bot.config import CarrySettings, RuleSettings, StrategySettings
 from bot.errors import ConfigError
 from bot.rules.estimators import FundingForecast, FundingTrend
-from bot.strategy.carry import CarryWatch, entry_trend_for, regime_hold_hours
+from bot.strategy.carry import CarryWatch, carry_episodes, entry_trend_for, median_series, trend_series
 from bot.strategy.decide import MarketReadings, audit_should_trade, market_targets, sizing_vol
 from bot.strategy.targets import parse_target, resolve_target
 from bot.strategy.volscale import SizingVol
@@ -61,6 +62,8 @@ STEP = {"BTC-USD": Decimal("0.0001"), "ETH-USD": Decimal("0.001")}
 # and more), the lines sit within 2% a year of zero and the sleeve trades round trips on noise
 # (the third search, capped at 90 days: 31.7x a year in some quarters against <= 24x at 720-1028 h).
 MAX_HORIZON_HOURS = 24 * 42
+MIN_HORIZON_HOURS = 24
+HORIZON_STEP_HOURS = 24  # the longest move of expected_hold's search
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -436,28 +439,53 @@ def directional_settings(params: dict[str, Any]) -> StrategySettings:
 
 
 def expected_hold(series: list[Series], end: int, params: dict[str, Any]) -> int:
-    """The carry's expected holding period measured on the funding before `end` (fixed point of
-    'entry amortises round-trip costs over the median episode length')."""
-    p = CarrySettings()
-    round_trip_bps = 2 * ((PERP_FEE + SPOT_FEE) * 1e4 + 2 * float(p.expected_slippage_bps))
-    horizon = 336.0
-    for _ in range(6):
-        entry = (round_trip_bps + params["entry_threshold_bps"]) / 1e4 / horizon
-        # staying is worth less than leaving and coming back (bot.strategy.sleeves.net_stay_bps)
-        exit_ = (params["exit_threshold_bps"] - round_trip_bps) / 1e4 / horizon
-        lengths = []
-        for s in series:
-            rates = [r for h, r in zip(s.hours, s.rates, strict=True) if h < end]
-            got = regime_hold_hours(rates, params["signal_half_life_hours"], entry, exit_,
-                                    params["exit_confirm_hours"], params.get("entry_half_life_hours"),
-                                    params.get("entry_median_hours", 0))
-            if got is not None:
-                lengths.append(got)
-        new = sum(lengths) / len(lengths) if lengths else horizon
-        if abs(new - horizon) < 1:
-            break
-        horizon = min(max(new, 24.0), MAX_HORIZON_HOURS)
-    return int(horizon)
+    """The carry's expected holding period measured on the funding before `end`: the fixed point
+    of 'entry amortises round-trip costs over the median episode length' (the median episode at
+    the lines a horizon sets, mean over the markets that open), the longest one.
+
+    The search starts at the cap (the loosest lines) and moves down, to the measured hold or by
+    `HORIZON_STEP_HOURS`, whichever is less, so it never passes over a fixed point by more than
+    a step and never cycles; it stops at the first horizon the rule holds at least that long (a
+    jump in the measured hold has no exact fixed point: the horizon just before it). A horizon at
+    which the rule never opens says nothing about how long it holds: a search up from 336 h
+    stopped there, so a venue whose funding stays under the 336 h entry line never opened the
+    carry. Nowhere held: the cap."""
+    trends = [_episode_trends([r for h, r in zip(s.hours, s.rates, strict=True) if h < end], params)
+              for s in series]
+    horizon = float(MAX_HORIZON_HOURS)
+    while True:
+        held = _median_hold(trends, horizon, params)
+        if held is not None and max(held, MIN_HORIZON_HOURS) >= horizon - 1:
+            return int(horizon)
+        if horizon <= MIN_HORIZON_HOURS:
+            return MAX_HORIZON_HOURS
+        horizon = max(0.0 if held is None else held, horizon - HORIZON_STEP_HOURS, MIN_HORIZON_HOURS)
+
+
+def _episode_trends(rates: list[float], params: dict[str, Any]) -> tuple[list[float], list[float] | None]:
+    """The exit trend and the entry trend (None: the exit trend) of the rule over hourly rates,
+    as `bot.strategy.carry.regime_hold_hours` computes them: they do not depend on the horizon."""
+    entry_half_life = params.get("entry_half_life_hours")
+    entry = None if entry_half_life is None else trend_series(rates, entry_half_life)
+    if params.get("entry_median_hours", 0) > 0:
+        entry = median_series(rates, params["entry_median_hours"])
+    return trend_series(rates, params["signal_half_life_hours"]), entry
+
+
+def _median_hold(trends: list[tuple[list[float], list[float] | None]], horizon: float,
+                 params: dict[str, Any]) -> float | None:
+    """Mean over the markets of the median carry episode at the lines `horizon` sets (None: the
+    rule opens on no market)."""
+    round_trip_bps = 2 * ((PERP_FEE + SPOT_FEE) * 1e4 + 2 * float(CarrySettings().expected_slippage_bps))
+    entry = (round_trip_bps + params["entry_threshold_bps"]) / 1e4 / horizon
+    # staying is worth less than leaving and coming back (bot.strategy.sleeves.net_stay_bps)
+    exit_ = (params["exit_threshold_bps"] - round_trip_bps) / 1e4 / horizon
+    medians = []
+    for trend, entry_trend in trends:
+        episodes = carry_episodes(trend, entry, exit_, params["exit_confirm_hours"], entry_trend)
+        if episodes:
+            medians.append(statistics.median(end - start for start, end, _ in episodes))
+    return sum(medians) / len(medians) if medians else None
 
 
 def carry_score(rows: list[dict[str, Any]]) -> float:

@@ -1,25 +1,17 @@
 """tools/calibrate.py's pooled walk-forward: a fold trains on every venue's quarters that end
 before its test, never on later ones (the research script, on synthetic hourly history)."""
 
-import importlib.util
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "calibrate.py"
+from support.tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def calibrate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calibrate_under_test", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("calibrate")
 
 
 def _hour(y: int, m: int, d: int) -> int:
