@@ -6,9 +6,9 @@ every socket and the wall clock. The loop replays source batches in time order; 
 it fires the timers that fell due, in order of time:
 
 - the engine's `tick()` (TWAP children, hedges) every `TICK_SECS` while any order is worked or a
-  hedge is not quiet; otherwise the idle ticks between two batches are folded into one whose
-  hedge clock is the last skipped tick's (exact: `skip_idle=False` runs every tick and gives the
-  same run), so a decision's first child goes out on the same 100 ms grid as in the daemon;
+  hedge is not quiet (`quiet_hedges`); otherwise the idle ticks between two batches are folded
+  into one whose hedge clock is the last skipped tick's (exact: `skip_idle=False` runs every tick
+  and gives the same run), so a decision's first child goes out on the same 100 ms grid as in the daemon;
 - the watchdog under stress scenarios (`stress_watchdog`): the daemon's pure mode machine on
   observations derived from the scenarios, while anything is abnormal;
 - the sampler (`sampler`): equity, positions, PnL attribution, exposure, flags and risk mode
@@ -33,7 +33,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ import structlog
 
 from bot.book import OrderBook
 from bot.clock import NS_PER_SEC
-from bot.config import ExecutionSettings, Settings
+from bot.config import Settings
 from bot.domain import (
     ZERO,
     AccountEvent,
@@ -53,7 +52,6 @@ from bot.domain import (
     Trade,
 )
 from bot.engine import TICK_SECS, Engine
-from bot.execution import hedge as hedging
 from bot.execution.orders import OrderManager
 from bot.store import Store
 from bot.telemetry import Metrics
@@ -62,6 +60,7 @@ from bot.venues.registry import paper_venues
 from .clock import SimClock
 from .liquidation import IntrabarRisk
 from .participation import CappedVenue
+from .quiet_hedges import QuietHedges
 from .sampler import Sampler
 from .scenario_venue import ScenarioVenue
 from .scenarios import Scenario, StressModel, place
@@ -72,12 +71,6 @@ from .summary import build as build_result
 
 TICK_NS = int(TICK_SECS * NS_PER_SEC)
 PROGRESS_EVERY = 1 << 15  # events between progress-bar refreshes
-
-
-def _settled(hedge: hedging.HedgeState, held: Decimal, ex: ExecutionSettings) -> bool:
-    """Matched with nothing owed and no leg risk: `hedging.observe` would change only its clock."""
-    return (held == hedge.required and not hedge.obligations and not hedge.leg_risk_usd_secs
-            and ex.min_notional_usd > 0)
 
 
 def auto_sample_secs(span_ns: int) -> int:
@@ -168,11 +161,11 @@ class Backtest:
         self._equity_stale = True  # an account event arrived since equity was last computed (or a
         # batch moved the marks of an open leg and `_intrabar` has not computed it yet)
         self._last_tick_busy = True
-        self._hedge_clocks: dict[str, int] = {}  # matched hedges' clocks not yet moved (`_idle_tick`)
+        self.quiet_hedges = QuietHedges(self.engine, s.execution)  # folded ticks' view of them (`_idle_tick`)
         self._folded_ticks = 0  # worked ticks folded by `_fold_worked`
         self.bus = self.engine.events.subscribe(maxsize=0)
         # True while orders are worked or a hedge needs a tick: the candle path then densifies.
-        src.hooks["busy"] = lambda: self._busy() or not self._hedges_quiet()
+        src.hooks["busy"] = lambda: self._busy() or not self.quiet_hedges.quiet()
         src.hooks["exposed"] = self._exposed
         # Under scenarios every point reaches the rules: the bar path visits no more of them flat.
         src.hooks["flat_closes"] = self.stress is None
@@ -246,7 +239,7 @@ class Backtest:
                 perp, spot = stress.apply(ts, perp, spot)
             if ts >= self._next_tick or ts >= self._next_sample or ts >= self._next_wd:
                 if (ts < self._next_sample and ts < self._next_wd and not self._last_tick_busy
-                        and self.skip_idle and not self._busy() and self._hedges_quiet()):
+                        and self.skip_idle and not self._busy() and self.quiet_hedges.quiet()):
                     # Only idle ticks are due: what _timers would do, without the coroutine.
                     clock.set(self._next_tick)
                     self._idle_tick(ts)
@@ -297,7 +290,7 @@ class Backtest:
         count += self._extreme_events
         end = max(src.end_ns, clock.now)
         await self._timers(end)
-        self._set_hedge_clocks()
+        self.quiet_hedges.set_clocks()
         engine.portfolio.flush_funding(self.store)
         if progress is not None:
             progress(count, end - src.start_ns)
@@ -368,7 +361,7 @@ class Backtest:
         if (not self.skip_extremes or self.stress is not None or self._equity_stale
                 or self._last_tick_busy or not self.skip_idle or self._next_sample <= close_ts
                 or self._next_wd <= close_ts or self.paper.resting or self.spot_paper.resting
-                or self._busy() or not self._hedges_matched()):
+                or self._busy() or not self.quiet_hedges.matched()):
             return False
         marks = {t: oracle for t, oracle, _, _ in prices}
         mids = {t: (bid + ask) / 2 for t, _, bid, ask in prices if bid is not None and ask is not None}
@@ -378,17 +371,6 @@ class Backtest:
         if self.risk.last_equity > engine.peak_equity:  # as `_intrabar` takes it
             engine.peak_equity = self.risk.last_equity
         self._extreme_events += len(marks) + len(mids)
-        return True
-
-    def _hedges_matched(self) -> bool:
-        """Every hedge matched with nothing owed: an idle tick moves only its clock (`_idle_tick`)."""
-        engine, ex = self.engine, self.settings.execution
-        for ticker, hedge in engine.hedges.items():
-            state = engine.markets[ticker]
-            if state.spot is None:
-                continue
-            if not _settled(hedge, state.spot.position.size, ex) or hedge.rejects >= ex.hedge_max_rejects:
-                return False
         return True
 
     def _exposed(self) -> bool:
@@ -429,16 +411,16 @@ class Backtest:
                 for venue in self.wrapped:
                     if venue.delayed:
                         await venue.release(t)
-                busy = self._busy() or not self._hedges_quiet()
+                busy = self._busy() or not self.quiet_hedges.quiet()
                 before = None
                 if busy or self._last_tick_busy or not self.skip_idle:
-                    self._set_hedge_clocks()
+                    self.quiet_hedges.set_clocks()
                     if self.fold_worked and self.skip_idle and self.stress is None:
                         before = self._worked_state()
                     await self.engine.tick()
                     self._last_tick_busy = busy
-                    busy = self._busy() or not self._hedges_quiet() or not self.skip_idle
-                else:  # idle: sends nothing and leaves quiet hedges quiet (`_hedges_quiet`): not busy after
+                    busy = self._busy() or not self.quiet_hedges.quiet() or not self.skip_idle
+                else:  # idle: sends nothing and leaves quiet hedges quiet (`QuietHedges`): not busy after
                     self._idle_tick(until)
                     self._last_tick_busy = False
                 if not busy:
@@ -474,10 +456,10 @@ class Backtest:
         hedges they see are this tick's (no batch before `until`), and they differ from it only in
         the time, which the order managers compare against the thresholds `next_wake_ns` gives.
         Stops before the first tick at or past one of those, a sample or the watchdog; the
-        hedges must be quiet (a tick then moves only their clocks: `_fold_hedges`).
+        hedges must be quiet (a tick then moves only their clocks: `QuietHedges.fold`).
         `Backtest(fold_worked=False)` runs every tick; tests/unit/test_backtest_runner.py
         compares. Returns True when it folded (and set `_next_tick`)."""
-        if not self._foldable or not self._hedges_quiet() or self._worked_state() != before:
+        if not self._foldable or not self.quiet_hedges.quiet() or self._worked_state() != before:
             return False
         # A sample due at `t` runs after this tick: the next one bounds the fold.
         sample = self._next_sample if self._next_sample > t else self._next_sample + self._sample_ns
@@ -491,7 +473,7 @@ class Backtest:
         last = t + (bound - 1 - t) // TICK_NS * TICK_NS  # the last grid point before `bound`
         if last <= t:
             return False
-        self._fold_hedges(last)
+        self.quiet_hedges.fold(last)
         self._next_tick = last + TICK_NS
         self._folded_ticks += (last - t) // TICK_NS
         return True
@@ -506,42 +488,12 @@ class Backtest:
                 return True
         return False
 
-    def _hedges_quiet(self) -> bool:
-        """Every hedge is matched and wants no top-up or unwind: a tick leaves it alone but for its clock.
-
-        While so, `hedging.observe` gives the same state at any time but `last_ns` (leg risk
-        stays 0, obligations are met), so the idle ticks between two batches can be folded into
-        one at the last skipped grid point (`_idle_tick`). Otherwise every tick runs in full.
-        """
-        engine = self.engine
-        if not engine.hedges:
-            return True
-        ex = self.settings.execution
-        for ticker, hedge in engine.hedges.items():
-            state = engine.markets[ticker]
-            spot = state.spot
-            if spot is None:
-                continue
-            held = spot.position.size
-            if held == hedge.required and hedge.rejects < ex.hedge_max_rejects:
-                continue  # matched, nothing to top up: what the checks below find, without the math
-            if abs(hedge.mismatch_usd(held, state.mark)) >= ex.min_notional_usd:
-                return False  # leg risk accrues with time
-            if hedge.rejects >= ex.hedge_max_rejects:
-                return False  # an unwind is due
-            gap = hedging.hedge_gap(hedge, held, ZERO)
-            mid = spot.book.mid()
-            gap = abs(gap)
-            if mid is not None and gap >= spot.spec.min_order_size and gap * mid >= ex.min_notional_usd:
-                return False  # a top-up is due
-        return True
-
     def _idle_tick(self, until: int) -> None:
         """What the `Engine.tick()`s up to `until` change when no order is being worked.
 
         The order managers have nothing to send (no parent, no orphan; the tick after the last
         parent finished is a full one) and the gauges are not read in a backtest. Quiet hedges
-        (`_hedges_quiet`) are observed at the last skipped tick, so their leg-risk clock is where
+        (`QuietHedges.quiet`) are observed at the last skipped tick, so their leg-risk clock is where
         the daemon's would be when the next order fills. Flat on every leg, equity moves only with
         an account event: with none since it was last computed, the computation is skipped and the
         peak stays exact. With exposure, `_intrabar` computed it at the marks of the last batch
@@ -549,42 +501,13 @@ class Backtest:
         """
         engine = self.engine
         if engine.hedges:
-            self._fold_hedges(max(self.clock.now, until // TICK_NS * TICK_NS))
+            self.quiet_hedges.fold(max(self.clock.now, until // TICK_NS * TICK_NS))
         if not self._equity_stale:
             return
         self._equity_stale = False
         equity = self._equity = engine.equity()
         if equity > engine.peak_equity:
             engine.peak_equity = equity
-
-    def _fold_hedges(self, last: int) -> None:
-        """What the quiet hedges' observations at the ticks up to `last` leave: the state the
-        one at `last` gives (`_hedges_quiet`)."""
-        engine, ex = self.engine, self.settings.execution
-        for ticker, hedge in engine.hedges.items():
-            state = engine.markets[ticker]
-            if state.spot is None:
-                continue
-            held = state.spot.position.size
-            if _settled(hedge, held, ex):
-                # `observe` would only move its clock: it is moved before `observe` next reads
-                # it (`_set_hedge_clocks`).
-                self._hedge_clocks[ticker] = last
-                continue
-            self._set_hedge_clocks()
-            engine.hedges[ticker] = hedging.observe(hedge, held, state.mark, last, ex)
-
-    def _set_hedge_clocks(self) -> None:
-        """Move the clocks of the matched hedges to the last idle tick that observed them (what
-        `observe` would have done at that tick). Only `observe` reads a hedge's clock and every
-        other change to a hedge (a decision's leg, a fill) copies it unchanged, so moving it
-        later gives the same state: before a full tick, an observing idle tick and the result."""
-        hedges = self.engine.hedges
-        for ticker, last in self._hedge_clocks.items():
-            hedge = hedges.get(ticker)
-            if hedge is not None and hedge.last_ns != last:
-                hedges[ticker] = replace(hedge, last_ns=last)
-        self._hedge_clocks.clear()
 
     # ---- results --------------------------------------------------------------------------------
 
