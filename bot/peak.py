@@ -42,6 +42,7 @@ import structlog
 
 from bot.clock import Clock
 from bot.domain import ZERO, Transfer, TransferMatch
+from bot.store.meta import MetaStore
 
 log = structlog.get_logger("peak")
 META_KEY = "peak_equity"
@@ -149,17 +150,11 @@ class PeakRecord:
                    {str(k): v for k, v in listed.items()})
 
 
-class Store(Protocol):
-    def meta_get(self, key: str) -> str | None: ...
-
-    def meta_set(self, key: str, value: str) -> None: ...
-
-
 class LivePeak:
     """The live account's peak equity: restored from the store, raised by account reads, scaled by
     transfers. `value` is what the drawdown stop uses."""
 
-    def __init__(self, store: Store, accounts: Equities, clock: Clock, venue: str) -> None:
+    def __init__(self, store: MetaStore, accounts: Equities, clock: Clock, venue: str) -> None:
         self._store, self._accounts, self._clock, self._venue = store, accounts, clock, venue
         self._record = load(store)
         # venue -> when its last pending transfer was seen; a restart reads every one afresh
@@ -280,7 +275,7 @@ class LivePeak:
         return len(new)
 
 
-def clear(store: Store) -> Decimal:
+def clear(store: MetaStore) -> Decimal:
     """With the daemon stopped: forget the stored peak and pending transfers, so the first equity
     read of the next run starts it. The transfer keys stay (a replayed transfer still counts once),
     and so do the reports waiting for their pair. Returns the old peak."""
@@ -292,7 +287,7 @@ def clear(store: Store) -> Decimal:
     return old
 
 
-def load(store: Store) -> PeakRecord:
+def load(store: MetaStore) -> PeakRecord:
     """The stored peak; none (a new store, or an unreadable record, logged) starts at the first read."""
     text = store.meta_get(META_KEY)
     if text is None:

@@ -30,10 +30,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
+from bot.store.meta import MetaStore
 from bot.strategy.carry import CarryWatch
 
 log = structlog.get_logger("strategy_state")
@@ -84,13 +85,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class Store(Protocol):
-    def meta_get(self, key: str) -> str | None: ...
-
-    def meta_set(self, key: str, value: str) -> None: ...
-
-
-def load(store: Store, market: str) -> StrategyRecord | None:
+def load(store: MetaStore, market: str) -> StrategyRecord | None:
     """The market's stored record; None without one, or for one that does not parse (logged)."""
     text = store.meta_get(META_PREFIX + market)
     if text is None:
@@ -109,5 +104,5 @@ def restored(record: StrategyRecord, carry_side: int) -> tuple[CarryWatch, Decim
     return (record.watch if same else CarryWatch()), record.thesis_held
 
 
-def save(store: Store, market: str, record: StrategyRecord) -> None:
+def save(store: MetaStore, market: str, record: StrategyRecord) -> None:
     store.meta_set(META_PREFIX + market, record.to_json())
