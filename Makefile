@@ -25,6 +25,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests
+	$(BIN)/mypy bot
 	$(BIN)/hadolint Dockerfile
 
 # Every locked dependency with its version and licence; fails on copyleft in the runtime set.

@@ -155,7 +155,7 @@ class AccountBook:
             for name, age in self.ages_secs(self._clock.now_ns()).items():
                 self._metrics.account_age_seconds.labels(name).set(age)
 
-    def status(self, now_ns: int) -> dict[str, dict[str, Any]]:
+    def status(self, now_ns: int) -> dict[str, dict[str, Any] | None]:
         """Per venue: its account for `status` (venues not read yet: None)."""
         ages = self.ages_secs(now_ns)
         return {name: account_json(self.states[name], ages[name]) if name in self.states else None

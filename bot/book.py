@@ -403,8 +403,8 @@ class OrderBook:
 
 
 _new_object = object.__new__
-_set_level_price = BookLevel.price.__set__  # type: ignore[attr-defined]
-_set_level_size = BookLevel.size.__set__  # type: ignore[attr-defined]
+_set_level_price = BookLevel.price.__set__  # type: ignore[attr-defined,misc]
+_set_level_size = BookLevel.size.__set__  # type: ignore[attr-defined,misc]
 
 
 def new_level(price: Decimal, size: Decimal) -> BookLevel:

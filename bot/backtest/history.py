@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TypeVar
 
 from bot.clock import NS_PER_HOUR, NS_PER_SEC
 
@@ -119,13 +120,16 @@ def grid_notes(label: str, times: list[int], step: int) -> list[str]:
     return notes
 
 
-def _dedupe(label: str, rows: list[tuple[int, object]], notes: list[str]) -> list[tuple[int, object]]:
+T = TypeVar("T")
+
+
+def _dedupe(label: str, rows: list[tuple[int, T]], notes: list[str]) -> list[tuple[int, T]]:
     """Sort by time (stable: the first row of a time wins); report disorder and duplicates."""
     disorder = sum(1 for a, b in itertools.pairwise(rows) if b[0] < a[0])
     if disorder:
         notes.append(f"{label}: {disorder} rows out of time order (sorted)")
     rows = sorted(rows, key=lambda r: r[0])
-    out: list[tuple[int, object]] = []
+    out: list[tuple[int, T]] = []
     dupes = 0
     for row in rows:
         if out and out[-1][0] == row[0]:
@@ -149,7 +153,7 @@ def load_candles(path: Path, start_ns: int | None = None, end_ns: int | None = N
     rows in [start, end) from a CSV (any column order, any case) or a feather file."""
     notes = notes if notes is not None else []
     shift = offset_hours * NS_PER_HOUR
-    rows: list[tuple[int, object]] = []
+    rows: list[tuple[int, Bar]] = []
     try:
         records = _feather_records(path, option) if path.suffix in FEATHER else _csv_records(path, option)
         for n, date, *values in records:
@@ -176,7 +180,7 @@ def load_candles(path: Path, start_ns: int | None = None, end_ns: int | None = N
     bars = [b for _, b in _dedupe(path.name, rows, notes)]
     if len(bars) < 2:
         raise SourceError(option, f"{path}: fewer than two candles in the chosen span")
-    times = [b.ts_ns for b in bars]  # type: ignore[attr-defined]
+    times = [b.ts_ns for b in bars]
     notes += grid_notes(path.name, times, median_spacing(times))
     return bars  # type: ignore[return-value]
 
@@ -274,7 +278,7 @@ def load_funding(path: Path, interval_hours: int | None = None, offset: int | st
         raise SourceError(option, f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(option, f"cannot read {path}: {exc}") from None
-    by_market: dict[str, list[tuple[int, object]]] = {}
+    by_market: dict[str, list[tuple[int, Decimal]]] = {}
     for market, ts, rate in _funding_rows(path, text, option):
         by_market.setdefault(market, []).append((ts + offset * NS_PER_HOUR, rate))
     out: dict[str, dict[int, Decimal]] = {}
@@ -302,7 +306,7 @@ def load_funding(path: Path, interval_hours: int | None = None, offset: int | st
         for ts, rate in rows:
             settle = ts // NS_PER_HOUR * NS_PER_HOUR
             for k in range(inferred):
-                hours[settle - k * NS_PER_HOUR] = rate / per_hour  # type: ignore[operator]
+                hours[settle - k * NS_PER_HOUR] = rate / per_hour
     return out
 
 

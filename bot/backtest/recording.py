@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import gzip
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -53,7 +53,7 @@ class RecordWriter:
         self._spot = set(spot_specs or {})
         self._rotate_bytes = rotate_bytes
         self._rotate_ns = int(rotate_secs * NS_PER_SEC)
-        self._file: IO[bytes] | None = None
+        self._file: gzip.GzipFile | None = None
         self._segment = -1
         self._bytes = 0
         self._first_ns: int | None = None

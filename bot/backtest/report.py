@@ -74,7 +74,7 @@ def _charts(run: Path, samples: list[dict[str, Any]], baselines: dict[str, Any],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = _dates(samples)
+    x: Any = _dates(samples)  # matplotlib takes datetimes (its units registry); its stubs say floats
     equity = [float(s["equity"]) for s in samples]
 
     def save(fig: Any, name: str) -> None:

@@ -267,8 +267,8 @@ class Backtest:
                         ev.apply(book)  # type: ignore[union-attr]
                     if spot_resting:
                         spot_paper.on_book_changed(ev.market, ev.ts_recv)  # type: ignore[union-attr]
-                elif kind is snapshot and ev.market in spot_books:  # what on_spot does with it
-                    spot_books[ev.market].apply_snapshot(ev)
+                elif kind is snapshot and ev.market in spot_books:  # type: ignore[union-attr]
+                    spot_books[ev.market].apply_snapshot(ev)  # type: ignore[union-attr,arg-type]  # as on_spot
                     if spot_resting:
                         spot_on(ev)
                 elif kind is delta or kind is snapshot:

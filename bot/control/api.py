@@ -233,7 +233,7 @@ class ControlServer:
         try:
             site = web.TCPSite(runner, self._host, self._port)
             await site.start()
-            sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+            sockets = site._server.sockets if site._server else []  # type: ignore[attr-defined]
             port = sockets[0].getsockname()[1] if sockets else self._port
             host = f"[{self._host}]" if ":" in self._host else self._host
             self.url = f"http://{host}:{port}"

@@ -78,7 +78,7 @@ def run_watch(url: str, token: str | None, *, interval_secs: float = 1.0, once: 
                 errors.print("perpbot: control API refused the token (set PERPBOT_CONTROL_TOKEN)")
                 return EXIT_RUNTIME
             if once:
-                console.print(_frame(url, data, history, interval_secs, size=tuple(console.size)))
+                console.print(_frame(url, data, history, interval_secs, size=console.size))
                 return EXIT_OK
             return _live(client, console, errors, url, data, history, interval_secs, give_up_secs)
     except KeyboardInterrupt:
@@ -88,7 +88,7 @@ def run_watch(url: str, token: str | None, *, interval_secs: float = 1.0, once: 
 def _live(client: httpx.Client, console: Console, errors: Console, url: str, data: dict[str, Any],
           history: dict[str, Any] | None, interval_secs: float, give_up_secs: float) -> int:
     last_ok = last_history = monotonic_secs(SYSTEM_CLOCK)
-    first = _frame(url, data, history, interval_secs, size=tuple(console.size))
+    first = _frame(url, data, history, interval_secs, size=console.size)
     with Live(first, console=console, auto_refresh=False, redirect_stdout=False,
               redirect_stderr=False) as live:
         while True:
@@ -111,4 +111,4 @@ def _live(client: httpx.Client, console: Console, errors: Console, url: str, dat
                                  highlight=False)
                     return EXIT_UNREACHABLE
                 problem = f"daemon unreachable for {down_secs:.0f}s ({exc}); showing the last state"
-            live.update(_frame(url, data, history, interval_secs, problem, tuple(console.size)), refresh=True)
+            live.update(_frame(url, data, history, interval_secs, problem, console.size), refresh=True)

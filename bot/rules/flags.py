@@ -153,7 +153,8 @@ def _liquidity_values(depth: Decimal, spread_bps: Decimal | None, median: Decima
 
 def liquidity_flag(inp: FlagInputs, p: RuleSettings, was: bool) -> Flag:
     """Trip on thin depth near mid, a wide spread, or depth far below its rolling median."""
-    raw = (inp.depth_size, inp.spread_bps, None)  # the median is recorded once it was checked
+    # the median is recorded once it was checked
+    raw: tuple[Decimal, Decimal | None, Decimal | None] = (inp.depth_size, inp.spread_bps, None)
     if inp.spread_bps is None:
         return Flag("liquidity", True, "no_book", build=_liquidity_values, raw=raw)
     needed = inp.intended_size * p.liquidity_min_depth_multiple

@@ -34,6 +34,7 @@ funding, margin and bookkeeping: `bot.sim.perp.blocks`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from bot.clock import NS_PER_HOUR
@@ -107,7 +108,7 @@ from bot.venues.paper.fills import (
 class SimExchange(Validation, Matching, Blocks):
     """Markets, accounts, order matching, funding and margin for the simulator."""
 
-    def __init__(self, markets: list[object], seed: int, start_ns: int,
+    def __init__(self, markets: Sequence[object], seed: int, start_ns: int,
                  config: ExchangeConfig | None = None) -> None:
         """`markets` is a list of bot.sim.market.SimMarketParams; clob pair ids follow the order."""
         self.config = config or ExchangeConfig()

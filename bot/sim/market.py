@@ -388,6 +388,7 @@ class SimMarket(ExchangeHooks, Emission):
         ticker, append = self._ticker, events.append
         prices, sizes = self._price_cache, self._size_cache
         traded = 0
+        idx: int | None
         for _ in range(count):
             r = bits(TRADE_BITS + 1)
             want = trade_sizes[r >> 1]

@@ -44,7 +44,7 @@ class Emission(Part):
         """The levels at the `dirty` prices as they are now (size 0: gone), best first; clears `dirty`."""
         prices, sizes, gone = self._price_cache, self._size_cache, self._gone_cache
         over_get = over.get if over else None
-        out = []
+        out: list[BookLevel] = []
         append = out.append
         for idx in sorted(dirty, reverse=best_high):
             steps = dirty[idx]

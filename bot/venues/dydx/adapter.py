@@ -447,9 +447,9 @@ class DydxVenue:
         if self.account is None:
             return VenueAccount(set(), positions={})
         address, number = self.account
-        orders = await self.rest.orders(address, number, limit=1000)
-        by_uid = client_ids_by_uid(orders)
-        states = {int(o.clientId): order_state(o) for o in orders if is_uint(o.clientId)}
+        listed = await self.rest.orders(address, number, limit=1000)
+        by_uid = client_ids_by_uid(listed)
+        states = {int(o.clientId): order_state(o) for o in listed if is_uint(o.clientId)}
         open_ids = {cid for cid, (status, _) in states.items() if status.is_open}
         fills = [fill_from_rest(f, by_uid.get(f.orderId or "", 0))
                  for f in await self.rest.fills(address, number, limit=1000)]

@@ -137,12 +137,13 @@ class IndexerRest:
 
     async def get(self, path: str, kind: type[T], params: dict[str, Any] | None = None) -> T:
         """GET `path` and decode it as `kind`; transient failures are retried, others raised."""
+        sleep: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts) | stop_after_delay(self._max_delay_secs),
             wait=self._wait,
             retry=retry_if_exception_type(TransientVenueError),
             reraise=True,
-            **({"sleep": self._sleep} if self._sleep else {}),
+            **sleep,
         )
         async for attempt in retrying:
             with attempt:

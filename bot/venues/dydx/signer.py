@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 from coincurve import PrivateKey
 from coincurve._libsecp256k1 import ffi, lib
@@ -60,7 +60,7 @@ class EncodedMessage(NamedTuple):
     value: bytes
 
 
-Message = ProtoMessage | EncodedMessage
+Message: TypeAlias = ProtoMessage | EncodedMessage
 
 
 def sign_digest(key: PrivateKey, digest: bytes) -> bytes:
@@ -155,7 +155,7 @@ class TxSigner:
 
     def body_bytes(self, message: Message, authenticators: Sequence[int] | None = None) -> bytes:
         """The serialised TxBody holding `message` packed in an Any (prefix "/")."""
-        if type(message) is EncodedMessage:
+        if isinstance(message, EncodedMessage):
             type_url, value = message
         else:
             type_url, value = "/" + message.DESCRIPTOR.full_name, message.SerializeToString()
