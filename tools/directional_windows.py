@@ -151,10 +151,11 @@ def main(argv: list[str]) -> int:
     scopes = args.markets.split(",")
     if any(s not in SCOPES for s in scopes):
         raise ConfigError("--markets", f"each one of {', '.join(SCOPES)}: {args.markets!r}")
+    configs = [(c, load(c, env_file=None).strategy) for c in args.configs or [PRESET]]  # bad ones first
     series = load_spliced()
     dump = {}
-    for config in args.configs or [PRESET]:
-        rows = evaluate(series, load(config, env_file=None).strategy, lengths, scopes)
+    for config, strat in configs:
+        rows = evaluate(series, strat, lengths, scopes)
         print(f"\n{config}")
         print("\n".join(summary(rows)), flush=True)
         dump[str(config)] = [{"scope": r.scope, "months": r.months, "window": r.label, "period": r.period,
