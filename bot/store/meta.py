@@ -1,5 +1,6 @@
 """The store's meta table (key -> text) as the modules that keep a small record there see it:
-the live peak (bot.peak) and the per-market strategy state (bot.strategy_state)."""
+the live peak (bot.peak), the per-market strategy state (bot.strategy_state) and the Binance
+transfer catch-up's cursor (bot.venues.binance.catch_up)."""
 
 from __future__ import annotations
 

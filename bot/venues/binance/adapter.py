@@ -34,9 +34,10 @@ from bot.clock import Clock
 from bot.domain import ZERO, Fill, MarketSpec, OrderRequest, OrderUpdate, Transfer
 from bot.errors import BotError, MalformedMessage, OrderRejected, OrderStateUnknown, TransientVenueError
 from bot.history import MarketHistory
+from bot.store.meta import MetaStore
 from bot.telemetry import Metrics
 from bot.venues.binance import wire
-from bot.venues.binance.catch_up import Meta, TransferCursor, read_histories
+from bot.venues.binance.catch_up import TransferCursor, read_histories
 from bot.venues.binance.config import BinanceSettings
 from bot.venues.binance.errors import VENUE, OrderNotFound
 from bot.venues.binance.market_stream import MarketStream
@@ -220,7 +221,7 @@ class BinanceVenue:
 
     # ---- transfers ----------------------------------------------------------------------------
 
-    def use_store(self, store: Meta) -> None:
+    def use_store(self, store: MetaStore) -> None:
         """Keep the transfer catch-up's cursor in the store (without one: in memory, per run)."""
         self.transfer_cursor.use_store(store)
 

@@ -20,11 +20,12 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from bot.errors import RateLimited
+from bot.store.meta import MetaStore
 from bot.venues.binance import wire
 from bot.venues.binance.limits import WEIGHT_WINDOW_MS
 from bot.venues.binance.rest import BinanceRest
@@ -45,14 +46,6 @@ MAX_RATE_WAITS = 5  # weight-window waits one catch-up sits out before it gives 
 T = TypeVar("T")
 
 
-class Meta(Protocol):
-    """What the catch-up keeps in the store (bot.store.Store's meta table)."""
-
-    def meta_get(self, key: str) -> str | None: ...
-
-    def meta_set(self, key: str, value: str) -> None: ...
-
-
 @dataclass(slots=True)
 class HistoryRead:
     """What one catch-up listed over [start_ms, end_ms]: raw universal transfer rows, and whether a
@@ -71,10 +64,10 @@ class TransferCursor:
     """The catch-up's cursor: in the store when the venue has one (`use_store`), else in memory."""
 
     def __init__(self) -> None:
-        self._store: Meta | None = None
+        self._store: MetaStore | None = None
         self._ms: int | None = None
 
-    def use_store(self, store: Meta) -> None:
+    def use_store(self, store: MetaStore) -> None:
         self._store = store
 
     def get(self) -> int | None:
