@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -151,9 +152,11 @@ class App:
             else:
                 apply, positions = engine.on_spot_account_event, engine.spot_positions
             balances = manager.venue.capabilities.positions_are_balances
+            follow = None if stage == "start" else partial(engine.hedge_control.spot_booked_down, stage=stage)
             reports.append(await reconcile_venue(self.store, manager.venue, apply, positions, self.clock,
                                                  cancel_foreign=self.settings.trading == "paper",
-                                                 compare_positions=not balances, stage=stage))
+                                                 compare_positions=not balances, stage=stage,
+                                                 booked_down=follow))
         return reports
 
     async def run(self) -> int:

@@ -37,18 +37,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from bot.domain import ZERO
-from bot.execution.hedge_control import HEDGE_META_PREFIX
+from bot.execution.hedge import HEDGE_META_PREFIX
 from bot.market_state import MarketState
 from bot.recovery import BALANCE_TOLERANCE
 from bot.rules.gate import GateState
 from bot.store import Store
+from bot.strategy.carry import CarryWatch
 
 if TYPE_CHECKING:
     from bot.engine import Engine
     from bot.execution.hedge import HedgeState
 
-__all__ = ["CarryStart", "Legs", "StoredLegs", "carry_at_start", "follow_venues", "restore_from_store",
-           "stored_legs"]
+__all__ = ["CarryStart", "Legs", "StoredLegs", "carry_after_shortfall", "carry_at_start", "follow_shortfall",
+           "follow_venues", "restore_from_store", "stored_legs"]
 
 log = structlog.get_logger("engine")
 
@@ -88,6 +89,36 @@ def carry_at_start(legs: Legs) -> CarryStart:
         owed -= left
     side = -1 if owed > 0 else (1 if owed < 0 else 0)
     return CarryStart(side, abs(owed), owed, left)
+
+
+def carry_after_shortfall(owed: Decimal, booked: Decimal, held: Decimal) -> CarryStart | None:
+    """While running (pure): the carry once the store's spot long was booked down from `booked` to
+    the balance `held`, by the same rule as at start; None when no spot left the carry (a
+    shortfall within the tolerance, or only spot held beyond the hedge)."""
+    carry = carry_at_start(Legs(owed, held, max(booked - held, ZERO), booked))
+    return carry if carry.left_account > 0 else None
+
+
+def follow_shortfall(state: MarketState, hedge: HedgeState, booked: Decimal, held: Decimal,
+                     stage: str) -> HedgeState | None:
+    """The store's spot was booked down to the balance while running (`stage`): spot that left the
+    account leaves the carry as it does at start. Commits the smaller carry, makes the market's
+    audit due (the decision trades the perp to it) and logs `carry_left_account`; returns the
+    hedge owing the smaller spot leg to set (None: the carry is unchanged, the hedge buys back)."""
+    carry = carry_after_shortfall(hedge.required, booked, held)
+    if carry is None or state.spot is None:
+        return None
+    was = (state.carry_side, state.carry_size)
+    _commit(state, carry)
+    if not carry.side:
+        state.carry_watch = CarryWatch()  # as a closed carry's (strategy_state.restored)
+    state.gate = GateState(state.gate.was_over, state.gate.last_flag_decision_ns, 1)
+    log.warning("carry_left_account", market=state.spec.ticker, stage=stage, carry_side=carry.side,
+                carry_size=str(carry.size), carry_side_before=was[0], carry_size_before=str(was[1]),
+                hedge_owed=str(carry.owed), hedge_before=str(hedge.required), spot=str(held),
+                spot_booked_down=str(booked - held), spot_left_carry=str(carry.left_account),
+                hedge_to_trade=str(carry.owed - held), perp=str(state.position.size))
+    return replace(hedge, required=carry.owed, goal=carry.owed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,17 +62,20 @@ class Decider:
             record = strategy_state.load(store, ticker)
             if record is not None:
                 self._saved[ticker] = record
-                self.restore_carry_watch(ticker)
+                # A hedged market's is read again, and logged, once the daemon's reconciliation
+                # committed the venues' carry (bot.carry_start): one `strategy_state_restored`.
+                self.restore_carry_watch(ticker, announce=markets[ticker].spot is None)
 
-    def restore_carry_watch(self, ticker: str) -> None:
+    def restore_carry_watch(self, ticker: str, *, announce: bool = True) -> None:
         """Read the market's stored watch and held share back for the carry side it has now (again
         once reconciliation committed the venues' carry: bot.carry_start)."""
         record, state = self._saved.get(ticker), self._markets[ticker]
         if record is None:
             return
         state.carry_watch, state.thesis_held = strategy_state.restored(record, state.carry_side)
-        log.info("strategy_state_restored", market=ticker, carry_side=state.carry_side,
-                 adverse_hours=state.carry_watch.adverse_hours, thesis_held=str(state.thesis_held))
+        if announce:
+            log.info("strategy_state_restored", market=ticker, carry_side=state.carry_side,
+                     adverse_hours=state.carry_watch.adverse_hours, thesis_held=str(state.thesis_held))
 
     def context(self, state: MarketState, now_ns: int, risk_mode: RiskMode,
                 peak_equity: Decimal) -> decisions.Context:

@@ -33,6 +33,8 @@ from bot.venues.ports import ExecutionVenue, VenueAccount
 __all__ = ["reconcile_venue"]
 
 log = structlog.get_logger("reconcile")
+# (spot market, the long the store booked, the balance it was booked down to)
+BookedDown = Callable[[str, Decimal, Decimal], None]
 BALANCE_TOLERANCE = Decimal("0.01")  # of a spot position: dust, and base commissions stores booked gross
 
 
@@ -46,13 +48,17 @@ async def reconcile_venue(
     cancel_foreign: bool = False,
     compare_positions: bool = True,
     stage: str = "start",
+    booked_down: BookedDown | None = None,
 ) -> dict[str, Any]:
     """Bring the store and the engine in line with the venue; return what was corrected.
 
     `compare_positions=False` for a venue whose positions are account balances (spot): they
     include inventory the bot never traded, so the venue's fills and orders are reconciled and
     only a long the store books beyond the balance is corrected (`correct_to_balances`).
-    `stage` ("start", "exit") names the occasion in the reasons the store records.
+    `stage` ("start", "exit") names the occasion in the reasons the store records. `booked_down`
+    hears of each spot long booked down to the balance (market, booked, held): after the start,
+    spot that left the account leaves the carry (bot.carry_start); at start the daemon commits
+    the carry from the report instead.
     """
     stored_open = [o.client_id for o in store.open_orders(venue.name)]
     account: VenueAccount = await venue.account_snapshot(stored_open)
@@ -91,7 +97,7 @@ async def reconcile_venue(
     if account.positions is not None and not compare_positions:
         working = {o.market for o in map(store.get_order, account.open_ids) if o is not None}
         adjustments = correct_to_balances(store, venue.name, account.positions, working, apply,
-                                          clock.now_ns(), stage)
+                                          clock.now_ns(), stage, booked_down)
     report = {"venue": venue.name, "fills_applied": len(new_fills),
               "closed_in_store": list(fixes.close_in_store), "cancelled_at_venue": cancelled,
               "foreign_open_orders": foreign, "position_mismatches": mismatches,
@@ -106,12 +112,13 @@ async def reconcile_venue(
 
 
 def correct_to_balances(store: Store, venue: str, held: dict[str, Decimal], working: set[str],
-                        apply: Callable[[AccountEvent], None], now_ns: int, stage: str
-                        ) -> dict[str, dict[str, str]]:
+                        apply: Callable[[AccountEvent], None], now_ns: int, stage: str,
+                        booked_down: BookedDown | None = None) -> dict[str, dict[str, str]]:
     """Book the store's spot longs down to the account's balances (`held`) where they exceed them,
     with a recorded adjustment (bot.store.reconcile.balance_adjustment) through `apply`, so the
     hedge sells only what is held and buys back what is missing. A market with an order of ours
     working at the venue is left to the next reconciliation (a fill may land between the reads).
+    `booked_down(market, booked, held)` follows each correction applied.
     Returns {market: {store, venue, adjusted}}; logs `reconcile_store_exceeds_balance`, as an
     error beyond BALANCE_TOLERANCE (a fill booked twice, coins moved out: worth an operator's look).
     """
@@ -129,6 +136,8 @@ def correct_to_balances(store: Store, venue: str, held: dict[str, Decimal], work
             out[market]["adjusted"] = "0"  # not now: an order of ours works there
             continue
         apply(adjustment)
+        if booked_down is not None:
+            booked_down(market, position.size, theirs)
     if out:
         beyond = balance_shortfalls({m: Decimal(v["store"]) for m, v in out.items()}, held)
         (log.error if beyond else log.warning)(

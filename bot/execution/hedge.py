@@ -42,6 +42,8 @@ from bot.config import ExecutionSettings
 from bot.domain import ZERO, BookLevel, MarketSpec, Side
 from bot.execution.twap import TwapPlan, plan_twap, size_child
 
+HEDGE_META_PREFIX = "hedge:"  # store meta key per hedged market: what `persisted` returns
+
 
 @dataclass(frozen=True, slots=True)
 class Obligation:

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import structlog
 
+from bot.carry_start import follow_shortfall
 from bot.clock import NS_PER_SEC, Clock
 from bot.config import Settings
 from bot.control.status import hedge_status
@@ -20,7 +21,7 @@ from bot.domain import ZERO, Fill, OrderRequest, OrderStatus, RiskMode, Side, Ti
 from bot.errors import BotError
 from bot.execution import hedge as hedging
 from bot.execution.buy_cap import cap_buy
-from bot.execution.hedge import HedgeState
+from bot.execution.hedge import HEDGE_META_PREFIX, HedgeState
 from bot.execution.orders import ActiveParent, OrderManager
 from bot.execution.prices import bounded_price
 from bot.market_state import MarketState
@@ -30,7 +31,6 @@ from bot.telemetry import Metrics
 from bot.venues.ports import Balances
 
 log = structlog.get_logger("engine")
-HEDGE_META_PREFIX = "hedge:"  # store meta key per hedged market (bot.execution.hedge.persisted)
 # Per spot market: the base commission withheld (summed over the store's fills) already bought back.
 WITHHELD_META_PREFIX = "hedge_withheld_covered:"
 BALANCE_CHECK_SECS = 30.0  # a spot long booked beyond the cached balance is read again at most this often
@@ -349,6 +349,19 @@ class HedgeControl:
         log.error("reconcile_store_exceeds_balance", venue=venue.name, stage="run",
                   shortfalls={spot.ticker: {"store": str(booked), "venue": str(held),
                                             "adjusted": str(adjustment.size)}})
+        self.spot_booked_down(spot.ticker, booked, held, "run")
+
+    def spot_booked_down(self, spot_market: str, booked: Decimal, held: Decimal, stage: str) -> None:
+        """The store's spot long was booked down from `booked` to the balance `held` (`stage`: "run"
+        by the balance check, "exit" by the exit's reconciliation): spot that left the account
+        beyond the tolerance leaves the carry, as at start (bot.carry_start.follow_shortfall), so
+        the hedge does not buy it back and the next decision trades the perp to the smaller carry."""
+        for ticker, state in self._markets.items():
+            hedge = self.hedges.get(ticker)
+            if state.spot is not None and state.spot.ticker == spot_market and hedge is not None:
+                shrunk = follow_shortfall(state, hedge, booked, held, stage)
+                if shrunk is not None:
+                    self.set(ticker, shrunk)
 
     def _spot_guard(self, order: OrderRequest, working: Decimal) -> str | None:
         """Why a spot order must not be sent: it grows the spot exposure (position + working)

@@ -1,5 +1,6 @@
 """The carry at start (bot.carry_start): the pure rule on the legs, and the engine's state, hedge
-and carry watch after it runs on a reconciliation's report (paper venues, a real SQLite store)."""
+and carry watch after it runs on a reconciliation's report (paper venues, a real SQLite store); the
+same rule while running, when the balance check books the spot down (HedgeControl.spot_booked_down)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.book import OrderBook
-from bot.carry_start import CarryStart, Legs, carry_at_start, follow_venues, stored_legs
+from bot.carry_start import (
+    CarryStart,
+    Legs,
+    carry_after_shortfall,
+    carry_at_start,
+    follow_venues,
+    stored_legs,
+)
 from bot.clock import SYSTEM_CLOCK
 from bot.config import load
 from bot.domain import Fill, Liquidity, MarketSpec, Position, Side
@@ -188,4 +196,89 @@ def test_a_last_decision_that_does_not_parse_only_leaves_the_log_without_it(
         follow_venues(engine, stored_legs(engine, engine._store), [])
     (event,) = [e for e in logs if e["event"] == "carry_restored"]
     assert event["perp_off_last_target"] is None and event["log_level"] == "info"  # nothing moved
+    engine._store.close()
+
+
+# ---- while running: the same rule on a spot long booked down to the balance -----------------------
+
+@pytest.mark.parametrize(("owed", "booked", "held", "carry"), [
+    (D(2), D(2), D(1), CarryStart(-1, D(1), D(1), D(1))),  # half sold by hand: the carry halves
+    (D(2), D(2), D(0), CarryStart(0, D(0), D(0), D(2))),  # all of it: the carry closes
+    (D(5), D(5), D("4.995"), None),  # within 1%: a buy's commission, still owed and bought back
+    (D("0.5"), D(1), D("0.4"), CarryStart(-1, D("0.4"), D("0.4"), D("0.1"))),  # beyond the hedge first
+    (D(2), D(3), D(2), None),  # only spot the hedge did not owe left: the carry is whole
+    (D(0), D(2), D(0), None),  # no carry: nothing to shrink
+    (D(-1), D(1), D(0), None),  # the mirror carry owes no long
+])
+def test_a_running_shortfall_shrinks_the_carry_by_the_start_rule(
+        owed: D, booked: D, held: D, carry: CarryStart | None) -> None:
+    assert carry_after_shortfall(owed, booked, held) == carry
+
+
+@given(sizes, sizes, sizes)
+def test_a_running_shortfall_is_the_start_rule_on_the_booked_down_legs(owed: D, booked: D, held: D) -> None:
+    carry = carry_after_shortfall(owed, booked, held)
+    start = carry_at_start(Legs(owed, held, max(booked - held, D(0)), booked))
+    assert carry == (start if start.left_account else None)
+    if carry is not None:
+        assert 0 <= carry.owed < owed and carry.left_account <= booked - held
+    if booked - held <= booked * D("0.01"):
+        assert carry is None
+
+
+def booked_down(engine: Engine, held: D) -> None:
+    """What the running balance check does when the venue holds `held`: the store booked down with a
+    recorded adjustment, then the hedge control told."""
+    state = engine.markets[PERP]
+    assert state.spot is not None
+    booked = state.spot.position.size
+    adjustment = balance_adjustment(state.spot.position, held, 5)
+    assert adjustment is not None
+    engine._store.record_fill("binance", adjustment)
+    engine.on_spot_account_event(adjustment)
+    engine.hedge_control.spot_booked_down(SPOT, booked, held, "run")
+
+
+def test_spot_sold_by_hand_while_running_shrinks_the_carry_and_the_saved_hedge(tmp_path: Path) -> None:
+    carry_store(tmp_path, D(2), D(2))
+    engine = engine_on(tmp_path)
+    state = engine.markets[PERP]
+    assert state.spot is not None and state.gate.last_audit_ns != 1
+    with structlog.testing.capture_logs() as logs:
+        booked_down(engine, D("0.5"))
+    assert (state.carry_side, state.carry_size, state.spot.target) == (-1, D("0.5"), D("0.5"))
+    hedge = engine.hedges[PERP]
+    assert (hedge.required, hedge.goal, hedge.mismatch(state.spot.position.size)) == (D("0.5"), D("0.5"), 0)
+    assert state.carry_watch.adverse_hours == 3  # the same open carry, smaller: its watch goes on
+    assert state.gate.last_audit_ns == 1  # the decision that buys the perp back is due at once
+    (event,) = [e for e in logs if e["event"] == "carry_left_account"]
+    assert event["log_level"] == "warning" and event["stage"] == "run"
+    assert (event["carry_size_before"], event["carry_size"], event["spot_left_carry"]) == ("2", "0.5", "1.5")
+    assert (event["hedge_before"], event["hedge_owed"], D(event["hedge_to_trade"])) == ("2", "0.5", 0)
+    engine._store.close()
+
+    again = engine_on(tmp_path)  # the saved hedge record owes the smaller carry: a restart keeps it
+    assert again.hedges[PERP].required == D("0.5") and again.markets[PERP].carry_size == D("0.5")
+    again._store.close()
+
+
+def test_all_spot_gone_while_running_closes_the_carry(tmp_path: Path) -> None:
+    carry_store(tmp_path, D(2), D(2))
+    engine = engine_on(tmp_path)
+    booked_down(engine, D(0))
+    state = engine.markets[PERP]
+    assert (state.carry_side, state.carry_size) == (0, 0) and engine.hedges[PERP].required == 0
+    assert state.carry_watch == CarryWatch()
+    engine._store.close()
+
+
+def test_a_running_shortfall_within_the_tolerance_is_still_owed(tmp_path: Path) -> None:
+    carry_store(tmp_path, D(2), D(2))
+    engine = engine_on(tmp_path)
+    with structlog.testing.capture_logs() as logs:
+        booked_down(engine, D("1.99"))  # 0.5%: a commission, the hedge buys it back
+    state = engine.markets[PERP]
+    assert state.spot is not None and state.spot.position.size == D("1.99")
+    assert (state.carry_side, state.carry_size) == (-1, D(2)) and engine.hedges[PERP].required == 2
+    assert state.gate.last_audit_ns != 1 and not [e for e in logs if e["event"] == "carry_left_account"]
     engine._store.close()
