@@ -19,6 +19,9 @@ restart follows what the venues hold, not the store's view from before the downt
   hedge does not buy it back; the next decision trades the perp to the smaller carry. A
   shortfall within the tolerance is a buy's commission booked gross by an old store: still owed,
   the hedge buys it back. A balance above the store is inventory the bot never traded: no carry.
+  The same rule runs on spot booked down while the daemon runs (the hedge's balance check) and at
+  its exit (`carry_after_shortfall`, `follow_shortfall`): the carry does not depend on when the
+  coins left.
 * the perp is not the carry's measure (it also holds the directional sleeve), so perp fills made
   while down (a predecessor's child, a manual trade, a liquidation) change nothing here: the
   next decision trades the perp to the directional target plus this carry, and that market's

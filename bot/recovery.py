@@ -116,9 +116,11 @@ def correct_to_balances(store: Store, venue: str, held: dict[str, Decimal], work
                         booked_down: BookedDown | None = None) -> dict[str, dict[str, str]]:
     """Book the store's spot longs down to the account's balances (`held`) where they exceed them,
     with a recorded adjustment (bot.store.reconcile.balance_adjustment) through `apply`, so the
-    hedge sells only what is held and buys back what is missing. A market with an order of ours
-    working at the venue is left to the next reconciliation (a fill may land between the reads).
-    `booked_down(market, booked, held)` follows each correction applied.
+    hedge sells only what is held. What is missing is bought back within BALANCE_TOLERANCE and
+    leaves the carry beyond it (bot.carry_start: at start from the report, after it through
+    `booked_down(market, booked, held)`, told of each correction applied). A market with an
+    order of ours working at the venue is left to the next reconciliation (a fill may land
+    between the reads).
     Returns {market: {store, venue, adjusted}}; logs `reconcile_store_exceeds_balance`, as an
     error beyond BALANCE_TOLERANCE (a fill booked twice, coins moved out: worth an operator's look).
     """

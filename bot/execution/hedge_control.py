@@ -317,9 +317,11 @@ class HedgeControl:
         """A spot long the store books beyond the balance the venue last reported is read from
         the venue (at most every BALANCE_CHECK_SECS) and, when the venue confirms it, booked down
         to the balance as start-up reconciliation does (bot.store.reconcile.balance_adjustment):
-        the hedge then sells what is held and buys back what is missing instead of sending sells
-        the venue refuses. Never while an order of ours works on the market: its fills may be on
-        the venue and not yet in the store."""
+        the hedge then sells what is held instead of sending sells the venue refuses, and spot
+        gone beyond the tolerance leaves the carry as at start (`spot_booked_down`); within it,
+        the hedge buys it back. Never while an order of ours works on the market (a spot parent,
+        an order open in the store: an unanswered IOC child too): its fills may be on the venue
+        and not yet in the store, and would read as spot gone."""
         spot, manager = state.spot, self._spot_orders
         assert spot is not None and manager is not None
         venue = manager.venue
