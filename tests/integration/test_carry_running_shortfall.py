@@ -28,7 +28,6 @@ from integration.test_carry_restart import (
     booked_carry,
     bot_orders,
     btc_held,
-    restarted,
     run_services,
     settings_for,
     venue_perp,
@@ -38,6 +37,7 @@ from integration.test_spot_fills_truth import open_venue, store_position
 from support.sim import running_simulator
 from support.wait import eventually_async
 
+from bot.app import App
 from bot.clock import SYSTEM_CLOCK
 from bot.domain import OrderStatus, Side
 from bot.execution.hedge import HedgeState
@@ -64,7 +64,11 @@ async def test_spot_sold_by_hand_while_running_shrinks_the_carry_and_the_perp_fo
         sim: Simulator, tmp_path: Path) -> None:
     settings = settings_for(sim, tmp_path)
     await booked_carry(sim, settings)
-    app, _ = await restarted(settings)
+    with structlog.testing.capture_logs() as start_logs:
+        app = await App.create(settings)
+        await app.start()
+    (restored,) = [e for e in start_logs if e["event"] == "strategy_state_restored"]  # once, not twice
+    assert restored["carry_side"] == -1
     engine, state = app.engine, app.engine.markets[PERP]
     assert state.spot is not None and (state.carry_side, state.carry_size) == (-1, state.spot.position.size)
     booked = state.spot.position.size  # the carry's leg (the account holds other BTC beside it)

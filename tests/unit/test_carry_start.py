@@ -282,3 +282,13 @@ def test_a_running_shortfall_within_the_tolerance_is_still_owed(tmp_path: Path) 
     assert (state.carry_side, state.carry_size) == (-1, D(2)) and engine.hedges[PERP].required == 2
     assert state.gate.last_audit_ns != 1 and not [e for e in logs if e["event"] == "carry_left_account"]
     engine._store.close()
+
+
+def test_the_restored_strategy_state_is_logged_once_after_the_venues_carry(tmp_path: Path) -> None:
+    carry_store(tmp_path, D(2), D(2))
+    with structlog.testing.capture_logs() as logs:
+        engine = engine_on(tmp_path)  # a hedged market's carry may still move: not logged yet
+        follow_venues(engine, stored_legs(engine, engine._store), [])
+    (event,) = [e for e in logs if e["event"] == "strategy_state_restored"]
+    assert (event["market"], event["carry_side"], event["adverse_hours"]) == (PERP, -1, 3)
+    engine._store.close()
