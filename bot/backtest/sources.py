@@ -29,9 +29,7 @@ from bot.venues.registry import sim_market_params as default_params
 # Re-exported (the candle source's and the loaders' home was here).
 from .candles import (  # noqa: F401
     BAR_PATH_STEPS,
-    DENSE_SECS,
     CandleData,
-    MarkPrices,
     candle_source,
     load_candle_data,
     load_candle_source,
@@ -40,23 +38,16 @@ from .codec import decode_event
 from .history import (  # noqa: F401
     Bar,
     SourceError,
-    check_funding,
     load_candles,
     load_funding,
-    market_from_name,
-    median_spacing,
     parse_time,
 )
 from .replay import Batch, Source, spot_map
 from .synthetic import (  # noqa: F401
-    CLOSE_AT,
     BookShape,
     Ladder,
-    RangeVol,
     TickGrid,
-    _bar_points,
     _path_prices,
-    _vertices,
     path_at,
 )
 
