@@ -14,7 +14,7 @@ restart follows what the venues hold, not the store's view from before the downt
   hedge does the opposite (a round trip on both legs). A store without a hedge record (from
   before they were kept) takes the spot held after reconciliation as the hedge.
 * spot that left the account while the daemon was down (the reconciliation booked the store down
-  to the balance beyond `BALANCE_TOLERANCE`: sold or withdrawn by hand) is gone from the carry:
+  to the balance beyond `bot.recovery.beyond_tolerance`: sold or withdrawn by hand) is gone from the carry:
   it comes out of what the store held beyond the hedge first, then out of the carry, so the
   hedge does not buy it back; the next decision trades the perp to the smaller carry. A
   shortfall within the tolerance is a buy's commission booked gross by an old store: still owed,
@@ -42,7 +42,7 @@ import structlog
 from bot.domain import ZERO
 from bot.execution.hedge import HEDGE_META_PREFIX
 from bot.market_state import MarketState
-from bot.recovery import BALANCE_TOLERANCE
+from bot.recovery import beyond_tolerance
 from bot.rules.gate import GateState
 from bot.store import Store
 from bot.strategy.carry import CarryWatch
@@ -84,7 +84,7 @@ class CarryStart:
 def carry_at_start(legs: Legs) -> CarryStart:
     """The carry the legs hold (pure): the spot the hedge owes, less spot that left the account."""
     owed, left = legs.owed, ZERO
-    moved_out = legs.booked_down > 0 and legs.booked_down > legs.booked_from * BALANCE_TOLERANCE
+    moved_out = beyond_tolerance(legs.booked_from, legs.booked_from - legs.booked_down)
     if moved_out and owed > 0:
         # What the store held beyond the hedge was to be sold anyway: coins gone come out of that first.
         beyond = max(legs.booked_from - owed, ZERO)

@@ -159,6 +159,12 @@ def balance_shortfalls(booked: dict[str, Decimal], held: dict[str, Decimal]) -> 
     out = {}
     for market, mine in booked.items():
         theirs = held.get(market, Decimal(0))
-        if mine > 0 and mine - theirs > mine * BALANCE_TOLERANCE:
+        if beyond_tolerance(mine, theirs):
             out[market] = {"store": str(mine), "venue": str(theirs)}
     return out
+
+
+def beyond_tolerance(booked: Decimal, held: Decimal) -> bool:
+    """A spot long booked above the balance by more than BALANCE_TOLERANCE of it: coins that left
+    the account (or fills booked twice), not a commission an old store booked gross."""
+    return booked > 0 and booked - held > booked * BALANCE_TOLERANCE
